@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up and run the demo: two built-in AJP nodes behind an HTTPS balancer on
+# https://localhost:8443/ (http://localhost:8080/ redirects there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/venv.sh
+exec .venv/bin/twistd -n lbproxy --demo "$@"

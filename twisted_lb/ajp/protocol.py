@@ -1,0 +1,378 @@
+"""
+The Twisted side of an AJP/1.3 connection to a member: a thin layer that feeds
+received bytes to the sans-IO L{AJPConnection}, writes what it returns, and
+turns its events into calls on a L{ResponseSink}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import IO
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_lb.errors import (
+    AttemptFailed,
+    BackendProtocolError,
+    BackendRejected,
+    BackendTimeout,
+    ResponseAborted,
+    ResponseNeverReceived,
+)
+from twisted_lb.exchange import ResponseSink
+
+from . import (
+    NEED_DATA,
+    AJPConnection,
+    AJPProtocolError,
+    CPing,
+    CPong,
+    EndResponse,
+    ForwardRequest,
+    GetBodyChunk,
+    RequestBody,
+    Role,
+    SendBodyChunk,
+    SendHeaders,
+)
+
+__all__ = ["AJPClientProtocol"]
+
+_log = Logger()
+
+#: A 403 followed by END_RESPONSE reuse=0 is how Tomcat refuses a request
+#: whose secret is wrong or missing; such small answers are held back until
+#: END_RESPONSE tells which it is.
+_HOLD_LIMIT = 64 * 1024
+
+
+@implementer(IPushProducer)
+class AJPClientProtocol(Protocol):
+    """
+    One AJP connection, one exchange at a time.
+
+    @ivar reusable: whether the connection may carry another request.
+    @ivar last_used: the clock time the last exchange ended (or the
+        connection was made).
+    @ivar on_lost: called once when the connection closes.
+    """
+
+    def __init__(self, clock: IReactorTime, packet_size: int = 8192) -> None:
+        self._clock = clock
+        self._packet_size = packet_size
+        self._body_max = packet_size - 6
+        self._codec = AJPConnection(Role.PROXY, packet_size)
+        self.reusable = False
+        self.connected = False
+        self.last_used = clock.seconds()
+        self.on_lost: Callable[[AJPClientProtocol], None] | None = None
+        self._waiting: defer.Deferred[bool] | None = None
+        self._ping: defer.Deferred[None] | None = None
+        self._timer: IDelayedCall | None = None
+        self._timeout = 0.0
+        self._sink: ResponseSink | None = None
+        self._body: IO[bytes] | None = None
+        self._body_left = 0
+        self._response_bytes = False
+        self._held: list[SendHeaders | SendBodyChunk] | None = None
+        self._held_size = 0
+        self._declared_length: int | None = None
+        self._received_length = 0
+        self._paused = False
+
+    # -- connection life -------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.connected = True
+        self.reusable = True
+        self.last_used = self._clock.seconds()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.connected = False
+        self.reusable = False
+        self._cancel_timer()
+        if self._ping is not None:
+            d, self._ping = self._ping, None
+            d.errback(ResponseNeverReceived("connection closed while waiting for CPONG"))
+        if self._waiting is not None:
+            if self._response_bytes:
+                error: AttemptFailed = ResponseAborted("member closed the connection mid-response")
+            else:
+                error = ResponseNeverReceived("member closed the connection before answering")
+            self._fail(error, abort=False)
+        if self.on_lost is not None:
+            on_lost, self.on_lost = self.on_lost, None
+            on_lost(self)
+
+    def abort(self) -> None:
+        """Drop the connection at once; it is never reused."""
+        self.reusable = False
+        if self.transport is not None and self.connected:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    # -- timers ----------------------------------------------------------
+
+    def _arm(self, seconds: float, on_timeout: Callable[[], None]) -> None:
+        self._cancel_timer()
+        if seconds > 0:
+            self._timer = self._clock.callLater(seconds, on_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    # -- CPING -----------------------------------------------------------
+
+    def cping(self, timeout: float) -> defer.Deferred[None]:
+        """
+        Send CPING and wait for CPONG.
+
+        @return: a Deferred that fires when CPONG arrives, or fails with
+            L{BackendTimeout} (after C{timeout} seconds) or another
+            L{AttemptFailed}.
+        """
+        d: defer.Deferred[None] = defer.Deferred()
+        self._ping = d
+        self.reusable = False
+        self.transport.write(self._codec.send(CPing()))  # type: ignore[union-attr]
+        self._arm(timeout, self._ping_timed_out)
+        return d
+
+    def _ping_timed_out(self) -> None:
+        self._timer = None
+        if self._ping is not None:
+            d, self._ping = self._ping, None
+            self.abort()
+            d.errback(BackendTimeout("no CPONG in time"))
+
+    # -- one exchange ----------------------------------------------------
+
+    def request(
+        self,
+        forward: ForwardRequest,
+        body: IO[bytes] | None,
+        body_length: int,
+        sink: ResponseSink,
+        timeout: float,
+    ) -> defer.Deferred[bool]:
+        """
+        Send one request and stream its response into C{sink}.
+
+        @param forward: the FORWARD_REQUEST; it must fit one packet (the caller
+            has encoded it once already, see L{AJPConnection.send}).
+        @param body: the request body, read in packet-sized pieces as the
+            container asks for them.
+        @param body_length: the body's length.
+        @param timeout: seconds the member may stay silent.
+        @return: a Deferred firing with whether the connection may be reused,
+            or failing with an L{AttemptFailed}.
+        @raise twisted_lb.ajp.RequestTooLarge: before anything is written, when
+            the request head does not fit in a packet.
+        """
+        data = self._codec.send(forward)
+        self.reusable = False
+        self._waiting = d = defer.Deferred()
+        self._sink = sink
+        self._body = body
+        self._body_left = body_length
+        self._response_bytes = False
+        self._held = None
+        self._declared_length = None
+        self._received_length = 0
+        self._timeout = timeout
+        if body_length > 0:
+            data += self._codec.send(RequestBody(self._read_body(self._body_max)))
+        self.transport.write(data)  # type: ignore[union-attr]
+        self._arm(timeout, self._timed_out)
+        sink.on_client_gone(self._client_gone)
+        return d
+
+    def _read_body(self, limit: int) -> bytes:
+        size = min(limit, self._body_left)
+        if size <= 0 or self._body is None:
+            return b""
+        chunk = self._body.read(size)
+        if len(chunk) != size:
+            raise ResponseAborted("request body ended early")
+        self._body_left -= size
+        return chunk
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._waiting is not None:
+            if self._response_bytes:
+                self._fail(ResponseAborted("member stalled mid-response"))
+            else:
+                self._fail(BackendTimeout("member did not answer in time"))
+
+    def _client_gone(self) -> None:
+        if self._waiting is not None:
+            self._fail(ResponseAborted("client went away"))
+
+    def _fail(self, error: AttemptFailed, abort: bool = True) -> None:
+        self._cancel_timer()
+        d, self._waiting = self._waiting, None
+        self._sink = None
+        self._body = None
+        if abort:
+            self.abort()
+        if d is not None:
+            d.errback(error)
+
+    # -- receiving -------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self._codec.receive_data(data)
+            while True:
+                event = self._codec.next_event()
+                if event is NEED_DATA:
+                    break
+                self._handle(event)
+        except AJPProtocolError as e:
+            _log.warn("AJP protocol error from {peer}: {error}", peer=self._peer(), error=e)
+            if self._ping is not None:
+                d, self._ping = self._ping, None
+                self.abort()
+                d.errback(BackendProtocolError(str(e)))
+            elif self._waiting is not None:
+                cls = ResponseAborted if self._sink is not None and self._sink.started else BackendProtocolError
+                self._fail(cls(f"member broke the AJP protocol: {e}"))
+            else:
+                self.abort()
+        except AttemptFailed as e:
+            self._fail(e)
+
+    def _peer(self) -> str:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return f"{peer.host}:{peer.port}" if peer is not None else "?"
+
+    def _handle(self, event: object) -> None:
+        if type(event) is SendBodyChunk:
+            self._on_body_chunk(event)
+        elif type(event) is GetBodyChunk:
+            self._on_get_body_chunk(event)
+        elif type(event) is SendHeaders:
+            self._on_headers(event)
+        elif type(event) is EndResponse:
+            self._on_end(event)
+        elif type(event) is CPong:
+            self._cancel_timer()
+            d, self._ping = self._ping, None
+            self.reusable = True
+            self.last_used = self._clock.seconds()
+            if d is not None:
+                d.callback(None)
+        else:
+            raise BackendProtocolError(f"unexpected AJP message {event!r}")
+
+    def _on_get_body_chunk(self, event: GetBodyChunk) -> None:
+        self._response_bytes = True
+        self._rearm()
+        data = self._read_body(self._codec.requested_body_length)
+        self.transport.write(self._codec.send(RequestBody(data)))  # type: ignore[union-attr]
+
+    def _rearm(self) -> None:
+        if not self._paused:
+            self._arm(self._timeout, self._timed_out)
+
+    def _on_headers(self, event: SendHeaders) -> None:
+        self._response_bytes = True
+        self._rearm()
+        for name, value in event.headers:
+            if name.lower() == b"content-length":
+                try:
+                    self._declared_length = int(value)
+                except ValueError:
+                    raise BackendProtocolError(f"bad Content-Length {value!r}") from None
+        if event.status == 403:
+            self._held = [event]
+            self._held_size = 0
+            return
+        self._start(event)
+
+    def _start(self, event: SendHeaders) -> None:
+        sink = self._sink
+        assert sink is not None
+        sink.start(event.status, event.headers)
+        sink.register_producer(self)
+
+    def _on_body_chunk(self, event: SendBodyChunk) -> None:
+        self._rearm()
+        data = event.data
+        if not data:
+            return
+        self._received_length += len(data)
+        if self._declared_length is not None and self._received_length > self._declared_length:
+            raise BackendProtocolError("member sent more bytes than its Content-Length")
+        if self._held is not None:
+            self._held.append(event)
+            self._held_size += len(data)
+            if self._held_size > _HOLD_LIMIT:
+                self._release_held()
+            return
+        self._sink.write(data)  # type: ignore[union-attr]
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        assert held is not None
+        self._start(held[0])  # type: ignore[arg-type]
+        for chunk in held[1:]:
+            self._sink.write(chunk.data)  # type: ignore[union-attr]
+
+    def _on_end(self, event: EndResponse) -> None:
+        self._cancel_timer()
+        if self._held is not None:
+            if not event.reuse:
+                self._fail(
+                    BackendRejected(
+                        "member answered 403 and closed the connection: the AJP secret "
+                        "is missing or wrong, or a request attribute is not allowed"
+                    )
+                )
+                return
+            self._release_held()
+        sink = self._sink
+        if sink is None:
+            return
+        if not sink.started:
+            raise BackendProtocolError("END_RESPONSE before SEND_HEADERS")
+        if self._declared_length is not None and self._received_length < self._declared_length:
+            if self._received_length:
+                raise ResponseAborted("member sent fewer bytes than its Content-Length")
+        sink.unregister_producer()
+        d, self._waiting = self._waiting, None
+        self._sink = None
+        self._body = None
+        self.reusable = bool(event.reuse) and self.connected
+        if self.reusable:
+            self._codec.start_next_cycle()
+        self.last_used = self._clock.seconds()
+        sink.finish()
+        if d is not None:
+            d.callback(self.reusable)
+
+    # -- IPushProducer: the client side slows the member down -----------
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        if self.transport is not None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+        if self._waiting is not None:
+            self._arm(self._timeout, self._timed_out)
+
+    def stopProducing(self) -> None:
+        self._client_gone()

@@ -1,0 +1,164 @@
+"""
+The AJP/1.3 backend: one member reached through a pool of AJP connections.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.interfaces import IReactorTCP
+from twisted.internet.protocol import Factory
+
+from twisted_lb.ajp import AJPConnection, ForwardRequest, RequestTooLarge, Role
+from twisted_lb.ajp.pool import AJPConnectionPool
+from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.config.model import MemberConfig
+from twisted_lb.errors import AttemptFailed, RequestRefused
+from twisted_lb.exchange import Exchange, ResponseSink
+
+__all__ = ["AJPBackend"]
+
+_REMOTE_PORT = b"AJP_REMOTE_PORT"
+_LOCAL_ADDR = b"AJP_LOCAL_ADDR"
+_SSL_PROTOCOL = b"AJP_SSL_PROTOCOL"
+_PROTOCOL = b"HTTP/1.1"
+
+
+class AJPBackend:
+    """
+    Sends exchanges to one member over AJP/1.3.
+
+    Everything that does not change per request (the secret, the member's
+    path prefix, the route) is encoded once here.
+    """
+
+    def __init__(
+        self, reactor: IReactorTCP, member: MemberConfig, *, ping_after_idle: float = 3.0
+    ) -> None:
+        self.member = member
+        self._reactor = reactor
+        self._prefix = member.path.encode("ascii")
+        self._secret = member.secret.encode("utf-8") if member.secret else None
+        self._route = member.effective_route.encode("utf-8")
+        self._timeout = member.timeout
+        self._ping_timeout = member.ping or member.connectiontimeout
+        self.pool = AJPConnectionPool(
+            reactor,  # type: ignore[arg-type]
+            member.host,
+            member.port,
+            packet_size=member.packet_size,
+            max_connections=member.max,
+            ttl=member.ttl,
+            connect_timeout=member.connectiontimeout,
+            ping_timeout=member.ping,
+            ping_after_idle=ping_after_idle,
+        )
+
+    def forward_request(self, exchange: Exchange) -> ForwardRequest:
+        """
+        The FORWARD_REQUEST for C{exchange}.
+
+        @param exchange: the client's request.
+        """
+        attributes = [
+            (_REMOTE_PORT, b"%d" % exchange.client_port),
+            (_LOCAL_ADDR, exchange.local_address.encode("ascii")),
+        ]
+        if exchange.is_ssl and exchange.ssl_protocol:
+            attributes.append((_SSL_PROTOCOL, exchange.ssl_protocol))
+        return ForwardRequest(
+            method=exchange.method,
+            req_uri=self._prefix + exchange.path,
+            protocol=_PROTOCOL,
+            remote_addr=exchange.client_address.encode("ascii"),
+            remote_host=None,
+            server_name=exchange.host.split(b":")[0] if exchange.host else b"",
+            server_port=exchange.local_port,
+            is_ssl=exchange.is_ssl,
+            headers=tuple(exchange.headers),
+            query_string=exchange.query,
+            route=self._route,
+            secret=self._secret,
+            ssl_cipher=exchange.ssl_cipher if exchange.is_ssl else None,
+            request_attributes=tuple(attributes),
+        )
+
+    async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
+        """
+        Send C{exchange} and stream the answer into C{sink}.
+
+        @raise AttemptFailed: the attempt failed; its class tells whether the
+            request may have reached the application.
+        @raise RequestRefused: the request cannot be expressed in AJP (its
+            head does not fit in one packet).
+        """
+        forward = self.forward_request(exchange)
+        self._check_size(forward)
+        proto = await self.pool.acquire()
+        try:
+            reusable = await proto.request(
+                forward, exchange.body, exchange.body_length, sink, self._timeout
+            )
+        except RequestTooLarge as e:
+            self.pool.release(proto, True)
+            raise RequestRefused(e.status_hint, str(e)) from None
+        except AttemptFailed:
+            self.pool.release(proto, False)
+            raise
+        except BaseException:
+            self.pool.release(proto, False)
+            raise
+        self.pool.release(proto, reusable)
+
+    def _check_size(self, forward: ForwardRequest) -> None:
+        """
+        Refuse a request whose head cannot fit in one AJP packet before any
+        connection is taken: a cheap upper bound first, the exact encoding
+        only for the rare large request.
+
+        @raise RequestRefused: with 431 (headers) or 414 (path) when it does
+            not fit.
+        """
+        bound = 128 + len(forward.req_uri) + len(forward.query_string or b"")
+        for name, value in forward.headers:
+            bound += len(name) + len(value) + 6
+        for name, value in forward.request_attributes:
+            bound += len(name) + len(value) + 7
+        bound += len(forward.secret or b"") + len(forward.route or b"") + len(forward.method)
+        bound += len(forward.remote_addr) + len(forward.server_name) + len(forward.ssl_cipher or b"")
+        if bound <= self.member.packet_size - 4:
+            return
+        try:
+            AJPConnection(Role.PROXY, self.member.packet_size).send(forward)
+        except RequestTooLarge as e:
+            raise RequestRefused(e.status_hint, str(e)) from None
+
+    async def probe(self) -> bool:
+        """
+        Whether the member answers a CPING on a new connection now.
+
+        Used by background health probing; no user request is involved.
+        """
+        endpoint = HostnameEndpoint(
+            self._reactor, self.member.host, self.member.port, timeout=self.member.connectiontimeout
+        )
+        factory = Factory.forProtocol(
+            lambda: AJPClientProtocol(self._reactor, self.member.packet_size)  # type: ignore[arg-type]
+        )
+        try:
+            proto = await endpoint.connect(factory)
+        except Exception:
+            return False
+        try:
+            await proto.cping(self._ping_timeout)
+            return True
+        except AttemptFailed:
+            return False
+        finally:
+            if proto.transport is not None:
+                proto.transport.loseConnection()
+
+    def close(self) -> defer.Deferred[None]:
+        """Close pooled connections."""
+        self.pool.close()
+        return defer.succeed(None)

@@ -1,0 +1,93 @@
+"""
+The request as a member sees it, and the sink a member's answer is written to.
+
+L{Exchange} is built once per client request by the proxy resource; backends
+(AJP, HTTP) read it and write the response to a L{ResponseSink}. Nothing here
+knows about sockets or members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import IO, Protocol
+
+import attrs
+
+__all__ = ["Exchange", "ResponseSink", "IDEMPOTENT_METHODS"]
+
+#: Methods that may be sent again when no response byte came back (RFC 9110).
+IDEMPOTENT_METHODS = frozenset(
+    {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE", b"PROPFIND"}
+)
+
+
+@attrs.frozen
+class Exchange:
+    """
+    One client request, ready to be sent to a member.
+
+    @ivar method: the request method, e.g. C{b"GET"}.
+    @ivar path: the path below the member's own path, still %-encoded, with
+        path parameters, without the query.
+    @ivar query: the query string without C{?}, or C{None}.
+    @ivar headers: end-to-end request headers (hop-by-hop ones removed),
+        names in lower case, in the client's order.
+    @ivar host: the client's Host header.
+    @ivar client_address: the client's IP address.
+    @ivar client_port: the client's port.
+    @ivar local_address: the address the client connected to.
+    @ivar local_port: the port the client connected to.
+    @ivar is_ssl: whether the client came over TLS.
+    @ivar ssl_protocol: the TLS version of the client connection, if any.
+    @ivar ssl_cipher: the cipher of the client connection, if any.
+    @ivar body: the request body (seekable), or C{None} for none.
+    @ivar body_length: the body's length in bytes.
+    @ivar session_routes: candidate sticky routes found in the request.
+    """
+
+    method: bytes
+    path: bytes
+    query: bytes | None
+    headers: Sequence[tuple[bytes, bytes]]
+    host: bytes
+    client_address: str
+    client_port: int
+    local_address: str
+    local_port: int
+    is_ssl: bool
+    body: IO[bytes] | None = None
+    body_length: int = 0
+    ssl_protocol: bytes | None = None
+    ssl_cipher: bytes | None = None
+    session_routes: Sequence[str] = ()
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the request may be replayed after it may have reached a member."""
+        return self.method in IDEMPOTENT_METHODS and self.body_length == 0
+
+
+class ResponseSink(Protocol):
+    """Where a backend writes the member's response."""
+
+    @property
+    def started(self) -> bool:
+        """Whether the status line was written."""
+
+    def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        """Begin the response with a status and headers (names as sent)."""
+
+    def write(self, data: bytes) -> None:
+        """Write body bytes."""
+
+    def finish(self) -> None:
+        """The response is complete."""
+
+    def register_producer(self, producer: object) -> None:
+        """Let the client side pause C{producer} (an C{IPushProducer}) when it is slow."""
+
+    def unregister_producer(self) -> None:
+        """Stop pausing the producer given to L{register_producer}."""
+
+    def on_client_gone(self, callback: object) -> None:
+        """Call C{callback()} once if the client disconnects before L{finish}."""

@@ -1,0 +1,355 @@
+"""
+The proxy resource: the one place that turns a client request into an
+upstream exchange and an outcome into a client response.
+
+It knows HTTP, not members: it maps the path, refuses what must not be
+forwarded, builds an L{Exchange}, hands it to the target's dispatcher, and
+writes whatever comes back. Failures become 502/503/504 through
+L{twisted_lb.errors.status_for} and nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from twisted_lb.balancer import StickyConfig, find_session_routes
+from twisted_lb.dispatch import AttemptRecord, Dispatcher
+from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
+from twisted_lb.exchange import Exchange
+from twisted_lb.routing import Router, unsafe_path
+
+__all__ = ["ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
+
+_log = Logger()
+
+#: Headers that describe one connection, not the message (RFC 9110 §7.6.1).
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+_COOKIE = b"cookie"
+_CONTENT_LENGTH = b"content-length"
+_HOST = b"host"
+
+
+@attrs.frozen
+class ProxyTarget:
+    """
+    What a path prefix maps to.
+
+    @ivar dispatcher: sends exchanges to the balancer's members.
+    @ivar target_path: the path put before the rest of the request path.
+    @ivar sticky: where session ids are looked for, or C{None}.
+    """
+
+    dispatcher: Dispatcher
+    target_path: bytes = b""
+    sticky: StickyConfig | None = None
+
+
+class RequestSink:
+    """
+    Writes a member's response to a C{twisted.web} request, streaming, with
+    backpressure (the member connection is paused while the client is slow).
+    """
+
+    __slots__ = ("_request", "started", "bytes_written", "_gone", "_on_gone", "_producer")
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.started = False
+        self.bytes_written = 0
+        self._gone = False
+        self._on_gone: Callable[[], object] | None = None
+        self._producer: object | None = None
+        request.notifyFinish().addErrback(self._client_lost)
+
+    def _client_lost(self, failure: Failure) -> None:
+        self._gone = True
+        callback, self._on_gone = self._on_gone, None
+        if callback is not None:
+            callback()
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client disconnected."""
+        return self._gone
+
+    def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        request = self._request
+        self.started = True
+        request.setResponseCode(status)
+        out = request.responseHeaders
+        grouped: dict[bytes, list[bytes]] = {}
+        for name, value in headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                continue
+            grouped.setdefault(name, []).append(value)
+        for name, values in grouped.items():
+            out.setRawHeaders(name, values)
+
+    def write(self, data: bytes) -> None:
+        if not self._gone:
+            self.bytes_written += len(data)
+            self._request.write(data)
+
+    def finish(self) -> None:
+        self._on_gone = None
+        if not self._gone:
+            self._request.finish()
+
+    def register_producer(self, producer: object) -> None:
+        if not self._gone and self._producer is None:
+            self._producer = producer
+            self._request.registerProducer(producer, True)
+
+    def unregister_producer(self) -> None:
+        if self._producer is not None:
+            self._producer = None
+            if not self._gone:
+                self._request.unregisterProducer()
+
+    def on_client_gone(self, callback: Callable[[], object]) -> None:
+        if self._gone:
+            callback()
+        else:
+            self._on_gone = callback
+
+    def abort(self) -> None:
+        """Cut the client connection: the response cannot be completed."""
+        self.unregister_producer()
+        self._on_gone = None
+        if not self._gone:
+            transport = self._request.channel.transport if self._request.channel else None
+            if transport is not None:
+                transport.abortConnection()
+
+
+def _error_page(request: Request, status: int, message: str) -> bytes:
+    request.setResponseCode(status)
+    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+    body = f"{status} {request.code_message.decode('latin-1')}\n{message}\n".encode()
+    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+    return body
+
+
+class ProxyResource(Resource):
+    """
+    Proxies every request below it to the balancer its path maps to.
+
+    @param router: path prefix → L{ProxyTarget} (C{None} for exclusions).
+    @param x_forwarded: whether HTTP members get C{X-Forwarded-*} headers.
+    @param access_log: called with one dict per finished request.
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        router: Router[ProxyTarget],
+        *,
+        access_log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self._router = router
+        self._access_log = access_log
+
+    def render(self, request: Request) -> bytes | int:
+        request.responseHeaders.removeHeader(b"server")
+        try:
+            target, exchange = self._prepare(request)
+        except RequestRefused as e:
+            _log.info(
+                "refused {method} {uri} from {client}: {reason}",
+                method=request.method, uri=request.uri[:200], client=_client(request), reason=e,
+            )
+            return _error_page(request, e.status, str(e))
+        sink = RequestSink(request)
+        record = AttemptRecord()
+        started = time.monotonic()
+        d = defer.Deferred.fromCoroutine(target.dispatcher.dispatch(exchange, sink, record))
+        d.addErrback(self._failed, request, sink, target)
+        if self._access_log is not None:
+            d.addBoth(self._logged, request, sink, record, started)
+        return NOT_DONE_YET
+
+    def _prepare(self, request: Request) -> tuple[ProxyTarget, Exchange]:
+        method = request.method
+        if method == b"CONNECT":
+            raise RequestRefused(405, "CONNECT is not served: this is a reverse proxy")
+        uri = request.uri
+        if not uri.startswith(b"/"):
+            raise RequestRefused(400, "absolute-form requests are not served: this is a reverse proxy")
+        path, _, query = uri.partition(b"?")
+        reason = unsafe_path(path)
+        if reason is not None:
+            raise RequestRefused(400, reason)
+        match = self._router.match(path)
+        if match is None or match.target is None:
+            raise RequestRefused(404, "no route for this path")
+        target = match.target
+        headers, cookies, host = _forwarded_headers(request)
+        body = request.content
+        body_length = 0
+        if body is not None:
+            body.seek(0, 2)
+            body_length = body.tell()
+            body.seek(0)
+        if body_length or method in _BODY_METHODS:
+            headers.append((_CONTENT_LENGTH, b"%d" % body_length))
+        routes: Sequence[str] = ()
+        if target.sticky is not None:
+            routes = find_session_routes(cookies, path, target.sticky)
+        client = request.getClientAddress()
+        local = request.getHost()
+        secure = request.isSecure()
+        ssl_protocol = ssl_cipher = None
+        if secure:
+            ssl_protocol, ssl_cipher = _tls_details(request)
+        exchange = Exchange(
+            method=method,
+            path=target.target_path + match.rest,
+            query=query if query or b"?" in uri else None,
+            headers=headers,
+            host=host,
+            client_address=getattr(client, "host", "") or "",
+            client_port=getattr(client, "port", 0) or 0,
+            local_address=getattr(local, "host", "") or "",
+            local_port=getattr(local, "port", 0) or 0,
+            is_ssl=secure,
+            body=body if body_length else None,
+            body_length=body_length,
+            ssl_protocol=ssl_protocol,
+            ssl_cipher=ssl_cipher,
+            session_routes=routes,
+        )
+        return target, exchange
+
+    def _failed(
+        self, failure: Failure, request: Request, sink: RequestSink, target: ProxyTarget
+    ) -> None:
+        error = failure.value
+        if isinstance(error, RequestRefused):
+            if not sink.started and not sink.gone:
+                request.write(_error_page(request, error.status, str(error)))
+                request.finish()
+            return
+        if not isinstance(error, (AttemptFailed, NoUsableMember)):
+            _log.failure("unexpected error proxying {uri}", failure, uri=request.uri[:200])
+        else:
+            _log.warn(
+                "{method} {uri} failed ({balancer}): {error}",
+                method=request.method, uri=request.uri[:200],
+                balancer=target.dispatcher.balancer.name, error=error,
+            )
+        if sink.gone:
+            return
+        if sink.started:
+            sink.abort()
+            return
+        status = status_for(error)
+        request.write(_error_page(request, status, "the cluster could not answer this request"))
+        request.finish()
+
+    def _logged(
+        self, result: object, request: Request, sink: RequestSink, record: AttemptRecord, started: float
+    ) -> None:
+        member = record.member
+        self._access_log(  # type: ignore[misc]
+            {
+                "request": request,
+                "status": request.code,
+                "bytes": sink.bytes_written,
+                "member": member.name if member is not None else "-",
+                "route_changed": record.route_changed,
+                "attempts": record.attempts,
+                "upstream_seconds": time.monotonic() - started,
+            }
+        )
+
+
+def _client(request: Request) -> str:
+    client = request.getClientAddress()
+    return getattr(client, "host", "?")
+
+
+def _forwarded_headers(request: Request) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes]:
+    """The end-to-end request headers, the Cookie values and the Host."""
+    raw = request.requestHeaders.getAllRawHeaders()
+    connection_tokens: set[bytes] = set()
+    out: list[tuple[bytes, bytes]] = []
+    cookies: list[bytes] = []
+    host = b""
+    for name, values in raw:
+        lower = name.lower()
+        if lower == b"connection":
+            for value in values:
+                connection_tokens.update(t.strip().lower() for t in value.split(b","))
+            continue
+        if lower in HOP_BY_HOP or lower == _CONTENT_LENGTH:
+            continue
+        if lower == _COOKIE:
+            cookies.extend(values)
+        elif lower == _HOST:
+            host = values[0]
+        for value in values:
+            out.append((lower, value))
+    if connection_tokens:
+        out = [(n, v) for n, v in out if n not in connection_tokens]
+    return out, cookies, host
+
+
+def _tls_details(request: Request) -> tuple[bytes | None, bytes | None]:
+    """The TLS version and cipher of the client's connection, when known."""
+    try:
+        handle = request.channel.transport.getHandle()
+        protocol = handle.get_protocol_version_name()
+        cipher = handle.get_cipher_name()
+    except Exception:
+        return None, None
+    return (
+        protocol.encode("ascii") if protocol else None,
+        cipher.encode("ascii") if cipher else None,
+    )
+
+
+class RedirectResource(Resource):
+    """
+    Answers every request with a permanent redirect to the same path under
+    C{base} (the plain-HTTP listener in front of an HTTPS site).
+    """
+
+    isLeaf = True
+
+    def __init__(self, base: str, status: int = 301) -> None:
+        super().__init__()
+        self._base = base.rstrip("/").encode("utf-8")
+        self._status = status
+
+    def render(self, request: Request) -> bytes:
+        request.responseHeaders.removeHeader(b"server")
+        uri = request.uri if request.uri.startswith(b"/") else b"/"
+        request.setResponseCode(self._status)
+        request.responseHeaders.setRawHeaders(b"location", [self._base + uri])
+        request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        return b"moved to " + self._base + uri + b"\n"

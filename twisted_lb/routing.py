@@ -1,0 +1,84 @@
+"""
+Path mapping: which balancer serves a request path, and the path it gets.
+
+The longest matching prefix wins, whatever the order of the configuration
+(Apache checks C{ProxyPass} rules in file order instead). A prefix matches
+only at a segment boundary: C{/share} serves C{/share} and C{/share/x}, never
+C{/shareholders}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Generic, TypeVar
+from urllib.parse import unquote_to_bytes
+
+import attrs
+
+__all__ = ["Router", "Match", "unsafe_path"]
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Match(Generic[T]):
+    """
+    The result of a lookup.
+
+    @ivar target: what the prefix maps to (C{None} for an exclusion).
+    @ivar prefix: the matching prefix.
+    @ivar rest: the request path after the prefix.
+    """
+
+    target: T | None
+    prefix: bytes
+    rest: bytes
+
+
+class Router(Generic[T]):
+    """Longest-prefix lookup over a fixed set of path prefixes."""
+
+    def __init__(self, entries: Iterable[tuple[str, T | None]]) -> None:
+        table = [(prefix.encode("utf-8"), target) for prefix, target in entries]
+        table.sort(key=lambda e: len(e[0]), reverse=True)
+        self._table = tuple(table)
+
+    def match(self, path: bytes) -> Match[T] | None:
+        """
+        The mapping for C{path}, or C{None} when no prefix matches.
+
+        @param path: the request path (%-encoded, without the query).
+        """
+        for prefix, target in self._table:
+            if path.startswith(prefix):
+                n = len(prefix)
+                if n == len(path) or prefix.endswith(b"/") or path[n : n + 1] in (b"/", b";"):
+                    return Match(target, prefix, path[n:])
+        return None
+
+
+def unsafe_path(path: bytes) -> str | None:
+    """
+    Why C{path} must not be forwarded, or C{None} when it is fine.
+
+    Dot segments (also %-encoded) could leave the mapped prefix on the member;
+    encoded slashes and backslashes, NUL and control characters have no place
+    in a path a proxy passes on.
+
+    @param path: the request path (%-encoded, without the query).
+    """
+    if not path.startswith(b"/"):
+        return "the path must start with '/'"
+    for segment in path.split(b"/"):
+        segment = segment.split(b";", 1)[0]
+        if b"%" in segment:
+            decoded = unquote_to_bytes(segment)
+            if b"/" in decoded or b"\\" in decoded:
+                return "encoded '/' or '\\' in the path"
+        else:
+            decoded = segment
+        if decoded in (b".", b".."):
+            return "dot segments in the path"
+        if any(c < 0x20 or c == 0x7F for c in decoded) or b"\\" in decoded:
+            return "control characters or '\\' in the path"
+    return None

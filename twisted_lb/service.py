@@ -1,0 +1,186 @@
+"""
+Building a running proxy from a L{ProxyConfig}: balancers with their
+backends and probers, the path router, and one listening service per
+listener, all under one C{MultiService}.
+
+Everything that does not change per request is built here, once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.web.server import Site
+
+from twisted_lb.backends.ajp import AJPBackend
+from twisted_lb.balancer import Balancer, LBMethod, Member, MemberStatus
+from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
+from twisted_lb.dispatch import Backend, Dispatcher
+from twisted_lb.health import Prober
+from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
+from twisted_lb.routing import Router
+from twisted_lb.tls import server_context
+
+__all__ = ["ProxyService", "build_balancer", "build_resource", "BuiltBalancer"]
+
+_log = Logger()
+
+_STATUS = {
+    "active": MemberStatus.ACTIVE,
+    "draining": MemberStatus.DRAINING,
+    "disabled": MemberStatus.DISABLED,
+    "standby": MemberStatus.STANDBY,
+}
+
+
+class BuiltBalancer:
+    """
+    A balancer ready to serve: the deciding core, a backend per member, the
+    dispatcher and the background prober.
+    """
+
+    def __init__(self, config: BalancerConfig, reactor: Any) -> None:
+        self.config = config
+        members: list[Member] = []
+        backends: dict[Member, Backend] = {}
+        for mconf in config.members:
+            member = Member(
+                name=mconf.name if mconf.name not in {m.name for m in members} else mconf.url,
+                route=mconf.effective_route,
+                loadfactor=mconf.loadfactor,
+                lbset=mconf.lbset,
+                status=_STATUS[mconf.status.value],
+                retry=mconf.retry,
+            )
+            members.append(member)
+            backends[member] = _backend_for(mconf, reactor)
+        self.balancer = Balancer(
+            config.name,
+            members,
+            clock=reactor,
+            method=LBMethod(config.lbmethod.value),
+            sticky=config.sticky,
+            nofailover=config.nofailover,
+            max_attempts=config.maxattempts,
+            probing=config.probe_interval > 0,
+        )
+        self.backends = backends
+        self.dispatcher = Dispatcher(self.balancer, backends)
+        self.prober = Prober(self.balancer, backends, reactor, config.probe_interval)
+
+    def close(self) -> defer.Deferred[None]:
+        """Close every backend's pooled connections."""
+        return defer.gatherResults(
+            [defer.maybeDeferred(b.close) for b in self.backends.values()]  # type: ignore[attr-defined]
+        ).addCallback(lambda _: None)
+
+
+def _backend_for(member: MemberConfig, reactor: Any) -> Backend:
+    if member.scheme == "ajp":
+        return AJPBackend(reactor, member)
+    raise ConfigError(
+        "<config>",
+        f"members.{member.url}",
+        f"{member.scheme}:// members are not available in this version of twisted_lb",
+    )
+
+
+def build_balancer(config: BalancerConfig, reactor: Any) -> BuiltBalancer:
+    """Build one balancer from its configuration."""
+    return BuiltBalancer(config, reactor)
+
+
+def build_resource(
+    config: ProxyConfig, balancers: dict[str, BuiltBalancer]
+) -> ProxyResource:
+    """The proxy resource serving C{config}'s routes with C{balancers}."""
+    entries: list[tuple[str, ProxyTarget | None]] = []
+    for route in config.routes:
+        if route.balancer is None:
+            entries.append((route.path, None))
+            continue
+        built = balancers[route.balancer]
+        entries.append(
+            (
+                route.path,
+                ProxyTarget(
+                    dispatcher=built.dispatcher,
+                    target_path=route.target_path.encode("utf-8"),
+                    sticky=built.config.sticky,
+                ),
+            )
+        )
+    return ProxyResource(Router(entries))
+
+
+class ProxyService(MultiService):
+    """
+    The whole proxy as a Twisted service: start it to listen, stop it to
+    close listeners and pooled connections.
+
+    @ivar balancers: the built balancers by name.
+    @ivar resource: the proxy resource (embeddable in another C{Site}).
+    """
+
+    def __init__(self, config: ProxyConfig, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.balancers = {b.name: build_balancer(b, reactor) for b in config.balancers}
+        self.resource = build_resource(config, self.balancers)
+        for built in self.balancers.values():
+            built.prober.setServiceParent(self)
+        self.listening: list[StreamServerEndpointService] = []
+        for i, listener in enumerate(config.listeners):
+            if listener.redirect:
+                site = Site(RedirectResource(listener.redirect), timeout=75)
+            else:
+                site = Site(self.resource, timeout=75)
+            site.displayTracebacks = False
+            factory: Any = site
+            if listener.tls is not None:
+                try:
+                    context = server_context(listener.tls)
+                except (OSError, ValueError) as e:
+                    raise ConfigError(config.source, f"listen[{i}].tls", str(e)) from None
+                factory = TLSMemoryBIOFactory(context, False, site)
+            try:
+                endpoint = serverFromString(reactor, listener.endpoint)
+            except (ValueError, KeyError, TypeError) as e:
+                raise ConfigError(
+                    config.source, f"listen[{i}].endpoint", f"{listener.endpoint!r}: {e}"
+                ) from None
+            service = StreamServerEndpointService(endpoint, factory)
+            service._raiseSynchronously = True
+            service.setServiceParent(self)
+            self.listening.append(service)
+
+    def startService(self) -> None:
+        super().startService()
+        for listener in self.config.listeners:
+            kind = "redirect to " + listener.redirect if listener.redirect else (
+                "HTTPS" if listener.secure else "HTTP"
+            )
+            _log.info("listening on {endpoint} ({kind})", endpoint=listener.endpoint, kind=kind)
+        for built in self.balancers.values():
+            _log.info(
+                "balancer {name} ({method}): {members}",
+                name=built.config.name,
+                method=built.config.lbmethod.value,
+                members=", ".join(f"{m.name} route={m.route}" for m in built.balancer.members),
+            )
+
+    def stopService(self) -> defer.Deferred[None]:
+        d = defer.maybeDeferred(super().stopService)
+
+        def close(_: object) -> defer.Deferred[None]:
+            return defer.gatherResults([b.close() for b in self.balancers.values()]).addCallback(
+                lambda _: None
+            )
+
+        return d.addCallback(close)

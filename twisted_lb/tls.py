@@ -1,0 +1,99 @@
+"""
+TLS contexts, built once at start-up: the certificate an HTTPS listener
+presents, and self-signed certificates for the demo and tests.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from pathlib import Path
+
+from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+
+from twisted_lb.config.model import TLSConfig
+
+__all__ = ["server_context", "make_self_signed", "h2_available"]
+
+
+def h2_available() -> bool:
+    """Whether HTTP/2 can be offered (the C{h2} package is installed)."""
+    try:
+        import h2  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
+    """
+    The server-side TLS context for a listener: TLS 1.2 or newer, Twisted's
+    (Mozilla-derived) cipher list, the chain file appended, HTTP/2 over ALPN
+    when available.
+
+    @raise OSError: a file cannot be read.
+    @raise ValueError: the certificate or key cannot be parsed.
+    """
+    cert_pem = Path(tls.certificate).read_bytes()
+    key_pem = cert_pem if tls.key == tls.certificate else Path(tls.key).read_bytes()
+    certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    chain: list[object] = []
+    if tls.chain:
+        chain_pem = Path(tls.chain).read_bytes()
+        for block in chain_pem.split(b"-----END CERTIFICATE-----")[:-1]:
+            chain.append(ssl.Certificate.loadPEM(block + b"-----END CERTIFICATE-----\n").original)
+    protocols = [b"h2", b"http/1.1"] if h2_available() else [b"http/1.1"]
+    return ssl.CertificateOptions(
+        privateKey=certificate.privateKey.original,
+        certificate=certificate.original,
+        extraCertChain=chain or None,
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        acceptableProtocols=protocols,
+    )
+
+
+def make_self_signed(cert_path: Path, key_path: Path, hostname: str = "localhost") -> None:
+    """
+    Write a self-signed certificate (RSA 2048, SHA-256, one year, for
+    C{hostname}, C{127.0.0.1} and C{::1}) and its key as PEM files.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName(hostname),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    x509.IPAddress(ipaddress.ip_address("::1")),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
