@@ -1,0 +1,27 @@
+"""
+The balancer core: which member serves each attempt of a request.
+
+It decides and does no I/O: time comes from an injected clock, and the dispatcher reports every
+outcome back through L{Balancer}'s methods.
+"""
+
+from __future__ import annotations
+
+from .clock import SupportsSeconds
+from .core import Balancer
+from .member import Member, MemberStatus
+from .methods import LBMethod
+from .pick import NoMemberAvailable, Pick
+from .sticky import StickyConfig, find_session_routes
+
+__all__ = [
+    "Balancer",
+    "LBMethod",
+    "Member",
+    "MemberStatus",
+    "NoMemberAvailable",
+    "Pick",
+    "StickyConfig",
+    "SupportsSeconds",
+    "find_session_routes",
+]

@@ -1,0 +1,178 @@
+"""
+Balancer members: their configuration, their administrative status and the runtime state the
+balancer keeps for each of them (error flag, load-balancing counters, traffic counters).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Any
+
+import attrs
+
+__all__ = ["LOADFACTOR_MAX", "LOADFACTOR_MIN", "Member", "MemberStatus"]
+
+#: Smallest load factor accepted (like httpd's C{loadfactor=}).
+LOADFACTOR_MIN = 1.0
+#: Largest load factor accepted (like httpd's C{loadfactor=}).
+LOADFACTOR_MAX = 100.0
+
+
+class MemberStatus(enum.Enum):
+    """
+    The administrative status of a member.  Being in error is not a status: it is the separate
+    runtime flag L{Member.in_error}, so that a disabled member in error is still disabled.
+
+    @cvar ACTIVE: takes new sessions and its own sticky requests.
+    @cvar DRAINING: takes only requests whose sticky route names it; no new sessions (mod_jk's
+        C{D}, httpd's C{N}).
+    @cvar DISABLED: takes nothing at all, not even its sticky requests, which fail over (httpd's
+        C{D}).
+    @cvar STANDBY: hot standby: takes new sessions only when no active member of its lbset is
+        usable; for sticky routes it is searched after the normal members with the same route.
+    """
+
+    ACTIVE = "active"
+    DRAINING = "draining"
+    DISABLED = "disabled"
+    STANDBY = "standby"
+
+
+def _check_name(instance: Member, attribute: attrs.Attribute[str], value: str) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"member {attribute.name} must be a non-empty string, not {value!r}")
+
+
+def _check_loadfactor(instance: Member, attribute: attrs.Attribute[float], value: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not LOADFACTOR_MIN <= value <= LOADFACTOR_MAX
+    ):
+        raise ValueError(
+            f"loadfactor must be a number from {LOADFACTOR_MIN:g} to {LOADFACTOR_MAX:g},"
+            f" not {value!r}"
+        )
+
+
+def _check_lbset(instance: Member, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"lbset must be an integer >= 0, not {value!r}")
+
+
+def _check_retry(instance: Member, attribute: attrs.Attribute[float], value: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"retry must be a number of seconds >= 0, not {value!r}")
+
+
+def _sync_lbfactor(instance: Member, attribute: attrs.Attribute[float], value: float) -> float:
+    """
+    C{on_setattr} hook keeping L{Member.lbfactor} in step with L{Member.loadfactor}.
+    """
+    instance.lbfactor = lbfactor_of(value)
+    return value
+
+
+def lbfactor_of(loadfactor: float) -> int:
+    """
+    The integer weight httpd derives from a load factor.
+
+    @param loadfactor: a load factor from 1 to 100, decimals allowed.
+    @return: C{round(loadfactor * 100)}, from 100 to 10000.
+    """
+    return round(loadfactor * 100)
+
+
+@attrs.define(eq=False)
+class Member:
+    """
+    One balancer member (a Tomcat node): configuration plus the runtime state the balancer keeps.
+
+    Change C{route}, C{lbset}, C{status} and C{loadfactor} of a member that belongs to a
+    L{Balancer <twisted_lb.balancer.Balancer>} through the balancer's methods, so that its tables
+    stay consistent.  Members compare by identity.
+
+    @ivar name: unique name of the member within its balancer.
+    @ivar route: the route id compared with the text after the separator in session ids (Tomcat's
+        C{jvmRoute}); defaults to C{name}.
+    @ivar loadfactor: weight from 1 to 100, decimals allowed.
+    @ivar lbset: failover preference group; lower sets are used first.
+    @ivar status: the administrative status.
+    @ivar retry: seconds after an error before the member is tried again by a real request when
+        probing is off; C{0} means it may be tried on every request.
+    @ivar lbfactor: C{round(loadfactor * 100)}, the integer weight used by the lbmethods.
+    @ivar in_error: whether the member is currently out because of an error.
+    @ivar error_since: clock time at which the current error began (or the last failed trial),
+        C{None} when not in error.
+    @ivar error_reason: why the member went into error; empty when not in error.
+    @ivar lbstatus: the C{byrequests} smooth weighted round robin counter.
+    @ivar elected: how many times the balancer picked this member.
+    @ivar in_flight: requests currently being served by this member.
+    @ivar errors: how many failures were recorded against this member.
+    @ivar bytes_in: bytes received from this member.
+    @ivar bytes_out: bytes sent to this member.
+    @ivar last_probe_ok: outcome of the last probe, C{None} if never probed.
+    """
+
+    name: str = attrs.field(validator=_check_name)
+    route: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
+    loadfactor: float = attrs.field(
+        default=1.0,
+        validator=_check_loadfactor,
+        on_setattr=[attrs.setters.validate, _sync_lbfactor],
+    )
+    lbset: int = attrs.field(default=0, validator=_check_lbset)
+    status: MemberStatus = attrs.field(
+        default=MemberStatus.ACTIVE, validator=attrs.validators.instance_of(MemberStatus)
+    )
+    retry: float = attrs.field(default=60.0, validator=_check_retry)
+
+    lbfactor: int = attrs.field(init=False, default=100)
+    in_error: bool = attrs.field(init=False, default=False)
+    error_since: float | None = attrs.field(init=False, default=None)
+    error_reason: str = attrs.field(init=False, default="")
+    lbstatus: int = attrs.field(init=False, default=0)
+    elected: int = attrs.field(init=False, default=0)
+    in_flight: int = attrs.field(init=False, default=0)
+    errors: int = attrs.field(init=False, default=0)
+    bytes_in: int = attrs.field(init=False, default=0)
+    bytes_out: int = attrs.field(init=False, default=0)
+    last_probe_ok: bool | None = attrs.field(init=False, default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.route:
+            self.route = self.name
+        self.lbfactor = lbfactor_of(self.loadfactor)
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        The member's configuration and runtime state as plain JSON-able values.
+
+        @return: a new dictionary.
+        """
+        return {
+            "name": self.name,
+            "route": self.route,
+            "loadfactor": self.loadfactor,
+            "lbfactor": self.lbfactor,
+            "lbset": self.lbset,
+            "status": self.status.value,
+            "retry": self.retry,
+            "in_error": self.in_error,
+            "error_since": self.error_since,
+            "error_reason": self.error_reason,
+            "lbstatus": self.lbstatus,
+            "elected": self.elected,
+            "in_flight": self.in_flight,
+            "errors": self.errors,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "last_probe_ok": self.last_probe_ok,
+        }
