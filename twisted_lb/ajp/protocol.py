@@ -351,7 +351,7 @@ class AJPClientProtocol(Protocol):
         d, self._waiting = self._waiting, None
         self._sink = None
         self._body = None
-        self.reusable = bool(event.reuse) and self.connected
+        self.reusable = self._codec.reusable and self.connected
         if self.reusable:
             self._codec.start_next_cycle()
         self.last_used = self._clock.seconds()

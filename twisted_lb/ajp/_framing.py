@@ -1,0 +1,109 @@
+"""
+AJP/1.3 packet framing: 2 bytes magic, 2 bytes payload length, payload.
+
+L{PacketReader} is the receive buffer of one direction.  It checks the magic
+and the declared length as soon as they are buffered, so an oversized packet
+is rejected from its header alone, before its payload is waited for.
+"""
+
+from __future__ import annotations
+
+from ._constants import HEADER_LENGTH
+from ._wire import PACKET_HEADER
+from .errors import RemoteProtocolError
+
+_pack_header = PACKET_HEADER.pack
+_unpack_header = PACKET_HEADER.unpack_from
+
+
+def frame(magic: int, payload: bytes) -> bytes:
+    """
+    Wrap a payload in a packet header.
+
+    @param magic: C{0x1234} (proxy to container) or C{0x4142} (container to
+        proxy).
+    @param payload: the complete payload.
+    @return: the packet.
+    """
+    return _pack_header(magic, len(payload)) + payload
+
+
+class PacketReader:
+    """
+    Reassemble packets of one direction from arbitrary segments.
+
+    @ivar _buffer: bytes received and not yet returned as a payload.
+    """
+
+    __slots__ = ("_buffer", "_magic", "_magic_bytes", "_max_payload", "_packet_size")
+
+    def __init__(self, magic: int, packet_size: int) -> None:
+        """
+        @param magic: the magic every packet must start with.
+        @param packet_size: the largest packet (header included) accepted.
+        """
+        self._buffer = bytearray()
+        self._magic = magic
+        self._magic_bytes = magic.to_bytes(2, "big")
+        self._packet_size = packet_size
+        self._max_payload = packet_size - HEADER_LENGTH
+
+    def __len__(self) -> int:
+        """
+        @return: the number of buffered bytes.
+        """
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        """
+        Buffer received bytes.
+
+        @param data: the next segment.
+        """
+        self._buffer += data
+
+    def buffered(self) -> bytes:
+        """
+        @return: a copy of the buffered bytes.
+        """
+        return bytes(self._buffer)
+
+    def next_payload(self) -> bytes | None:
+        """
+        Return the payload of the next complete packet.
+
+        @return: the payload, or C{None} if no complete packet is buffered.
+        @raise RemoteProtocolError: if the buffered packet starts with the
+            wrong magic or declares a payload longer than the packet size
+            allows.
+        """
+        buf = self._buffer
+        available = len(buf)
+        if available < HEADER_LENGTH:
+            if available and not self._magic_bytes.startswith(buf[:2]):
+                raise self._bad_magic(bytes(buf[:2]))
+            return None
+        magic, length = _unpack_header(buf)
+        if magic != self._magic:
+            raise self._bad_magic(bytes(buf[:2]))
+        if length > self._max_payload:
+            raise RemoteProtocolError(
+                f"packet of {length + HEADER_LENGTH} bytes received "
+                f"but the packet size is only {self._packet_size}"
+            )
+        end = HEADER_LENGTH + length
+        if available < end:
+            return None
+        with memoryview(buf) as view:
+            payload = view[HEADER_LENGTH:end].tobytes()
+        del buf[:end]
+        return payload
+
+    def _bad_magic(self, seen: bytes) -> RemoteProtocolError:
+        """
+        @param seen: the first bytes of the packet.
+        @return: the error for a packet that does not start with the magic.
+        """
+        return RemoteProtocolError(
+            f"invalid packet signature {seen.hex()}, expected {self._magic_bytes.hex()}"
+        )
