@@ -1,0 +1,870 @@
+"""The Apache httpd reader: every directive, every parameter, every error."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from twisted_lb.config import (
+    BackendTLSConfig,
+    ConfigError,
+    LBMethodName,
+    ListenerConfig,
+    MemberState,
+    RouteConfig,
+    StickySessionConfig,
+    TLSConfig,
+    read_apache,
+)
+from twisted_lb.config.apache import ACCEPTED_AND_IGNORED
+
+from .helpers import write
+
+APP = """
+<Proxy balancer://app>
+    BalancerMember ajp://127.0.0.1:8009 route=n1
+</Proxy>
+"""
+
+
+def read(tmp_path, text: str, name: str = "httpd.conf"):
+    """Read C{text} as an Apache file; return (config, warnings)."""
+    return read_apache(write(tmp_path, name, text))
+
+
+def error(tmp_path, text: str, name: str = "httpd.conf") -> ConfigError:
+    """Read C{text}, expecting a ConfigError; return it."""
+    path = write(tmp_path, name, text)
+    with pytest.raises(ConfigError) as e:
+        read_apache(path)
+    return e.value
+
+
+# -- syntax --------------------------------------------------------------------
+
+
+def test_unsupported_directive_names_file_line_and_directive(tmp_path) -> None:
+    """An unknown directive is an error with the file, the line and the directive's name."""
+    e = error(tmp_path, "Listen 8080\n\nRewriteEngine On\n")
+    assert e.source == str(tmp_path / "httpd.conf")
+    assert e.key == "line 3"
+    assert e.problem == (
+        "directive 'RewriteEngine' is not supported by twisted_lb "
+        "(see docs/migrating-from-apache.md)"
+    )
+
+
+def test_unsupported_section(tmp_path) -> None:
+    """An unknown section such as <Directory> is reported by name and line."""
+    e = error(tmp_path, "Listen 8080\n<Directory /var/www>\n</Directory>\n")
+    assert e.key == "line 2"
+    assert "'<Directory>' is not supported" in e.problem
+
+
+def test_unsupported_directive_inside_proxy(tmp_path) -> None:
+    """Access control inside <Proxy> is not silently dropped."""
+    e = error(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\n  BalancerMember ajp://h:8009\n"
+        "  Require all granted\n</Proxy>\n",
+    )
+    assert e.key == "line 4" and "'Require'" in e.problem
+
+
+def test_accepted_and_ignored_directives(tmp_path) -> None:
+    """LoadModule, ServerName, ServerAdmin, DocumentRoot, ErrorLog, CustomLog, LogLevel are read."""
+    config, warnings = read(
+        tmp_path,
+        """
+        LoadModule proxy_module modules/mod_proxy.so
+        ServerName proxy.example.com
+        ServerAdmin root@example.com
+        DocumentRoot /var/www/html
+        ErrorLog logs/error_log
+        CustomLog logs/access_log combined
+        LogLevel warn
+        Listen 8080
+        """,
+    )
+    assert {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog"} <= set(
+        ACCEPTED_AND_IGNORED
+    )
+    assert config.listeners == (ListenerConfig("tcp:8080"),)
+    assert warnings == []
+
+
+def test_case_insensitive_names_comments_and_ifmodule(tmp_path) -> None:
+    """Directive and section names ignore case; # lines are comments; <IfModule> is read."""
+    config, _ = read(
+        tmp_path,
+        """
+        # a comment
+        listen 8080
+        <ifmodule mod_proxy.c>
+            <PROXY balancer://App>
+                balancermember ajp://127.0.0.1:8009 ROUTE=n1
+            </proxy>
+            PROXYPASS /app balancer://app
+        </IfModule>
+        """,
+    )
+    assert config.balancers[0].name == "app"
+    assert config.balancers[0].members[0].route == "n1"
+    assert config.routes == (RouteConfig("/app", "app", ""),)
+
+
+def test_continuation_lines(tmp_path) -> None:
+    """A backslash at the end of a line continues the directive on the next line."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 8080
+        <Proxy balancer://app>
+            BalancerMember ajp://127.0.0.1:8009 \\
+                route=n1 \\
+                loadfactor=5
+        </Proxy>
+        ProxyPass /app balancer://app
+        """,
+    )
+    member = config.balancers[0].members[0]
+    assert (member.route, member.loadfactor) == ("n1", 5.0)
+
+
+def test_continuation_keeps_the_first_line_number(tmp_path) -> None:
+    """Errors in a continued directive name its first line."""
+    e = error(tmp_path, "Listen 8080\nFoo \\\n  bar\nBaz\n")
+    assert e.key == "line 2"
+
+
+def test_quoted_arguments(tmp_path) -> None:
+    """Double- and single-quoted arguments keep spaces; \\" and \\\\ are escapes."""
+    config, _ = read(
+        tmp_path,
+        r"""
+        Listen 8080
+        <Proxy "balancer://app">
+            BalancerMember "ajp://127.0.0.1:8009" "secret=s3 \"cr\\et" 'route=n 1'
+        </Proxy>
+        ProxyPass "/my app" 'balancer://app/x'
+        """,
+    )
+    member = config.balancers[0].members[0]
+    assert member.secret == 's3 "cr\\et'
+    assert member.route == "n 1"
+    assert config.routes[0] == RouteConfig("/my app", "app", "/x")
+
+
+def test_unterminated_quote(tmp_path) -> None:
+    """An unterminated quote is an error on its line."""
+    e = error(tmp_path, 'Listen 8080\nServerName "oops\n')
+    assert e.key == "line 2" and "quote" in e.problem
+
+
+def test_unclosed_and_mismatched_sections(tmp_path) -> None:
+    """A section never closed, or closed by the wrong tag, is an error with the line."""
+    e = error(tmp_path, "Listen 80\n<Proxy balancer://a>\n  BalancerMember ajp://h:1\n")
+    assert (e.key, e.problem) == ("line 2", "<Proxy> is never closed (add </Proxy>)")
+    e = error(tmp_path, "<VirtualHost *:80>\n</Proxy>\n")
+    assert e.key == "line 2" and "does not close <VirtualHost>" in e.problem
+    e = error(tmp_path, "</Location>\n")
+    assert e.key == "line 1"
+
+
+def test_include_relative_to_including_file(tmp_path) -> None:
+    """Include and IncludeOptional take paths and globs relative to the including file."""
+    write(tmp_path, "conf/balancers/a.conf", APP)
+    write(
+        tmp_path,
+        "conf/balancers/b.conf",
+        "<Proxy balancer://b>\n  BalancerMember http://127.0.0.1:8080\n</Proxy>\n",
+    )
+    write(tmp_path, "conf/routes.conf", "ProxyPass /a balancer://app\nProxyPass /b balancer://b\n")
+    main = write(
+        tmp_path,
+        "conf/httpd.conf",
+        """
+        Listen 8080
+        Include balancers/*.conf
+        Include routes.conf
+        IncludeOptional missing/*.conf
+        IncludeOptional nothing-here.conf
+        """,
+    )
+    os.chdir(tmp_path)  # the working directory must not matter
+    config, _ = read_apache(main)
+    assert [b.name for b in config.balancers] == ["app", "b"]
+    assert [r.path for r in config.routes] == ["/a", "/b"]
+
+
+def test_include_missing_file(tmp_path) -> None:
+    """Include of a missing file (or a glob matching nothing) is an error naming the line."""
+    e = error(tmp_path, "Listen 80\nInclude nope.conf\n")
+    assert e.key == "line 2" and "no such file" in e.problem
+    e = error(tmp_path, "Listen 80\nInclude nope/*.conf\n")
+    assert e.key == "line 2" and "matches no file" in e.problem
+
+
+def test_error_in_included_file_names_that_file(tmp_path) -> None:
+    """An error inside an included file names the included file and its line."""
+    inc = write(tmp_path, "inc.conf", "ServerName x\nBogusDirective x\n")
+    e = error(tmp_path, "Listen 80\nInclude inc.conf\n")
+    assert (e.source, e.key) == (inc, "line 2")
+
+
+def test_include_loop(tmp_path) -> None:
+    """A file that includes itself is an error, not a hang."""
+    e = error(tmp_path, "Include httpd.conf\n")
+    assert "loop" in e.problem
+
+
+def test_missing_file(tmp_path) -> None:
+    """A configuration file that does not exist is a ConfigError naming it."""
+    path = str(tmp_path / "absent.conf")
+    with pytest.raises(ConfigError) as e:
+        read_apache(path)
+    assert e.value.source == path and "cannot be read" in e.value.problem
+
+
+# -- listeners -------------------------------------------------------------------
+
+
+def test_listen_forms(tmp_path) -> None:
+    """Listen PORT, ADDR:PORT and [IPv6]:PORT become tcp/tcp6 endpoints."""
+    config, _ = read(
+        tmp_path,
+        "Listen 8080\nListen 127.0.0.1:8081\nListen [::1]:8082\nListen 8443 https\n",
+    )
+    assert [listener.endpoint for listener in config.listeners] == [
+        "tcp:8080",
+        "tcp:8081:interface=127.0.0.1",
+        "tcp6:8082:interface=\\:\\:1",
+        "tcp:8443",
+    ]
+
+
+def test_virtualhost_listeners(tmp_path) -> None:
+    """Each <VirtualHost> address becomes a listener; an address gives the interface."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 127.0.0.1:9090
+        <VirtualHost 127.0.0.1:8080>
+        </VirtualHost>
+        <VirtualHost *:9090>
+        </VirtualHost>
+        <VirtualHost _default_:7070>
+        </VirtualHost>
+        """,
+    )
+    assert [listener.endpoint for listener in config.listeners] == [
+        "tcp:8080:interface=127.0.0.1",
+        "tcp:9090:interface=127.0.0.1",
+        "tcp:7070",
+    ]
+
+
+def test_name_based_virtual_hosts_are_refused(tmp_path) -> None:
+    """Two <VirtualHost> on one address would need name-based hosting: an error."""
+    e = error(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\n</VirtualHost>\n<VirtualHost *:80>\n"
+        "ServerName b\n</VirtualHost>\n",
+    )
+    assert e.key == "line 4" and "name-based" in e.problem
+
+
+def test_no_listener(tmp_path) -> None:
+    """A file without Listen or <VirtualHost> is an error."""
+    e = error(tmp_path, APP)
+    assert "no listener" in e.problem
+
+
+def test_ssl_listener(tmp_path) -> None:
+    """SSLEngine on with certificate, key and chain gives an HTTPS listener; paths are resolved."""
+    config, _ = read(
+        tmp_path,
+        """
+        <VirtualHost *:8443>
+            SSLEngine on
+            SSLCertificateFile tls/cert.pem
+            SSLCertificateKeyFile /etc/key.pem
+            SSLCertificateChainFile "tls/chain.pem"
+        </VirtualHost>
+        """,
+    )
+    assert config.listeners == (
+        ListenerConfig(
+            "tcp:8443",
+            tls=TLSConfig(
+                certificate=str(tmp_path / "tls/cert.pem"),
+                key="/etc/key.pem",
+                chain=str(tmp_path / "tls/chain.pem"),
+            ),
+        ),
+    )
+
+
+def test_ssl_key_defaults_to_certificate(tmp_path) -> None:
+    """Without SSLCertificateKeyFile the key is read from the certificate file, as Apache does."""
+    config, _ = read(tmp_path, "Listen 443\nSSLEngine On\nSSLCertificateFile /c.pem\n")
+    assert config.listeners[0].tls == TLSConfig("/c.pem", "/c.pem")
+
+
+def test_ssl_engine_without_certificate(tmp_path) -> None:
+    """SSLEngine on without a certificate is an error on the SSLEngine line."""
+    e = error(tmp_path, "<VirtualHost *:443>\n  SSLEngine on\n</VirtualHost>\n")
+    assert e.key == "line 2"
+
+
+def test_ssl_engine_off(tmp_path) -> None:
+    """SSLEngine off (the default) serves plain HTTP even with a certificate configured."""
+    config, _ = read(tmp_path, "Listen 80\nSSLEngine off\nSSLCertificateFile /c.pem\n")
+    assert config.listeners[0].tls is None
+
+
+# -- Redirect ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "status, expected",
+    [("", 302), ("permanent", 301), ("temp", 302), ("seeother", 303), ("301", 301), ("308", 308)],
+)
+def test_redirect_listener(tmp_path, status: str, expected: int) -> None:
+    """A virtual host with only Redirect / URL becomes a redirect listener with Apache's status."""
+    config, _ = read(
+        tmp_path,
+        f"<VirtualHost *:80>\n  Redirect {status} / https://example.com/\n</VirtualHost>\n",
+    )
+    assert config.listeners == (
+        ListenerConfig("tcp:80", redirect="https://example.com", redirect_status=expected),
+    )
+
+
+def test_redirect_errors(tmp_path) -> None:
+    """Redirect gone, partial redirects, a target that drops the path, and mixing are errors."""
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect gone /\n</VirtualHost>\n")
+    assert e.key == "line 2" and "410" in e.problem
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect /old https://h/new\n</VirtualHost>\n")
+    assert "part of the site" in e.problem
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / https://h\n</VirtualHost>\n")
+    assert "must end with '/'" in e.problem
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / relative/\n</VirtualHost>\n")
+    assert "absolute URL" in e.problem
+    e = error(
+        tmp_path,
+        APP + "<VirtualHost *:80>\n Redirect / https://h/\n ProxyPass /a balancer://app\n"
+        "</VirtualHost>\n",
+    )
+    assert "Redirect together with ProxyPass" in e.problem
+
+
+def test_redirect_consistent_and_shadowed_rules(tmp_path) -> None:
+    """Later Redirect rules that agree are fine; ones that differ are warned about."""
+    config, warnings = read(
+        tmp_path,
+        """
+        <VirtualHost *:80>
+            Redirect / https://h/
+            Redirect /xtam/ https://h/xtam/
+            Redirect /other/ https://elsewhere/
+        </VirtualHost>
+        """,
+    )
+    assert config.listeners[0].redirect == "https://h"
+    assert len(warnings) == 1 and "line 4" in warnings[0] and "shadowed" in warnings[0]
+
+
+# -- backend TLS --------------------------------------------------------------------
+
+
+HTTPS_APP = """
+Listen 80
+{settings}
+<Proxy balancer://app>
+    BalancerMember https://127.0.0.1:8443
+</Proxy>
+ProxyPass / balancer://app/
+"""
+
+
+@pytest.mark.parametrize(
+    "settings, verify",
+    [
+        ("SSLProxyCheckPeerCN off", False),
+        ("SSLProxyCheckPeerName off", False),
+        ("SSLProxyVerify none", False),
+        ("SSLProxyVerify optional_no_ca", False),
+        ("SSLProxyVerify require", True),
+        ("SSLProxyVerify require\nSSLProxyCheckPeerName on", True),
+    ],
+)
+def test_backend_verify_mapping(tmp_path, settings: str, verify: bool) -> None:
+    """verify is off when Apache's settings switch a check off explicitly."""
+    config, warnings = read(tmp_path, HTTPS_APP.format(settings="SSLProxyEngine on\n" + settings))
+    assert config.balancers[0].members[0].tls.verify is verify
+    assert warnings == []
+
+
+def test_backend_verify_default_warns(tmp_path) -> None:
+    """With no verification directive twisted_lb verifies and says Apache would not have."""
+    config, warnings = read(tmp_path, HTTPS_APP.format(settings="SSLProxyEngine on"))
+    assert config.balancers[0].members[0].tls.verify is True
+    assert len(warnings) == 1
+    assert "Apache would not have verified" in warnings[0] and "line 4" in warnings[0]
+
+
+def test_backend_ca_and_client_certificate(tmp_path) -> None:
+    """SSLProxyCACertificateFile and SSLProxyMachineCertificateFile are resolved and used."""
+    config, _ = read(
+        tmp_path,
+        HTTPS_APP.format(
+            settings="SSLProxyEngine on\nSSLProxyVerify require\n"
+            "SSLProxyCACertificateFile ca.pem\nSSLProxyMachineCertificateFile /etc/client.pem"
+        ),
+    )
+    assert config.balancers[0].members[0].tls == BackendTLSConfig(
+        verify=True, ca_file=str(tmp_path / "ca.pem"), client_certificate="/etc/client.pem"
+    )
+
+
+def test_backend_tls_settings_inside_proxy(tmp_path) -> None:
+    """SSLProxy* inside <Proxy> apply to that balancer's members."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        SSLProxyEngine on
+        <Proxy balancer://app>
+            SSLProxyVerify none
+            BalancerMember https://127.0.0.1:8443
+        </Proxy>
+        ProxyPass / balancer://app/
+        """,
+    )
+    assert config.balancers[0].members[0].tls.verify is False
+
+
+def test_backend_tls_without_ssl_proxy_engine_warns(tmp_path) -> None:
+    """An https:// member without SSLProxyEngine On is warned about."""
+    _, warnings = read(tmp_path, HTTPS_APP.format(settings="SSLProxyVerify none"))
+    assert any("SSLProxyEngine" in w for w in warnings)
+
+
+# -- proxy directives ----------------------------------------------------------------
+
+
+def test_proxy_requests_on_is_an_error(tmp_path) -> None:
+    """ProxyRequests On is refused: twisted_lb is never a forward proxy."""
+    e = error(tmp_path, "Listen 80\nProxyRequests On\n")
+    assert e.key == "line 2"
+    assert "never a forward proxy" in e.problem
+
+
+def test_proxy_requests_off(tmp_path) -> None:
+    """ProxyRequests Off is accepted."""
+    config, _ = read(tmp_path, "Listen 80\nProxyRequests Off\n")
+    assert config.routes == ()
+
+
+def test_preserve_host_and_timeout(tmp_path) -> None:
+    """ProxyPreserveHost sets preserve_host; ProxyTimeout sets the default member timeout."""
+    config, _ = read(
+        tmp_path,
+        APP
+        + """
+        <Proxy balancer://two>
+            BalancerMember http://127.0.0.1:8080 timeout=7
+        </Proxy>
+        Listen 80
+        ProxyPreserveHost On
+        ProxyTimeout 42
+        ProxyPass /a balancer://app
+        <Location /b>
+            ProxyPreserveHost Off
+            ProxyPass balancer://two
+        </Location>
+        """,
+    )
+    assert config.timeout == 42.0
+    assert config.balancer("app").members[0].timeout == 42.0
+    assert config.balancer("two").members[0].timeout == 7.0
+    assert config.routes == (
+        RouteConfig("/a", "app", "", preserve_host=True),
+        RouteConfig("/b", "two", "", preserve_host=False),
+    )
+
+
+def test_timeout_directive(tmp_path) -> None:
+    """Timeout is ProxyTimeout's default, as in Apache; ProxyTimeout wins."""
+    config, _ = read(tmp_path, "Listen 80\nTimeout 60\n" + APP)
+    assert config.timeout == 60.0 and config.balancers[0].members[0].timeout == 60.0
+    config, _ = read(tmp_path, "Listen 80\nProxyTimeout 30\nTimeout 60\n" + APP)
+    assert config.timeout == 30.0
+
+
+def test_proxypass_balancer_parameters(tmp_path) -> None:
+    """ProxyPass parameters for a balancer URL configure the balancer."""
+    config, warnings = read(
+        tmp_path,
+        APP + "Listen 80\nProxyPass /a balancer://app/ stickysession=SID nofailover=On "
+        "maxattempts=3 lbmethod=bybusyness\n",
+    )
+    balancer = config.balancers[0]
+    assert balancer.sticky == StickySessionConfig(("SID",), ("SID",), ".")
+    assert balancer.nofailover is True
+    assert balancer.maxattempts == 3
+    assert balancer.lbmethod is LBMethodName.BYBUSYNESS
+    assert config.routes == (RouteConfig("/a", "app", "/"),)
+    assert warnings == []
+
+
+def test_proxypass_balancer_timeout_warns(tmp_path) -> None:
+    """timeout= on a balancer (Apache: wait for a free member) is warned about, not applied."""
+    config, warnings = read(tmp_path, APP + "Listen 80\nProxyPass /a balancer://app timeout=5\n")
+    assert config.balancers[0].members[0].timeout == 300.0
+    assert len(warnings) == 1 and "free member" in warnings[0] and "line 5" in warnings[0]
+
+
+@pytest.mark.parametrize("param", ["connectiontimeout=1", "retry=5"])
+def test_proxypass_member_parameter_on_balancer_is_an_error(tmp_path, param: str) -> None:
+    """Member parameters on a balancer ProxyPass are errors, as they are in Apache."""
+    e = error(tmp_path, APP + f"Listen 80\nProxyPass /a balancer://app {param}\n")
+    assert e.key == "line 5" and "member parameter" in e.problem
+
+
+def test_proxypass_direct_url(tmp_path) -> None:
+    """A direct URL makes an implicit one-member balancer; its parameters go to the member."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        ProxyPass /api http://127.0.0.1:8080/v1 timeout=10 connectiontimeout=500ms retry=0
+        ProxyPass /api2 http://127.0.0.1:8080/v2 timeout=10 connectiontimeout=500ms retry=0
+        ProxyPass /ws ws://127.0.0.1:8080/ws
+        """,
+    )
+    (api, ws) = config.balancers
+    assert api.name == "http-127.0.0.1-8080"
+    assert api.sticky is None and len(api.members) == 1
+    member = api.members[0]
+    assert (member.url, member.timeout, member.connectiontimeout, member.retry) == (
+        "http://127.0.0.1:8080",
+        10.0,
+        0.5,
+        0.0,
+    )
+    assert ws.name == "ws-127.0.0.1-8080" and ws.websocket
+    assert config.routes == (
+        RouteConfig("/api", "http-127.0.0.1-8080", "/v1"),
+        RouteConfig("/api2", "http-127.0.0.1-8080", "/v2"),
+        RouteConfig("/ws", "ws-127.0.0.1-8080", "/ws"),
+    )
+
+
+def test_proxypass_direct_url_distinct_parameters(tmp_path) -> None:
+    """Two direct mappings to one member with different parameters get two balancers."""
+    config, _ = read(
+        tmp_path,
+        "Listen 80\nProxyPass /a http://h:1/ timeout=1\nProxyPass /b http://h:1/ timeout=2\n",
+    )
+    assert [b.name for b in config.balancers] == ["http-h-1", "http-h-1-2"]
+
+
+def test_proxypass_direct_url_errors(tmp_path) -> None:
+    """Balancer parameters, unknown schemes and flags on a direct URL are errors."""
+    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 stickysession=X\n")
+    assert "balancer parameter" in e.problem and e.key == "line 2"
+    e = error(tmp_path, "Listen 80\nProxyPass /a fcgi://h:1\n")
+    assert "scheme 'fcgi'" in e.problem
+    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 nocanon\n")
+    assert "nocanon" in e.problem
+
+
+def test_proxypass_exclusion(tmp_path) -> None:
+    """ProxyPass /path ! is an exclusion route (balancer None)."""
+    config, _ = read(
+        tmp_path, APP + "Listen 80\nProxyPass /static !\nProxyPass / balancer://app/\n"
+    )
+    assert config.routes[0] == RouteConfig("/static", None, "")
+
+
+def test_proxypass_in_location(tmp_path) -> None:
+    """ProxyPass inside <Location /path> takes the location as its path."""
+    config, _ = read(
+        tmp_path,
+        APP + "Listen 80\n<Location /share>\n  ProxyPass balancer://app/share\n"
+        "  ProxyPassReverse balancer://app/share\n</Location>\n",
+    )
+    assert config.routes == (RouteConfig("/share", "app", "/share"),)
+    e = error(
+        tmp_path, APP + "Listen 80\n<Location /x>\n  ProxyPass /x balancer://app\n</Location>\n"
+    )
+    assert "takes the URL only" in e.problem
+
+
+def test_proxypass_unknown_balancer(tmp_path) -> None:
+    """A ProxyPass naming an undefined balancer is an error on its line."""
+    e = error(tmp_path, "Listen 80\n\nProxyPass / balancer://nope/\n")
+    assert e.key == "line 3" and "balancer://nope" in e.problem
+
+
+def test_proxypass_same_path_twice(tmp_path) -> None:
+    """Mapping one path twice in one host is an error naming both lines."""
+    e = error(tmp_path, APP + "Listen 80\nProxyPass /a balancer://app\nProxyPass /a !\n")
+    assert e.key == "line 6" and "line 5" in e.problem
+
+
+def test_same_mapping_in_two_virtual_hosts(tmp_path) -> None:
+    """The same ProxyPass in two virtual hosts is one route; a different one is an error."""
+    body = APP + "<VirtualHost *:80>\nProxyPass / balancer://app/\n</VirtualHost>\n"
+    config, _ = read(
+        tmp_path, body + "<VirtualHost *:81>\nProxyPass / balancer://app/\n</VirtualHost>\n"
+    )
+    assert config.routes == (RouteConfig("/", "app", "/"),)
+    assert len(config.listeners) == 2
+    e = error(tmp_path, body + "<VirtualHost *:81>\nProxyPass / !\n</VirtualHost>\n")
+    assert "every listener" in e.problem
+
+
+def test_shadowing_warning(tmp_path) -> None:
+    """A shorter prefix before a longer one it covers is warned about with both lines."""
+    _, warnings = read(
+        tmp_path,
+        APP + "Listen 80\nProxyPass / balancer://app/\nProxyPass /static !\n"
+        "ProxyPass /statics !\nProxyPass /other !\n",
+    )
+    assert warnings == [
+        "Apache checks ProxyPass rules in file order, so /static (line 6) is shadowed by / "
+        "(line 5) there and never used; twisted_lb picks the longest prefix, so it is used here",
+        "Apache checks ProxyPass rules in file order, so /statics (line 7) is shadowed by / "
+        "(line 5) there and never used; twisted_lb picks the longest prefix, so it is used here",
+        "Apache checks ProxyPass rules in file order, so /other (line 8) is shadowed by / "
+        "(line 5) there and never used; twisted_lb picks the longest prefix, so it is used here",
+    ]
+
+
+def test_no_shadowing_when_longest_first(tmp_path) -> None:
+    """Rules ordered longest first, or on path-segment boundaries, give no warning."""
+    _, warnings = read(
+        tmp_path,
+        APP + "Listen 80\nProxyPass /a/b !\nProxyPass /a balancer://app\nProxyPass /ab !\n",
+    )
+    assert warnings == []
+
+
+def test_proxypassreverse_mismatch_warns(tmp_path) -> None:
+    """ProxyPassReverse that matches no ProxyPass is recorded as a warning."""
+    _, warnings = read(
+        tmp_path,
+        APP + "Listen 80\nProxyPass /a balancer://app\nProxyPassReverse /a balancer://other\n"
+        "ProxyPassReverse /zzz balancer://app\nProxyPassReverse /a balancer://APP\n",
+    )
+    assert len(warnings) == 2
+    assert warnings[0].startswith("line 6: ProxyPassReverse /a balancer://other does not match")
+    assert warnings[1].startswith("line 7: ProxyPassReverse /zzz balancer://app matches no")
+
+
+def test_cookie_path_and_domain(tmp_path) -> None:
+    """ProxyPassReverseCookiePath/Domain are kept on the routes they apply to."""
+    config, _ = read(
+        tmp_path,
+        APP
+        + """
+        Listen 80
+        ProxyPassReverseCookieDomain backend.internal example.com
+        ProxyPass /a balancer://app
+        ProxyPass /static !
+        <Location /b>
+            ProxyPass balancer://app/b
+            ProxyPassReverseCookiePath /b-internal /b
+        </Location>
+        """,
+    )
+    a, static, b = config.routes
+    assert a.cookie_domain == (("backend.internal", "example.com"),) and a.cookie_path == ()
+    assert static.cookie_domain == ()
+    assert b.cookie_path == (("/b-internal", "/b"),)
+    assert b.cookie_domain == (("backend.internal", "example.com"),)
+
+
+# -- balancers ---------------------------------------------------------------------
+
+
+def test_every_balancer_member_parameter(tmp_path) -> None:
+    """Every supported BalancerMember parameter reaches the model."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        <Proxy balancer://app>
+            BalancerMember ajp://127.0.0.1:8009/app route=n1 loadfactor=2.5 lbset=1 retry=30 \\
+                timeout=20 connectiontimeout=250ms ping=500ms secret=s3cr3t status=+H max=10 \\
+                ttl=15 iobuffersize=16384
+            BalancerMember ajp://127.0.0.1:8010 connectiontimeout=3 ping=1
+        </Proxy>
+        ProxyPass / balancer://app/
+        """,
+    )
+    m, m2 = config.balancers[0].members
+    assert (m.url, m.route, m.loadfactor, m.lbset, m.retry, m.timeout) == (
+        "ajp://127.0.0.1:8009/app",
+        "n1",
+        2.5,
+        1,
+        30.0,
+        20.0,
+    )
+    assert (m.connectiontimeout, m.ping, m.secret, m.status) == (
+        0.25,
+        0.5,
+        "s3cr3t",
+        MemberState.STANDBY,
+    )
+    assert (m.max, m.ttl, m.packet_size) == (10, 15.0, 16384)
+    assert (m2.connectiontimeout, m2.ping) == (3.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    "status, state",
+    [
+        ("+H", MemberState.STANDBY),
+        ("H", MemberState.STANDBY),
+        ("+N", MemberState.DRAINING),
+        ("+D", MemberState.DISABLED),
+        ("+S", MemberState.DISABLED),
+        ("-D", MemberState.ACTIVE),
+        ("+D-D", MemberState.ACTIVE),
+        ("+H+D", MemberState.DISABLED),
+        ("+HN", MemberState.DRAINING),
+        ("-E", MemberState.ACTIVE),
+        ("-I", MemberState.ACTIVE),
+    ],
+)
+def test_member_status(tmp_path, status: str, state: MemberState) -> None:
+    """status= flags map to the model's states (D/S > N > H; -X clears X)."""
+    config, _ = read(
+        tmp_path,
+        f"Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1 status={status}\n</Proxy>\n",
+    )
+    assert config.balancers[0].members[0].status is state
+
+
+@pytest.mark.parametrize("flag", ["+E", "+I", "+R", "+C", "+X"])
+def test_member_status_unsupported(tmp_path, flag: str) -> None:
+    """+E, +I, +R, +C and unknown flags are errors naming the line."""
+    e = error(
+        tmp_path,
+        f"Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1 status={flag}\n</Proxy>\n",
+    )
+    assert e.key == "line 3" and "status=" in e.problem
+
+
+def test_member_errors(tmp_path) -> None:
+    """Bad numbers, unknown parameters and model violations are errors on the member's line."""
+    head = "Listen 80\n<Proxy balancer://app>\n"
+    e = error(tmp_path, head + "BalancerMember ajp://h:1 loadfactor=101\n</Proxy>\n")
+    assert e.key == "line 3" and "loadfactor must be between 1 and 100" in e.problem
+    e = error(tmp_path, head + "BalancerMember ajp://h:1 loadfactor=many\n</Proxy>\n")
+    assert "loadfactor must be a number" in e.problem
+    e = error(tmp_path, head + "BalancerMember ajp://h:1 smax=3\n</Proxy>\n")
+    assert "parameter 'smax' is not supported" in e.problem
+    e = error(tmp_path, head + "BalancerMember ajp://h:1 iobuffersize=1024\n</Proxy>\n")
+    assert "packet_size" in e.problem
+    e = error(tmp_path, head + "BalancerMember gopher://h:1\n</Proxy>\n")
+    assert "scheme 'gopher'" in e.problem
+    e = error(tmp_path, head + "</Proxy>\n")
+    assert e.key == "line 2" and "no BalancerMember" in e.problem
+
+
+def test_proxyset_parameters(tmp_path) -> None:
+    """ProxySet lbmethod, stickysession, stickysessionsep, nofailover and maxattempts apply."""
+    config, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Proxy balancer://app>
+            ProxySet lbmethod=bytraffic stickysession=JSESSIONID|jsessionid stickysessionsep=!
+            ProxySet nofailover=On maxattempts=2 timeout=9
+            BalancerMember ajp://h:1
+        </Proxy>
+        """,
+    )
+    b = config.balancers[0]
+    assert b.lbmethod is LBMethodName.BYTRAFFIC
+    assert b.sticky == StickySessionConfig(("JSESSIONID",), ("jsessionid",), "!")
+    assert (b.nofailover, b.maxattempts) == (True, 2)
+    assert len(warnings) == 1 and "line 4" in warnings[0]
+
+
+def test_proxyset_errors(tmp_path) -> None:
+    """Unknown lbmethods, member parameters and member URLs in ProxySet are errors."""
+    head = "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\n"
+    e = error(tmp_path, head + "ProxySet lbmethod=heartbeat\n</Proxy>\n")
+    assert e.key == "line 4" and "heartbeat" in e.problem
+    e = error(tmp_path, head + "ProxySet retry=3\n</Proxy>\n")
+    assert "member parameter" in e.problem
+    e = error(tmp_path, head + "ProxySet growth=3\n</Proxy>\n")
+    assert "'growth' is not supported" in e.problem
+    e = error(tmp_path, head + "ProxySet maxattempts=0\n</Proxy>\n")
+    assert e.key == "line 4" and "maxattempts" in e.problem
+    e = error(tmp_path, head + "</Proxy>\nProxySet ajp://h:1 retry=3\n")
+    assert e.key == "line 5"
+
+
+def test_balancer_outside_proxy_section(tmp_path) -> None:
+    """BalancerMember and ProxySet outside <Proxy> take the balancer URL first."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        BalancerMember balancer://app ajp://127.0.0.1:8009 route=n1
+        ProxySet balancer://app lbmethod=bybusyness stickysession=JSESSIONID
+        ProxyPass / balancer://app/
+        """,
+    )
+    b = config.balancers[0]
+    assert b.members[0].route == "n1"
+    assert b.lbmethod is LBMethodName.BYBUSYNESS
+    assert b.sticky is not None
+    e = error(tmp_path, "Listen 80\nBalancerMember ajp://h:1\n")
+    assert e.key == "line 2"
+
+
+def test_non_balancer_proxy_section(tmp_path) -> None:
+    """<Proxy *> (forward-proxy access control) is refused."""
+    e = error(tmp_path, "Listen 80\n<Proxy *>\n</Proxy>\n")
+    assert e.key == "line 2" and "forward proxy" in e.problem
+
+
+def test_proxy_sections_for_one_balancer_merge(tmp_path) -> None:
+    """Two <Proxy> sections for one balancer add to it, as in Apache."""
+    config, _ = read(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\n</Proxy>\n"
+        "<Proxy balancer://app>\nBalancerMember ajp://h:2\n</Proxy>\n",
+    )
+    assert len(config.balancers[0].members) == 2
+
+
+def test_duplicate_route_and_mixed_websocket(tmp_path) -> None:
+    """The model's balancer checks become errors on the <Proxy> line."""
+    e = error(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1 route=a\n"
+        "BalancerMember ajp://h:2 route=a\n</Proxy>\n",
+    )
+    assert e.key == "line 2" and "used twice" in e.problem
+    e = error(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\n"
+        "BalancerMember ws://h:2\n</Proxy>\n",
+    )
+    assert "mixes" in e.problem
+
+
+def test_no_sticky_by_default(tmp_path) -> None:
+    """Without stickysession Apache is not sticky, and neither is the imported balancer."""
+    config, _ = read(tmp_path, APP + "Listen 80\n")
+    assert config.balancers[0].sticky is None

@@ -1,0 +1,299 @@
+"""The native TOML reader: every key, every type check, every error."""
+
+from __future__ import annotations
+
+import pytest
+
+from twisted_lb.config import (
+    BackendTLSConfig,
+    BalancerConfig,
+    ConfigError,
+    LBMethodName,
+    ListenerConfig,
+    MemberConfig,
+    MemberState,
+    ProxyConfig,
+    RouteConfig,
+    StickySessionConfig,
+    TLSConfig,
+    load_toml,
+    load_toml_text,
+)
+
+from .helpers import FIXTURES, fixture, write
+
+MINIMAL = """
+[[listen]]
+endpoint = "tcp:8080"
+
+[balancers.app]
+[[balancers.app.members]]
+url = "ajp://127.0.0.1:8009"
+
+[[routes]]
+path = "/"
+balancer = "app"
+"""
+
+
+def error(text: str, source: str = "test.toml") -> ConfigError:
+    """Read C{text}, expecting a ConfigError; return it."""
+    with pytest.raises(ConfigError) as e:
+        load_toml_text(text, source)
+    return e.value
+
+
+def test_every_key() -> None:
+    """A file that sets every key gives exactly the expected model; paths are resolved."""
+    config = load_toml(fixture("every-key.toml"))
+    d = FIXTURES + "/"
+    assert config == ProxyConfig(
+        listeners=(
+            ListenerConfig(
+                "tcp:18443:interface=127.0.0.1",
+                tls=TLSConfig(d + "tls/cert.pem", d + "tls/key.pem", d + "tls/chain.pem"),
+            ),
+            ListenerConfig("tcp:18080", redirect="https://localhost:18443", redirect_status=308),
+        ),
+        balancers=(
+            BalancerConfig(
+                name="app",
+                members=(
+                    MemberConfig(
+                        url="ajp://127.0.0.1:8009/share",
+                        route="tomcat1",
+                        loadfactor=2.5,
+                        lbset=1,
+                        status=MemberState.DRAINING,
+                        retry=30.0,
+                        connectiontimeout=0.25,
+                        timeout=60.0,
+                        ping=0.0,
+                        secret='s3cr"et\\',
+                        packet_size=65536,
+                        max=10,
+                        ttl=15.0,
+                    ),
+                    MemberConfig(
+                        url="ajp://127.0.0.1:8010/share",
+                        route="tomcat2",
+                        status=MemberState.STANDBY,
+                        timeout=120.0,
+                    ),
+                ),
+                lbmethod=LBMethodName.BYBUSYNESS,
+                sticky=StickySessionConfig(("JSESSIONID",), ("jsessionid",), "."),
+                nofailover=True,
+                maxattempts=2,
+                probe_interval=0.5,
+            ),
+            BalancerConfig(
+                name="tls nodes",
+                members=(
+                    MemberConfig(
+                        url="https://127.0.0.1:16443",
+                        timeout=120.0,
+                        tls=BackendTLSConfig(False, d + "ca.pem", "/etc/client.pem"),
+                    ),
+                    MemberConfig(
+                        url="https://127.0.0.1:16444",
+                        timeout=120.0,
+                        status=MemberState.DISABLED,
+                    ),
+                ),
+                sticky=StickySessionConfig(("SID", "sid"), ("sid",), "!"),
+            ),
+            BalancerConfig(
+                name="ws",
+                members=(MemberConfig(url="ws://127.0.0.1:16443", timeout=120.0),),
+                sticky=None,
+            ),
+        ),
+        routes=(
+            RouteConfig(
+                "/share",
+                "app",
+                "",
+                preserve_host=True,
+                timeout=60.0,
+                cookie_path=(("/share/", "/share/"), ("/internal", "/")),
+                cookie_domain=(("backend.internal", "example.com"),),
+            ),
+            RouteConfig("/", "tls nodes", "/"),
+            RouteConfig("/ws", "ws", ""),
+            RouteConfig("/static", None, ""),
+            RouteConfig("/admin", None, ""),
+        ),
+        source=fixture("every-key.toml"),
+        timeout=120.0,
+        x_forwarded=False,
+        access_log=d + "logs/access.log",
+    )
+
+
+def test_defaults() -> None:
+    """Keys left out take the model's defaults (sticky on JSESSIONID, verify on)."""
+    config = load_toml_text(MINIMAL, "<test>")
+    assert config == ProxyConfig(
+        listeners=(ListenerConfig("tcp:8080"),),
+        balancers=(BalancerConfig("app", (MemberConfig("ajp://127.0.0.1:8009"),)),),
+        routes=(RouteConfig("/", "app", "/"),),
+        source="<test>",
+    )
+
+
+def test_top_level_timeout_is_the_members_default() -> None:
+    """The top-level timeout is the timeout of members that set none (ProxyTimeout)."""
+    config = load_toml_text("timeout = 45\n" + MINIMAL, "<test>")
+    assert config.timeout == 45.0
+    assert config.balancers[0].members[0].timeout == 45.0
+
+
+def test_tls_key_defaults_to_certificate(tmp_path) -> None:
+    """A listener's tls table without key reads the key from the certificate file."""
+    path = write(
+        tmp_path,
+        "c.toml",
+        MINIMAL.replace(
+            'endpoint = "tcp:8080"', 'endpoint = "tcp:8443"\ntls = { certificate = "both.pem" }'
+        ),
+    )
+    tls = load_toml(path).listeners[0].tls
+    assert tls == TLSConfig(str(tmp_path / "both.pem"), str(tmp_path / "both.pem"))
+
+
+def test_unknown_key_with_suggestion() -> None:
+    """An unknown key is an error with its full key path and the closest known key."""
+    e = error(MINIMAL.replace('url = "ajp://127.0.0.1:8009"', 'url = "ajp://h"\nloadfactr = 2'))
+    assert e.source == "test.toml"
+    assert e.key == "balancers.app.members[0].loadfactr"
+    assert e.problem.startswith("unknown key 'loadfactr' (did you mean 'loadfactor'?)")
+
+
+def test_unknown_top_level_key() -> None:
+    """Unknown keys at the top, in listen, in routes, in tls tables are all errors."""
+    assert error("timout = 3\n" + MINIMAL).key == "timout"
+    assert "did you mean 'timeout'" in error("timout = 3\n" + MINIMAL).problem
+    e = error(MINIMAL.replace('balancer = "app"', 'balancer = "app"\npreservehost = true'))
+    assert e.key == "routes[0].preservehost" and "preserve_host" in e.problem
+    e = error(MINIMAL.replace('"tcp:8080"', '"tcp:8080"\ntls = { cert = "x" }'))
+    assert e.key == "listen[0].tls.cert" and "certificate" in e.problem
+
+
+@pytest.mark.parametrize(
+    "old, new, key",
+    [
+        ('url = "ajp://127.0.0.1:8009"', "url = 5", "balancers.app.members[0].url"),
+        ('path = "/"', "path = 5", "routes[0].path"),
+        ('endpoint = "tcp:8080"', "endpoint = 5", "listen[0].endpoint"),
+    ],
+)
+def test_wrong_types(old: str, new: str, key: str) -> None:
+    """Values of the wrong type are errors naming the key and both types."""
+    e = error(MINIMAL.replace(old, new))
+    assert e.key == key
+    assert e.problem == "must be a string, not an integer (5)"
+
+
+def test_bool_is_not_a_number() -> None:
+    """true where a number belongs is an error, not 1."""
+    e = error(MINIMAL.replace('url = "ajp://127.0.0.1:8009"', 'url = "ajp://h"\nloadfactor = true'))
+    assert e.key == "balancers.app.members[0].loadfactor" and "a boolean" in e.problem
+
+
+def test_bad_loadfactor_names_its_key() -> None:
+    """The model's loadfactor check is reported with the key path."""
+    e = error(MINIMAL.replace('url = "ajp://127.0.0.1:8009"', 'url = "ajp://h"\nloadfactor = 0'))
+    assert e.key == "balancers.app.members[0].loadfactor"
+    assert e.problem == "loadfactor must be between 1 and 100, not 0.0"
+
+
+@pytest.mark.parametrize(
+    "extra, key",
+    [
+        ("packet_size = 100", "balancers.app.members[0].packet_size"),
+        ("retry = -1", "balancers.app.members[0].retry"),
+        ('status = "up"', "balancers.app.members[0].status"),
+    ],
+)
+def test_member_value_errors(extra: str, key: str) -> None:
+    """Out-of-range member values are errors with the member's key path."""
+    e = error(MINIMAL.replace('url = "ajp://127.0.0.1:8009"', 'url = "ajp://h"\n' + extra))
+    assert e.key == key
+
+
+def test_bad_url_and_missing_url() -> None:
+    """A member URL with an unknown scheme, or none at all, names members[i].url."""
+    e = error(MINIMAL.replace("ajp://127.0.0.1:8009", "ftp://h"))
+    assert e.key == "balancers.app.members[0].url" and "ftp" in e.problem
+    e = error(MINIMAL.replace('url = "ajp://127.0.0.1:8009"', 'route = "x"'))
+    assert e.key == "balancers.app.members[0].url" and "required" in e.problem
+
+
+def test_balancer_errors() -> None:
+    """lbmethod, stickysession, maxattempts and member checks name the balancer's keys."""
+    e = error(MINIMAL.replace("[balancers.app]", '[balancers.app]\nlbmethod = "random"'))
+    assert e.key == "balancers.app.lbmethod" and "byrequests | bybusyness" in e.problem
+    e = error(MINIMAL.replace("[balancers.app]", "[balancers.app]\nmaxattempts = 0"))
+    assert e.key == "balancers.app.maxattempts"
+    e = error(MINIMAL.replace("[balancers.app]", '[balancers.app]\nstickysession = ""'))
+    assert e.key == "balancers.app.stickysession"
+    e = error(MINIMAL.replace("[balancers.app]", "[balancers.app]\nstickysession = true"))
+    assert e.key == "balancers.app.stickysession"
+    e = error(
+        MINIMAL.replace("[balancers.app]", '[balancers.app]\nstickysession = { cookies = "X" }')
+    )
+    assert e.key == "balancers.app.stickysession.cookies" and "'cookie'" in e.problem
+    e = error(
+        MINIMAL.replace("[[balancers.app.members]]\n", "").replace(
+            'url = "ajp://127.0.0.1:8009"', ""
+        )
+    )
+    assert e.key == "balancers.app.members" and "no members" in e.problem
+
+
+def test_unknown_balancer_in_route() -> None:
+    """A route naming an undefined balancer is an error with routes[i].balancer."""
+    e = error(MINIMAL + '\n[[routes]]\npath = "/x"\nbalancer = "nope"\n')
+    assert e.key == "routes[1].balancer"
+    assert "'nope'" in e.problem and "defined: app" in e.problem
+
+
+def test_route_errors() -> None:
+    """Paths not starting with / and paths mapped twice are errors."""
+    e = error(MINIMAL.replace('path = "/"', 'path = "x"'))
+    assert e.key == "routes[0].path"
+    e = error(MINIMAL + '\n[[routes]]\npath = "/"\n')
+    assert e.key == "routes" and "twice" in e.problem
+
+
+def test_listener_errors() -> None:
+    """A listener without endpoint, a bad redirect status, and no listener at all are errors."""
+    e = error(MINIMAL.replace('endpoint = "tcp:8080"', 'redirect = "https://h"'))
+    assert e.key == "listen[0].endpoint"
+    e = error(
+        MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nredirect = "https://h"\nredirect_status = 200')
+    )
+    assert e.key == "listen[0].redirect_status"
+    e = error(MINIMAL.replace('[[listen]]\nendpoint = "tcp:8080"', ""))
+    assert e.key == "listen" and "no listener" in e.problem
+
+
+def test_syntax_error_names_the_line() -> None:
+    """A TOML syntax error is a ConfigError with the line."""
+    e = error('timeout = 3\n[[listen]\nendpoint = "x"\n')
+    assert e.key == "line 2" and "TOML syntax error" in e.problem
+
+
+def test_missing_file(tmp_path) -> None:
+    """A missing file is a ConfigError naming it."""
+    path = str(tmp_path / "nope.toml")
+    with pytest.raises(ConfigError) as e:
+        load_toml(path)
+    assert e.value.source == path and "cannot be read" in e.value.problem
+
+
+def test_balancers_must_be_tables() -> None:
+    """balancers.NAME must be a table."""
+    e = error("[balancers]\napp = 3\n")
+    assert e.key == "balancers.app"

@@ -1,0 +1,1027 @@
+"""
+Read an Apache httpd configuration (mod_proxy_balancer, mod_proxy_ajp,
+mod_proxy_wstunnel, mod_ssl) into the twisted_lb model.
+
+The directives keep Apache's meaning. Those twisted_lb cannot honour are
+errors that name the file and the line; those that behave differently
+produce warnings. C{docs/migrating-from-apache.md} lists every directive and
+parameter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+from ._apache_syntax import Node, parse_file
+from ._build import build, resolve_path
+from .model import (
+    MEMBER_SCHEMES,
+    BackendTLSConfig,
+    BalancerConfig,
+    ConfigError,
+    LBMethodName,
+    ListenerConfig,
+    MemberConfig,
+    MemberState,
+    ProxyConfig,
+    RouteConfig,
+    StickySessionConfig,
+    TLSConfig,
+)
+
+__all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACHE_DIRECTIVES"]
+
+#: Directives that are read and have no effect on proxying.
+ACCEPTED_AND_IGNORED = frozenset(
+    {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
+)
+
+#: Directives (and sections) that twisted_lb gives a meaning.
+SUPPORTED_DIRECTIVES = frozenset(
+    {
+        "listen",
+        "virtualhost",
+        "redirect",
+        "sslengine",
+        "sslcertificatefile",
+        "sslcertificatekeyfile",
+        "sslcertificatechainfile",
+        "sslproxyengine",
+        "sslproxyverify",
+        "sslproxycheckpeercn",
+        "sslproxycheckpeername",
+        "sslproxycacertificatefile",
+        "sslproxymachinecertificatefile",
+        "proxyrequests",
+        "proxypreservehost",
+        "proxytimeout",
+        "timeout",
+        "proxypass",
+        "proxypassreverse",
+        "proxypassreversecookiepath",
+        "proxypassreversecookiedomain",
+        "proxy",
+        "balancermember",
+        "proxyset",
+        "location",
+        "ifmodule",
+        "include",
+        "includeoptional",
+    }
+)
+
+#: Every directive name this reader knows (used to recognise Apache files).
+APACHE_DIRECTIVES = SUPPORTED_DIRECTIVES | ACCEPTED_AND_IGNORED
+
+_UNSUPPORTED = "directive {!r} is not supported by twisted_lb (see docs/migrating-from-apache.md)"
+
+#: BalancerMember (worker) parameters and the model field each one sets.
+_MEMBER_PARAMS = {
+    "route": "route",
+    "loadfactor": "loadfactor",
+    "lbset": "lbset",
+    "retry": "retry",
+    "timeout": "timeout",
+    "connectiontimeout": "connectiontimeout",
+    "ping": "ping",
+    "secret": "secret",
+    "status": "status",
+    "max": "max",
+    "ttl": "ttl",
+    "iobuffersize": "packet_size",
+}
+#: Balancer parameters (ProxySet on a balancer, ProxyPass to a balancer).
+_BALANCER_PARAMS = frozenset(
+    {"lbmethod", "stickysession", "stickysessionsep", "nofailover", "maxattempts", "timeout"}
+)
+
+_STATUS_FLAGS = {
+    "D": "disabled",
+    "S": "stopped",
+    "N": "draining",
+    "H": "standby",
+    "E": "error",
+    "I": "ignore-errors",
+    "R": "spare",
+    "C": "health-check-failed",
+}
+
+
+# -- small parsers --------------------------------------------------------
+
+
+def _on_off(node: Node, value: str, what: str) -> bool:
+    v = value.lower()
+    if v == "on":
+        return True
+    if v == "off":
+        return False
+    raise node.error(f"{what} must be On or Off, not {value!r}")
+
+
+def _number(node: Node, name: str, value: str, *, integer: bool = False, ms: bool = False) -> Any:
+    """A number of Apache's parameter syntax; C{ms=True} allows C{ms}/C{s} suffixes."""
+    text = value.strip().lower()
+    scale = 1.0
+    if ms and text.endswith("ms"):
+        text, scale = text[:-2], 0.001
+    elif ms and text.endswith("s"):
+        text = text[:-1]
+    try:
+        number = int(text) if integer else float(text)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise node.error(f"{name} must be {kind}, not {value!r}") from None
+    return number if integer else number * scale
+
+
+def _one_arg(node: Node) -> str:
+    if len(node.args) != 1:
+        raise node.error(f"{node.name} takes one argument, not {len(node.args)}")
+    return node.args[0]
+
+
+def _params(node: Node, args: Iterable[str]) -> list[tuple[str, str]]:
+    out = []
+    for arg in args:
+        key, eq, value = arg.partition("=")
+        if not eq or not key:
+            raise node.error(
+                f"{node.name}: {arg!r} is not key=value; flags such as nocanon, "
+                "interpolate or noquery are not supported by twisted_lb"
+            )
+        out.append((key.lower(), value))
+    return out
+
+
+def _balancer_name(url: str) -> tuple[str, str] | None:
+    """C{balancer://Name/path} -> (C{"name"}, C{"/path"}); None for other URLs."""
+    if not url.lower().startswith("balancer://"):
+        return None
+    rest = url[len("balancer://") :]
+    name, slash, path = rest.partition("/")
+    return name.lower(), slash + path
+
+
+def _escape_endpoint(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+# -- scopes -----------------------------------------------------------------
+
+
+@attrs.define(eq=False)
+class _Scope:
+    """The main server, a <VirtualHost>, a <Proxy> or a <Location>."""
+
+    kind: str
+    node: Node | None
+    parent: _Scope | None = None
+    settings: dict[str, tuple[Any, Node]] = attrs.Factory(dict)
+    # VirtualHost only:
+    addresses: list[tuple[str, int | None]] = attrs.Factory(list)
+    redirects: list[tuple[Node, int, str, str]] = attrs.Factory(list)
+    passes: list[_Pass] = attrs.Factory(list)
+    location: str | None = None
+
+    def get(self, name: str) -> tuple[Any, Node] | None:
+        scope: _Scope | None = self
+        while scope is not None:
+            if name in scope.settings:
+                return scope.settings[name]
+            scope = scope.parent
+        return None
+
+    def value(self, name: str, default: Any = None) -> Any:
+        found = self.get(name)
+        return default if found is None else found[0]
+
+    @property
+    def host(self) -> _Scope:
+        """The <VirtualHost> or main server this scope is in."""
+        scope = self
+        while scope.kind not in ("vhost", "main"):
+            assert scope.parent is not None
+            scope = scope.parent
+        return scope
+
+
+@attrs.define(eq=False)
+class _Pass:
+    node: Node
+    path: str
+    target: str
+    params: list[tuple[str, str]]
+    scope: _Scope
+
+
+@attrs.define(eq=False)
+class _Balancer:
+    name: str
+    node: Node
+    scope: _Scope
+    members: list[tuple[Node, str, list[tuple[str, str]], _Scope]] = attrs.Factory(list)
+    settings: dict[str, tuple[str, Node]] = attrs.Factory(dict)
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.warnings: list[str] = []
+        self.main = _Scope("main", None)
+        self.vhosts: list[_Scope] = []
+        self.listens: list[tuple[Node, str | None, int]] = []
+        self.balancers: dict[str, _Balancer] = {}
+        self.passes: list[_Pass] = []
+        self.reverses: list[tuple[Node, str, str]] = []
+        self.cookies: list[tuple[Node, str, str, str, _Scope]] = []
+        self.timeout: tuple[float, Node] | None = None
+        self.server_timeout: float | None = None
+
+    def where(self, node: Node) -> str:
+        if os.path.abspath(node.file) == os.path.abspath(self.path):
+            return f"line {node.line}"
+        return f"{node.file} line {node.line}"
+
+    def warn(self, node: Node | None, message: str) -> None:
+        self.warnings.append(f"{self.where(node)}: {message}" if node else message)
+
+    # -- walking the tree -------------------------------------------------
+
+    def walk(self, nodes: list[Node], scope: _Scope) -> None:
+        for node in nodes:
+            handler: Callable[[Node, _Scope], None] | None = getattr(self, "d_" + node.key, None)
+            if node.key in ACCEPTED_AND_IGNORED and node.children is None:
+                continue
+            if handler is None or (node.children is None) != (node.key not in _SECTIONS):
+                raise node.error(_UNSUPPORTED.format(node.display))
+            handler(node, scope)
+
+    def d_ifmodule(self, node: Node, scope: _Scope) -> None:
+        self.walk(node.children or [], scope)
+
+    def d_virtualhost(self, node: Node, scope: _Scope) -> None:
+        if scope.kind != "main":
+            raise node.error("<VirtualHost> must be at the top level, not inside another section")
+        if not node.args:
+            raise node.error("<VirtualHost> needs an address, e.g. <VirtualHost *:443>")
+        vhost = _Scope("vhost", node, self.main)
+        for arg in node.args:
+            vhost.addresses.append(self.address(node, arg))
+        self.vhosts.append(vhost)
+        self.walk(node.children or [], vhost)
+
+    def address(self, node: Node, arg: str) -> tuple[str, int | None]:
+        match = re.fullmatch(r"(\[[^\]]+\]|[^:]+)(?::(\d+|\*))?", arg)
+        if not match:
+            raise node.error(f"{arg!r} is not an address[:port]")
+        host, port = match.group(1), match.group(2)
+        if host.startswith("["):
+            host = host[1:-1]
+        if host in ("*", "_default_"):
+            host = "*"
+        if port is None or port == "*":
+            return host, None
+        return host, int(port)
+
+    def d_proxy(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("main", "vhost"):
+            raise node.error("<Proxy> must be at the top level or in a <VirtualHost>")
+        url = _one_arg(node)
+        parsed = _balancer_name(url)
+        if parsed is None:
+            raise node.error(
+                f"<Proxy {url}>: only <Proxy balancer://name> sections are supported; "
+                "twisted_lb is never a forward proxy and has no access control"
+            )
+        name, path = parsed
+        if path not in ("", "/"):
+            raise node.error(f"<Proxy {url}>: a balancer URL here takes no path")
+        balancer = self.balancer(node, name, scope)
+        inner = _Scope("proxy", node, scope)
+        inner.location = name
+        self.walk(node.children or [], inner)
+        balancer.scope = inner if balancer.node is node else balancer.scope
+
+    def balancer(self, node: Node, name: str, scope: _Scope) -> _Balancer:
+        if not name:
+            raise node.error("the balancer URL names no balancer (balancer://NAME)")
+        if name not in self.balancers:
+            self.balancers[name] = _Balancer(name, node, scope)
+        return self.balancers[name]
+
+    def d_location(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("main", "vhost"):
+            raise node.error("<Location> must be at the top level or in a <VirtualHost>")
+        path = _one_arg(node)
+        if not path.startswith("/"):
+            raise node.error(f"<Location {path}>: the path must start with '/'")
+        inner = _Scope("location", node, scope)
+        inner.location = path
+        self.walk(node.children or [], inner)
+
+    # -- listeners ----------------------------------------------------------
+
+    def d_listen(self, node: Node, scope: _Scope) -> None:
+        if scope.kind != "main":
+            raise node.error("Listen belongs at the top level")
+        if not 1 <= len(node.args) <= 2:
+            raise node.error("Listen takes [address:]port [protocol]")
+        match = re.fullmatch(r"(?:(\[[^\]]+\]|[^:\[\]]+):)?(\d+)", node.args[0])
+        if not match:
+            raise node.error(f"Listen {node.args[0]!r}: expected [address:]port")
+        host = match.group(1)
+        if host and host.startswith("["):
+            host = host[1:-1]
+        self.listens.append((node, host, int(match.group(2))))
+
+    def d_redirect(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("main", "vhost"):
+            raise node.error("Redirect is supported at the top level or in a <VirtualHost> only")
+        args = list(node.args)
+        status = 302
+        keywords = {"permanent": 301, "temp": 302, "seeother": 303, "gone": 410}
+        if args and (args[0].lower() in keywords or args[0].isdigit()):
+            word = args.pop(0)
+            status = keywords.get(word.lower()) or int(word)
+        if status not in (301, 302, 303, 307, 308):
+            raise node.error(
+                f"Redirect with status {status} is not supported; twisted_lb redirects with "
+                "301, 302, 303, 307 or 308"
+            )
+        if not args:
+            raise node.error("Redirect needs a URL path and a target URL")
+        if len(args) == 1:
+            raise node.error(f"Redirect {args[0]} has no target URL (Redirect [status] /path URL)")
+        if len(args) > 2:
+            raise node.error("Redirect takes [status] /path URL")
+        path, url = args
+        if not path.startswith("/"):
+            raise node.error(f"Redirect: the URL path {path!r} must start with '/'")
+        if not urlsplit(url).scheme:
+            raise node.error(f"Redirect: the target {url!r} must be an absolute URL")
+        scope.host.redirects.append((node, status, path, url))
+
+    # -- TLS ------------------------------------------------------------------
+
+    def setting(self, node: Node, scope: _Scope, name: str, value: Any) -> None:
+        scope.settings[name] = (value, node)
+
+    def d_sslengine(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        value = _one_arg(node)
+        if value.lower() == "optional":
+            raise node.error("SSLEngine optional (TLS upgrade) is not supported; use On or Off")
+        self.setting(node, scope, "sslengine", _on_off(node, value, "SSLEngine"))
+
+    def host_only(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("main", "vhost"):
+            raise node.error(f"{node.name} belongs at the top level or in a <VirtualHost>")
+
+    def _file(self, node: Node, scope: _Scope, name: str, *, host: bool = True) -> None:
+        if host:
+            self.host_only(node, scope)
+        elif scope.kind == "location":
+            raise node.error(f"{node.name} is not supported inside <Location>")
+        self.setting(node, scope, name, resolve_path(_one_arg(node), self.base_dir(node)))
+
+    def base_dir(self, node: Node) -> str:
+        return os.path.dirname(os.path.abspath(node.file))
+
+    def d_sslcertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "certificate")
+
+    def d_sslcertificatekeyfile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "key")
+
+    def d_sslcertificatechainfile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "chain")
+
+    def d_sslproxycacertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "ca_file", host=False)
+
+    def d_sslproxymachinecertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "client_certificate", host=False)
+
+    def _proxy_flag(self, node: Node, scope: _Scope, name: str) -> None:
+        if scope.kind == "location":
+            raise node.error(f"{node.name} is not supported inside <Location>")
+        self.setting(node, scope, name, _on_off(node, _one_arg(node), node.name))
+
+    def d_sslproxyengine(self, node: Node, scope: _Scope) -> None:
+        self._proxy_flag(node, scope, "sslproxyengine")
+
+    def d_sslproxycheckpeercn(self, node: Node, scope: _Scope) -> None:
+        self._proxy_flag(node, scope, "checkpeercn")
+
+    def d_sslproxycheckpeername(self, node: Node, scope: _Scope) -> None:
+        self._proxy_flag(node, scope, "checkpeername")
+
+    def d_sslproxyverify(self, node: Node, scope: _Scope) -> None:
+        if scope.kind == "location":
+            raise node.error(f"{node.name} is not supported inside <Location>")
+        value = _one_arg(node).lower()
+        if value not in ("none", "optional", "require", "optional_no_ca"):
+            raise node.error(
+                f"SSLProxyVerify must be none, optional, require or optional_no_ca, not {value!r}"
+            )
+        self.setting(node, scope, "sslproxyverify", value)
+
+    # -- proxy directives -----------------------------------------------------
+
+    def d_proxyrequests(self, node: Node, scope: _Scope) -> None:
+        if _on_off(node, _one_arg(node), "ProxyRequests"):
+            raise node.error(
+                "ProxyRequests On makes Apache a forward proxy; twisted_lb is never a forward "
+                "proxy (it is a reverse proxy only) — remove the line or set ProxyRequests Off"
+            )
+
+    def d_proxypreservehost(self, node: Node, scope: _Scope) -> None:
+        if scope.kind == "proxy":
+            raise node.error("ProxyPreserveHost is not supported inside <Proxy>")
+        self.setting(node, scope, "preserve_host", _on_off(node, _one_arg(node), node.name))
+
+    def d_proxytimeout(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        seconds = _number(node, "ProxyTimeout", _one_arg(node))
+        if self.timeout is not None and self.timeout[0] != seconds:
+            self.warn(
+                node,
+                f"ProxyTimeout {_one_arg(node)} replaces ProxyTimeout {self.timeout[0]:g} "
+                f"({self.where(self.timeout[1])}): twisted_lb has one ProxyTimeout for all "
+                "listeners",
+            )
+        self.timeout = (seconds, node)
+
+    def d_timeout(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        self.server_timeout = _number(node, "Timeout", _one_arg(node))
+
+    def d_proxypass(self, node: Node, scope: _Scope) -> None:
+        args = list(node.args)
+        if scope.kind == "proxy":
+            raise node.error("ProxyPass is not allowed inside <Proxy>")
+        if scope.kind == "location":
+            if not args or args[0].startswith("/"):
+                raise node.error(
+                    "ProxyPass inside <Location> takes the URL only (the path is the location's)"
+                )
+            assert scope.location is not None
+            args.insert(0, scope.location)
+        if len(args) < 2:
+            raise node.error("ProxyPass takes /path URL [key=value ...] (or /path !)")
+        path, target = args[0], args[1]
+        if not path.startswith("/"):
+            raise node.error(
+                f"ProxyPass {path}: the path must start with '/' (ProxyPassMatch and "
+                "wildcards are not supported)"
+            )
+        params = _params(node, args[2:])
+        if target == "!" and params:
+            raise node.error("ProxyPass /path ! takes no parameters")
+        p = _Pass(node, path, target, params, scope)
+        self.passes.append(p)
+        scope.host.passes.append(p)
+
+    def d_proxypassreverse(self, node: Node, scope: _Scope) -> None:
+        args = list(node.args)
+        if scope.kind == "proxy":
+            raise node.error("ProxyPassReverse is not allowed inside <Proxy>")
+        if scope.kind == "location" and len(args) == 1:
+            assert scope.location is not None
+            args.insert(0, scope.location)
+        if len(args) == 3 and args[2].lower() == "interpolate":
+            raise node.error("ProxyPassReverse ... interpolate is not supported")
+        if len(args) != 2:
+            raise node.error("ProxyPassReverse takes /path URL")
+        self.reverses.append((node, args[0], args[1]))
+
+    def _cookie(self, node: Node, scope: _Scope, kind: str) -> None:
+        if scope.kind == "proxy":
+            raise node.error(f"{node.name} is not allowed inside <Proxy>")
+        if len(node.args) == 3 and node.args[2].lower() == "interpolate":
+            raise node.error(f"{node.name} ... interpolate is not supported")
+        if len(node.args) != 2:
+            raise node.error(f"{node.name} takes internal public")
+        self.cookies.append((node, kind, node.args[0], node.args[1], scope))
+
+    def d_proxypassreversecookiepath(self, node: Node, scope: _Scope) -> None:
+        self._cookie(node, scope, "cookie_path")
+
+    def d_proxypassreversecookiedomain(self, node: Node, scope: _Scope) -> None:
+        self._cookie(node, scope, "cookie_domain")
+
+    def d_balancermember(self, node: Node, scope: _Scope) -> None:
+        args = list(node.args)
+        if scope.kind == "proxy":
+            assert scope.location is not None
+            balancer = self.balancers[scope.location]
+        else:
+            if scope.kind == "location" or not args or _balancer_name(args[0]) is None:
+                raise node.error(
+                    "BalancerMember belongs inside <Proxy balancer://name>, or takes the "
+                    "balancer URL first: BalancerMember balancer://name URL ..."
+                )
+            parsed = _balancer_name(args.pop(0))
+            assert parsed is not None
+            balancer = self.balancer(node, parsed[0], scope)
+        if not args:
+            raise node.error("BalancerMember needs the member's URL")
+        balancer.members.append((node, args[0], _params(node, args[1:]), scope))
+
+    def d_proxyset(self, node: Node, scope: _Scope) -> None:
+        args = list(node.args)
+        if scope.kind == "proxy":
+            assert scope.location is not None
+            balancer = self.balancers[scope.location]
+        else:
+            parsed = _balancer_name(args[0]) if args else None
+            if scope.kind == "location" or parsed is None:
+                raise node.error(
+                    "ProxySet outside <Proxy balancer://name> must name a balancer URL first; "
+                    "ProxySet on a member URL is not supported (use BalancerMember parameters)"
+                )
+            args.pop(0)
+            balancer = self.balancer(node, parsed[0], scope)
+        params = _params(node, args)
+        if not params:
+            raise node.error("ProxySet takes key=value parameters")
+        self.balancer_params(node, balancer, params, "ProxySet")
+
+    def balancer_params(
+        self, node: Node, balancer: _Balancer, params: list[tuple[str, str]], what: str
+    ) -> None:
+        for key, value in params:
+            if key in _MEMBER_PARAMS and key not in _BALANCER_PARAMS:
+                raise node.error(
+                    f"{what}: {key!r} is a member parameter; Apache rejects it for a balancer "
+                    "too — put it on the BalancerMember lines"
+                )
+            if key not in _BALANCER_PARAMS:
+                raise node.error(
+                    f"{what}: balancer parameter {key!r} is not supported by twisted_lb (see "
+                    "docs/migrating-from-apache.md)"
+                )
+            if key == "timeout":
+                self.warn(
+                    node,
+                    f"{what} timeout={value}: Apache waits that long for a free member of "
+                    f"balancer://{balancer.name}; twisted_lb does not queue requests and "
+                    "answers 503 at once when no member is usable, so this is not used "
+                    "(members' answer timeouts come from ProxyTimeout and timeout=)",
+                )
+                _number(node, "timeout", value)
+                continue
+            balancer.settings[key] = (value, node)
+
+    # -- building the model -------------------------------------------------
+
+    def read(self) -> tuple[ProxyConfig, list[str]]:
+        self.walk(parse_file(self.path), self.main)
+        timeout = (
+            self.timeout[0]
+            if self.timeout
+            else self.server_timeout
+            if self.server_timeout is not None
+            else 300.0
+        )
+        if timeout <= 0:
+            node = self.timeout[1] if self.timeout else None
+            raise ConfigError(self.path, node.where if node else "timeout", "must be > 0")
+        self.default_timeout = float(timeout)
+        balancers: dict[str, BalancerConfig] = {}
+        for b in self.balancers.values():
+            balancers[b.name] = self.build_balancer(b)
+        routes = self.build_routes(balancers)
+        listeners = self.build_listeners()
+        self.check_reverses()
+        config = build(
+            ProxyConfig,
+            {
+                "listeners": tuple(listeners),
+                "balancers": tuple(balancers.values()),
+                "routes": tuple(routes),
+                "source": self.path,
+                "timeout": float(timeout),
+            },
+            lambda field, problem: ConfigError(self.path, field or "config", problem),
+        )
+        return config, self.warnings
+
+    def member(
+        self, node: Node, url: str, params: list[tuple[str, str]], scope: _Scope
+    ) -> MemberConfig:
+        kwargs: dict[str, Any] = {"url": url, "timeout": self.default_timeout}
+        scheme = urlsplit(url).scheme.lower()
+        for key, value in params:
+            if key not in _MEMBER_PARAMS:
+                raise node.error(
+                    f"{node.name}: parameter {key!r} is not supported by twisted_lb (see "
+                    "docs/migrating-from-apache.md)"
+                )
+            field = _MEMBER_PARAMS[key]
+            if key in ("route", "secret"):
+                kwargs[field] = value
+            elif key == "status":
+                kwargs[field] = self.status(node, value)
+            elif key in ("lbset", "max", "iobuffersize"):
+                kwargs[field] = _number(node, key, value, integer=True)
+            else:
+                kwargs[field] = _number(node, key, value, ms=key in ("connectiontimeout", "ping"))
+        if scheme in ("https", "wss"):
+            kwargs["tls"] = self.backend_tls(node, scope)
+
+        def fail(field: str | None, problem: str) -> ConfigError:
+            return node.error(problem)
+
+        return build(MemberConfig, kwargs, fail)
+
+    def status(self, node: Node, value: str) -> MemberState:
+        flags: set[str] = set()
+        adding = True
+        for c in value.upper():
+            if c in "+-":
+                adding = c == "+"
+                continue
+            if c not in _STATUS_FLAGS:
+                raise node.error(f"status={value}: unknown flag {c!r}")
+            if adding and c in "EIRC":
+                raise node.error(
+                    f"status={value}: +{c} ({_STATUS_FLAGS[c]}) is not supported by "
+                    "twisted_lb: "
+                    + {
+                        "E": "the error state comes from failures and health probes, it is "
+                        "not configured",
+                        "I": "a failing member is always taken out of rotation",
+                        "R": "there are no hot spares; use +H (standby) or lbset",
+                        "C": "the health-check state is set by the probes",
+                    }[c]
+                )
+            if adding:
+                flags.add(c)
+            else:
+                flags.discard(c)
+        if flags & {"D", "S"}:
+            return MemberState.DISABLED
+        if "N" in flags:
+            return MemberState.DRAINING
+        if "H" in flags:
+            return MemberState.STANDBY
+        return MemberState.ACTIVE
+
+    def backend_tls(self, node: Node, scope: _Scope) -> BackendTLSConfig:
+        peer_cn = scope.value("checkpeercn")
+        peer_name = scope.value("checkpeername")
+        verify_mode = scope.value("sslproxyverify")
+        if scope.value("sslproxyengine") is not True:
+            self.warn_once(
+                ("engine", id(scope.host)),
+                node,
+                "an https:// or wss:// member is used without SSLProxyEngine On; Apache would "
+                "refuse to connect to it, twisted_lb connects with TLS",
+            )
+        if peer_cn is False or peer_name is False or verify_mode in ("none", "optional_no_ca"):
+            verify = False
+        else:
+            verify = True
+            if verify_mode is None:
+                self.warn_once(
+                    ("verify", id(scope.host)),
+                    node,
+                    "no SSLProxyVerify, SSLProxyCheckPeerName or SSLProxyCheckPeerCN is set: "
+                    "Apache would not have verified the members' certificate chain "
+                    "(SSLProxyVerify none is its default); twisted_lb verifies chain and host "
+                    "name — add SSLProxyVerify none (or tls.verify = false) for self-signed "
+                    "members",
+                )
+        return BackendTLSConfig(
+            verify=verify,
+            ca_file=scope.value("ca_file"),
+            client_certificate=scope.value("client_certificate"),
+        )
+
+    def warn_once(self, key: Any, node: Node, message: str) -> None:
+        seen = self.__dict__.setdefault("_warned", set())
+        if key not in seen:
+            seen.add(key)
+            self.warn(node, message)
+
+    def build_balancer(self, b: _Balancer) -> BalancerConfig:
+        members = tuple(
+            self.member(node, url, params, scope) for node, url, params, scope in b.members
+        )
+        if not members:
+            raise b.node.error(f"balancer://{b.name} has no BalancerMember")
+        kwargs: dict[str, Any] = {"name": b.name, "members": members, "sticky": None}
+        settings = b.settings
+        if "lbmethod" in settings:
+            value, node = settings["lbmethod"]
+            try:
+                kwargs["lbmethod"] = LBMethodName(value.lower())
+            except ValueError:
+                raise node.error(
+                    f"lbmethod={value} is not supported; use byrequests, bybusyness or bytraffic"
+                ) from None
+        if "stickysession" in settings:
+            value, node = settings["stickysession"]
+            separator = "."
+            if "stickysessionsep" in settings:
+                separator, node = settings["stickysessionsep"]
+            try:
+                kwargs["sticky"] = StickySessionConfig.from_apache(value, separator)
+            except ValueError as e:
+                raise node.error(str(e)) from None
+        elif "stickysessionsep" in settings:
+            self.warn(
+                settings["stickysessionsep"][1],
+                "stickysessionsep without stickysession: sessions are not sticky",
+            )
+        if "nofailover" in settings:
+            value, node = settings["nofailover"]
+            kwargs["nofailover"] = _on_off(node, value, "nofailover")
+        if "maxattempts" in settings:
+            value, node = settings["maxattempts"]
+            kwargs["maxattempts"] = _number(node, "maxattempts", value, integer=True)
+
+        def fail(field: str | None, problem: str) -> ConfigError:
+            setting = {"maxattempts": "maxattempts"}.get(field or "")
+            node = settings[setting][1] if setting in settings else b.node
+            return node.error(problem)
+
+        return build(BalancerConfig, kwargs, fail)
+
+    def build_routes(self, balancers: dict[str, BalancerConfig]) -> list[RouteConfig]:
+        routes: dict[str, tuple[RouteConfig, Node]] = {}
+        for p in self.passes:
+            route = self.route(p, balancers)
+            if route.path in routes:
+                other, other_node = routes[route.path]
+                if other_node is p.node:
+                    continue
+                if other == route and p.scope.host is not self.passes_scope(other_node):
+                    continue
+                raise p.node.error(
+                    f"ProxyPass {route.path} is mapped a second time (first at "
+                    f"{self.where(other_node)}); Apache would only use the first"
+                    if p.scope.host is self.passes_scope(other_node)
+                    else f"ProxyPass {route.path} maps the path differently from "
+                    f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
+                )
+            routes[route.path] = (route, p.node)
+        self.check_shadowing()
+        result = [r for r, _ in routes.values()]
+        return [self.with_cookies(r, routes[r.path][1]) for r in result]
+
+    def passes_scope(self, node: Node) -> _Scope:
+        for p in self.passes:
+            if p.node is node:
+                return p.scope.host
+        raise AssertionError(node)
+
+    def route(self, p: _Pass, balancers: dict[str, BalancerConfig]) -> RouteConfig:
+        preserve = bool(p.scope.value("preserve_host", False))
+        kwargs: dict[str, Any] = {"path": p.path, "balancer": None, "preserve_host": preserve}
+        if p.target == "!":
+            pass
+        elif (parsed := _balancer_name(p.target)) is not None:
+            name, path = parsed
+            if name not in balancers:
+                raise p.node.error(
+                    f"ProxyPass {p.path} names balancer://{name}, which no <Proxy "
+                    f"balancer://{name}> defines"
+                )
+            self.balancer_params(p.node, self.balancers[name], p.params, "ProxyPass")
+            if p.params:
+                balancers[name] = self.build_balancer(self.balancers[name])
+            kwargs["balancer"] = name
+            kwargs["target_path"] = path
+        else:
+            kwargs["balancer"], kwargs["target_path"] = self.implicit(p, balancers)
+
+        def fail(field: str | None, problem: str) -> ConfigError:
+            return p.node.error(problem)
+
+        return build(RouteConfig, kwargs, fail)
+
+    def implicit(self, p: _Pass, balancers: dict[str, BalancerConfig]) -> tuple[str, str]:
+        parts = urlsplit(p.target)
+        scheme = parts.scheme.lower()
+        if scheme not in MEMBER_SCHEMES:
+            raise p.node.error(
+                f"ProxyPass {p.path} {p.target}: scheme {scheme!r} is not supported "
+                f"(use balancer:// or one of {', '.join(MEMBER_SCHEMES)})"
+            )
+        for key, _ in p.params:
+            if key in _BALANCER_PARAMS and key not in _MEMBER_PARAMS:
+                raise p.node.error(
+                    f"ProxyPass: {key!r} is a balancer parameter; Apache rejects it for a "
+                    "direct URL too"
+                )
+        if parts.query or parts.fragment:
+            raise p.node.error(f"ProxyPass {p.target}: a target URL takes no query or fragment")
+        member = self.member(p.node, f"{scheme}://{parts.netloc}", p.params, p.scope)
+        base = re.sub(r"[^A-Za-z0-9.-]+", "-", f"{scheme}-{parts.netloc}").strip("-")
+        name, n = base, 1
+        while name in balancers:
+            existing = balancers[name]
+            if existing.members == (member,) and name not in self.balancers:
+                break
+            n += 1
+            name = f"{base}-{n}"
+        else:
+            balancers[name] = BalancerConfig(name=name, members=(member,), sticky=None)
+        return name, parts.path
+
+    def check_shadowing(self) -> None:
+        for host in [self.main, *self.vhosts]:
+            rules = [p for p in host.passes]
+            for i, later in enumerate(rules):
+                for earlier in rules[:i]:
+                    if earlier.path != later.path and _covers(earlier.path, later.path):
+                        self.warnings.append(
+                            "Apache checks ProxyPass rules in file order, so "
+                            f"{later.path} ({self.where(later.node)}) is shadowed by "
+                            f"{earlier.path} ({self.where(earlier.node)}) there and never "
+                            "used; twisted_lb picks the longest prefix, so it is used here"
+                        )
+                        break
+
+    def with_cookies(self, route: RouteConfig, node: Node) -> RouteConfig:
+        if route.balancer is None:
+            return route
+        owner = next(p for p in self.passes if p.node is node)
+        found: dict[str, list[tuple[str, str]]] = {"cookie_path": [], "cookie_domain": []}
+        for _cnode, kind, internal, public, scope in self.cookies:
+            if scope.kind == "location":
+                applies = scope.location == route.path
+            else:
+                applies = scope.host is owner.scope.host or scope.host is self.main
+            if applies and internal not in dict(found[kind]):
+                found[kind].append((internal, public))
+        if not found["cookie_path"] and not found["cookie_domain"]:
+            return route
+        return attrs.evolve(
+            route,
+            cookie_path=tuple(found["cookie_path"]),
+            cookie_domain=tuple(found["cookie_domain"]),
+        )
+
+    def check_reverses(self) -> None:
+        for node, path, url in self.reverses:
+            same = [p for p in self.passes if p.path == path]
+            if any(_same_url(p.target, url) for p in same):
+                continue
+            if same:
+                self.warn(
+                    node,
+                    f"ProxyPassReverse {path} {url} does not match ProxyPass {path} "
+                    f"{same[0].target} ({self.where(same[0].node)}); twisted_lb rewrites "
+                    "redirects from the ProxyPass mappings, so this line changes nothing",
+                )
+            else:
+                self.warn(
+                    node,
+                    f"ProxyPassReverse {path} {url} matches no ProxyPass; twisted_lb rewrites "
+                    "redirects from the ProxyPass mappings, so this line changes nothing",
+                )
+        for cnode, _kind, _internal, _public, scope in self.cookies:
+            if scope.kind == "location" and not any(p.path == scope.location for p in self.passes):
+                self.warn(cnode, f"{cnode.name} is in a <Location> without ProxyPass; unused")
+
+    def build_listeners(self) -> list[ListenerConfig]:
+        listeners: list[ListenerConfig] = []
+        used: dict[tuple[str, int], Node] = {}
+        vhost_ports: set[int] = set()
+        for vhost in self.vhosts:
+            assert vhost.node is not None
+            for host, port in vhost.addresses:
+                if port is None:
+                    candidates = sorted({p for _, _, p in self.listens})
+                    if len(candidates) != 1:
+                        raise vhost.node.error(
+                            f"<VirtualHost {vhost.node.args[0]}>: give the port "
+                            "(e.g. *:443); twisted_lb derives a listener from each virtual host"
+                        )
+                    port = candidates[0]
+                if (host, port) in used:
+                    raise vhost.node.error(
+                        f"a second <VirtualHost> for {host}:{port} (the first is at "
+                        f"{self.where(used[host, port])}): name-based virtual hosts are not "
+                        "supported by twisted_lb"
+                    )
+                used[host, port] = vhost.node
+                vhost_ports.add(port)
+                if host == "*":
+                    listen_hosts = [h for _, h, p in self.listens if p == port and h]
+                    if len(listen_hosts) == 1:
+                        host = listen_hosts[0]
+                listeners.append(self.listener(vhost, vhost.node, host, port))
+        for node, listen_host, port in self.listens:
+            if port in vhost_ports:
+                continue
+            listeners.append(self.listener(self.main, node, listen_host or "*", port))
+        if not listeners:
+            raise ConfigError(
+                self.path,
+                "listen",
+                "no listener is configured: add Listen or <VirtualHost *:PORT>",
+            )
+        return listeners
+
+    def listener(self, scope: _Scope, node: Node, host: str, port: int) -> ListenerConfig:
+        if host == "*":
+            endpoint = f"tcp:{port}"
+        elif ":" in host:
+            endpoint = f"tcp6:{port}:interface={_escape_endpoint(host)}"
+        else:
+            endpoint = f"tcp:{port}:interface={_escape_endpoint(host)}"
+        kwargs: dict[str, Any] = {"endpoint": endpoint}
+        if scope.value("sslengine") is True:
+            certificate = scope.value("certificate")
+            if certificate is None:
+                on = scope.get("sslengine")
+                assert on is not None
+                raise on[1].error("SSLEngine On without SSLCertificateFile")
+            kwargs["tls"] = TLSConfig(
+                certificate=certificate,
+                key=scope.value("key", certificate),
+                chain=scope.value("chain"),
+            )
+        if scope.redirects:
+            kwargs.update(self.redirect(scope))
+        return build(ListenerConfig, kwargs, lambda field, problem: node.error(problem))
+
+    def redirect(self, scope: _Scope) -> dict[str, Any]:
+        if scope.passes:
+            first = scope.redirects[0][0]
+            raise first.error(
+                "Redirect together with ProxyPass in the same virtual host is not supported; a "
+                "twisted_lb listener either redirects everything or proxies"
+            )
+        chosen: tuple[str, int, Node] | None = None
+        for node, status, path, url in scope.redirects:
+            base = _redirect_base(path, url)
+            if chosen is None:
+                if path != "/":
+                    raise node.error(
+                        f"Redirect {path} redirects part of the site only; twisted_lb's "
+                        "redirect listener redirects every path, so the first Redirect must be "
+                        "for /"
+                    )
+                if base is None:
+                    raise node.error(
+                        f"Redirect / {url}: the target must end with '/' to keep the path"
+                    )
+                chosen = (base, status, node)
+            elif base != chosen[0] or status != chosen[1]:
+                self.warn(
+                    node,
+                    f"Redirect {path} {url} is shadowed by Redirect / "
+                    f"({self.where(chosen[2])}) in Apache too, and is not used",
+                )
+        assert chosen is not None
+        return {"redirect": chosen[0], "redirect_status": chosen[1]}
+
+
+_SECTIONS = frozenset({"virtualhost", "proxy", "location", "ifmodule"})
+
+
+def _covers(shorter: str, longer: str) -> bool:
+    """Whether Apache's ProxyPass for C{shorter} also matches C{longer}."""
+    if not longer.startswith(shorter):
+        return False
+    return shorter.endswith("/") or longer[len(shorter)] == "/"
+
+
+def _same_url(a: str, b: str) -> bool:
+    pa, pb = _balancer_name(a), _balancer_name(b)
+    if pa is not None or pb is not None:
+        return pa == pb
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def _redirect_base(path: str, url: str) -> str | None:
+    """The base URL that, with the request path appended, gives Apache's redirect."""
+    if path.endswith("/") and not url.endswith("/"):
+        return None
+    if url.endswith(path):
+        return url[: len(url) - len(path)]
+    return None
+
+
+def read_apache(path: str) -> tuple[ProxyConfig, list[str]]:
+    """
+    Read an Apache httpd configuration file.
+
+    @return: the configuration and the warnings (each a sentence, most with
+        the line they are about).
+    @raise ConfigError: for a directive or parameter twisted_lb does not
+        support, or a configuration it cannot use; the key is C{"line N"}.
+    """
+    return _Reader(path).read()

@@ -1,0 +1,183 @@
+"""
+Write a configuration as native TOML (C{python -m twisted_lb convert}).
+
+The output names every setting explicitly, so that reading it back with
+L{twisted_lb.config.toml.load_toml_text} gives an equal model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+from .model import (
+    BackendTLSConfig,
+    BalancerConfig,
+    ListenerConfig,
+    MemberConfig,
+    ProxyConfig,
+    RouteConfig,
+)
+
+__all__ = ["to_toml", "toml_string", "toml_key"]
+
+_ESCAPES = {
+    "\b": "\\b",
+    "\t": "\\t",
+    "\n": "\\n",
+    "\f": "\\f",
+    "\r": "\\r",
+    '"': '\\"',
+    "\\": "\\\\",
+}
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string."""
+    out = []
+    for c in value:
+        if c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append(f"\\u{ord(c):04X}")
+        elif 0xD800 <= ord(c) <= 0xDFFF:
+            out.append("\\uFFFD")  # a lone surrogate cannot be written
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def toml_key(key: str) -> str:
+    """A TOML key: bare when it can be, quoted otherwise."""
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else toml_string(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        text = repr(value)
+        return text if any(c in text for c in ".en") else text + ".0"
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return _inline(value)
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _inline(items: dict[str, Any]) -> str:
+    body = ", ".join(f"{toml_key(k)} = {_value(v)}" for k, v in items.items() if v is not None)
+    return "{ " + body + " }" if body else "{}"
+
+
+def _lines(items: dict[str, Any]) -> list[str]:
+    return [f"{toml_key(k)} = {_value(v)}" for k, v in items.items() if v is not None]
+
+
+def _listener(listener: ListenerConfig) -> list[str]:
+    items: dict[str, Any] = {"endpoint": listener.endpoint}
+    if listener.tls is not None:
+        items["tls"] = {
+            "certificate": listener.tls.certificate,
+            "key": listener.tls.key,
+            "chain": listener.tls.chain,
+        }
+    if listener.redirect is not None:
+        items["redirect"] = listener.redirect
+        items["redirect_status"] = listener.redirect_status
+    return ["[[listen]]", *_lines(items)]
+
+
+def _member(balancer: str, member: MemberConfig) -> list[str]:
+    items: dict[str, Any] = {
+        "url": member.url,
+        "route": member.route,
+        "loadfactor": float(member.loadfactor),
+        "lbset": member.lbset,
+        "status": member.status.value,
+        "retry": float(member.retry),
+        "connectiontimeout": float(member.connectiontimeout),
+        "timeout": float(member.timeout),
+        "ping": float(member.ping),
+        "secret": member.secret,
+        "packet_size": member.packet_size,
+        "max": member.max,
+        "ttl": float(member.ttl),
+    }
+    if member.scheme in ("https", "wss") or member.tls != BackendTLSConfig():
+        items["tls"] = {
+            "verify": member.tls.verify,
+            "ca_file": member.tls.ca_file,
+            "client_certificate": member.tls.client_certificate,
+        }
+    return [f"[[balancers.{toml_key(balancer)}.members]]", *_lines(items)]
+
+
+def _balancer(balancer: BalancerConfig) -> list[str]:
+    sticky: Any = False
+    if balancer.sticky is not None:
+        sticky = {
+            "cookie": list(balancer.sticky.cookie_names),
+            "path": list(balancer.sticky.path_names),
+            "separator": balancer.sticky.separator,
+        }
+    items: dict[str, Any] = {
+        "lbmethod": balancer.lbmethod.value,
+        "stickysession": sticky,
+        "nofailover": balancer.nofailover,
+        "maxattempts": balancer.maxattempts,
+        "probe_interval": float(balancer.probe_interval),
+    }
+    out = [f"[balancers.{toml_key(balancer.name)}]", *_lines(items)]
+    for member in balancer.members:
+        out += ["", *_member(balancer.name, member)]
+    return out
+
+
+def _route(route: RouteConfig) -> list[str]:
+    items: dict[str, Any] = {
+        "path": route.path,
+        "balancer": route.balancer if route.balancer is not None else False,
+        "target_path": route.target_path,
+        "preserve_host": route.preserve_host,
+        "timeout": None if route.timeout is None else float(route.timeout),
+    }
+    if route.cookie_path:
+        items["cookie_path"] = dict(route.cookie_path)
+    if route.cookie_domain:
+        items["cookie_domain"] = dict(route.cookie_domain)
+    return ["[[routes]]", *_lines(items)]
+
+
+def to_toml(config: ProxyConfig) -> str:
+    """
+    Write C{config} as a native TOML configuration.
+
+    File names are written as they are in the model (the readers make them
+    absolute), so the output reads back the same from any directory.
+    """
+    source = re.sub(r"[\x00-\x1f\x7f]", " ", config.source)
+    out = [f"# twisted_lb configuration (from {source})", ""]
+    out += _lines(
+        {
+            "timeout": float(config.timeout),
+            "x_forwarded": config.x_forwarded,
+            "access_log": config.access_log,
+        }
+    )
+    for listener in config.listeners:
+        out += ["", *_listener(listener)]
+    for balancer in config.balancers:
+        out += ["", *_balancer(balancer)]
+    for route in config.routes:
+        out += ["", *_route(route)]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,375 @@
+"""
+The native configuration format of twisted_lb: a TOML file.
+
+Every key is checked: unknown keys and values of the wrong type are errors
+that name the key (C{balancers.app.members[0].loadfactor}), and the model's
+own checks are reported the same way. The format is described in
+C{docs/configuration.md}.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+from typing import Any
+
+try:
+    import tomllib
+except ImportError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from ._build import base_dir_of, build, resolve_path
+from .model import (
+    BackendTLSConfig,
+    BalancerConfig,
+    ConfigError,
+    LBMethodName,
+    ListenerConfig,
+    MemberConfig,
+    MemberState,
+    ProxyConfig,
+    RouteConfig,
+    StickySessionConfig,
+    TLSConfig,
+)
+
+__all__ = ["load_toml", "load_toml_text"]
+
+# The schema: key -> kind. Kinds: str, bool, int, num (int or float), table,
+# tables (array of tables), strlist, strmap, sticky, balancer.
+_TOP = {
+    "timeout": "num",
+    "x_forwarded": "bool",
+    "access_log": "str",
+    "listen": "tables",
+    "balancers": "table",
+    "routes": "tables",
+}
+_LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
+_LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
+_BALANCER = {
+    "lbmethod": "str",
+    "stickysession": "sticky",
+    "nofailover": "bool",
+    "maxattempts": "int",
+    "probe_interval": "num",
+    "members": "tables",
+}
+_STICKY = {"cookie": "strlist", "path": "strlist", "separator": "str"}
+_MEMBER = {
+    "url": "str",
+    "route": "str",
+    "loadfactor": "num",
+    "lbset": "int",
+    "status": "str",
+    "retry": "num",
+    "connectiontimeout": "num",
+    "timeout": "num",
+    "ping": "num",
+    "secret": "str",
+    "packet_size": "int",
+    "max": "int",
+    "ttl": "num",
+    "tls": "table",
+}
+_MEMBER_TLS = {"verify": "bool", "ca_file": "str", "client_certificate": "str"}
+_ROUTE = {
+    "path": "str",
+    "balancer": "balancer",
+    "target_path": "str",
+    "preserve_host": "bool",
+    "timeout": "num",
+    "cookie_path": "strmap",
+    "cookie_domain": "strmap",
+}
+
+_KIND_WORDS = {
+    "str": "a string",
+    "bool": "true or false",
+    "int": "an integer",
+    "num": "a number",
+    "table": "a table",
+    "tables": "an array of tables ([[...]])",
+    "strlist": "a string or an array of strings",
+    "strmap": 'a table of strings ({ "/internal" = "/public" })',
+    "sticky": "a string (Apache syntax), false, or a table {cookie, path, separator}",
+    "balancer": "a balancer name, or false for an exclusion",
+}
+
+
+def _type_name(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return type(value).__name__
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "num":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "table":
+        return isinstance(value, dict)
+    if kind == "tables":
+        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+    if kind == "strlist":
+        return isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(v, str) for v in value)
+        )
+    if kind == "strmap":
+        return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+    if kind == "sticky":
+        return isinstance(value, (str, dict)) or value is False
+    if kind == "balancer":
+        return isinstance(value, str) or value is False
+    raise AssertionError(kind)
+
+
+def _join(prefix: str, key: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", key):
+        key = '"' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"{prefix}.{key}" if prefix else key
+
+
+class _Reader:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.base_dir = base_dir_of(source)
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, key, problem)
+
+    def check(self, table: dict[str, Any], spec: dict[str, str], prefix: str) -> dict[str, Any]:
+        """Refuse unknown keys and values of the wrong type; return the table."""
+        for key, value in table.items():
+            if key not in spec:
+                close = difflib.get_close_matches(key, list(spec), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                known = ", ".join(spec)
+                raise self.error(
+                    _join(prefix, key) if prefix else key,
+                    f"unknown key {key!r}{hint}; known keys here: {known}",
+                )
+            kind = spec[key]
+            if not _fits(kind, value):
+                raise self.error(
+                    _join(prefix, key),
+                    f"must be {_KIND_WORDS[kind]}, not {_type_name(value)} ({value!r})",
+                )
+        return table
+
+    def path(self, value: str | None) -> str | None:
+        return None if value is None else resolve_path(value, self.base_dir)
+
+    def model(self, cls: type, kwargs: dict[str, Any], prefix: str, names: dict[str, str]) -> Any:
+        def fail(field: str | None, problem: str) -> ConfigError:
+            if field is None:
+                return self.error(prefix, problem)
+            return self.error(_join(prefix, names.get(field, field)), problem)
+
+        return build(cls, kwargs, fail)
+
+    def enum(self, enum_cls: type[enum.Enum], value: str, key: str) -> Any:
+        try:
+            return enum_cls(value)
+        except ValueError:
+            choices = " | ".join(m.value for m in enum_cls)
+            raise self.error(key, f"must be one of {choices}, not {value!r}") from None
+
+    # -- sections ---------------------------------------------------------
+
+    def read(self, data: dict[str, Any]) -> ProxyConfig:
+        self.check(data, _TOP, "")
+        timeout = data.get("timeout", 300.0)
+        listeners = tuple(
+            self.listener(t, f"listen[{i}]") for i, t in enumerate(data.get("listen", []))
+        )
+        balancers = tuple(
+            self.balancer(name, t, _join("balancers", name), timeout)
+            for name, t in data.get("balancers", {}).items()
+        )
+        routes = tuple(self.route(t, f"routes[{i}]") for i, t in enumerate(data.get("routes", [])))
+        kwargs: dict[str, Any] = {
+            "listeners": listeners,
+            "balancers": balancers,
+            "routes": routes,
+            "source": self.source,
+            "timeout": float(timeout),
+            "x_forwarded": data.get("x_forwarded", True),
+            "access_log": self.path(data.get("access_log")),
+        }
+        return self.model(ProxyConfig, kwargs, "", {})
+
+    def listener(self, table: dict[str, Any], prefix: str) -> ListenerConfig:
+        self.check(table, _LISTEN, prefix)
+        if "endpoint" not in table:
+            raise self.error(_join(prefix, "endpoint"), 'is required (e.g. "tcp:8080")')
+        tls = None
+        if "tls" in table:
+            tls_prefix = _join(prefix, "tls")
+            t = self.check(table["tls"], _LISTEN_TLS, tls_prefix)
+            if "certificate" not in t:
+                raise self.error(_join(tls_prefix, "certificate"), "is required")
+            certificate = self.path(t["certificate"])
+            tls = self.model(
+                TLSConfig,
+                {
+                    "certificate": certificate,
+                    "key": self.path(t["key"]) if "key" in t else certificate,
+                    "chain": self.path(t.get("chain")),
+                },
+                tls_prefix,
+                {},
+            )
+        kwargs: dict[str, Any] = {"endpoint": table["endpoint"], "tls": tls}
+        if "redirect" in table:
+            kwargs["redirect"] = table["redirect"]
+        if "redirect_status" in table:
+            kwargs["redirect_status"] = table["redirect_status"]
+        return self.model(ListenerConfig, kwargs, prefix, {})
+
+    def sticky(self, value: Any, key: str) -> StickySessionConfig | None:
+        if value is False:
+            return None
+        if isinstance(value, str):
+            try:
+                return StickySessionConfig.from_apache(value)
+            except ValueError as e:
+                raise self.error(key, str(e)) from None
+        t = self.check(value, _STICKY, key)
+        kwargs: dict[str, Any] = {}
+        for toml_name, field in (("cookie", "cookie_names"), ("path", "path_names")):
+            if toml_name in t:
+                names = t[toml_name]
+                kwargs[field] = (names,) if isinstance(names, str) else tuple(names)
+        if "separator" in t:
+            kwargs["separator"] = t["separator"]
+        return self.model(
+            StickySessionConfig, kwargs, key, {"cookie_names": "cookie", "path_names": "path"}
+        )
+
+    def balancer(
+        self, name: str, table: Any, prefix: str, default_timeout: float
+    ) -> BalancerConfig:
+        if not isinstance(table, dict):
+            raise self.error(prefix, f"must be a table, not {_type_name(table)}")
+        self.check(table, _BALANCER, prefix)
+        members = tuple(
+            self.member(t, f"{_join(prefix, 'members')}[{i}]", default_timeout)
+            for i, t in enumerate(table.get("members", []))
+        )
+        kwargs: dict[str, Any] = {"name": name, "members": members}
+        if "lbmethod" in table:
+            kwargs["lbmethod"] = self.enum(
+                LBMethodName, table["lbmethod"], _join(prefix, "lbmethod")
+            )
+        if "stickysession" in table:
+            kwargs["sticky"] = self.sticky(table["stickysession"], _join(prefix, "stickysession"))
+        for key in ("nofailover", "maxattempts"):
+            if key in table:
+                kwargs[key] = table[key]
+        if "probe_interval" in table:
+            kwargs["probe_interval"] = float(table["probe_interval"])
+        return self.model(BalancerConfig, kwargs, prefix, {"sticky": "stickysession"})
+
+    def member(self, table: dict[str, Any], prefix: str, default_timeout: float) -> MemberConfig:
+        self.check(table, _MEMBER, prefix)
+        if "url" not in table:
+            raise self.error(_join(prefix, "url"), 'is required (e.g. "ajp://127.0.0.1:8009")')
+        kwargs: dict[str, Any] = {"url": table["url"], "timeout": float(default_timeout)}
+        for key in ("route", "lbset", "secret", "packet_size", "max"):
+            if key in table:
+                kwargs[key] = table[key]
+        for key in ("loadfactor", "retry", "connectiontimeout", "timeout", "ping", "ttl"):
+            if key in table:
+                kwargs[key] = float(table[key])
+        if "status" in table:
+            kwargs["status"] = self.enum(MemberState, table["status"], _join(prefix, "status"))
+        if "tls" in table:
+            tls_prefix = _join(prefix, "tls")
+            t = self.check(table["tls"], _MEMBER_TLS, tls_prefix)
+            kwargs["tls"] = self.model(
+                BackendTLSConfig,
+                {
+                    "verify": t.get("verify", True),
+                    "ca_file": self.path(t.get("ca_file")),
+                    "client_certificate": self.path(t.get("client_certificate")),
+                },
+                tls_prefix,
+                {},
+            )
+        return self.model(MemberConfig, kwargs, prefix, {})
+
+    def route(self, table: dict[str, Any], prefix: str) -> RouteConfig:
+        self.check(table, _ROUTE, prefix)
+        if "path" not in table:
+            raise self.error(_join(prefix, "path"), 'is required (e.g. "/")')
+        balancer = table.get("balancer", False)
+        kwargs: dict[str, Any] = {
+            "path": table["path"],
+            "balancer": None if balancer is False else balancer,
+        }
+        for key in ("target_path", "preserve_host"):
+            if key in table:
+                kwargs[key] = table[key]
+        if "timeout" in table:
+            kwargs["timeout"] = float(table["timeout"])
+        for key in ("cookie_path", "cookie_domain"):
+            if key in table:
+                kwargs[key] = tuple(table[key].items())
+        return self.model(RouteConfig, kwargs, prefix, {})
+
+
+def load_toml_text(text: str, source: str = "<string>") -> ProxyConfig:
+    """
+    Read a native configuration from a string.
+
+    @param source: the file name, used in messages and to resolve relative
+        file names (none are resolved when it starts with C{<}).
+    @raise ConfigError: when the text is not valid TOML or not a valid
+        configuration.
+    """
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        message = str(e)
+        match = re.search(r"\(at line (\d+), column \d+\)", message)
+        key = f"line {match.group(1)}" if match else "syntax"
+        if not match and "end of document" in message:
+            key = f"line {text.count(chr(10)) + 1}"
+        raise ConfigError(source, key, f"TOML syntax error: {message}") from None
+    return _Reader(source).read(data)
+
+
+def load_toml(path: str) -> ProxyConfig:
+    """
+    Read a native configuration file.
+
+    Relative file names in it (certificates, keys, CA files, the access log)
+    are relative to the file's directory.
+
+    @raise ConfigError: when the file cannot be read or is not valid.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError(path, "file", f"cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, "file", f"is not UTF-8 text: {e}") from None
+    return load_toml_text(text, path)
