@@ -138,7 +138,7 @@ class ProxyService(MultiService):
         self.listening: list[StreamServerEndpointService] = []
         for i, listener in enumerate(config.listeners):
             if listener.redirect:
-                site = Site(RedirectResource(listener.redirect), timeout=75)
+                site = Site(RedirectResource(listener.redirect, listener.redirect_status), timeout=75)
             else:
                 site = Site(self.resource, timeout=75)
             site.displayTracebacks = False
