@@ -8,6 +8,7 @@ Everything that does not change per request is built here, once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -18,6 +19,7 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import Site
 
+from twisted_lb.accesslog import AccessLog
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, LBMethod, Member, MemberStatus
 from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
@@ -96,8 +98,17 @@ def build_balancer(config: BalancerConfig, reactor: Any) -> BuiltBalancer:
     return BuiltBalancer(config, reactor)
 
 
+class _Site(Site):
+    """A Site that leaves request logging to twisted_lb's own access log."""
+
+    def log(self, request: object) -> None:
+        pass
+
+
 def build_resource(
-    config: ProxyConfig, balancers: dict[str, BuiltBalancer]
+    config: ProxyConfig,
+    balancers: dict[str, BuiltBalancer],
+    access_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> ProxyResource:
     """The proxy resource serving C{config}'s routes with C{balancers}."""
     entries: list[tuple[str, ProxyTarget | None]] = []
@@ -116,7 +127,7 @@ def build_resource(
                 ),
             )
         )
-    return ProxyResource(Router(entries))
+    return ProxyResource(Router(entries), access_log=access_log)
 
 
 class ProxyService(MultiService):
@@ -132,15 +143,23 @@ class ProxyService(MultiService):
         super().__init__()
         self.config = config
         self.balancers = {b.name: build_balancer(b, reactor) for b in config.balancers}
-        self.resource = build_resource(config, self.balancers)
+        self._access_file = None
+        access_log = None
+        if config.access_log:
+            try:
+                self._access_file = open(config.access_log, "a", encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(config.source, "access_log", str(e)) from None
+            access_log = AccessLog(self._access_file)
+        self.resource = build_resource(config, self.balancers, access_log)
         for built in self.balancers.values():
             built.prober.setServiceParent(self)
         self.listening: list[StreamServerEndpointService] = []
         for i, listener in enumerate(config.listeners):
             if listener.redirect:
-                site = Site(RedirectResource(listener.redirect, listener.redirect_status), timeout=75)
+                site = _Site(RedirectResource(listener.redirect, listener.redirect_status), timeout=75)
             else:
-                site = Site(self.resource, timeout=75)
+                site = _Site(self.resource, timeout=75)
             site.displayTracebacks = False
             factory: Any = site
             if listener.tls is not None:
@@ -183,4 +202,9 @@ class ProxyService(MultiService):
                 lambda _: None
             )
 
-        return d.addCallback(close)
+        def close_log(result: object) -> object:
+            if self._access_file is not None:
+                self._access_file.close()
+            return result
+
+        return d.addCallback(close).addBoth(close_log)

@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer, reactor
+from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IListeningPort
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
-from twisted.internet.defer import succeed
 from zope.interface import implementer
 
 from twisted_lb.ajp.container import AJPContainerFactory
@@ -111,7 +111,7 @@ class Client:
 
 
 async def start_proxy(
-    nodes: list[Node], **balancer_options: Any
+    nodes: list[Node], access_log: str | None = None, **balancer_options: Any
 ) -> tuple[ProxyService, str]:
     """A proxy on an ephemeral port in front of C{nodes}; returns it and its base URL."""
     members = tuple(MemberConfig(url=n.url, route=n.name, ping=1.0) for n in nodes)
@@ -119,6 +119,7 @@ async def start_proxy(
         listeners=(ListenerConfig("tcp:0:interface=127.0.0.1"),),
         balancers=(BalancerConfig("cluster", members, **balancer_options),),
         routes=(RouteConfig("/", "cluster"),),
+        access_log=access_log,
     )
     service = ProxyService(config, reactor)
     service.startService()

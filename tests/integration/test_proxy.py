@@ -192,3 +192,32 @@ class ProxyTests(TestCase):
         for path in (b"/a/../etc", b"/a/%2e%2e/etc", b"/a%2fb"):
             answer = yield self._raw(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             self.assertTrue(answer.startswith(b"HTTP/1.1 400"), (path, answer[:40]))
+
+
+class AccessLogTests(TestCase):
+    """The access log has one combined-format line per request, with the member."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_access_log_line(self):
+        """A proxied request is logged with status, bytes, member and attempts."""
+        path = self.mktemp()
+        nodes = [Node("node1")]
+        proxy, base = yield defer.Deferred.fromCoroutine(start_proxy(nodes, access_log=path))
+        client = Client()
+        try:
+            yield defer.Deferred.fromCoroutine(
+                client.request(base + "/echo?x=1", headers={b"User-Agent": [b"tester/1"]})
+            )
+        finally:
+            yield client.close()
+            yield proxy.stopService()
+            yield nodes[0].stop()
+        with open(path) as f:
+            line = f.read().strip()
+        self.assertRegex(
+            line,
+            r'^127\.0\.0\.1 - - \[.+\] "GET /echo\?x=1 HTTP/1\.1" 200 \d+ "-" "tester/1" '
+            rf"member=ajp://127\.0\.0\.1:{nodes[0].port} route_changed=0 attempts=1 upstream_ms=",
+        )
