@@ -84,6 +84,7 @@ class AJPClientProtocol(Protocol):
         self._declared_length: int | None = None
         self._received_length = 0
         self._paused = False
+        self._aborted = False
 
     # -- connection life -------------------------------------------------
 
@@ -112,6 +113,7 @@ class AJPClientProtocol(Protocol):
     def abort(self) -> None:
         """Drop the connection at once; it is never reused."""
         self.reusable = False
+        self._aborted = True
         if self.transport is not None and self.connected:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -229,9 +231,13 @@ class AJPClientProtocol(Protocol):
     # -- receiving -------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._aborted:
+            # Bytes already read when the connection was dropped (perhaps by
+            # a sink callback below) belong to nobody.
+            return
         try:
             self._codec.receive_data(data)
-            while True:
+            while not self._aborted:
                 event = self._codec.next_event()
                 if event is NEED_DATA:
                     break
@@ -274,7 +280,8 @@ class AJPClientProtocol(Protocol):
             raise BackendProtocolError(f"unexpected AJP message {event!r}")
 
     def _on_get_body_chunk(self, event: GetBodyChunk) -> None:
-        self._response_bytes = True
+        # Not a response byte: a member that reads the body and then stays
+        # silent is slow (BackendTimeout), and its response never started.
         self._rearm()
         data = self._read_body(self._codec.requested_body_length)
         self.transport.write(self._codec.send(RequestBody(data)))  # type: ignore[union-attr]
@@ -348,6 +355,11 @@ class AJPClientProtocol(Protocol):
             if self._received_length:
                 raise ResponseAborted("member sent fewer bytes than its Content-Length")
         sink.unregister_producer()
+        if self._paused:
+            # The client paused us and will never resume a producer it no
+            # longer holds; a connection going back to the pool must read.
+            self._paused = False
+            self.transport.resumeProducing()  # type: ignore[union-attr]
         d, self._waiting = self._waiting, None
         self._sink = None
         self._body = None

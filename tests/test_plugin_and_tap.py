@@ -1,0 +1,122 @@
+"""
+Tests for the C{twistd lbproxy} plugin and L{twisted_lb.tap}.
+
+Whether the codec imports Twisted is checked by
+C{tests/ajp/test_no_twisted_import.py}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.application.service import IService, IServiceMaker, MultiService
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from zope.interface.verify import verifyObject
+
+from twisted_lb import tap
+from twisted_lb.demo import DemoService
+
+_CONFIG = """\
+[[listen]]
+endpoint = "tcp:0:interface=127.0.0.1"
+
+[balancers.app]
+
+[[balancers.app.members]]
+url = "ajp://127.0.0.1:8009"
+
+[[routes]]
+path = "/"
+balancer = "app"
+"""
+
+
+def _lbproxy() -> IServiceMaker:
+    [plugin] = [p for p in getPlugins(IServiceMaker) if p.tapname == "lbproxy"]
+    return plugin
+
+
+def test_plugin_found() -> None:
+    """getPlugins(IServiceMaker) finds one lbproxy plugin that provides IServiceMaker."""
+    plugin = _lbproxy()
+    assert verifyObject(IServiceMaker, plugin)
+    assert plugin.options is tap.Options
+    assert plugin.makeService is tap.makeService
+
+
+def _options(*argv: str) -> tap.Options:
+    options = tap.Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def test_config_option(tmp_path: Path) -> None:
+    """--config FILE names an existing configuration file."""
+    config = tmp_path / "site.toml"
+    config.write_text(_CONFIG)
+    options = _options("--config", str(config))
+    assert options["config"] == str(config)
+    assert not options["demo"]
+
+
+def test_demo_option() -> None:
+    """--demo alone is accepted and keeps the default listeners."""
+    options = _options("--demo")
+    assert options["demo"]
+    assert options["config"] is None
+    assert options["demo-https"] == "tcp:8443:interface=127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--demo", "--config", __file__],
+        ["--config", "/nonexistent/site.toml"],
+    ],
+    ids=["neither", "both", "missing-file"],
+)
+def test_usage_errors(argv: list[str]) -> None:
+    """Neither option, both options, or a missing file raise UsageError."""
+    with pytest.raises(usage.UsageError):
+        _options(*argv)
+
+
+def test_demo_service_builds(tmp_path: Path) -> None:
+    """--demo builds a DemoService without listening or writing anything."""
+    reactor = MemoryReactorClock()
+    options = _options(
+        "--demo",
+        "--demo-dir", str(tmp_path),
+        "--demo-https", "tcp:0:interface=127.0.0.1",
+        "--demo-http", "tcp:0:interface=127.0.0.1",
+    )  # fmt: skip
+    service = tap._make_service(options, reactor)
+    assert isinstance(service, DemoService)
+    assert IService.providedBy(service)
+    assert not service.running
+    assert reactor.tcpServers == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_service_builds(tmp_path: Path) -> None:
+    """--config builds a MultiService around the proxy without listening until started."""
+    config = tmp_path / "site.toml"
+    config.write_text(_CONFIG)
+    reactor = MemoryReactorClock()
+    service = tap._make_service(_options("--config", str(config)), reactor)
+    assert isinstance(service, MultiService)
+    assert len(list(service)) == 1
+    assert reactor.tcpServers == []
+
+
+def test_bad_config_exits(tmp_path: Path) -> None:
+    """An invalid configuration file ends the program with a message, not a traceback."""
+    config = tmp_path / "site.toml"
+    config.write_text("[[listen]]\nendpoint = 5\n")
+    with pytest.raises(SystemExit) as raised:
+        tap._make_service(_options("--config", str(config)), MemoryReactorClock())
+    assert "configuration error" in str(raised.value)
