@@ -16,7 +16,7 @@ from typing import Protocol
 from twisted.logger import Logger
 
 from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
-from twisted_lb.errors import AttemptFailed, NoUsableMember
+from twisted_lb.errors import AttemptFailed, BackendRejected, NoUsableMember
 from twisted_lb.exchange import Exchange, ResponseSink
 
 __all__ = ["Backend", "Dispatcher", "AttemptRecord"]
@@ -109,7 +109,14 @@ class Dispatcher:
                             "member {member} of {balancer} is in error: {error}",
                             member=member.name, balancer=balancer.name, error=e,
                         )
-                if sink.started or (e.reached_application and not exchange.retryable):
+                # A 403 + close from the member came after the FORWARD_REQUEST
+                # and the first body packet: a body is never replayed after
+                # body bytes went out (the 403 may be the application's).
+                if (
+                    sink.started
+                    or (e.reached_application and not exchange.retryable)
+                    or (exchange.body_length and isinstance(e, BackendRejected))
+                ):
                     raise
                 last_error = e
                 if exchange.body is not None:
@@ -119,7 +126,7 @@ class Dispatcher:
                 balancer.request_finished(member)
                 raise
             balancer.request_finished(
-                member, bytes_in=exchange.body_length, bytes_out=getattr(sink, "bytes_written", 0)
+                member, bytes_in=getattr(sink, "bytes_written", 0), bytes_out=exchange.body_length
             )
             if member.in_error:
                 balancer.record_success(member)

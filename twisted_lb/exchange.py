@@ -43,6 +43,10 @@ class Exchange:
     @ivar body: the request body (seekable), or C{None} for none.
     @ivar body_length: the body's length in bytes.
     @ivar session_routes: candidate sticky routes found in the request.
+    @ivar preserve_host: send the client's Host to HTTP members.
+    @ivar public_prefix: the route's public path prefix (for rewriting answers).
+    @ivar target_path: the route's target path, the start of C{path}; C{None}
+        when unknown (the route default is assumed).
     """
 
     method: bytes
@@ -60,6 +64,9 @@ class Exchange:
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
     session_routes: Sequence[str] = ()
+    public_prefix: bytes = b""
+    target_path: bytes | None = None
+    preserve_host: bool = False
 
     @property
     def retryable(self) -> bool:

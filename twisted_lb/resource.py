@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet import defer
@@ -26,6 +26,9 @@ from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
 from twisted_lb.exchange import Exchange
 from twisted_lb.routing import Router, unsafe_path
+
+if TYPE_CHECKING:
+    from twisted_lb.websocket import WebSocketBridge
 
 __all__ = ["ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
 
@@ -59,11 +62,15 @@ class ProxyTarget:
     @ivar dispatcher: sends exchanges to the balancer's members.
     @ivar target_path: the path put before the rest of the request path.
     @ivar sticky: where session ids are looked for, or C{None}.
+    @ivar websocket: the WebSocket bridge when the balancer's members are
+        C{ws(s)://} members: only upgrades are served then.
     """
 
     dispatcher: Dispatcher
     target_path: bytes = b""
+    preserve_host: bool = False
     sticky: StickyConfig | None = None
+    websocket: WebSocketBridge | None = None
 
 
 class RequestSink:
@@ -178,12 +185,15 @@ class ProxyResource(Resource):
         request.responseHeaders.removeHeader(b"server")
         try:
             target, exchange = self._prepare(request)
+            bridge = _websocket_bridge(request, target)
         except RequestRefused as e:
             _log.info(
                 "refused {method} {uri} from {client}: {reason}",
                 method=request.method, uri=request.uri[:200], client=_client(request), reason=e,
             )
             return _error_page(request, e.status, str(e))
+        if bridge is not None:
+            return bridge.render(request, exchange)
         sink = RequestSink(request)
         record = AttemptRecord()
         started = time.monotonic()
@@ -242,6 +252,9 @@ class ProxyResource(Resource):
             ssl_protocol=ssl_protocol,
             ssl_cipher=ssl_cipher,
             session_routes=routes,
+            public_prefix=match.prefix,
+            target_path=target.target_path,
+            preserve_host=target.preserve_host,
         )
         return target, exchange
 
@@ -286,6 +299,31 @@ class ProxyResource(Resource):
                 "upstream_seconds": time.monotonic() - started,
             }
         )
+
+
+def _websocket_bridge(request: Request, target: ProxyTarget) -> WebSocketBridge | None:
+    """
+    The bridge that takes C{request} over, or C{None} for a plain request.
+
+    @raise RequestRefused: a WebSocket upgrade on a path whose members cannot
+        carry it (AJP), or a plain request on a WebSocket-only path.
+    """
+    upgrade = request.method == b"GET" and any(
+        token.strip().lower() == b"websocket"
+        for value in request.requestHeaders.getRawHeaders(b"upgrade", [])
+        for token in value.split(b",")
+    )
+    if target.websocket is None:
+        if upgrade:
+            raise RequestRefused(
+                400, "WebSocket upgrades are not served on this path: its members cannot carry them"
+            )
+        return None
+    if not upgrade:
+        request.responseHeaders.setRawHeaders(b"upgrade", [b"websocket"])
+        request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
+        raise RequestRefused(426, "this path only serves WebSocket connections")
+    return target.websocket
 
 
 def _client(request: Request) -> str:

@@ -28,6 +28,7 @@ from twisted_lb.health import Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router
 from twisted_lb.tls import server_context
+from twisted_lb.websocket import WebSocketBridge, WSMember
 
 __all__ = ["ProxyService", "build_balancer", "build_resource", "BuiltBalancer"]
 
@@ -47,7 +48,7 @@ class BuiltBalancer:
     dispatcher and the background prober.
     """
 
-    def __init__(self, config: BalancerConfig, reactor: Any) -> None:
+    def __init__(self, config: BalancerConfig, reactor: Any, *, x_forwarded: bool = True) -> None:
         self.config = config
         members: list[Member] = []
         backends: dict[Member, Backend] = {}
@@ -61,7 +62,7 @@ class BuiltBalancer:
                 retry=mconf.retry,
             )
             members.append(member)
-            backends[member] = _backend_for(mconf, reactor)
+            backends[member] = _backend_for(mconf, reactor, x_forwarded)
         self.balancer = Balancer(
             config.name,
             members,
@@ -75,6 +76,14 @@ class BuiltBalancer:
         self.backends = backends
         self.dispatcher = Dispatcher(self.balancer, backends)
         self.prober = Prober(self.balancer, backends, reactor, config.probe_interval)
+        #: The WebSocket bridge of a balancer of ws(s):// members, else None.
+        self.websocket: WebSocketBridge | None = None
+        if config.websocket:
+            self.websocket = WebSocketBridge(
+                self.balancer, backends, reactor,  # type: ignore[arg-type]
+                max_message_size=config.ws_max_message_size,
+                x_forwarded=x_forwarded,
+            )
 
     def close(self) -> defer.Deferred[None]:
         """Close every backend's pooled connections."""
@@ -83,9 +92,18 @@ class BuiltBalancer:
         ).addCallback(lambda _: None)
 
 
-def _backend_for(member: MemberConfig, reactor: Any) -> Backend:
+def _backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) -> Backend:
+    if member.scheme in ("ws", "wss"):
+        return WSMember(reactor, member)
     if member.scheme == "ajp":
         return AJPBackend(reactor, member)
+    if member.scheme in ("http", "https"):
+        from twisted_lb.backends.http import HTTPBackend
+
+        try:
+            return HTTPBackend(reactor, member, x_forwarded=x_forwarded)
+        except (OSError, ValueError) as e:
+            raise ConfigError("<config>", f"members.{member.url}.tls", str(e)) from None
     raise ConfigError(
         "<config>",
         f"members.{member.url}",
@@ -93,9 +111,11 @@ def _backend_for(member: MemberConfig, reactor: Any) -> Backend:
     )
 
 
-def build_balancer(config: BalancerConfig, reactor: Any) -> BuiltBalancer:
+def build_balancer(
+    config: BalancerConfig, reactor: Any, *, x_forwarded: bool = True
+) -> BuiltBalancer:
     """Build one balancer from its configuration."""
-    return BuiltBalancer(config, reactor)
+    return BuiltBalancer(config, reactor, x_forwarded=x_forwarded)
 
 
 class _Site(Site):
@@ -124,6 +144,8 @@ def build_resource(
                     dispatcher=built.dispatcher,
                     target_path=route.target_path.encode("utf-8"),
                     sticky=built.config.sticky,
+                    websocket=built.websocket,
+                    preserve_host=route.preserve_host,
                 ),
             )
         )
@@ -142,7 +164,10 @@ class ProxyService(MultiService):
     def __init__(self, config: ProxyConfig, reactor: Any) -> None:
         super().__init__()
         self.config = config
-        self.balancers = {b.name: build_balancer(b, reactor) for b in config.balancers}
+        self.balancers = {
+            b.name: build_balancer(b, reactor, x_forwarded=config.x_forwarded)
+            for b in config.balancers
+        }
         self._access_file = None
         access_log = None
         if config.access_log:

@@ -598,19 +598,39 @@ class ClientGoneTests(ProtocolTestCase):
     """The client disconnects while the member answers."""
 
     def test_client_gone(self) -> None:
-        """The sink's client-gone callback aborts the connection and fails the exchange."""
+        """A client gone early with much of the response left aborts the connection."""
         d = self.get()
-        self.answer(SendHeaders(200, b"200", OK_HEADERS))
+        self.answer(SendHeaders(200, b"200", ((b"Content-Length", b"10000000"),)))
         assert self.sink.gone is not None
         self.sink.gone()
         self.failureResultOf(d, ResponseAborted)
         assert self.transport.aborted
         assert not self.proto.reusable
 
+    def test_client_gone_near_the_end_keeps_connection(self) -> None:
+        """A client gone with little left of the response costs no connection: the rest is read."""
+        d = self.get()
+        self.answer(SendHeaders(200, b"200", OK_HEADERS))
+        self.sink.gone()
+        self.answer(SendBodyChunk(b"hello world"), EndResponse(True))
+        assert self.successResultOf(d) is True
+        assert not self.transport.aborted
+        assert self.proto.reusable
+        assert self.sink.body() == b""
+
+    def test_client_gone_before_response_keeps_connection(self) -> None:
+        """A client gone before any answer lets the exchange end, then the connection is reused."""
+        d = self.get()
+        self.sink.gone()
+        self.answer(SendHeaders(200, b"200", OK_HEADERS), SendBodyChunk(b"hello world"))
+        self.answer(EndResponse(True))
+        assert self.successResultOf(d) is True
+        assert self.proto.reusable
+
     def test_stop_producing(self) -> None:
         """stopProducing from the client side aborts the connection like a gone client."""
         d = self.get()
-        self.answer(SendHeaders(200, b"200", OK_HEADERS))
+        self.answer(SendHeaders(200, b"200", ((b"Content-Length", b"10000000"),)))
         self.proto.stopProducing()
         self.failureResultOf(d, ResponseAborted)
         assert self.transport.aborted
@@ -620,7 +640,7 @@ class ClientGoneTests(ProtocolTestCase):
         d = self.get()
         self.sink.on_write = lambda data: self.sink.gone()  # type: ignore[misc]
         self.answer(
-            SendHeaders(200, b"200", OK_HEADERS),
+            SendHeaders(200, b"200", ((b"Content-Length", b"10000000"),)),
             SendBodyChunk(b"hello "),
             SendBodyChunk(b"world"),
             EndResponse(True),

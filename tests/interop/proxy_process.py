@@ -5,14 +5,22 @@ interop tests, on 127.0.0.1, stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from .tomcat import free_port, _port_accepts
+import attrs
+
+from .tomcat import LOOPBACK, HttpResult, _insecure_tls_context, _port_accepts, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,29 +38,51 @@ class ProxyProcess:
         self.config_path.write_text(config_text)
         self.log_path = directory / "proxy.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self._stderr: object | None = None
 
     def start(self, wait_ports: list[int], timeout: float = 30.0) -> None:
         """Start the proxy and wait until every port in C{wait_ports} accepts."""
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         command = [
-            sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-            "-n", "--pidfile=", "--logfile", str(self.log_path),
-            "lbproxy", "--config", str(self.config_path),
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            "--pidfile=",
+            "--logfile",
+            str(self.log_path),
+            "lbproxy",
+            "--config",
+            str(self.config_path),
         ]
+        self._stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
-            command, cwd=self.directory, env=env,
-            stdout=subprocess.DEVNULL, stderr=open(self.directory / "stderr.log", "wb"),
+            command,
+            cwd=self.directory,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=self._stderr,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"twisted_lb exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(
+                    f"twisted_lb exited with {self.process.returncode}:\n{self.log()}"
+                )
             if all(_port_accepts(p) for p in wait_ports):
                 return
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"twisted_lb did not listen within {timeout} s:\n{self.log()}")
+
+    @property
+    def pid(self) -> int | None:
+        """The proxy's PID while it runs, else C{None}."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        return self.process.pid
 
     def log(self) -> str:
         text = ""
@@ -63,14 +93,214 @@ class ProxyProcess:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the proxy by PID (SIGTERM, then SIGKILL)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
+            if self.process is None or self.process.poll() is not None:
+                return
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        finally:
+            if self._stderr is not None:
+                self._stderr.close()  # type: ignore[attr-defined]
+                self._stderr = None
 
 
-__all__ = ["ProxyProcess", "free_port"]
+# --------------------------------------------------------------------------------------------
+# Configuration text
+
+
+def toml_config(
+    *,
+    listen: Sequence[int] = (),
+    tls_listen: Sequence[int] = (),
+    cert: Path | None = None,
+    key: Path | None = None,
+    members: Sequence[dict[str, object]],
+    balancer: str = "app",
+    path: str = "/app",
+    balancer_options: dict[str, object] | None = None,
+    top: dict[str, object] | None = None,
+) -> str:
+    """A TOML configuration with one balancer and one route (see docs/configuration.md).
+
+    @param listen: plain HTTP ports on 127.0.0.1.
+    @param tls_listen: HTTPS ports on 127.0.0.1 (with C{cert} and C{key}).
+    @param members: one dict of member keys each (C{url}, C{route}, C{secret}, ...).
+    @param balancer_options: more keys of the balancer (C{stickysession}, C{nofailover}, ...).
+    """
+    lines: list[str] = [f"{k} = {_toml_value(v)}" for k, v in (top or {}).items()]
+    for port in listen:
+        lines += ["[[listen]]", f'endpoint = "tcp:{port}:interface={LOOPBACK}"']
+    for port in tls_listen:
+        assert cert is not None and key is not None
+        lines += [
+            "[[listen]]",
+            f'endpoint = "tcp:{port}:interface={LOOPBACK}"',
+            f"tls = {{ certificate = {_toml_value(str(cert))}, key = {_toml_value(str(key))} }}",
+        ]
+    lines.append(f"[balancers.{balancer}]")
+    lines += [f"{k} = {_toml_value(v)}" for k, v in (balancer_options or {}).items()]
+    for member in members:
+        lines.append(f"[[balancers.{balancer}.members]]")
+        lines += [f"{k} = {_toml_value(v)}" for k, v in member.items()]
+    lines += ["[[routes]]", f"path = {_toml_value(path)}", f"balancer = {_toml_value(balancer)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+# --------------------------------------------------------------------------------------------
+# Observing the proxy's upstream connections
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes: set[int] = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        entries = list(fd_dir.iterdir())
+    except OSError:
+        return inodes
+    for entry in entries:
+        try:
+            target = os.readlink(entry)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def upstream_connections(pid: int, remote_ports: Iterable[int]) -> set[tuple[int, int]]:
+    """The ESTABLISHED TCP connections of process C{pid} to 127.0.0.1 on one of C{remote_ports}.
+
+    Read from C{/proc/net/tcp} and C{/proc/PID/fd} (no external tool).
+
+    @return: a set of C{(local port, remote port)}.
+    """
+    wanted = set(remote_ports)
+    inodes = _socket_inodes(pid)
+    found: set[tuple[int, int]] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 10 or fields[3] != "01":  # 01 = ESTABLISHED
+            continue
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+        if remote_port in wanted and int(fields[9]) in inodes:
+            found.add((local_port, remote_port))
+    return found
+
+
+# --------------------------------------------------------------------------------------------
+# A keep-alive HTTP client
+
+
+@attrs.define
+class ProxyClient:
+    """One persistent HTTP/1.1 (or HTTPS) client connection to the proxy.
+
+    Reconnects when the connection was closed. Keeps the last cookie it was given per name when
+    C{adopt_cookies} is true (a browser's behaviour, enough for C{JSESSIONID}).
+    """
+
+    port: int
+    tls: bool = False
+    timeout: float = 15.0
+    adopt_cookies: bool = False
+    cookies: dict[str, str] = attrs.field(factory=dict)
+    _conn: http.client.HTTPConnection | None = attrs.field(default=None, init=False)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self.tls:
+                self._conn = http.client.HTTPSConnection(
+                    LOOPBACK, self.port, timeout=self.timeout, context=_insecure_tls_context()
+                )
+            else:
+                self._conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=self.timeout)
+            self._conn.connect()
+        return self._conn
+
+    @property
+    def local_port(self) -> int:
+        """The client socket's own port (connects first if needed)."""
+        sock = self._connection().sock
+        assert isinstance(sock, (socket.socket, ssl.SSLSocket))
+        return int(sock.getsockname()[1])
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+        chunked: bool = False,
+    ) -> HttpResult:
+        """Send one request on the kept connection and read the whole response."""
+        conn = self._connection()
+        all_headers = dict(headers or {})
+        if self.cookies and "Cookie" not in all_headers:
+            all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        try:
+            if chunked:
+                conn.request(method, path, body=body, headers=all_headers, encode_chunked=True)
+            else:
+                conn.request(method, path, body=body, headers=all_headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except BaseException:
+            self.close()
+            raise
+        result = HttpResult(resp.status, resp.reason, list(resp.getheaders()), data)
+        if resp.will_close:
+            self.close()
+        if self.adopt_cookies:
+            for value in result.header_values("Set-Cookie"):
+                name, _, rest = value.split(";", 1)[0].partition("=")
+                self.cookies[name.strip()] = rest.strip()
+        return result
+
+    def get(self, path: str, **kwargs: object) -> HttpResult:
+        return self.request("GET", path, **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@contextlib.contextmanager
+def running_proxy(
+    directory: Path, config_text: str, wait_ports: list[int], timeout: float = 30.0
+) -> Iterator[ProxyProcess]:
+    """Run a proxy for the duration of a C{with} block; its log is printed if the block fails."""
+    directory.mkdir(parents=True, exist_ok=True)
+    proxy = ProxyProcess(directory, config_text)
+    proxy.start(wait_ports, timeout)
+    try:
+        yield proxy
+    except BaseException:
+        print(f"--- proxy log ({directory}) ---\n{proxy.log()[-20000:]}")
+        raise
+    finally:
+        proxy.stop()
+
+
+__all__ = [
+    "ProxyClient",
+    "ProxyProcess",
+    "free_port",
+    "running_proxy",
+    "toml_config",
+    "upstream_connections",
+]

@@ -50,6 +50,10 @@ _log = Logger()
 #: END_RESPONSE tells which it is.
 _HOLD_LIMIT = 64 * 1024
 
+#: A client that leaves before the end of a response whose rest is at most
+#: this long does not cost the AJP connection: the rest is read and dropped.
+_DRAIN_LIMIT = 64 * 1024
+
 
 @implementer(IPushProducer)
 class AJPClientProtocol(Protocol):
@@ -83,8 +87,10 @@ class AJPClientProtocol(Protocol):
         self._held_size = 0
         self._declared_length: int | None = None
         self._received_length = 0
+        self._bodiless = False
         self._paused = False
         self._aborted = False
+        self._draining = False
 
     # -- connection life -------------------------------------------------
 
@@ -185,9 +191,11 @@ class AJPClientProtocol(Protocol):
         self._body = body
         self._body_left = body_length
         self._response_bytes = False
+        self._draining = False
         self._held = None
         self._declared_length = None
         self._received_length = 0
+        self._bodiless = forward.method == b"HEAD"
         self._timeout = timeout
         if body_length > 0:
             data += self._codec.send(RequestBody(self._read_body(self._body_max)))
@@ -215,8 +223,24 @@ class AJPClientProtocol(Protocol):
                 self._fail(BackendTimeout("member did not answer in time"))
 
     def _client_gone(self) -> None:
-        if self._waiting is not None:
-            self._fail(ResponseAborted("client went away"))
+        if self._waiting is None or self._draining:
+            return
+        if self._worth_draining():
+            # The client has what it needs (or will never read it); reading
+            # the little that is left keeps the connection for the next
+            # request instead of making a new one.
+            self._draining = True
+            return
+        self._fail(ResponseAborted("client went away"))
+
+    def _worth_draining(self) -> bool:
+        if self._paused:
+            return False
+        if not self._response_bytes:
+            return True
+        if self._declared_length is None:
+            return False
+        return self._declared_length - self._received_length <= _DRAIN_LIMIT
 
     def _fail(self, error: AttemptFailed, abort: bool = True) -> None:
         self._cancel_timer()
@@ -293,6 +317,8 @@ class AJPClientProtocol(Protocol):
     def _on_headers(self, event: SendHeaders) -> None:
         self._response_bytes = True
         self._rearm()
+        if event.status in (204, 304):
+            self._bodiless = True
         for name, value in event.headers:
             if name.lower() == b"content-length":
                 try:
@@ -325,7 +351,28 @@ class AJPClientProtocol(Protocol):
             if self._held_size > _HOLD_LIMIT:
                 self._release_held()
             return
-        self._sink.write(data)  # type: ignore[union-attr]
+        if self._bodiless:
+            self._finish_without_body()
+            return
+        if not self._draining:
+            self._sink.write(data)  # type: ignore[union-attr]
+
+    def _finish_without_body(self) -> None:
+        # No body belongs to this answer (HEAD, 204, 304) and the client's
+        # response is whole with its headers: finish it and drop the
+        # connection instead of reading whatever the member still sends.
+        _log.warn("member {peer} sent a body where none belongs; connection dropped",
+                  peer=self._peer())
+        self._cancel_timer()
+        sink, self._sink = self._sink, None
+        d, self._waiting = self._waiting, None
+        self._body = None
+        assert sink is not None
+        sink.unregister_producer()
+        self.abort()
+        sink.finish()
+        if d is not None:
+            d.callback(False)
 
     def _release_held(self) -> None:
         held, self._held = self._held, None
@@ -352,7 +399,8 @@ class AJPClientProtocol(Protocol):
         if not sink.started:
             raise BackendProtocolError("END_RESPONSE before SEND_HEADERS")
         if self._declared_length is not None and self._received_length < self._declared_length:
-            if self._received_length:
+            # HEAD, 204 and 304 may declare a length without a body.
+            if self._received_length or not self._bodiless:
                 raise ResponseAborted("member sent fewer bytes than its Content-Length")
         sink.unregister_producer()
         if self._paused:

@@ -1,0 +1,420 @@
+"""
+The WebSocket bridge: a client's upgrade request is accepted only after a
+member of the balancer accepted it, then messages, close codes and
+backpressure pass between the two connections.
+
+One L{Tunnel} serves one client. It picks the member by the same rules as
+HTTP (session route first, then the balancer's method; a member that cannot
+be reached is put in error and the next one is tried), queues whatever one
+side sends before the other is open, and ends both sides together.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
+from twisted_lb.errors import AttemptFailed, BackendProtocolError, status_for
+from twisted_lb.exchange import Exchange
+
+from .member import MemberSide, UpgradeRefused, WSMember
+
+__all__ = ["WebSocketBridge", "Tunnel", "DEFAULT_MAX_MESSAGE_SIZE"]
+
+_log = Logger()
+
+#: The largest message relayed when nothing else is configured (16 MiB).
+DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+_CLOSED = WebSocketProtocol.STATE_CLOSED
+_CLOSING = WebSocketProtocol.STATE_CLOSING
+
+#: Request headers not passed on: the member connection makes its own.
+_OWN_HEADERS = frozenset(
+    {
+        b"host",
+        b"origin",
+        b"user-agent",
+        b"pragma",
+        b"cache-control",
+        b"content-length",
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-protocol",
+        b"sec-websocket-extensions",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+    }
+)
+
+#: Close codes sent when a side vanished without a close frame (1006 can
+#: never be sent): the member's loss is an error on the server side (1011),
+#: the client's loss means it went away (1001).
+_MEMBER_LOST = (1011, b"member connection lost")
+_CLIENT_LOST = (1001, b"client went away")
+_IDLE = (1001, b"idle timeout")
+_SHUTDOWN = (1001, b"proxy shutting down")
+
+_REASONS = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+@implementer(IPushProducer)
+class _Throttle:
+    """Pauses reading on one connection while the other cannot write."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def pauseProducing(self) -> None:
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """Ending a side is the tunnel's business, not the transport's."""
+
+
+class ClientSide(WebSocketServerProtocol):
+    """The connection from the client to the proxy."""
+
+    tunnel: Tunnel
+
+    def onConnect(self, request: ConnectionRequest) -> Any:
+        return self.tunnel.open(self, request.protocols)
+
+    def onOpen(self) -> None:
+        self.tunnel.client_opened()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.tunnel.relay(self, payload, isBinary)
+
+    def onPing(self, payload: bytes) -> None:
+        self.tunnel.activity()
+        super().onPing(payload)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        return self.tunnel.close_frame(self, code, reasonRaw, super().onCloseFrame)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.tunnel.closed(self)
+
+
+class _ForOneTunnel:
+    """The factory C{WebSocketResource} asks for the one protocol of a tunnel."""
+
+    def __init__(self, factory: WebSocketServerFactory, tunnel: Tunnel) -> None:
+        self._factory = factory
+        self._tunnel = tunnel
+
+    def buildProtocol(self, addr: object) -> ClientSide:
+        proto: Any = self._factory.buildProtocol(addr)  # type: ignore[arg-type]
+        proto.tunnel = self._tunnel
+        return proto
+
+
+class Tunnel:
+    """
+    One client's WebSocket through the proxy.
+
+    @ivar client: the client side.
+    @ivar upstream: the member side, once the member accepted.
+    @ivar member: the member serving it.
+    @ivar finished: fires when both sides are closed.
+    """
+
+    def __init__(self, bridge: WebSocketBridge, exchange: Exchange) -> None:
+        self.bridge = bridge
+        self.exchange = exchange
+        self.client: ClientSide | None = None
+        self.upstream: MemberSide | None = None
+        self.member: Member | None = None
+        self.finished: defer.Deferred[None] = defer.Deferred()
+        self._to_client: deque[tuple[bool, bytes, Any]] = deque()
+        self._client_open = False
+        self._client_gone = False
+        self._bridge_closed: set[object] = set()
+        self._idle: Any = None
+        self._idle_seconds = 0.0
+        self._to_member = 0
+        self._from_member = 0
+
+    # -- opening ---------------------------------------------------------
+
+    def open(self, client: ClientSide, protocols: list[str]) -> defer.Deferred[str | None]:
+        """Connect a member; fires with the subprotocol it chose."""
+        self.client = client
+        return defer.Deferred.fromCoroutine(self._open(protocols))
+
+    async def _open(self, protocols: list[str]) -> str | None:
+        bridge = self.bridge
+        balancer = bridge.balancer
+        tried: list[Member] = []
+        last: Exception | None = None
+        for _ in range(balancer.max_attempts):
+            try:
+                pick = balancer.pick(self.exchange.session_routes, exclude=tried)
+            except NoMemberAvailable as e:
+                raise self._deny(last or e) from None
+            member = pick.member
+            tried.append(member)
+            if pick.route_changed:
+                _log.info(
+                    "route {route!r} is not usable; WebSocket moved to {member} ({balancer})",
+                    route=pick.session_route, member=member.name, balancer=balancer.name,
+                )
+            backend = bridge.members[member]
+            balancer.request_started(member)
+            try:
+                upstream = await backend.connect(self, *bridge.upstream_request(self.exchange, protocols))
+            except (AttemptFailed, UpgradeRefused) as e:
+                balancer.request_finished(member)
+                if getattr(e, "marks_member_down", False):
+                    was_down = member.in_error
+                    balancer.record_failure(member, str(e))
+                    if not was_down:
+                        _log.warn(
+                            "member {member} of {balancer} is in error: {error}",
+                            member=member.name, balancer=balancer.name, error=e,
+                        )
+                if isinstance(e, (UpgradeRefused, BackendProtocolError)):
+                    raise self._deny(e) from None
+                last = e
+                continue
+            except BaseException:
+                balancer.request_finished(member)
+                raise
+            if member.in_error:
+                balancer.record_success(member)
+            if self._client_gone:
+                balancer.request_finished(member)
+                upstream.dropConnection(abort=True)
+                raise ConnectionDeny(503, "Client Gone")
+            self.member = member
+            self.upstream = upstream
+            backend.tunnels.add(self)
+            return upstream.websocket_protocol_in_use
+        raise self._deny(last or NoMemberAvailable("no attempt left", balancer.name))
+
+    def _deny(self, error: Exception) -> ConnectionDeny:
+        if isinstance(error, UpgradeRefused):
+            return ConnectionDeny(error.status, error.reason or "Refused")
+        status = status_for(error)
+        _log.warn(
+            "WebSocket {uri} refused with {status} ({balancer}): {error}",
+            uri=self.exchange.path[:200].decode("latin-1"), status=status,
+            balancer=self.bridge.balancer.name, error=error,
+        )
+        return ConnectionDeny(status, _REASONS.get(status, "Bad Gateway"))
+
+    def client_opened(self) -> None:
+        """The client got its 101: start relaying, throttling and the idle timer."""
+        client, upstream = self.client, self.upstream
+        assert client is not None and upstream is not None
+        self._client_open = True
+        to_client: Any = client.transport
+        to_member: Any = upstream.transport
+        # Each side pauses reading on the other while its own writes are
+        # buffered; the client side first forgets twisted.web's HTTP channel,
+        # which registered itself as the producer of that connection.
+        to_client.unregisterProducer()
+        to_client.registerProducer(_Throttle(to_member), True)
+        to_member.unregisterProducer()
+        to_member.registerProducer(_Throttle(to_client), True)
+        assert self.member is not None
+        timeout = self.bridge.idle_timeout or self.bridge.members[self.member].member.timeout
+        self._idle_seconds = timeout
+        self._idle = self.bridge.reactor.callLater(timeout, self._idle_expired, timeout)
+        while self._to_client:
+            is_close, payload, extra = self._to_client.popleft()
+            if is_close:
+                self._close(client, (extra, payload))
+            else:
+                client.sendMessage(payload, extra)
+
+    # -- relaying --------------------------------------------------------
+
+    def activity(self) -> None:
+        """Something came from either side: the tunnel is not idle."""
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(self._idle_seconds)
+
+    def relay(self, source: Any, payload: bytes, is_binary: bool) -> None:
+        """A message from one side goes to the other, in order."""
+        self.activity()
+        if source is self.client:
+            self._to_member += len(payload)
+            upstream = self.upstream
+            if upstream is not None and upstream.state == _OPEN:
+                upstream.sendMessage(payload, is_binary)
+        elif source is self.upstream:
+            self._from_member += len(payload)
+            if not self._client_open:
+                self._to_client.append((False, payload, is_binary))
+            elif self.client is not None and self.client.state == _OPEN:
+                self.client.sendMessage(payload, is_binary)
+
+    def _idle_expired(self, seconds: float) -> None:
+        _log.info("WebSocket idle for {seconds}s; closing", seconds=seconds)
+        for side in (self.client, self.upstream):
+            self._close(side, _IDLE)
+
+    # -- closing ---------------------------------------------------------
+
+    def _other(self, side: object) -> Any:
+        return self.upstream if side is self.client else self.client
+
+    def _close(self, side: Any, close: tuple[int | None, bytes | None]) -> None:
+        """Send a close frame on C{side} when it is open."""
+        if side is None:
+            return
+        code, reason = close
+        if side is self.client and not self._client_open:
+            self._to_client.append((True, reason or b"", code))
+            return
+        if side.state == _OPEN:
+            self._bridge_closed.add(side)
+            side.sendCloseFrame(code=code, reasonUtf8=(reason or None) if code is not None else None)
+        self._unthrottle()
+
+    def close_frame(
+        self, side: Any, code: int | None, reason: bytes | None, default: Callable[[Any, Any], Any]
+    ) -> Any:
+        """A close frame arrived on C{side}: answer it, and pass it on unless it was our own."""
+        replying = side.state == _CLOSING  # the answer to a close we sent
+        result = default(code, reason)
+        if not replying and not result:  # a true result: Autobahn failed the side
+            text = side.remoteCloseReason
+            self._close(self._other(side), (side.remoteCloseCode, text.encode("utf-8") if text else None))
+        return result
+
+    def closed(self, side: Any) -> None:
+        """One side's connection is gone."""
+        if side is not self.client and side is not self.upstream:
+            return
+        if side is self.client:
+            self._client_gone = True
+        other = self._other(side)
+        if other is not None and other.state not in (_CLOSED, _CLOSING):
+            local = side.localCloseCode
+            if local is not None and side not in self._bridge_closed:
+                # Autobahn failed this side (1009 too big, 1002, 1007): say so.
+                self._close(other, (local, side.localCloseReason))
+            else:
+                self._close(other, _CLIENT_LOST if side is self.client else _MEMBER_LOST)
+        self._unthrottle()
+        client_done = self.client is None or self.client.state == _CLOSED
+        upstream_done = self.upstream is None or self.upstream.state == _CLOSED
+        if client_done and upstream_done:
+            self._finish()
+
+    def _unthrottle(self) -> None:
+        for side in (self.client, self.upstream):
+            transport = getattr(side, "transport", None)
+            if transport is not None and self._client_open:
+                transport.unregisterProducer()
+                transport.resumeProducing()
+
+    def _finish(self) -> None:
+        if self.finished.called:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        if self.member is not None:
+            self.bridge.balancer.request_finished(
+                self.member, bytes_in=self._from_member, bytes_out=self._to_member
+            )
+            self.bridge.members[self.member].tunnels.discard(self)
+        self.finished.callback(None)
+
+    def shutdown(self) -> defer.Deferred[None]:
+        """Close both sides (1001) and fire when they are gone."""
+        for side in (self.client, self.upstream):
+            self._close(side, _SHUTDOWN)
+        return self.finished
+
+
+class WebSocketBridge:
+    """
+    The WebSocket side of one balancer of C{ws://}/C{wss://} members.
+
+    @ivar balancer: decides which member serves each tunnel.
+    @ivar members: the backend of each member.
+    @ivar idle_timeout: seconds without a message before a tunnel is closed;
+        C{None} uses the member's C{timeout} (as Apache's tunnel does).
+    """
+
+    def __init__(
+        self,
+        balancer: Balancer,
+        members: Mapping[Member, WSMember],
+        reactor: Any,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        idle_timeout: float | None = None,
+        x_forwarded: bool = True,
+    ) -> None:
+        self.balancer = balancer
+        self.members = dict(members)
+        self.reactor = reactor
+        self.idle_timeout = idle_timeout
+        self.x_forwarded = x_forwarded
+        self.options: dict[str, Any] = {
+            "maxMessagePayloadSize": max_message_size,
+            "maxFramePayloadSize": max_message_size,
+            "openHandshakeTimeout": 0,  # the tunnel times the member itself
+            "echoCloseCodeReason": True,
+            "failByDrop": False,  # send 1009/1002 before dropping
+        }
+        self._factory = WebSocketServerFactory(server="", reactor=reactor)
+        self._factory.protocol = ClientSide
+        self._factory.setProtocolOptions(**self.options)
+
+    def render(self, request: Request, exchange: Exchange) -> bytes | int:
+        """
+        Hand C{request}'s connection to a new tunnel: Autobahn's resource
+        takes the transport away from C{twisted.web} and replays the request
+        into the tunnel's server protocol.
+        """
+        tunnel = Tunnel(self, exchange)
+        return WebSocketResource(_ForOneTunnel(self._factory, tunnel)).render(request)
+
+    def upstream_request(
+        self, exchange: Exchange, protocols: list[str]
+    ) -> tuple[str, list[str], dict[str, str], str | None, str | None, dict[str, Any]]:
+        """The resource, subprotocols, headers, origin and user agent for the member."""
+        resource = exchange.path.decode("latin-1")
+        if exchange.query is not None:
+            resource += "?" + exchange.query.decode("latin-1")
+        grouped: dict[bytes, list[bytes]] = {}
+        origin = useragent = None
+        for name, value in exchange.headers:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"user-agent":
+                useragent = value.decode("latin-1")
+            elif name not in _OWN_HEADERS:
+                grouped.setdefault(name, []).append(value)
+        if self.x_forwarded:
+            grouped.setdefault(b"x-forwarded-for", []).append(exchange.client_address.encode())
+            grouped[b"x-forwarded-proto"] = [b"https" if exchange.is_ssl else b"http"]
+            if exchange.host:
+                grouped[b"x-forwarded-host"] = [exchange.host]
+        headers = {
+            name.decode("latin-1"): (b"; " if name == b"cookie" else b", ").join(values).decode("latin-1")
+            for name, values in grouped.items()
+        }
+        return resource, protocols, headers, origin, useragent, self.options

@@ -1,0 +1,266 @@
+"""
+The backend of a C{ws://} or C{wss://} member: probes it, and opens the
+member side of a tunnel (an Autobahn client connection) that reports
+through the tunnel it serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from OpenSSL import SSL
+from twisted.internet import defer
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_lb.backends.tls_policy import MemberTLSPolicy
+from twisted_lb.config.model import ConfigError, MemberConfig
+from twisted_lb.errors import (
+    BackendProtocolError,
+    BackendTimeout,
+    ConnectFailed,
+    RequestRefused,
+    ResponseNeverReceived,
+)
+from twisted_lb.exchange import Exchange, ResponseSink
+
+if TYPE_CHECKING:
+    from .bridge import Tunnel
+
+__all__ = ["WSMember", "UpgradeRefused"]
+
+_log = Logger()
+
+
+class UpgradeRefused(Exception):
+    """
+    The member answered the upgrade with another status than 101: the
+    application said no (403 for a bad Origin, 404...), the member is fine,
+    and the client gets that status.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"member answered the upgrade with {status} {reason}")
+        self.status = status
+        self.reason = reason
+
+
+class MemberSide(WebSocketClientProtocol):
+    """
+    The connection from the proxy to the member.
+
+    @ivar tunnel: the tunnel this connection serves.
+    @ivar opened: fires with this protocol once the member accepted the
+        upgrade, or fails with L{AttemptFailed} or L{UpgradeRefused}.
+    """
+
+    tunnel: Tunnel
+    opened: defer.Deferred[MemberSide]
+    answered = False
+    tls_policy: MemberTLSPolicy | None = None
+    _failure: Exception | None = None
+    _lost_reason: BaseException | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.answered = True
+        super().dataReceived(data)
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        self._lost_reason = reason.value
+        super().connectionLost(reason)
+
+    def handshake_timed_out(self, seconds: float) -> None:
+        """The member did not answer the upgrade in time."""
+        self._failure = BackendTimeout(f"no answer to the upgrade within {seconds:g}s")
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def onOpen(self) -> None:
+        if not self.opened.called:
+            self.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.tunnel.relay(self, payload, isBinary)
+
+    def onPing(self, payload: bytes) -> None:
+        self.tunnel.activity()
+        super().onPing(payload)
+
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        return self.tunnel.close_frame(self, code, reasonRaw, super().onCloseFrame)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self.opened.called:
+            self.tunnel.closed(self)
+        else:
+            self.opened.errback(self._handshake_failure())
+
+    def _handshake_failure(self) -> Exception:
+        if self._failure is not None:
+            return self._failure
+        status_line = getattr(self, "http_status_line", None)
+        if status_line:
+            parts = status_line.split(None, 2)
+            try:
+                status = int(parts[1])
+            except (IndexError, ValueError):
+                status = 0
+            if 200 <= status <= 599 and status != 101:
+                return UpgradeRefused(status, parts[2] if len(parts) > 2 else "")
+        if self.answered:
+            return BackendProtocolError(f"invalid upgrade answer: {self.wasNotCleanReason}")
+        lost = self._lost_reason
+        if isinstance(lost, SSL.Error):
+            why = self.tls_policy.verify_failure() if self.tls_policy is not None else None
+            return ConnectFailed(f"TLS handshake failed: {why or lost}")
+        return ResponseNeverReceived(f"connection closed before the upgrade was answered: {lost}")
+
+
+class _MemberFactory(WebSocketClientFactory):
+    protocol = MemberSide
+    tunnel: Tunnel
+    tls_policy: MemberTLSPolicy | None = None
+
+    def buildProtocol(self, addr: object) -> MemberSide:
+        proto: Any = super().buildProtocol(addr)  # type: ignore[arg-type]
+        proto.tunnel = self.tunnel
+        proto.tls_policy = self.tls_policy
+        proto.opened = defer.Deferred(lambda _: proto.dropConnection(abort=True))
+        return proto
+
+
+@implementer(IHandshakeListener)
+class _Probe(Protocol):
+    def __init__(self, done: defer.Deferred[bool], secure: bool) -> None:
+        self._done = done
+        self._secure = secure
+
+    def connectionMade(self) -> None:
+        if not self._secure:
+            self._finish(True)
+
+    def handshakeCompleted(self) -> None:
+        self._finish(True)
+
+    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
+        if not self._done.called:
+            self._done.callback(False)
+
+    def _finish(self, ok: bool) -> None:
+        if not self._done.called:
+            self._done.callback(ok)
+        transport: Any = self.transport
+        if transport is not None:
+            transport.loseConnection()
+
+
+class WSMember:
+    """
+    A C{ws://} or C{wss://} member.
+
+    @ivar member: its configuration.
+    @ivar tunnels: the open tunnels through it.
+    """
+
+    def __init__(self, reactor: Any, member: MemberConfig) -> None:
+        self.member = member
+        self._reactor = reactor
+        self._secure = member.scheme == "wss"
+        self._policy: MemberTLSPolicy | None = None
+        if self._secure:
+            try:
+                self._policy = MemberTLSPolicy(member)
+            except (OSError, ValueError, SSL.Error) as e:
+                raise ConfigError("<config>", f"members.{member.url}.tls", str(e)) from None
+        host = f"[{member.host}]" if ":" in member.host else member.host
+        self.base_url = f"{member.scheme}://{host}:{member.port}{member.path}"
+        self.tunnels: set[Tunnel] = set()
+        self._connecting: set[defer.Deferred[Any]] = set()
+
+    def _endpoint(self) -> Any:
+        endpoint: Any = HostnameEndpoint(
+            self._reactor, self.member.host, self.member.port, timeout=self.member.connectiontimeout
+        )
+        if self._policy is not None:
+            endpoint = wrapClientTLS(self._policy.creator, endpoint)
+        return endpoint
+
+    async def probe(self) -> bool:
+        """Whether the member accepts a connection (and completes TLS for C{wss})."""
+        done: defer.Deferred[bool] = defer.Deferred()
+        factory = Factory.forProtocol(lambda: _Probe(done, self._secure))
+        try:
+            proto = await self._endpoint().connect(factory)
+        except Exception:
+            return False
+        done.addTimeout(self.member.connectiontimeout, self._reactor)
+        try:
+            return await done
+        except defer.CancelledError:
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+            return False
+
+    async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
+        """Plain HTTP requests are not served by a WebSocket member."""
+        raise RequestRefused(426, "this path only serves WebSocket connections")
+
+    async def connect(
+        self,
+        tunnel: Tunnel,
+        resource: str,
+        protocols: Sequence[str],
+        headers: Mapping[str, str],
+        origin: str | None,
+        useragent: str | None,
+        options: Mapping[str, Any],
+    ) -> MemberSide:
+        """
+        Open the member side of C{tunnel} and wait until the member accepted
+        the upgrade.
+
+        @raise AttemptFailed: connect failure, timeout, no or a broken answer.
+        @raise UpgradeRefused: the member answered with another status.
+        """
+        factory = _MemberFactory(
+            url=self.base_url + resource,
+            protocols=list(protocols),
+            headers=dict(headers),
+            origin=origin,
+            useragent=useragent or "",
+            reactor=self._reactor,
+        )
+        factory.setProtocolOptions(**options)
+        factory.tunnel = tunnel
+        factory.tls_policy = self._policy
+        connecting = self._endpoint().connect(factory)
+        self._connecting.add(connecting)
+        try:
+            proto: MemberSide = await connecting
+        except defer.CancelledError:
+            raise
+        except Exception as e:
+            raise ConnectFailed(f"{self.member.name}: {e}") from None
+        finally:
+            self._connecting.discard(connecting)
+        timer = self._reactor.callLater(self.member.timeout, proto.handshake_timed_out, self.member.timeout)
+        self._connecting.add(proto.opened)
+        try:
+            return await proto.opened
+        finally:
+            self._connecting.discard(proto.opened)
+            if timer.active():
+                timer.cancel()
+
+    def close(self) -> defer.Deferred[None]:
+        """Shut every tunnel through this member down (close code 1001)."""
+        for d in list(self._connecting):
+            d.cancel()
+        pending = [t.shutdown() for t in list(self.tunnels)]
+        return defer.gatherResults(pending).addCallback(lambda _: None)
