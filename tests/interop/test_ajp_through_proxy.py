@@ -329,13 +329,6 @@ def test_ajp_connections_are_reused(proxy: Proxy, tomcat_pair: TomcatGroup) -> N
     assert len(seen) <= 4 and len(new) <= 2, (seen, new)
 
 
-@pytest.mark.xfail(
-    reason="twisted_lb bug: a client that closes its connection as soon as it has the whole "
-    "response (Content-Length reached) can do so before Tomcat's END_RESPONSE arrives; the "
-    "proxy then aborts the AJP connection ('client went away') instead of reading the "
-    "END_RESPONSE and pooling it (twisted_lb/ajp/protocol.py _client_gone)",
-    strict=False,
-)
 def test_ajp_connections_are_reused_when_clients_close(
     proxy: Proxy, tomcat_pair: TomcatGroup
 ) -> None:
