@@ -13,6 +13,7 @@ __all__ = [
     "AttemptFailed",
     "ConnectFailed",
     "PingFailed",
+    "TLSFailed",
     "RequestNotSent",
     "ResponseNeverReceived",
     "BackendTimeout",
@@ -48,6 +49,16 @@ class ConnectFailed(AttemptFailed):
     reached_application = False
     marks_member_down = True
     status = 503
+
+
+class TLSFailed(ConnectFailed):
+    """
+    The member's TLS handshake failed (an untrusted or mismatched certificate):
+    the member is reachable but not the one we may talk to, so the client gets
+    a 502 (a bad gateway), not a 503.
+    """
+
+    status = 502
 
 
 class PingFailed(AttemptFailed):

@@ -510,10 +510,11 @@ class HTTPSMemberTests(_Base):
         self.node = self.member("secure", tls=TLSConfig(str(cert), str(key)))
 
     @defer.inlineCallbacks
-    def test_verify_self_signed_is_503_with_a_clear_message(self):
+    def test_verify_self_signed_is_502_with_a_clear_message(self):
+        """An untrusted self-signed member is refused: a 502 and a log line that says what to do."""
         base = yield self.proxy([MemberConfig(url=self.node.url, route="secure")])
         status, _, _ = yield self.get(base + "/echo")
-        self.assertEqual(status, 503)
+        self.assertEqual(status, 502)
         messages = [line for line in self.logged if "self-signed certificate" in line]
         self.assertTrue(messages, self.logged[-5:])
         self.assertIn("tls.verify = false", messages[0])

@@ -46,6 +46,7 @@ from twisted_lb.errors import (
     RequestRefused,
     ResponseAborted,
     ResponseNeverReceived,
+    TLSFailed,
 )
 from twisted_lb.exchange import Exchange, ResponseSink
 from twisted_lb.rewrite import ResponseRewriter
@@ -368,8 +369,8 @@ class HTTPBackend:
             if isinstance(reason, SSL.Error):
                 detail = self.tls.verify_failure()
                 if detail is not None and "certificate verify failed" in str(reason):
-                    return ConnectFailed(f"TLS to {self.name}: {detail}")
-                return ConnectFailed(f"TLS handshake with {self.name} failed: {_describe(reason)}")
+                    return TLSFailed(f"TLS to {self.name}: {detail}")
+                return TLSFailed(f"TLS handshake with {self.name} failed: {_describe(reason)}")
         return None
 
     # -- probing ---------------------------------------------------------

@@ -27,6 +27,7 @@ from twisted_lb.errors import (
     ConnectFailed,
     RequestRefused,
     ResponseNeverReceived,
+    TLSFailed,
 )
 from twisted_lb.exchange import Exchange, ResponseSink
 
@@ -118,7 +119,7 @@ class MemberSide(WebSocketClientProtocol):
         lost = self._lost_reason
         if isinstance(lost, SSL.Error):
             why = self.tls_policy.verify_failure() if self.tls_policy is not None else None
-            return ConnectFailed(f"TLS handshake failed: {why or lost}")
+            return TLSFailed(f"TLS handshake failed: {why or lost}")
         return ResponseNeverReceived(f"connection closed before the upgrade was answered: {lost}")
 
 
