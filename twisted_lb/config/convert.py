@@ -136,6 +136,7 @@ def _balancer(balancer: BalancerConfig) -> list[str]:
         "nofailover": balancer.nofailover,
         "maxattempts": balancer.maxattempts,
         "probe_interval": float(balancer.probe_interval),
+        "ws_max_message_size": balancer.ws_max_message_size,
     }
     out = [f"[balancers.{toml_key(balancer.name)}]", *_lines(items)]
     for member in balancer.members:

@@ -54,6 +54,7 @@ _BALANCER = {
     "nofailover": "bool",
     "maxattempts": "int",
     "probe_interval": "num",
+    "ws_max_message_size": "int",
     "members": "tables",
 }
 _STICKY = {"cookie": "strlist", "path": "strlist", "separator": "str"}
@@ -280,7 +281,7 @@ class _Reader:
             )
         if "stickysession" in table:
             kwargs["sticky"] = self.sticky(table["stickysession"], _join(prefix, "stickysession"))
-        for key in ("nofailover", "maxattempts"):
+        for key in ("nofailover", "maxattempts", "ws_max_message_size"):
             if key in table:
                 kwargs[key] = table[key]
         if "probe_interval" in table:
