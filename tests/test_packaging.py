@@ -1,0 +1,53 @@
+"""
+The built wheel carries the twistd plugin, and an install into a clean
+virtual environment runs C{twistd lbproxy --help} (the plugin is easy to
+lose: see style-anchors §8).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: The environment for the clean install: nothing of this checkout on the path.
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+pytestmark = pytest.mark.slow
+
+
+def test_wheel_has_plugin_and_installs(tmp_path: Path) -> None:
+    """The wheel holds the plugin but no twisted/__init__.py, and twistd lbproxy --help works."""
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+         "-w", str(wheels), str(REPO)],
+        check=True, timeout=300,
+    )
+    (wheel,) = wheels.glob("twisted_lb-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "twisted/plugins/twisted_lb_plugin.py" in names
+    assert "twisted/__init__.py" not in names
+    assert "twisted/plugins/__init__.py" not in names
+    assert "twisted_lb/py.typed" in names
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", str(venv)], check=True, timeout=120, env=CLEAN_ENV
+    )
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", str(wheel)],
+        check=True, timeout=600, cwd=tmp_path, env=CLEAN_ENV,
+    )
+    result = subprocess.run(
+        [str(venv / "bin" / "twistd"), "lbproxy", "--help"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=CLEAN_ENV,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--config" in result.stdout and "--demo" in result.stdout
