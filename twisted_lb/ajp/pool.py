@@ -31,6 +31,8 @@ _log = Logger()
 
 
 class _ProtocolFactory(Factory):
+    noisy = False
+
     def __init__(self, clock: IReactorTime, packet_size: int) -> None:
         self._clock = clock
         self._packet_size = packet_size
