@@ -9,7 +9,9 @@ Session-scoped groups (each a L{TomcatGroup}: iterable, indexable by position or
   - C{tomcat_pair}: tomcat1/tomcat2, HTTP + AJP (secret L{AJP_SECRET}), no replication.
   - C{tomcat_cluster}: tomcat1/tomcat2 replicating sessions (DeltaManager, synchronous
     replication, JvmRouteBinderValve, static membership); separate processes from the pair.
+    The webapp is also at C{/share} (the second seed's context).
   - C{tomcat_https_pair}: hosta/hostb with an HTTPS connector on a self-signed certificate.
+    The webapp is also at C{/xtam} (the first seed's context).
 
 A test may kill, stop or pause nodes: after each test, nodes of the groups already started are
 resumed or restarted (same ports), and a restarted cluster waits for replication again.
@@ -101,6 +103,7 @@ def _group(
     *,
     clustered: bool = False,
     https: bool = False,
+    contexts: list[str] | None = None,
 ) -> TomcatGroup:
     nodes = [
         TomcatNode(
@@ -110,6 +113,7 @@ def _group(
             catalina_home=catalina_home,
             ajp_secret=AJP_SECRET,
             https=https,
+            contexts=list(contexts or []),
         )
         for name in names
     ]
@@ -149,6 +153,7 @@ def tomcat_cluster(
             "cluster",
             ["tomcat1", "tomcat2"],
             clustered=True,
+            contexts=["/share"],
         )
     )
 
@@ -160,7 +165,13 @@ def tomcat_https_pair(
     """Two nodes hosta/hostb with HTTPS (self-signed) besides HTTP and AJP (the first seed)."""
     yield from _run_group(
         _group(
-            tmp_path_factory, catalina_home, tomcat_webapp, "https", ["hosta", "hostb"], https=True
+            tmp_path_factory,
+            catalina_home,
+            tomcat_webapp,
+            "https",
+            ["hosta", "hostb"],
+            https=True,
+            contexts=["/xtam"],
         )
     )
 

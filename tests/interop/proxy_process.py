@@ -281,11 +281,20 @@ class ProxyClient:
 
 @contextlib.contextmanager
 def running_proxy(
-    directory: Path, config_text: str, wait_ports: list[int], timeout: float = 30.0
+    directory: Path,
+    config_text: str,
+    wait_ports: list[int],
+    timeout: float = 30.0,
+    *,
+    name: str = "site.toml",
 ) -> Iterator[ProxyProcess]:
-    """Run a proxy for the duration of a C{with} block; its log is printed if the block fails."""
+    """Run a proxy for the duration of a C{with} block; its log is printed if the block fails.
+
+    @param name: the configuration file's name in C{directory}; C{.conf} makes it an Apache
+        httpd file for twisted_lb.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    proxy = ProxyProcess(directory, config_text)
+    proxy = ProxyProcess(directory, config_text, name)
     proxy.start(wait_ports, timeout)
     try:
         yield proxy

@@ -488,6 +488,9 @@ class TomcatNode:
     @ivar cluster_peers: the other nodes' receivers (static membership).
     @ivar unique_id: this node's tribes unique id.
     @ivar examples: deploy Debian's tomcat10-examples at C{/examples} if present.
+    @ivar contexts: more context paths the test webapp is deployed at besides C{/app} (e.g.
+        C{["/share"]} for the second seed's C{ajp://...:PORT/share} members, C{["/xtam"]} for the
+        first seed's); each gets its own context file, same settings as C{/app}.
     @ivar persist_sessions: for a node without cluster, let C{StandardManager} save sessions
         across a graceful stop (Tomcat's default); false by default so a restart loses them.
     @ivar allow_trace: let TRACE reach the webapp (Tomcat answers 405 itself otherwise).
@@ -515,6 +518,7 @@ class TomcatNode:
     cluster_peers: list[ClusterMember] = attrs.field(factory=list)
     unique_id: str = attrs.field(factory=_random_unique_id)
     examples: bool = True
+    contexts: list[str] = attrs.field(factory=list)
     persist_sessions: bool = False
     allow_trace: bool = False
     http_connector_attrs: dict[str, str] = attrs.field(factory=dict)
@@ -536,6 +540,11 @@ class TomcatNode:
             raise ValueError(f"AJP packetSize must be in 8192..65536: {self.packet_size}")
         if self.https and self.https_port is None:
             self.https_port = free_port()
+        for path in self.contexts:
+            if not re.fullmatch(r"/[A-Za-z0-9_-]+", path) or path in ("/app", "/examples"):
+                raise ValueError(
+                    f"extra context path must be /NAME (not /app or /examples): {path!r}"
+                )
         if self.base_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix=f"tomcat-{self.name}-"))
 
@@ -800,6 +809,8 @@ class TomcatNode:
         (self.conf_dir / "context.xml").write_text(self.context_xml())
         localhost = self.conf_dir / "Catalina" / "localhost"
         (localhost / "app.xml").write_text(self.app_context_xml())
+        for path in self.contexts:
+            (localhost / f"{path[1:]}.xml").write_text(self.app_context_xml())
         examples = localhost / "examples.xml"
         if self.examples and (EXAMPLES_DOCBASE / "WEB-INF" / "web.xml").is_file():
             examples.write_text(
@@ -1012,6 +1023,10 @@ class TomcatNode:
         res = http_request(self.http_port, "/app/session.jsp", timeout=60)
         if res.status != 200:
             raise TomcatError(f"{self.name}: session.jsp answered {res.status}: {res.body[:500]!r}")
+        for path in self.contexts:
+            res = http_request(self.http_port, f"{path}/echo", timeout=30)
+            if res.status != 200:
+                raise TomcatError(f"{self.name}: {path}/echo answered {res.status}")
 
     # -- convenience ---------------------------------------------------------------------
 

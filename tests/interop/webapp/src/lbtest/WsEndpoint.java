@@ -12,9 +12,10 @@ import jakarta.websocket.Session;
 import jakarta.websocket.server.ServerEndpoint;
 
 /**
- * "/ws": greets with a text message {node, session, subprotocol, query}, then echoes text as
- * text and binary as binary. The text "close:CODE:REASON" makes the server close with that code
- * and reason. Subprotocols "chat" and "superchat" are supported. Messages up to 1 MiB.
+ * "/ws" (and "/websocket-tunnel", see WsTunnelEndpoint): greets with a text message {node,
+ * session, subprotocol, query}, then echoes text as text and binary as binary. The text
+ * "close:CODE:REASON" makes the server close with that code and reason. Subprotocols "chat"
+ * and "superchat" are supported. Messages up to 1 MiB.
  */
 @ServerEndpoint(value = "/ws", subprotocols = {"chat", "superchat"},
         configurator = WsConfigurator.class)
