@@ -58,7 +58,10 @@ def describe_verify_error(code: int) -> str:
     """
     text = _VERIFY_ERRORS.get(code, f"X509 verify error {code}")
     if code in _UNTRUSTED:
-        text += "; trust its CA with tls.ca_file, or set tls.verify = false for self-signed members"
+        text += (
+            "; trust its CA with tls.ca_file (Apache: SSLProxyCACertificateFile), or set"
+            " tls.verify = false (Apache: SSLProxyCheckPeerName off) for self-signed members"
+        )
     return text
 
 
@@ -125,6 +128,7 @@ class _Verified:
             self.last_failure = (
                 f"the certificate is not valid for {self._hostname}; use a name the "
                 "certificate lists as the member host, or set tls.verify = false"
+                " (Apache: SSLProxyCheckPeerName off)"
             )
             return False
         except Exception as e:
