@@ -114,6 +114,7 @@ class Dispatcher:
                 # body bytes went out (the 403 may be the application's).
                 if (
                     sink.started
+                    or getattr(sink, "gone", False)  # nobody to answer
                     or (e.reached_application and not exchange.retryable)
                     or (exchange.body_length and isinstance(e, BackendRejected))
                 ):

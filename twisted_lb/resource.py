@@ -10,6 +10,7 @@ L{twisted_lb.errors.status_for} and nowhere else.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -49,6 +50,8 @@ HOP_BY_HOP = frozenset(
     }
 )
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+#: Control characters other than HTAB: invalid in a field value (RFC 9110 §5.5).
+_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _COOKIE = b"cookie"
 _CONTENT_LENGTH = b"content-length"
 _HOST = b"host"
@@ -207,6 +210,13 @@ class ProxyResource(Resource):
         method = request.method
         if method == b"CONNECT":
             raise RequestRefused(405, "CONNECT is not served: this is a reverse proxy")
+        malformed = _malformed(request)
+        if malformed is not None:
+            # The rest of the connection cannot be trusted to be framed right.
+            if hasattr(request.channel, "persistent"):
+                request.channel.persistent = False
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            raise RequestRefused(400, malformed)
         uri = request.uri
         if not uri.startswith(b"/"):
             raise RequestRefused(400, "absolute-form requests are not served: this is a reverse proxy")
@@ -324,6 +334,29 @@ def _websocket_bridge(request: Request, target: ProxyTarget) -> WebSocketBridge 
         request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
         raise RequestRefused(426, "this path only serves WebSocket connections")
     return target.websocket
+
+
+def _malformed(request: Request) -> str | None:
+    """
+    Why the request's framing or headers must not be forwarded, or C{None}.
+
+    Twisted refuses both Content-Length and Transfer-Encoding, codings it
+    does not know, and CR, LF or NUL in values; it accepts
+    C{Transfer-Encoding: identity} (and then reads no body), other control
+    characters in values, and a missing or repeated Host.
+    """
+    headers = request.requestHeaders
+    for value in headers.getRawHeaders(b"transfer-encoding", ()):
+        if value.strip(b" \t").lower() != b"chunked":
+            return "Transfer-Encoding other than chunked is not accepted"
+    hosts = headers.getRawHeaders(b"host", ())
+    if len(hosts) > 1 or (not hosts and request.clientproto == b"HTTP/1.1"):
+        return "an HTTP/1.1 request needs exactly one Host header"
+    for name, values in headers.getAllRawHeaders():
+        for value in values:
+            if _CTL.search(value):
+                return f"control character in the {name.decode('latin-1')} header"
+    return None
 
 
 def _client(request: Request) -> str:

@@ -325,6 +325,9 @@ class AJPClientProtocol(Protocol):
                     self._declared_length = int(value)
                 except ValueError:
                     raise BackendProtocolError(f"bad Content-Length {value!r}") from None
+        if self._draining and not self._worth_draining():
+            # The client left before the answer started; it is too long to drain.
+            raise ResponseAborted("client went away")
         if event.status == 403:
             self._held = [event]
             self._held_size = 0

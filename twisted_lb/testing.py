@@ -1,0 +1,517 @@
+"""
+Test helpers for twisted_lb and for the tests of its users.
+
+L{FaultyAJPMember} is an AJP/1.3 member on C{127.0.0.1} that answers like a
+small Tomcat and breaks the protocol on demand, one request at a time, so
+that a proxy's reaction to a broken member can be tested on real sockets::
+
+    member = FaultyAJPMember(Fault.NONE).start()
+    member.schedule(Fault.RESET_MID_BODY)     # the next request only
+    ...                                       # proxy in front of member.url
+    assert member.connections_made == 1
+    yield member.stop()
+
+It speaks through the container role of the codec (L{twisted_lb.ajp}) and
+corrupts the bytes the codec produced, so every fault is one precise
+deviation from a well-formed exchange.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import attrs
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort, IPullProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_lb.ajp import (
+    NEED_DATA,
+    AJPConnection,
+    AJPProtocolError,
+    ConnectionClosed,
+    CPing,
+    CPong,
+    EndResponse,
+    ForwardRequest,
+    GetBodyChunk,
+    RequestBody,
+    Role,
+    SendBodyChunk,
+    SendHeaders,
+)
+
+__all__ = ["Fault", "FaultyAJPMember", "ReceivedRequest", "body_pattern"]
+
+
+class Fault(enum.Enum):
+    """
+    How a L{FaultyAJPMember} answers a request.  Unless said otherwise the
+    member leaves its side of the connection open after the fault, so that a
+    test can see that the proxy closes it.
+    """
+
+    #: A well-formed answer: SEND_HEADERS, the body, END_RESPONSE reuse=1.
+    NONE = "none"
+    #: The first response packet starts with C{XY} instead of C{AB}.
+    WRONG_MAGIC = "wrong-magic"
+    #: A packet header declaring more than the packet size (65520 bytes).
+    OVERSIZED_PACKET = "oversized-packet"
+    #: SEND_HEADERS whose reason string claims to run past the packet's end.
+    LENGTH_BEYOND_PACKET = "length-beyond-packet"
+    #: Half of the SEND_HEADERS packet, then the member closes.
+    TRUNCATED_PACKET = "truncated-packet"
+    #: A packet of message type 0x42, which AJP does not define.
+    UNKNOWN_MESSAGE_TYPE = "unknown-message-type"
+    #: SEND_HEADERS with the header code 0xA07F (outside Tomcat's table).
+    BAD_HEADER_CODE = "bad-header-code"
+    #: After the whole request body, one more GET_BODY_CHUNK; then a normal
+    #: answer.  Legal for the proxy to answer with the empty body packet.
+    GET_BODY_CHUNK_AFTER_BODY_ENDED = "get-body-chunk-after-body-ended"
+    #: SEND_HEADERS twice.
+    SEND_HEADERS_TWICE = "send-headers-twice"
+    #: Headers and the whole body, then the member closes: no END_RESPONSE.
+    NO_END_RESPONSE = "no-end-response"
+    #: A normal answer, then a SEND_BODY_CHUNK with data in the same write.
+    DATA_AFTER_END_RESPONSE = "data-after-end-response"
+    #: END_RESPONSE reuse=1 after fewer body bytes than the Content-Length.
+    SHORT_BODY = "short-body"
+    #: Nothing at all: a slow application.
+    STALL_BEFORE_HEADERS = "stall-before-headers"
+    #: Headers and half the body, then silence.
+    STALL_MID_BODY = "stall-mid-body"
+    #: Headers and half the body, then a TCP reset.
+    RESET_MID_BODY = "reset-mid-body"
+    #: A normal answer ending with END_RESPONSE reuse=0 (and the connection
+    #: left open, which Tomcat would not do).
+    REUSE_ZERO = "reuse-zero"
+    #: A HEAD request is answered with a C{head_body_size} body (20 MB).
+    HEAD_WITH_BODY = "head-with-body"
+    #: CPING and requests go unanswered: a hung JVM whose kernel still
+    #: accepts connections.
+    NO_CPONG = "no-cpong"
+    #: Tomcat's answer to a missing or wrong secret: 403, an HTML page,
+    #: END_RESPONSE reuse=0, close.
+    SECRET_REJECTED = "secret-rejected"
+
+
+_MID_BODY = frozenset({Fault.STALL_MID_BODY, Fault.RESET_MID_BODY})
+_TOMCAT_403 = (
+    b'<!doctype html><html lang="en"><head><title>HTTP Status 403 \xe2\x80\x93 Forbidden'
+    b"</title></head><body><h1>HTTP Status 403 \xe2\x80\x93 Forbidden</h1></body></html>"
+)
+
+
+def body_pattern(size: int, offset: int = 0) -> bytes:
+    """
+    The response body of a L{FaultyAJPMember}: byte C{i} is C{i % 251}.
+
+    @param size: how many bytes.
+    @param offset: the position of the first byte.
+    """
+    block = bytes(range(251))
+    start = offset % 251
+    reps = (start + size) // 251 + 1
+    return (block * reps)[start : start + size]
+
+
+@attrs.frozen
+class ReceivedRequest:
+    """
+    A request as a L{FaultyAJPMember} received it.
+
+    @ivar forward: the FORWARD_REQUEST.
+    @ivar body: the request body it read.
+    @ivar connection: the serial number (from 1) of the connection it came on.
+    @ivar fault: how it was answered.
+    """
+
+    forward: ForwardRequest
+    body: bytes
+    connection: int
+    fault: Fault
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header C{name} (case-insensitive), or C{None}."""
+        lower = name.lower()
+        for n, v in self.forward.headers:
+            if n.lower() == lower:
+                return v
+        return None
+
+
+def _packet(payload: bytes) -> bytes:
+    """A container-to-proxy packet around C{payload}, built by hand."""
+    return b"AB" + struct.pack(">H", len(payload)) + payload
+
+
+@implementer(IPullProducer)
+class _FaultyProtocol(Protocol):
+    """One connection of a L{FaultyAJPMember}."""
+
+    def __init__(self, member: FaultyAJPMember, serial: int) -> None:
+        self._member = member
+        self.serial = serial
+        self._codec = AJPConnection(Role.CONTAINER, member.packet_size)
+        self._body_max = member.packet_size - 6
+        self._forward: ForwardRequest | None = None
+        self._fault = Fault.NONE
+        self._body: list[bytes] = []
+        self._body_left = 0
+        self._extra_ask = False
+        self._chunks: Iterator[bytes] | None = None
+        self._then: Callable[[], None] | None = None
+        self._hung = False
+        self.stalled = False
+        self.closed_by_member = False
+
+    # -- connection ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self._member._open.add(self)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._member._open.discard(self)
+        self._member.connections_lost += 1
+        if not self.closed_by_member:
+            self._member.closed_by_proxy += 1
+        self._chunks = None
+
+    def _write(self, data: bytes) -> None:
+        self._member.bytes_sent += len(data)
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        self.closed_by_member = True
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _reset(self) -> None:
+        """Close with a TCP reset (SO_LINGER 0)."""
+        self.closed_by_member = True
+        try:
+            handle = self.transport.getHandle()  # type: ignore[union-attr]
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except (AttributeError, OSError):
+            pass
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    # -- receiving -------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self._codec.receive_data(data)
+            while (event := self._codec.next_event()) is not NEED_DATA:
+                self._handle(event)
+        except AJPProtocolError as e:
+            self._member.proxy_errors.append(str(e))
+            self.closed_by_member = True
+            self.transport.abortConnection()  # type: ignore[union-attr]
+
+    def _handle(self, event: object) -> None:
+        kind = type(event)
+        member = self._member
+        if kind is CPing:
+            member.cpings += 1
+            if self._hung or member._take_fault(cping=True) is Fault.NO_CPONG:
+                self._hung = True
+            else:
+                self._write(self._codec.send(CPong()))
+        elif kind is ForwardRequest:
+            self._forward = event  # type: ignore[assignment]
+            self._fault = member._take_fault(cping=False)
+            self._body = []
+            self._extra_ask = False
+            length = None
+            for name, value in event.headers:  # type: ignore[attr-defined]
+                if name.lower() == b"content-length":
+                    length = int(value)
+            self._body_left = length or 0
+            if not self._body_left:
+                self._body_complete()
+        elif kind is RequestBody:
+            data = event.data  # type: ignore[attr-defined]
+            if self._extra_ask:
+                member.extra_body_bytes += len(data)
+                self._extra_ask = False
+                self._respond(Fault.NONE)
+                return
+            self._body.append(data)
+            self._body_left -= len(data)
+            if self._body_left <= 0 or not data:
+                self._body_complete()
+            else:
+                ask = min(self._body_left, self._body_max)
+                self._write(self._codec.send(GetBodyChunk(ask)))
+        elif kind is ConnectionClosed:
+            self._close()
+
+    def _body_complete(self) -> None:
+        forward = self._forward
+        assert forward is not None
+        fault = self._fault
+        member = self._member
+        member.requests.append(ReceivedRequest(forward, b"".join(self._body), self.serial, fault))
+        if member.secret is not None and forward.secret != member.secret.encode("utf-8"):
+            fault = Fault.SECRET_REJECTED
+        if fault is Fault.GET_BODY_CHUNK_AFTER_BODY_ENDED:
+            self._extra_ask = True
+            self._write(self._codec.send(GetBodyChunk(self._body_max)))
+            return
+        self._respond(fault)
+
+    # -- answering -------------------------------------------------------
+
+    def _respond(self, fault: Fault) -> None:
+        forward = self._forward
+        assert forward is not None
+        member = self._member
+        send = self._codec.send
+        if self._hung or fault is Fault.NO_CPONG:
+            return
+        if fault is Fault.STALL_BEFORE_HEADERS:
+            self.stalled = True
+            return
+        if fault is Fault.SECRET_REJECTED:
+            headers = (
+                (b"Content-Type", b"text/html;charset=utf-8"),
+                (b"Content-Language", b"en"),
+                (b"Content-Length", b"%d" % len(_TOMCAT_403)),
+            )
+            self._write(
+                send(SendHeaders(403, b"403", headers))
+                + send(SendBodyChunk(_TOMCAT_403))
+                + send(EndResponse(False))
+            )
+            self._close()
+            return
+        if fault is Fault.UNKNOWN_MESSAGE_TYPE:
+            self._write(_packet(b"\x42\x00\x00"))
+            return
+        if fault is Fault.OVERSIZED_PACKET:
+            self._write(b"AB\xff\xf0\x04\x00\xc8")
+            return
+        if fault is Fault.LENGTH_BEYOND_PACKET:
+            # type, status 200, reason string claiming 0x0F00 bytes: "200\0".
+            self._write(_packet(b"\x04\x00\xc8\x0f\x00200\x00\x00\x00"))
+            return
+        size = member.head_body_size if fault is Fault.HEAD_WITH_BODY else member.body_size
+        headers: tuple[tuple[bytes, bytes], ...] = ((b"Content-Type", b"application/octet-stream"),)
+        if member.content_length:
+            headers += ((b"Content-Length", b"%d" % size),)
+        data = send(SendHeaders(member.status, b"%d" % member.status, headers))
+        if fault is Fault.WRONG_MAGIC:
+            self._write(b"XY" + data[2:])
+            return
+        if fault is Fault.BAD_HEADER_CODE:
+            self._write(data.replace(b"\xa0\x01", b"\xa0\x7f", 1))
+            return
+        if fault is Fault.TRUNCATED_PACKET:
+            self._write(data[: len(data) // 2])
+            self._close()
+            return
+        if fault is Fault.SEND_HEADERS_TWICE:
+            self._write(data + data)
+            return
+        self._write(data)
+        if forward.method == b"HEAD" and fault is not Fault.HEAD_WITH_BODY:
+            size = 0
+        elif fault in _MID_BODY:
+            size //= 2
+        elif fault is Fault.SHORT_BODY:
+            size //= 2
+        self._stream(size, lambda: self._finish(fault))
+
+    def _stream(self, size: int, then: Callable[[], None]) -> None:
+        """Send C{size} body bytes as the proxy reads them, then call C{then}."""
+        step = self._member.packet_size - 8
+        send = self._codec.send
+
+        def packets() -> Iterator[bytes]:
+            for start in range(0, size, 65536):
+                block = body_pattern(min(65536, size - start), start)
+                yield b"".join(
+                    send(SendBodyChunk(block[i : i + step])) for i in range(0, len(block), step)
+                )
+
+        self._chunks = packets()
+        self._then = then
+        self.transport.registerProducer(self, False)  # type: ignore[union-attr]
+
+    def resumeProducing(self) -> None:
+        if self._chunks is None:
+            return
+        try:
+            data = next(self._chunks)
+        except StopIteration:
+            self._chunks = None
+            self.transport.unregisterProducer()  # type: ignore[union-attr]
+            then, self._then = self._then, None
+            if then is not None:
+                then()
+            return
+        self._write(data)
+
+    def stopProducing(self) -> None:
+        self._chunks = None
+
+    def _finish(self, fault: Fault) -> None:
+        send = self._codec.send
+        if fault is Fault.STALL_MID_BODY:
+            return
+        if fault is Fault.RESET_MID_BODY:
+            self._reset()
+            return
+        if fault is Fault.NO_END_RESPONSE:
+            self._close()
+            return
+        if fault is Fault.REUSE_ZERO:
+            self._write(send(EndResponse(False)))
+            return
+        end = send(EndResponse(True))
+        if fault is Fault.DATA_AFTER_END_RESPONSE:
+            self._write(end + _packet(b"\x03\x00\x05extra\x00"))
+            return
+        self._write(end)
+        self._codec.start_next_cycle()
+
+
+class FaultyAJPMember(Factory):
+    """
+    An AJP/1.3 member on C{127.0.0.1} that misbehaves on demand.
+
+    Every request is answered with C{status}, a C{Content-Type} and (when
+    C{content_length}) a C{Content-Length} header and a body of
+    C{body_size} bytes from L{body_pattern}, streamed as the proxy reads it
+    (backpressure works as with Tomcat) -- unless a fault says otherwise.
+
+    @ivar fault: the standing fault, used for every request when none is
+        scheduled.
+    @ivar secret: when set, a request without this AJP secret gets
+        L{Fault.SECRET_REJECTED}, as Tomcat does.
+    @ivar requests: every request received, in order.
+    @ivar connections_made: connections accepted in all.
+    @ivar connections_lost: connections closed in all (either side).
+    @ivar closed_by_proxy: connections the other side closed (the member did
+        not close them itself).
+    @ivar cpings: CPINGs received (answered or not).
+    @ivar extra_body_bytes: body bytes received in answer to a
+        L{Fault.GET_BODY_CHUNK_AFTER_BODY_ENDED} ask (should stay 0).
+    @ivar bytes_sent: bytes written to the proxy in all.
+    @ivar proxy_errors: protocol errors the member saw in what the proxy
+        sent (should stay empty).
+    """
+
+    def __init__(
+        self,
+        fault: Fault = Fault.NONE,
+        *,
+        reactor: Any = None,
+        status: int = 200,
+        body_size: int = 20_000,
+        content_length: bool = True,
+        head_body_size: int = 20 * 1024 * 1024,
+        secret: str | None = None,
+        packet_size: int = 8192,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.fault = fault
+        self.status = status
+        self.body_size = body_size
+        self.content_length = content_length
+        self.head_body_size = head_body_size
+        self.secret = secret
+        self.packet_size = packet_size
+        self.requests: list[ReceivedRequest] = []
+        self.connections_made = 0
+        self.connections_lost = 0
+        self.closed_by_proxy = 0
+        self.cpings = 0
+        self.extra_body_bytes = 0
+        self.bytes_sent = 0
+        self.proxy_errors: list[str] = []
+        self._reactor = reactor
+        self._scheduled: deque[Fault] = deque()
+        self._open: set[_FaultyProtocol] = set()
+        self._port: IListeningPort | None = None
+
+    # -- life --------------------------------------------------------------
+
+    def start(self) -> FaultyAJPMember:
+        """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
+        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
+        return self
+
+    def stop(self) -> defer.Deferred[None]:
+        """Stop listening and drop every open connection."""
+        for proto in list(self._open):
+            proto.closed_by_member = True
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+        port, self._port = self._port, None
+        if port is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(port.stopListening)
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        assert self._port is not None, "start() the member first"
+        return self._port.getHost().port  # type: ignore[no-any-return, attr-defined]
+
+    @property
+    def url(self) -> str:
+        """The member URL for the proxy's configuration: C{ajp://127.0.0.1:port}."""
+        return f"ajp://127.0.0.1:{self.port}"
+
+    def answer_stalled(self) -> int:
+        """
+        Answer every request held by L{Fault.STALL_BEFORE_HEADERS} now, well
+        (a slow application that finally answers).
+
+        @return: how many were answered.
+        """
+        stalled = [proto for proto in self._open if proto.stalled]
+        for proto in stalled:
+            proto.stalled = False
+            proto._respond(Fault.NONE)
+        return len(stalled)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now."""
+        return len(self._open)
+
+    # -- faults ------------------------------------------------------------
+
+    def schedule(self, *faults: Fault) -> None:
+        """
+        Answer the next requests with C{faults}, one each, in order; then go
+        back to L{fault}.  A scheduled L{Fault.NO_CPONG} is used up by the
+        next CPING (and that connection's request, if any, is not answered).
+        """
+        self._scheduled.extend(faults)
+
+    def _take_fault(self, cping: bool) -> Fault:
+        if self._scheduled:
+            head = self._scheduled[0]
+            if (head is Fault.NO_CPONG) == cping:
+                return self._scheduled.popleft()
+        if cping:
+            return Fault.NO_CPONG if self.fault is Fault.NO_CPONG else Fault.NONE
+        return self.fault
+
+    def buildProtocol(self, addr: object) -> _FaultyProtocol:
+        self.connections_made += 1
+        proto = _FaultyProtocol(self, self.connections_made)
+        proto.factory = self
+        return proto
