@@ -323,6 +323,20 @@ class RequestBodyTests(ProtocolTestCase):
         self.ok()
         assert self.successResultOf(d) is True
 
+    def test_body_closed_mid_upload(self) -> None:
+        """A body file closed by a departed client ends the exchange as aborted, not as a member fault."""
+        body = bytes(range(256)) * 80
+        forward = ForwardRequest(
+            b"POST", b"/app/upload", headers=((b"content-length", b"%d" % len(body)),)
+        )
+        stream = BytesIO(body)
+        d = self.proto.request(forward, stream, len(body), self.sink, TIMEOUT)
+        self.received()
+        stream.close()
+        self.answer(GetBodyChunk(8186))
+        self.failureResultOf(d, ResponseAborted)
+        assert self.transport.aborted
+
     def test_small_body(self) -> None:
         """A body smaller than a packet travels whole right after the FORWARD_REQUEST."""
         forward, d = self.post(b"a=1&b=2")

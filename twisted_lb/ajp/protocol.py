@@ -208,7 +208,11 @@ class AJPClientProtocol(Protocol):
         size = min(limit, self._body_left)
         if size <= 0 or self._body is None:
             return b""
-        chunk = self._body.read(size)
+        try:
+            chunk = self._body.read(size)
+        except (ValueError, OSError):
+            # twisted.web closes the request body when the client disconnects.
+            raise ResponseAborted("the client went away during the upload") from None
         if len(chunk) != size:
             raise ResponseAborted("request body ended early")
         self._body_left -= size
@@ -273,12 +277,21 @@ class AJPClientProtocol(Protocol):
                 self.abort()
                 d.errback(BackendProtocolError(str(e)))
             elif self._waiting is not None:
-                cls = ResponseAborted if self._sink is not None and self._sink.started else BackendProtocolError
+                started = self._sink is not None and self._sink.started
+                cls = ResponseAborted if started else BackendProtocolError
                 self._fail(cls(f"member broke the AJP protocol: {e}"))
             else:
                 self.abort()
         except AttemptFailed as e:
             self._fail(e)
+        except Exception:
+            # A fault of ours must not look like a dead member: log it, end
+            # this exchange and drop this connection only.
+            _log.failure("unexpected error handling AJP data from {peer}", peer=self._peer())
+            if self._waiting is not None:
+                self._fail(ResponseAborted("internal error in the AJP client"))
+            else:
+                self.abort()
 
     def _peer(self) -> str:
         peer = self.transport.getPeer() if self.transport is not None else None
