@@ -198,8 +198,7 @@ class ExchangeTests(ProtocolTestCase):
         assert self.sink.calls == [
             ("start", 200, OK_HEADERS),
             ("register", self.proto),
-            ("write", b"hello "),
-            ("write", b"world"),
+            ("write", b"hello world"),
             ("unregister",),
             ("finish",),
         ]
@@ -440,6 +439,16 @@ class TimeoutTests(ProtocolTestCase):
         self.clock.advance(TIMEOUT * 2)
         assert not self.transport.aborted
 
+    def test_timeout_counts_from_last_packet(self) -> None:
+        """After a packet, the timeout fires a full timeout after that packet, not before."""
+        d = self.get()
+        self.clock.advance(TIMEOUT - 1)
+        self.answer(SendHeaders(200, b"200", OK_HEADERS))
+        self.clock.advance(TIMEOUT - 0.5)
+        self.assertNoResult(d)
+        self.clock.advance(0.5)
+        self.failureResultOf(d, ResponseAborted)
+
     def test_stall_mid_body(self) -> None:
         """A member that stalls after the response started fails it with ResponseAborted."""
         d = self.get()
@@ -650,15 +659,14 @@ class ClientGoneTests(ProtocolTestCase):
         assert self.transport.aborted
 
     def test_client_gone_during_write(self) -> None:
-        """A client that goes away inside write() stops the rest of the received packets."""
+        """A client that goes away inside write() stops the packets received after it."""
         d = self.get()
         self.sink.on_write = lambda data: self.sink.gone()  # type: ignore[misc]
         self.answer(
             SendHeaders(200, b"200", ((b"Content-Length", b"10000000"),)),
             SendBodyChunk(b"hello "),
-            SendBodyChunk(b"world"),
-            EndResponse(True),
         )
+        self.answer(SendBodyChunk(b"world"), EndResponse(True))
         self.failureResultOf(d, ResponseAborted)
         assert self.sink.body() == b"hello "
         assert ("finish",) not in self.sink.calls

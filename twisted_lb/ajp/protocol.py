@@ -78,6 +78,8 @@ class AJPClientProtocol(Protocol):
         self._waiting: defer.Deferred[bool] | None = None
         self._ping: defer.Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
+        self._activity = 0.0
+        self._out: list[bytes] = []
         self._timeout = 0.0
         self._sink: ResponseSink | None = None
         self._body: IO[bytes] | None = None
@@ -127,6 +129,7 @@ class AJPClientProtocol(Protocol):
 
     def _arm(self, seconds: float, on_timeout: Callable[[], None]) -> None:
         self._cancel_timer()
+        self._activity = self._clock.seconds()
         if seconds > 0:
             self._timer = self._clock.callLater(seconds, on_timeout)
 
@@ -220,11 +223,17 @@ class AJPClientProtocol(Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self._waiting is not None:
-            if self._response_bytes:
-                self._fail(ResponseAborted("member stalled mid-response"))
-            else:
-                self._fail(BackendTimeout("member did not answer in time"))
+        if self._waiting is None:
+            return
+        left = self._activity + self._timeout - self._clock.seconds()
+        if left > 0:
+            # Packets came in since the timer was set: wait the rest.
+            self._timer = self._clock.callLater(left, self._timed_out)
+            return
+        if self._response_bytes:
+            self._fail(ResponseAborted("member stalled mid-response"))
+        else:
+            self._fail(BackendTimeout("member did not answer in time"))
 
     def _client_gone(self) -> None:
         if self._waiting is None or self._draining:
@@ -248,6 +257,7 @@ class AJPClientProtocol(Protocol):
 
     def _fail(self, error: AttemptFailed, abort: bool = True) -> None:
         self._cancel_timer()
+        self._out = []
         d, self._waiting = self._waiting, None
         self._sink = None
         self._body = None
@@ -270,6 +280,8 @@ class AJPClientProtocol(Protocol):
                 if event is NEED_DATA:
                     break
                 self._handle(event)
+            if self._out:
+                self._flush_out()
         except AJPProtocolError as e:
             _log.warn("AJP protocol error from {peer}: {error}", peer=self._peer(), error=e)
             if self._ping is not None:
@@ -292,6 +304,12 @@ class AJPClientProtocol(Protocol):
                 self._fail(ResponseAborted("internal error in the AJP client"))
             else:
                 self.abort()
+
+    def _flush_out(self) -> None:
+        """Write the body bytes of this read to the client in one call."""
+        out, self._out = self._out, []
+        if self._sink is not None:
+            self._sink.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _peer(self) -> str:
         peer = self.transport.getPeer() if self.transport is not None else None
@@ -324,7 +342,13 @@ class AJPClientProtocol(Protocol):
         self.transport.write(self._codec.send(RequestBody(data)))  # type: ignore[union-attr]
 
     def _rearm(self) -> None:
-        if not self._paused:
+        # Called per packet: note the time instead of replacing the timer,
+        # which checks the time when it fires (see _timed_out).
+        if self._paused:
+            return
+        if self._timer is not None and self._timer.active():
+            self._activity = self._clock.seconds()
+        else:
             self._arm(self._timeout, self._timed_out)
 
     def _on_headers(self, event: SendHeaders) -> None:
@@ -371,7 +395,7 @@ class AJPClientProtocol(Protocol):
             self._finish_without_body()
             return
         if not self._draining:
-            self._sink.write(data)  # type: ignore[union-attr]
+            self._out.append(data)
 
     def _finish_without_body(self) -> None:
         # No body belongs to this answer (HEAD, 204, 304) and the client's
@@ -418,6 +442,8 @@ class AJPClientProtocol(Protocol):
             # HEAD, 204 and 304 may declare a length without a body.
             if self._received_length or not self._bodiless:
                 raise ResponseAborted("member sent fewer bytes than its Content-Length")
+        if self._out:
+            self._flush_out()
         sink.unregister_producer()
         if self._paused:
             # The client paused us and will never resume a producer it no
