@@ -31,6 +31,7 @@ from twisted_lb.config.model import (
     RouteConfig,
     TLSConfig,
 )
+from twisted_lb.testing import body_pattern
 
 __all__ = ["DemoApp", "DemoService", "demo_config"]
 
@@ -116,14 +117,9 @@ class DemoApp:
 
 
 def _pattern(size: int, step: int = 65536) -> Iterator[bytes]:
-    """C{size} bytes where byte i is C{i % 251}, in C{step}-sized pieces."""
-    block = bytes(i % 251 for i in range(251)) * (step // 251 + 2)
-    sent = 0
-    while sent < size:
-        n = min(step, size - sent)
-        offset = sent % 251
-        yield block[offset : offset + n]
-        sent += n
+    """L{body_pattern}'s C{size} bytes (byte i is C{i % 251}), in C{step}-sized pieces."""
+    for offset in range(0, size, step):
+        yield body_pattern(min(step, size - offset), offset)
 
 
 def _session_ids(cookies: list[bytes]) -> Iterator[str]:

@@ -140,11 +140,7 @@ class ReceivedRequest:
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header C{name} (case-insensitive), or C{None}."""
-        lower = name.lower()
-        for n, v in self.forward.headers:
-            if n.lower() == lower:
-                return v
-        return None
+        return self.forward.header(name)
 
 
 def _packet(payload: bytes) -> bytes:

@@ -88,6 +88,7 @@ def make_self_signed(cert_path: Path, key_path: Path, hostname: str = "localhost
         .sign(key, hashes.SHA256())
     )
     cert_path.parent.mkdir(parents=True, exist_ok=True)
+    key_path.parent.mkdir(parents=True, exist_ok=True)
     key_path.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,

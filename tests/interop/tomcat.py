@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import datetime
 import hashlib
 import http.client
 import json
@@ -259,49 +258,13 @@ def http_request(
 
 
 def make_self_signed_cert(cert_path: Path, key_path: Path, common_name: str = "localhost") -> None:
-    """Write a self-signed RSA-2048 certificate and its unencrypted key as PEM files.
+    """Write a self-signed RSA-2048 certificate (for C{common_name} and 127.0.0.1) and its key.
 
-    Equivalent to C{openssl req -x509 -nodes -newkey rsa:2048 -subj /CN=localhost
-    -addext subjectAltName=DNS:localhost,IP:127.0.0.1}, made with the C{cryptography} package.
+    The project's own L{twisted_lb.tls.make_self_signed}, under the harness's name.
     """
-    import ipaddress
+    from twisted_lb.tls import make_self_signed
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(LOOPBACK))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
-    key_path.parent.mkdir(parents=True, exist_ok=True)
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    key_path.chmod(0o600)
+    make_self_signed(cert_path, key_path, common_name)
 
 
 # --------------------------------------------------------------------------------------------

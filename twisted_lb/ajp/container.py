@@ -52,11 +52,7 @@ class ContainerRequest:
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header C{name} (case-insensitive), or C{None}."""
-        lower = name.lower()
-        for n, v in self.forward.headers:
-            if n.lower() == lower:
-                return v
-        return None
+        return self.forward.header(name)
 
 
 @attrs.frozen
@@ -108,7 +104,7 @@ class AJPContainerProtocol(Protocol):
         elif kind is ForwardRequest:
             self._forward = event  # type: ignore[assignment]
             self._body = []
-            length = ContainerRequest(event, b"").header(b"content-length")  # type: ignore[arg-type]
+            length = event.header(b"content-length")  # type: ignore[attr-defined]
             self._body_left = int(length) if length else 0
             if not self._body_left:
                 self._respond()

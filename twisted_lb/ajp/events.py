@@ -81,6 +81,14 @@ class ForwardRequest:
     ssl_key_size: int | None = None
     request_attributes: Pairs = ()
 
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header C{name} (case-insensitive), or C{None}."""
+        lower = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lower:
+                return v
+        return None
+
 
 @attrs.frozen(slots=True)
 class RequestBody:
