@@ -50,19 +50,17 @@ class BuiltBalancer:
 
     def __init__(self, config: BalancerConfig, reactor: Any, *, x_forwarded: bool = True) -> None:
         self.config = config
+        self._reactor = reactor
+        self._x_forwarded = x_forwarded
         members: list[Member] = []
         backends: dict[Member, Backend] = {}
+        #: The configuration each member was built from.
+        self.member_configs: dict[Member, MemberConfig] = {}
         for mconf in config.members:
-            member = Member(
-                name=mconf.name if mconf.name not in {m.name for m in members} else mconf.url,
-                route=mconf.effective_route,
-                loadfactor=mconf.loadfactor,
-                lbset=mconf.lbset,
-                status=_STATUS[mconf.status.value],
-                retry=mconf.retry,
-            )
+            member = _member_for(mconf, {m.name for m in members})
             members.append(member)
             backends[member] = _backend_for(mconf, reactor, x_forwarded)
+            self.member_configs[member] = mconf
         self.balancer = Balancer(
             config.name,
             members,
@@ -85,11 +83,78 @@ class BuiltBalancer:
                 x_forwarded=x_forwarded,
             )
 
+    def add_member(self, mconf: MemberConfig) -> Member:
+        """
+        Build a member and its backend and let the balancer use it at once.
+
+        @raise ConfigError: the member cannot be built (its TLS files, say).
+        @raise ValueError: a member of the same name or route exists, or the
+            member's scheme does not fit this balancer.
+        """
+        if (mconf.scheme in ("ws", "wss")) != self.config.websocket:
+            raise ValueError(
+                f"balancer {self.config.name!r} takes "
+                + ("ws(s)://" if self.config.websocket else "ajp://, http(s)://")
+                + f" members, not {mconf.scheme}://"
+            )
+        if self.balancer.member_by_route(mconf.effective_route) is not None:
+            raise ValueError(f"route {mconf.effective_route!r} is already used in {self.config.name!r}")
+        member = _member_for(mconf, {m.name for m in self.balancer.members})
+        backend = _backend_for(mconf, self._reactor, self._x_forwarded)
+        self.backends[member] = backend
+        self.dispatcher.backends[member] = backend
+        if self.websocket is not None:
+            self.websocket.members[member] = backend  # type: ignore[assignment]
+        self.member_configs[member] = mconf
+        self.balancer.add_member(member)
+        return member
+
+    def remove_member(self, member: Member, *, poll: float = 0.1) -> defer.Deferred[None]:
+        """
+        Take a member out: it gets no new request at once; its backend is
+        closed when the requests (and WebSockets) it serves have finished.
+
+        @return: fires when the member's backend is closed.
+        """
+        self.balancer.remove_member(member)
+        backend = self.backends[member]
+        done: defer.Deferred[None] = defer.Deferred()
+
+        def busy() -> bool:
+            return member.in_flight > 0 or bool(getattr(backend, "tunnels", ()))
+
+        def check() -> None:
+            if busy():
+                self._reactor.callLater(poll, check)
+                return
+            for table in (self.backends, self.dispatcher.backends, self.member_configs):
+                table.pop(member, None)  # type: ignore[attr-defined]
+            if self.websocket is not None:
+                self.websocket.members.pop(member, None)
+            defer.maybeDeferred(backend.close).addBoth(  # type: ignore[attr-defined]
+                lambda _: done.callback(None)
+            )
+
+        check()
+        return done
+
     def close(self) -> defer.Deferred[None]:
         """Close every backend's pooled connections."""
         return defer.gatherResults(
             [defer.maybeDeferred(b.close) for b in self.backends.values()]  # type: ignore[attr-defined]
         ).addCallback(lambda _: None)
+
+
+def _member_for(mconf: MemberConfig, taken: set[str]) -> Member:
+    """The balancer's member for C{mconf}; named by its URL if its name is taken."""
+    return Member(
+        name=mconf.name if mconf.name not in taken else mconf.url,
+        route=mconf.effective_route,
+        loadfactor=mconf.loadfactor,
+        lbset=mconf.lbset,
+        status=_STATUS[mconf.status.value],
+        retry=mconf.retry,
+    )
 
 
 def _backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) -> Backend:
