@@ -256,8 +256,9 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
         except OSError as e:
             _log.error("access log {path} not reopened: {error}", path=access_log.path, error=e)
     listeners_removed = []
+    still = list(kept.values())
     for listener, listening in zip(old.listeners, service.listening, strict=True):
-        if listening not in kept:
+        if listening not in still:
             listening.disownServiceParent()
             listeners_removed.append(listener.endpoint)
     service.listening = [kept[i] if i in kept else started.pop(0) for i in range(len(config.listeners))]
