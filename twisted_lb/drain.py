@@ -16,6 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
@@ -77,7 +79,7 @@ class TrackedChannel(HTTPChannel):
     """
 
     def _connections(self) -> ClientConnections | None:
-        return getattr(self.site, "connections", None)
+        return getattr(getattr(self, "site", None), "connections", None)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -85,7 +87,7 @@ class TrackedChannel(HTTPChannel):
         if connections is not None:
             connections.add(self)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         connections = self._connections()
         if connections is not None:
             connections.discard(self)

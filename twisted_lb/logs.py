@@ -50,7 +50,7 @@ def json_file_observer(stream: IO[Any]) -> ILogObserver:
     (Twisted's L{eventAsJSON} plus C{"text"}, the formatted message and the
     traceback of a failure).
     """
-    return FileLogObserver(stream, _as_json_line)
+    return FileLogObserver(stream, _as_json_line)  # type: ignore[return-value]
 
 
 def observer_for(log_format: str, stream: IO[Any]) -> ILogObserver:
@@ -63,7 +63,7 @@ def observer_for(log_format: str, stream: IO[Any]) -> ILogObserver:
     if log_format == "json":
         return json_file_observer(stream)
     if log_format == "text":
-        return textFileLogObserver(stream)
+        return textFileLogObserver(stream)  # type: ignore[return-value]
     raise ValueError(f"unknown log format {log_format!r}")
 
 

@@ -181,7 +181,7 @@ def _apply_members(plan: _MemberPlan) -> list[defer.Deferred[None]]:
 def _close_all(backends: list[Backend], builts: list[BuiltBalancer]) -> None:
     """Close what a failed reload had built (nothing used it yet)."""
     for backend in backends:
-        defer.maybeDeferred(backend.close)  # type: ignore[attr-defined]
+        defer.maybeDeferred(backend.close)  # type: ignore[attr-defined, call-overload]
     for built in builts:
         built.close()
 
