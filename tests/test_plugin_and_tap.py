@@ -103,13 +103,14 @@ def test_demo_service_builds(tmp_path: Path) -> None:
 
 
 def test_config_service_builds(tmp_path: Path) -> None:
-    """--config builds a MultiService around the proxy without listening until started."""
+    """--config builds a MultiService around the proxy (and its SIGHUP reloader) without
+    listening until started."""
     config = tmp_path / "site.toml"
     config.write_text(_CONFIG)
     reactor = MemoryReactorClock()
     service = tap._make_service(_options("--config", str(config)), reactor)
     assert isinstance(service, MultiService)
-    assert len(list(service)) == 1
+    assert [type(s).__name__ for s in service] == ["ProxyService", "ReloadOnSignal"]
     assert reactor.tcpServers == []
 
 

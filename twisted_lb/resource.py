@@ -184,6 +184,19 @@ class ProxyResource(Resource):
         self._router = router
         self._access_log = access_log
 
+    def replace(
+        self,
+        router: Router[ProxyTarget],
+        access_log: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        """
+        Serve the next requests with C{router} and log them to C{access_log}
+        (a reload); requests in flight finish on the target they started
+        with and are logged to the new access log.
+        """
+        self._router = router
+        self._access_log = access_log
+
     def render(self, request: Request) -> bytes | int:
         request.responseHeaders.removeHeader(b"server")
         try:
@@ -297,8 +310,11 @@ class ProxyResource(Resource):
     def _logged(
         self, result: object, request: Request, sink: RequestSink, record: AttemptRecord, started: float
     ) -> None:
+        access_log = self._access_log
+        if access_log is None:
+            return
         member = record.member
-        self._access_log(  # type: ignore[misc]
+        access_log(
             {
                 "request": request,
                 "status": request.code,

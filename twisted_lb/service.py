@@ -9,7 +9,7 @@ Everything that does not change per request is built here, once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -19,22 +19,34 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import Site
 
-from twisted_lb.accesslog import AccessLog
+from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, LBMethod, Member, MemberStatus
 from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
 from twisted_lb.dispatch import Backend, Dispatcher
+from twisted_lb.drain import ClientConnections, tracked_channel_factory, wait_until
 from twisted_lb.health import Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router
 from twisted_lb.tls import server_context
 from twisted_lb.websocket import WebSocketBridge, WSMember
 
-__all__ = ["ProxyService", "build_balancer", "build_resource", "BuiltBalancer"]
+if TYPE_CHECKING:
+    from twisted_lb.reload import ReloadSummary
+
+__all__ = [
+    "ProxyService",
+    "build_balancer",
+    "build_resource",
+    "build_router",
+    "backend_for",
+    "open_access_log",
+    "BuiltBalancer",
+]
 
 _log = Logger()
 
-_STATUS = {
+MEMBER_STATUS = {
     "active": MemberStatus.ACTIVE,
     "draining": MemberStatus.DRAINING,
     "disabled": MemberStatus.DISABLED,
@@ -59,7 +71,7 @@ class BuiltBalancer:
         for mconf in config.members:
             member = _member_for(mconf, {m.name for m in members})
             members.append(member)
-            backends[member] = _backend_for(mconf, reactor, x_forwarded)
+            backends[member] = backend_for(mconf, reactor, x_forwarded)
             self.member_configs[member] = mconf
         self.balancer = Balancer(
             config.name,
@@ -83,10 +95,13 @@ class BuiltBalancer:
                 x_forwarded=x_forwarded,
             )
 
-    def add_member(self, mconf: MemberConfig) -> Member:
+    def add_member(self, mconf: MemberConfig, backend: Backend | None = None) -> Member:
         """
         Build a member and its backend and let the balancer use it at once.
 
+        @param backend: the member's backend, already built (a reload builds
+            every new backend before it changes anything); built here when
+            C{None}.
         @raise ConfigError: the member cannot be built (its TLS files, say).
         @raise ValueError: a member of the same name or route exists, or the
             member's scheme does not fit this balancer.
@@ -100,7 +115,8 @@ class BuiltBalancer:
         if self.balancer.member_by_route(mconf.effective_route) is not None:
             raise ValueError(f"route {mconf.effective_route!r} is already used in {self.config.name!r}")
         member = _member_for(mconf, {m.name for m in self.balancer.members})
-        backend = _backend_for(mconf, self._reactor, self._x_forwarded)
+        if backend is None:
+            backend = backend_for(mconf, self._reactor, self._x_forwarded)
         self.backends[member] = backend
         self.dispatcher.backends[member] = backend
         if self.websocket is not None:
@@ -121,7 +137,7 @@ class BuiltBalancer:
         done: defer.Deferred[None] = defer.Deferred()
 
         def busy() -> bool:
-            return member.in_flight > 0 or bool(getattr(backend, "tunnels", ()))
+            return member.in_flight > 0 or bool(getattr(backend, "tunnels", None))
 
         def check() -> None:
             if busy():
@@ -138,8 +154,15 @@ class BuiltBalancer:
         check()
         return done
 
+    def busy(self) -> bool:
+        """Whether a request or a WebSocket is in flight to one of the members."""
+        return any(
+            member.in_flight > 0 or getattr(backend, "tunnels", None)
+            for member, backend in list(self.backends.items())
+        )
+
     def close(self) -> defer.Deferred[None]:
-        """Close every backend's pooled connections."""
+        """Close every backend's pooled connections (and WebSockets, with 1001)."""
         return defer.gatherResults(
             [defer.maybeDeferred(b.close) for b in self.backends.values()]  # type: ignore[attr-defined]
         ).addCallback(lambda _: None)
@@ -152,12 +175,17 @@ def _member_for(mconf: MemberConfig, taken: set[str]) -> Member:
         route=mconf.effective_route,
         loadfactor=mconf.loadfactor,
         lbset=mconf.lbset,
-        status=_STATUS[mconf.status.value],
+        status=MEMBER_STATUS[mconf.status.value],
         retry=mconf.retry,
     )
 
 
-def _backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) -> Backend:
+def backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) -> Backend:
+    """
+    The backend that sends requests to C{member}.
+
+    @raise ConfigError: the member cannot be used (its TLS files, say).
+    """
     if member.scheme in ("ws", "wss"):
         return WSMember(reactor, member)
     if member.scheme == "ajp":
@@ -184,18 +212,24 @@ def build_balancer(
 
 
 class _Site(Site):
-    """A Site that leaves request logging to twisted_lb's own access log."""
+    """
+    A Site that leaves request logging to twisted_lb's own access log and
+    whose client connections the proxy knows of (for a graceful stop).
+    """
+
+    protocol = tracked_channel_factory
+
+    def __init__(self, resource: Any, connections: ClientConnections) -> None:
+        super().__init__(resource, timeout=75)
+        self.connections = connections
+        self.displayTracebacks = False
 
     def log(self, request: object) -> None:
         pass
 
 
-def build_resource(
-    config: ProxyConfig,
-    balancers: dict[str, BuiltBalancer],
-    access_log: Callable[[dict[str, Any]], None] | None = None,
-) -> ProxyResource:
-    """The proxy resource serving C{config}'s routes with C{balancers}."""
+def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Router[ProxyTarget]:
+    """The path router of C{config}'s routes onto C{balancers}."""
     entries: list[tuple[str, ProxyTarget | None]] = []
     for route in config.routes:
         if route.balancer is None:
@@ -214,87 +248,176 @@ def build_resource(
                 ),
             )
         )
-    return ProxyResource(Router(entries), access_log=access_log)
+    return Router(entries)
+
+
+def build_resource(
+    config: ProxyConfig,
+    balancers: dict[str, BuiltBalancer],
+    access_log: Callable[[dict[str, Any]], None] | None = None,
+) -> ProxyResource:
+    """The proxy resource serving C{config}'s routes with C{balancers}."""
+    return ProxyResource(build_router(config, balancers), access_log=access_log)
+
+
+def open_access_log(config: ProxyConfig) -> AccessLogFile | None:
+    """
+    The access log file of C{config}, opened, or C{None}.
+
+    @raise ConfigError: when it cannot be opened.
+    """
+    if not config.access_log:
+        return None
+    try:
+        return AccessLogFile(config.access_log, config.access_log_format)
+    except OSError as e:
+        raise ConfigError(config.source, "access_log", str(e)) from None
 
 
 class ProxyService(MultiService):
     """
     The whole proxy as a Twisted service: start it to listen, stop it to
-    close listeners and pooled connections.
+    stop listening, let the requests in flight finish (up to
+    C{shutdown_timeout}) and close pooled connections; L{reload} it to apply
+    a new configuration without closing a listening socket or failing a
+    request.
 
+    @ivar config: the configuration in use.
     @ivar balancers: the built balancers by name.
     @ivar resource: the proxy resource (embeddable in another C{Site}).
+    @ivar listening: one listening service per listener, in configuration
+        order.
+    @ivar connections: the client connections of the listeners.
+    @ivar access_log: the access log file, or C{None}.
     """
 
     def __init__(self, config: ProxyConfig, reactor: Any) -> None:
         super().__init__()
+        self.reactor = reactor
         self.config = config
+        self.connections = ClientConnections()
+        #: Balancers taken out by a reload whose requests are still finishing.
+        self.retired: set[BuiltBalancer] = set()
         self.balancers = {
             b.name: build_balancer(b, reactor, x_forwarded=config.x_forwarded)
             for b in config.balancers
         }
-        self._access_file = None
-        access_log = None
-        if config.access_log:
-            try:
-                self._access_file = open(config.access_log, "a", encoding="utf-8")
-            except OSError as e:
-                raise ConfigError(config.source, "access_log", str(e)) from None
-            access_log = AccessLog(self._access_file)
-        self.resource = build_resource(config, self.balancers, access_log)
+        self.access_log = open_access_log(config)
+        self.resource = build_resource(config, self.balancers, self.access_log)
         for built in self.balancers.values():
-            built.prober.setServiceParent(self)
+            self.attach(built)
         self.listening: list[StreamServerEndpointService] = []
-        for i, listener in enumerate(config.listeners):
-            if listener.redirect:
-                site = _Site(RedirectResource(listener.redirect, listener.redirect_status), timeout=75)
-            else:
-                site = _Site(self.resource, timeout=75)
-            site.displayTracebacks = False
-            factory: Any = site
-            if listener.tls is not None:
-                try:
-                    context = server_context(listener.tls)
-                except (OSError, ValueError) as e:
-                    raise ConfigError(config.source, f"listen[{i}].tls", str(e)) from None
-                factory = TLSMemoryBIOFactory(context, False, site)
-            try:
-                endpoint = serverFromString(reactor, listener.endpoint)
-            except (ValueError, KeyError, TypeError) as e:
-                raise ConfigError(
-                    config.source, f"listen[{i}].endpoint", f"{listener.endpoint!r}: {e}"
-                ) from None
-            service = StreamServerEndpointService(endpoint, factory)
-            service._raiseSynchronously = True
+        for i in range(len(config.listeners)):
+            service = self.build_listener(config, i)
             service.setServiceParent(self)
             self.listening.append(service)
 
+    def attach(self, built: BuiltBalancer) -> None:
+        """Run C{built}'s background services (its prober) under this service."""
+        built.prober.setServiceParent(self)
+
+    def detach(self, built: BuiltBalancer) -> None:
+        """Stop C{built}'s background services."""
+        built.prober.disownServiceParent()
+
+    def build_listener(self, config: ProxyConfig, index: int) -> StreamServerEndpointService:
+        """
+        The (not yet started) listening service of C{config.listeners[index]}.
+
+        @raise ConfigError: its certificate or endpoint is not usable.
+        """
+        listener = config.listeners[index]
+        if listener.redirect:
+            site = _Site(RedirectResource(listener.redirect, listener.redirect_status), self.connections)
+        else:
+            site = _Site(self.resource, self.connections)
+        factory: Any = site
+        if listener.tls is not None:
+            try:
+                context = server_context(listener.tls)
+            except (OSError, ValueError) as e:
+                raise ConfigError(config.source, f"listen[{index}].tls", str(e)) from None
+            factory = TLSMemoryBIOFactory(context, False, site)
+        try:
+            endpoint = serverFromString(self.reactor, listener.endpoint)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(
+                config.source, f"listen[{index}].endpoint", f"{listener.endpoint!r}: {e}"
+            ) from None
+        service = StreamServerEndpointService(endpoint, factory)
+        service._raiseSynchronously = True
+        return service
+
+    def reload(self, config: ProxyConfig | None = None) -> ReloadSummary:
+        """
+        Apply a new configuration (re-read from C{config.source} when
+        C{None}): see L{twisted_lb.reload}.
+
+        @return: what changed (also logged).
+        @raise ConfigError: the configuration is not valid or cannot be
+            applied (a new listener cannot listen); nothing was changed.
+        """
+        from twisted_lb.reload import reload_service
+
+        return reload_service(self, config)
+
     def startService(self) -> None:
         super().startService()
-        for listener in self.config.listeners:
-            kind = "redirect to " + listener.redirect if listener.redirect else (
-                "HTTPS" if listener.secure else "HTTP"
-            )
-            _log.info("listening on {endpoint} ({kind})", endpoint=listener.endpoint, kind=kind)
-        for built in self.balancers.values():
-            _log.info(
-                "balancer {name} ({method}): {members}",
-                name=built.config.name,
-                method=built.config.lbmethod.value,
-                members=", ".join(f"{m.name} route={m.route}" for m in built.balancer.members),
-            )
+        log_summary(self.config, self.balancers)
 
     def stopService(self) -> defer.Deferred[None]:
-        d = defer.maybeDeferred(super().stopService)
+        """
+        Stop listening at once, close idle client connections, let requests
+        in flight finish for up to C{shutdown_timeout} seconds (answering
+        each with C{Connection: close}), then close what is left and the
+        backends.
 
-        def close(_: object) -> defer.Deferred[None]:
-            return defer.gatherResults([b.close() for b in self.balancers.values()]).addCallback(
-                lambda _: None
+        @return: fires when all is closed.
+        """
+        self.connections.start_closing()
+        stopped = defer.maybeDeferred(super().stopService)
+        timeout = self.config.shutdown_timeout
+        builts = lambda: [*self.balancers.values(), *self.retired]  # noqa: E731
+
+        def idle() -> bool:
+            return not self.connections.busy() and not any(b.busy() for b in builts())
+
+        if not idle():
+            _log.info(
+                "stopping: {requests} requests in flight, waiting up to {timeout} s",
+                requests=self.connections.busy(), timeout=timeout,
             )
 
+        def finish(finished: bool) -> defer.Deferred[None]:
+            if not finished:
+                _log.warn(
+                    "shutdown_timeout ({timeout} s) reached: closing {count} client "
+                    "connections with requests in flight",
+                    timeout=timeout, count=self.connections.busy(),
+                )
+            self.connections.close_all(abort=not finished)
+            return defer.gatherResults([b.close() for b in builts()]).addCallback(lambda _: None)
+
         def close_log(result: object) -> object:
-            if self._access_file is not None:
-                self._access_file.close()
+            if self.access_log is not None:
+                self.access_log.close()
             return result
 
-        return d.addCallback(close).addBoth(close_log)
+        d = stopped.addCallback(lambda _: wait_until(self.reactor, idle, timeout))
+        return d.addCallback(finish).addBoth(close_log)
+
+
+def log_summary(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> None:
+    """Log the listeners and balancers of C{config}."""
+    for listener in config.listeners:
+        kind = "redirect to " + listener.redirect if listener.redirect else (
+            "HTTPS" if listener.secure else "HTTP"
+        )
+        _log.info("listening on {endpoint} ({kind})", endpoint=listener.endpoint, kind=kind)
+    for built in balancers.values():
+        _log.info(
+            "balancer {name} ({method}): {members}",
+            name=built.config.name,
+            method=built.config.lbmethod.value,
+            members=", ".join(f"{m.name} route={m.route}" for m in built.balancer.members),
+        )

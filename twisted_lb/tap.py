@@ -80,6 +80,34 @@ def _make_service(options: Options, reactor: Any) -> IService:
     if options["check"]:
         print(f"{options['config']}: configuration OK", file=sys.stderr)
         raise SystemExit(0)
-    root = MultiService()
+    from twisted_lb.reload import ReloadOnSignal
+
+    root = _Root(config.log_format, options.parent)
     service.setServiceParent(root)
+    ReloadOnSignal(service, reactor, root.log_file).setServiceParent(root)
     return root
+
+
+class _Root(MultiService):
+    """
+    The service twistd runs: the proxy and its C{SIGHUP} handler. With
+    C{log_format = "json"} it gives twistd's application a JSON log observer
+    (Twisted's documented way: the application's L{ILogObserver} component),
+    writing where twistd's own log would go.
+    """
+
+    def __init__(self, log_format: str, twistd_options: Any) -> None:
+        super().__init__()
+        self.log_format = log_format
+        self.twistd_options = twistd_options
+        self.log_file: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.log_format != "text" and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            from twisted_lb.logs import observer_for, twistd_log_file
+
+            self.log_file = twistd_log_file(self.twistd_options)
+            parent.setComponent(ILogObserver, observer_for(self.log_format, self.log_file))
+        super().setServiceParent(parent)

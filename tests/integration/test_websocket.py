@@ -191,6 +191,7 @@ async def start_ws_proxy(
             BalancerConfig("ws", members, **balancer),
         ),
         routes=(RouteConfig("/", "pages"), RouteConfig(WS_PATH, "ws", target_path=WS_PATH)),
+        shutdown_timeout=0,  # tunnels left open are closed (1001) when a test ends
     )
     service = ProxyService(config, reactor)
     service.startService()

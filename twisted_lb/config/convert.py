@@ -173,6 +173,9 @@ def to_toml(config: ProxyConfig) -> str:
             "timeout": float(config.timeout),
             "x_forwarded": config.x_forwarded,
             "access_log": config.access_log,
+            "access_log_format": config.access_log_format,
+            "log_format": config.log_format,
+            "shutdown_timeout": float(config.shutdown_timeout),
         }
     )
     for listener in config.listeners:

@@ -80,6 +80,14 @@ def _not_negative(instance: Any, attribute: attrs.Attribute[Any], value: float |
         raise ValueError(f"{attribute.name} must not be negative, not {value!r}")
 
 
+def _one_of(*choices: str) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be one of {' | '.join(choices)}, not {value!r}")
+
+    return check
+
+
 def _member_url(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
     parts = urlsplit(value)
     if parts.scheme not in MEMBER_SCHEMES:
@@ -346,6 +354,13 @@ class ProxyConfig:
     @ivar source: where it came from, for messages.
     @ivar timeout: default seconds to wait for a member's answer.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} for HTTP members.
+    @ivar access_log: the access log file, or C{None} for none.
+    @ivar access_log_format: C{combined} (Apache's combined format plus the
+        balancer's fields) or C{json} (one JSON object per line).
+    @ivar log_format: the format of twistd's log: C{text} or C{json} (one
+        JSON object per line, see L{twisted_lb.logs}).
+    @ivar shutdown_timeout: seconds a stopping proxy lets requests in flight
+        (and WebSockets) finish before it closes them.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -355,6 +370,9 @@ class ProxyConfig:
     timeout: float = attrs.field(default=300.0, validator=_positive)
     x_forwarded: bool = True
     access_log: str | None = None
+    access_log_format: str = attrs.field(default="combined", validator=_one_of("combined", "json"))
+    log_format: str = attrs.field(default="text", validator=_one_of("text", "json"))
+    shutdown_timeout: float = attrs.field(default=30.0, validator=_not_negative)
 
     def __attrs_post_init__(self) -> None:
         names = [b.name for b in self.balancers]

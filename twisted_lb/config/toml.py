@@ -42,6 +42,9 @@ _TOP = {
     "timeout": "num",
     "x_forwarded": "bool",
     "access_log": "str",
+    "access_log_format": "str",
+    "log_format": "str",
+    "shutdown_timeout": "num",
     "listen": "tables",
     "balancers": "table",
     "routes": "tables",
@@ -214,6 +217,11 @@ class _Reader:
             "x_forwarded": data.get("x_forwarded", True),
             "access_log": self.path(data.get("access_log")),
         }
+        for key in ("access_log_format", "log_format"):
+            if key in data:
+                kwargs[key] = data[key]
+        if "shutdown_timeout" in data:
+            kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         return self.model(ProxyConfig, kwargs, "", {})
 
     def listener(self, table: dict[str, Any], prefix: str) -> ListenerConfig:

@@ -1,0 +1,382 @@
+"""
+Reloading a running proxy's configuration (C{SIGHUP}, or
+L{ProxyService.reload <twisted_lb.service.ProxyService.reload>}).
+
+A reload first builds everything the new configuration needs (backends of
+new and changed members, new balancers, the access log, new listeners, which
+start listening) and only then, in one step that cannot fail, changes what
+runs; an invalid configuration raises L{ConfigError} and changes nothing.
+
+What a reload does, matching members by balancer name and route:
+
+  - an unchanged member keeps its L{Member} (error state, counters) and its
+    backend (pooled connections);
+  - a changed C{loadfactor}, C{lbset}, C{status} or C{retry} is applied in
+    place; any other member change (URL, timeouts, secret, TLS...) replaces
+    the member: a new backend takes the new requests, the old one finishes
+    its requests in flight and is then closed;
+  - a removed member gets no new request and is closed once its requests and
+    WebSockets in flight are done; a new member takes requests at once;
+  - a balancer whose C{lbmethod}, C{stickysession} or C{nofailover} changed
+    is changed in place; one whose other settings changed is rebuilt (its
+    members start afresh); removed balancers finish their requests in flight
+    and are closed;
+  - the routes are swapped in one step: a request in flight finishes on the
+    balancer it started on;
+  - a listener present before and after is never touched (its socket and its
+    connections stay open); new listeners listen, removed ones stop listening
+    (their open connections are served to the end);
+  - the access log is reopened (log rotation: move the file, then reload).
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from twisted_lb.balancer import LBMethod, Member
+from twisted_lb.config import read_config
+from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
+from twisted_lb.dispatch import Backend
+from twisted_lb.service import (
+    MEMBER_STATUS,
+    BuiltBalancer,
+    backend_for,
+    build_balancer,
+    build_router,
+    log_summary,
+    open_access_log,
+)
+
+if TYPE_CHECKING:
+    from twisted_lb.service import ProxyService
+
+__all__ = ["ReloadSummary", "reload_service", "ReloadOnSignal"]
+
+_log = Logger()
+
+#: Member settings a running balancer changes in place.
+_IN_PLACE = ("loadfactor", "lbset", "status", "retry")
+#: Balancer settings a running balancer changes in place.
+_BALANCER_IN_PLACE = ("lbmethod", "sticky", "nofailover")
+#: Top-level settings that take effect at the next start only.
+_AT_START = ("log_format",)
+
+
+@attrs.frozen
+class ReloadSummary:
+    """
+    What a reload changed, in words (C{balancer/route} for members).
+    """
+
+    source: str
+    members_added: tuple[str, ...] = ()
+    members_removed: tuple[str, ...] = ()
+    members_changed: tuple[str, ...] = ()
+    members_replaced: tuple[str, ...] = ()
+    balancers_added: tuple[str, ...] = ()
+    balancers_removed: tuple[str, ...] = ()
+    balancers_rebuilt: tuple[str, ...] = ()
+    routes_changed: bool = False
+    listeners_added: tuple[str, ...] = ()
+    listeners_removed: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line: the changes, or C{"nothing changed"}."""
+        parts = [
+            f"{label} {', '.join(values)}"
+            for label, values in (
+                ("members added:", self.members_added),
+                ("members removed:", self.members_removed),
+                ("members changed in place:", self.members_changed),
+                ("members replaced:", self.members_replaced),
+                ("balancers added:", self.balancers_added),
+                ("balancers removed:", self.balancers_removed),
+                ("balancers rebuilt:", self.balancers_rebuilt),
+                ("listeners added:", self.listeners_added),
+                ("listeners removed:", self.listeners_removed),
+            )
+            if values
+        ]
+        if self.routes_changed:
+            parts.append("routes changed")
+        parts.extend(self.notes)
+        return "; ".join(parts) or "nothing changed"
+
+
+@attrs.define
+class _MemberPlan:
+    """What happens to the members of a balancer that stays."""
+
+    built: BuiltBalancer
+    config: BalancerConfig
+    added: list[tuple[MemberConfig, Backend]] = attrs.Factory(list)
+    replaced: list[tuple[Member, MemberConfig, Backend]] = attrs.Factory(list)
+    changed: list[tuple[Member, MemberConfig]] = attrs.Factory(list)
+    removed: list[Member] = attrs.Factory(list)
+
+    def new_backends(self) -> list[Backend]:
+        return [b for _, b in self.added] + [b for _, _, b in self.replaced]
+
+
+def _rebuild_needed(old: BalancerConfig, new: BalancerConfig) -> bool:
+    """Whether a balancer setting other than those changed in place differs."""
+    keep = {name: getattr(old, name) for name in _BALANCER_IN_PLACE}
+    return attrs.evolve(new, members=old.members, **keep) != old or old.websocket != new.websocket
+
+
+def _plan_members(built: BuiltBalancer, config: BalancerConfig, reactor: Any, x_forwarded: bool) -> _MemberPlan:
+    """Match members by route; build the backends of new and replaced ones."""
+    plan = _MemberPlan(built, config)
+    current = {m.route: m for m in built.balancer.members}
+    for mconf in config.members:
+        member = current.pop(mconf.effective_route, None)
+        if member is None:
+            plan.added.append((mconf, backend_for(mconf, reactor, x_forwarded)))
+            continue
+        old = built.member_configs[member]
+        if old == mconf:
+            continue
+        if attrs.evolve(old, **{k: getattr(mconf, k) for k in _IN_PLACE}) == mconf:
+            plan.changed.append((member, mconf))
+        else:
+            plan.replaced.append((member, mconf, backend_for(mconf, reactor, x_forwarded)))
+    plan.removed.extend(current.values())
+    return plan
+
+
+def _apply_members(plan: _MemberPlan) -> list[defer.Deferred[None]]:
+    """Change a balancer's members as planned; return the drains of old backends."""
+    built, balancer = plan.built, plan.built.balancer
+    drains = [built.remove_member(member) for member in plan.removed]
+    for member, mconf, backend in plan.replaced:
+        drains.append(built.remove_member(member))
+        built.add_member(mconf, backend)
+    for member, mconf in plan.changed:
+        if member.loadfactor != mconf.loadfactor:
+            balancer.set_loadfactor(member, mconf.loadfactor)
+        if member.lbset != mconf.lbset:
+            balancer.set_lbset(member, mconf.lbset)
+        if built.member_configs[member].status != mconf.status:
+            balancer.set_status(member, MEMBER_STATUS[mconf.status.value])
+        member.retry = mconf.retry
+        built.member_configs[member] = mconf
+    for mconf, backend in plan.added:
+        built.add_member(mconf, backend)
+    config = plan.config
+    balancer.method = LBMethod(config.lbmethod.value)
+    balancer.sticky = config.sticky
+    balancer.nofailover = config.nofailover
+    built.config = config
+    return drains
+
+
+def _close_all(backends: list[Backend], builts: list[BuiltBalancer]) -> None:
+    """Close what a failed reload had built (nothing used it yet)."""
+    for backend in backends:
+        defer.maybeDeferred(backend.close)  # type: ignore[attr-defined, call-overload]
+    for built in builts:
+        built.close()
+
+
+def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> ReloadSummary:
+    """
+    Apply C{config} (or the file C{service.config.source} read again) to
+    C{service}; see the module's description.
+
+    @raise ConfigError: the configuration is not valid or cannot be applied;
+        nothing was changed.
+    """
+    old = service.config
+    if config is None:
+        if old.source.startswith("<"):
+            raise ConfigError(old.source, "file", "this configuration was not read from a file")
+        config, warnings = read_config(old.source)
+        for warning in warnings:
+            _log.warn("{source}: {warning}", source=old.source, warning=warning)
+    reactor = service.reactor
+
+    # -- prepare: build what is new; nothing running changes -------------------------------
+    rebuild_all = config.x_forwarded != old.x_forwarded
+    fresh: dict[str, BuiltBalancer] = {}
+    plans: list[_MemberPlan] = []
+    made: list[Backend] = []
+    started: list[StreamServerEndpointService] = []
+    access_log = service.access_log
+    try:
+        for bconf in config.balancers:
+            built = service.balancers.get(bconf.name)
+            if built is None or rebuild_all or _rebuild_needed(built.config, bconf):
+                fresh[bconf.name] = build_balancer(bconf, reactor, x_forwarded=config.x_forwarded)
+            else:
+                plan = _plan_members(built, bconf, reactor, config.x_forwarded)
+                plans.append(plan)
+                made.extend(plan.new_backends())
+        same_log = access_log is not None and (access_log.path, access_log.log_format) == (
+            config.access_log,
+            config.access_log_format,
+        )
+        if not same_log:
+            access_log = open_access_log(config)
+        kept, listeners_added = _start_listeners(service, old, config, started)
+    except BaseException:
+        for listening in started:
+            listening.disownServiceParent()
+        _close_all(made, list(fresh.values()))
+        if access_log is not None and access_log is not service.access_log:
+            access_log.close()
+        raise
+
+    # -- commit: cannot fail ------------------------------------------------------------------
+    drains: list[defer.Deferred[None]] = []
+    for plan in plans:
+        drains.extend(_apply_members(plan))
+    retired = [b for name, b in service.balancers.items() if name not in {c.name for c in config.balancers} or name in fresh]
+    balancers = {
+        bconf.name: fresh.get(bconf.name) or service.balancers[bconf.name] for bconf in config.balancers
+    }
+    service.balancers = balancers
+    for built in fresh.values():
+        service.attach(built)
+    old_log = service.access_log
+    service.access_log = access_log
+    service.resource.replace(build_router(config, balancers), access_log)
+    if old_log is not None and old_log is not access_log:
+        old_log.close()
+    elif access_log is not None:
+        try:
+            access_log.reopen()
+        except OSError as e:
+            _log.error("access log {path} not reopened: {error}", path=access_log.path, error=e)
+    listeners_removed = []
+    still = list(kept.values())
+    for listener, listening in zip(old.listeners, service.listening, strict=True):
+        if listening not in still:
+            listening.disownServiceParent()
+            listeners_removed.append(listener.endpoint)
+    service.listening = [kept[i] if i in kept else started.pop(0) for i in range(len(config.listeners))]
+    service.config = config
+    for built in retired:
+        service.retired.add(built)
+        drains.append(_retire(service, built))
+
+    summary = ReloadSummary(
+        source=config.source,
+        members_added=tuple(f"{p.config.name}/{c.effective_route}" for p in plans for c, _ in p.added),
+        members_removed=tuple(f"{p.config.name}/{m.route}" for p in plans for m in p.removed),
+        members_changed=tuple(f"{p.config.name}/{m.route}" for p in plans for m, _ in p.changed),
+        members_replaced=tuple(f"{p.config.name}/{m.route}" for p in plans for m, _, _ in p.replaced),
+        balancers_added=tuple(n for n in fresh if n not in {b.name for b in old.balancers}),
+        balancers_removed=tuple(
+            b.name for b in old.balancers if b.name not in {c.name for c in config.balancers}
+        ),
+        balancers_rebuilt=tuple(n for n in fresh if n in {b.name for b in old.balancers}),
+        routes_changed=config.routes != old.routes,
+        listeners_added=tuple(listeners_added),
+        listeners_removed=tuple(listeners_removed),
+        notes=tuple(
+            f"{key} changes at the next start" for key in _AT_START if getattr(config, key) != getattr(old, key)
+        ),
+    )
+    _log.info("reloaded {source}: {changes}", source=config.source, changes=summary.describe())
+    if fresh or listeners_added or listeners_removed:
+        log_summary(config, balancers)
+    return summary
+
+
+def _start_listeners(
+    service: ProxyService,
+    old: ProxyConfig,
+    new: ProxyConfig,
+    started: list[StreamServerEndpointService],
+) -> tuple[dict[int, StreamServerEndpointService], list[str]]:
+    """
+    Match listeners; start the new ones (appended to C{started}).
+
+    @return: the kept listening services by their new index, and the new
+        endpoints.
+    @raise ConfigError: a new listener cannot be built or cannot listen.
+    """
+    unused = list(zip(old.listeners, service.listening, strict=True))
+    kept: dict[int, StreamServerEndpointService] = {}
+    added = []
+    for i, listener in enumerate(new.listeners):
+        match = next((pair for pair in unused if pair[0] == listener), None)
+        if match is not None:
+            unused.remove(match)
+            kept[i] = match[1]
+            continue
+        listening = service.build_listener(new, i)
+        try:
+            listening.setServiceParent(service)
+        except Exception as e:
+            listening.disownServiceParent()
+            raise ConfigError(new.source, f"listen[{i}].endpoint", f"cannot listen: {e}") from None
+        started.append(listening)
+        added.append(listener.endpoint)
+    return kept, added
+
+
+def _retire(service: ProxyService, built: BuiltBalancer) -> defer.Deferred[None]:
+    """Let a balancer taken out finish its requests in flight, then close it."""
+    service.detach(built)
+    d = defer.gatherResults([built.remove_member(m) for m in built.balancer.members])
+    return d.addBoth(lambda _: service.retired.discard(built))
+
+
+class ReloadOnSignal(Service):
+    """
+    Reloads a L{ProxyService} on C{SIGHUP} (installed by C{twistd lbproxy}).
+
+    The signal handler only schedules the reload on the reactor
+    (C{callFromThread}, as twistd does for C{SIGUSR1}); the reload then runs
+    like any other event. A refused configuration is logged with its file,
+    key and problem, and the running one stays.
+
+    @ivar log_file: a file to reopen on reload too (twistd's log when
+        twisted_lb writes it, with C{log_format = "json"}), or C{None}.
+    """
+
+    def __init__(self, proxy: ProxyService, reactor: Any, log_file: Any = None) -> None:
+        self.proxy = proxy
+        self.reactor = reactor
+        self.log_file = log_file
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._previous = signal.signal(signal.SIGHUP, self._on_signal)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        """Reload now; log the outcome."""
+        if not self.proxy.running:
+            return
+        reopen = getattr(self.log_file, "reopen", None)
+        if reopen is not None:
+            reopen()
+        _log.info("SIGHUP: reloading {source}", source=self.proxy.config.source)
+        try:
+            self.proxy.reload()
+        except ConfigError as e:
+            _log.error(
+                "reload refused, the running configuration stays: {source}: {key}: {problem}",
+                source=e.source, key=e.key, problem=e.problem,
+            )
+        except Exception:
+            _log.failure("reload failed; the running configuration stays")
