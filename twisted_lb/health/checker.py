@@ -13,7 +13,6 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -40,7 +39,7 @@ class HealthChecker(Service):
         self.checks: dict[Member, MemberCheck] = {}
         self._timeouts: dict[Member, float] = {}
         self._reactor = reactor
-        self._timer: IDelayedCall | None = None
+        self._timer: Any = None  # an IDelayedCall
         self._running: dict[Member, defer.Deferred[CheckResult]] = {}
 
     def watch(

@@ -85,9 +85,9 @@ def describe_failure(error: BaseException, tls: MemberTLSPolicy | None = None) -
 
 def _endpoint(
     reactor: Any, member: MemberConfig, tls: MemberTLSPolicy | None, timeout: float
-) -> IStreamClientEndpoint:
+) -> Any:
     """
-    The member's endpoint.  An address connects directly (C{HostnameEndpoint} reports a refused
+    The member's endpoint (an C{IStreamClientEndpoint}).  An address connects directly (C{HostnameEndpoint} reports a refused
     connection only after its 0.3 s attempt delay); a name goes through C{HostnameEndpoint}.
     """
     endpoint: Any
@@ -100,7 +100,7 @@ def _endpoint(
         endpoint = tcp(reactor, member.host, member.port, timeout=timeout)
     if tls is not None:
         endpoint = wrapClientTLS(tls.creator, endpoint)
-    return endpoint  # type: ignore[no-any-return]
+    return endpoint
 
 
 @implementer(IHandshakeListener)
@@ -129,7 +129,7 @@ class TCPCheck:
 
     def __init__(self, reactor: Any, member: MemberConfig, tls: MemberTLSPolicy | None,
                  timeout: float) -> None:
-        self._endpoint = _endpoint(reactor, member, tls, timeout)
+        self._endpoint: Any = _endpoint(reactor, member, tls, timeout)
         self._tls = tls
         self.description = "tcp+tls" if tls is not None else "tcp"
 
@@ -143,8 +143,9 @@ class TCPCheck:
         except Exception as e:
             return CheckResult(False, describe_failure(e, self._tls))
         finally:
-            if proto is not None and proto.transport is not None:
-                proto.transport.loseConnection()
+            transport: Any = proto.transport if proto is not None else None
+            if transport is not None:
+                transport.loseConnection()
         return CheckResult(True, "TLS handshake done" if self._tls is not None else "connected")
 
 
@@ -156,7 +157,7 @@ class CPingCheck:
     def __init__(self, reactor: Any, member: MemberConfig, timeout: float) -> None:
         self._reactor = reactor
         self._timeout = timeout
-        self._endpoint = _endpoint(reactor, member, None, timeout)
+        self._endpoint: Any = _endpoint(reactor, member, None, timeout)
         self._factory = Factory.forProtocol(
             lambda: AJPClientProtocol(reactor, member.packet_size)
         )
@@ -171,8 +172,9 @@ class CPingCheck:
                 return CheckResult(False, f"connected, but no CPONG ({describe_failure(e)})")
             return CheckResult(False, describe_failure(e))
         finally:
-            if proto is not None and proto.transport is not None:
-                proto.transport.loseConnection()
+            transport: Any = proto.transport if proto is not None else None
+            if transport is not None:
+                transport.loseConnection()
         return CheckResult(True, "CPONG")
 
 
