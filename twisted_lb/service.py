@@ -21,11 +21,11 @@ from twisted.web.server import Site
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
-from twisted_lb.balancer import Balancer, LBMethod, Member, MemberStatus
+from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
 from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, tracked_channel_factory, wait_until
-from twisted_lb.health import Prober
+from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router
 from twisted_lb.tls import server_context
@@ -57,7 +57,7 @@ MEMBER_STATUS = {
 class BuiltBalancer:
     """
     A balancer ready to serve: the deciding core, a backend per member, the
-    dispatcher and the background prober.
+    dispatcher, the background prober and the health checker.
     """
 
     def __init__(self, config: BalancerConfig, reactor: Any, *, x_forwarded: bool = True) -> None:
@@ -69,7 +69,7 @@ class BuiltBalancer:
         #: The configuration each member was built from.
         self.member_configs: dict[Member, MemberConfig] = {}
         for mconf in config.members:
-            member = _member_for(mconf, {m.name for m in members})
+            member = _member_for(mconf, {m.name for m in members}, config)
             members.append(member)
             backends[member] = backend_for(mconf, reactor, x_forwarded)
             self.member_configs[member] = mconf
@@ -86,6 +86,9 @@ class BuiltBalancer:
         self.backends = backends
         self.dispatcher = Dispatcher(self.balancer, backends)
         self.prober = Prober(self.balancer, backends, reactor, config.probe_interval)
+        self.checker = HealthChecker(self.balancer, reactor)
+        for member, mconf in self.member_configs.items():
+            self._watch(member, mconf)
         #: The WebSocket bridge of a balancer of ws(s):// members, else None.
         self.websocket: WebSocketBridge | None = None
         if config.websocket:
@@ -94,6 +97,11 @@ class BuiltBalancer:
                 max_message_size=config.ws_max_message_size,
                 x_forwarded=x_forwarded,
             )
+
+    def _watch(self, member: Member, mconf: MemberConfig) -> None:
+        health = self.config.health_of(mconf)
+        if health is not None:
+            self.checker.watch(member, mconf, health, self.backends[member])
 
     def add_member(self, mconf: MemberConfig, backend: Backend | None = None) -> Member:
         """
@@ -114,7 +122,7 @@ class BuiltBalancer:
             )
         if self.balancer.member_by_route(mconf.effective_route) is not None:
             raise ValueError(f"route {mconf.effective_route!r} is already used in {self.config.name!r}")
-        member = _member_for(mconf, {m.name for m in self.balancer.members})
+        member = _member_for(mconf, {m.name for m in self.balancer.members}, self.config)
         if backend is None:
             backend = backend_for(mconf, self._reactor, self._x_forwarded)
         self.backends[member] = backend
@@ -123,6 +131,7 @@ class BuiltBalancer:
             self.websocket.members[member] = backend  # type: ignore[assignment]
         self.member_configs[member] = mconf
         self.balancer.add_member(member)
+        self._watch(member, mconf)
         return member
 
     def remove_member(self, member: Member, *, poll: float = 0.1) -> defer.Deferred[None]:
@@ -133,6 +142,7 @@ class BuiltBalancer:
         @return: fires when the member's backend is closed.
         """
         self.balancer.remove_member(member)
+        self.checker.forget(member)
         backend = self.backends[member]
         done: defer.Deferred[None] = defer.Deferred()
 
@@ -168,8 +178,19 @@ class BuiltBalancer:
         ).addCallback(lambda _: None)
 
 
-def _member_for(mconf: MemberConfig, taken: set[str]) -> Member:
+def _member_for(mconf: MemberConfig, taken: set[str], balancer: BalancerConfig) -> Member:
     """The balancer's member for C{mconf}; named by its URL if its name is taken."""
+    health = balancer.health_of(mconf)
+    policy = None
+    if health is not None:
+        probe = balancer.probe_interval
+        policy = CheckPolicy(
+            interval=health.interval,
+            passes=health.passes,
+            fails=health.fails,
+            # A member in error is checked at least as often as it would be probed.
+            down_interval=min(health.interval, probe) if probe > 0 else health.interval,
+        )
     return Member(
         name=mconf.name if mconf.name not in taken else mconf.url,
         route=mconf.effective_route,
@@ -177,6 +198,8 @@ def _member_for(mconf: MemberConfig, taken: set[str]) -> Member:
         lbset=mconf.lbset,
         status=MEMBER_STATUS[mconf.status.value],
         retry=mconf.retry,
+        check_policy=policy,
+        slow_start=health.slow_start if health is not None else 0.0,
     )
 
 
@@ -313,12 +336,14 @@ class ProxyService(MultiService):
             self.listening.append(service)
 
     def attach(self, built: BuiltBalancer) -> None:
-        """Run C{built}'s background services (its prober) under this service."""
+        """Run C{built}'s background services (prober, health checker) under this service."""
         built.prober.setServiceParent(self)
+        built.checker.setServiceParent(self)
 
     def detach(self, built: BuiltBalancer) -> None:
         """Stop C{built}'s background services."""
         built.prober.disownServiceParent()
+        built.checker.disownServiceParent()
 
     def build_listener(self, config: ProxyConfig, index: int) -> StreamServerEndpointService:
         """

@@ -8,6 +8,8 @@ from twisted_lb.config import (
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
+    HealthCheckConfig,
+    HealthCheckKind,
     LBMethodName,
     ListenerConfig,
     MemberConfig,
@@ -86,6 +88,14 @@ def test_every_key() -> None:
                 nofailover=True,
                 maxattempts=2,
                 probe_interval=0.5,
+                health=HealthCheckConfig(
+                    kind=HealthCheckKind.TCP,
+                    interval=3.0,
+                    timeout=1.5,
+                    passes=1,
+                    fails=2,
+                    slow_start=20.0,
+                ),
             ),
             BalancerConfig(
                 name="tls nodes",
@@ -94,6 +104,12 @@ def test_every_key() -> None:
                         url="https://127.0.0.1:16443",
                         timeout=120.0,
                         tls=BackendTLSConfig(False, d + "ca.pem", "/etc/client.pem"),
+                        health=HealthCheckConfig(
+                            kind=HealthCheckKind.HTTP,
+                            method="HEAD",
+                            path="/health",
+                            expect="200,204-299",
+                        ),
                     ),
                     MemberConfig(
                         url="https://127.0.0.1:16444",
@@ -297,3 +313,44 @@ def test_balancers_must_be_tables() -> None:
     """balancers.NAME must be a table."""
     e = error("[balancers]\napp = 3\n")
     assert e.key == "balancers.app"
+
+
+def test_health_member_keys_override_the_balancer_ones() -> None:
+    """A member's health table is merged over its balancer's, key by key."""
+    config = load_toml_text(
+        MINIMAL.replace(
+            "[balancers.app]\n",
+            "[balancers.app]\nhealth = { interval = 2, fails = 1 }\n",
+        )
+        + '[[balancers.app.members]]\nurl = "http://127.0.0.1:8080"\n'
+        'health = { path = "/ping", fails = 4 }\n'
+    )
+    balancer = config.balancers[0]
+    assert balancer.health == HealthCheckConfig(interval=2.0, fails=1)
+    ajp, http = balancer.members
+    assert balancer.health_of(ajp) == balancer.health
+    assert http.health == HealthCheckConfig(interval=2.0, fails=4, path="/ping")
+    assert http.health.kind_for("http") is HealthCheckKind.HTTP
+    assert balancer.health.kind_for("https") is HealthCheckKind.TCP
+    assert balancer.health.kind_for("ajp") is HealthCheckKind.CPING
+
+
+@pytest.mark.parametrize(
+    "health, key, problem",
+    [
+        ('{ kind = "ping" }', "balancers.app.health.kind", "must be one of auto | cping"),
+        ("{ passes = 0 }", "balancers.app.health.passes", "integer >= 1"),
+        ("{ interval = 0 }", "balancers.app.health.interval", "greater than 0"),
+        ('{ expect = "2xx" }', "balancers.app.health.expect", "statuses and ranges"),
+        ('{ expect = "399-200" }', "balancers.app.health.expect", "within 100-599"),
+        ('{ method = "get" }', "balancers.app.health.method", "upper-case"),
+        ('{ path = "health" }', "balancers.app.health.path", "start with '/'"),
+        ("{ slow_start = -1 }", "balancers.app.health.slow_start", "must not be negative"),
+        ('{ kind = "http" }', "balancers.app.members", "AJP members are checked with cping"),
+        ("{ timeot = 1 }", "balancers.app.health.timeot", "did you mean 'timeout'"),
+    ],
+)
+def test_health_errors(health: str, key: str, problem: str) -> None:
+    e = error(MINIMAL.replace("[balancers.app]\n", f"[balancers.app]\nhealth = {health}\n"))
+    assert e.key == key
+    assert problem in e.problem

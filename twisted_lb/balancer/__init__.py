@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .clock import SupportsSeconds
 from .core import Balancer
+from .health import CheckPolicy, CheckState, HealthChange
 from .member import Member, MemberStatus
 from .methods import LBMethod
 from .pick import NoMemberAvailable, Pick
@@ -16,6 +17,9 @@ from .sticky import StickyConfig, find_session_routes
 
 __all__ = [
     "Balancer",
+    "CheckPolicy",
+    "CheckState",
+    "HealthChange",
     "LBMethod",
     "Member",
     "MemberStatus",

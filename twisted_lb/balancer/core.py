@@ -5,12 +5,14 @@ touches the reactor; time comes from an injected clock.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Sequence
 from typing import Any
 
 import attrs
 
 from .clock import SupportsSeconds
+from .health import HealthChange, ramp_weight, stagger, traffic_level
 from .member import Member, MemberStatus
 from .methods import LBMethod, Selector, selector_for
 from .pick import NoMemberAvailable, Pick
@@ -51,9 +53,15 @@ class Balancer:
     side's background probes, see L{probes_due}) or L{record_success} brings them back.  With
     C{probing} off, httpd's retry timer applies, one member at a time (see L{RetryTrial}).
 
+    Members with a L{check_policy <Member.check_policy>} are also checked actively while up:
+    L{checks_due} says which are due (first checks staggered over the interval), the I/O side
+    reports each result to L{record_check}, and C{fails} failures in a row put a member in
+    error, C{passes} passes in a row bring it back.  Their checks replace the probes.
+
     Unlike httpd, sticky requests do not move the C{byrequests} counters, and a readmitted
     member (or one added, activated or reweighted) restarts the counters of its lbset, so that
-    it gets its share of new sessions at once.
+    it gets its share of new sessions at once -- ramped up over its C{slow_start} seconds, if
+    it has one.
 
     @ivar name: the balancer's name.
     @ivar clock: the clock.
@@ -90,6 +98,7 @@ class Balancer:
     _t: Tables = attrs.field(init=False, repr=False)
     _errored: set[Member] = attrs.field(init=False, repr=False, factory=set)
     _trial: RetryTrial = attrs.field(init=False, repr=False, factory=RetryTrial)
+    _ramping: set[Member] = attrs.field(init=False, repr=False, factory=set)
 
     def __attrs_post_init__(self) -> None:
         self._select = selector_for(self.method)
@@ -190,6 +199,8 @@ class Balancer:
         """
         if self._errored and not self.probing:
             self._trial.refresh(self._members, self.clock.seconds(), self.trial_timeout)
+        if self._ramping:
+            self._update_ramps()
         if session_routes and self.sticky is not None:
             by_route = self._t.by_route
             for route in session_routes:
@@ -281,6 +292,11 @@ class Balancer:
         if member in self._t.plain:
             self._errored.add(member)
         self._trial.invalidate()
+        self._end_ramp(member)
+        check, policy = member.check, member.check_policy
+        check.passes = 0
+        if policy is not None and not check.running and check.next_at is not None:
+            check.next_at = min(check.next_at, now + policy.down_interval)
 
     def _readmit(self, member: Member) -> None:
         member.in_error = False
@@ -292,6 +308,7 @@ class Balancer:
         self._trial.invalidate()
         if member in self._t.plain:
             self._restart_counters(member.lbset)
+            self._come_back(member)
 
     def record_failure(self, member: Member, reason: str) -> None:
         """
@@ -322,6 +339,7 @@ class Balancer:
         @param ok: whether the probe succeeded.
         """
         member.last_probe_ok = ok
+        member.check.record(ok, "probe passed" if ok else "probe failed", self.clock.seconds())
         if ok:
             if member.in_error:
                 self._readmit(member)
@@ -330,14 +348,158 @@ class Balancer:
 
     def probes_due(self) -> list[Member]:
         """
-        The members the I/O side should probe now: with probing on, every member in error (in
-        configuration order); with probing off, none.
+        The members the I/O side should probe now: with probing on, every member in error
+        without a check policy (in configuration order; the others are checked, see
+        L{checks_due}); with probing off, none.
 
         @return: a new list.
         """
         if not self.probing or not self._errored:
             return []
-        return [member for member in self._members if member.in_error]
+        return [
+            member
+            for member in self._members
+            if member.in_error and member.check_policy is None
+        ]
+
+    # -- active health checks ---------------------------------------------------------------
+
+    def _schedule_checks(self, now: float) -> None:
+        """
+        Give a first due time to checked members that have none, spread over their interval.
+        """
+        fresh = [
+            m for m in self._members if m.check_policy is not None and m.check.next_at is None
+        ]
+        by_interval: dict[float, list[Member]] = {}
+        for member in fresh:
+            by_interval.setdefault(member.check_policy.interval, []).append(  # type: ignore[union-attr]
+                member
+            )
+        for interval, group in by_interval.items():
+            for member, offset in zip(group, stagger(len(group), interval), strict=True):
+                member.check.next_at = now + offset
+
+    def checks_due(self) -> list[Member]:
+        """
+        The members whose active check is due now and not already under way, in configuration
+        order.  Call L{check_started} for each check begun.
+
+        @return: a new list.
+        """
+        now = self.clock.seconds()
+        self._schedule_checks(now)
+        return [
+            m
+            for m in self._members
+            if m.check_policy is not None
+            and not m.check.running
+            and m.check.next_at is not None
+            and m.check.next_at <= now
+        ]
+
+    def next_check_at(self) -> float | None:
+        """
+        When the next check not already under way is due.
+
+        @return: a clock time (maybe past), or C{None} if no member is checked.
+        """
+        self._schedule_checks(self.clock.seconds())
+        times = [
+            m.check.next_at
+            for m in self._members
+            if m.check_policy is not None and not m.check.running and m.check.next_at is not None
+        ]
+        return min(times) if times else None
+
+    def check_started(self, member: Member) -> None:
+        """
+        A check of C{member} began; no other is due until L{record_check} reports it.
+
+        @param member: the member.
+        """
+        member.check.running = True
+        member.check.started = self.clock.seconds()
+
+    def record_check(self, member: Member, ok: bool, detail: str = "") -> HealthChange | None:
+        """
+        The result of an active check.  C{fails} failures in a row put a member that is up in
+        error (without counting them in C{errors}, which counts failed requests); C{passes}
+        passes in a row bring a member in error back.  The next check is due one interval
+        (C{down_interval} for a member in error) after this one began.
+
+        @param member: the member.
+        @param ok: whether the check passed.
+        @param detail: what it saw, for the manager page and logs.
+        @return: the change of state, if any.
+        """
+        now = self.clock.seconds()
+        check = member.check
+        started = check.started if check.running and check.started is not None else now
+        check.record(ok, detail, now)
+        member.last_probe_ok = ok
+        policy = member.check_policy
+        change = None
+        if policy is not None:
+            if ok and member.in_error and check.passes >= policy.passes:
+                self._readmit(member)
+                change = HealthChange.UP
+            elif not ok and not member.in_error and check.fails >= policy.fails:
+                self._mark_error(member, f"health check failed: {detail}" if detail else
+                                 "health check failed")
+                change = HealthChange.DOWN
+            interval = policy.down_interval if member.in_error else policy.interval
+            check.next_at = max(started + interval, now)
+        elif ok and member.in_error:
+            self._readmit(member)
+            change = HealthChange.UP
+        return change
+
+    # -- slow start -------------------------------------------------------------------------
+
+    def _come_back(self, member: Member) -> None:
+        """
+        A member takes new sessions again (readmitted, added, enabled): start it level with the
+        least loaded member for C{bytraffic}, and ramp its weight up if it has a slow start.
+        """
+        others = [
+            m
+            for m in self._members
+            if m is not member
+            and m.lbset == member.lbset
+            and not m.in_error
+            and m.status is not _DISABLED
+        ]
+        level = traffic_level(others)
+        if level is not None:
+            traffic = member.bytes_in + member.bytes_out
+            member.traffic_base = max(0, math.ceil(level * member.lbfactor) - traffic)
+            member.traffic_level = (traffic + member.traffic_base) / member.lbfactor
+        if member.slow_start > 0 and others:
+            now = self.clock.seconds()
+            member.ramp_since = now
+            member.weight = ramp_weight(member.lbfactor, now, member.slow_start, now) or 1
+            self._ramping.add(member)
+
+    def _end_ramp(self, member: Member) -> None:
+        self._ramping.discard(member)
+        member.ramp_since = None
+        member.weight = member.lbfactor
+
+    def _update_ramps(self) -> None:
+        """
+        Set the weight of every member in slow start from the clock; end finished ramps.
+        """
+        now = self.clock.seconds()
+        for member in list(self._ramping):
+            since = member.ramp_since
+            weight = None if since is None else ramp_weight(
+                member.lbfactor, since, member.slow_start, now
+            )
+            if weight is None:
+                self._end_ramp(member)
+            else:
+                member.weight = weight
 
     # -- counters ---------------------------------------------------------------------------
 
@@ -384,6 +546,8 @@ class Balancer:
         takes_new = (_ACTIVE, _STANDBY)
         if old not in takes_new and status in takes_new:
             self._restart_counters(member.lbset)
+            if not member.in_error:
+                self._come_back(member)
         self._rebuild()
 
     def set_loadfactor(self, member: Member, loadfactor: float) -> None:
@@ -427,6 +591,8 @@ class Balancer:
             self._errored.add(member)
         self._trial.invalidate()
         self._restart_counters(member.lbset)
+        if not member.in_error:
+            self._come_back(member)
 
     def remove_member(self, member: Member) -> None:
         """
@@ -438,6 +604,7 @@ class Balancer:
         self._check_member(member)
         self._members = tuple(m for m in self._members if m is not member)
         self._errored.discard(member)
+        self._ramping.discard(member)
         if member is self._trial.member:
             self._trial.end()
         self._rebuild()
@@ -448,6 +615,8 @@ class Balancer:
 
         @return: a new dictionary.
         """
+        if self._ramping:
+            self._update_ramps()
         members = []
         for member in self._members:
             state = member.to_dict()

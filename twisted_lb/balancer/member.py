@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from .health import CheckPolicy, CheckState
+
 __all__ = ["LOADFACTOR_MAX", "LOADFACTOR_MIN", "Member", "MemberStatus"]
 
 #: Smallest load factor accepted (like httpd's C{loadfactor=}).
@@ -77,7 +79,19 @@ def _sync_lbfactor(instance: Member, attribute: attrs.Attribute[float], value: f
     C{on_setattr} hook keeping L{Member.lbfactor} in step with L{Member.loadfactor}.
     """
     instance.lbfactor = lbfactor_of(value)
+    if instance.ramp_since is None:
+        instance.weight = instance.lbfactor
     return value
+
+
+def _check_slow_start(instance: Member, attribute: attrs.Attribute[float], value: float) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(f"slow_start must be a number of seconds >= 0, not {value!r}")
 
 
 def lbfactor_of(loadfactor: float) -> int:
@@ -107,7 +121,16 @@ class Member:
     @ivar status: the administrative status.
     @ivar retry: seconds after an error before the member is tried again by a real request when
         probing is off; C{0} means it may be tried on every request.
-    @ivar lbfactor: C{round(loadfactor * 100)}, the integer weight used by the lbmethods.
+    @ivar check_policy: how the member is actively health-checked; C{None} for no checks (it is
+        then only probed while in error).
+    @ivar slow_start: seconds over which the member's weight ramps up after it comes back (from
+        error, from disabled or draining, or when added at run time); C{0} for at once.
+    @ivar lbfactor: C{round(loadfactor * 100)}, the integer weight configured.
+    @ivar weight: the weight the lbmethods use: C{lbfactor}, or less during slow start.
+    @ivar ramp_since: clock time the current slow start began; C{None} when not ramping.
+    @ivar traffic_base: bytes added to the member's traffic by C{bytraffic}, so that a member
+        that comes back starts level with the least loaded one instead of at its old total.
+    @ivar traffic_level: the C{bytraffic} score (bytes per weight) it started level with.
     @ivar in_error: whether the member is currently out because of an error.
     @ivar error_since: clock time at which the current error began (or the last failed trial),
         C{None} when not in error.
@@ -119,6 +142,7 @@ class Member:
     @ivar bytes_in: bytes received from this member.
     @ivar bytes_out: bytes sent to this member.
     @ivar last_probe_ok: outcome of the last probe, C{None} if never probed.
+    @ivar check: the last active check (or probe) and the pass/fail counts.
     """
 
     name: str = attrs.field(validator=_check_name)
@@ -133,8 +157,18 @@ class Member:
         default=MemberStatus.ACTIVE, validator=attrs.validators.instance_of(MemberStatus)
     )
     retry: float = attrs.field(default=60.0, validator=_check_retry)
+    check_policy: CheckPolicy | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=attrs.validators.optional(attrs.validators.instance_of(CheckPolicy)),
+    )
+    slow_start: float = attrs.field(default=0.0, kw_only=True, validator=_check_slow_start)
 
     lbfactor: int = attrs.field(init=False, default=100)
+    weight: int = attrs.field(init=False, default=100)
+    ramp_since: float | None = attrs.field(init=False, default=None)
+    traffic_base: int = attrs.field(init=False, default=0)
+    traffic_level: float = attrs.field(init=False, default=0.0)
     in_error: bool = attrs.field(init=False, default=False)
     error_since: float | None = attrs.field(init=False, default=None)
     error_reason: str = attrs.field(init=False, default="")
@@ -145,11 +179,12 @@ class Member:
     bytes_in: int = attrs.field(init=False, default=0)
     bytes_out: int = attrs.field(init=False, default=0)
     last_probe_ok: bool | None = attrs.field(init=False, default=None)
+    check: CheckState = attrs.field(init=False, factory=CheckState)
 
     def __attrs_post_init__(self) -> None:
         if not self.route:
             self.route = self.name
-        self.lbfactor = lbfactor_of(self.loadfactor)
+        self.lbfactor = self.weight = lbfactor_of(self.loadfactor)
 
     def to_dict(self) -> dict[str, Any]:
         """
@@ -175,4 +210,9 @@ class Member:
             "bytes_in": self.bytes_in,
             "bytes_out": self.bytes_out,
             "last_probe_ok": self.last_probe_ok,
+            "checked": self.check_policy is not None,
+            "check": self.check.to_dict(),
+            "slow_start": self.slow_start,
+            "weight": self.weight,
+            "ramp_since": self.ramp_since,
         }

@@ -14,6 +14,7 @@ from typing import Any
 from .model import (
     BackendTLSConfig,
     BalancerConfig,
+    HealthCheckConfig,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
@@ -97,6 +98,20 @@ def _listener(listener: ListenerConfig) -> list[str]:
     return ["[[listen]]", *_lines(items)]
 
 
+def _health(health: HealthCheckConfig) -> dict[str, Any]:
+    return {
+        "kind": health.kind.value,
+        "interval": float(health.interval),
+        "timeout": float(health.timeout),
+        "passes": health.passes,
+        "fails": health.fails,
+        "method": health.method,
+        "path": health.path,
+        "expect": health.expect_text,
+        "slow_start": float(health.slow_start),
+    }
+
+
 def _member(balancer: str, member: MemberConfig) -> list[str]:
     items: dict[str, Any] = {
         "url": member.url,
@@ -119,6 +134,8 @@ def _member(balancer: str, member: MemberConfig) -> list[str]:
             "ca_file": member.tls.ca_file,
             "client_certificate": member.tls.client_certificate,
         }
+    if member.health is not None:
+        items["health"] = _health(member.health)
     return [f"[[balancers.{toml_key(balancer)}.members]]", *_lines(items)]
 
 
@@ -138,6 +155,8 @@ def _balancer(balancer: BalancerConfig) -> list[str]:
         "probe_interval": float(balancer.probe_interval),
         "ws_max_message_size": balancer.ws_max_message_size,
     }
+    if balancer.health is not None:
+        items["health"] = _health(balancer.health)
     out = [f"[balancers.{toml_key(balancer.name)}]", *_lines(items)]
     for member in balancer.members:
         out += ["", *_member(balancer.name, member)]

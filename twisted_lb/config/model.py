@@ -30,6 +30,8 @@ __all__ = [
     "ProxyConfig",
     "MemberState",
     "LBMethodName",
+    "HealthCheckConfig",
+    "HealthCheckKind",
     "MEMBER_SCHEMES",
 ]
 
@@ -86,6 +88,120 @@ def _one_of(*choices: str) -> Any:
             raise ValueError(f"{attribute.name} must be one of {' | '.join(choices)}, not {value!r}")
 
     return check
+
+
+class HealthCheckKind(enum.Enum):
+    """
+    What an active health check does.
+
+    @cvar AUTO: CPING for C{ajp://} members; for the others an HTTP request when a C{path} is
+        configured, else a TCP connect (with the TLS handshake for C{https}/C{wss}).
+    @cvar CPING: AJP's CPING/CPONG on a new connection (C{ajp://} members only).
+    @cvar HTTP: an HTTP request (C{method} C{path}) whose status must be in C{expect}
+        (not for C{ajp://} members).
+    @cvar TCP: a TCP connect, plus the TLS handshake with the member's certificate checks for
+        C{https}/C{wss} members.
+    """
+
+    AUTO = "auto"
+    CPING = "cping"
+    HTTP = "http"
+    TCP = "tcp"
+
+
+def parse_statuses(value: str | tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """
+    Read the statuses an HTTP check expects: C{"200-399"}, C{"200,204,300-399"}.
+
+    @param value: the text, or ranges already read.
+    @return: C{(low, high)} ranges, inclusive.
+    @raise ValueError: if the text is not a list of statuses (100-599) and ranges.
+    """
+    if not isinstance(value, str):
+        return tuple((int(low), int(high)) for low, high in value)
+    ranges = []
+    for part in value.split(","):
+        low, sep, high = part.strip().partition("-")
+        try:
+            lo, hi = int(low), int(high) if sep else int(low)
+        except ValueError:
+            raise ValueError(
+                f"expect must list statuses and ranges like \"200-399\" or \"200,204\", not {value!r}"
+            ) from None
+        if not 100 <= lo <= hi <= 599:
+            raise ValueError(f"expect: {part.strip()!r} is not a status range within 100-599")
+        ranges.append((lo, hi))
+    return tuple(ranges)
+
+
+def _http_method(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not value.isascii() or not value.isalpha() or not value.isupper():
+        raise ValueError(f"method must be an upper-case HTTP method such as GET or HEAD, not {value!r}")
+
+
+def _check_path(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and (not value.startswith("/") or any(c in value for c in " \r\n#")):
+        raise ValueError(f"path must start with '/' and hold no spaces or fragment, not {value!r}")
+
+
+def _count(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be an integer >= 1, not {value!r}")
+
+
+@attrs.frozen
+class HealthCheckConfig:
+    """
+    Active health checks of a balancer's members (and slow start after they come back).
+
+    @ivar kind: what a check does (see L{HealthCheckKind}).
+    @ivar interval: seconds between two checks of a member.
+    @ivar timeout: seconds a check may take before it counts as failed.
+    @ivar passes: consecutive passed checks that bring a member in error back (HAProxy's
+        C{rise}, Apache's C{hcpasses}).
+    @ivar fails: consecutive failed checks that take a member out (C{fall}, C{hcfails}).
+    @ivar method: the HTTP method of an HTTP check.
+    @ivar path: the path of an HTTP check, after the member URL's own path; C{None} for C{/}
+        (and, with C{kind} auto, for a TCP check of http(s) members).
+    @ivar expect: the statuses that pass an HTTP check, as inclusive ranges.
+    @ivar slow_start: seconds over which a member's weight ramps up linearly after it comes
+        back (or is added or enabled); C{0} for at once.
+    """
+
+    kind: HealthCheckKind = HealthCheckKind.AUTO
+    interval: float = attrs.field(default=5.0, validator=_positive)
+    timeout: float = attrs.field(default=2.0, validator=_positive)
+    passes: int = attrs.field(default=2, validator=_count)
+    fails: int = attrs.field(default=3, validator=_count)
+    method: str = attrs.field(default="GET", validator=_http_method)
+    path: str | None = attrs.field(default=None, validator=_check_path)
+    expect: tuple[tuple[int, int], ...] = attrs.field(
+        default=((200, 399),),
+        converter=parse_statuses,
+        validator=lambda instance, attribute, value: parse_statuses(value),
+    )
+    slow_start: float = attrs.field(default=0.0, validator=_not_negative)
+
+    def kind_for(self, scheme: str) -> HealthCheckKind:
+        """
+        The check a member of C{scheme} gets (C{auto} resolved).
+
+        @param scheme: C{ajp}, C{http}, C{https}, C{ws} or C{wss}.
+        """
+        if self.kind is not HealthCheckKind.AUTO:
+            return self.kind
+        if scheme == "ajp":
+            return HealthCheckKind.CPING
+        return HealthCheckKind.HTTP if self.path is not None else HealthCheckKind.TCP
+
+    @property
+    def expect_text(self) -> str:
+        """L{expect} written as in the configuration (C{"200-399"})."""
+        return ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in self.expect)
+
+    def passes_status(self, status: int) -> bool:
+        """Whether an HTTP check answered with C{status} passes."""
+        return any(lo <= status <= hi for lo, hi in self.expect)
 
 
 def _member_url(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -148,6 +264,7 @@ class MemberConfig:
     @ivar max: the most connections open to this member at once.
     @ivar ttl: seconds an idle pooled connection is kept.
     @ivar tls: certificate checks for C{https}/C{wss} members.
+    @ivar health: this member's health checks, instead of its balancer's.
     """
 
     url: str = attrs.field(validator=_member_url)
@@ -164,6 +281,7 @@ class MemberConfig:
     max: int = attrs.field(default=256, validator=_positive)
     ttl: float = attrs.field(default=30.0, validator=_positive)
     tls: BackendTLSConfig = BackendTLSConfig()
+    health: HealthCheckConfig | None = None
 
     @loadfactor.validator
     def _check_loadfactor(self, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -227,6 +345,9 @@ class BalancerConfig:
         bytes, relayed by a balancer of C{ws(s)://} members; a larger one
         closes the WebSocket with 1009. The idle timeout of a WebSocket is the
         member's C{timeout}, as in Apache's tunnel.
+    @ivar health: active health checks of the members; C{None} for none (members
+        in error are still probed every C{probe_interval}). A member's own
+        C{health} replaces it.
     """
 
     name: str
@@ -237,6 +358,7 @@ class BalancerConfig:
     maxattempts: int | None = attrs.field(default=None, validator=_positive)
     probe_interval: float = attrs.field(default=1.0, validator=_not_negative)
     ws_max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    health: HealthCheckConfig | None = None
 
     @members.validator
     def _check_members(self, attribute: attrs.Attribute[Any], value: tuple[MemberConfig, ...]) -> None:
@@ -252,6 +374,22 @@ class BalancerConfig:
                 f"balancer {self.name!r} mixes ws(s):// members with others; "
                 "put WebSocket members in a balancer of their own"
             )
+        for member in value:
+            health = member.health or self.health
+            if health is None:
+                continue
+            kind = health.kind_for(member.scheme)
+            if kind is HealthCheckKind.CPING and member.scheme != "ajp":
+                raise ValueError(f"member {member.url}: health kind cping is for ajp:// members only")
+            if kind is HealthCheckKind.HTTP and member.scheme == "ajp":
+                raise ValueError(
+                    f"member {member.url}: health kind http needs an http(s):// or ws(s):// member; "
+                    "AJP members are checked with cping (or tcp)"
+                )
+
+    def health_of(self, member: MemberConfig) -> HealthCheckConfig | None:
+        """The health checks of C{member}: its own, else the balancer's."""
+        return member.health or self.health
 
     @property
     def websocket(self) -> bool:

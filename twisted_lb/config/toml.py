@@ -24,6 +24,8 @@ from .model import (
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
+    HealthCheckConfig,
+    HealthCheckKind,
     LBMethodName,
     ListenerConfig,
     MemberConfig,
@@ -58,7 +60,19 @@ _BALANCER = {
     "maxattempts": "int",
     "probe_interval": "num",
     "ws_max_message_size": "int",
+    "health": "table",
     "members": "tables",
+}
+_HEALTH = {
+    "kind": "str",
+    "interval": "num",
+    "timeout": "num",
+    "passes": "int",
+    "fails": "int",
+    "method": "str",
+    "path": "str",
+    "expect": "str",
+    "slow_start": "num",
 }
 _STICKY = {"cookie": "strlist", "path": "strlist", "separator": "str"}
 _MEMBER = {
@@ -76,6 +90,7 @@ _MEMBER = {
     "max": "int",
     "ttl": "num",
     "tls": "table",
+    "health": "table",
 }
 _MEMBER_TLS = {"verify": "bool", "ca_file": "str", "client_certificate": "str"}
 _ROUTE = {
@@ -278,11 +293,18 @@ class _Reader:
         if not isinstance(table, dict):
             raise self.error(prefix, f"must be a table, not {_type_name(table)}")
         self.check(table, _BALANCER, prefix)
+        health = table.get("health")
+        balancer_health = None
+        if health is not None:
+            self.check(health, _HEALTH, _join(prefix, "health"))
+            balancer_health = self.health(health, _join(prefix, "health"))
         members = tuple(
-            self.member(t, f"{_join(prefix, 'members')}[{i}]", default_timeout)
+            self.member(t, f"{_join(prefix, 'members')}[{i}]", default_timeout, health)
             for i, t in enumerate(table.get("members", []))
         )
         kwargs: dict[str, Any] = {"name": name, "members": members}
+        if balancer_health is not None:
+            kwargs["health"] = balancer_health
         if "lbmethod" in table:
             kwargs["lbmethod"] = self.enum(
                 LBMethodName, table["lbmethod"], _join(prefix, "lbmethod")
@@ -296,7 +318,25 @@ class _Reader:
             kwargs["probe_interval"] = float(table["probe_interval"])
         return self.model(BalancerConfig, kwargs, prefix, {"sticky": "stickysession"})
 
-    def member(self, table: dict[str, Any], prefix: str, default_timeout: float) -> MemberConfig:
+    def health(self, table: dict[str, Any], prefix: str) -> HealthCheckConfig:
+        kwargs: dict[str, Any] = {}
+        for key in ("passes", "fails", "method", "path", "expect"):
+            if key in table:
+                kwargs[key] = table[key]
+        for key in ("interval", "timeout", "slow_start"):
+            if key in table:
+                kwargs[key] = float(table[key])
+        if "kind" in table:
+            kwargs["kind"] = self.enum(HealthCheckKind, table["kind"], _join(prefix, "kind"))
+        return self.model(HealthCheckConfig, kwargs, prefix, {})
+
+    def member(
+        self,
+        table: dict[str, Any],
+        prefix: str,
+        default_timeout: float,
+        balancer_health: dict[str, Any] | None = None,
+    ) -> MemberConfig:
         self.check(table, _MEMBER, prefix)
         if "url" not in table:
             raise self.error(_join(prefix, "url"), 'is required (e.g. "ajp://127.0.0.1:8009")')
@@ -322,6 +362,11 @@ class _Reader:
                 tls_prefix,
                 {},
             )
+        if "health" in table:
+            # The member's keys override the balancer's, key by key.
+            health_prefix = _join(prefix, "health")
+            own = self.check(table["health"], _HEALTH, health_prefix)
+            kwargs["health"] = self.health({**(balancer_health or {}), **own}, health_prefix)
         return self.model(MemberConfig, kwargs, prefix, {})
 
     def route(self, table: dict[str, Any], prefix: str) -> RouteConfig:

@@ -173,10 +173,10 @@ class WSMember:
         self.member = member
         self._reactor = reactor
         self._secure = member.scheme == "wss"
-        self._policy: MemberTLSPolicy | None = None
+        self.tls: MemberTLSPolicy | None = None
         if self._secure:
             try:
-                self._policy = MemberTLSPolicy(member)
+                self.tls = MemberTLSPolicy(member)
             except (OSError, ValueError, SSL.Error) as e:
                 raise ConfigError("<config>", f"members.{member.url}.tls", str(e)) from None
         host = f"[{member.host}]" if ":" in member.host else member.host
@@ -188,8 +188,8 @@ class WSMember:
         endpoint: Any = HostnameEndpoint(
             self._reactor, self.member.host, self.member.port, timeout=self.member.connectiontimeout
         )
-        if self._policy is not None:
-            endpoint = wrapClientTLS(self._policy.creator, endpoint)
+        if self.tls is not None:
+            endpoint = wrapClientTLS(self.tls.creator, endpoint)
         return endpoint
 
     async def probe(self) -> bool:
@@ -239,7 +239,7 @@ class WSMember:
         )
         factory.setProtocolOptions(**options)
         factory.tunnel = tunnel
-        factory.tls_policy = self._policy
+        factory.tls_policy = self.tls
         connecting = self._endpoint().connect(factory)
         self._connecting.add(connecting)
         try:
