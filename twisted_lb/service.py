@@ -190,6 +190,20 @@ class _Site(Site):
         pass
 
 
+def _both(
+    first: Callable[[dict[str, Any]], None] | None, second: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    """One per-request hook calling C{first} (if any), then C{second}."""
+    if first is None:
+        return second
+
+    def hook(entry: dict[str, Any]) -> None:
+        first(entry)
+        second(entry)
+
+    return hook
+
+
 def build_resource(
     config: ProxyConfig,
     balancers: dict[str, BuiltBalancer],
@@ -241,6 +255,13 @@ class ProxyService(MultiService):
             except OSError as e:
                 raise ConfigError(config.source, "access_log", str(e)) from None
             access_log = AccessLog(self._access_file)
+        #: The admin listener (manager, API, metrics), when configured.
+        self.admin: Any = None
+        if config.admin is not None:
+            from twisted_lb.admin import AdminService
+
+            self.admin = AdminService(self, config.admin, reactor)
+            access_log = _both(access_log, self.admin.observe)
         self.resource = build_resource(config, self.balancers, access_log)
         for built in self.balancers.values():
             built.prober.setServiceParent(self)
@@ -268,6 +289,8 @@ class ProxyService(MultiService):
             service._raiseSynchronously = True
             service.setServiceParent(self)
             self.listening.append(service)
+        if self.admin is not None:
+            self.admin.setServiceParent(self)
 
     def startService(self) -> None:
         super().startService()

@@ -12,7 +12,7 @@ from .core import Balancer
 from .member import Member, MemberStatus
 from .methods import LBMethod
 from .pick import NoMemberAvailable, Pick
-from .sticky import StickyConfig, find_session_routes
+from .sticky import StickyConfig, find_session_ids, find_session_routes
 
 __all__ = [
     "Balancer",
@@ -23,5 +23,6 @@ __all__ = [
     "Pick",
     "StickyConfig",
     "SupportsSeconds",
+    "find_session_ids",
     "find_session_routes",
 ]
