@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -119,9 +120,15 @@ class RequestMetrics:
         if entry["sticky"] and self._pinned is not None:
             self._pinned.observe(entry)
 
-    def render(self) -> bytes:
-        """The metrics in Prometheus text format."""
-        return generate_latest(self.registry)
+    def render(self, accept: str | None = None) -> tuple[bytes, str]:
+        """
+        The metrics in the format the scraper asks for (Prometheus text, or
+        OpenMetrics when its C{Accept} header says so).
+
+        @return: the body and its content type.
+        """
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
 
 def _check_ok(check: Any) -> bool | None:

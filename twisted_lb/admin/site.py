@@ -18,7 +18,6 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
@@ -96,6 +95,10 @@ class _FormAction(Resource):
     def __init__(self, root: AdminRoot) -> None:
         super().__init__()
         self._root = root
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+        request.setHeader(b"allow", b"POST")
+        return _answer(request, 405, b"text/plain; charset=utf-8", b"only POST changes state\n")
 
     def render_POST(self, request: Request) -> bytes:  # noqa: N802
         root = self._root
@@ -200,7 +203,9 @@ class _Metrics(Resource):
         self._metrics = metrics
 
     def render_GET(self, request: Request) -> bytes:  # noqa: N802
-        return _answer(request, 200, CONTENT_TYPE_LATEST.encode(), self._metrics.render())
+        accept = request.getHeader(b"accept")
+        body, content_type = self._metrics.render(None if accept is None else accept.decode("latin-1"))
+        return _answer(request, 200, content_type.encode("latin-1"), body)
 
 
 class AdminRoot(Resource):
