@@ -96,10 +96,13 @@ def _member_row(token: str, balancer: str, m: dict[str, Any]) -> str:
     )
     remove = _form(token, balancer, route, "remove", "", "Remove")
     usable = "yes" if m["usable"] else "no"
+    url = ""
+    if m["url"] and m["url"] != m["name"]:
+        url = f'<br><span class="small">{escape(m["url"])}</span>'
     why_class = ' class="error"' if m["in_error"] else ""
     return (
         f'<tr data-route="{escape(route)}">'
-        f"<td>{escape(m['name'])}<br><span class=\"small\">{escape(m['url'] or '')}</span></td>"
+        f"<td>{escape(m['name'])}{url}</td>"
         f"<td>{escape(route)}</td>"
         f'<td><span class="state {escape(m["status"])}" data-state="{escape(m["status"])}">'
         f"{escape(m['status'])}</span>{_pinned(m['pinned'])}</td>"
