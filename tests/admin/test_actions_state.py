@@ -155,3 +155,16 @@ def test_broken_state_file_is_a_config_error(tmp_path, text: str) -> None:
 
 def test_missing_state_file_is_empty(tmp_path) -> None:
     assert StateFile(str(tmp_path / "none.json")).changes == {}
+
+
+def test_admin_password_command(capsys, monkeypatch) -> None:
+    """python -m twisted_lb admin-password prints a hash that verifies the password."""
+    import io
+
+    from twisted_lb.__main__ import main
+    from twisted_lb.admin import verify_password
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("letmein\n"))
+    assert main(["admin-password", "--stdin"]) == 0
+    stored = capsys.readouterr().out.strip()
+    assert verify_password("letmein", stored) and not verify_password("letmeout", stored)
