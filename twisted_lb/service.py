@@ -248,7 +248,7 @@ class ProxyService(MultiService):
             for b in config.balancers
         }
         self._access_file = None
-        access_log = None
+        access_log: Callable[[dict[str, Any]], None] | None = None
         if config.access_log:
             try:
                 self._access_file = open(config.access_log, "a", encoding="utf-8")

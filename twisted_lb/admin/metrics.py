@@ -127,7 +127,7 @@ class RequestMetrics:
 
         @return: the body and its content type.
         """
-        encoder, content_type = choose_encoder(accept)
+        encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
 
 
