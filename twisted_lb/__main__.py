@@ -1,6 +1,7 @@
 """
 Command line of twisted_lb: C{python -m twisted_lb convert FILE} prints a
-configuration file (Apache httpd or native) as native TOML.
+configuration file (Apache httpd or native) as native TOML;
+C{python -m twisted_lb admin-password} prints a hash for C{admin.password}.
 """
 
 from __future__ import annotations
@@ -23,6 +24,25 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _admin_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from twisted_lb.admin.passwords import hash_password
+
+    if args.stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("admin password: ")
+        if getpass.getpass("again: ") != password:
+            print("error: the passwords differ", file=sys.stderr)
+            return 2
+    if not password:
+        print("error: empty password", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = argparse.ArgumentParser(
@@ -38,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     convert.add_argument("file", metavar="FILE")
     convert.set_defaults(run=_convert)
+    password = commands.add_parser(
+        "admin-password",
+        help="print a password hash for the admin listener's admin.password",
+        description="Ask for a password (twice) and print its PBKDF2 hash, to put in "
+        "admin.password or in the file named by admin.password_file.",
+    )
+    password.add_argument("--stdin", action="store_true", help="read the password from standard input")
+    password.set_defaults(run=_admin_password)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IListeningPort
 
 from twisted_lb.ajp.container import AJPContainerFactory, ContainerRequest, ContainerResponse
 from twisted_lb.config.model import (
+    AdminConfig,
     BalancerConfig,
     ListenerConfig,
     MemberConfig,
@@ -136,8 +137,12 @@ def demo_config(
     https_endpoint: str,
     http_endpoint: str,
     https_port: int,
+    admin_endpoint: str | None = None,
 ) -> ProxyConfig:
-    """The demo's proxy configuration, with the demo nodes as members."""
+    """
+    The demo's proxy configuration, with the demo nodes as members and, with
+    C{admin_endpoint}, the balancer manager (no password: keep it on loopback).
+    """
     members = tuple(
         MemberConfig(url=f"ajp://127.0.0.1:{port}", route=name) for name, port in node_ports
     )
@@ -152,6 +157,7 @@ def demo_config(
         balancers=(BalancerConfig("demo", members),),
         routes=(RouteConfig("/", "demo"),),
         source="<demo>",
+        admin=None if admin_endpoint is None else AdminConfig(endpoint=admin_endpoint),
     )
 
 
@@ -159,13 +165,20 @@ class DemoService(MultiService):
     """Starts the demo nodes, then the proxy in front of them."""
 
     def __init__(
-        self, reactor: Any, directory: Path, *, https_endpoint: str, http_endpoint: str
+        self,
+        reactor: Any,
+        directory: Path,
+        *,
+        https_endpoint: str,
+        http_endpoint: str,
+        admin_endpoint: str | None = None,
     ) -> None:
         super().__init__()
         self._reactor = reactor
         self._directory = directory
         self._https = https_endpoint
         self._http = http_endpoint
+        self._admin = admin_endpoint
         self._ports: list[IListeningPort] = []
         self.proxy: Any = None
 
@@ -186,7 +199,9 @@ class DemoService(MultiService):
             self._ports.append(port)
             nodes.append((name, port.getHost().port))
         https_port = int(self._https.split(":")[1])
-        config = demo_config(nodes, self._directory, self._https, self._http, https_port)
+        config = demo_config(
+            nodes, self._directory, self._https, self._http, https_port, self._admin
+        )
         self.proxy = ProxyService(config, self._reactor)
         self.proxy.setServiceParent(self)
         super().startService()
@@ -194,6 +209,8 @@ class DemoService(MultiService):
             print(f"twisted_lb demo: AJP node {name} on 127.0.0.1:{port}")
         print(f"twisted_lb demo: HTTPS on https://localhost:{https_port}/  ({self._https})")
         print(f"twisted_lb demo: HTTP  on {self._http}, redirecting to HTTPS")
+        if self._admin:
+            print(f"twisted_lb demo: balancer manager and /metrics on {self._admin}")
         sys.stdout.flush()
 
     def stopService(self) -> defer.Deferred[None]:

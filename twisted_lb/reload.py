@@ -242,12 +242,14 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
     balancers = {
         bconf.name: fresh.get(bconf.name) or service.balancers[bconf.name] for bconf in config.balancers
     }
-    service.balancers = balancers
+    # In place: the admin listener and others hold this very dict.
+    service.balancers.clear()
+    service.balancers.update(balancers)
     for built in fresh.values():
         service.attach(built)
     old_log = service.access_log
     service.access_log = access_log
-    service.resource.replace(build_router(config, balancers), access_log)
+    service.resource.replace(build_router(config, balancers), service.request_hook())
     if old_log is not None and old_log is not access_log:
         old_log.close()
     elif access_log is not None:

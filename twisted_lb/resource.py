@@ -82,11 +82,15 @@ class RequestSink:
     backpressure (the member connection is paused while the client is slow).
     """
 
-    __slots__ = ("_request", "started", "bytes_written", "_gone", "_on_gone", "_producer")
+    __slots__ = (
+        "_request", "started", "started_at", "bytes_written", "_gone", "_on_gone", "_producer"
+    )
 
     def __init__(self, request: Request) -> None:
         self._request = request
         self.started = False
+        #: C{time.monotonic()} when the member's response began, or C{None}.
+        self.started_at: float | None = None
         self.bytes_written = 0
         self._gone = False
         self._on_gone: Callable[[], object] | None = None
@@ -107,6 +111,7 @@ class RequestSink:
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         request = self._request
         self.started = True
+        self.started_at = time.monotonic()
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
@@ -169,7 +174,12 @@ class ProxyResource(Resource):
 
     @param router: path prefix → L{ProxyTarget} (C{None} for exclusions).
     @param x_forwarded: whether HTTP members get C{X-Forwarded-*} headers.
-    @param access_log: called with one dict per finished request.
+    @param access_log: called with one dict per finished request: C{request},
+        C{status}, C{bytes}, C{member} (its name, or C{"-"}), C{route_changed},
+        C{attempts}, C{upstream_seconds} (from dispatch to the end),
+        C{first_byte_seconds} (until the member's response began, or C{None}),
+        C{balancer} (its name) and C{sticky} (the member was chosen by the
+        request's session route).
     """
 
     isLeaf = True
@@ -216,7 +226,7 @@ class ProxyResource(Resource):
         d = defer.Deferred.fromCoroutine(target.dispatcher.dispatch(exchange, sink, record))
         d.addErrback(self._failed, request, sink, target)
         if self._access_log is not None:
-            d.addBoth(self._logged, request, sink, record, started)
+            d.addBoth(self._logged, request, sink, record, started, target)
         return NOT_DONE_YET
 
     def _prepare(self, request: Request) -> tuple[ProxyTarget, Exchange]:
@@ -308,12 +318,19 @@ class ProxyResource(Resource):
         request.finish()
 
     def _logged(
-        self, result: object, request: Request, sink: RequestSink, record: AttemptRecord, started: float
+        self,
+        result: object,
+        request: Request,
+        sink: RequestSink,
+        record: AttemptRecord,
+        started: float,
+        target: ProxyTarget,
     ) -> None:
         access_log = self._access_log
         if access_log is None:
             return
         member = record.member
+        response_at = sink.started_at
         access_log(
             {
                 "request": request,
@@ -323,6 +340,9 @@ class ProxyResource(Resource):
                 "route_changed": record.route_changed,
                 "attempts": record.attempts,
                 "upstream_seconds": time.monotonic() - started,
+                "first_byte_seconds": None if response_at is None else response_at - started,
+                "balancer": target.dispatcher.balancer.name,
+                "sticky": record.sticky,
             }
         )
 

@@ -326,7 +326,13 @@ class ProxyService(MultiService):
             for b in config.balancers
         }
         self.access_log = open_access_log(config)
-        self.resource = build_resource(config, self.balancers, self.access_log)
+        #: The admin listener (manager, API, metrics), when configured.
+        self.admin: Any = None
+        if config.admin is not None:
+            from twisted_lb.admin import AdminService
+
+            self.admin = AdminService(self, config.admin, reactor)
+        self.resource = build_resource(config, self.balancers, self.request_hook())
         for built in self.balancers.values():
             self.attach(built)
         self.listening: list[StreamServerEndpointService] = []
@@ -334,6 +340,26 @@ class ProxyService(MultiService):
             service = self.build_listener(config, i)
             service.setServiceParent(self)
             self.listening.append(service)
+        if self.admin is not None:
+            self.admin.setServiceParent(self)
+
+    def request_hook(self) -> Callable[[dict[str, Any]], None] | None:
+        """
+        What the proxy resource calls once per finished request: the access
+        log and the admin listener's counters, or C{None} when neither runs.
+        """
+        log, admin = self.access_log, self.admin
+        if admin is None:
+            return log
+        if log is None:
+            return admin.observe  # type: ignore[no-any-return]
+        observe = admin.observe
+
+        def both(entry: dict[str, Any]) -> None:
+            log(entry)
+            observe(entry)
+
+        return both
 
     def attach(self, built: BuiltBalancer) -> None:
         """Run C{built}'s background services (prober, health checker) under this service."""

@@ -35,6 +35,8 @@ class Options(usage.Options):
         ["demo-dir", None, str(DEFAULT_DEMO_DIR), "Where --demo keeps its self-signed certificate."],
         ["demo-https", None, "tcp:8443:interface=127.0.0.1", "HTTPS listener of --demo."],
         ["demo-http", None, "tcp:8080:interface=127.0.0.1", "Plain HTTP (redirecting) listener of --demo."],
+        ["demo-admin", None, "tcp:8081:interface=127.0.0.1",
+         "Admin listener (balancer manager, metrics) of --demo; 'off' for none."],
     ]
     optFlags = [
         ["demo", None, "Run a demo: two built-in AJP nodes behind an HTTPS balancer."],
@@ -69,6 +71,7 @@ def _make_service(options: Options, reactor: Any) -> IService:
             Path(options["demo-dir"]),
             https_endpoint=options["demo-https"],
             http_endpoint=options["demo-http"],
+            admin_endpoint=None if options["demo-admin"] == "off" else options["demo-admin"],
         )
     try:
         config, warnings = read_config(options["config"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from twisted_lb.config import (
+    AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
@@ -144,6 +145,12 @@ def test_every_key() -> None:
         timeout=120.0,
         x_forwarded=False,
         access_log=d + "logs/access.log",
+        admin=AdminConfig(
+            endpoint="tcp:18081",
+            user="ops",
+            password="pbkdf2_sha256$1000$c2FsdA$aGFzaA",
+            state_file=d + "state/manager.json",
+        ),
     )
 
 

@@ -13,7 +13,7 @@ from .health import CheckPolicy, CheckState, HealthChange
 from .member import Member, MemberStatus
 from .methods import LBMethod
 from .pick import NoMemberAvailable, Pick
-from .sticky import StickyConfig, find_session_routes
+from .sticky import StickyConfig, find_session_ids, find_session_routes
 
 __all__ = [
     "Balancer",
@@ -27,5 +27,6 @@ __all__ = [
     "Pick",
     "StickyConfig",
     "SupportsSeconds",
+    "find_session_ids",
     "find_session_routes",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["MAX_SESSION_IDS", "StickyConfig", "find_session_routes"]
+__all__ = ["MAX_SESSION_IDS", "StickyConfig", "find_session_ids", "find_session_routes"]
 
 #: At most this many session ids are taken from one request; the rest is ignored.
 MAX_SESSION_IDS = 16
@@ -140,6 +140,32 @@ def _as_bytes(value: bytes | str) -> bytes:
     return bytes(value)
 
 
+def find_session_ids(
+    cookie_headers: Sequence[bytes], path: bytes, sticky: StickyConfig
+) -> list[bytes]:
+    """
+    The session ids a request carries: path parameters first, then cookies, in order, at most
+    L{MAX_SESSION_IDS}.  Never raises on hostile input.
+
+    @param cookie_headers: the raw values of every C{Cookie} header of the request.
+    @param path: the request target (path, possibly with query string).
+    @param sticky: where to look.
+    @return: the session ids, possibly none.
+    """
+    found: list[bytes] = []
+    try:
+        if sticky.path_names and path:
+            _path_session_ids(_as_bytes(path), sticky._path_set, found)
+        if sticky.cookie_names:
+            for header in cookie_headers:
+                if len(found) >= MAX_SESSION_IDS:
+                    break
+                _cookie_session_ids(_as_bytes(header), sticky._cookie_set, found)
+    except (TypeError, ValueError):
+        pass
+    return found
+
+
 def find_session_routes(
     cookie_headers: Sequence[bytes], path: bytes, sticky: StickyConfig
 ) -> list[str]:
@@ -157,17 +183,7 @@ def find_session_routes(
     @param sticky: where to look and how the route is separated.
     @return: the candidate routes, possibly empty.
     """
-    found: list[bytes] = []
-    try:
-        if sticky.path_names and path:
-            _path_session_ids(_as_bytes(path), sticky._path_set, found)
-        if sticky.cookie_names:
-            for header in cookie_headers:
-                if len(found) >= MAX_SESSION_IDS:
-                    break
-                _cookie_session_ids(_as_bytes(header), sticky._cookie_set, found)
-    except (TypeError, ValueError):
-        pass
+    found = find_session_ids(cookie_headers, path, sticky)
     routes: list[str] = []
     separator = sticky.separator.encode("latin-1", "replace")
     for session_id in found:

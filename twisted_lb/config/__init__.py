@@ -15,6 +15,7 @@ from .apache import APACHE_DIRECTIVES, read_apache
 from .convert import to_toml
 from .model import (
     MEMBER_SCHEMES,
+    AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
@@ -32,6 +33,7 @@ from .model import (
 from .toml import load_toml, load_toml_text
 
 __all__ = [
+    "AdminConfig",
     "ConfigError",
     "MemberConfig",
     "StickySessionConfig",

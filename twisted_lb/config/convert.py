@@ -203,4 +203,9 @@ def to_toml(config: ProxyConfig) -> str:
         out += ["", *_balancer(balancer)]
     for route in config.routes:
         out += ["", *_route(route)]
+    if config.admin is not None:
+        admin = config.admin
+        items = {"endpoint": admin.endpoint, "user": admin.user, "password": admin.password,
+                 "state_file": admin.state_file}
+        out += ["", "[admin]", *_lines(items)]
     return "\n".join(out) + "\n"

@@ -11,6 +11,7 @@ file, the key and the problem.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,9 @@ __all__ = [
     "HealthCheckConfig",
     "HealthCheckKind",
     "MEMBER_SCHEMES",
+    "AdminConfig",
+    "endpoint_is_local",
+    "PASSWORD_HASH_PREFIX",
 ]
 
 #: URL schemes a balancer member may use, and their default ports.
@@ -484,6 +488,69 @@ class ListenerConfig:
         return self.tls is not None or self.endpoint.startswith("ssl:")
 
 
+#: How a password hash made by C{python -m twisted_lb admin-password} starts.
+PASSWORD_HASH_PREFIX = "pbkdf2_sha256$"
+
+
+def _password_hash(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not value.startswith(PASSWORD_HASH_PREFIX):
+        raise ValueError(
+            "must be a password hash (pbkdf2_sha256$...), not a plain password; "
+            "make one with: python -m twisted_lb admin-password"
+        )
+
+
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1", "0:0:0:0:0:0:0:1"})
+
+
+def endpoint_is_local(endpoint: str) -> bool:
+    """
+    Whether a server endpoint string listens only where other machines cannot
+    reach it: a UNIX socket, or C{tcp}/C{tcp6}/C{ssl} on a loopback interface.
+    Anything else (no C{interface=}, which means every interface, or an
+    endpoint type we cannot read, such as C{systemd:}) counts as exposed.
+    """
+    kind, _, rest = endpoint.partition(":")
+    if kind == "unix":
+        return True
+    if kind not in ("tcp", "tcp6", "ssl"):
+        return False
+    interface = ""
+    for part in re.split(r"(?<!\\):", rest):
+        name, equals, value = part.partition("=")
+        if equals and name == "interface":
+            interface = value.replace("\\", "")
+    return interface.startswith("127.") or interface in _LOOPBACK_HOSTS
+
+
+def _admin_endpoint(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if getattr(instance, "password", None) is None and not endpoint_is_local(value):
+        raise ValueError(
+            f"{value!r} is reachable from other machines and no password is set: "
+            "set admin.password (python -m twisted_lb admin-password makes one) "
+            "or listen on 127.0.0.1"
+        )
+
+
+@attrs.frozen
+class AdminConfig:
+    """
+    The admin listener: the balancer manager, its JSON API and the metrics.
+
+    @ivar endpoint: a Twisted server endpoint string; loopback only by default.
+    @ivar user: the user name asked for when a password is set.
+    @ivar password: a PBKDF2 hash of the password (HTTP Basic authentication);
+        C{None} asks for none, which is refused on a non-loopback endpoint.
+    @ivar state_file: where manager changes are kept so that they survive a
+        restart; C{None} keeps them in memory only.
+    """
+
+    endpoint: str = attrs.field(default="tcp:8081:interface=127.0.0.1", validator=_admin_endpoint)
+    user: str = "admin"
+    password: str | None = attrs.field(default=None, validator=_password_hash)
+    state_file: str | None = None
+
+
 @attrs.frozen
 class ProxyConfig:
     """
@@ -499,6 +566,7 @@ class ProxyConfig:
         JSON object per line, see L{twisted_lb.logs}).
     @ivar shutdown_timeout: seconds a stopping proxy lets requests in flight
         (and WebSockets) finish before it closes them.
+    @ivar admin: the admin listener; C{None} (the default) runs none.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -511,6 +579,7 @@ class ProxyConfig:
     access_log_format: str = attrs.field(default="combined", validator=_one_of("combined", "json"))
     log_format: str = attrs.field(default="text", validator=_one_of("text", "json"))
     shutdown_timeout: float = attrs.field(default=30.0, validator=_not_negative)
+    admin: AdminConfig | None = None
 
     def __attrs_post_init__(self) -> None:
         names = [b.name for b in self.balancers]

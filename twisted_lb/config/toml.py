@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 from ._build import base_dir_of, build, resolve_path
 from .model import (
+    AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
@@ -50,6 +51,14 @@ _TOP = {
     "listen": "tables",
     "balancers": "table",
     "routes": "tables",
+    "admin": "table",
+}
+_ADMIN = {
+    "endpoint": "str",
+    "user": "str",
+    "password": "str",
+    "password_file": "str",
+    "state_file": "str",
 }
 _LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
 _LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
@@ -237,7 +246,32 @@ class _Reader:
                 kwargs[key] = data[key]
         if "shutdown_timeout" in data:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
+        if "admin" in data:
+            kwargs["admin"] = self.admin(data["admin"], "admin")
         return self.model(ProxyConfig, kwargs, "", {})
+
+    def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
+        self.check(table, _ADMIN, prefix)
+        kwargs: dict[str, Any] = {
+            key: table[key] for key in ("endpoint", "user", "password") if key in table
+        }
+        if "password_file" in table:
+            if "password" in table:
+                raise self.error(
+                    _join(prefix, "password_file"), "give password or password_file, not both"
+                )
+            name = self.path(table["password_file"])
+            try:
+                with open(name, encoding="utf-8") as f:  # type: ignore[arg-type]
+                    kwargs["password"] = f.read().strip()
+            except OSError as e:
+                raise self.error(
+                    _join(prefix, "password_file"), f"cannot be read: {e.strerror or e}"
+                ) from None
+        if "state_file" in table:
+            kwargs["state_file"] = self.path(table["state_file"])
+        names = {"password": "password_file" if "password_file" in table else "password"}
+        return self.model(AdminConfig, kwargs, prefix, names)
 
     def listener(self, table: dict[str, Any], prefix: str) -> ListenerConfig:
         self.check(table, _LISTEN, prefix)

@@ -1,0 +1,73 @@
+"""
+The manager: applies an operator's action to the running balancers, logs
+who did what, records it in the state file and keeps the metrics' label
+children in step with added members.  The HTML page and the JSON API both
+act through it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from .actions import add_member, find_balancer, member_action
+from .metrics import RequestMetrics
+from .state import StateFile
+
+__all__ = ["Manager"]
+
+_log = Logger()
+
+
+class Manager:
+    """
+    @ivar balancers: the running balancers by name (the proxy's own dict).
+    @ivar state: where changes are recorded.
+    """
+
+    def __init__(
+        self,
+        balancers: dict[str, Any],
+        state: StateFile,
+        metrics: RequestMetrics | None = None,
+    ) -> None:
+        self.balancers = balancers
+        self.state = state
+        self._metrics = metrics
+
+    def act(self, balancer: str, route: str, action: str, loadfactor: Any = None, *, who: str) -> dict[str, Any]:
+        """
+        Apply a member action (see L{member_action}).
+
+        @param who: the operator (user and address), for the log.
+        @return: what changed.
+        @raise ActionError: the action cannot be done.
+        """
+        built = find_balancer(self.balancers, balancer)
+        change = member_action(built, route, action, loadfactor)
+        _log.info(
+            "manager: {who}: {action} member {route} of balancer {balancer}: {change}",
+            who=who, action=action, route=route, balancer=balancer, change=change,
+        )
+        self.state.record(balancer, route, change)
+        return change
+
+    def add(self, balancer: str, url: str, route: str = "", loadfactor: Any = 1.0, *, who: str) -> dict[str, Any]:
+        """
+        Add a member (see L{add_member}).
+
+        @return: what was recorded: the member's URL, route and load factor.
+        @raise ActionError: the member cannot be added.
+        """
+        built = find_balancer(self.balancers, balancer)
+        member = add_member(built, url, route, loadfactor)
+        if self._metrics is not None:
+            self._metrics.bind(balancer, member.name)
+        change = {"url": built.member_configs[member].url, "loadfactor": member.loadfactor}
+        _log.info(
+            "manager: {who}: added member {url} route {route} to balancer {balancer}",
+            who=who, url=change["url"], route=member.route, balancer=balancer,
+        )
+        self.state.record(balancer, member.route, change)
+        return dict(change, route=member.route)

@@ -1,0 +1,87 @@
+"""
+The admin listener as a Twisted service: re-applies the state file, builds
+the manager, metrics and resources, and listens on its own endpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from twisted_lb.config.model import AdminConfig, ConfigError, endpoint_is_local
+
+from .auth import protect
+from .csrf import CrossSiteGuard
+from .manager import Manager
+from .metrics import RequestMetrics
+from .pinned import PinnedSessions
+from .site import AdminRoot
+from .state import StateFile, apply_changes
+
+__all__ = ["AdminService"]
+
+_log = Logger()
+
+
+class _QuietSite(Site):
+    """Admin requests are not access-logged; changes are logged by the manager."""
+
+    def log(self, request: object) -> None:
+        pass
+
+
+class AdminService(MultiService):
+    """
+    The balancer manager, JSON API and metrics of one proxy.
+
+    @ivar manager: applies and records actions.
+    @ivar metrics: the proxy's metrics; L{observe} is its per-request hook.
+    @ivar root: the admin resource (embeddable elsewhere).
+    @ivar listening: the listening service.
+    """
+
+    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any) -> None:
+        super().__init__()
+        self.config = config
+        balancers = proxy.balancers
+        state = StateFile(config.state_file)
+        if state.changes:
+            apply_changes(balancers, state.changes, config.state_file or "<state>")
+        self.pinned = PinnedSessions(balancers, reactor)
+        self.metrics = RequestMetrics(balancers, self.pinned)
+        self.observe = self.metrics.observe
+        self.guard = CrossSiteGuard()
+        self.manager = Manager(balancers, state, self.metrics)
+        self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
+        site = _QuietSite(protect(self.root, config.user, config.password, reactor), timeout=60)
+        site.displayTracebacks = False
+        try:
+            endpoint = serverFromString(reactor, config.endpoint)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(
+                getattr(proxy.config, "source", "<config>"), "admin.endpoint", f"{config.endpoint!r}: {e}"
+            ) from None
+        self.listening = StreamServerEndpointService(endpoint, site)
+        self.listening._raiseSynchronously = True
+        self.listening.setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        protection = "password" if self.config.password else "no password"
+        _log.info(
+            "admin listener (balancer manager, API, metrics) on {endpoint} ({protection})",
+            endpoint=self.config.endpoint, protection=protection,
+        )
+        if self.config.password and not endpoint_is_local(self.config.endpoint) and not (
+            self.config.endpoint.startswith("ssl:")
+        ):
+            _log.warn(
+                "the admin listener {endpoint} is reachable from other machines without TLS: "
+                "its password crosses the network in clear; use an ssl: endpoint",
+                endpoint=self.config.endpoint,
+            )

@@ -1,0 +1,234 @@
+"""
+The admin listener's resources: the manager page and its form actions, the
+JSON API, and the metrics, with the security headers every answer carries.
+
+    GET  /                       the manager page
+    POST /action                 a form action (token checked)
+    GET  /api/balancers[/NAME[/members/ROUTE]]
+    POST /api/balancers/NAME/members/ROUTE   {"action": ..., "loadfactor": ...}
+    POST /api/balancers/NAME/members         {"url": ..., "route": ..., "loadfactor": ...}
+    GET  /metrics                Prometheus text format
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+from urllib.parse import quote
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from .actions import ActionError, find_balancer, find_member
+from .csrf import CrossSiteGuard
+from .manager import Manager
+from .metrics import RequestMetrics
+from .page import SCRIPT, render_page
+from .pinned import PinnedSessions
+from .view import describe_all, describe_balancer
+
+__all__ = ["AdminRoot"]
+
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+_HEADERS = (
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make form POSTs say Origin: null
+    (
+        b"content-security-policy",
+        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'".encode(),
+    ),
+)
+
+
+def _answer(request: Request, status: int, content_type: bytes, body: bytes) -> bytes:
+    request.setResponseCode(status)
+    headers = request.responseHeaders
+    for name, value in _HEADERS:
+        headers.setRawHeaders(name, [value])
+    headers.setRawHeaders(b"content-type", [content_type])
+    return body
+
+
+def _json(request: Request, status: int, value: Any) -> bytes:
+    return _answer(request, status, b"application/json", json.dumps(value, indent=1).encode() + b"\n")
+
+
+def _arg(request: Request, name: bytes) -> str:
+    values = request.args.get(name) or [b""]  # type: ignore[union-attr]
+    return values[0].decode("utf-8", "replace")
+
+
+def _who(request: Request) -> str:
+    user = request.getUser().decode("utf-8", "replace") or "anonymous"
+    client = request.getClientAddress()
+    return f"{user}@{getattr(client, 'host', client)}"
+
+
+class _Page(Resource):
+    isLeaf = True
+
+    def __init__(self, root: AdminRoot) -> None:
+        super().__init__()
+        self._root = root
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802 - twisted.web API
+        root = self._root
+        page = render_page(
+            describe_all(root.manager.balancers, root.pinned),
+            root.guard.token,
+            message=_arg(request, b"msg"),
+            error=_arg(request, b"err"),
+        )
+        return _answer(request, 200, b"text/html; charset=utf-8", page)
+
+
+class _FormAction(Resource):
+    """POST /action: one form of the page; answers with a redirect back to it."""
+
+    isLeaf = True
+
+    def __init__(self, root: AdminRoot) -> None:
+        super().__init__()
+        self._root = root
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+        request.setHeader(b"allow", b"POST")
+        return _answer(request, 405, b"text/plain; charset=utf-8", b"only POST changes state\n")
+
+    def render_POST(self, request: Request) -> bytes:  # noqa: N802
+        root = self._root
+        token = (request.args or {}).get(b"token", [None])[0]
+        refusal = root.guard.refusal(request, token, form=True)
+        if refusal is not None:
+            return _answer(request, 403, b"text/plain; charset=utf-8", refusal.encode() + b"\n")
+        balancer, route, action = (_arg(request, n) for n in (b"balancer", b"route", b"action"))
+        try:
+            if action == "add":
+                added = root.manager.add(
+                    balancer, _arg(request, b"url"), route, _arg(request, b"loadfactor") or 1,
+                    who=_who(request),
+                )
+                message = f"added {added['url']} (route {added['route']}) to {balancer}"
+            else:
+                change = root.manager.act(
+                    balancer, route, action, _arg(request, b"loadfactor"), who=_who(request)
+                )
+                done = ", ".join(f"{k} {v}" for k, v in change.items())
+                message = f"{balancer} / {route}: {done}"
+        except ActionError as e:
+            page = render_page(
+                describe_all(root.manager.balancers, root.pinned), root.guard.token, error=str(e)
+            )
+            return _answer(request, e.status, b"text/html; charset=utf-8", page)
+        request.setResponseCode(303)
+        request.setHeader(b"location", ("./?msg=" + quote(message)).encode("ascii"))
+        return _answer(request, 303, b"text/plain; charset=utf-8", message.encode() + b"\n")
+
+
+class _Api(Resource):
+    """The JSON API (see the module docstring)."""
+
+    isLeaf = True
+
+    def __init__(self, root: AdminRoot) -> None:
+        super().__init__()
+        self._root = root
+
+    def _path(self, request: Request) -> list[str]:
+        parts = [p.decode("utf-8", "replace") for p in request.postpath or []]
+        while parts and parts[-1] == "":
+            parts.pop()
+        return parts
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+        root = self._root
+        parts = self._path(request)
+        try:
+            if parts in ([], ["balancers"]):
+                return _json(request, 200, {"balancers": describe_all(root.manager.balancers, root.pinned)})
+            if len(parts) >= 2 and parts[0] == "balancers":
+                built = find_balancer(root.manager.balancers, parts[1])
+                described = describe_balancer(built, root.pinned)
+                if len(parts) == 2:
+                    return _json(request, 200, described)
+                if len(parts) == 3 and parts[2] == "members":
+                    return _json(request, 200, described["members"])
+                if len(parts) == 4 and parts[2] == "members":
+                    name = find_member(built, parts[3]).name
+                    return _json(request, 200, next(m for m in described["members"] if m["name"] == name))
+        except ActionError as e:
+            return _json(request, e.status, {"error": str(e)})
+        return _json(request, 404, {"error": "no such API resource"})
+
+    def render_POST(self, request: Request) -> bytes:  # noqa: N802
+        root = self._root
+        refusal = root.guard.refusal(request)
+        if refusal is not None:
+            return _json(request, 403, {"error": refusal})
+        parts = self._path(request)
+        if not (len(parts) in (3, 4) and parts[0] == "balancers" and parts[2] == "members"):
+            return _json(request, 404, {"error": "POST to /api/balancers/NAME/members[/ROUTE]"})
+        try:
+            body = json.loads(request.content.read() or b"{}")  # type: ignore[union-attr]
+        except ValueError as e:
+            return _json(request, 400, {"error": f"the body is not JSON: {e}"})
+        if not isinstance(body, dict):
+            return _json(request, 400, {"error": "the body must be a JSON object"})
+        try:
+            if len(parts) == 3:
+                added = root.manager.add(
+                    parts[1], str(body.get("url", "")), str(body.get("route", "")),
+                    body.get("loadfactor", 1.0), who=_who(request),
+                )
+                return _json(request, 201, added)
+            change = root.manager.act(
+                parts[1], parts[3], str(body.get("action", "")), body.get("loadfactor"),
+                who=_who(request),
+            )
+        except ActionError as e:
+            return _json(request, e.status, {"error": str(e)})
+        return _json(request, 200, change)
+
+
+class _Metrics(Resource):
+    isLeaf = True
+
+    def __init__(self, metrics: RequestMetrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+        accept = request.getHeader(b"accept")
+        body, content_type = self._metrics.render(None if accept is None else accept.decode("latin-1"))
+        return _answer(request, 200, content_type.encode("latin-1"), body)
+
+
+class AdminRoot(Resource):
+    """
+    The admin listener's root resource.
+
+    @ivar manager: applies the actions.
+    @ivar guard: the cross-site checks and token.
+    @ivar pinned: the sessions seen on draining members.
+    """
+
+    def __init__(
+        self,
+        manager: Manager,
+        guard: CrossSiteGuard,
+        metrics: RequestMetrics,
+        pinned: PinnedSessions | None = None,
+    ) -> None:
+        super().__init__()
+        self.manager = manager
+        self.guard = guard
+        self.pinned = pinned
+        self.putChild(b"", _Page(self))
+        self.putChild(b"action", _FormAction(self))
+        self.putChild(b"api", _Api(self))
+        self.putChild(b"metrics", _Metrics(metrics))
