@@ -410,7 +410,11 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
-        return reload_service(self, config)
+        summary = reload_service(self, config)
+        if self.admin is not None:
+            # What the manager changed outlives a reload, as it outlives a restart.
+            self.admin.reapply()
+        return summary
 
     def startService(self) -> None:
         super().startService()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor
@@ -189,3 +190,74 @@ class AdminListenerTests(TestCase):
         self.assertEqual(members["node1"]["status"], "draining")
         self.assertEqual(members["node2"]["loadfactor"], 7.0)
         self.assertEqual(members["node3"]["url"], self.nodes[2].url)
+
+
+class AdminReloadTests(TestCase):
+    """The manager's reload action re-reads the configuration file, as SIGHUP does."""
+
+    timeout = 30
+
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        self.client = Client()
+        self.path = os.path.abspath(self.mktemp())
+        self.state_file = os.path.abspath(self.mktemp())
+
+    def write(self, nodes, broken=False):
+        members = ", ".join(f'{{ url = "{n.url}", route = "{n.name}" }}' for n in nodes)
+        text = (
+            'listen = [{ endpoint = "tcp:0:interface=127.0.0.1" }]\n'
+            f'admin = {{ endpoint = "tcp:0:interface=127.0.0.1", state_file = "{self.state_file}" }}\n'
+            f"[balancers.cluster]\nmembers = [{members}]\n"
+            + ("loadfactor_typo = 3\n" if broken else "")
+            + '[[routes]]\npath = "/"\nbalancer = "cluster"\n'
+        )
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    @defer.inlineCallbacks
+    def tearDown(self):
+        yield self.client.close()
+        yield self.proxy.stopService()
+        for node in self.nodes:
+            yield node.stop()
+
+    def fetch(self, url, method=b"GET", headers=None, body=None):
+        return defer.Deferred.fromCoroutine(self.client.request(url, method, headers, body))
+
+    @defer.inlineCallbacks
+    def test_reload_action(self):
+        from twisted_lb.config import load_config
+
+        self.write(self.nodes[:1])
+        self.proxy = ProxyService(load_config(self.path), reactor)
+        self.proxy.startService()
+        base = f"http://127.0.0.1:{(yield port_of(self.proxy.listening[0]))}"
+        admin = f"http://127.0.0.1:{(yield port_of(self.proxy.admin.listening))}"
+        token = {b"X-LB-Token": [self.proxy.admin.guard.token.encode()]}
+        # A manager change, then a reload that adds node2: both hold afterwards.
+        status, _, _ = yield self.fetch(
+            admin + "/api/balancers/cluster/members/node1", b"POST", token,
+            json.dumps({"action": "loadfactor", "loadfactor": 3}).encode(),
+        )
+        self.assertEqual(status, 200)
+        self.write(self.nodes)
+        status, _, body = yield self.fetch(admin + "/api/reload", b"POST", token, b"{}")
+        self.assertEqual(status, 200, body)
+        self.assertIn("members added: cluster/node2", json.loads(body)["reloaded"])
+        members = {m.route: m for m in self.proxy.balancers["cluster"].balancer.members}
+        self.assertEqual((set(members), members["node1"].loadfactor), ({"node1", "node2"}, 3))
+        seen = []
+        for _ in range(8):
+            status, _, body = yield self.fetch(base + "/echo")
+            seen.append(json.loads(body)["node"])
+        self.assertEqual((seen.count("node1"), seen.count("node2")), (6, 2))
+        # A broken file is refused with the reason; the running configuration stays.
+        self.write(self.nodes[:1], broken=True)
+        status, _, body = yield self.fetch(admin + "/api/reload", b"POST", token, b"{}")
+        self.assertEqual(status, 409)
+        self.assertIn("loadfactor_typo", json.loads(body)["error"])
+        self.assertEqual(len(self.proxy.balancers["cluster"].balancer.members), 2)
+        # Without the token, no reload.
+        status, _, _ = yield self.fetch(admin + "/api/reload", b"POST", {}, b"{}")
+        self.assertEqual(status, 403)

@@ -7,11 +7,14 @@ act through it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
 
-from .actions import add_member, find_balancer, member_action
+from twisted_lb.config.model import ConfigError
+
+from .actions import ActionError, add_member, find_balancer, member_action
 from .metrics import RequestMetrics
 from .state import StateFile
 
@@ -31,10 +34,29 @@ class Manager:
         balancers: dict[str, Any],
         state: StateFile,
         metrics: RequestMetrics | None = None,
+        reload: Callable[[], Any] | None = None,
     ) -> None:
         self.balancers = balancers
         self.state = state
         self._metrics = metrics
+        self._reload = reload
+
+    def reload(self, *, who: str) -> str:
+        """
+        Reload the configuration file, as SIGHUP does.
+
+        @return: what changed, in words.
+        @raise ActionError: the new configuration is not valid (409: the running one stays).
+        """
+        if self._reload is None:
+            raise ActionError(404, "this proxy has no configuration file to reload")
+        _log.info("manager: {who}: reload of the configuration", who=who)
+        try:
+            summary = self._reload()
+        except ConfigError as e:
+            _log.error("manager: reload refused, the running configuration stays: {error}", error=e)
+            raise ActionError(409, f"reload refused, the running configuration stays: {e}") from None
+        return str(summary.describe())
 
     def act(self, balancer: str, route: str, action: str, loadfactor: Any = None, *, who: str) -> dict[str, Any]:
         """

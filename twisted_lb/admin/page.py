@@ -170,7 +170,11 @@ def render_page(
         "<title>twisted_lb balancer manager</title>"
         f"<style>{_STYLE}</style></head><body><h1>twisted_lb balancer manager</h1>"
         '<p class="small"><label><input type="checkbox" id="refresh"> refresh every 5 s</label>'
-        ' · <a href="api/balancers">JSON</a> · <a href="metrics">metrics</a></p>'
+        ' · <a href="api/balancers">JSON</a> · <a href="metrics">metrics</a> · '
+        '<form method="post" action="action">'
+        f'<input type="hidden" name="token" value="{escape(token)}">'
+        '<input type="hidden" name="action" value="reload">'
+        '<button type="submit">Reload configuration</button></form></p>'
         f"{notice}{body}<script>{SCRIPT}</script></body></html>"
     )
     return html.encode("utf-8")

@@ -50,13 +50,14 @@ class AdminService(MultiService):
         self.config = config
         balancers = proxy.balancers
         state = StateFile(config.state_file)
-        if state.changes:
-            apply_changes(balancers, state.changes, config.state_file or "<state>")
+        self._balancers, self._state = balancers, state
+        self.reapply()
         self.pinned = PinnedSessions(balancers, reactor)
         self.metrics = RequestMetrics(balancers, self.pinned)
         self.observe = self.metrics.observe
         self.guard = CrossSiteGuard()
-        self.manager = Manager(balancers, state, self.metrics)
+        reload = proxy.reload if getattr(proxy.config, "source", "<code>") != "<code>" else None
+        self.manager = Manager(balancers, state, self.metrics, reload)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
         site = _QuietSite(protect(self.root, config.user, config.password, reactor), timeout=60)
         site.displayTracebacks = False
@@ -69,6 +70,14 @@ class AdminService(MultiService):
         self.listening = StreamServerEndpointService(endpoint, site)
         self.listening._raiseSynchronously = True
         self.listening.setServiceParent(self)
+
+    def reapply(self) -> None:
+        """
+        Apply the changes recorded in the state file to the running balancers
+        (at start-up, and after a reload re-read the configuration file).
+        """
+        if self._state.changes:
+            apply_changes(self._balancers, self._state.changes, self.config.state_file or "<state>")
 
     def startService(self) -> None:
         super().startService()

@@ -7,6 +7,7 @@ JSON API, and the metrics, with the security headers every answer carries.
     GET  /api/balancers[/NAME[/members/ROUTE]]
     POST /api/balancers/NAME/members/ROUTE   {"action": ..., "loadfactor": ...}
     POST /api/balancers/NAME/members         {"url": ..., "route": ..., "loadfactor": ...}
+    POST /api/reload                         reload the configuration file (as SIGHUP)
     GET  /metrics                Prometheus text format
 """
 
@@ -108,7 +109,9 @@ class _FormAction(Resource):
             return _answer(request, 403, b"text/plain; charset=utf-8", refusal.encode() + b"\n")
         balancer, route, action = (_arg(request, n) for n in (b"balancer", b"route", b"action"))
         try:
-            if action == "add":
+            if action == "reload":
+                message = "configuration reloaded: " + root.manager.reload(who=_who(request))
+            elif action == "add":
                 added = root.manager.add(
                     balancer, _arg(request, b"url"), route, _arg(request, b"loadfactor") or 1,
                     who=_who(request),
@@ -171,6 +174,11 @@ class _Api(Resource):
         if refusal is not None:
             return _json(request, 403, {"error": refusal})
         parts = self._path(request)
+        if parts == ["reload"]:
+            try:
+                return _json(request, 200, {"reloaded": root.manager.reload(who=_who(request))})
+            except ActionError as e:
+                return _json(request, e.status, {"error": str(e)})
         if not (len(parts) in (3, 4) and parts[0] == "balancers" and parts[2] == "members"):
             return _json(request, 404, {"error": "POST to /api/balancers/NAME/members[/ROUTE]"})
         try:
