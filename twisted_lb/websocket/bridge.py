@@ -146,6 +146,7 @@ class Tunnel:
         self.finished: defer.Deferred[None] = defer.Deferred()
         self._to_client: deque[tuple[bool, bytes, Any]] = deque()
         self._client_open = False
+        self._throttled = False
         self._client_gone = False
         self._bridge_closed: set[object] = set()
         self._idle: Any = None
@@ -235,8 +236,8 @@ class Tunnel:
         # which registered itself as the producer of that connection.
         to_client.unregisterProducer()
         to_client.registerProducer(_Throttle(to_member), True)
-        to_member.unregisterProducer()
         to_member.registerProducer(_Throttle(to_client), True)
+        self._throttled = True
         assert self.member is not None
         timeout = (
             self.bridge.idle_timeout
@@ -329,9 +330,13 @@ class Tunnel:
             self._finish()
 
     def _unthrottle(self) -> None:
+        """Closing: each side reads again whatever the other does (once)."""
+        if not self._throttled:
+            return
+        self._throttled = False
         for side in (self.client, self.upstream):
             transport = getattr(side, "transport", None)
-            if transport is not None and self._client_open:
+            if transport is not None:
                 transport.unregisterProducer()
                 transport.resumeProducing()
 
