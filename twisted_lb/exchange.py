@@ -13,6 +13,8 @@ from typing import IO, Protocol
 
 import attrs
 
+from twisted_lb.rewrite import RouteRewriting
+
 __all__ = ["Exchange", "ResponseSink", "IDEMPOTENT_METHODS"]
 
 #: Methods that may be sent again when no response byte came back (RFC 9110).
@@ -47,6 +49,10 @@ class Exchange:
     @ivar public_prefix: the route's public path prefix (for rewriting answers).
     @ivar target_path: the route's target path, the start of C{path}; C{None}
         when unknown (the route default is assumed).
+    @ivar rewriting: the route's part in rewriting the answer's headers
+        (built once per route), or C{None} for the route defaults.
+    @ivar timeout: the route's answer timeout, instead of the member's; for
+        a WebSocket also its idle timeout.
     """
 
     method: bytes
@@ -67,6 +73,8 @@ class Exchange:
     public_prefix: bytes = b""
     target_path: bytes | None = None
     preserve_host: bool = False
+    rewriting: RouteRewriting | None = None
+    timeout: float | None = None
 
     @property
     def retryable(self) -> bool:

@@ -23,9 +23,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_lb.balancer import StickyConfig, find_session_routes
+from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
 from twisted_lb.exchange import Exchange
+from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import Router, unsafe_path
 
 if TYPE_CHECKING:
@@ -67,6 +69,10 @@ class ProxyTarget:
     @ivar sticky: where session ids are looked for, or C{None}.
     @ivar websocket: the WebSocket bridge when the balancer's members are
         C{ws(s)://} members: only upgrades are served then.
+    @ivar preserve_host: send the client's Host to HTTP and WebSocket members.
+    @ivar timeout: the route's answer (and WebSocket idle) timeout, or
+        C{None} for the members' own.
+    @ivar rewriting: the route's part in rewriting answers (cookie rules).
     """
 
     dispatcher: Dispatcher
@@ -74,6 +80,30 @@ class ProxyTarget:
     preserve_host: bool = False
     sticky: StickyConfig | None = None
     websocket: WebSocketBridge | None = None
+    timeout: float | None = None
+    rewriting: RouteRewriting | None = None
+
+    @classmethod
+    def for_route(
+        cls,
+        route: RouteConfig,
+        dispatcher: Dispatcher,
+        *,
+        sticky: StickyConfig | None = None,
+        websocket: WebSocketBridge | None = None,
+    ) -> ProxyTarget:
+        """The target of a configured route, everything per route built now."""
+        return cls(
+            dispatcher=dispatcher,
+            target_path=route.target_path.encode("utf-8"),
+            preserve_host=route.preserve_host,
+            sticky=sticky,
+            websocket=websocket,
+            timeout=route.timeout,
+            rewriting=RouteRewriting.for_route(
+                route.path, route.target_path, route.cookie_path, route.cookie_domain
+            ),
+        )
 
 
 class RequestSink:
@@ -288,6 +318,8 @@ class ProxyResource(Resource):
             public_prefix=match.prefix,
             target_path=target.target_path,
             preserve_host=target.preserve_host,
+            rewriting=target.rewriting,
+            timeout=target.timeout,
         )
         return target, exchange
 

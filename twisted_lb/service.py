@@ -262,12 +262,8 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
         entries.append(
             (
                 route.path,
-                ProxyTarget(
-                    dispatcher=built.dispatcher,
-                    target_path=route.target_path.encode("utf-8"),
-                    sticky=built.config.sticky,
-                    websocket=built.websocket,
-                    preserve_host=route.preserve_host,
+                ProxyTarget.for_route(
+                    route, built.dispatcher, sticky=built.config.sticky, websocket=built.websocket
                 ),
             )
         )

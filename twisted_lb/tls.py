@@ -18,12 +18,14 @@ __all__ = ["server_context", "make_self_signed", "h2_available"]
 
 
 def h2_available() -> bool:
-    """Whether HTTP/2 can be offered (the C{h2} package is installed)."""
-    try:
-        import h2  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """
+    Whether HTTP/2 can be offered: C{twisted.web} serves it only when both
+    C{h2} and C{priority} are installed (C{twisted[http2]}). Offering C{h2}
+    over ALPN without them would drop every client that accepts it.
+    """
+    from twisted.web.http import H2_ENABLED
+
+    return bool(H2_ENABLED)
 
 
 def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:

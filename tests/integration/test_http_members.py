@@ -29,9 +29,10 @@ from twisted_lb.config.model import (
     TLSConfig,
 )
 from twisted_lb.service import ProxyService
+from twisted_lb.testing import Fault, FaultyAJPMember
 from twisted_lb.tls import make_self_signed, server_context
 
-from .support import Client
+from .support import Client, Node
 
 
 def _json(body: bytes) -> dict:
@@ -404,6 +405,92 @@ class PrefixTests(_Base):
         _, headers, _ = yield self.get(self.base + "/app/session")
         cookie = headers.getRawHeaders(b"set-cookie")[0]
         self.assertTrue(cookie.endswith(b".node1; Path=/app; HttpOnly"), cookie)
+
+
+class CookieRuleTests(_Base):
+    """
+    A route's cookie_path / cookie_domain (Apache's ProxyPassReverseCookiePath and
+    ProxyPassReverseCookieDomain) for HTTP and AJP members alike.
+    """
+
+    @defer.inlineCallbacks
+    def test_http_member_cookie_rules(self):
+        node = self.member("node1", context="/internal")
+        base = yield self.proxy(
+            [MemberConfig(url=node.url, route="node1")],
+            routes=(
+                RouteConfig(
+                    "/app",
+                    "cluster",
+                    cookie_path=(("/internal/sub", "/settings"),),
+                    cookie_domain=(("127.0.0.1", "www.example.com"),),
+                ),
+            ),
+        )
+        # The rules decide for the attributes they match ...
+        _, headers, _ = yield self.get(base + "/app/cookie")
+        self.assertEqual(
+            headers.getRawHeaders(b"set-cookie"),
+            [b"pref=1; Path=/settings; Domain=www.example.com; HttpOnly"],
+        )
+        # ... the route's own mapping (/internal -> /app) for the others.
+        _, headers, _ = yield self.get(base + "/app/session")
+        cookie = headers.getRawHeaders(b"set-cookie")[0]
+        self.assertTrue(cookie.endswith(b".node1; Path=/app; HttpOnly"), cookie)
+
+    @defer.inlineCallbacks
+    def test_ajp_member_cookie_path_rule(self):
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        base = yield self.proxy(
+            [MemberConfig(url=node.url, route="node1")],
+            routes=(RouteConfig("/", "cluster", cookie_path=(("/", "/portal"),)),),
+        )
+        _, headers, _ = yield self.get(base + "/session")
+        cookie = headers.getRawHeaders(b"set-cookie")[0]
+        self.assertRegex(cookie, rb"^JSESSIONID=[0-9A-F]+\.node1; Path=/portal; HttpOnly$")
+
+    @defer.inlineCallbacks
+    def test_ajp_member_path_mapped_from_the_route(self):
+        """Without rules, an AJP member's cookie path follows the route as an HTTP member's does."""
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        base = yield self.proxy(
+            [MemberConfig(url=node.url, route="node1")], routes=(RouteConfig("/shop", "cluster"),)
+        )
+        _, headers, body = yield self.get(base + "/shop/session")
+        self.assertEqual(_json(body)["node"], "node1")
+        cookie = headers.getRawHeaders(b"set-cookie")[0]
+        self.assertTrue(cookie.endswith(b".node1; Path=/shop/; HttpOnly"), cookie)
+
+
+class RouteTimeoutTests(_Base):
+    """A route's timeout replaces the member's for requests under it."""
+
+    @defer.inlineCallbacks
+    def test_route_timeout_is_used(self):
+        node = self.member("node1")
+        base = yield self.proxy(
+            [MemberConfig(url=node.url, route="node1", timeout=30.0)],
+            routes=(RouteConfig("/", "cluster"), RouteConfig("/stall", "cluster", target_path="/stall", timeout=0.3)),
+        )
+        started = reactor.seconds()
+        status, _, _ = yield self.get(base + "/stall")
+        self.assertEqual(status, 504)
+        self.assertLess(reactor.seconds() - started, 5)
+
+    @defer.inlineCallbacks
+    def test_ajp_route_timeout_is_used(self):
+        member = FaultyAJPMember(Fault.STALL_BEFORE_HEADERS).start()
+        self.addCleanup(member.stop)
+        base = yield self.proxy(
+            [MemberConfig(url=member.url, route="node1", timeout=30.0)],
+            routes=(RouteConfig("/", "cluster", timeout=0.3),),
+        )
+        started = reactor.seconds()
+        status, _, _ = yield self.get(base + "/slow")
+        self.assertEqual(status, 504)
+        self.assertLess(reactor.seconds() - started, 5)
 
 
 class FailureTests(_Base):

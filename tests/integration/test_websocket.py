@@ -177,6 +177,8 @@ async def start_ws_proxy(
     ajp_node: Node,
     listener_tls: TLSConfig | None = None,
     member_options: dict[str, Any] | None = None,
+    route_options: dict[str, Any] | None = None,
+    x_forwarded: bool = True,
     **balancer: Any,
 ) -> tuple[ProxyService, int]:
     """The first seed's shape: pages by AJP under /, WebSockets by ws(s):// under WS_PATH."""
@@ -190,7 +192,11 @@ async def start_ws_proxy(
             BalancerConfig("pages", (MemberConfig(url=ajp_node.url, route="node1"),)),
             BalancerConfig("ws", members, **balancer),
         ),
-        routes=(RouteConfig("/", "pages"), RouteConfig(WS_PATH, "ws", target_path=WS_PATH)),
+        routes=(
+            RouteConfig("/", "pages"),
+            RouteConfig(WS_PATH, "ws", target_path=WS_PATH, **(route_options or {})),
+        ),
+        x_forwarded=x_forwarded,
         shutdown_timeout=0,  # tunnels left open are closed (1001) when a test ends
     )
     service = ProxyService(config, reactor)
@@ -454,6 +460,20 @@ def deferLater(seconds: float) -> defer.Deferred[None]:
 
     return later(reactor, seconds, lambda: None)
 
+
+@defer.inlineCallbacks
+def stop_all(proxies: list[ProxyService], clients: list[WSClient], nodes: list[Any], ajp: Node):
+    """Stop the proxies, then the clients, the WebSocket nodes and the AJP node."""
+    for proxy in proxies:
+        yield proxy.stopService()
+    for client in clients:
+        client.stop()
+    for node in nodes:
+        yield node.stop()
+    yield ajp.stop()
+    # Let the last connections finish closing.
+    yield deferLater(0.05)
+
 class SilentMember:
     """Accepts connections and never answers."""
 
@@ -482,15 +502,8 @@ class TimeoutTests(TestCase):
         self.url = f"ws://127.0.0.1:{port}{WS_PATH}"
         self.clients: list[WSClient] = []
 
-    @defer.inlineCallbacks
     def tearDown(self):
-        yield self.proxy.stopService()
-        for client in self.clients:
-            client.stop()
-        for node in self.nodes:
-            yield node.stop()
-        yield self.ajp.stop()
-        yield deferLater(0.05)
+        return stop_all([self.proxy], self.clients, self.nodes, self.ajp)
 
     @defer.inlineCallbacks
     def test_unanswered_upgrade_goes_to_next_member(self):
@@ -522,6 +535,96 @@ class TimeoutTests(TestCase):
         self.assertFalse(c.closed.called)
 
 
+class RouteOptionTests(TestCase):
+    """x_forwarded, and the WebSocket route's preserve_host and timeout."""
+
+    timeout = 30
+
+    def setUp(self):
+        self.nodes: list[WSNode] = []
+        self.proxies: list[ProxyService] = []
+        self.clients: list[WSClient] = []
+        self.ajp = Node("node1")
+
+    def tearDown(self):
+        return stop_all(self.proxies, self.clients, self.nodes, self.ajp)
+
+    @defer.inlineCallbacks
+    def open(self, cookie: str | None = None, headers: dict[str, str] | None = None, **options: Any):
+        node = WSNode("node1")
+        self.nodes.append(node)
+        proxy, port = yield defer.Deferred.fromCoroutine(start_ws_proxy([node], self.ajp, **options))
+        self.proxies.append(proxy)
+        c = WSClient(f"ws://127.0.0.1:{port}{WS_PATH}", cookie=cookie)
+        if headers:
+            c.factory.headers.update(headers)
+        self.clients.append(c)
+        yield c.opened.addTimeout(10, reactor)
+        yield c.until(1)
+        return c, node, port
+
+    @defer.inlineCallbacks
+    def test_x_forwarded_off_passes_the_clients_own(self):
+        _, node, _ = yield self.open(
+            headers={"X-Forwarded-For": "10.1.1.1", "X-Forwarded-Proto": "https"}, x_forwarded=False
+        )
+        request = node.requests[-1]
+        self.assertEqual(request.headers["x-forwarded-for"], "10.1.1.1")
+        self.assertEqual(request.headers["x-forwarded-proto"], "https")
+        self.assertNotIn("x-forwarded-host", request.headers)
+
+    @defer.inlineCallbacks
+    def test_x_forwarded_on_appends_and_replaces(self):
+        _, node, port = yield self.open(
+            headers={"X-Forwarded-For": "10.1.1.1", "X-Forwarded-Proto": "https"}
+        )
+        request = node.requests[-1]
+        self.assertEqual(request.headers["x-forwarded-for"], "10.1.1.1, 127.0.0.1")
+        self.assertEqual(request.headers["x-forwarded-proto"], "http")
+        self.assertEqual(request.headers["x-forwarded-host"], f"127.0.0.1:{port}")
+
+    @defer.inlineCallbacks
+    def test_member_gets_its_own_host_by_default(self):
+        _, node, _ = yield self.open()
+        self.assertEqual(node.requests[-1].headers["host"], f"127.0.0.1:{node.port}")
+
+    @defer.inlineCallbacks
+    def test_preserve_host(self):
+        _, node, port = yield self.open(route_options={"preserve_host": True})
+        self.assertEqual(node.requests[-1].headers["host"], f"127.0.0.1:{port}")
+
+    @defer.inlineCallbacks
+    def test_route_timeout_is_the_idle_timeout(self):
+        """The member's timeout is 30 s; the route says 0.4 s."""
+        c, _, _ = yield self.open(
+            member_options={"timeout": 30.0}, route_options={"timeout": 0.4}
+        )
+        started = reactor.seconds()
+        code, reason = yield c.closed.addTimeout(10, reactor)
+        self.assertEqual((code, reason), (1001, "idle timeout"))
+        self.assertLess(reactor.seconds() - started, 5)
+
+    @defer.inlineCallbacks
+    def test_route_timeout_bounds_the_upgrade(self):
+        """A member that never answers the upgrade: the route's timeout, then the next member."""
+        silent = SilentMember()
+        node = WSNode("node2")
+        self.nodes.append(node)
+        self.addCleanup(silent.stop)
+        proxy, port = yield defer.Deferred.fromCoroutine(
+            start_ws_proxy(
+                [silent, node], self.ajp, member_options={"timeout": 30.0},
+                route_options={"timeout": 0.4},
+            )
+        )
+        self.proxies.append(proxy)
+        c = WSClient(f"ws://127.0.0.1:{port}{WS_PATH}", cookie="JSESSIONID=A.silent")
+        self.clients.append(c)
+        yield c.opened.addTimeout(10, reactor)
+        yield c.until(1)
+        self.assertEqual(c.messages[0][0], b"hello from node2")
+
+
 class TLSTests(TestCase):
     """The first seed for real: an HTTPS listener, wss:// members with self-signed certificates."""
 
@@ -546,15 +649,8 @@ class TLSTests(TestCase):
         self.url = f"wss://127.0.0.1:{port}{WS_PATH}"
         self.clients: list[WSClient] = []
 
-    @defer.inlineCallbacks
     def tearDown(self):
-        yield self.proxy.stopService()
-        for client in self.clients:
-            client.stop()
-        for node in self.ws_nodes:
-            yield node.stop()
-        yield self.ajp.stop()
-        yield deferLater(0.05)
+        return stop_all([self.proxy], self.clients, self.ws_nodes, self.ajp)
 
     @defer.inlineCallbacks
     def test_wss_through_https_listener(self):

@@ -15,6 +15,7 @@ from twisted_lb.ajp.protocol import AJPClientProtocol
 from twisted_lb.config.model import MemberConfig
 from twisted_lb.errors import AttemptFailed, RequestRefused
 from twisted_lb.exchange import Exchange, ResponseSink
+from twisted_lb.rewrite import RewriterCache, RewritingSink, public_origin
 
 __all__ = ["AJPBackend"]
 
@@ -42,6 +43,8 @@ class AJPBackend:
         self._route = member.effective_route.encode("utf-8")
         self._timeout = member.timeout
         self._ping_timeout = member.ping or member.connectiontimeout
+        #: Tomcat gets the client's Host, so only paths and cookie rules are rewritten.
+        self._rewriters = RewriterCache(lambda route: route.for_path(self._prefix))
         self.pool = AJPConnectionPool(
             reactor,  # type: ignore[arg-type]
             member.host,
@@ -94,10 +97,15 @@ class AJPBackend:
         """
         forward = self.forward_request(exchange)
         self._check_size(forward)
+        if exchange.rewriting is not None:
+            rewriter = self._rewriters.get(exchange.rewriting)
+            if rewriter is not None:
+                sink = RewritingSink(sink, rewriter, public_origin(exchange.is_ssl, exchange.host))
         proto = await self.pool.acquire()
         try:
             reusable = await proto.request(
-                forward, exchange.body, exchange.body_length, sink, self._timeout
+                forward, exchange.body, exchange.body_length, sink,
+                exchange.timeout or self._timeout,
             )
         except RequestTooLarge as e:
             self.pool.release(proto, True)

@@ -49,7 +49,7 @@ from twisted_lb.errors import (
     TLSFailed,
 )
 from twisted_lb.exchange import Exchange, ResponseSink
-from twisted_lb.rewrite import ResponseRewriter
+from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
 __all__ = ["HTTPBackend"]
 
@@ -249,34 +249,34 @@ class HTTPBackend:
         self.pool.cachedConnectionTimeout = member.ttl  # type: ignore[assignment]
         self.pool.retryAutomatically = False
         self.agent = Agent.usingEndpointFactory(reactor, _MemberEndpoint(endpoint), pool=self.pool)
-        self._rewriters: dict[tuple[bytes, bytes], ResponseRewriter] = {}
+        self._rewriters = RewriterCache(self._rewriter_for)
+        self._default_routes: dict[tuple[bytes, bytes], RouteRewriting] = {}
         self._in_flight = 0
         self._waiters: deque[defer.Deferred[None]] = deque()
         self._probes: set[defer.Deferred[Any]] = set()
 
     # -- per route -------------------------------------------------------
 
-    def rewriter(self, public_prefix: bytes, target_path: bytes | None) -> ResponseRewriter:
-        """
-        The response rewriter for one route, built on first use and kept
-        (there are as many as routes that reach this member).
+    def _rewriter_for(self, route: RouteRewriting) -> ResponseRewriter:
+        return route.for_member(self._scheme, self._host.strip(b"[]"), self._port, self._path)
 
-        @param public_prefix: the route's public prefix.
-        @param target_path: the route's target path; C{None} for the route
-            default (C{/} when the prefix ends with a slash).
+    def rewriter(self, exchange: Exchange) -> ResponseRewriter:
         """
-        if target_path is None:
-            target_path = b"/" if public_prefix.endswith(b"/") else b""
-        key = (public_prefix, target_path)
-        rewriter = self._rewriters.get(key)
-        if rewriter is None:
-            rewriter = self._rewriters[key] = ResponseRewriter.for_member(
-                self._scheme,
-                self._host.strip(b"[]"),
-                self._port,
-                self._path + target_path,
-                public_prefix,
-            )
+        The response rewriter for C{exchange}'s route, made on the route's
+        first exchange and kept (one per route that reaches this member).
+        """
+        route = exchange.rewriting
+        if route is None:
+            # An exchange built without its route's rewriting: the route defaults.
+            target = exchange.target_path
+            if target is None:
+                target = b"/" if exchange.public_prefix.endswith(b"/") else b""
+            key = (exchange.public_prefix, target)
+            route = self._default_routes.get(key)
+            if route is None:
+                route = self._default_routes[key] = RouteRewriting(*key)
+        rewriter = self._rewriters.get(route)
+        assert rewriter is not None
         return rewriter
 
     # -- the request -----------------------------------------------------
@@ -432,6 +432,8 @@ class _Attempt(Protocol):
         self._backend = backend
         self._exchange = exchange
         self._sink = sink
+        #: The route's timeout, else the member's.
+        self._timeout = exchange.timeout or backend._timeout
         self._timer: Any = None  # an IDelayedCall
         self._requesting: defer.Deferred[IResponse] | None = None
         self._done: defer.Deferred[None] | None = None
@@ -488,8 +490,8 @@ class _Attempt(Protocol):
         wrapped = isinstance(error, _AGENT_FAILURES)
         if self._timed_out:
             if wrapped:
-                return BackendTimeout(f"{name} did not answer within {backend._timeout:g} s")
-            return ConnectFailed(f"no connection to {name} within {backend._timeout:g} s")
+                return BackendTimeout(f"{name} did not answer within {self._timeout:g} s")
+            return ConnectFailed(f"no connection to {name} within {self._timeout:g} s")
         if isinstance(error, AttemptFailed | RequestRefused):
             return error
         if isinstance(error, web_client.RequestNotSent):
@@ -529,12 +531,8 @@ class _Attempt(Protocol):
         ):
             headers.append((b"Content-Length", b"%d" % length))
         exchange = self._exchange
-        rewriter = self._backend.rewriter(exchange.public_prefix, exchange.target_path)
-        if exchange.host:
-            origin = (b"https://" if exchange.is_ssl else b"http://") + exchange.host
-        else:
-            origin = b""
-        return rewriter.rewrite(headers, origin)
+        rewriter = self._backend.rewriter(exchange)
+        return rewriter.rewrite(headers, public_origin(exchange.is_ssl, exchange.host))
 
     # -- the body (IProtocol, via deliverBody) ---------------------------
 
@@ -599,11 +597,11 @@ class _Attempt(Protocol):
     def _arm(self) -> None:
         self._cancel_timer()
         if not self._paused:
-            self._timer = self._backend._reactor.callLater(self._backend._timeout, self._expired)
+            self._timer = self._backend._reactor.callLater(self._timeout, self._expired)
 
     def _rearm(self) -> None:
         if self._timer is not None and not self._paused:
-            self._timer.reset(self._backend._timeout)
+            self._timer.reset(self._timeout)
 
     def _cancel_timer(self) -> None:
         timer, self._timer = self._timer, None
@@ -618,7 +616,7 @@ class _Attempt(Protocol):
         else:
             self._abort_body(
                 ResponseAborted(
-                    f"{self._backend.name} sent nothing for {self._backend._timeout:g} s "
+                    f"{self._backend.name} sent nothing for {self._timeout:g} s "
                     "mid-response"
                 )
             )

@@ -29,7 +29,7 @@ from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
 from twisted_lb.errors import AttemptFailed, BackendProtocolError, status_for
 from twisted_lb.exchange import Exchange
 
-from .member import MemberSide, UpgradeRefused, WSMember
+from .member import MemberSide, UpgradeRefused, UpstreamRequest, WSMember
 
 __all__ = ["WebSocketBridge", "Tunnel", "DEFAULT_MAX_MESSAGE_SIZE"]
 
@@ -55,10 +55,11 @@ _OWN_HEADERS = frozenset(
         b"sec-websocket-version",
         b"sec-websocket-protocol",
         b"sec-websocket-extensions",
-        b"x-forwarded-proto",
-        b"x-forwarded-host",
     }
 )
+_XFF = b"x-forwarded-for"
+#: Replaced, not passed on, when the proxy adds X-Forwarded-* (as for HTTP members).
+_FORWARDED_SET = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})
 
 #: Close codes sent when a side vanished without a close frame (1006 can
 #: never be sent): the member's loss is an error on the server side (1011),
@@ -145,6 +146,7 @@ class Tunnel:
         self.finished: defer.Deferred[None] = defer.Deferred()
         self._to_client: deque[tuple[bool, bytes, Any]] = deque()
         self._client_open = False
+        self._throttled = False
         self._client_gone = False
         self._bridge_closed: set[object] = set()
         self._idle: Any = None
@@ -179,7 +181,9 @@ class Tunnel:
             backend = bridge.members[member]
             balancer.request_started(member)
             try:
-                upstream = await backend.connect(self, *bridge.upstream_request(self.exchange, protocols))
+                upstream = await backend.connect(
+                    self, bridge.upstream_request(self.exchange, protocols), bridge.options
+                )
             except (AttemptFailed, UpgradeRefused) as e:
                 balancer.request_finished(member)
                 if getattr(e, "marks_member_down", False):
@@ -232,10 +236,14 @@ class Tunnel:
         # which registered itself as the producer of that connection.
         to_client.unregisterProducer()
         to_client.registerProducer(_Throttle(to_member), True)
-        to_member.unregisterProducer()
         to_member.registerProducer(_Throttle(to_client), True)
+        self._throttled = True
         assert self.member is not None
-        timeout = self.bridge.idle_timeout or self.bridge.members[self.member].member.timeout
+        timeout = (
+            self.bridge.idle_timeout
+            or self.exchange.timeout
+            or self.bridge.members[self.member].member.timeout
+        )
         self._idle_seconds = timeout
         self._idle = self.bridge.reactor.callLater(timeout, self._idle_expired, timeout)
         while self._to_client:
@@ -322,9 +330,13 @@ class Tunnel:
             self._finish()
 
     def _unthrottle(self) -> None:
+        """Closing: each side reads again whatever the other does (once)."""
+        if not self._throttled:
+            return
+        self._throttled = False
         for side in (self.client, self.upstream):
             transport = getattr(side, "transport", None)
-            if transport is not None and self._client_open:
+            if transport is not None:
                 transport.unregisterProducer()
                 transport.resumeProducing()
 
@@ -354,7 +366,10 @@ class WebSocketBridge:
     @ivar balancer: decides which member serves each tunnel.
     @ivar members: the backend of each member.
     @ivar idle_timeout: seconds without a message before a tunnel is closed;
-        C{None} uses the member's C{timeout} (as Apache's tunnel does).
+        C{None} uses the route's C{timeout}, else the member's (as Apache's
+        tunnel does).
+    @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} to the upgrade
+        request; without it the client's own are passed on unchanged.
     """
 
     def __init__(
@@ -392,24 +407,28 @@ class WebSocketBridge:
         tunnel = Tunnel(self, exchange)
         return WebSocketResource(_ForOneTunnel(self._factory, tunnel)).render(request)
 
-    def upstream_request(
-        self, exchange: Exchange, protocols: list[str]
-    ) -> tuple[str, list[str], dict[str, str], str | None, str | None, dict[str, Any]]:
-        """The resource, subprotocols, headers, origin and user agent for the member."""
+    def upstream_request(self, exchange: Exchange, protocols: list[str]) -> UpstreamRequest:
+        """
+        The upgrade request for the member: the mapped path and query, the
+        client's subprotocols and end-to-end headers, X-Forwarded-* as for
+        HTTP members, and the route's Host and timeout choices.
+        """
         resource = exchange.path.decode("latin-1")
         if exchange.query is not None:
             resource += "?" + exchange.query.decode("latin-1")
         grouped: dict[bytes, list[bytes]] = {}
         origin = useragent = None
+        x_forwarded = self.x_forwarded
         for name, value in exchange.headers:
             if name == b"origin":
                 origin = value.decode("latin-1")
             elif name == b"user-agent":
                 useragent = value.decode("latin-1")
-            elif name not in _OWN_HEADERS:
+            elif name not in _OWN_HEADERS and not (x_forwarded and name in _FORWARDED_SET):
                 grouped.setdefault(name, []).append(value)
-        if self.x_forwarded:
-            grouped.setdefault(b"x-forwarded-for", []).append(exchange.client_address.encode())
+        if x_forwarded:
+            if exchange.client_address:
+                grouped.setdefault(_XFF, []).append(exchange.client_address.encode("ascii"))
             grouped[b"x-forwarded-proto"] = [b"https" if exchange.is_ssl else b"http"]
             if exchange.host:
                 grouped[b"x-forwarded-host"] = [exchange.host]
@@ -417,4 +436,30 @@ class WebSocketBridge:
             name.decode("latin-1"): (b"; " if name == b"cookie" else b", ").join(values).decode("latin-1")
             for name, values in grouped.items()
         }
-        return resource, protocols, headers, origin, useragent, self.options
+        host = None
+        if exchange.preserve_host and exchange.host:
+            host = split_host(exchange.host, 443 if exchange.is_ssl else 80)
+        return UpstreamRequest(
+            resource=resource,
+            protocols=tuple(protocols),
+            headers=headers,
+            origin=origin,
+            useragent=useragent,
+            host=host,
+            timeout=exchange.timeout,
+        )
+
+
+def split_host(host: bytes, default_port: int) -> tuple[str, int]:
+    """
+    C{(name, port)} of a Host header value; C{default_port} when it names
+    none. An IPv6 literal keeps its brackets.
+    """
+    text = host.decode("idna" if not host.isascii() else "ascii")
+    if text.startswith("["):
+        end = text.find("]")
+        name, rest = (text[: end + 1], text[end + 1 :]) if end > 0 else (text, "")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        name, _, port = text.partition(":")
+    return name, int(port) if port.isdigit() else default_port

@@ -6,10 +6,12 @@ through the tunnel it serves.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.types import ConnectingRequest
 from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -34,9 +36,35 @@ from twisted_lb.exchange import Exchange, ResponseSink
 if TYPE_CHECKING:
     from .bridge import Tunnel
 
-__all__ = ["WSMember", "UpgradeRefused"]
+__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest"]
 
 _log = Logger()
+
+
+@attrs.frozen
+class UpstreamRequest:
+    """
+    The upgrade request a tunnel sends to its member.
+
+    @ivar resource: the path and query on the member (its own path first).
+    @ivar protocols: the subprotocols the client offered.
+    @ivar headers: further request headers (Cookie, Authorization,
+        X-Forwarded-*...), one value each.
+    @ivar origin: the client's Origin, if any.
+    @ivar useragent: the client's User-Agent, if any.
+    @ivar host: C{(host, port)} for the Host header instead of the member's
+        address (the route's C{preserve_host}).
+    @ivar timeout: seconds to wait for the member's answer instead of the
+        member's C{timeout} (the route's C{timeout}).
+    """
+
+    resource: str
+    protocols: tuple[str, ...] = ()
+    headers: Mapping[str, str] = attrs.field(factory=dict, eq=False)
+    origin: str | None = None
+    useragent: str | None = None
+    host: tuple[str, int] | None = None
+    timeout: float | None = None
 
 
 class UpgradeRefused(Exception):
@@ -81,6 +109,21 @@ class MemberSide(WebSocketClientProtocol):
         self._failure = BackendTimeout(f"no answer to the upgrade within {seconds:g}s")
         if self.transport is not None:
             self.transport.abortConnection()
+
+    def onConnecting(self, transport_details: object) -> ConnectingRequest | None:
+        host = self.factory.host_header
+        if host is None:
+            return None  # Autobahn's request: Host is the member's address
+        factory = self.factory
+        return ConnectingRequest(
+            host=host[0],
+            port=host[1],
+            resource=factory.resource,
+            headers=factory.headers,
+            useragent=factory.useragent,
+            origin=factory.origin,
+            protocols=factory.protocols,
+        )
 
     def onOpen(self) -> None:
         if not self.opened.called:
@@ -127,6 +170,7 @@ class _MemberFactory(WebSocketClientFactory):
     protocol = MemberSide
     tunnel: Tunnel
     tls_policy: MemberTLSPolicy | None = None
+    host_header: tuple[str, int] | None = None
 
     def buildProtocol(self, addr: object) -> MemberSide:
         proto: Any = super().buildProtocol(addr)  # type: ignore[arg-type]
@@ -213,33 +257,28 @@ class WSMember:
         raise RequestRefused(426, "this path only serves WebSocket connections")
 
     async def connect(
-        self,
-        tunnel: Tunnel,
-        resource: str,
-        protocols: Sequence[str],
-        headers: Mapping[str, str],
-        origin: str | None,
-        useragent: str | None,
-        options: Mapping[str, Any],
+        self, tunnel: Tunnel, request: UpstreamRequest, options: Mapping[str, Any]
     ) -> MemberSide:
         """
         Open the member side of C{tunnel} and wait until the member accepted
         the upgrade.
 
+        @param options: Autobahn protocol options (sizes, close handling).
         @raise AttemptFailed: connect failure, timeout, no or a broken answer.
         @raise UpgradeRefused: the member answered with another status.
         """
         factory = _MemberFactory(
-            url=self.base_url + resource,
-            protocols=list(protocols),
-            headers=dict(headers),
-            origin=origin,
-            useragent=useragent or "",
+            url=self.base_url + request.resource,
+            protocols=list(request.protocols),
+            headers=dict(request.headers),
+            origin=request.origin,
+            useragent=request.useragent or "",
             reactor=self._reactor,
         )
         factory.setProtocolOptions(**options)
         factory.tunnel = tunnel
         factory.tls_policy = self.tls
+        factory.host_header = request.host
         connecting = self._endpoint().connect(factory)
         self._connecting.add(connecting)
         try:
@@ -250,7 +289,8 @@ class WSMember:
             raise ConnectFailed(f"{self.member.name}: {e}") from None
         finally:
             self._connecting.discard(connecting)
-        timer = self._reactor.callLater(self.member.timeout, proto.handshake_timed_out, self.member.timeout)
+        timeout = request.timeout or self.member.timeout
+        timer = self._reactor.callLater(timeout, proto.handshake_timed_out, timeout)
         self._connecting.add(proto.opened)
         try:
             return await proto.opened

@@ -1,0 +1,188 @@
+"""
+The HTTPS frontend on a real loopback socket: TLS 1.2 or newer only, and
+HTTP/2 offered over ALPN when the C{h2} package is installed, with a real
+HTTP/2 request reaching a demo node through the proxy.
+
+The clients are blocking pyOpenSSL sockets run in a thread, so that the
+proxy's reactor serves them meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet import defer, reactor, threads
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web import http
+
+from twisted_lb.config.model import (
+    BalancerConfig,
+    ListenerConfig,
+    MemberConfig,
+    ProxyConfig,
+    RouteConfig,
+    TLSConfig,
+)
+from twisted_lb.service import ProxyService
+from twisted_lb.tls import h2_available, make_self_signed
+
+from .support import Node
+
+
+def tls_client(
+    port: int,
+    alpn: list[bytes] | None = None,
+    max_version: int | None = None,
+) -> SSL.Connection:
+    """A handshaken pyOpenSSL connection to 127.0.0.1:C{port} that trusts anything."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    if max_version is not None:
+        # Let this client offer old versions at all (Debian's OpenSSL refuses them at level 2).
+        context.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+        context.set_max_proto_version(max_version)
+    if alpn:
+        context.set_alpn_protos(alpn)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setblocking(True)  # pyOpenSSL blocks on a blocking socket; SO_RCVTIMEO bounds it
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+    conn = SSL.Connection(context, sock)
+    conn.set_connect_state()
+    conn.set_tlsext_host_name(b"localhost")
+    try:
+        conn.do_handshake()
+    except BaseException:
+        sock.close()
+        raise
+    return conn
+
+
+def h2_get(port: int, path: str) -> tuple[bytes, dict[bytes, bytes], bytes]:
+    """One GET over HTTP/2: the negotiated protocol, the response headers and body."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = tls_client(port, alpn=[b"h2", b"http/1.1"])
+    try:
+        negotiated = conn.get_alpn_proto_negotiated()
+        h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        h2c.initiate_connection()
+        stream = h2c.get_next_available_stream_id()
+        h2c.send_headers(
+            stream,
+            [
+                (":method", "GET"),
+                (":path", path),
+                (":authority", f"127.0.0.1:{port}"),
+                (":scheme", "https"),
+            ],
+            end_stream=True,
+        )
+        conn.sendall(h2c.data_to_send())
+        headers: dict[bytes, bytes] = {}
+        body = b""
+        ended = False
+        while not ended:
+            data = conn.recv(65536)
+            if not data:
+                raise AssertionError("connection closed before the stream ended")
+            for event in h2c.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    headers = dict(event.headers)
+                elif isinstance(event, h2.events.DataReceived):
+                    body += event.data
+                    h2c.acknowledge_received_data(event.flow_controlled_length, stream)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+                elif isinstance(event, h2.events.StreamReset):
+                    raise AssertionError(f"stream reset: {event.error_code!r}")
+            pending = h2c.data_to_send()
+            if pending:
+                conn.sendall(pending)
+        return negotiated, headers, body
+    finally:
+        conn.close()
+
+
+async def _port(service: ProxyService) -> int:
+    port = await service.listening[0]._waitingForPort
+    return port.getHost().port
+
+
+class HTTPSFrontendTests(TestCase):
+    timeout = 30
+
+    def setUp(self):
+        directory = Path(tempfile.mkdtemp())
+        self.cert, self.key = directory / "cert.pem", directory / "key.pem"
+        make_self_signed(self.cert, self.key)
+        self.node = Node("node1")
+        return self.start_proxy()
+
+    @defer.inlineCallbacks
+    def start_proxy(self):
+        config = ProxyConfig(
+            listeners=(
+                ListenerConfig("tcp:0:interface=127.0.0.1", tls=TLSConfig(str(self.cert), str(self.key))),
+            ),
+            balancers=(BalancerConfig("cluster", (MemberConfig(url=self.node.url, route="node1"),)),),
+            routes=(RouteConfig("/", "cluster"),),
+        )
+        self.proxy = ProxyService(config, reactor)
+        self.proxy.startService()
+        self.port = yield defer.Deferred.fromCoroutine(_port(self.proxy))
+
+    @defer.inlineCallbacks
+    def tearDown(self):
+        yield self.proxy.stopService()
+        yield self.node.stop()
+
+    def in_thread(self, f: Any, *args: Any, **kw: Any) -> defer.Deferred[Any]:
+        return threads.deferToThread(f, *args, **kw)
+
+    @defer.inlineCallbacks
+    def test_tls_1_1_client_is_refused(self):
+        error = yield self.assertFailure(
+            self.in_thread(tls_client, self.port, max_version=SSL.TLS1_1_VERSION), SSL.Error
+        )
+        self.assertIn("protocol version", str(error))
+        # The same client allowed TLS 1.2 gets in: the version was the reason.
+        conn = yield self.in_thread(tls_client, self.port, max_version=SSL.TLS1_2_VERSION)
+        self.assertEqual(conn.get_protocol_version_name(), "TLSv1.2")
+        conn.close()
+
+    @defer.inlineCallbacks
+    def test_http_1_1_is_negotiated_for_clients_without_h2(self):
+        conn = yield self.in_thread(tls_client, self.port, alpn=[b"http/1.1"])
+        self.assertEqual(conn.get_alpn_proto_negotiated(), b"http/1.1")
+        conn.close()
+
+    @defer.inlineCallbacks
+    def test_http2_over_alpn_reaches_the_member(self):
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        negotiated, headers, body = yield self.in_thread(h2_get, self.port, "/session")
+        self.assertEqual(negotiated, b"h2")
+        self.assertEqual(headers[b":status"], b"200")
+        self.assertEqual(json.loads(body)["node"], "node1")
+        self.assertIn(b"JSESSIONID=", headers[b"set-cookie"])
+
+    @defer.inlineCallbacks
+    def test_h2_is_not_offered_when_twisted_cannot_serve_it(self):
+        """
+        With h2 but without priority (no twisted[http2]) twisted.web cannot speak HTTP/2: a
+        client offering h2 must get HTTP/1.1, not h2 and a dropped connection.
+        """
+        yield self.proxy.stopService()
+        self.patch(http, "H2_ENABLED", False)
+        self.assertFalse(h2_available())
+        yield self.start_proxy()
+        conn = yield self.in_thread(tls_client, self.port, alpn=[b"h2", b"http/1.1"])
+        self.assertEqual(conn.get_alpn_proto_negotiated(), b"http/1.1")
+        conn.close()
