@@ -868,3 +868,60 @@ def test_no_sticky_by_default(tmp_path) -> None:
     """Without stickysession Apache is not sticky, and neither is the imported balancer."""
     config, _ = read(tmp_path, APP + "Listen 80\n")
     assert config.balancers[0].sticky is None
+
+
+# -- mod_proxy_hcheck ------------------------------------------------------------
+
+
+def _health(tmp_path, params: str, scheme: str = "http://127.0.0.1:8080"):
+    config, warnings = read(
+        tmp_path,
+        f"Listen 8080\n<Proxy balancer://app>\n    BalancerMember {scheme} route=n1 {params}\n</Proxy>\n"
+        "ProxyPass / balancer://app/\n",
+    )
+    return config.balancers[0].members[0].health, warnings
+
+
+def test_hcheck_parameters_become_the_member_health_check(tmp_path) -> None:
+    from twisted_lb.config.model import HealthCheckKind
+
+    health, _ = _health(tmp_path, "hcmethod=GET11 hcuri=/ping hcinterval=10 hcpasses=2 hcfails=3")
+    assert (health.kind, health.method, health.path) == (HealthCheckKind.HTTP, "GET", "/ping")
+    assert (health.interval, health.passes, health.fails) == (10, 2, 3)
+    # Apache's defaults: every 30 s, one pass and one fail; HEAD of / without hcuri.
+    health, _ = _health(tmp_path, "hcmethod=HEAD")
+    assert (health.method, health.path, health.interval, health.passes, health.fails) == (
+        "HEAD", "/", 30, 1, 1,
+    )
+    health, _ = _health(tmp_path, "hcmethod=CPING", scheme="ajp://127.0.0.1:8009")
+    assert health.kind is HealthCheckKind.CPING
+    health, _ = _health(tmp_path, "hcmethod=TCP")
+    assert health.kind is HealthCheckKind.TCP
+
+
+def test_hcheck_without_method_warns_and_checks_nothing(tmp_path) -> None:
+    health, warnings = _health(tmp_path, "hcinterval=5")
+    assert health is None
+    assert any("without hcmethod" in w for w in warnings)
+
+
+def test_hcheck_errors_name_the_line(tmp_path) -> None:
+    for params, problem in (
+        ("hcmethod=POST", "hcmethod=POST: not one of"),
+        ("hcmethod=TCP hcuri=/x", "hcuri is only used by HTTP checks"),
+        ("hcmethod=GET hcfails=0", "fails"),
+    ):
+        path = write(
+            tmp_path, "httpd.conf",
+            f"<Proxy balancer://app>\n    BalancerMember http://127.0.0.1:8080 {params}\n</Proxy>\n",
+        )
+        with pytest.raises(ConfigError) as e:
+            read_apache(path)
+        assert e.value.key == "line 2", params
+        assert problem in e.value.problem, (params, e.value.problem)
+    path = write(
+        tmp_path, "httpd.conf",
+        "<Proxy balancer://app>\n    BalancerMember ajp://127.0.0.1:8009 hcmethod=GET\n</Proxy>\n",
+    )
+    with pytest.raises(ConfigError):
+        read_apache(path)

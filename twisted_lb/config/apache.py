@@ -25,6 +25,8 @@ from .model import (
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
+    HealthCheckConfig,
+    HealthCheckKind,
     LBMethodName,
     ListenerConfig,
     MemberConfig,
@@ -96,6 +98,16 @@ _MEMBER_PARAMS = {
     "ttl": "ttl",
     "iobuffersize": "packet_size",
 }
+#: mod_proxy_hcheck's BalancerMember parameters, read into the member's C{health}.
+_HEALTH_PARAMS = frozenset({"hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails"})
+#: hcmethod values: the check kind and the HTTP method (C{OPTIONS11} etc. are
+#: the same requests in HTTP/1.1, which twisted_lb always speaks).
+_HC_METHODS = {
+    "tcp": ("tcp", "GET"),
+    "cping": ("cping", "GET"),
+    **{m + v: ("http", m.upper()) for m in ("options", "head", "get") for v in ("", "11")},
+}
+
 #: Balancer parameters (ProxySet on a balancer, ProxyPass to a balancer).
 _BALANCER_PARAMS = frozenset(
     {"lbmethod", "stickysession", "stickysessionsep", "nofailover", "maxattempts", "timeout"}
@@ -619,7 +631,11 @@ class _Reader:
     ) -> MemberConfig:
         kwargs: dict[str, Any] = {"url": url, "timeout": self.default_timeout}
         scheme = urlsplit(url).scheme.lower()
+        health: dict[str, str] = {}
         for key, value in params:
+            if key in _HEALTH_PARAMS:
+                health[key] = value
+                continue
             if key not in _MEMBER_PARAMS:
                 raise node.error(
                     f"{node.name}: parameter {key!r} is not supported by twisted_lb (see "
@@ -636,11 +652,51 @@ class _Reader:
                 kwargs[field] = _number(node, key, value, ms=key in ("connectiontimeout", "ping"))
         if scheme in ("https", "wss"):
             kwargs["tls"] = self.backend_tls(node, scope)
+        if health:
+            check = self.health_check(node, health)
+            if check is not None:
+                kwargs["health"] = check
 
         def fail(field: str | None, problem: str) -> ConfigError:
             return node.error(problem)
 
         return build(MemberConfig, kwargs, fail)
+
+    def health_check(self, node: Node, params: dict[str, str]) -> HealthCheckConfig | None:
+        """
+        A member's health check from mod_proxy_hcheck's parameters, with
+        Apache's defaults (C{hcinterval=30}, C{hcpasses=1}, C{hcfails=1}).
+        """
+        method = params.get("hcmethod", "none").lower()
+        if method == "none":
+            self.warn(
+                node,
+                "hc* parameters without hcmethod: Apache runs no health check for this member, "
+                "and neither does twisted_lb",
+            )
+            return None
+        if method not in _HC_METHODS:
+            raise node.error(
+                f"hcmethod={params['hcmethod']}: not one of None, TCP, CPING, OPTIONS, HEAD, GET "
+                "(or OPTIONS11, HEAD11, GET11)"
+            )
+        kind, http_method = _HC_METHODS[method]
+        kwargs: dict[str, Any] = {
+            "kind": HealthCheckKind(kind),
+            "method": http_method,
+            "interval": _number(node, "hcinterval", params.get("hcinterval", "30")),
+            "passes": _number(node, "hcpasses", params.get("hcpasses", "1"), integer=True),
+            "fails": _number(node, "hcfails", params.get("hcfails", "1"), integer=True),
+        }
+        if kind == "http":
+            kwargs["path"] = params.get("hcuri", "/")
+        elif "hcuri" in params:
+            raise node.error(f"hcuri is only used by HTTP checks, not hcmethod={params['hcmethod']}")
+
+        def fail(field: str | None, problem: str) -> ConfigError:
+            return node.error(problem)
+
+        return build(HealthCheckConfig, kwargs, fail)
 
     def status(self, node: Node, value: str) -> MemberState:
         flags: set[str] = set()
