@@ -17,13 +17,13 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.web.server import Site
 
 from twisted_lb.accesslog import AccessLog
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, LBMethod, Member, MemberStatus
 from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
 from twisted_lb.dispatch import Backend, Dispatcher
+from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router
@@ -183,13 +183,6 @@ def build_balancer(
     return BuiltBalancer(config, reactor, x_forwarded=x_forwarded)
 
 
-class _Site(Site):
-    """A Site that leaves request logging to twisted_lb's own access log."""
-
-    def log(self, request: object) -> None:
-        pass
-
-
 def build_resource(
     config: ProxyConfig,
     balancers: dict[str, BuiltBalancer],
@@ -247,10 +240,10 @@ class ProxyService(MultiService):
         self.listening: list[StreamServerEndpointService] = []
         for i, listener in enumerate(config.listeners):
             if listener.redirect:
-                site = _Site(RedirectResource(listener.redirect, listener.redirect_status), timeout=75)
+                root: Any = RedirectResource(listener.redirect, listener.redirect_status)
             else:
-                site = _Site(self.resource, timeout=75)
-            site.displayTracebacks = False
+                root = self.resource
+            site = FrontendSite(root, config.limits, reactor)
             factory: Any = site
             if listener.tls is not None:
                 try:

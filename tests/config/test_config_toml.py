@@ -9,6 +9,7 @@ from twisted_lb.config import (
     BalancerConfig,
     ConfigError,
     LBMethodName,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     MemberState,
@@ -128,6 +129,17 @@ def test_every_key() -> None:
         timeout=120.0,
         x_forwarded=False,
         access_log=d + "logs/access.log",
+        limits=LimitsConfig(
+            max_headers=50,
+            max_header_bytes=8000,
+            header_timeout=10.0,
+            header_timeout_max=30.0,
+            body_timeout=15.0,
+            min_rate=1000,
+            idle_timeout=20.0,
+            send_timeout=45.0,
+            max_connections=5000,
+        ),
     )
 
 
@@ -297,3 +309,13 @@ def test_balancers_must_be_tables() -> None:
     """balancers.NAME must be a table."""
     e = error("[balancers]\napp = 3\n")
     assert e.key == "balancers.app"
+
+
+def test_limits_are_checked() -> None:
+    """Unknown or inconsistent [limits] keys name the key."""
+    e = error(MINIMAL + "\n[limits]\nmax_header = 10\n")
+    assert e.key == "limits.max_header" and "max_headers" in e.problem
+    e = error(MINIMAL + "\n[limits]\nheader_timeout = 30\nheader_timeout_max = 20\n")
+    assert e.key.startswith("limits") and "header_timeout_max" in e.problem
+    e = error(MINIMAL + "\n[limits]\nmax_headers = 0\n")
+    assert e.key == "limits.max_headers"

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+import attrs
+
 from .model import (
     BackendTLSConfig,
     BalancerConfig,
@@ -175,6 +177,7 @@ def to_toml(config: ProxyConfig) -> str:
             "access_log": config.access_log,
         }
     )
+    out += ["", "[limits]", *_lines(attrs.asdict(config.limits))]
     for listener in config.listeners:
         out += ["", *_listener(listener)]
     for balancer in config.balancers:

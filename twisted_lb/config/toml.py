@@ -25,6 +25,7 @@ from .model import (
     BalancerConfig,
     ConfigError,
     LBMethodName,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     MemberState,
@@ -42,9 +43,21 @@ _TOP = {
     "timeout": "num",
     "x_forwarded": "bool",
     "access_log": "str",
+    "limits": "table",
     "listen": "tables",
     "balancers": "table",
     "routes": "tables",
+}
+_LIMITS = {
+    "max_headers": "int",
+    "max_header_bytes": "int",
+    "header_timeout": "num",
+    "header_timeout_max": "num",
+    "body_timeout": "num",
+    "min_rate": "int",
+    "idle_timeout": "num",
+    "send_timeout": "num",
+    "max_connections": "int",
 }
 _LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
 _LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
@@ -213,8 +226,16 @@ class _Reader:
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
             "access_log": self.path(data.get("access_log")),
+            "limits": self.limits(data.get("limits", {})),
         }
         return self.model(ProxyConfig, kwargs, "", {})
+
+    def limits(self, table: dict[str, Any]) -> LimitsConfig:
+        self.check(table, _LIMITS, "limits")
+        kwargs = {
+            key: float(value) if _LIMITS[key] == "num" else value for key, value in table.items()
+        }
+        return self.model(LimitsConfig, kwargs, "limits", {})
 
     def listener(self, table: dict[str, Any], prefix: str) -> ListenerConfig:
         self.check(table, _LISTEN, prefix)
