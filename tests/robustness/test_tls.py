@@ -241,8 +241,8 @@ class FrontendTLSTests(TestCase):
 
     @defer.inlineCallbacks
     def test_weak_ciphers_refused(self):
-        """TLS 1.2 with only RC4, 3DES, NULL, export, anonymous or MD5 suites: no handshake."""
-        weak = ("RC4", "3DES", "eNULL", "EXP", "aNULL", "MD5", "DES", "IDEA", "SEED", "CAMELLIA")
+        """TLS 1.2 offering only NULL, anonymous or MD5 suites (and RC4, 3DES, export, DES, IDEA, SEED where this OpenSSL still has them): no handshake."""
+        weak = ("RC4", "3DES", "eNULL", "EXP", "aNULL", "MD5", "DES", "IDEA", "SEED")
         tried = []
         for suite in weak:
 
