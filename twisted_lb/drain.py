@@ -124,13 +124,6 @@ class TrackedChannel(HTTPChannel):
                 request.responseHeaders.setRawHeaders(b"connection", _CLOSE)
 
 
-def tracked_channel_factory(site: Any) -> Any:
-    """A C{Site.protocol}: Twisted's HTTP/1.1-or-HTTP/2 protocol around a L{TrackedChannel}."""
-    from twisted.web.http import _GenericHTTPChannelProtocol
-
-    return _GenericHTTPChannelProtocol(TrackedChannel())
-
-
 def wait_until(
     reactor: Any, done: Callable[[], bool], timeout: float, poll: float = 0.05
 ) -> defer.Deferred[bool]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -191,7 +192,7 @@ class RequestSink:
 
 
 def _error_page(request: Request, status: int, message: str) -> bytes:
-    request.setResponseCode(status)
+    request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
     request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
     body = f"{status} {request.code_message.decode('latin-1')}\n{message}\n".encode()
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])

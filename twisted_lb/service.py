@@ -17,14 +17,14 @@ from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.web.server import Site
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
 from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
 from twisted_lb.dispatch import Backend, Dispatcher
-from twisted_lb.drain import ClientConnections, tracked_channel_factory, wait_until
+from twisted_lb.drain import ClientConnections, wait_until
+from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router
@@ -234,23 +234,6 @@ def build_balancer(
     return BuiltBalancer(config, reactor, x_forwarded=x_forwarded)
 
 
-class _Site(Site):
-    """
-    A Site that leaves request logging to twisted_lb's own access log and
-    whose client connections the proxy knows of (for a graceful stop).
-    """
-
-    protocol = tracked_channel_factory
-
-    def __init__(self, resource: Any, connections: ClientConnections) -> None:
-        super().__init__(resource, timeout=75)
-        self.connections = connections
-        self.displayTracebacks = False
-
-    def log(self, request: object) -> None:
-        pass
-
-
 def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Router[ProxyTarget]:
     """The path router of C{config}'s routes onto C{balancers}."""
     entries: list[tuple[str, ProxyTarget | None]] = []
@@ -375,9 +358,12 @@ class ProxyService(MultiService):
         """
         listener = config.listeners[index]
         if listener.redirect:
-            site = _Site(RedirectResource(listener.redirect, listener.redirect_status), self.connections)
+            site = FrontendSite(
+                RedirectResource(listener.redirect, listener.redirect_status),
+                config.limits, self.reactor, self.connections,
+            )
         else:
-            site = _Site(self.resource, self.connections)
+            site = FrontendSite(self.resource, config.limits, self.reactor, self.connections)
         factory: Any = site
         if listener.tls is not None:
             try:

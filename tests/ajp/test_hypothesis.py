@@ -1,11 +1,14 @@
 """
-Property tests of the AJP codec: arbitrary input only ever raises
-L{AJPProtocolError}, and generated events survive a round trip.
+Property tests of the AJP codec, both roles: arbitrary, mutated and
+truncated input only ever raises L{AJPProtocolError}, terminates, and makes
+the codec allocate in proportion to its input (never what a length field
+claims); generated events and whole exchanges survive a round trip.
 """
 
 from __future__ import annotations
 
 import struct
+import tracemalloc
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,8 +20,13 @@ from twisted_lb.ajp import (
     AJPConnection,
     AJPProtocolError,
     ConnectionClosed,
+    CPing,
+    CPong,
+    EndResponse,
     Event,
     ForwardRequest,
+    GetBodyChunk,
+    RequestBody,
     Role,
     SendBodyChunk,
     SendHeaders,
@@ -202,3 +210,85 @@ def test_truncated_stream(vector: Vector, data: st.DataObject) -> None:
     """A vector cut short followed by end of file raises nothing but AJPProtocolError."""
     cut = data.draw(st.integers(0, len(vector.wire) - 1))
     _consume(_receiver(vector), vector.wire[:cut], True)
+
+
+_MAGIC_BYTES = {Role.PROXY: b"AB", Role.CONTAINER: b"\x12\x34"}
+
+
+@_settings
+@given(st.sampled_from(list(Role)), st.integers(0, 3), st.integers(8189, 0xFFFF), st.binary(max_size=64))
+def test_declared_length_beyond_packet_size(role: Role, prelude: int, length: int, tail: bytes) -> None:
+    """A header claiming more than the packet size is refused from the header alone."""
+    conn = _prepared(role, prelude)
+    conn.receive_data(_MAGIC_BYTES[role] + struct.pack(">H", length) + tail)
+    try:
+        event = conn.next_event()
+    except AJPProtocolError:
+        return
+    raise AssertionError(f"accepted a packet header claiming {length} bytes: {event!r}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(list(Role)), st.integers(0, 3), st.data())
+def test_allocation_bounded_by_input(role: Role, prelude: int, data: st.DataObject) -> None:
+    """
+    Parsing never allocates much more than the bytes it was given: lengths
+    inside packets (strings, header counts, chunk sizes) are checked against
+    the packet before anything is built from them.
+    """
+    magic = 0x4142 if role is Role.PROXY else 0x1234
+    wire = data.draw(st.one_of(_packets(magic), st.binary(max_size=400)))
+    # Inflate one length-looking field so that it claims far more than is there.
+    if len(wire) > 8:
+        at = data.draw(st.integers(5, len(wire) - 2))
+        wire = wire[:at] + b"\xff\xfe" + wire[at + 2 :]
+    conn = _prepared(role, prelude)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        _consume(conn, wire, True)
+        peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024 + 8 * len(wire), (peak, len(wire))
+
+
+_body_chunks = st.lists(st.binary(min_size=1, max_size=300), max_size=3)
+
+
+@_settings
+@given(
+    st.lists(
+        st.tuples(st.booleans(), _body_chunks, _send_headers, _body_chunks),
+        min_size=1,
+        max_size=4,
+    ),
+    st.booleans(),
+)
+def test_whole_exchanges_round_trip(
+    exchanges: list[tuple[bool, list[bytes], SendHeaders, list[bytes]]], last_reuse: bool
+) -> None:
+    """
+    Several exchanges on one connection (CPING/CPONG, a chunked request body
+    asked for chunk by chunk, headers, body chunks, END_RESPONSE) are
+    received message for message as sent, both roles agreeing on the state.
+    """
+    pair = ConnectionPair()
+    for i, (cping, body, headers, response) in enumerate(exchanges):
+        if i:
+            pair.proxy.start_next_cycle()
+            pair.container.start_next_cycle()
+        if cping:
+            pair.run([CPing(), CPong()])
+        pair.send(CHUNKED_POST)
+        for chunk in body:
+            pair.send(GetBodyChunk(8186))
+            pair.send(RequestBody(chunk))
+        pair.send(GetBodyChunk(8186))
+        pair.send(RequestBody(b""))
+        pair.send(headers)
+        for chunk in response:
+            pair.send(SendBodyChunk(chunk))
+        pair.send(EndResponse(last_reuse if i == len(exchanges) - 1 else True))
+    assert pair.proxy.reusable is last_reuse

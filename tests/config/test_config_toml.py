@@ -12,6 +12,7 @@ from twisted_lb.config import (
     HealthCheckConfig,
     HealthCheckKind,
     LBMethodName,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     MemberState,
@@ -150,6 +151,17 @@ def test_every_key() -> None:
             user="ops",
             password="pbkdf2_sha256$1000$c2FsdA$aGFzaA",
             state_file=d + "state/manager.json",
+        ),
+        limits=LimitsConfig(
+            max_headers=50,
+            max_header_bytes=8000,
+            header_timeout=10.0,
+            header_timeout_max=30.0,
+            body_timeout=15.0,
+            min_rate=1000,
+            idle_timeout=20.0,
+            send_timeout=45.0,
+            max_connections=5000,
         ),
     )
 
@@ -361,3 +373,13 @@ def test_health_errors(health: str, key: str, problem: str) -> None:
     e = error(MINIMAL.replace("[balancers.app]\n", f"[balancers.app]\nhealth = {health}\n"))
     assert e.key == key
     assert problem in e.problem
+
+
+def test_limits_are_checked() -> None:
+    """Unknown or inconsistent [limits] keys name the key."""
+    e = error(MINIMAL + "\n[limits]\nmax_header = 10\n")
+    assert e.key == "limits.max_header" and "max_headers" in e.problem
+    e = error(MINIMAL + "\n[limits]\nheader_timeout = 30\nheader_timeout_max = 20\n")
+    assert e.key.startswith("limits") and "header_timeout_max" in e.problem
+    e = error(MINIMAL + "\n[limits]\nmax_headers = 0\n")
+    assert e.key == "limits.max_headers"

@@ -21,6 +21,7 @@ from twisted.web.http_headers import Headers
 
 from twisted_lb.config.model import (
     BalancerConfig,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
@@ -96,6 +97,7 @@ class Client:
 async def start_proxy(
     members: Sequence[tuple[str, str]],
     member_options: dict[str, Any] | None = None,
+    limits: LimitsConfig | None = None,
     **balancer_options: Any,
 ) -> tuple[ProxyService, str]:
     """
@@ -104,6 +106,7 @@ async def start_proxy(
     @param members: C{(url, route)} pairs.
     @param member_options: L{MemberConfig} settings for every member
         (default L{FAST}); a value may be a dict route -> value.
+    @param limits: the frontend's limits (default: the model's).
     @return: the running service and its base URL.
     """
     options = dict(FAST)
@@ -120,6 +123,7 @@ async def start_proxy(
         listeners=(ListenerConfig("tcp:0:interface=127.0.0.1"),),
         balancers=(BalancerConfig("cluster", tuple(configs), **balancer_options),),
         routes=(RouteConfig("/", "cluster"),),
+        limits=limits or LimitsConfig(),
     )
     service = ProxyService(config, reactor)
     service.startService()

@@ -11,6 +11,8 @@ import math
 import re
 from typing import Any
 
+import attrs
+
 from .model import (
     BackendTLSConfig,
     BalancerConfig,
@@ -197,6 +199,7 @@ def to_toml(config: ProxyConfig) -> str:
             "shutdown_timeout": float(config.shutdown_timeout),
         }
     )
+    out += ["", "[limits]", *_lines(attrs.asdict(config.limits))]
     for listener in config.listeners:
         out += ["", *_listener(listener)]
     for balancer in config.balancers:

@@ -28,6 +28,7 @@ __all__ = [
     "TLSConfig",
     "BackendTLSConfig",
     "ListenerConfig",
+    "LimitsConfig",
     "ProxyConfig",
     "MemberState",
     "LBMethodName",
@@ -552,6 +553,51 @@ class AdminConfig:
 
 
 @attrs.frozen
+class LimitsConfig:
+    """
+    What the proxy accepts from a client connection before it hands a request
+    to a member (the frontend's defences against hostile clients).
+
+    @ivar max_headers: header lines per request; more is a 431 (Apache's
+        C{LimitRequestFields}).
+    @ivar max_header_bytes: bytes of the request line and headers together;
+        more is a 431 (414 for a request line alone over the limit).
+    @ivar header_timeout: seconds a client has for a request head once its
+        first byte arrived; each C{min_rate} bytes received add one second,
+        up to C{header_timeout_max}. Past it: 408 and close (Apache's
+        C{mod_reqtimeout header=20-40,MinRate=500}).
+    @ivar header_timeout_max: the hard limit for a request head.
+    @ivar body_timeout: seconds for a request body, extended by C{min_rate}
+        bytes per second received (C{mod_reqtimeout body=20,MinRate=500}).
+    @ivar min_rate: bytes per second that extend the head and body deadlines.
+    @ivar idle_timeout: seconds a connection may wait silently for its next
+        request (Apache's C{KeepAliveTimeout}, longer by default).
+    @ivar send_timeout: seconds a response may wait for a client that reads
+        nothing; then the connection is aborted (Apache's C{Timeout}).
+    @ivar max_connections: open client connections per listener; past it a
+        new connection gets 503 and is closed. C{None}: no limit.
+    """
+
+    max_headers: int = attrs.field(default=100, validator=_positive)
+    max_header_bytes: int = attrs.field(default=16384, validator=_positive)
+    header_timeout: float = attrs.field(default=20.0, validator=_positive)
+    header_timeout_max: float = attrs.field(default=40.0, validator=_positive)
+    body_timeout: float = attrs.field(default=20.0, validator=_positive)
+    min_rate: int = attrs.field(default=500, validator=_positive)
+    idle_timeout: float = attrs.field(default=60.0, validator=_positive)
+    send_timeout: float = attrs.field(default=60.0, validator=_positive)
+    max_connections: int | None = attrs.field(default=None, validator=_positive)
+
+    @header_timeout_max.validator
+    def _check_header_timeout_max(self, attribute: attrs.Attribute[Any], value: float) -> None:
+        if value < self.header_timeout:
+            raise ValueError(
+                f"header_timeout_max ({value!r}) must not be less than "
+                f"header_timeout ({self.header_timeout!r})"
+            )
+
+
+@attrs.frozen
 class ProxyConfig:
     """
     The whole configuration of one proxy.
@@ -567,6 +613,7 @@ class ProxyConfig:
     @ivar shutdown_timeout: seconds a stopping proxy lets requests in flight
         (and WebSockets) finish before it closes them.
     @ivar admin: the admin listener; C{None} (the default) runs none.
+    @ivar limits: what every listener accepts from its clients.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -580,6 +627,7 @@ class ProxyConfig:
     log_format: str = attrs.field(default="text", validator=_one_of("text", "json"))
     shutdown_timeout: float = attrs.field(default=30.0, validator=_not_negative)
     admin: AdminConfig | None = None
+    limits: LimitsConfig = LimitsConfig()
 
     def __attrs_post_init__(self) -> None:
         names = [b.name for b in self.balancers]

@@ -28,6 +28,7 @@ from .model import (
     HealthCheckConfig,
     HealthCheckKind,
     LBMethodName,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     MemberState,
@@ -48,6 +49,7 @@ _TOP = {
     "access_log_format": "str",
     "log_format": "str",
     "shutdown_timeout": "num",
+    "limits": "table",
     "listen": "tables",
     "balancers": "table",
     "routes": "tables",
@@ -59,6 +61,17 @@ _ADMIN = {
     "password": "str",
     "password_file": "str",
     "state_file": "str",
+}
+_LIMITS = {
+    "max_headers": "int",
+    "max_header_bytes": "int",
+    "header_timeout": "num",
+    "header_timeout_max": "num",
+    "body_timeout": "num",
+    "min_rate": "int",
+    "idle_timeout": "num",
+    "send_timeout": "num",
+    "max_connections": "int",
 }
 _LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
 _LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
@@ -240,6 +253,7 @@ class _Reader:
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
             "access_log": self.path(data.get("access_log")),
+            "limits": self.limits(data.get("limits", {})),
         }
         for key in ("access_log_format", "log_format"):
             if key in data:
@@ -272,6 +286,13 @@ class _Reader:
             kwargs["state_file"] = self.path(table["state_file"])
         names = {"password": "password_file" if "password_file" in table else "password"}
         return self.model(AdminConfig, kwargs, prefix, names)
+
+    def limits(self, table: dict[str, Any]) -> LimitsConfig:
+        self.check(table, _LIMITS, "limits")
+        kwargs = {
+            key: float(value) if _LIMITS[key] == "num" else value for key, value in table.items()
+        }
+        return self.model(LimitsConfig, kwargs, "limits", {})
 
     def listener(self, table: dict[str, Any], prefix: str) -> ListenerConfig:
         self.check(table, _LISTEN, prefix)
