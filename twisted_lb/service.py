@@ -15,6 +15,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web.server import Site
@@ -22,7 +23,13 @@ from twisted.web.server import Site
 from twisted_lb.accesslog import AccessLog
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, LBMethod, Member, MemberStatus
-from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
+from twisted_lb.config.model import (
+    BalancerConfig,
+    ConfigError,
+    ListenerConfig,
+    MemberConfig,
+    ProxyConfig,
+)
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.health import Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
@@ -226,7 +233,18 @@ class ProxyService(MultiService):
     @ivar resource: the proxy resource (embeddable in another C{Site}).
     """
 
-    def __init__(self, config: ProxyConfig, reactor: Any) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        reactor: Any,
+        *,
+        endpoint_for: Callable[[int, ListenerConfig], IStreamServerEndpoint] | None = None,
+    ) -> None:
+        """
+        @param endpoint_for: makes the server endpoint of listener C{i}
+            instead of C{serverFromString} (a worker process adopts the
+            sockets its supervisor opened, see L{twisted_lb.worker}).
+        """
         super().__init__()
         self.config = config
         self.balancers = {
@@ -259,7 +277,10 @@ class ProxyService(MultiService):
                     raise ConfigError(config.source, f"listen[{i}].tls", str(e)) from None
                 factory = TLSMemoryBIOFactory(context, False, site)
             try:
-                endpoint = serverFromString(reactor, listener.endpoint)
+                if endpoint_for is not None:
+                    endpoint = endpoint_for(i, listener)
+                else:
+                    endpoint = serverFromString(reactor, listener.endpoint)
             except (ValueError, KeyError, TypeError) as e:
                 raise ConfigError(
                     config.source, f"listen[{i}].endpoint", f"{listener.endpoint!r}: {e}"

@@ -74,7 +74,14 @@ def _make_service(options: Options, reactor: Any) -> IService:
         config, warnings = read_config(options["config"])
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        service = ProxyService(config, reactor)
+        service: IService = ProxyService(config, reactor)
+        workers = config.effective_workers
+        if workers > 1 and not options["check"]:
+            from twisted_lb.workers import WorkerSupervisor
+
+            # This copy only checked the configuration: each worker builds its own.
+            service.stopService()
+            service = WorkerSupervisor(config, options["config"], reactor, workers)
     except ConfigError as e:
         raise SystemExit(f"twisted_lb: configuration error: {e}") from None
     if options["check"]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.interop.proxy_process import child_pids
 from tests.interop.tomcat import LOOPBACK, _port_accepts
 
 MODULE_DIR = Path("/usr/lib/apache2/modules")
@@ -222,17 +223,3 @@ Listen {LOOPBACK}:{self.https_port}
                 self._stderr.close()
 
 
-def child_pids(ppid: int) -> list[int]:
-    """The PIDs whose parent is C{ppid} (from C{/proc/*/stat})."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = raw[raw.rfind(")") + 2 :].split()
-        if len(rest) > 1 and rest[1] == str(ppid):
-            found.append(int(entry))
-    return found

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import attrs
 
-from tests.bench.apache import ApacheProcess, child_pids, find_apache, missing_modules
+from tests.bench.apache import ApacheProcess, find_apache, missing_modules
 from tests.bench.wrk import find_wrk, lua_script, run_wrk
-from tests.interop.proxy_process import ProxyProcess
+from tests.interop.proxy_process import ProxyProcess, child_pids
 from tests.interop.tomcat import (
     LOOPBACK,
     TomcatError,

@@ -128,6 +128,7 @@ def test_every_key() -> None:
         timeout=120.0,
         x_forwarded=False,
         access_log=d + "logs/access.log",
+        workers=2,
     )
 
 

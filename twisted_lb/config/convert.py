@@ -173,6 +173,7 @@ def to_toml(config: ProxyConfig) -> str:
             "timeout": float(config.timeout),
             "x_forwarded": config.x_forwarded,
             "access_log": config.access_log,
+            "workers": config.workers,
         }
     )
     for listener in config.listeners:

@@ -11,6 +11,7 @@ file, the key and the problem.
 from __future__ import annotations
 
 import enum
+import os
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -78,6 +79,13 @@ def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float | Non
 def _not_negative(instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
     if value is not None and value < 0:
         raise ValueError(f"{attribute.name} must not be negative, not {value!r}")
+
+
+def _workers(instance: Any, attribute: attrs.Attribute[Any], value: int | str) -> None:
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'workers must be "auto" or a number of at least 1, not {value!r}')
 
 
 def _member_url(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -346,6 +354,9 @@ class ProxyConfig:
     @ivar source: where it came from, for messages.
     @ivar timeout: default seconds to wait for a member's answer.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} for HTTP members.
+    @ivar workers: how many processes serve the listeners: C{"auto"} (the
+        default: one per core, see L{effective_workers}) or a number; 1 runs
+        everything in the one C{twistd} process.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -355,6 +366,14 @@ class ProxyConfig:
     timeout: float = attrs.field(default=300.0, validator=_positive)
     x_forwarded: bool = True
     access_log: str | None = None
+    workers: int | str = attrs.field(default="auto", validator=_workers)
+
+    @property
+    def effective_workers(self) -> int:
+        """The number of worker processes: C{workers}, or the number of cores for C{"auto"}."""
+        if self.workers == "auto":
+            return len(os.sched_getaffinity(0))
+        return int(self.workers)
 
     def __attrs_post_init__(self) -> None:
         names = [b.name for b in self.balancers]

@@ -42,6 +42,7 @@ _TOP = {
     "timeout": "num",
     "x_forwarded": "bool",
     "access_log": "str",
+    "workers": "workers",
     "listen": "tables",
     "balancers": "table",
     "routes": "tables",
@@ -96,6 +97,7 @@ _KIND_WORDS = {
     "strmap": 'a table of strings ({ "/internal" = "/public" })',
     "sticky": "a string (Apache syntax), false, or a table {cookie, path, separator}",
     "balancer": "a balancer name, or false for an exclusion",
+    "workers": '"auto" or an integer',
 }
 
 
@@ -138,6 +140,8 @@ def _fits(kind: str, value: Any) -> bool:
         return isinstance(value, (str, dict)) or value is False
     if kind == "balancer":
         return isinstance(value, str) or value is False
+    if kind == "workers":
+        return value == "auto" or (isinstance(value, int) and not isinstance(value, bool))
     raise AssertionError(kind)
 
 
@@ -213,6 +217,7 @@ class _Reader:
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
             "access_log": self.path(data.get("access_log")),
+            "workers": data.get("workers", "auto"),
         }
         return self.model(ProxyConfig, kwargs, "", {})
 
