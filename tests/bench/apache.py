@@ -78,6 +78,7 @@ class ApacheProcess:
         key: Path,
         threads_per_child: int = 128,
         servers: int = 4,
+        packet_size: int = 8192,
     ) -> None:
         self.directory = directory
         self.http_port = http_port
@@ -88,6 +89,8 @@ class ApacheProcess:
         self.key = key
         self.threads_per_child = threads_per_child
         self.servers = servers
+        #: the AJP packet size (C{ProxyIOBufferSize}); Tomcat's C{packetSize} must match
+        self.packet_size = packet_size
         self.conf_path = directory / "httpd.conf"
         self.pid_file = directory / "httpd.pid"
         self.error_log = directory / "error.log"
@@ -128,6 +131,7 @@ MaxKeepAliveRequests 0
 KeepAliveTimeout 15
 Timeout 60
 ProxyTimeout 60
+ProxyIOBufferSize {self.packet_size}
 
 <Proxy balancer://app>
 {members}    ProxySet lbmethod=byrequests
