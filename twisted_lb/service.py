@@ -290,6 +290,16 @@ class ProxyService(MultiService):
             service.setServiceParent(self)
             self.listening.append(service)
 
+    def discard(self) -> None:
+        """
+        Release what building opened (the access log file) when this
+        service will never be started: the copy a C{workers} supervisor
+        builds only to check the configuration.
+        """
+        if self._access_file is not None:
+            self._access_file.close()
+            self._access_file = None
+
     def startService(self) -> None:
         super().startService()
         for listener in self.config.listeners:

@@ -80,7 +80,7 @@ def _make_service(options: Options, reactor: Any) -> IService:
             from twisted_lb.workers import WorkerSupervisor
 
             # This copy only checked the configuration: each worker builds its own.
-            service.stopService()
+            service.discard()
             service = WorkerSupervisor(config, options["config"], reactor, workers)
     except ConfigError as e:
         raise SystemExit(f"twisted_lb: configuration error: {e}") from None
