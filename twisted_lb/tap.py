@@ -74,13 +74,14 @@ def _make_service(options: Options, reactor: Any) -> IService:
         config, warnings = read_config(options["config"])
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        service: IService = ProxyService(config, reactor)
+        proxy = ProxyService(config, reactor)
+        service: IService = proxy
         workers = config.effective_workers
         if workers > 1 and not options["check"]:
             from twisted_lb.workers import WorkerSupervisor
 
             # This copy only checked the configuration: each worker builds its own.
-            service.discard()
+            proxy.discard()
             service = WorkerSupervisor(config, options["config"], reactor, workers)
     except ConfigError as e:
         raise SystemExit(f"twisted_lb: configuration error: {e}") from None
