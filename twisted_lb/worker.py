@@ -10,7 +10,9 @@ reactor of its own. Its log goes to stdout as one JSON object per line,
 which the supervisor writes to its own log with the worker's index and PID.
 
 Signals: C{SIGTERM} stops the proxy gracefully and exits; C{SIGHUP} calls
-C{ProxyService.reload()} when the service has one; C{SIGINT} is ignored (the
+C{ProxyService.reload()} when the service has one; C{SIGUSR1} calls
+C{twisted_lb.admin.state.apply_state(service, config.admin.state_file)} when
+that module and key exist (else it is logged); C{SIGINT} is ignored (the
 supervisor decides). When stdin (a pipe from the supervisor) reaches its
 end, the supervisor is gone and the worker stops too.
 
@@ -135,7 +137,10 @@ class _SupervisorWatch(FileDescriptor):
 def _log_to_stdout(event: dict[str, Any]) -> None:
     text = eventAsText(event, includeTimestamp=False, includeSystem=False)
     level = event.get("log_level")
-    line = json.dumps({"level": level.name if level is not None else "info", "text": text})
+    record = {"level": level.name if level is not None else "info", "text": text}
+    if event.get("ready"):
+        record["ready"] = True  # the supervisor forwards signals from now on
+    line = json.dumps(record)
     try:
         sys.stdout.write(line + "\n")
         sys.stdout.flush()
@@ -207,7 +212,19 @@ def main(argv: list[str] | None = None) -> int:
             return
         defer.maybeDeferred(method).addErrback(lambda f: _log.failure("reload", f))
 
-    handlers = {signal.SIGTERM: stop, signal.SIGHUP: reload}
+    def apply_state() -> None:
+        # The admin's saved member states, when that module exists (SIGUSR1
+        # would otherwise end the process: its default action).
+        try:
+            from twisted_lb.admin.state import apply_state as apply  # type: ignore[import-not-found]
+        except ImportError:
+            _log.warn("SIGUSR1: this version has no saved member state to apply")
+            return
+        path = getattr(config, "admin", None) and getattr(config.admin, "state_file", None)
+        if path:
+            defer.maybeDeferred(apply, service, path).addErrback(lambda f: _log.failure("SIGUSR1", f))
+
+    handlers = {signal.SIGTERM: stop, signal.SIGHUP: reload, signal.SIGUSR1: apply_state}
     for signum, handler in handlers.items():
         signal.signal(signum, lambda n, f, h=handler: reactor.callFromThread(h))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -223,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             status[0] = 1
             reactor.stop()
             return
-        _log.info("worker {index} (pid {pid}) serving", index=args.index, pid=os.getpid())
+        _log.info("worker {index} (pid {pid}) serving", index=args.index, pid=os.getpid(), ready=True)
 
     reactor.callWhenRunning(start)
     reactor.run(installSignalHandlers=False)

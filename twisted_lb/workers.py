@@ -176,6 +176,8 @@ class _WorkerProcess(ProcessProtocol):
         self.index = index
         self.pid: int | None = None
         self.started = 0.0
+        #: whether the worker said it serves (its signal handlers are set)
+        self.ready = False
         self.ended: defer.Deferred[int | None] = defer.Deferred()
         self._buffers: dict[int, bytes] = {1: b"", 2: b""}
 
@@ -195,8 +197,10 @@ class _WorkerProcess(ProcessProtocol):
         level, text = LogLevel.warn, line
         try:
             event = json.loads(line)
+            if event.get("ready"):
+                self.ready = True
             level, text = LogLevel.levelWithName(event["level"]), event["text"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             pass
         _log.emit(
             level, "worker {index} (pid {pid}): {text}", index=self.index, pid=self.pid, text=text
@@ -215,8 +219,10 @@ class _WorkerProcess(ProcessProtocol):
 
     def signal(self, name: str) -> None:
         """Send signal C{name} (C{"TERM"}, C{"HUP"}, ...) if it still runs."""
+        # Twisted takes a few names ("TERM", "KILL", ...) and numbers otherwise.
+        signal_id = name if name in ("HUP", "INT", "KILL", "STOP", "TERM") else getattr(signal, f"SIG{name}")
         try:
-            self.transport.signalProcess(name)  # type: ignore[union-attr]
+            self.transport.signalProcess(signal_id)  # type: ignore[union-attr]
         except (error.ProcessExitedAlready, OSError):
             pass
 
@@ -276,9 +282,14 @@ class WorkerSupervisor(Service):
         self.reactor.callFromThread(self.signal_workers, name)
 
     def signal_workers(self, name: str) -> None:
-        """Send signal C{name} to every running worker."""
-        _log.info("sending SIG{name} to {n} workers", name=name, n=len(self.workers))
-        for worker in list(self.workers.values()):
+        """
+        Send signal C{name} to every worker that serves; one still starting
+        has no handler yet (the signal would kill it) and reads the
+        configuration anyway.
+        """
+        ready = [w for w in self.workers.values() if w.ready]
+        _log.info("sending SIG{name} to {n} workers", name=name, n=len(ready))
+        for worker in ready:
             worker.signal(name)
 
     def _spawn(self, index: int) -> None:

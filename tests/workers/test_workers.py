@@ -78,7 +78,7 @@ def proxy(nodes: dict[str, int], tmp_path: Path) -> Iterator[tuple[ProxyProcess,
     process = ProxyProcess(tmp_path, text)
     process.start([port])
     try:
-        _wait(lambda: len(child_pids(process.process.pid)) == 2, what="two workers")
+        _wait(lambda: process.log().count(") serving") == 2, what="two workers serving")
         yield process, port
     except BaseException:
         print(process.log()[-20000:])
@@ -158,3 +158,16 @@ def test_killed_supervisor_leaves_no_worker(proxy: tuple[ProxyProcess, int]) -> 
     process.process.kill()
     process.process.wait(10)
     _wait(lambda: not any(_alive(p) for p in workers), what="orphaned workers to exit")
+
+
+def test_forwarded_signals_do_not_kill_workers(proxy: tuple[ProxyProcess, int]) -> None:
+    """SIGHUP and SIGUSR1 to twistd reach the workers, which go on serving."""
+    process, port = proxy
+    assert process.process is not None
+    before = _workers(process)
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        process.process.send_signal(sig)
+    _wait(lambda: process.log().count("sending SIG") >= 2, what="the signals forwarded")
+    _wait(lambda: "SIGUSR1" in process.log().split("sending SIGUSR1", 1)[-1], what="a worker's SIGUSR1")
+    assert _workers(process) == before
+    assert ProxyClient(port).request("GET", "/session").status == 200
