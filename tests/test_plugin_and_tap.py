@@ -106,7 +106,7 @@ def test_config_service_builds(tmp_path: Path) -> None:
     """--config builds a MultiService around the proxy (and its SIGHUP reloader) without
     listening until started."""
     config = tmp_path / "site.toml"
-    config.write_text(_CONFIG)
+    config.write_text("workers = 1\n" + _CONFIG)
     reactor = MemoryReactorClock()
     service = tap._make_service(_options("--config", str(config)), reactor)
     assert isinstance(service, MultiService)

@@ -15,13 +15,20 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
-from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
+from twisted_lb.config.model import (
+    BalancerConfig,
+    ConfigError,
+    ListenerConfig,
+    MemberConfig,
+    ProxyConfig,
+)
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
 from twisted_lb.frontend import FrontendSite
@@ -293,7 +300,18 @@ class ProxyService(MultiService):
     @ivar access_log: the access log file, or C{None}.
     """
 
-    def __init__(self, config: ProxyConfig, reactor: Any) -> None:
+    def __init__(
+        self,
+        config: ProxyConfig,
+        reactor: Any,
+        *,
+        endpoint_for: Callable[[int, ListenerConfig], IStreamServerEndpoint] | None = None,
+    ) -> None:
+        """
+        @param endpoint_for: makes the server endpoint of listener C{i}
+            instead of C{serverFromString} (a worker process adopts the
+            sockets its supervisor opened, see L{twisted_lb.worker}).
+        """
         super().__init__()
         self.reactor = reactor
         self.config = config
@@ -309,14 +327,20 @@ class ProxyService(MultiService):
         self.admin: Any = None
         if config.admin is not None:
             from twisted_lb.admin import AdminService
+            from twisted_lb.worker import identity
 
-            self.admin = AdminService(self, config.admin, reactor)
+            worker = identity()
+            if worker is None or worker.index == 0:
+                # With workers, worker 0 alone serves the admin listener.
+                self.admin = AdminService(self, config.admin, reactor, worker)
         self.resource = build_resource(config, self.balancers, self.request_hook())
         for built in self.balancers.values():
             self.attach(built)
         self.listening: list[StreamServerEndpointService] = []
+        #: Whether the listening sockets are adopted from a supervisor (a worker process).
+        self.adopting = endpoint_for is not None
         for i in range(len(config.listeners)):
-            service = self.build_listener(config, i)
+            service = self.build_listener(config, i, endpoint_for)
             service.setServiceParent(self)
             self.listening.append(service)
         if self.admin is not None:
@@ -350,13 +374,27 @@ class ProxyService(MultiService):
         built.prober.disownServiceParent()
         built.checker.disownServiceParent()
 
-    def build_listener(self, config: ProxyConfig, index: int) -> StreamServerEndpointService:
+    def build_listener(
+        self,
+        config: ProxyConfig,
+        index: int,
+        endpoint_for: Callable[[int, ListenerConfig], IStreamServerEndpoint] | None = None,
+    ) -> StreamServerEndpointService:
         """
         The (not yet started) listening service of C{config.listeners[index]}.
 
-        @raise ConfigError: its certificate or endpoint is not usable.
+        @param endpoint_for: makes its endpoint instead of C{serverFromString}.
+        @raise ConfigError: its certificate or endpoint is not usable, or a
+            worker process would have to open a listener of its own.
         """
         listener = config.listeners[index]
+        if endpoint_for is None and self.adopting:
+            raise ConfigError(
+                config.source,
+                f"listen[{index}]",
+                f"{listener.endpoint!r} is a new listener: with workers > 1 the supervisor owns "
+                "the listening sockets, so adding or removing a listener needs a restart",
+            )
         if listener.redirect:
             site = FrontendSite(
                 RedirectResource(listener.redirect, listener.redirect_status),
@@ -372,7 +410,10 @@ class ProxyService(MultiService):
                 raise ConfigError(config.source, f"listen[{index}].tls", str(e)) from None
             factory = TLSMemoryBIOFactory(context, False, site)
         try:
-            endpoint = serverFromString(self.reactor, listener.endpoint)
+            if endpoint_for is not None:
+                endpoint = endpoint_for(index, listener)
+            else:
+                endpoint = serverFromString(self.reactor, listener.endpoint)
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigError(
                 config.source, f"listen[{index}].endpoint", f"{listener.endpoint!r}: {e}"
@@ -397,6 +438,16 @@ class ProxyService(MultiService):
             # What the manager changed outlives a reload, as it outlives a restart.
             self.admin.reapply()
         return summary
+
+    def discard(self) -> None:
+        """
+        Release what building opened (the access log file) when this
+        service will never be started: the copy a C{workers} supervisor
+        builds only to check the configuration.
+        """
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
 
     def startService(self) -> None:
         super().startService()

@@ -77,7 +77,22 @@ def _make_service(options: Options, reactor: Any) -> IService:
         config, warnings = read_config(options["config"])
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        service = ProxyService(config, reactor)
+        proxy = ProxyService(config, reactor)
+        service: IService = proxy
+        workers = config.effective_workers
+        if workers > 1 and config.admin is not None and not config.admin.state_file:
+            raise ConfigError(
+                config.source,
+                "admin.state_file",
+                f"with {workers} workers the manager's changes reach the other workers through "
+                "the state file: set one (or workers = 1)",
+            )
+        if workers > 1 and not options["check"]:
+            from twisted_lb.workers import WorkerSupervisor
+
+            # This copy only checked the configuration: each worker builds its own.
+            proxy.discard()
+            service = WorkerSupervisor(config, options["config"], reactor, workers)
     except ConfigError as e:
         raise SystemExit(f"twisted_lb: configuration error: {e}") from None
     if options["check"]:
@@ -87,7 +102,9 @@ def _make_service(options: Options, reactor: Any) -> IService:
 
     root = _Root(config.log_format, options.parent)
     service.setServiceParent(root)
-    ReloadOnSignal(service, reactor, root.log_file).setServiceParent(root)
+    if service is proxy:
+        # With workers, the supervisor forwards SIGHUP to them and each reloads.
+        ReloadOnSignal(service, reactor, root.log_file).setServiceParent(root)
     return root
 
 

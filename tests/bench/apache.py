@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.interop.proxy_process import child_pids
 from tests.interop.tomcat import LOOPBACK, _port_accepts
 
 MODULE_DIR = Path("/usr/lib/apache2/modules")
@@ -77,6 +78,7 @@ class ApacheProcess:
         key: Path,
         threads_per_child: int = 128,
         servers: int = 4,
+        packet_size: int = 8192,
     ) -> None:
         self.directory = directory
         self.http_port = http_port
@@ -87,6 +89,8 @@ class ApacheProcess:
         self.key = key
         self.threads_per_child = threads_per_child
         self.servers = servers
+        #: the AJP packet size (C{ProxyIOBufferSize}); Tomcat's C{packetSize} must match
+        self.packet_size = packet_size
         self.conf_path = directory / "httpd.conf"
         self.pid_file = directory / "httpd.pid"
         self.error_log = directory / "error.log"
@@ -127,6 +131,7 @@ MaxKeepAliveRequests 0
 KeepAliveTimeout 15
 Timeout 60
 ProxyTimeout 60
+ProxyIOBufferSize {self.packet_size}
 
 <Proxy balancer://app>
 {members}    ProxySet lbmethod=byrequests
@@ -222,17 +227,3 @@ Listen {LOOPBACK}:{self.https_port}
                 self._stderr.close()
 
 
-def child_pids(ppid: int) -> list[int]:
-    """The PIDs whose parent is C{ppid} (from C{/proc/*/stat})."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        rest = raw[raw.rfind(")") + 2 :].split()
-        if len(rest) > 1 and rest[1] == str(ppid):
-            found.append(int(entry))
-    return found

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import attrs
 
-from tests.bench.apache import ApacheProcess, child_pids, find_apache, missing_modules
+from tests.bench.apache import ApacheProcess, find_apache, missing_modules
 from tests.bench.wrk import find_wrk, lua_script, run_wrk
-from tests.interop.proxy_process import ProxyProcess
+from tests.interop.proxy_process import ProxyProcess, child_pids
 from tests.interop.tomcat import (
     LOOPBACK,
     TomcatError,
@@ -195,13 +195,19 @@ class Stack:
 
 
 def _tlb_config(
-    port: int, tls_port: int, cert: Path, key: Path, members: list[dict[str, object]]
+    port: int,
+    tls_port: int,
+    cert: Path,
+    key: Path,
+    members: list[dict[str, object]],
+    workers: str = "auto",
 ) -> str:
     def q(v: object) -> str:
         return json.dumps(v) if isinstance(v, str) else str(v)
 
     lines = [
         "timeout = 60",
+        f"workers = {q(workers if workers == 'auto' else int(workers))}",
         "[[listen]]",
         f'endpoint = "tcp:{port}:interface={LOOPBACK}:backlog=511"',
         "[[listen]]",
@@ -245,6 +251,7 @@ def start_stack(stack: Stack, args: argparse.Namespace, log: Callable[[str], Non
             http_connector_attrs=dict(connector),
             https_connector_attrs=dict(connector),
             ajp_connector_attrs={"acceptCount": "511", "maxThreads": "300"},
+            packet_size=args.packet_size,
         )
         for name in ("tomcat1", "tomcat2")
     ]
@@ -279,6 +286,7 @@ def start_stack(stack: Stack, args: argparse.Namespace, log: Callable[[str], Non
                 secret=SECRET,
                 cert=cert,
                 key=key,
+                packet_size=args.packet_size,
             )
             stack.apache.start()
             apache = stack.apache
@@ -298,7 +306,12 @@ def start_stack(stack: Stack, args: argparse.Namespace, log: Callable[[str], Non
 
     member_sets = {
         "tlb-ajp": [
-            {"url": f"ajp://{LOOPBACK}:{n.ajp_port}/app", "route": n.name, "secret": SECRET}
+            {
+                "url": f"ajp://{LOOPBACK}:{n.ajp_port}/app",
+                "route": n.name,
+                "secret": SECRET,
+                "packet_size": args.packet_size,
+            }
             for n in nodes
         ],
         "tlb-http": [
@@ -311,14 +324,15 @@ def start_stack(stack: Stack, args: argparse.Namespace, log: Callable[[str], Non
         pdir = work / name
         pdir.mkdir()
         port, tls_port = free_port(), free_port()
-        proxy = ProxyProcess(pdir, _tlb_config(port, tls_port, cert, key, members))
+        proxy = ProxyProcess(pdir, _tlb_config(port, tls_port, cert, key, members, args.workers))
         stack.proxies[name] = proxy
         proxy.start([port, tls_port], timeout=30)
         targets[name] = Target(
             name,
             port,
             tls_port,
-            (lambda p=proxy: [p.pid] if p.pid else []),
+            # with workers > 1, twistd supervises and the workers do the work
+            (lambda p=proxy: [p.pid, *child_pids(p.pid)] if p.pid else []),
             f"twisted_lb {'AJP' if name == 'tlb-ajp' else 'HTTP'} balancer",
         )
         log(f"{name} up (PID {proxy.pid})")
@@ -711,6 +725,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--wrk-timeout", type=float, default=10.0, help="wrk's per-request timeout (s)")
     p.add_argument("--tomcat-heap", default="512m")
+    p.add_argument(
+        "--workers",
+        default="auto",
+        help='twisted_lb\'s workers setting (default "auto": one process per core)',
+    )
+    p.add_argument(
+        "--packet-size",
+        type=int,
+        default=8192,
+        help="AJP packet size of Tomcat (packetSize), Apache (ProxyIOBufferSize) and twisted_lb",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = p.parse_args(argv)
     if args.quick:
@@ -791,6 +816,8 @@ def main(argv: list[str] | None = None) -> int:
             "frontend": args.frontend,
             "wrk_threads": 2,
             "wrk_timeout_s": args.wrk_timeout,
+            "workers": args.workers,
+            "ajp_packet_size": args.packet_size,
         },
         "machine": machine_info(),
         "targets": {},

@@ -163,6 +163,7 @@ def test_every_key() -> None:
             send_timeout=45.0,
             max_connections=5000,
         ),
+        workers=2,
     )
 
 

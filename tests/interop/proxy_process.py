@@ -179,15 +179,38 @@ def _socket_inodes(pid: int) -> set[int]:
     return inodes
 
 
-def upstream_connections(pid: int, remote_ports: Iterable[int]) -> set[tuple[int, int]]:
+def child_pids(ppid: int) -> list[int]:
+    """The PIDs whose parent is C{ppid} (from C{/proc/*/stat})."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        rest = raw[raw.rfind(")") + 2 :].split()
+        if len(rest) > 1 and rest[1] == str(ppid):
+            found.append(int(entry))
+    return found
+
+
+def upstream_connections(
+    pid: int, remote_ports: Iterable[int], *, children: bool = True
+) -> set[tuple[int, int]]:
     """The ESTABLISHED TCP connections of process C{pid} to 127.0.0.1 on one of C{remote_ports}.
 
     Read from C{/proc/net/tcp} and C{/proc/PID/fd} (no external tool).
 
+    @param children: count the connections of C{pid}'s child processes too
+        (a proxy with C{workers} > 1 holds none itself).
     @return: a set of C{(local port, remote port)}.
     """
     wanted = set(remote_ports)
     inodes = _socket_inodes(pid)
+    if children:
+        for child in child_pids(pid):
+            inodes |= _socket_inodes(child)
     found: set[tuple[int, int]] = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
@@ -307,6 +330,7 @@ def running_proxy(
 
 __all__ = [
     "ProxyClient",
+    "child_pids",
     "ProxyProcess",
     "free_port",
     "running_proxy",

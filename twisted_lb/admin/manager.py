@@ -35,11 +35,13 @@ class Manager:
         state: StateFile,
         metrics: RequestMetrics | None = None,
         reload: Callable[[], Any] | None = None,
+        on_change: Callable[[], None] | None = None,
     ) -> None:
         self.balancers = balancers
         self.state = state
         self._metrics = metrics
         self._reload = reload
+        self._on_change = on_change
 
     def reload(self, *, who: str) -> str:
         """
@@ -56,7 +58,12 @@ class Manager:
         except ConfigError as e:
             _log.error("manager: reload refused, the running configuration stays: {error}", error=e)
             raise ActionError(409, f"reload refused, the running configuration stays: {e}") from None
-        return str(summary.describe())
+        describe = getattr(summary, "describe", None)
+        return str(describe() if describe is not None else summary)
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change()
 
     def act(self, balancer: str, route: str, action: str, loadfactor: Any = None, *, who: str) -> dict[str, Any]:
         """
@@ -73,6 +80,7 @@ class Manager:
             who=who, action=action, route=route, balancer=balancer, change=change,
         )
         self.state.record(balancer, route, change)
+        self._changed()
         return change
 
     def add(self, balancer: str, url: str, route: str = "", loadfactor: Any = 1.0, *, who: str) -> dict[str, Any]:
@@ -92,4 +100,5 @@ class Manager:
             who=who, url=change["url"], route=member.route, balancer=balancer,
         )
         self.state.record(balancer, member.route, change)
+        self._changed()
         return dict(change, route=member.route)

@@ -149,7 +149,7 @@ def _balancer(token: str, b: dict[str, Any]) -> str:
 
 
 def render_page(
-    balancers: list[dict[str, Any]], token: str, message: str = "", error: str = ""
+    balancers: list[dict[str, Any]], token: str, message: str = "", error: str = "", note: str = ""
 ) -> bytes:
     """
     The whole page.
@@ -158,6 +158,7 @@ def render_page(
     @param token: the cross-site token put in every form.
     @param message: a confirmation of the last action, if any.
     @param error: why the last action failed, if it did.
+    @param note: which process this page shows, when there are several.
     """
     notice = ""
     if message:
@@ -169,7 +170,8 @@ def render_page(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         "<title>twisted_lb balancer manager</title>"
         f"<style>{_STYLE}</style></head><body><h1>twisted_lb balancer manager</h1>"
-        '<p class="small"><label><input type="checkbox" id="refresh"> refresh every 5 s</label>'
+        + (f'<p class="small" id="process">{escape(note)}</p>' if note else "")
+        + '<p class="small"><label><input type="checkbox" id="refresh"> refresh every 5 s</label>'
         ' · <a href="api/balancers">JSON</a> · <a href="metrics">metrics</a> · '
         '<form method="post" action="action">'
         f'<input type="hidden" name="token" value="{escape(token)}">'

@@ -45,7 +45,11 @@ class AdminService(MultiService):
     @ivar listening: the listening service.
     """
 
-    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any) -> None:
+    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any, worker: Any = None) -> None:
+        """
+        @param worker: this process's L{WorkerIdentity <twisted_lb.worker.WorkerIdentity>}
+            when C{workers} > 1 (the admin listener runs in worker 0 only), else C{None}.
+        """
         super().__init__()
         self.config = config
         balancers = proxy.balancers
@@ -57,8 +61,17 @@ class AdminService(MultiService):
         self.observe = self.metrics.observe
         self.guard = CrossSiteGuard()
         reload = proxy.reload if getattr(proxy.config, "source", "<code>") != "<code>" else None
-        self.manager = Manager(balancers, state, self.metrics, reload)
+        on_change = None
+        note = ""
+        if worker is not None:
+            reload, on_change = _all_workers(proxy, worker)
+            note = (
+                f"worker {worker.index} of {worker.count} (pid {worker.pid}): the states and counters "
+                "shown are this process's; changes reach every worker through the state file"
+            )
+        self.manager = Manager(balancers, state, self.metrics, reload, on_change)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
+        self.root.note = note
         site = _QuietSite(protect(self.root, config.user, config.password, reactor), timeout=60)
         site.displayTracebacks = False
         try:
@@ -94,3 +107,26 @@ class AdminService(MultiService):
                 "its password crosses the network in clear; use an ssl: endpoint",
                 endpoint=self.config.endpoint,
             )
+
+
+def _all_workers(proxy: Any, worker: Any) -> tuple[Any, Any]:
+    """
+    With C{workers} > 1: a reload that checks the file here, then has the
+    supervisor forward C{SIGHUP} to every worker; and, after each manager
+    change (saved in the state file), a C{SIGUSR1} that makes every worker
+    re-apply the state file.
+    """
+    import os
+    import signal
+
+    from twisted_lb.config import read_config
+
+    def reload() -> str:
+        read_config(proxy.config.source)  # raises ConfigError: nothing is sent
+        os.kill(worker.supervisor_pid, signal.SIGHUP)
+        return f"valid; every worker ({worker.count}) reloads it and logs what changed"
+
+    def on_change() -> None:
+        os.kill(worker.supervisor_pid, signal.SIGUSR1)
+
+    return reload, on_change

@@ -83,6 +83,7 @@ class _Page(Resource):
             describe_all(root.manager.balancers, root.pinned),
             root.guard.token,
             message=_arg(request, b"msg"),
+            note=root.note,
             error=_arg(request, b"err"),
         )
         return _answer(request, 200, b"text/html; charset=utf-8", page)
@@ -125,7 +126,8 @@ class _FormAction(Resource):
                 message = f"{balancer} / {route}: {done}"
         except ActionError as e:
             page = render_page(
-                describe_all(root.manager.balancers, root.pinned), root.guard.token, error=str(e)
+                describe_all(root.manager.balancers, root.pinned), root.guard.token, error=str(e),
+                note=root.note,
             )
             return _answer(request, e.status, b"text/html; charset=utf-8", page)
         request.setResponseCode(303)
@@ -236,6 +238,8 @@ class AdminRoot(Resource):
         self.manager = manager
         self.guard = guard
         self.pinned = pinned
+        #: Which process this admin listener shows, when there are several.
+        self.note = ""
         self.putChild(b"", _Page(self))
         self.putChild(b"action", _FormAction(self))
         self.putChild(b"api", _Api(self))

@@ -51,6 +51,10 @@ class Role(enum.Enum):
     #: The servlet container side (Tomcat): sends the response messages.
     CONTAINER = "container"
 
+    # Members are singletons compared by identity: hash them in C, not by
+    # Enum.__hash__ (Python code run twice per packet in TRANSITIONS.get).
+    __hash__ = object.__hash__
+
 
 class State(enum.Enum):
     """
@@ -72,6 +76,8 @@ class State(enum.Enum):
     CLOSED = "CLOSED"
     #: The peer broke the protocol; the connection is unusable.
     ERROR = "ERROR"
+
+    __hash__ = object.__hash__  # see Role
 
 
 class _Sentinel(enum.Enum):

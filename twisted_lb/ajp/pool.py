@@ -77,8 +77,12 @@ class AJPConnectionPool:
         self._endpoint_factory = endpoint_factory or (
             lambda: HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
         )
+        #: idle connections, the least recently released first
         self._idle: list[AJPClientProtocol] = []
-        self._idle_timers: dict[AJPClientProtocol, IDelayedCall] = {}
+        #: when each idle connection was released
+        self._idle_since: dict[AJPClientProtocol, float] = {}
+        #: the one timer that closes connections idle for ttl seconds
+        self._sweeper: IDelayedCall | None = None
         self._open = 0
         self._waiters: deque[defer.Deferred[AJPClientProtocol]] = deque()
         self._closed = False
@@ -177,20 +181,28 @@ class AJPConnectionPool:
             self._waiters.popleft().callback(proto)
             return
         self._idle.append(proto)
-        self._idle_timers[proto] = self._reactor.callLater(  # type: ignore[attr-defined]
-            self._ttl, self._expire, proto
-        )
+        self._idle_since[proto] = self._reactor.seconds()
+        # One timer for the pool, not one per release: it is armed for the
+        # least recently released connection and re-armed by _sweep.
+        if self._sweeper is None:
+            self._sweeper = self._reactor.callLater(self._ttl, self._sweep)  # type: ignore[attr-defined]
 
-    def _expire(self, proto: AJPClientProtocol) -> None:
-        self._idle_timers.pop(proto, None)
-        if proto in self._idle:
-            self._idle.remove(proto)
-        proto.abort()
+    def _sweep(self) -> None:
+        """Close the connections idle for C{ttl} seconds; re-arm for the next."""
+        self._sweeper = None
+        now = self._reactor.seconds()
+        while self._idle:
+            proto = self._idle[0]
+            due = self._idle_since[proto] + self._ttl
+            if due > now + 1e-9:
+                self._sweeper = self._reactor.callLater(due - now, self._sweep)  # type: ignore[attr-defined]
+                return
+            del self._idle[0]
+            del self._idle_since[proto]
+            proto.abort()
 
     def _stop_idle_timer(self, proto: AJPClientProtocol) -> None:
-        timer = self._idle_timers.pop(proto, None)
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._idle_since.pop(proto, None)
 
     def _lost(self, proto: AJPClientProtocol) -> None:
         self._open -= 1
@@ -202,6 +214,9 @@ class AJPConnectionPool:
     def close(self) -> None:
         """Close every idle connection and refuse to keep new ones."""
         self._closed = True
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
         for proto in list(self._idle):
             self._stop_idle_timer(proto)
             proto.abort()

@@ -197,6 +197,7 @@ def to_toml(config: ProxyConfig) -> str:
             "access_log_format": config.access_log_format,
             "log_format": config.log_format,
             "shutdown_timeout": float(config.shutdown_timeout),
+            "workers": config.workers,
         }
     )
     out += ["", "[limits]", *_lines(attrs.asdict(config.limits))]

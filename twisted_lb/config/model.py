@@ -11,6 +11,7 @@ file, the key and the problem.
 from __future__ import annotations
 
 import enum
+import os
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -207,6 +208,13 @@ class HealthCheckConfig:
     def passes_status(self, status: int) -> bool:
         """Whether an HTTP check answered with C{status} passes."""
         return any(lo <= status <= hi for lo, hi in self.expect)
+
+
+def _workers(instance: Any, attribute: attrs.Attribute[Any], value: int | str) -> None:
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f'workers must be "auto" or a number of at least 1, not {value!r}')
 
 
 def _member_url(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -614,6 +622,9 @@ class ProxyConfig:
         (and WebSockets) finish before it closes them.
     @ivar admin: the admin listener; C{None} (the default) runs none.
     @ivar limits: what every listener accepts from its clients.
+    @ivar workers: how many processes serve the listeners: C{"auto"} (the
+        default: one per core, see L{effective_workers}) or a number; 1 runs
+        everything in the one C{twistd} process.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -628,6 +639,14 @@ class ProxyConfig:
     shutdown_timeout: float = attrs.field(default=30.0, validator=_not_negative)
     admin: AdminConfig | None = None
     limits: LimitsConfig = LimitsConfig()
+    workers: int | str = attrs.field(default="auto", validator=_workers)
+
+    @property
+    def effective_workers(self) -> int:
+        """The number of worker processes: C{workers}, or the number of cores for C{"auto"}."""
+        if self.workers == "auto":
+            return len(os.sched_getaffinity(0))
+        return int(self.workers)
 
     def __attrs_post_init__(self) -> None:
         names = [b.name for b in self.balancers]

@@ -50,6 +50,7 @@ _TOP = {
     "log_format": "str",
     "shutdown_timeout": "num",
     "limits": "table",
+    "workers": "workers",
     "listen": "tables",
     "balancers": "table",
     "routes": "tables",
@@ -136,6 +137,7 @@ _KIND_WORDS = {
     "strmap": 'a table of strings ({ "/internal" = "/public" })',
     "sticky": "a string (Apache syntax), false, or a table {cookie, path, separator}",
     "balancer": "a balancer name, or false for an exclusion",
+    "workers": '"auto" or an integer',
 }
 
 
@@ -178,6 +180,8 @@ def _fits(kind: str, value: Any) -> bool:
         return isinstance(value, (str, dict)) or value is False
     if kind == "balancer":
         return isinstance(value, str) or value is False
+    if kind == "workers":
+        return value == "auto" or (isinstance(value, int) and not isinstance(value, bool))
     raise AssertionError(kind)
 
 
@@ -254,6 +258,7 @@ class _Reader:
             "x_forwarded": data.get("x_forwarded", True),
             "access_log": self.path(data.get("access_log")),
             "limits": self.limits(data.get("limits", {})),
+            "workers": data.get("workers", "auto"),
         }
         for key in ("access_log_format", "log_format"):
             if key in data:

@@ -1,0 +1,217 @@
+"""
+C{workers} > 1: a real C{twistd -n lbproxy} supervisor with two worker
+processes in front of two demo AJP nodes (a process of their own), on
+127.0.0.1; every process is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.interop.proxy_process import (
+    REPO,
+    ProxyClient,
+    ProxyProcess,
+    child_pids,
+    free_port,
+    toml_config,
+    upstream_connections,
+)
+from tests.interop.tomcat import _port_accepts
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _wait(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
+    ports = {"n1": free_port(), "n2": free_port()}
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.workers.nodes", *(f"{n}={p}" for n, p in ports.items())],
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: all(_port_accepts(p) for p in ports.values()), what="demo nodes")
+        yield ports
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture
+def proxy(nodes: dict[str, int], tmp_path: Path) -> Iterator[tuple[ProxyProcess, int]]:
+    port = free_port()
+    text = toml_config(
+        listen=[port],
+        members=[{"url": f"ajp://127.0.0.1:{p}", "route": n} for n, p in nodes.items()],
+        path="/",
+        top={"workers": 2},
+    )
+    process = ProxyProcess(tmp_path, text)
+    process.start([port])
+    try:
+        _wait(lambda: process.log().count(") serving") == 2, what="two workers serving")
+        yield process, port
+    except BaseException:
+        print(process.log()[-20000:])
+        raise
+    finally:
+        everyone = [process.process.pid, *child_pids(process.process.pid)]
+        process.stop()
+        for pid in everyone:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _workers(process: ProxyProcess) -> list[int]:
+    assert process.process is not None
+    return sorted(child_pids(process.process.pid))
+
+
+def test_requests_spread_over_both_workers(proxy: tuple[ProxyProcess, int]) -> None:
+    """Connections are accepted by both workers, and each one answers."""
+    process, port = proxy
+    clients = [ProxyClient(port) for _ in range(16)]
+    for client in clients:
+        result = client.request("GET", "/session")
+        assert result.status == 200
+    client_ports = [c.local_port for c in clients]
+    served = {pid: upstream_connections(pid, client_ports, children=False) for pid in _workers(process)}
+    assert len(served) == 2
+    assert all(served.values()), served
+    assert sum(len(s) for s in served.values()) == len(clients)
+
+
+def test_sticky_sessions_across_workers(proxy: tuple[ProxyProcess, int]) -> None:
+    """A session's requests reach its node whichever worker takes the connection."""
+    process, port = proxy
+    first = json.loads(ProxyClient(port).request("GET", "/session").body)
+    node, session = first["node"], first["session"]
+    counters = []
+    for _ in range(12):
+        client = ProxyClient(port)  # a new connection each time: any worker
+        answer = json.loads(
+            client.request("GET", "/session", headers={"Cookie": f"JSESSIONID={session}"}).body
+        )
+        assert answer["node"] == node
+        counters.append(answer["counter"])
+    assert counters == list(range(2, 14))
+
+
+def test_killed_worker_is_restarted(proxy: tuple[ProxyProcess, int]) -> None:
+    process, port = proxy
+    before = _workers(process)
+    os.kill(before[0], signal.SIGKILL)
+    after = _wait(
+        lambda: (w := _workers(process)) and len(w) == 2 and before[0] not in w and w,
+        what="a new worker",
+    )
+    assert before[1] in after  # type: ignore[operator]
+    assert "restarting in" in process.log()
+    for _ in range(8):
+        assert ProxyClient(port).request("GET", "/session").status == 200
+
+
+def test_sigterm_leaves_no_process(proxy: tuple[ProxyProcess, int]) -> None:
+    process, port = proxy
+    assert process.process is not None
+    everyone = [process.process.pid, *_workers(process)]
+    process.process.send_signal(signal.SIGTERM)
+    assert process.process.wait(20) in (0, -signal.SIGTERM)  # twistd re-raises the signal
+    _wait(lambda: not any(_alive(p) for p in everyone), what="workers to exit")
+    assert not _port_accepts(port)
+
+
+def test_killed_supervisor_leaves_no_worker(proxy: tuple[ProxyProcess, int]) -> None:
+    """Workers notice their supervisor is gone (their stdin pipe ends) and stop."""
+    process, _ = proxy
+    assert process.process is not None
+    workers = _workers(process)
+    process.process.kill()
+    process.process.wait(10)
+    _wait(lambda: not any(_alive(p) for p in workers), what="orphaned workers to exit")
+
+
+def test_forwarded_signals_do_not_kill_workers(proxy: tuple[ProxyProcess, int]) -> None:
+    """SIGHUP and SIGUSR1 to twistd reach the workers, which go on serving."""
+    process, port = proxy
+    assert process.process is not None
+    before = _workers(process)
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        process.process.send_signal(sig)
+    _wait(lambda: process.log().count("sending SIG") >= 2, what="the signals forwarded")
+    _wait(lambda: "SIGUSR1" in process.log().split("sending SIGUSR1", 1)[-1], what="a worker's SIGUSR1")
+    assert _workers(process) == before
+    assert ProxyClient(port).request("GET", "/session").status == 200
+
+
+def test_manager_change_reaches_every_worker(nodes: dict[str, int], tmp_path: Path) -> None:
+    """The admin listener runs in worker 0; a disable made there reaches worker 1 too."""
+    port, admin = free_port(), free_port()
+    text = toml_config(
+        listen=[port],
+        members=[{"url": f"ajp://127.0.0.1:{p}", "route": n} for n, p in nodes.items()],
+        path="/",
+        top={"workers": 2},
+    )
+    state = tmp_path / "state.json"
+    text = f'admin = {{ endpoint = "tcp:{admin}:interface=127.0.0.1", state_file = "{state}" }}\n' + text
+    process = ProxyProcess(tmp_path, text)
+    process.start([port, admin])
+    assert process.process is not None
+    everyone: list[int] = []
+    try:
+        _wait(lambda: process.log().count(") serving") == 2, what="two workers serving")
+        everyone = [process.process.pid, *child_pids(process.process.pid)]
+        page = ProxyClient(admin).request("GET", "/").body.decode()
+        assert "worker 0 of 2" in page
+        answer = ProxyClient(admin).request(
+            "POST", "/api/balancers/app/members/n1",
+            body=b'{"action": "disable"}', headers={"X-LB-Admin": "1"},
+        )
+        assert answer.status == 200, answer.body
+        _wait(lambda: process.log().count("SIGUSR1: applied") == 2, what="both workers applying")
+        clients = [ProxyClient(port) for _ in range(16)]  # new connections: both workers
+        nodes_seen = {json.loads(c.request("GET", "/session").body)["node"] for c in clients}
+        assert nodes_seen == {"n2"}
+        served = {
+            pid: upstream_connections(pid, [c.local_port for c in clients], children=False)
+            for pid in _workers(process)
+        }
+        assert all(served.values()), served  # both workers took some of those connections
+    except BaseException:
+        print(process.log()[-20000:])
+        raise
+    finally:
+        process.stop()
+        for pid in everyone:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
