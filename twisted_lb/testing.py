@@ -48,7 +48,16 @@ from twisted_lb.ajp import (
     SendHeaders,
 )
 
-__all__ = ["Fault", "FaultyAJPMember", "ReceivedRequest", "body_pattern"]
+__all__ = [
+    "LEAKED_RESPONSE",
+    "Fault",
+    "FaultyAJPMember",
+    "FaultyHTTPMember",
+    "HTTPFault",
+    "ReceivedHTTPRequest",
+    "ReceivedRequest",
+    "body_pattern",
+]
 
 
 class Fault(enum.Enum):
@@ -509,5 +518,301 @@ class FaultyAJPMember(Factory):
     def buildProtocol(self, addr: object) -> _FaultyProtocol:
         self.connections_made += 1
         proto = _FaultyProtocol(self, self.connections_made)
+        proto.factory = self
+        return proto
+
+
+# -- HTTP/1.1 ------------------------------------------------------------------------------------
+
+
+class HTTPFault(enum.Enum):
+    """
+    How a L{FaultyHTTPMember} answers a request.  Unless said otherwise the
+    member leaves its side of the connection open after the fault, so that a
+    test can see that the proxy closes it.
+    """
+
+    #: A well-formed keep-alive answer with a C{Content-Length}.
+    NONE = "none"
+    #: A status line that is not HTTP at all.
+    GARBAGE_STATUS_LINE = "garbage-status-line"
+    #: Half the declared C{Content-Length}, then the member closes.
+    SHORT_BODY = "short-body"
+    #: The declared body followed, in the same write, by a whole second
+    #: response (C{leaked!}) that nobody asked for.
+    LONG_BODY = "long-body"
+    #: One response header line of C{huge_header_size} bytes (100 KiB).
+    HUGE_HEADER = "huge-header"
+    #: C{many_headers} (10 000) response header lines.
+    MANY_HEADERS = "many-headers"
+    #: C{Transfer-Encoding: chunked} with a chunk size that is not hex.
+    BAD_CHUNKED = "bad-chunked"
+    #: C{100 Continue} and C{103 Early Hints} before the real answer.
+    INFORMATIONAL_FIRST = "informational-first"
+    #: A HEAD answered with C{head_body_size} body bytes (1 MiB).
+    HEAD_WITH_BODY = "head-with-body"
+    #: The answer goes out as soon as the request head is in; the request
+    #: body is read (and dropped) afterwards.
+    ANSWER_BEFORE_BODY = "answer-before-body"
+    #: C{413} with C{Connection: close} as soon as the request head is in,
+    #: then the member closes without reading the body.
+    REJECT_BEFORE_BODY = "reject-before-body"
+    #: A normal keep-alive answer; the member closes the idle connection
+    #: C{idle_close} seconds later (a keep-alive timeout).
+    CLOSE_AFTER_RESPONSE = "close-after-response"
+    #: A normal keep-alive answer; the next request on that connection is
+    #: read and the connection closed without a byte of answer (the
+    #: keep-alive race: the member timed the connection out just as the
+    #: proxy reused it).
+    CLOSE_ON_NEXT_REQUEST = "close-on-next-request"
+    #: Nothing at all: a slow application.
+    STALL_BEFORE_HEADERS = "stall-before-headers"
+    #: The head and half the body, then silence.
+    STALL_MID_BODY = "stall-mid-body"
+
+
+#: The unsolicited response L{HTTPFault.LONG_BODY} appends.
+LEAKED_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nleaked!"
+
+
+@attrs.frozen
+class ReceivedHTTPRequest:
+    """
+    A request as a L{FaultyHTTPMember} received it.
+
+    @ivar method: the method.
+    @ivar target: the request target.
+    @ivar headers: the header fields, names lower-cased, in order.
+    @ivar connection: the serial number (from 1) of the connection it came on.
+    @ivar fault: how it was answered.
+    """
+
+    method: bytes
+    target: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+    connection: int
+    fault: HTTPFault
+
+
+class _FaultyHTTPProtocol(Protocol):
+    """One connection of a L{FaultyHTTPMember}: HTTP/1.1, parsed by hand."""
+
+    def __init__(self, member: FaultyHTTPMember, serial: int) -> None:
+        self._member = member
+        self.serial = serial
+        self._buffer = b""
+        self._discard = 0  # request body bytes still to drop
+        self._doomed = False  # HTTPFault.CLOSE_ON_NEXT_REQUEST armed
+        self._idle_close: Any = None
+        self._fault: HTTPFault | None = None  # taken for the request being read
+        self.closed_by_member = False
+
+    def connectionMade(self) -> None:
+        self._member._open_http.add(self)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._member._open_http.discard(self)
+        self._member.connections_lost += 1
+        if not self.closed_by_member:
+            self._member.closed_by_proxy += 1
+        if self._idle_close is not None and self._idle_close.active():
+            self._idle_close.cancel()
+
+    def _write(self, data: bytes) -> None:
+        self._member.bytes_sent += len(data)
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        self.closed_by_member = True
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        while not self.closed_by_member:
+            if self._discard:
+                dropped = min(self._discard, len(self._buffer))
+                self._discard -= dropped
+                self._buffer = self._buffer[dropped:]
+                if self._discard:
+                    return
+            end = self._buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, rest = self._buffer[:end], self._buffer[end + 4 :]
+            lines = head.split(b"\r\n")
+            method, target, _ = lines[0].split(b" ", 2)
+            headers = tuple(
+                (name.strip().lower(), value.strip())
+                for name, _, value in (line.partition(b":") for line in lines[1:])
+            )
+            length = int(dict(headers).get(b"content-length", b"0"))
+            if self._fault is None:
+                self._fault = self._member._take_http_fault()
+            fault = self._fault
+            early = fault in (HTTPFault.ANSWER_BEFORE_BODY, HTTPFault.REJECT_BEFORE_BODY)
+            if not early and len(rest) < length:
+                return  # wait for the whole body
+            self._member.requests.append(
+                ReceivedHTTPRequest(method, target, headers, self.serial, fault)
+            )
+            self._fault = None
+            self._buffer = rest
+            self._discard = length
+            if self._doomed:
+                self._close()
+                return
+            self._respond(method, fault)
+
+    def _head(
+        self, extra: bytes = b"", length: int | None = None, status: bytes = b"200 OK"
+    ) -> bytes:
+        size = self._member.body_size if length is None else length
+        return (
+            b"HTTP/1.1 " + status + b"\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: %d\r\n" % size + extra + b"\r\n"
+        )
+
+    def _respond(self, method: bytes, fault: HTTPFault) -> None:
+        member = self._member
+        size = member.body_size
+        body = b"" if method == b"HEAD" else body_pattern(size)
+        if fault is HTTPFault.STALL_BEFORE_HEADERS:
+            return
+        if fault is HTTPFault.GARBAGE_STATUS_LINE:
+            self._write(b"\x16\x03\x01 this is not HTTP\r\n\r\n")
+        elif fault is HTTPFault.SHORT_BODY:
+            self._write(self._head() + body[: size // 2])
+            self._close()
+        elif fault is HTTPFault.STALL_MID_BODY:
+            self._write(self._head() + body[: size // 2])
+        elif fault is HTTPFault.LONG_BODY:
+            self._write(self._head() + body + LEAKED_RESPONSE)
+        elif fault is HTTPFault.HUGE_HEADER:
+            self._write(self._head(b"X-Huge: " + b"h" * member.huge_header_size + b"\r\n") + body)
+        elif fault is HTTPFault.MANY_HEADERS:
+            lines = b"".join(b"X-Filler-%d: v\r\n" % i for i in range(member.many_headers))
+            self._write(self._head(lines) + body)
+        elif fault is HTTPFault.BAD_CHUNKED:
+            self._write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"zz\r\n" + body[:100] + b"\r\n0\r\n\r\n"
+            )
+        elif fault is HTTPFault.INFORMATIONAL_FIRST:
+            self._write(
+                b"HTTP/1.1 100 Continue\r\n\r\n"
+                b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                + self._head()
+                + body
+            )
+        elif fault is HTTPFault.HEAD_WITH_BODY:
+            self._write(
+                self._head(length=member.head_body_size) + body_pattern(member.head_body_size)
+            )
+        elif fault is HTTPFault.REJECT_BEFORE_BODY:
+            self._write(self._head(b"Connection: close\r\n", 0, b"413 Payload Too Large"))
+            self._close()
+        else:
+            self._write(self._head() + body)
+            if fault is HTTPFault.CLOSE_ON_NEXT_REQUEST:
+                self._doomed = True
+            elif fault is HTTPFault.CLOSE_AFTER_RESPONSE:
+                self._idle_close = member._reactor.callLater(member.idle_close, self._close)
+
+
+class FaultyHTTPMember(Factory):
+    """
+    An HTTP/1.1 member on C{127.0.0.1} that misbehaves on demand, written on
+    a bare L{Protocol} so that it can send what no HTTP library would.
+
+    Every request is answered C{200} with a C{Content-Length} and a body of
+    C{body_size} bytes from L{body_pattern}, on a keep-alive connection --
+    unless a fault (L{HTTPFault}) says otherwise.  Request bodies are read by
+    C{Content-Length} only (what the proxy sends)::
+
+        member = FaultyHTTPMember().start()
+        member.schedule(HTTPFault.LONG_BODY)      # the next request only
+        ...                                       # proxy in front of member.url
+        yield member.stop()
+
+    @ivar requests: every request received, in order (L{ReceivedHTTPRequest}).
+    @ivar connections_made: connections accepted in all.
+    @ivar connections_lost: connections closed in all (either side).
+    @ivar closed_by_proxy: connections the other side closed.
+    @ivar bytes_sent: bytes written to the proxy in all.
+    """
+
+    def __init__(
+        self,
+        fault: HTTPFault = HTTPFault.NONE,
+        *,
+        reactor: Any = None,
+        body_size: int = 20_000,
+        head_body_size: int = 1024 * 1024,
+        huge_header_size: int = 100 * 1024,
+        many_headers: int = 10_000,
+        idle_close: float = 0.05,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.fault = fault
+        self.body_size = body_size
+        self.head_body_size = head_body_size
+        self.huge_header_size = huge_header_size
+        self.many_headers = many_headers
+        self.idle_close = idle_close
+        self.requests: list[ReceivedHTTPRequest] = []
+        self.connections_made = 0
+        self.connections_lost = 0
+        self.closed_by_proxy = 0
+        self.bytes_sent = 0
+        self._reactor = reactor
+        self._scheduled_http: deque[HTTPFault] = deque()
+        self._open_http: set[_FaultyHTTPProtocol] = set()
+        self._port: IListeningPort | None = None
+
+    def start(self) -> FaultyHTTPMember:
+        """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
+        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
+        return self
+
+    def stop(self) -> defer.Deferred[None]:
+        """Stop listening and drop every open connection."""
+        for proto in list(self._open_http):
+            proto.closed_by_member = True
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+        port, self._port = self._port, None
+        if port is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(port.stopListening)
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        assert self._port is not None, "start() the member first"
+        return self._port.getHost().port  # type: ignore[no-any-return, attr-defined]
+
+    @property
+    def url(self) -> str:
+        """The member URL for the proxy's configuration: C{http://127.0.0.1:port}."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now."""
+        return len(self._open_http)
+
+    def schedule(self, *faults: HTTPFault) -> None:
+        """Answer the next requests with C{faults}, one each; then go back to C{fault}."""
+        self._scheduled_http.extend(faults)
+
+    def _take_http_fault(self) -> HTTPFault:
+        return self._scheduled_http.popleft() if self._scheduled_http else self.fault
+
+    def buildProtocol(self, addr: object) -> _FaultyHTTPProtocol:
+        self.connections_made += 1
+        proto = _FaultyHTTPProtocol(self, self.connections_made)
         proto.factory = self
         return proto

@@ -27,8 +27,10 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import client as web_client
+from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web.client import Agent, HTTPConnectionPool, PotentialDataLoss, ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
@@ -64,6 +66,12 @@ _FORWARDED = frozenset({_XFF, _XFP, _XFH})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_BODY_STATUS = frozenset({204, 304})
 _READ_SIZE = 64 * 1024
+#: A member's response head may carry at most this many header fields and
+#: bytes (Twisted bounds each line at 16 KiB, not their number): beyond, 502.
+_MAX_RESPONSE_HEADERS = 200
+_MAX_RESPONSE_HEAD_BYTES = 64 * 1024
+
+_log = Logger()
 
 #: Twisted's failures that wrap reasons: the connection was up when they happened.
 _AGENT_FAILURES = (
@@ -96,6 +104,70 @@ def _describe(error: BaseException) -> str:
     inner = [e for e in _reasons(error) if not getattr(e, "reasons", None)]
     parts = [f"{type(e).__name__}: {e}" if str(e) else type(e).__name__ for e in inner]
     return "; ".join(parts) or type(error).__name__
+
+
+class _MemberClientProtocol(HTTP11ClientProtocol):
+    """
+    Twisted's HTTP/1.1 client connection, which ignores bytes that follow a
+    response and would pool the connection anyway; here such a connection
+    is closed (with a log line), so those bytes can never be read as the
+    answer to the next request.
+    """
+
+    member_name = ""
+
+    def _finishResponse_WAITING(self, rest: bytes) -> None:
+        if rest and self._currentRequest is not None:
+            _log.warn(
+                "{member} sent {count} bytes after the response; connection closed",
+                member=self.member_name,
+                count=len(rest),
+            )
+            self._currentRequest.persistent = False
+        super()._finishResponse_WAITING(rest)
+
+    _finishResponse_TRANSMITTING = _finishResponse_WAITING
+
+    def dataReceived(self, bytes: bytes) -> None:  # noqa: A002 -- Twisted's name
+        if self._parser is None:
+            # Between responses, nothing is expected (Twisted would fail on None).
+            _log.warn(
+                "{member} sent {count} bytes after the response; connection closed",
+                member=self.member_name,
+                count=len(bytes),
+            )
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            return
+        super().dataReceived(bytes)
+
+
+class _MemberClientFactory(web_client._HTTP11ClientFactory):
+    """Builds L{_MemberClientProtocol}s for one member."""
+
+    member_name = ""
+
+    def buildProtocol(self, addr: object) -> _MemberClientProtocol:
+        proto = _MemberClientProtocol(self._quiescentCallback)
+        proto.member_name = self.member_name
+        return proto
+
+
+class _MemberPool(HTTPConnectionPool):
+    """
+    The member's persistent connections. A GET, HEAD, OPTIONS, DELETE or
+    TRACE without a body that fails on a pooled connection before any
+    response byte (the member closed it just as it was reused) is sent
+    again once on a new connection, as Twisted does by default.
+    """
+
+    def __init__(self, reactor: Any, member_name: str) -> None:
+        super().__init__(reactor, persistent=True)
+        self._member_name = member_name
+
+    def _factory(self, quiescent_callback: Any, metadata: Any) -> _MemberClientFactory:  # type: ignore[override]
+        factory = _MemberClientFactory(quiescent_callback, metadata)
+        factory.member_name = self._member_name
+        return factory
 
 
 @implementer(IAgentEndpointFactory)
@@ -244,10 +316,9 @@ class HTTPBackend:
             self.tls = MemberTLSPolicy(member)
             endpoint = wrapClientTLS(self.tls.creator, endpoint)
         self._endpoint = endpoint
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool = _MemberPool(reactor, member.name)
         self.pool.maxPersistentPerHost = member.max
         self.pool.cachedConnectionTimeout = member.ttl  # type: ignore[assignment]
-        self.pool.retryAutomatically = False
         self.agent = Agent.usingEndpointFactory(reactor, _MemberEndpoint(endpoint), pool=self.pool)
         self._rewriters = RewriterCache(self._rewriter_for)
         self._default_routes: dict[tuple[bytes, bytes], RouteRewriting] = {}
@@ -414,6 +485,13 @@ class HTTPBackend:
         return self.pool.closeCachedConnections()
 
 
+class _Dropper(Protocol):
+    """Takes a response body only to close its connection at once."""
+
+    def connectionMade(self) -> None:
+        self.transport.stopProducing()  # type: ignore[union-attr]
+
+
 @implementer(IPushProducer)
 class _Attempt(Protocol):
     """
@@ -456,6 +534,16 @@ class _Attempt(Protocol):
             )
         except ValueError as e:
             raise RequestRefused(400, f"request cannot be forwarded: {e}") from None
+        try:
+            await self._head_then_body(d)
+        finally:
+            if body is not None:
+                # A member may answer before it read the body: stop sending it.
+                body.stopProducing()
+
+    async def _head_then_body(self, d: defer.Deferred[IResponse]) -> None:
+        """Wait for the response head from C{d}, then stream the body into the sink."""
+        sink = self._sink
         self._requesting = d
         self._arm()
         try:
@@ -523,6 +611,14 @@ class _Attempt(Protocol):
             for name, values in response.headers.getAllRawHeaders()
             for value in values
         ]
+        size = sum(len(name) + len(value) + 4 for name, value in headers)
+        if len(headers) > _MAX_RESPONSE_HEADERS or size > _MAX_RESPONSE_HEAD_BYTES:
+            response.deliverBody(_Dropper())
+            raise BackendProtocolError(
+                f"{self._backend.name} sent a response head of {len(headers)} fields, "
+                f"{size} bytes (limits: {_MAX_RESPONSE_HEADERS} fields, "
+                f"{_MAX_RESPONSE_HEAD_BYTES} bytes)"
+            )
         length = response.length
         if (
             isinstance(length, int)
@@ -616,8 +712,7 @@ class _Attempt(Protocol):
         else:
             self._abort_body(
                 ResponseAborted(
-                    f"{self._backend.name} sent nothing for {self._timeout:g} s "
-                    "mid-response"
+                    f"{self._backend.name} sent nothing for {self._timeout:g} s mid-response"
                 )
             )
 

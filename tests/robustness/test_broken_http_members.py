@@ -1,0 +1,255 @@
+"""
+A real proxy in front of an HTTP/1.1 member that breaks the protocol on
+purpose (L{twisted_lb.testing.FaultyHTTPMember}).
+
+For every fault: the client gets a clear 502/504, or -- once the response
+has started -- a response that visibly fails, never a silently short 200
+nor bytes of another response; the broken connection is closed, not pooled;
+the failure is logged; and the next request through the same member is
+served whole.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.trial.unittest import TestCase
+
+from twisted_lb.testing import FaultyHTTPMember, HTTPFault, body_pattern
+
+from .support import Client, LogCapture, Result, start_proxy, wait_until
+
+SIZE = 20_000
+POST_BODY = bytes((i * 7) % 256 for i in range(2 * 1024 * 1024))
+
+
+def _d(coro):
+    return defer.Deferred.fromCoroutine(coro)
+
+
+class _ProxyCase(TestCase):
+    """A proxy in front of one faulty HTTP member."""
+
+    timeout = 20
+
+    @defer.inlineCallbacks
+    def start(self, fault=HTTPFault.NONE, **member_options):
+        member_options.setdefault("body_size", SIZE)
+        self.faulty = FaultyHTTPMember(fault, **member_options).start()
+        self.addCleanup(self.faulty.stop)
+        self.logs = LogCapture().install()
+        self.addCleanup(self.logs.remove)
+        self.proxy, self.base = yield _d(start_proxy([(self.faulty.url, "faulty")]))
+        self.addCleanup(self.proxy.stopService)
+        self.client = Client()
+        self.addCleanup(self.client.close)
+        built = self.proxy.balancers["cluster"]
+        self.balancer = built.balancer
+        self.member = self.balancer.member_by_route("faulty")
+        self.pool = built.backends[self.member].pool
+
+    def fetch(self, method=b"GET", body=None) -> defer.Deferred:
+        return _d(self.client.fetch(self.base + "/app", method, None, body))
+
+    def assert_whole(self, result: Result) -> None:
+        self.assertEqual(result.status, 200, result.error)
+        self.assertTrue(result.complete, result.error)
+        self.assertEqual(result.body, body_pattern(SIZE))
+
+    def assert_aborted(self, result: Result) -> None:
+        """No status, or a started response that visibly failed."""
+        self.assertFalse(result.complete, (result.status, len(result.body)))
+        self.assertIn(result.status, (None, 200))
+        self.assertEqual(result.body, body_pattern(len(result.body)))
+
+    def assert_logged(self, *words: str) -> None:
+        text = self.logs.text()
+        for word in words:
+            self.assertIn(word, text)
+
+    @defer.inlineCallbacks
+    def assert_connection_dropped(self, by_proxy=True):
+        """Nothing of the faulty exchange stays open or pooled."""
+        ok = yield _d(wait_until(lambda: self.faulty.open_connections == 0))
+        self.assertTrue(ok, f"{self.faulty.open_connections} connection(s) still open")
+        self.assertEqual(self.faulty.closed_by_proxy, int(by_proxy))
+
+    @defer.inlineCallbacks
+    def assert_next_request_fine(self, new_connection=True):
+        """The member answers well again, whole, on a new connection."""
+        if self.member.in_error:
+            readmitted = yield _d(wait_until(lambda: not self.member.in_error))
+            self.assertTrue(readmitted, "the prober did not readmit the member")
+        before = len(self.faulty.requests)
+        result = yield self.fetch()
+        self.assert_whole(result)
+        self.assertEqual(len(self.faulty.requests), before + 1)
+        if new_connection:
+            self.assertNotEqual(
+                self.faulty.requests[-1].connection, self.faulty.requests[-2].connection
+            )
+        self.assertEqual(self.member.in_flight, 0)
+
+
+#: fault -> (status, or None for an aborted response; words the log must hold)
+SINGLE = {
+    HTTPFault.GARBAGE_STATUS_LINE: (502, ("broken response head",)),
+    HTTPFault.SHORT_BODY: (None, ("mid-response",)),
+    HTTPFault.HUGE_HEADER: (502, ("broken response head",)),
+    HTTPFault.MANY_HEADERS: (502, ("10001 fields", "limits: 200 fields")),
+    HTTPFault.BAD_CHUNKED: (None, ("mid-response",)),
+    HTTPFault.STALL_BEFORE_HEADERS: (504, ("did not answer within 1 s",)),
+    HTTPFault.STALL_MID_BODY: (None, ("sent nothing for 1 s",)),
+}
+
+
+class SingleFaultTests(_ProxyCase):
+    """One faulty answer: a clear error, the connection dropped, then a good answer."""
+
+    @defer.inlineCallbacks
+    def check(self, fault, status, words):
+        yield self.start()
+        self.faulty.schedule(fault)
+        result = yield self.fetch()
+        if status is None:
+            self.assert_aborted(result)
+        else:
+            self.assertEqual(result.status, status, (fault, result.error))
+            self.assertTrue(result.complete)
+            self.assertIn(b"could not answer", result.body)
+        self.assertEqual([r.fault for r in self.faulty.requests], [fault])
+        self.assertEqual(self.member.in_flight, 0)
+        self.assert_logged(*words)
+        yield self.assert_connection_dropped(by_proxy=fault is not HTTPFault.SHORT_BODY)
+        self.assertEqual(self.pool._connections, {})
+        yield self.assert_next_request_fine()
+        return result
+
+
+def _single(fault, status, words):
+    def test(self):
+        return self.check(fault, status, words)
+
+    outcome = "an aborted response" if status is None else str(status)
+    test.__doc__ = f"{fault.name}: {outcome}, logged, connection dropped, next request fine."
+    return test
+
+
+for _fault, (_status, _words) in SINGLE.items():
+    setattr(SingleFaultTests, f"test_{_fault.name.lower()}", _single(_fault, _status, _words))
+
+
+class SpecificFaultTests(_ProxyCase):
+    """Faults with an outcome of their own."""
+
+    @defer.inlineCallbacks
+    def test_stall_before_headers_is_504_within_the_timeout(self):
+        """A slow application: 504 after the member timeout (1 s), the member stays in service."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.STALL_BEFORE_HEADERS)
+        result = yield self.fetch()
+        self.assertEqual(result.status, 504)
+        self.assertGreaterEqual(result.seconds, 0.9)
+        self.assertLess(result.seconds, 2.5)
+        self.assertEqual(self.member.errors, 0)
+        yield self.assert_connection_dropped()
+        yield self.assert_next_request_fine()
+
+    @defer.inlineCallbacks
+    def test_long_body_does_not_leak_into_the_next_response(self):
+        """Bytes past the Content-Length never reach a client; the connection is not reused."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.LONG_BODY)
+        result = yield self.fetch()
+        self.assert_whole(result)
+        for _ in range(3):
+            follow = yield self.fetch()
+            self.assert_whole(follow)
+            self.assertNotIn(b"leaked!", follow.body)
+        self.assertEqual(len(self.faulty.requests), 4)
+        self.assertNotEqual(self.faulty.requests[1].connection, 1)
+        self.assertEqual(self.faulty.closed_by_proxy, 1)
+        self.assert_logged("after the response")
+
+    @defer.inlineCallbacks
+    def test_informational_responses_are_skipped(self):
+        """100 Continue and 103 Early Hints before the answer: the client gets the 200, whole."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.INFORMATIONAL_FIRST)
+        result = yield self.fetch()
+        self.assert_whole(result)
+        yield self.assert_next_request_fine(new_connection=False)
+        self.assertEqual(self.member.errors, 0)
+
+    @defer.inlineCallbacks
+    def test_head_with_body(self):
+        """1 MiB of body to a HEAD: headers only to the client; none of it leaks later."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.HEAD_WITH_BODY)
+        result = yield self.fetch(method=b"HEAD")
+        self.assertEqual((result.status, result.body), (200, b""))
+        self.assertTrue(result.complete)
+        for _ in range(3):
+            follow = yield self.fetch()
+            self.assert_whole(follow)
+        self.assertEqual(self.member.errors, 0)
+        self.assertNotEqual(self.faulty.requests[1].connection, 1)
+
+    @defer.inlineCallbacks
+    def test_answer_before_the_request_body(self):
+        """An answer before the member read the 2 MiB body: the client gets it whole."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.ANSWER_BEFORE_BODY)
+        result = yield self.fetch(method=b"POST", body=POST_BODY)
+        self.assert_whole(result)
+        self.assertEqual(self.member.errors, 0)
+        # The request body was still going out: that connection is given up.
+        yield self.assert_next_request_fine()
+
+    @defer.inlineCallbacks
+    def test_reject_before_the_request_body(self):
+        """413 + close before the body was read: the client gets the 413 or a 502, never a hang."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.REJECT_BEFORE_BODY)
+        result = yield self.fetch(method=b"POST", body=POST_BODY)
+        self.assertIn(result.status, (413, 502), result.error)
+        self.assertTrue(result.complete)
+        self.assertLess(result.seconds, 2)
+        self.assertEqual(len(self.faulty.requests), 1)
+        yield self.assert_next_request_fine()
+
+    @defer.inlineCallbacks
+    def test_idle_keep_alive_connection_closed_by_the_member(self):
+        """The member closes an idle pooled connection: the next request opens a new one."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.CLOSE_AFTER_RESPONSE)
+        self.assert_whole((yield self.fetch()))
+        yield _d(wait_until(lambda: self.faulty.open_connections == 0))
+        yield self.assert_next_request_fine()
+        self.assertEqual(self.member.errors, 0)
+
+    @defer.inlineCallbacks
+    def test_keep_alive_race_is_retried_on_a_new_connection(self):
+        """
+        The member closes a pooled connection just as the next GET arrives on
+        it: the GET is sent again on a new connection, the client never sees
+        the race, and the member is not put in error.
+        """
+        yield self.start()
+        self.faulty.schedule(HTTPFault.CLOSE_ON_NEXT_REQUEST)
+        self.assert_whole((yield self.fetch()))
+        result = yield self.fetch()
+        self.assert_whole(result)
+        self.assertEqual([r.connection for r in self.faulty.requests], [1, 1, 2])
+        self.assertEqual(self.member.errors, 0)
+        self.assertFalse(self.member.in_error)
+
+    @defer.inlineCallbacks
+    def test_keep_alive_race_with_a_body_is_not_replayed(self):
+        """The same race under a POST with a body: a 502, never a second POST."""
+        yield self.start()
+        self.faulty.schedule(HTTPFault.CLOSE_ON_NEXT_REQUEST)
+        self.assert_whole((yield self.fetch()))
+        result = yield self.fetch(method=b"POST", body=b"x" * 1000)
+        self.assertEqual(result.status, 502)
+        self.assertEqual([r.method for r in self.faulty.requests], [b"GET", b"POST"])
+        yield self.assert_next_request_fine()
