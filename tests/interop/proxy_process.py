@@ -151,6 +151,8 @@ def toml_config(
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, dict):  # an inline table, e.g. a balancer's health checks
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
