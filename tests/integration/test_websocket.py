@@ -6,6 +6,7 @@ in the first seed, and Autobahn clients.
 
 from __future__ import annotations
 
+import socket
 from collections import deque
 from typing import Any
 
@@ -665,6 +666,24 @@ class TLSTests(TestCase):
         c.proto.sendMessage(b"\x01\x02", isBinary=True)
         yield c.until(3)
         self.assertEqual(c.messages[1:], [(b"over tls", False), (b"\x01\x02", True)])
+
+    @defer.inlineCallbacks
+    def test_nagle_is_off_on_both_legs(self):
+        """
+        TCP_NODELAY on the client's and the member's socket (over TLS both): small
+        messages one at a time must not wait for delayed ACKs.
+        """
+        c = WSClient(self.url)
+        self.clients.append(c)
+        yield c.opened.addTimeout(10, reactor)
+        yield c.until(1)
+        tunnels = [t for b in self.proxy.balancers["ws"].backends.values() for t in b.tunnels]
+        self.assertEqual(len(tunnels), 1)
+        for side in (tunnels[0].client, tunnels[0].upstream):
+            transport = side.transport
+            while not hasattr(transport, "socket"):  # down through the TLS layer
+                transport = transport.transport
+            self.assertTrue(transport.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
     @defer.inlineCallbacks
     def test_probe_completes_tls(self):

@@ -29,6 +29,7 @@ from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
 from twisted_lb.errors import AttemptFailed, BackendProtocolError, status_for
 from twisted_lb.exchange import Exchange
 
+from .hot_path import HotPath
 from .member import MemberSide, UpgradeRefused, UpstreamRequest, WSMember
 
 __all__ = ["WebSocketBridge", "Tunnel", "DEFAULT_MAX_MESSAGE_SIZE"]
@@ -89,7 +90,7 @@ class _Throttle:
         """Ending a side is the tunnel's business, not the transport's."""
 
 
-class ClientSide(WebSocketServerProtocol):
+class ClientSide(HotPath, WebSocketServerProtocol):
     """The connection from the client to the proxy."""
 
     tunnel: Tunnel
@@ -151,6 +152,8 @@ class Tunnel:
         self._bridge_closed: set[object] = set()
         self._idle: Any = None
         self._idle_seconds = 0.0
+        self._last_activity = 0.0
+        self._seconds: Callable[[], float] = bridge.reactor.seconds
         self._to_member = 0
         self._from_member = 0
 
@@ -245,7 +248,8 @@ class Tunnel:
             or self.bridge.members[self.member].member.timeout
         )
         self._idle_seconds = timeout
-        self._idle = self.bridge.reactor.callLater(timeout, self._idle_expired, timeout)
+        self._last_activity = self._seconds()
+        self._idle = self.bridge.reactor.callLater(timeout, self._idle_check)
         while self._to_client:
             is_close, payload, extra = self._to_client.popleft()
             if is_close:
@@ -256,9 +260,12 @@ class Tunnel:
     # -- relaying --------------------------------------------------------
 
     def activity(self) -> None:
-        """Something came from either side: the tunnel is not idle."""
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(self._idle_seconds)
+        """
+        Something came from either side: the tunnel is not idle. Only the
+        time is noted; the idle timer looks at it when it fires (resetting
+        a timer per message costs more).
+        """
+        self._last_activity = self._seconds()
 
     def relay(self, source: Any, payload: bytes, is_binary: bool) -> None:
         """A message from one side goes to the other, in order."""
@@ -275,7 +282,13 @@ class Tunnel:
             elif self.client is not None and self.client.state == _OPEN:
                 self.client.sendMessage(payload, is_binary)
 
-    def _idle_expired(self, seconds: float) -> None:
+    def _idle_check(self) -> None:
+        """The idle timer fired: close the tunnel, or wait for the rest of the time."""
+        seconds = self._idle_seconds
+        left = self._last_activity + seconds - self._seconds()
+        if left > 0.001:  # more than float noise left
+            self._idle = self.bridge.reactor.callLater(left, self._idle_check)
+            return
         _log.info("WebSocket idle for {seconds}s; closing", seconds=seconds)
         for side in (self.client, self.upstream):
             self._close(side, _IDLE)

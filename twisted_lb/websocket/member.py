@@ -33,6 +33,8 @@ from twisted_lb.errors import (
 )
 from twisted_lb.exchange import Exchange, ResponseSink
 
+from .hot_path import HotPath
+
 if TYPE_CHECKING:
     from .bridge import Tunnel
 
@@ -80,7 +82,7 @@ class UpgradeRefused(Exception):
         self.reason = reason
 
 
-class MemberSide(WebSocketClientProtocol):
+class MemberSide(HotPath, WebSocketClientProtocol):
     """
     The connection from the proxy to the member.
 
@@ -98,7 +100,7 @@ class MemberSide(WebSocketClientProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.answered = True
-        super().dataReceived(data)
+        self._dataReceived(data)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
         self._lost_reason = reason.value
