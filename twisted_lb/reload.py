@@ -57,7 +57,7 @@ from twisted_lb.service import (
 if TYPE_CHECKING:
     from twisted_lb.service import ProxyService
 
-__all__ = ["ReloadSummary", "reload_service", "ReloadOnSignal"]
+__all__ = ["ReloadSummary", "reload_service", "reload_and_log", "ReloadOnSignal"]
 
 _log = Logger()
 
@@ -372,13 +372,18 @@ class ReloadOnSignal(Service):
         reopen = getattr(self.log_file, "reopen", None)
         if reopen is not None:
             reopen()
-        _log.info("SIGHUP: reloading {source}", source=self.proxy.config.source)
-        try:
-            self.proxy.reload()
-        except ConfigError as e:
-            _log.error(
-                "reload refused, the running configuration stays: {source}: {key}: {problem}",
-                source=e.source, key=e.key, problem=e.problem,
-            )
-        except Exception:
-            _log.failure("reload failed; the running configuration stays")
+        reload_and_log(self.proxy)
+
+
+def reload_and_log(proxy: ProxyService) -> None:
+    """Reload C{proxy} from its file (on SIGHUP); log the outcome, raise nothing."""
+    _log.info("SIGHUP: reloading {source}", source=proxy.config.source)
+    try:
+        proxy.reload()
+    except ConfigError as e:
+        _log.error(
+            "reload refused, the running configuration stays: {source}: {key}: {problem}",
+            source=e.source, key=e.key, problem=e.problem,
+        )
+    except Exception:
+        _log.failure("reload failed; the running configuration stays")

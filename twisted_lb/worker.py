@@ -211,11 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         d.addBoth(done)
 
     def reload() -> None:
-        method = getattr(service, "reload", None)
-        if method is None:
-            _log.warn("SIGHUP: this version cannot reload its configuration")
-            return
-        defer.maybeDeferred(method).addErrback(lambda f: _log.failure("reload", f))
+        from twisted_lb.reload import reload_and_log
+
+        reload_and_log(service)
 
     def apply_state() -> None:
         # The manager's saved member states (SIGUSR1 from the supervisor after

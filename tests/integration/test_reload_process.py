@@ -46,7 +46,9 @@ class TwistdReloadAndStopTests(TestCase):
             listen=[self.port],
             members=members,
             path="/",
-            top={"shutdown_timeout": 10, "log_format": "json", **top},
+            # One process: this is about ProxyService under twistd (tests/workers covers
+            # signals forwarded to workers).
+            top={"workers": 1, "shutdown_timeout": 10, "log_format": "json", **top},
         )
 
     @defer.inlineCallbacks

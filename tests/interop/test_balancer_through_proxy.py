@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,10 @@ def dead_member(route: str, **extra: object) -> dict[str, object]:
         "secret": AJP_SECRET,
         **extra,
     }
+
+
+#: The proxy's log line for a response a member broke off after it had begun.
+MID_RESPONSE = re.compile(r"failed \([^)]*\): member closed the connection mid-response")
 
 
 @attrs.define
@@ -421,9 +426,15 @@ def test_seed_story_failover_and_readmission(
         f"\nfailover: {len(samples)} GETs by {len(clients)} clients ({before_kill} before the "
         f"kill), {len(failed)} failed; kill took {t_dead - t_kill:.3f} s; first tomcat2 "
         f"answer per client {', '.join(f'{f * 1000:.0f} ms' for f in firsts)} after the kill; "
-        f"longest gap between answers after the kill {stall * 1000:.0f} ms"
+        f"longest gap between answers after the kill {stall * 1000:.0f} ms; "
+        f"responses cut mid-way by the kill: {len(failed)}"
     )
-    assert not failed, failed[:5]
+    # A response tomcat1 had begun (its headers sent) when it was killed cannot be replayed (the
+    # house rule: only when no response byte came back), so that client is cut off. Each such
+    # cut must be one the proxy logged; anything else (a 5xx, a refused request) is a failure.
+    started = len(MID_RESPONSE.findall(cluster_proxy.process.log()))
+    assert all(s.error and s.ended >= t_kill for s in failed), failed[:5]
+    assert len(failed) <= min(started, len(clients)), (failed[:5], started)
     assert before_kill > 20
     assert after and all(s.node == "tomcat2" for s in after)
     assert len(firsts) == len(clients)
