@@ -23,7 +23,7 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 from twisted.internet import defer
@@ -157,13 +157,104 @@ def _packet(payload: bytes) -> bytes:
     return b"AB" + struct.pack(">H", len(payload)) + payload
 
 
+class _MemberConnection(Protocol):
+    """One connection of a L{_LoopbackMember}: its counts and how it closes."""
+
+    def __init__(self, member: Any, serial: int) -> None:
+        self._member = member
+        self.serial = serial
+        self.closed_by_member = False
+
+    def connectionMade(self) -> None:
+        self._member._open.add(self)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._member._open.discard(self)
+        self._member.connections_lost += 1
+        if not self.closed_by_member:
+            self._member.closed_by_proxy += 1
+
+    def _write(self, data: bytes) -> None:
+        self._member.bytes_sent += len(data)
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def _close(self) -> None:
+        self.closed_by_member = True
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+_M = TypeVar("_M", bound="_LoopbackMember")
+
+
+class _LoopbackMember(Factory):
+    """
+    A member on an ephemeral port of C{127.0.0.1}, counting its connections.
+
+    @cvar scheme: the scheme of L{url}.
+    @cvar connection: the protocol of one connection.
+    """
+
+    scheme = ""
+    connection: type[_MemberConnection]
+
+    def __init__(self, reactor: Any) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+
+            reactor = default_reactor
+        self.connections_made = 0
+        self.connections_lost = 0
+        self.closed_by_proxy = 0
+        self.bytes_sent = 0
+        self._reactor = reactor
+        self._open: set[Any] = set()
+        self._port: IListeningPort | None = None
+
+    def start(self: _M) -> _M:
+        """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
+        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
+        return self
+
+    def stop(self) -> defer.Deferred[None]:
+        """Stop listening and drop every open connection."""
+        for proto in list(self._open):
+            proto.closed_by_member = True
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+        port, self._port = self._port, None
+        if port is None:
+            return defer.succeed(None)
+        return defer.maybeDeferred(port.stopListening)
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        assert self._port is not None, "start() the member first"
+        return self._port.getHost().port  # type: ignore[no-any-return, attr-defined]
+
+    @property
+    def url(self) -> str:
+        """The member URL for the proxy's configuration: C{scheme://127.0.0.1:port}."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now."""
+        return len(self._open)
+
+    def buildProtocol(self, addr: object) -> Any:
+        self.connections_made += 1
+        proto = self.connection(self, self.connections_made)
+        proto.factory = self
+        return proto
+
+
 @implementer(IPullProducer)
-class _FaultyProtocol(Protocol):
+class _FaultyProtocol(_MemberConnection):
     """One connection of a L{FaultyAJPMember}."""
 
     def __init__(self, member: FaultyAJPMember, serial: int) -> None:
-        self._member = member
-        self.serial = serial
+        super().__init__(member, serial)
         self._codec = AJPConnection(Role.CONTAINER, member.packet_size)
         self._body_max = member.packet_size - 6
         self._forward: ForwardRequest | None = None
@@ -175,27 +266,12 @@ class _FaultyProtocol(Protocol):
         self._then: Callable[[], None] | None = None
         self._hung = False
         self.stalled = False
-        self.closed_by_member = False
 
     # -- connection ------------------------------------------------------
 
-    def connectionMade(self) -> None:
-        self._member._open.add(self)
-
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._member._open.discard(self)
-        self._member.connections_lost += 1
-        if not self.closed_by_member:
-            self._member.closed_by_proxy += 1
+        super().connectionLost(reason)
         self._chunks = None
-
-    def _write(self, data: bytes) -> None:
-        self._member.bytes_sent += len(data)
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def _close(self) -> None:
-        self.closed_by_member = True
-        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def _reset(self) -> None:
         """Close with a TCP reset (SO_LINGER 0)."""
@@ -387,7 +463,7 @@ class _FaultyProtocol(Protocol):
         self._codec.start_next_cycle()
 
 
-class FaultyAJPMember(Factory):
+class FaultyAJPMember(_LoopbackMember):
     """
     An AJP/1.3 member on C{127.0.0.1} that misbehaves on demand.
 
@@ -413,6 +489,9 @@ class FaultyAJPMember(Factory):
         sent (should stay empty).
     """
 
+    scheme = "ajp"
+    connection = _FaultyProtocol
+
     def __init__(
         self,
         fault: Fault = Fault.NONE,
@@ -425,10 +504,7 @@ class FaultyAJPMember(Factory):
         secret: str | None = None,
         packet_size: int = 8192,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        super().__init__(reactor)
         self.fault = fault
         self.status = status
         self.body_size = body_size
@@ -437,46 +513,12 @@ class FaultyAJPMember(Factory):
         self.secret = secret
         self.packet_size = packet_size
         self.requests: list[ReceivedRequest] = []
-        self.connections_made = 0
-        self.connections_lost = 0
-        self.closed_by_proxy = 0
         self.cpings = 0
         self.extra_body_bytes = 0
-        self.bytes_sent = 0
         self.proxy_errors: list[str] = []
-        self._reactor = reactor
         self._scheduled: deque[Fault] = deque()
-        self._open: set[_FaultyProtocol] = set()
-        self._port: IListeningPort | None = None
 
     # -- life --------------------------------------------------------------
-
-    def start(self) -> FaultyAJPMember:
-        """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
-        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
-        return self
-
-    def stop(self) -> defer.Deferred[None]:
-        """Stop listening and drop every open connection."""
-        for proto in list(self._open):
-            proto.closed_by_member = True
-            if proto.transport is not None:
-                proto.transport.abortConnection()
-        port, self._port = self._port, None
-        if port is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening)
-
-    @property
-    def port(self) -> int:
-        """The listening port."""
-        assert self._port is not None, "start() the member first"
-        return self._port.getHost().port  # type: ignore[no-any-return, attr-defined]
-
-    @property
-    def url(self) -> str:
-        """The member URL for the proxy's configuration: C{ajp://127.0.0.1:port}."""
-        return f"ajp://127.0.0.1:{self.port}"
 
     def answer_stalled(self) -> int:
         """
@@ -490,11 +532,6 @@ class FaultyAJPMember(Factory):
             proto.stalled = False
             proto._respond(Fault.NONE)
         return len(stalled)
-
-    @property
-    def open_connections(self) -> int:
-        """Connections open now."""
-        return len(self._open)
 
     # -- faults ------------------------------------------------------------
 
@@ -514,12 +551,6 @@ class FaultyAJPMember(Factory):
         if cping:
             return Fault.NO_CPONG if self.fault is Fault.NO_CPONG else Fault.NONE
         return self.fault
-
-    def buildProtocol(self, addr: object) -> _FaultyProtocol:
-        self.connections_made += 1
-        proto = _FaultyProtocol(self, self.connections_made)
-        proto.factory = self
-        return proto
 
 
 # -- HTTP/1.1 ------------------------------------------------------------------------------------
@@ -594,37 +625,21 @@ class ReceivedHTTPRequest:
     fault: HTTPFault
 
 
-class _FaultyHTTPProtocol(Protocol):
+class _FaultyHTTPProtocol(_MemberConnection):
     """One connection of a L{FaultyHTTPMember}: HTTP/1.1, parsed by hand."""
 
     def __init__(self, member: FaultyHTTPMember, serial: int) -> None:
-        self._member = member
-        self.serial = serial
+        super().__init__(member, serial)
         self._buffer = b""
         self._discard = 0  # request body bytes still to drop
         self._doomed = False  # HTTPFault.CLOSE_ON_NEXT_REQUEST armed
         self._idle_close: Any = None
         self._fault: HTTPFault | None = None  # taken for the request being read
-        self.closed_by_member = False
-
-    def connectionMade(self) -> None:
-        self._member._open_http.add(self)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._member._open_http.discard(self)
-        self._member.connections_lost += 1
-        if not self.closed_by_member:
-            self._member.closed_by_proxy += 1
+        super().connectionLost(reason)
         if self._idle_close is not None and self._idle_close.active():
             self._idle_close.cancel()
-
-    def _write(self, data: bytes) -> None:
-        self._member.bytes_sent += len(data)
-        self.transport.write(data)  # type: ignore[union-attr]
-
-    def _close(self) -> None:
-        self.closed_by_member = True
-        self.transport.loseConnection()  # type: ignore[union-attr]
 
     def dataReceived(self, data: bytes) -> None:
         self._buffer += data
@@ -719,7 +734,7 @@ class _FaultyHTTPProtocol(Protocol):
                 self._idle_close = member._reactor.callLater(member.idle_close, self._close)
 
 
-class FaultyHTTPMember(Factory):
+class FaultyHTTPMember(_LoopbackMember):
     """
     An HTTP/1.1 member on C{127.0.0.1} that misbehaves on demand, written on
     a bare L{Protocol} so that it can send what no HTTP library would.
@@ -741,6 +756,9 @@ class FaultyHTTPMember(Factory):
     @ivar bytes_sent: bytes written to the proxy in all.
     """
 
+    scheme = "http"
+    connection = _FaultyHTTPProtocol
+
     def __init__(
         self,
         fault: HTTPFault = HTTPFault.NONE,
@@ -752,10 +770,7 @@ class FaultyHTTPMember(Factory):
         many_headers: int = 10_000,
         idle_close: float = 0.05,
     ) -> None:
-        if reactor is None:
-            from twisted.internet import reactor as default_reactor
-
-            reactor = default_reactor
+        super().__init__(reactor)
         self.fault = fault
         self.body_size = body_size
         self.head_body_size = head_body_size
@@ -763,46 +778,7 @@ class FaultyHTTPMember(Factory):
         self.many_headers = many_headers
         self.idle_close = idle_close
         self.requests: list[ReceivedHTTPRequest] = []
-        self.connections_made = 0
-        self.connections_lost = 0
-        self.closed_by_proxy = 0
-        self.bytes_sent = 0
-        self._reactor = reactor
         self._scheduled_http: deque[HTTPFault] = deque()
-        self._open_http: set[_FaultyHTTPProtocol] = set()
-        self._port: IListeningPort | None = None
-
-    def start(self) -> FaultyHTTPMember:
-        """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
-        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
-        return self
-
-    def stop(self) -> defer.Deferred[None]:
-        """Stop listening and drop every open connection."""
-        for proto in list(self._open_http):
-            proto.closed_by_member = True
-            if proto.transport is not None:
-                proto.transport.abortConnection()
-        port, self._port = self._port, None
-        if port is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening)
-
-    @property
-    def port(self) -> int:
-        """The listening port."""
-        assert self._port is not None, "start() the member first"
-        return self._port.getHost().port  # type: ignore[no-any-return, attr-defined]
-
-    @property
-    def url(self) -> str:
-        """The member URL for the proxy's configuration: C{http://127.0.0.1:port}."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def open_connections(self) -> int:
-        """Connections open now."""
-        return len(self._open_http)
 
     def schedule(self, *faults: HTTPFault) -> None:
         """Answer the next requests with C{faults}, one each; then go back to C{fault}."""
@@ -810,9 +786,3 @@ class FaultyHTTPMember(Factory):
 
     def _take_http_fault(self) -> HTTPFault:
         return self._scheduled_http.popleft() if self._scheduled_http else self.fault
-
-    def buildProtocol(self, addr: object) -> _FaultyHTTPProtocol:
-        self.connections_made += 1
-        proto = _FaultyHTTPProtocol(self, self.connections_made)
-        proto.factory = self
-        return proto
