@@ -22,7 +22,6 @@ from twisted.internet import error as ierror
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import (
     IConsumer,
-    IHandshakeListener,
     IPushProducer,
     IStreamClientEndpoint,
 )
@@ -36,6 +35,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer, IResponse
 from zope.interface import implementer
 
+from twisted_lb.backends.connect_probe import ConnectProbe
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
 from twisted_lb.config.model import MemberConfig
 from twisted_lb.errors import (
@@ -238,29 +238,6 @@ class _BodyProducer:
                 pass
 
 
-@implementer(IHandshakeListener)
-class _Probe(Protocol):
-    """Fires C{ready} with whether the connection (and TLS handshake) succeeded."""
-
-    def __init__(self, tls: bool) -> None:
-        self._tls = tls
-        self.ready: defer.Deferred[bool] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        if not self._tls:
-            self._fire(True)
-
-    def handshakeCompleted(self) -> None:
-        self._fire(True)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._fire(False)
-
-    def _fire(self, ok: bool) -> None:
-        if not self.ready.called:
-            self.ready.callback(ok)
-
-
 class HTTPBackend:
     """
     Sends exchanges to one C{http://} or C{https://} member.
@@ -453,13 +430,13 @@ class HTTPBackend:
         is sent. Used by background probing; L{close} cancels it.
         """
         tls = self.tls is not None
-        connecting = self._endpoint.connect(Factory.forProtocol(lambda: _Probe(tls)))
+        connecting = self._endpoint.connect(Factory.forProtocol(lambda: ConnectProbe(tls)))
         try:
-            proto: _Probe = await self._bounded(connecting)
+            proto: ConnectProbe = await self._bounded(connecting)
         except Exception:
             return False
         try:
-            return await self._bounded(proto.ready)
+            return await self._bounded(proto.ready) is None
         except Exception:
             return False
         finally:

@@ -21,7 +21,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
+from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
@@ -31,6 +31,7 @@ from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.backends.connect_probe import ConnectProbe
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
 from twisted_lb.config.model import HealthCheckConfig, HealthCheckKind, MemberConfig
 
@@ -103,27 +104,6 @@ def _endpoint(
     return endpoint
 
 
-@implementer(IHandshakeListener)
-class _Connected(TwistedProtocol):
-    """Fires C{ready} when connected (and, with TLS, when the handshake is done)."""
-
-    def __init__(self, tls: bool) -> None:
-        self._tls = tls
-        self.ready: defer.Deferred[None] = defer.Deferred()
-
-    def connectionMade(self) -> None:
-        if not self._tls:
-            self.ready.callback(None)
-
-    def handshakeCompleted(self) -> None:
-        if not self.ready.called:
-            self.ready.callback(None)
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        if not self.ready.called:
-            self.ready.errback(reason)
-
-
 class TCPCheck:
     """A TCP connect, plus the TLS handshake (with the member's certificate checks) for TLS."""
 
@@ -134,12 +114,14 @@ class TCPCheck:
         self.description = "tcp+tls" if tls is not None else "tcp"
 
     async def run(self) -> CheckResult:
-        proto: _Connected | None = None
+        proto: ConnectProbe | None = None
         try:
             proto = await self._endpoint.connect(
-                Factory.forProtocol(lambda: _Connected(self._tls is not None))
+                Factory.forProtocol(lambda: ConnectProbe(self._tls is not None))
             )
-            await proto.ready
+            lost = await proto.ready
+            if lost is not None:
+                lost.raiseException()
         except Exception as e:
             return CheckResult(False, describe_failure(e, self._tls))
         finally:

@@ -15,12 +15,11 @@ from autobahn.websocket.types import ConnectingRequest
 from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IHandshakeListener
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
+from twisted_lb.backends.connect_probe import ConnectProbe
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
 from twisted_lb.config.model import ConfigError, MemberConfig
 from twisted_lb.errors import (
@@ -182,31 +181,6 @@ class _MemberFactory(WebSocketClientFactory):
         return proto
 
 
-@implementer(IHandshakeListener)
-class _Probe(Protocol):
-    def __init__(self, done: defer.Deferred[bool], secure: bool) -> None:
-        self._done = done
-        self._secure = secure
-
-    def connectionMade(self) -> None:
-        if not self._secure:
-            self._finish(True)
-
-    def handshakeCompleted(self) -> None:
-        self._finish(True)
-
-    def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
-        if not self._done.called:
-            self._done.callback(False)
-
-    def _finish(self, ok: bool) -> None:
-        if not self._done.called:
-            self._done.callback(ok)
-        transport: Any = self.transport
-        if transport is not None:
-            transport.loseConnection()
-
-
 class WSMember:
     """
     A C{ws://} or C{wss://} member.
@@ -240,19 +214,21 @@ class WSMember:
 
     async def probe(self) -> bool:
         """Whether the member accepts a connection (and completes TLS for C{wss})."""
-        done: defer.Deferred[bool] = defer.Deferred()
-        factory = Factory.forProtocol(lambda: _Probe(done, self._secure))
+        factory = Factory.forProtocol(lambda: ConnectProbe(self._secure))
         try:
             proto = await self._endpoint().connect(factory)
         except Exception:
             return False
-        done.addTimeout(self.member.connectiontimeout, self._reactor)
+        ready = proto.ready.addTimeout(self.member.connectiontimeout, self._reactor)
         try:
-            return await done
+            ok = await ready is None
         except defer.CancelledError:
             if proto.transport is not None:
                 proto.transport.abortConnection()
             return False
+        if proto.transport is not None:
+            proto.transport.loseConnection()
+        return ok
 
     async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
         """Plain HTTP requests are not served by a WebSocket member."""
