@@ -8,14 +8,31 @@ knows about sockets or members.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import IO, Protocol
+import time
+from collections.abc import Callable, Sequence
+from typing import IO, Any, Protocol
 
 import attrs
 
 from twisted_lb.rewrite import RouteRewriting
 
-__all__ = ["Exchange", "ResponseSink", "IDEMPOTENT_METHODS"]
+__all__ = ["HOP_BY_HOP", "ClientSink", "Exchange", "ResponseSink", "IDEMPOTENT_METHODS"]
+
+#: Headers that describe one connection, not the message (RFC 9110 §7.6.1):
+#: never forwarded either way.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authorization",
+        b"proxy-authenticate",
+    }
+)
 
 #: Methods that may be sent again when no response byte came back (RFC 9110).
 IDEMPOTENT_METHODS = frozenset(
@@ -106,3 +123,77 @@ class ResponseSink(Protocol):
 
     def on_client_gone(self, callback: object) -> None:
         """Call C{callback()} once if the client disconnects before L{finish}."""
+
+
+class ClientSink:
+    """
+    The bookkeeping every L{ResponseSink} towards a client shares: whether
+    the response started and when, the bytes written, the client leaving,
+    and the member connection registered as the client side's producer.
+
+    Subclasses write the response and implement L{_register},
+    L{_unregister} and L{_abort_transport}.
+    """
+
+    __slots__ = ("started", "started_at", "bytes_written", "_gone", "_on_gone", "_producer")
+
+    def __init__(self) -> None:
+        self.started = False
+        #: C{time.monotonic()} when the member's response began, or C{None}.
+        self.started_at: float | None = None
+        self.bytes_written = 0
+        self._gone = False
+        self._on_gone: Callable[[], object] | None = None
+        self._producer: object | None = None
+
+    def _started(self) -> None:
+        self.started = True
+        self.started_at = time.monotonic()
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client disconnected."""
+        return self._gone
+
+    def client_lost(self, reason: Any = None) -> None:
+        """The client's connection closed before the end of the response."""
+        if self._gone:
+            return
+        self._gone = True
+        self._producer = None
+        callback, self._on_gone = self._on_gone, None
+        if callback is not None:
+            callback()
+
+    def on_client_gone(self, callback: Callable[[], object]) -> None:
+        if self._gone:
+            callback()
+        else:
+            self._on_gone = callback
+
+    def register_producer(self, producer: object) -> None:
+        if not self._gone and self._producer is None:
+            self._producer = producer
+            self._register(producer)
+
+    def unregister_producer(self) -> None:
+        if self._producer is not None:
+            self._producer = None
+            if not self._gone:
+                self._unregister()
+
+    def abort(self) -> None:
+        """Cut the client connection: the response cannot be completed."""
+        self.unregister_producer()
+        self._on_gone = None
+        if not self._gone:
+            self._abort_transport()
+
+    def _register(self, producer: object) -> None:
+        raise NotImplementedError
+
+    def _unregister(self) -> None:
+        raise NotImplementedError
+
+    def _abort_transport(self) -> None:
+        raise NotImplementedError

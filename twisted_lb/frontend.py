@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -31,8 +32,9 @@ from twisted.web.server import Site
 
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
+from twisted_lb.fastpath import RawResponse, parse_simple_head
 
-__all__ = ["FrontendSite", "LimitedHTTPChannel", "refusal"]
+__all__ = ["ConnectionInfo", "FrontendSite", "LimitedHTTPChannel", "refusal", "tls_details"]
 
 _log = Logger()
 
@@ -53,6 +55,65 @@ def refusal(status: int, reason: str, message: str) -> bytes:
         b"Content-Length: %d\r\n"
         b"Connection: close\r\n\r\n%s"
     ) % (status, reason.encode("ascii"), len(body), body)
+
+
+@attrs.frozen
+class ConnectionInfo:
+    """
+    What a request needs to know of its connection, read once per connection.
+
+    @ivar client: the client's address (an C{IAddress}).
+    @ivar ssl_protocol: the TLS version, when over TLS and known.
+    @ivar ssl_cipher: the TLS cipher, when over TLS and known.
+    """
+
+    client: Any
+    client_host: str
+    client_port: int
+    local_host: str
+    local_port: int
+    secure: bool
+    ssl_protocol: bytes | None = None
+    ssl_cipher: bytes | None = None
+
+    @classmethod
+    def of(cls, channel: Any) -> ConnectionInfo:
+        """The info of C{channel}'s connection (after the TLS handshake, if any)."""
+        transport = channel.transport
+        return cls.of_parts(
+            transport.getPeer(), transport.getHost(), bool(channel.isSecure()), transport
+        )
+
+    @classmethod
+    def of_parts(cls, client: Any, local: Any, secure: bool, transport: Any) -> ConnectionInfo:
+        """The info from the two addresses, and the transport's TLS details if C{secure}."""
+        protocol = cipher = None
+        if secure:
+            protocol, cipher = tls_details(transport)
+        return cls(
+            client=client,
+            client_host=getattr(client, "host", "") or "",
+            client_port=getattr(client, "port", 0) or 0,
+            local_host=getattr(local, "host", "") or "",
+            local_port=getattr(local, "port", 0) or 0,
+            secure=secure,
+            ssl_protocol=protocol,
+            ssl_cipher=cipher,
+        )
+
+
+def tls_details(transport: Any) -> tuple[bytes | None, bytes | None]:
+    """The TLS version and cipher of a client's connection, when known."""
+    try:
+        handle = transport.getHandle()
+        protocol = handle.get_protocol_version_name()
+        cipher = handle.get_cipher_name()
+    except Exception:
+        return None, None
+    return (
+        protocol.encode("ascii") if protocol else None,
+        cipher.encode("ascii") if cipher else None,
+    )
 
 
 class _Phase(enum.Enum):
@@ -87,15 +148,99 @@ class LimitedHTTPChannel(TrackedChannel):
         self._received = 0
         self._deadline_call: IDelayedCall | None = None
         self._send_call: IDelayedCall | None = None
+        #: The fast-lane response in flight (see L{twisted_lb.fastpath}).
+        self._fast: RawResponse | None = None
+        self._connection_info: ConnectionInfo | None = None
 
     # -- reading -----------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
         if self._phase is _Phase.IDLE and data:
+            if self._fast_lane(data):
+                return
             self._start(_Phase.HEAD, self.limits.header_timeout)
         if self._phase is not _Phase.HANDLING:
             self._received += len(data)
         super().dataReceived(data)
+
+    def _fast_lane(self, data: bytes) -> bool:
+        """
+        Serve C{data} in the fast lane if it is one whole simple request head
+        on a connection with nothing else pending, and the site's resource
+        takes it (see L{twisted_lb.fastpath}).
+        """
+        serve = getattr(getattr(self, "site", None), "fast_lane", None)
+        if (
+            serve is None
+            or len(data) > self.limits.max_header_bytes
+            or not self.line_mode
+            or self._handlingRequest
+            or self._buffer  # type: ignore[attr-defined]
+            or self.requests
+            or not self._HTTPChannel__first_line  # type: ignore[attr-defined]
+        ):
+            return False
+        head = parse_simple_head(data, self.limits.max_headers)
+        if head is None:
+            return False
+        self.resetTimeout()
+        return bool(serve(self, head))
+
+    def fast_request_started(self, response: RawResponse) -> None:
+        """A fast-lane request is being answered: hold what comes next, as twisted.web does."""
+        self._fast = response
+        self._phase = _Phase.HANDLING
+        self.persistent = response.keep_alive
+        if self.timeOut:
+            self._savedTimeOut = self.setTimeout(None)
+        self._handlingRequest = True
+        self.setRawMode()
+
+    def fast_request_done(self, response: RawResponse) -> None:
+        """The fast-lane response is complete: read on, or close."""
+        if response is not self._fast:
+            return
+        self._fast = None
+        self._phase = _Phase.IDLE
+        if self.transport is None:
+            return
+        if not self._waitingForTransport:
+            self._networkProducer.resumeProducing()
+        if response.keep_alive and self.persistent:
+            self._handlingRequest = False
+            if self._savedTimeOut:
+                self.setTimeout(self._savedTimeOut)
+            data = b"".join(self._dataBuffer)
+            self._dataBuffer = []
+            self.setLineMode(data)
+        else:
+            self.loseConnection()
+
+    @property
+    def closing(self) -> bool:
+        """Whether the proxy is stopping (no response keeps the connection open)."""
+        connections = self._connections()
+        return connections is not None and connections.closing
+
+    @property
+    def busy(self) -> bool:
+        return self.transport is not None and (bool(self.requests) or self._fast is not None)
+
+    def close_when_idle(self) -> None:
+        fast = self._fast
+        if fast is None or self.transport is None:
+            super().close_when_idle()
+            return
+        self.persistent = False
+        if not fast.started:
+            fast.keep_alive = False
+
+    def connection_info(self) -> ConnectionInfo:
+        """The client's and our address and the TLS details, read once per connection."""
+        info = self._connection_info
+        if info is None:
+            info = self._connection_info = ConnectionInfo.of(self)
+        return info
 
     def lineReceived(self, line: bytes) -> None:
         if self._receivedHeaderSize + len(line) > self.limits.max_header_bytes:
@@ -219,6 +364,9 @@ class LimitedHTTPChannel(TrackedChannel):
         self.transport.abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        fast, self._fast = self._fast, None
+        if fast is not None:
+            fast.client_lost()
         self._cancel_deadline()
         if self._send_call is not None and self._send_call.active():
             self._send_call.cancel()
@@ -272,6 +420,10 @@ class FrontendSite(Site):
         self.open_connections = 0
         #: The proxy's client connections (for a graceful stop), if it tracks them.
         self.connections = connections
+        #: Serves simple requests without twisted.web's Request, when the
+        #: resource can (see L{twisted_lb.fastpath}); called with the channel
+        #: and the L{SimpleHead}, returns whether it took the request.
+        self.fast_lane = getattr(resource, "serve_fast", None)
 
     def protocol(self) -> _GenericHTTPChannelProtocol:  # type: ignore[override]
         return _CountedChannelProtocol(LimitedHTTPChannel(self.limits, self.reactor))

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet import defer
@@ -27,35 +27,25 @@ from twisted_lb.balancer import StickyConfig, find_session_routes
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
-from twisted_lb.exchange import Exchange
+from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange
+from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
+from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.rewrite import RouteRewriting
-from twisted_lb.routing import Router, unsafe_path
+from twisted_lb.routing import Match, Router, unsafe_path
 
 if TYPE_CHECKING:
+    from twisted_lb.frontend import LimitedHTTPChannel
     from twisted_lb.websocket import WebSocketBridge
 
-__all__ = ["ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
+__all__ = ["HOP_BY_HOP", "ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
 
 _log = Logger()
 
-#: Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-    }
-)
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 #: Control characters other than HTAB: invalid in a field value (RFC 9110 §5.5).
 _CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _COOKIE = b"cookie"
+_CONNECTION = b"connection"
 _CONTENT_LENGTH = b"content-length"
 _HOST = b"host"
 
@@ -107,42 +97,22 @@ class ProxyTarget:
         )
 
 
-class RequestSink:
+class RequestSink(ClientSink):
     """
     Writes a member's response to a C{twisted.web} request, streaming, with
     backpressure (the member connection is paused while the client is slow).
     """
 
-    __slots__ = (
-        "_request", "started", "started_at", "bytes_written", "_gone", "_on_gone", "_producer"
-    )
+    __slots__ = ("_request",)
 
     def __init__(self, request: Request) -> None:
+        super().__init__()
         self._request = request
-        self.started = False
-        #: C{time.monotonic()} when the member's response began, or C{None}.
-        self.started_at: float | None = None
-        self.bytes_written = 0
-        self._gone = False
-        self._on_gone: Callable[[], object] | None = None
-        self._producer: object | None = None
-        request.notifyFinish().addErrback(self._client_lost)
-
-    def _client_lost(self, failure: Failure) -> None:
-        self._gone = True
-        callback, self._on_gone = self._on_gone, None
-        if callback is not None:
-            callback()
-
-    @property
-    def gone(self) -> bool:
-        """Whether the client disconnected."""
-        return self._gone
+        request.notifyFinish().addErrback(self.client_lost)
 
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         request = self._request
-        self.started = True
-        self.started_at = time.monotonic()
+        self._started()
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
@@ -164,31 +134,22 @@ class RequestSink:
         if not self._gone:
             self._request.finish()
 
-    def register_producer(self, producer: object) -> None:
-        if not self._gone and self._producer is None:
-            self._producer = producer
-            self._request.registerProducer(producer, True)
+    def error(self, status: int, message: str) -> None:
+        """Answer a plain-text error page (nothing of the member's was sent)."""
+        request = self._request
+        request.write(_error_page(request, status, message))
+        request.finish()
 
-    def unregister_producer(self) -> None:
-        if self._producer is not None:
-            self._producer = None
-            if not self._gone:
-                self._request.unregisterProducer()
+    def _register(self, producer: object) -> None:
+        self._request.registerProducer(producer, True)
 
-    def on_client_gone(self, callback: Callable[[], object]) -> None:
-        if self._gone:
-            callback()
-        else:
-            self._on_gone = callback
+    def _unregister(self) -> None:
+        self._request.unregisterProducer()
 
-    def abort(self) -> None:
-        """Cut the client connection: the response cannot be completed."""
-        self.unregister_producer()
-        self._on_gone = None
-        if not self._gone:
-            transport = self._request.channel.transport if self._request.channel else None
-            if transport is not None:
-                transport.abortConnection()
+    def _abort_transport(self) -> None:
+        transport = self._request.channel.transport if self._request.channel else None
+        if transport is not None:
+            transport.abortConnection()
 
 
 def _error_page(request: Request, status: int, message: str) -> bytes:
@@ -238,8 +199,58 @@ class ProxyResource(Resource):
         self._router = router
         self._access_log = access_log
 
+    def serve_fast(self, channel: LimitedHTTPChannel, head: SimpleHead) -> bool:
+        """
+        Proxy a fast-lane request (see L{twisted_lb.fastpath}) and answer it
+        on C{channel} with a L{RawResponse}.
+
+        @return: C{False}, having done nothing, when the request needs
+            twisted.web's path (not in origin form, an unsafe path, no route,
+            an excluded path, a WebSocket-only route): that path answers it.
+        """
+        uri = head.uri
+        if uri[:1] != b"/":
+            return False
+        path, _, query = uri.partition(b"?")
+        if unsafe_path(path) is not None:
+            return False
+        match = self._router.match(path)
+        if match is None or match.target is None or match.target.websocket is not None:
+            return False
+        target = match.target
+        headers, cookies, host = _forwarded_headers(head.headers)
+        routes: Sequence[str] = ()
+        if target.sticky is not None:
+            routes = find_session_routes(cookies, path, target.sticky)
+        info = channel.connection_info()
+        exchange = _exchange_for(
+            target, match, head.method, uri, query, headers, host, routes, info, None, 0
+        )
+        request = FastRequest(head, info.client)
+        sink = RawResponse(channel, request, head.keep_alive)
+        channel.fast_request_started(sink)
+        self._dispatch(target, exchange, request, sink)
+        return True
+
+    def _dispatch(
+        self,
+        target: ProxyTarget,
+        exchange: Exchange,
+        request: Request | FastRequest,
+        sink: RequestSink | RawResponse,
+    ) -> None:
+        """Send C{exchange} to C{target}'s members; answer failures; log the request."""
+        record = AttemptRecord()
+        started = time.monotonic()
+        d = defer.Deferred.fromCoroutine(target.dispatcher.dispatch(exchange, sink, record))
+        d.addErrback(self._failed, request, sink, target)
+        if self._access_log is not None:
+            d.addBoth(self._logged, request, sink, record, started, target)
+
     def render(self, request: Request) -> bytes | int:
         request.responseHeaders.removeHeader(b"server")
+        # A proxy adds no Content-Type the member did not send (as the fast lane).
+        request.defaultContentType = None
         try:
             target, exchange = self._prepare(request)
             bridge = _websocket_bridge(request, target)
@@ -251,13 +262,7 @@ class ProxyResource(Resource):
             return _error_page(request, e.status, str(e))
         if bridge is not None:
             return bridge.render(request, exchange)
-        sink = RequestSink(request)
-        record = AttemptRecord()
-        started = time.monotonic()
-        d = defer.Deferred.fromCoroutine(target.dispatcher.dispatch(exchange, sink, record))
-        d.addErrback(self._failed, request, sink, target)
-        if self._access_log is not None:
-            d.addBoth(self._logged, request, sink, record, started, target)
+        self._dispatch(target, exchange, request, RequestSink(request))
         return NOT_DONE_YET
 
     def _prepare(self, request: Request) -> tuple[ProxyTarget, Exchange]:
@@ -282,7 +287,7 @@ class ProxyResource(Resource):
         if match is None or match.target is None:
             raise RequestRefused(404, "no route for this path")
         target = match.target
-        headers, cookies, host = _forwarded_headers(request)
+        headers, cookies, host = _forwarded_headers(_request_pairs(request))
         body = request.content
         body_length = 0
         if body is not None:
@@ -294,44 +299,23 @@ class ProxyResource(Resource):
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
-        client = request.getClientAddress()
-        local = request.getHost()
-        secure = request.isSecure()
-        ssl_protocol = ssl_cipher = None
-        if secure:
-            ssl_protocol, ssl_cipher = _tls_details(request)
-        exchange = Exchange(
-            method=method,
-            path=target.target_path + match.rest,
-            query=query if query or b"?" in uri else None,
-            headers=headers,
-            host=host,
-            client_address=getattr(client, "host", "") or "",
-            client_port=getattr(client, "port", 0) or 0,
-            local_address=getattr(local, "host", "") or "",
-            local_port=getattr(local, "port", 0) or 0,
-            is_ssl=secure,
-            body=body if body_length else None,
-            body_length=body_length,
-            ssl_protocol=ssl_protocol,
-            ssl_cipher=ssl_cipher,
-            session_routes=routes,
-            public_prefix=match.prefix,
-            target_path=target.target_path,
-            preserve_host=target.preserve_host,
-            rewriting=target.rewriting,
-            timeout=target.timeout,
+        exchange = _exchange_for(
+            target, match, method, uri, query, headers, host, routes, _request_info(request),
+            body if body_length else None, body_length,
         )
         return target, exchange
 
     def _failed(
-        self, failure: Failure, request: Request, sink: RequestSink, target: ProxyTarget
+        self,
+        failure: Failure,
+        request: Request | FastRequest,
+        sink: RequestSink | RawResponse,
+        target: ProxyTarget,
     ) -> None:
         error = failure.value
         if isinstance(error, RequestRefused):
             if not sink.started and not sink.gone:
-                request.write(_error_page(request, error.status, str(error)))
-                request.finish()
+                sink.error(error.status, str(error))
             return
         if not isinstance(error, (AttemptFailed, NoUsableMember)):
             _log.failure("unexpected error proxying {uri}", failure, uri=request.uri[:200])
@@ -346,15 +330,13 @@ class ProxyResource(Resource):
         if sink.started:
             sink.abort()
             return
-        status = status_for(error)
-        request.write(_error_page(request, status, "the cluster could not answer this request"))
-        request.finish()
+        sink.error(status_for(error), "the cluster could not answer this request")
 
     def _logged(
         self,
         result: object,
-        request: Request,
-        sink: RequestSink,
+        request: Request | FastRequest,
+        sink: RequestSink | RawResponse,
         record: AttemptRecord,
         started: float,
         target: ProxyTarget,
@@ -378,6 +360,54 @@ class ProxyResource(Resource):
                 "sticky": record.sticky,
             }
         )
+
+
+def _request_info(request: Request) -> ConnectionInfo:
+    """What a twisted.web request knows of its connection."""
+    return ConnectionInfo.of_parts(
+        request.getClientAddress(),
+        request.getHost(),
+        bool(request.isSecure()),
+        request.channel.transport,
+    )
+
+
+def _exchange_for(
+    target: ProxyTarget,
+    match: Match[ProxyTarget],
+    method: bytes,
+    uri: bytes,
+    query: bytes,
+    headers: list[tuple[bytes, bytes]],
+    host: bytes,
+    routes: Sequence[str],
+    info: ConnectionInfo,
+    body: IO[bytes] | None,
+    body_length: int,
+) -> Exchange:
+    """The exchange of a request for C{target}, whichever lane it came by."""
+    return Exchange(
+        method=method,
+        path=target.target_path + match.rest,
+        query=query if query or b"?" in uri else None,
+        headers=headers,
+        host=host,
+        client_address=info.client_host,
+        client_port=info.client_port,
+        local_address=info.local_host,
+        local_port=info.local_port,
+        is_ssl=info.secure,
+        body=body,
+        body_length=body_length,
+        ssl_protocol=info.ssl_protocol,
+        ssl_cipher=info.ssl_cipher,
+        session_routes=routes,
+        public_prefix=match.prefix,
+        target_path=target.target_path,
+        preserve_host=target.preserve_host,
+        rewriting=target.rewriting,
+        timeout=target.timeout,
+    )
 
 
 def _websocket_bridge(request: Request, target: ProxyTarget) -> WebSocketBridge | None:
@@ -433,44 +463,38 @@ def _client(request: Request) -> str:
     return getattr(client, "host", "?")
 
 
-def _forwarded_headers(request: Request) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes]:
-    """The end-to-end request headers, the Cookie values and the Host."""
-    raw = request.requestHeaders.getAllRawHeaders()
+def _forwarded_headers(
+    pairs: Iterable[tuple[bytes, bytes]],
+) -> tuple[list[tuple[bytes, bytes]], list[bytes], bytes]:
+    """
+    The end-to-end request headers (names in lower case), the Cookie values
+    and the Host, from the client's C{(name, value)} pairs.
+    """
     connection_tokens: set[bytes] = set()
     out: list[tuple[bytes, bytes]] = []
     cookies: list[bytes] = []
     host = b""
-    for name, values in raw:
+    for name, value in pairs:
         lower = name.lower()
-        if lower == b"connection":
-            for value in values:
-                connection_tokens.update(t.strip().lower() for t in value.split(b","))
+        if lower == _CONNECTION:
+            connection_tokens.update(t.strip().lower() for t in value.split(b","))
             continue
         if lower in HOP_BY_HOP or lower == _CONTENT_LENGTH:
             continue
         if lower == _COOKIE:
-            cookies.extend(values)
-        elif lower == _HOST:
-            host = values[0]
-        for value in values:
-            out.append((lower, value))
+            cookies.append(value)
+        elif lower == _HOST and not host:
+            host = value
+        out.append((lower, value))
     if connection_tokens:
         out = [(n, v) for n, v in out if n not in connection_tokens]
     return out, cookies, host
 
 
-def _tls_details(request: Request) -> tuple[bytes | None, bytes | None]:
-    """The TLS version and cipher of the client's connection, when known."""
-    try:
-        handle = request.channel.transport.getHandle()
-        protocol = handle.get_protocol_version_name()
-        cipher = handle.get_cipher_name()
-    except Exception:
-        return None, None
-    return (
-        protocol.encode("ascii") if protocol else None,
-        cipher.encode("ascii") if cipher else None,
-    )
+def _request_pairs(request: Request) -> Iterator[tuple[bytes, bytes]]:
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        for value in values:
+            yield name, value
 
 
 class RedirectResource(Resource):

@@ -1,0 +1,316 @@
+"""
+The frontend's fast lane: plain requests answered without twisted.web's
+C{Request}.
+
+Most requests a proxy sees are keep-alive GETs whose whole head arrives in
+one read. For those, L{parse_simple_head} parses the head with httptools
+(llhttp, strict) and L{RawResponse} writes the member's answer as raw
+HTTP/1.1 to the connection, so a request costs one parse, one C{Exchange}
+and one write instead of twisted.web's line-by-line parsing, C{Request},
+C{Headers} and C{Site} traversal.
+
+Only what is simple takes this lane (see L{parse_simple_head}); everything
+else (bodies, upgrades, HTTP/1.0, heads that come in pieces, anything odd)
+returns C{None} and takes twisted.web's path, which keeps every limit and
+check it has. The lane is chosen per request, on the same connection.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import httptools
+from twisted.web.http_headers import Headers
+
+from twisted_lb.exchange import HOP_BY_HOP, ClientSink
+
+if TYPE_CHECKING:
+    from twisted_lb.frontend import LimitedHTTPChannel
+
+__all__ = ["SimpleHead", "parse_simple_head", "RawResponse", "FastRequest"]
+
+#: Methods the fast lane serves: no request body, safe to retry.
+FAST_METHODS = frozenset({b"GET", b"HEAD"})
+#: Request headers that send a request to twisted.web's path (a body, an
+#: upgrade, a 100-continue).
+_FULL_PATH_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
+#: Control characters other than HTAB, CR and LF anywhere in the head.
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HOST = b"host"
+_CONNECTION = b"connection"
+
+_NO_BODY_CODES = frozenset({204, 304})
+_CONTENT_LENGTH = b"content-length"
+_DATE = b"date"
+
+
+def _status_line(code: int) -> bytes:
+    try:
+        phrase = HTTPStatus(code).phrase.encode("ascii")
+    except ValueError:
+        phrase = b"Unknown Status"
+    return b"HTTP/1.1 %d %s\r\n" % (code, phrase)
+
+
+#: Status lines, built once.
+_STATUS_LINES = {code: _status_line(code) for code in range(100, 600)}
+
+
+class _DateHeader:
+    """A C{Date:} header line, formatted at most once a second."""
+
+    __slots__ = ("_second", "_line")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._line = b""
+
+    def __call__(self) -> bytes:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._line = b"Date: " + time.strftime(
+                "%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now)
+            ).encode("ascii") + b"\r\n"
+        return self._line
+
+
+date_header = _DateHeader()
+
+
+class SimpleHead:
+    """
+    A request head the fast lane serves.
+
+    @ivar method: C{GET} or C{HEAD}.
+    @ivar uri: the request target as sent (origin form is checked later).
+    @ivar headers: C{(lower-case name, value)} pairs in the client's order.
+    @ivar keep_alive: whether the client lets the connection stay open.
+    """
+
+    __slots__ = ("method", "uri", "headers", "keep_alive")
+
+    def __init__(
+        self, method: bytes, uri: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> None:
+        self.method = method
+        self.uri = uri
+        self.headers = headers
+        self.keep_alive = keep_alive
+
+
+class _Collector:
+    """httptools callbacks: collect the URL and the headers."""
+
+    __slots__ = ("url", "headers", "complete")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+
+def parse_simple_head(data: bytes, max_headers: int) -> SimpleHead | None:
+    """
+    Parse C{data} when it is exactly one simple request head.
+
+    Simple means: the whole head and nothing else (it ends with the empty
+    line), HTTP/1.1, C{GET} or C{HEAD}, exactly one C{Host}, no
+    C{Content-Length}, C{Transfer-Encoding}, C{Upgrade} or C{Expect}, no
+    control characters, at most C{max_headers} fields, and valid for llhttp.
+
+    @return: the head, or C{None} when twisted.web's path must serve it
+        (which answers whatever is wrong with it).
+    """
+    if not data.endswith(b"\r\n\r\n") or data.find(b"\r\n\r\n") != len(data) - 4:
+        return None
+    if _CTL.search(data) is not None:
+        return None
+    collector = _Collector()
+    parser = httptools.HttpRequestParser(collector)
+    try:
+        parser.feed_data(data)
+    except Exception:  # HttpParserError, HttpParserUpgrade, HttpParserInvalidMethodError ...
+        return None
+    if not collector.complete or parser.get_http_version() != "1.1":
+        return None
+    method = parser.get_method()
+    if method not in FAST_METHODS:
+        return None
+    headers = collector.headers
+    if len(headers) > max_headers:
+        return None
+    hosts = 0
+    keep_alive = True
+    for name, value in headers:
+        if name in _FULL_PATH_HEADERS:
+            return None
+        if name == _HOST:
+            hosts += 1
+        elif name == _CONNECTION and any(
+            t.strip() == b"close" for t in value.lower().split(b",")
+        ):
+            keep_alive = False
+    if hosts != 1:
+        return None
+    return SimpleHead(method, collector.url, headers, keep_alive)
+
+
+class FastRequest:
+    """
+    What the access log and the request hooks read of a fast-lane request
+    (the attributes of twisted.web's C{Request} they use).
+    """
+
+    __slots__ = ("method", "uri", "clientproto", "code", "_headers", "_raw", "_client")
+
+    def __init__(self, head: SimpleHead, client: Any) -> None:
+        self.method = head.method
+        self.uri = head.uri
+        self.clientproto = b"HTTP/1.1"
+        self.code = 200
+        self._raw = head.headers
+        self._headers: Headers | None = None
+        self._client = client
+
+    def getClientAddress(self) -> Any:  # noqa: N802 (twisted.web's name)
+        return self._client
+
+    @property
+    def requestHeaders(self) -> Headers:  # noqa: N802 (twisted.web's name)
+        if self._headers is None:
+            headers = Headers()
+            for name, value in self._raw:
+                headers.addRawHeader(name, value)
+            self._headers = headers
+        return self._headers
+
+
+class RawResponse(ClientSink):
+    """
+    A L{twisted_lb.exchange.ResponseSink} writing HTTP/1.1 straight to a
+    L{LimitedHTTPChannel}'s transport: the member's headers less hop-by-hop
+    ones, C{Date} when the member sent none, chunked framing when it sent no
+    C{Content-Length}, C{Connection: close} when the connection ends after.
+
+    The head is held until the first body bytes or the end, so a small answer
+    is one write.
+    """
+
+    __slots__ = (
+        "_channel", "_head_only", "request", "keep_alive", "_pending", "_chunked", "_bodiless",
+        "finished",
+    )
+
+    def __init__(
+        self, channel: LimitedHTTPChannel, request: FastRequest, keep_alive: bool
+    ) -> None:
+        super().__init__()
+        self._channel = channel
+        self.request = request
+        self._head_only = request.method == b"HEAD"
+        #: Whether the connection stays open after this response.
+        self.keep_alive = keep_alive
+        self.finished = False
+        self._pending: bytes | None = None
+        self._chunked = False
+        self._bodiless = False
+
+    def client_lost(self, reason: Any = None) -> None:
+        if not self.finished:
+            super().client_lost(reason)
+
+    def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        self._started()
+        self.request.code = status
+        line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown Status\r\n" % status
+        parts = [line]
+        has_length = has_date = False
+        for name, value in headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                continue
+            if lower == _CONTENT_LENGTH:
+                has_length = True
+            elif lower == _DATE:
+                has_date = True
+            if b"\r" in value or b"\n" in value:
+                # As twisted.web does: a line break never reaches the client.
+                value = value.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
+            parts.append(b"%s: %s\r\n" % (name, value))
+        if not has_date:
+            parts.append(date_header())
+        self._bodiless = self._head_only or status in _NO_BODY_CODES or status < 200
+        if not has_length and not self._bodiless:
+            self._chunked = True
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if not self.keep_alive or self._channel.closing:
+            self.keep_alive = False
+            parts.append(b"Connection: close\r\n")
+        parts.append(b"\r\n")
+        self._pending = b"".join(parts)
+
+    def write(self, data: bytes) -> None:
+        if self._gone or self._bodiless or not data:
+            return
+        self.bytes_written += len(data)
+        out = []
+        if self._pending is not None:
+            out.append(self._pending)
+            self._pending = None
+        if self._chunked:
+            out += (b"%x\r\n" % len(data), data, b"\r\n")
+        else:
+            out.append(data)
+        self._channel.transport.writeSequence(out)  # type: ignore[union-attr]
+
+    def finish(self) -> None:
+        self._on_gone = None
+        if self._gone or self.finished:
+            return
+        self.finished = True
+        out = []
+        if self._pending is not None:
+            out.append(self._pending)
+            self._pending = None
+        if self._chunked:
+            out.append(b"0\r\n\r\n")
+        if out:
+            self._channel.transport.writeSequence(out)  # type: ignore[union-attr]
+        self._channel.fast_request_done(self)
+
+    def error(self, status: int, message: str) -> None:
+        """Answer a plain-text error page (nothing of the member's was sent)."""
+        body = f"{status} {HTTPStatus(status).phrase}\n{message}\n".encode()
+        self.start(
+            status,
+            [
+                (b"Content-Type", b"text/plain; charset=utf-8"),
+                (b"Content-Length", b"%d" % len(body)),
+            ],
+        )
+        self.write(body)
+        self.finish()
+
+    def _register(self, producer: object) -> None:
+        self._channel.registerProducer(producer, True)
+
+    def _unregister(self) -> None:
+        self._channel.unregisterProducer()
+
+    def _abort_transport(self) -> None:
+        if self._channel.transport is not None:
+            self._channel.transport.abortConnection()  # type: ignore[attr-defined]
