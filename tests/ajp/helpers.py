@@ -48,14 +48,18 @@ def drain(conn: AJPConnection) -> list[object]:
 
 def bytes_fields_are_bytes(event: object) -> bool:
     """
-    Check that every bytes-like value inside an event is exactly C{bytes}.
+    Check that every bytes-like value inside an event is exactly C{bytes},
+    or (a received body chunk's data) a read-only view of C{bytes}: nothing
+    that can change under the receiver.
 
     @param event: an event.
-    @return: whether no C{bytearray} or C{memoryview} hides in it.
+    @return: whether no C{bytearray} or view of a mutable buffer hides in it.
     """
 
     def ok(value: object) -> bool:
-        if isinstance(value, (bytearray, memoryview)):
+        if isinstance(value, memoryview):
+            return value.readonly and type(value.obj) is bytes
+        if isinstance(value, bytearray):
             return False
         if isinstance(value, tuple):
             return all(ok(v) for v in value)

@@ -19,14 +19,47 @@ def test_frame() -> None:
 
 
 def test_reader_returns_payloads() -> None:
-    """Two packets in one segment come out as two payloads, as bytes."""
+    """
+    Two packets in one segment come out as two payloads, read-only views of
+    the segment (not copied); the reader holds nothing after them.
+    """
+    segment = h("41 42 00 01 09 41 42 00 02 05 01")
     reader = PacketReader(0x4142, 8192)
-    reader.feed(h("41 42 00 01 09 41 42 00 02 05 01"))
+    reader.feed(segment)
     first = reader.next_payload()
-    assert first == b"\x09" and type(first) is bytes
+    assert first == b"\x09" and type(first) is memoryview
+    assert first.readonly and first.obj is segment
+    assert len(reader) == 6
     assert reader.next_payload() == b"\x05\x01"
     assert reader.next_payload() is None
     assert len(reader) == 0
+
+
+def test_reader_split_packet_then_whole_packets() -> None:
+    """A packet split across segments is gathered (as bytes); whole ones after it are views."""
+    reader = PacketReader(0x4142, 8192)
+    reader.feed(h("41 42 00 03 01"))
+    assert reader.next_payload() is None
+    assert len(reader) == 5
+    reader.feed(h("02 03 41 42 00 01 07 41 42"))
+    first = reader.next_payload()
+    assert first == b"\x01\x02\x03" and type(first) is bytes
+    assert reader.next_payload() == b"\x07"
+    assert reader.next_payload() is None
+    assert reader.buffered() == b"\x41\x42"
+    reader.feed(h("00 01 08"))
+    assert reader.next_payload() == b"\x08"
+    assert len(reader) == 0
+
+
+def test_reader_feed_while_a_segment_is_unread() -> None:
+    """Bytes fed while whole packets are still unread are kept in order."""
+    reader = PacketReader(0x4142, 8192)
+    reader.feed(h("41 42 00 01 01 41 42 00 01 02"))
+    assert reader.next_payload() == b"\x01"
+    reader.feed(h("41 42 00 01 03"))
+    assert [bytes(reader.next_payload() or b"") for _ in range(2)] == [b"\x02", b"\x03"]
+    assert reader.next_payload() is None
 
 
 def test_reader_segmentation() -> None:

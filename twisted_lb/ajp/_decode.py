@@ -249,7 +249,9 @@ def _decode_send_body_chunk(p: Buffer) -> SendBodyChunk:
         )
     if not n:
         return _FLUSH
-    return SendBodyChunk(bytes(p[3 : 3 + n]))
+    # A memoryview of the received segment when the packet came whole: the
+    # body is not copied here (the proxy copies once, when it writes).
+    return SendBodyChunk(p[3 : 3 + n])
 
 
 def _decode_get_body_chunk(p: Buffer) -> GetBodyChunk:

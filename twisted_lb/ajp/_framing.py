@@ -32,10 +32,20 @@ class PacketReader:
     """
     Reassemble packets of one direction from arbitrary segments.
 
-    @ivar _buffer: bytes received and not yet returned as a payload.
+    A segment is not copied while whole packets are read from it: their
+    payloads are C{memoryview}s of the segment (which is immutable). Only a
+    packet split across segments is gathered in a buffer, and its payload is
+    returned as C{bytes}.
+
+    @ivar _buffer: bytes of a packet split across segments.
+    @ivar _segment: the segment being read, when the buffer is empty.
+    @ivar _offset: where the next packet starts in C{_segment}.
     """
 
-    __slots__ = ("_buffer", "_magic", "_magic_bytes", "_max_payload", "_packet_size")
+    __slots__ = (
+        "_buffer", "_segment", "_view", "_offset", "_magic", "_magic_bytes", "_max_payload",
+        "_packet_size",
+    )
 
     def __init__(self, magic: int, packet_size: int) -> None:
         """
@@ -43,6 +53,9 @@ class PacketReader:
         @param packet_size: the largest packet (header included) accepted.
         """
         self._buffer = bytearray()
+        self._segment: bytes | None = None
+        self._view: memoryview | None = None
+        self._offset = 0
         self._magic = magic
         self._magic_bytes = magic.to_bytes(2, "big")
         self._packet_size = packet_size
@@ -52,6 +65,8 @@ class PacketReader:
         """
         @return: the number of buffered bytes.
         """
+        if self._segment is not None:
+            return len(self._segment) - self._offset
         return len(self._buffer)
 
     def feed(self, data: bytes) -> None:
@@ -60,23 +75,58 @@ class PacketReader:
 
         @param data: the next segment.
         """
-        self._buffer += data
+        self._spill()
+        if self._buffer:
+            self._buffer += data
+        elif data:
+            self._segment = data if type(data) is bytes else bytes(data)
+            self._view = memoryview(self._segment)
+            self._offset = 0
+
+    def _spill(self) -> None:
+        """Move what is left of the segment into the buffer."""
+        if self._segment is not None:
+            self._buffer += self._view[self._offset :]  # type: ignore[index]
+            self._segment = self._view = None
 
     def buffered(self) -> bytes:
         """
         @return: a copy of the buffered bytes.
         """
+        if self._segment is not None:
+            return self._segment[self._offset :]
         return bytes(self._buffer)
 
-    def next_payload(self) -> bytes | None:
+    def next_payload(self) -> bytes | memoryview | None:
         """
         Return the payload of the next complete packet.
 
-        @return: the payload, or C{None} if no complete packet is buffered.
+        @return: the payload (a C{memoryview} of the received segment when
+            the packet came whole in it), or C{None} if no complete packet is
+            buffered.
         @raise RemoteProtocolError: if the buffered packet starts with the
             wrong magic or declares a payload longer than the packet size
             allows.
         """
+        segment = self._segment
+        if segment is not None:
+            offset = self._offset
+            size = len(segment)
+            if size - offset >= HEADER_LENGTH:
+                magic, length = _unpack_header(segment, offset)
+                if magic != self._magic:
+                    raise self._bad_magic(segment[offset : offset + 2])
+                if length > self._max_payload:
+                    raise self._too_long(length)
+                end = offset + HEADER_LENGTH + length
+                if end <= size:
+                    payload = self._view[offset + HEADER_LENGTH : end]  # type: ignore[index]
+                    if end == size:
+                        self._segment = self._view = None
+                    else:
+                        self._offset = end
+                    return payload
+            self._spill()
         buf = self._buffer
         available = len(buf)
         if available < HEADER_LENGTH:
@@ -87,10 +137,7 @@ class PacketReader:
         if magic != self._magic:
             raise self._bad_magic(bytes(buf[:2]))
         if length > self._max_payload:
-            raise RemoteProtocolError(
-                f"packet of {length + HEADER_LENGTH} bytes received "
-                f"but the packet size is only {self._packet_size}"
-            )
+            raise self._too_long(length)
         end = HEADER_LENGTH + length
         if available < end:
             return None
@@ -98,6 +145,12 @@ class PacketReader:
             payload = view[HEADER_LENGTH:end].tobytes()
         del buf[:end]
         return payload
+
+    def _too_long(self, length: int) -> RemoteProtocolError:
+        return RemoteProtocolError(
+            f"packet of {length + HEADER_LENGTH} bytes received "
+            f"but the packet size is only {self._packet_size}"
+        )
 
     def _bad_magic(self, seen: bytes) -> RemoteProtocolError:
         """

@@ -125,10 +125,12 @@ class SendBodyChunk:
     """
     SEND_BODY_CHUNK (type 3, container to proxy): response body bytes.
 
-    @ivar data: the bytes; empty means "flush to the client now".
+    @ivar data: the bytes; empty means "flush to the client now". A
+        received chunk's data may be a C{memoryview} of the received bytes
+        (read-only; C{bytes(data)} copies it).
     """
 
-    data: bytes
+    data: bytes | memoryview
 
 
 @attrs.frozen(slots=True)

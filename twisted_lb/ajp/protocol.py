@@ -309,7 +309,8 @@ class AJPClientProtocol(Protocol):
         """Write the body bytes of this read to the client in one call."""
         out, self._out = self._out, []
         if self._sink is not None:
-            self._sink.write(out[0] if len(out) == 1 else b"".join(out))
+            # The chunks may be memoryviews of the received segments: one copy here.
+            self._sink.write(bytes(out[0]) if len(out) == 1 else b"".join(out))
 
     def _peer(self) -> str:
         peer = self.transport.getPeer() if self.transport is not None else None
@@ -419,7 +420,7 @@ class AJPClientProtocol(Protocol):
         assert held is not None
         self._start(held[0])  # type: ignore[arg-type]
         for chunk in held[1:]:
-            self._sink.write(chunk.data)  # type: ignore[union-attr]
+            self._sink.write(bytes(chunk.data))  # type: ignore[union-attr]
 
     def _on_end(self, event: EndResponse) -> None:
         self._cancel_timer()
