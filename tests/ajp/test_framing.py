@@ -52,6 +52,29 @@ def test_reader_split_packet_then_whole_packets() -> None:
     assert len(reader) == 0
 
 
+def test_reader_copies_only_the_rest_of_a_split_packet() -> None:
+    """After a split packet is completed, the packets behind it are views of the new segment."""
+    reader = PacketReader(0x4142, 8192)
+    reader.feed(h("41 42 00 03 01"))
+    assert reader.next_payload() is None
+    segment = h("02 03 41 42 00 01 07")
+    reader.feed(segment)
+    assert len(reader) == 12
+    assert reader.buffered() == h("41 42 00 03 01 02 03 41 42 00 01 07")
+    assert reader.next_payload() == b"\x01\x02\x03"
+    second = reader.next_payload()
+    assert type(second) is memoryview and second.obj is segment and second == b"\x07"
+
+
+def test_reader_header_split_in_two() -> None:
+    reader = PacketReader(0x4142, 8192)
+    for piece in (h("41"), h("42 00"), h("02 05 06 41 42 00 00")):
+        reader.feed(piece)
+    assert reader.next_payload() == b"\x05\x06"
+    assert reader.next_payload() == b""
+    assert reader.next_payload() is None
+
+
 def test_reader_feed_while_a_segment_is_unread() -> None:
     """Bytes fed while whole packets are still unread are kept in order."""
     reader = PacketReader(0x4142, 8192)

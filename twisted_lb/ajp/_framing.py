@@ -37,8 +37,8 @@ class PacketReader:
     packet split across segments is gathered in a buffer, and its payload is
     returned as C{bytes}.
 
-    @ivar _buffer: bytes of a packet split across segments.
-    @ivar _segment: the segment being read, when the buffer is empty.
+    @ivar _buffer: bytes of a packet split across segments (read first).
+    @ivar _segment: the segment being read after the buffer, or C{None}.
     @ivar _offset: where the next packet starts in C{_segment}.
     """
 
@@ -65,23 +65,46 @@ class PacketReader:
         """
         @return: the number of buffered bytes.
         """
+        size = len(self._buffer)
         if self._segment is not None:
-            return len(self._segment) - self._offset
-        return len(self._buffer)
+            size += len(self._segment) - self._offset
+        return size
 
     def feed(self, data: bytes) -> None:
         """
         Buffer received bytes.
 
+        When a packet is split, only its rest is copied from C{data}; the
+        packets after it are read from C{data} itself.
+
         @param data: the next segment.
         """
+        if not data:
+            return
+        if type(data) is not bytes:
+            data = bytes(data)
         self._spill()
-        if self._buffer:
-            self._buffer += data
-        elif data:
-            self._segment = data if type(data) is bytes else bytes(data)
-            self._view = memoryview(self._segment)
-            self._offset = 0
+        buf = self._buffer
+        offset = 0
+        if buf:
+            if len(buf) < HEADER_LENGTH:
+                offset = min(HEADER_LENGTH - len(buf), len(data))
+                buf += data[:offset]
+                if len(buf) < HEADER_LENGTH:
+                    return
+            magic, length = _unpack_header(buf)
+            missing = HEADER_LENGTH + length - len(buf)
+            rest = len(data) - offset
+            if magic != self._magic or length > self._max_payload or missing >= rest or missing < 0:
+                # Malformed (next_payload says so), still incomplete, or more
+                # than one packet already buffered: keep everything in order.
+                buf += memoryview(data)[offset:]
+                return
+            buf += memoryview(data)[offset : offset + missing]
+            offset += missing
+        self._segment = data
+        self._view = memoryview(data)
+        self._offset = offset
 
     def _spill(self) -> None:
         """Move what is left of the segment into the buffer."""
@@ -94,7 +117,7 @@ class PacketReader:
         @return: a copy of the buffered bytes.
         """
         if self._segment is not None:
-            return self._segment[self._offset :]
+            return bytes(self._buffer) + self._segment[self._offset :]
         return bytes(self._buffer)
 
     def next_payload(self) -> bytes | memoryview | None:
@@ -109,7 +132,7 @@ class PacketReader:
             allows.
         """
         segment = self._segment
-        if segment is not None:
+        if segment is not None and not self._buffer:
             offset = self._offset
             size = len(segment)
             if size - offset >= HEADER_LENGTH:
