@@ -93,9 +93,14 @@ class TrackedChannel(HTTPChannel):
             connections.discard(self)
         super().connectionLost(reason)
 
-    def checkPersistence(self, request: Request, version: bytes) -> bool:
+    @property
+    def closing(self) -> bool:
+        """Whether the proxy is stopping (no response keeps the connection open)."""
         connections = self._connections()
-        if connections is not None and connections.closing:
+        return connections is not None and connections.closing
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        if self.closing:
             request.responseHeaders.setRawHeaders(b"connection", _CLOSE)
             return False
         return bool(super().checkPersistence(request, version))

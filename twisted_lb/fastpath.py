@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import httptools
 from twisted.web.http_headers import Headers
 
@@ -82,6 +83,7 @@ class _DateHeader:
 date_header = _DateHeader()
 
 
+@attrs.frozen
 class SimpleHead:
     """
     A request head the fast lane serves.
@@ -92,15 +94,10 @@ class SimpleHead:
     @ivar keep_alive: whether the client lets the connection stay open.
     """
 
-    __slots__ = ("method", "uri", "headers", "keep_alive")
-
-    def __init__(
-        self, method: bytes, uri: bytes, headers: list[tuple[bytes, bytes]], keep_alive: bool
-    ) -> None:
-        self.method = method
-        self.uri = uri
-        self.headers = headers
-        self.keep_alive = keep_alive
+    method: bytes
+    uri: bytes
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
 
 
 class _Collector:
@@ -135,7 +132,7 @@ def parse_simple_head(data: bytes, max_headers: int) -> SimpleHead | None:
     @return: the head, or C{None} when twisted.web's path must serve it
         (which answers whatever is wrong with it).
     """
-    if not data.endswith(b"\r\n\r\n") or data.find(b"\r\n\r\n") != len(data) - 4:
+    if data.find(b"\r\n\r\n") != len(data) - 4:
         return None
     if _CTL.search(data) is not None:
         return None

@@ -217,12 +217,6 @@ class LimitedHTTPChannel(TrackedChannel):
             self.loseConnection()
 
     @property
-    def closing(self) -> bool:
-        """Whether the proxy is stopping (no response keeps the connection open)."""
-        connections = self._connections()
-        return connections is not None and connections.closing
-
-    @property
     def busy(self) -> bool:
         return self.transport is not None and (bool(self.requests) or self._fast is not None)
 

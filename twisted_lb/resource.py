@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
     from twisted_lb.websocket import WebSocketBridge
 
-__all__ = ["HOP_BY_HOP", "ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
+__all__ = ["ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
 
 _log = Logger()
 
