@@ -1,0 +1,63 @@
+"""Path mapping and the path safety check (twisted_lb.routing)."""
+
+import itertools
+
+import pytest
+
+from twisted_lb.routing import Router, _segment_problem, unsafe_path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [b"/", b"/app/", b"/app/static/1k.txt", b"/a.b/c..d/.x", b"/app;jsessionid=1.t1/x",
+     b"/a/b%20c", b"/a/%7Euser", b"/..a/b", b"/a/...", b"/a%2Eb"],
+)
+def test_safe_paths(path):
+    assert unsafe_path(path) is None
+
+
+@pytest.mark.parametrize(
+    ("path", "reason"),
+    [
+        (b"app", "must start with '/'"),
+        (b"/a/../etc", "dot segments"),
+        (b"/a/./b", "dot segments"),
+        (b"/a/..", "dot segments"),
+        (b"/a/..;x=1/b", "dot segments"),
+        (b"/a/%2e%2E/etc", "dot segments"),
+        (b"/a/.%2e/etc", "dot segments"),
+        (b"/a%2fb", "encoded '/'"),
+        (b"/a%5Cb", "encoded '/' or '\\'"),
+        (b"/a\\b", "control characters or '\\'"),
+        (b"/a\x00b", "control characters"),
+        (b"/a\x1fb", "control characters"),
+        (b"/a\x7fb", "control characters"),
+        (b"/a/%00", "control characters"),
+        (b"/a/%0d%0a", "control characters"),
+    ],
+)
+def test_unsafe_paths(path, reason):
+    problem = unsafe_path(path)
+    assert problem is not None and reason in problem
+
+
+def test_quick_check_never_accepts_what_the_full_check_refuses():
+    """Every path of up to five characters from a tricky alphabet: the same verdict."""
+    alphabet = [b"/", b".", b"a", b"%2e", b"%2f", b"%", b";", b"\\", b"\x01", b"\x7f"]
+    checked = 0
+    for n in range(6):
+        for parts in itertools.product(alphabet, repeat=n):
+            path = b"/" + b"".join(parts)
+            assert unsafe_path(path) == _segment_problem(path), path
+            checked += 1
+    assert checked == sum(len(alphabet) ** n for n in range(6))
+
+
+def test_router_longest_prefix_at_segment_boundary():
+    router = Router([("/share", "short"), ("/share/deep", "deep"), ("/", "root")])
+    assert router.match(b"/share/deep/x").target == "deep"
+    match = router.match(b"/share/x")
+    assert (match.target, match.prefix, match.rest) == ("short", b"/share", b"/x")
+    assert router.match(b"/share;jsessionid=1").rest == b";jsessionid=1"
+    assert router.match(b"/shareholders").target == "root"
+    assert Router([("/app", "app")]).match(b"/other") is None
