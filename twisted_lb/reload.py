@@ -166,7 +166,7 @@ def _apply_members(plan: _MemberPlan) -> list[defer.Deferred[None]]:
             balancer.set_lbset(member, mconf.lbset)
         if built.member_configs[member].status != mconf.status:
             balancer.set_status(member, MEMBER_STATUS[mconf.status.value])
-        member.retry = mconf.retry
+        member.update(retry=mconf.retry)
         built.member_configs[member] = mconf
     for mconf, backend in plan.added:
         built.add_member(mconf, backend)

@@ -748,3 +748,36 @@ def test_balancer_never_imports_reactor() -> None:
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+
+def test_member_update_invalid_value_changes_nothing():
+    member = Member("a", loadfactor=2)
+    with pytest.raises(ValueError):
+        member.update(lbset=1, loadfactor=0)
+    assert (member.lbset, member.loadfactor, member.lbfactor) == (0, 2, 200)
+
+
+def test_member_update_loadfactor_sets_lbfactor_and_weight():
+    member = Member("a")
+    member.update(loadfactor=2.5)
+    assert (member.lbfactor, member.weight) == (250, 250)
+
+
+def test_member_update_loadfactor_leaves_slow_start_weight():
+    member = Member("a", slow_start=10)
+    member.ramp_since = 0.0
+    member.weight = 10
+    member.update(loadfactor=3)
+    assert (member.lbfactor, member.weight) == (300, 10)
+
+
+@pytest.mark.parametrize("name", ["in_flight", "name", "nonsense"])
+def test_member_update_only_configured_fields(name):
+    with pytest.raises(AttributeError):
+        Member("a").update(**{name: 1})
+
+
+def test_member_counters_are_plain_attributes():
+    """No attrs __setattr__ hook: the per-request counters are plain slot writes."""
+    assert "__setattr__" not in vars(Member)

@@ -539,7 +539,7 @@ class Balancer:
         self._check_member(member)
         status = MemberStatus(status)
         old = member.status
-        member.status = status
+        member.update(status=status)
         if status is _DISABLED and member is self._trial.member:
             self._trial.end()
         self._trial.invalidate()
@@ -559,7 +559,7 @@ class Balancer:
         @raise ValueError: if the load factor is out of range.
         """
         self._check_member(member)
-        member.loadfactor = loadfactor
+        member.update(loadfactor=loadfactor)
         self._restart_counters(member.lbset)
         self._t.ranks.clear()
 
@@ -573,7 +573,7 @@ class Balancer:
         """
         self._check_member(member)
         old = member.lbset
-        member.lbset = lbset
+        member.update(lbset=lbset)
         self._restart_counters(old)
         self._restart_counters(lbset)
         self._rebuild()

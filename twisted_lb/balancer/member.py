@@ -74,16 +74,6 @@ def _check_retry(instance: Member, attribute: attrs.Attribute[float], value: flo
         raise ValueError(f"retry must be a number of seconds >= 0, not {value!r}")
 
 
-def _sync_lbfactor(instance: Member, attribute: attrs.Attribute[float], value: float) -> float:
-    """
-    C{on_setattr} hook keeping L{Member.lbfactor} in step with L{Member.loadfactor}.
-    """
-    instance.lbfactor = lbfactor_of(value)
-    if instance.ramp_since is None:
-        instance.weight = instance.lbfactor
-    return value
-
-
 def _check_slow_start(instance: Member, attribute: attrs.Attribute[float], value: float) -> None:
     if (
         isinstance(value, bool)
@@ -104,14 +94,16 @@ def lbfactor_of(loadfactor: float) -> int:
     return round(loadfactor * 100)
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, on_setattr=attrs.setters.NO_OP)
 class Member:
     """
     One balancer member (a Tomcat node): configuration plus the runtime state the balancer keeps.
 
     Change C{route}, C{lbset}, C{status} and C{loadfactor} of a member that belongs to a
     L{Balancer <twisted_lb.balancer.Balancer>} through the balancer's methods, so that its tables
-    stay consistent.  Members compare by identity.
+    stay consistent; they validate through L{Member.update}.  Plain assignments are not
+    validated (the runtime counters change on every request and cost nothing more than a slot
+    write).  Members compare by identity.
 
     @ivar name: unique name of the member within its balancer.
     @ivar route: the route id compared with the text after the separator in session ids (Tomcat's
@@ -147,11 +139,7 @@ class Member:
 
     name: str = attrs.field(validator=_check_name)
     route: str = attrs.field(default="", validator=attrs.validators.instance_of(str))
-    loadfactor: float = attrs.field(
-        default=1.0,
-        validator=_check_loadfactor,
-        on_setattr=[attrs.setters.validate, _sync_lbfactor],
-    )
+    loadfactor: float = attrs.field(default=1.0, validator=_check_loadfactor)
     lbset: int = attrs.field(default=0, validator=_check_lbset)
     status: MemberStatus = attrs.field(
         default=MemberStatus.ACTIVE, validator=attrs.validators.instance_of(MemberStatus)
@@ -185,6 +173,30 @@ class Member:
         if not self.route:
             self.route = self.name
         self.lbfactor = self.weight = lbfactor_of(self.loadfactor)
+
+    def update(self, **changes: Any) -> None:
+        """
+        Change configured fields (C{route}, C{loadfactor}, C{lbset}, C{status}, C{retry},
+        C{check_policy}, C{slow_start}), validated as at construction; nothing changes when one
+        is invalid.  A new load factor also sets C{lbfactor} (and C{weight} unless in slow start).
+
+        @raise ValueError: a value is invalid.
+        @raise TypeError: a value has the wrong type.
+        @raise AttributeError: a name is not a configured field.
+        """
+        fields = attrs.fields_dict(Member)
+        for name, value in changes.items():
+            field = fields.get(name)
+            if field is None or not field.init or name == "name":
+                raise AttributeError(f"{name!r} is not a configurable member field")
+            if field.validator is not None:
+                field.validator(self, field, value)
+        for name, value in changes.items():
+            setattr(self, name, value)
+        if "loadfactor" in changes:
+            self.lbfactor = lbfactor_of(self.loadfactor)
+            if self.ramp_since is None:
+                self.weight = self.lbfactor
 
     def to_dict(self) -> dict[str, Any]:
         """
