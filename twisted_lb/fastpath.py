@@ -28,6 +28,7 @@ import httptools
 from twisted.web.http_headers import Headers
 
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink
+from twisted_lb.sendnow import send_now
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -196,6 +197,33 @@ class FastRequest:
         return self._headers
 
 
+_KEEP, _DROP, _LENGTH, _DATE_KIND = "keep", "drop", "length", "date"
+#: What to do with each response header name seen (as sent): built as names
+#: come, bounded so that a member inventing names cannot grow it forever.
+_NAME_KINDS: dict[bytes, str] = {}
+_NAME_KINDS_MAX = 512
+
+
+def _classify(name: bytes) -> str:
+    lower = name.lower()
+    if lower in HOP_BY_HOP:
+        kind = _DROP
+    elif lower == _CONTENT_LENGTH:
+        kind = _LENGTH
+    elif lower == _DATE:
+        kind = _DATE_KIND
+    else:
+        kind = _KEEP
+    if len(_NAME_KINDS) < _NAME_KINDS_MAX:
+        _NAME_KINDS[name] = kind
+    return kind
+
+
+def _one_line(text: bytes) -> bytes:
+    """C{text} with CR, LF and CRLF replaced by spaces (as twisted.web sanitizes headers)."""
+    return text.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
+
+
 class RawResponse(ClientSink):
     """
     A L{twisted_lb.exchange.ResponseSink} writing HTTP/1.1 straight to a
@@ -233,21 +261,37 @@ class RawResponse(ClientSink):
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         self._started()
         self.request.code = status
+        head, lines = self._head(status, headers)
+        if head.count(b"\n") != lines or head.count(b"\r") != lines:
+            # A line break inside a name or value (rare; found by two scans
+            # in C instead of two per header). As twisted.web does: it never
+            # reaches the client.
+            head, _ = self._head(status, [(_one_line(n), _one_line(v)) for n, v in headers])
+        self._pending = head
+
+    def _head(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> tuple[bytes, int]:
+        """
+        The response head (member headers less hop-by-hop, and our own) and
+        how many lines it has when no name or value holds a line break.
+        """
         line = _STATUS_LINES.get(status) or b"HTTP/1.1 %d Unknown Status\r\n" % status
         parts = [line]
         has_length = has_date = False
+        kept = 0
+        kinds = _NAME_KINDS
         for name, value in headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                continue
-            if lower == _CONTENT_LENGTH:
-                has_length = True
-            elif lower == _DATE:
-                has_date = True
-            if b"\r" in value or b"\n" in value:
-                # As twisted.web does: a line break never reaches the client.
-                value = value.replace(b"\r\n", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
-            parts.append(b"%s: %s\r\n" % (name, value))
+            kind = kinds.get(name)
+            if kind is None:
+                kind = _classify(name)
+            if kind is not _KEEP:
+                if kind is _DROP:
+                    continue
+                if kind is _LENGTH:
+                    has_length = True
+                else:
+                    has_date = True
+            parts += (name, b": ", value, b"\r\n")
+            kept += 1
         if not has_date:
             parts.append(date_header())
         self._bodiless = self._head_only or status in _NO_BODY_CODES or status < 200
@@ -258,7 +302,9 @@ class RawResponse(ClientSink):
             self.keep_alive = False
             parts.append(b"Connection: close\r\n")
         parts.append(b"\r\n")
-        self._pending = b"".join(parts)
+        # Each kept member header is four parts making one line; every other
+        # part is one line.
+        return b"".join(parts), len(parts) - 3 * kept
 
     def write(self, data: bytes) -> None:
         if self._gone or self._bodiless or not data:
@@ -270,9 +316,12 @@ class RawResponse(ClientSink):
             self._pending = None
         if self._chunked:
             out += (b"%x\r\n" % len(data), data, b"\r\n")
+        elif not out:
+            send_now(self._channel.transport, data)
+            return
         else:
             out.append(data)
-        self._channel.transport.writeSequence(out)  # type: ignore[union-attr]
+        send_now(self._channel.transport, b"".join(out))
 
     def finish(self) -> None:
         self._on_gone = None
@@ -286,7 +335,7 @@ class RawResponse(ClientSink):
         if self._chunked:
             out.append(b"0\r\n\r\n")
         if out:
-            self._channel.transport.writeSequence(out)  # type: ignore[union-attr]
+            send_now(self._channel.transport, b"".join(out))
         self._channel.fast_request_done(self)
 
     def error(self, status: int, message: str) -> None:

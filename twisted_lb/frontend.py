@@ -191,8 +191,8 @@ class LimitedHTTPChannel(TrackedChannel):
         self._fast = response
         self._phase = _Phase.HANDLING
         self.persistent = response.keep_alive
-        if self.timeOut:
-            self._savedTimeOut = self.setTimeout(None)
+        # The idle timer keeps running (no cancel and re-arm per request):
+        # timeoutConnection puts it off while an answer is in flight.
         self._handlingRequest = True
         self.setRawMode()
 
@@ -208,13 +208,21 @@ class LimitedHTTPChannel(TrackedChannel):
             self._networkProducer.resumeProducing()
         if response.keep_alive and self.persistent:
             self._handlingRequest = False
-            if self._savedTimeOut:
-                self.setTimeout(self._savedTimeOut)
+            self.resetTimeout()
             data = b"".join(self._dataBuffer)
             self._dataBuffer = []
             self.setLineMode(data)
         else:
             self.loseConnection()
+
+    def timeoutConnection(self) -> None:
+        if self._fast is not None:
+            # Answering a fast-lane request: the connection is not idle; the
+            # idle time counts from the end of the answer (fast_request_done).
+            # The timer that fired is spent: set a new one.
+            self.setTimeout(self.timeOut)
+            return
+        super().timeoutConnection()
 
     @property
     def busy(self) -> bool:

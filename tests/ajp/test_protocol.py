@@ -459,6 +459,42 @@ class TimeoutTests(ProtocolTestCase):
         assert self.sink.body() == b"hello"
         assert ("finish",) not in self.sink.calls
 
+    def next_exchange(self, timeout: float, after: float = 0.0):
+        """After one answered exchange and C{after} seconds, start the next one with C{timeout}."""
+        d = self.get()
+        self.ok()
+        assert self.successResultOf(d) is True
+        self.clock.advance(after)
+        self.member.start_next_cycle()
+        self.sink = FakeSink()
+        d = self.proto.request(GET, None, 0, self.sink, timeout)
+        assert self.received() == [GET]
+        return d
+
+    def test_one_timer_across_exchanges(self) -> None:
+        """The timer outlives an exchange instead of being cancelled and set again."""
+        d = self.get()
+        self.ok()
+        assert self.successResultOf(d) is True
+        assert len([c for c in self.clock.getDelayedCalls() if c.active()]) == 1
+        self.clock.advance(TIMEOUT * 3)
+        assert not self.transport.aborted
+        assert self.clock.getDelayedCalls() == []
+
+    def test_next_exchange_timed_from_its_start(self) -> None:
+        """A request sent just before the old timer fires still gets its whole timeout."""
+        d = self.next_exchange(TIMEOUT, after=TIMEOUT - 1)
+        self.clock.advance(TIMEOUT - 0.1)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.failureResultOf(d, BackendTimeout)
+
+    def test_shorter_timeout_brings_the_timer_forward(self) -> None:
+        """A route's shorter timeout is kept even though a longer timer is pending."""
+        d = self.next_exchange(1.0)
+        self.clock.advance(1.0)
+        self.failureResultOf(d, BackendTimeout)
+
 
 class MalformedTests(ProtocolTestCase):
     """A member that breaks the protocol."""

@@ -25,6 +25,7 @@ from twisted_lb.errors import (
     ResponseNeverReceived,
 )
 from twisted_lb.exchange import ResponseSink
+from twisted_lb.sendnow import send_now
 
 from . import (
     NEED_DATA,
@@ -133,6 +134,26 @@ class AJPClientProtocol(Protocol):
         if seconds > 0:
             self._timer = self._clock.callLater(seconds, on_timeout)
 
+    def _watch(self, seconds: float) -> None:
+        """
+        Watch the exchange in flight for C{seconds} of silence.
+
+        The timer outlives exchanges: rather than a new timer per request and
+        a cancel at its end, the pending one is kept (brought forward only when
+        this timeout is shorter) and L{_timed_out} checks, when it fires,
+        whether an exchange is in flight and how long it has been silent.
+        """
+        now = self._clock.seconds()
+        self._activity = now
+        if seconds <= 0:
+            return
+        timer = self._timer
+        if timer is not None and timer.active():
+            if timer.getTime() > now + seconds:
+                timer.reset(seconds)
+        else:
+            self._timer = self._clock.callLater(seconds, self._timed_out)
+
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             if self._timer.active():
@@ -202,8 +223,8 @@ class AJPClientProtocol(Protocol):
         self._timeout = timeout
         if body_length > 0:
             data += self._codec.send(RequestBody(self._read_body(self._body_max)))
-        self.transport.write(data)  # type: ignore[union-attr]
-        self._arm(timeout, self._timed_out)
+        send_now(self.transport, data)
+        self._watch(timeout)
         sink.on_client_gone(self._client_gone)
         return d
 
@@ -223,7 +244,9 @@ class AJPClientProtocol(Protocol):
 
     def _timed_out(self) -> None:
         self._timer = None
-        if self._waiting is None:
+        if self._waiting is None or self._paused or self._timeout <= 0:
+            # Between exchanges (the timer outlives them, see _watch), or
+            # paused by the client, or no timeout for this one.
             return
         left = self._activity + self._timeout - self._clock.seconds()
         if left > 0:
@@ -340,7 +363,7 @@ class AJPClientProtocol(Protocol):
         # silent is slow (BackendTimeout), and its response never started.
         self._rearm()
         data = self._read_body(self._codec.requested_body_length)
-        self.transport.write(self._codec.send(RequestBody(data)))  # type: ignore[union-attr]
+        send_now(self.transport, self._codec.send(RequestBody(data)))
 
     def _rearm(self) -> None:
         # Called per packet: note the time instead of replacing the timer,
@@ -350,7 +373,7 @@ class AJPClientProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._activity = self._clock.seconds()
         else:
-            self._arm(self._timeout, self._timed_out)
+            self._watch(self._timeout)
 
     def _on_headers(self, event: SendHeaders) -> None:
         self._response_bytes = True
@@ -423,7 +446,7 @@ class AJPClientProtocol(Protocol):
             self._sink.write(bytes(chunk.data))  # type: ignore[union-attr]
 
     def _on_end(self, event: EndResponse) -> None:
-        self._cancel_timer()
+        # The timer stays for the next exchange (see _watch).
         if self._held is not None:
             if not event.reuse:
                 self._fail(
@@ -475,7 +498,7 @@ class AJPClientProtocol(Protocol):
         if self.transport is not None:
             self.transport.resumeProducing()  # type: ignore[attr-defined]
         if self._waiting is not None:
-            self._arm(self._timeout, self._timed_out)
+            self._watch(self._timeout)
 
     def stopProducing(self) -> None:
         self._client_gone()
