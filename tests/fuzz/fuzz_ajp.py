@@ -7,7 +7,8 @@ exchange it is in (fresh, after a FORWARD_REQUEST, after a chunked POST,
 after SEND_HEADERS); the second byte how the rest is cut into reads; the rest
 is the bytes on the wire. A finding is anything but L{AJPProtocolError}
 escaping the codec, a C{next_event} loop that does not end, or an event
-holding more bytes than the input.
+holding more bytes than the input (header names decoded from a code are
+table constants and do not count).
 
 Run it on demand (libFuzzer flags after the script)::
 
@@ -37,6 +38,12 @@ with atheris.instrument_imports(include=["twisted_lb.ajp"]):
         Role,
         SendHeaders,
     )
+    from twisted_lb.ajp._constants import REQUEST_HEADER_NAMES, RESPONSE_HEADER_NAMES
+
+#: Header names decoded from a 2-byte code: shared constants, not bytes the
+#: input made the decoder allocate, so they do not count against its size.
+_CODED_NAMES = {id(name) for table in (REQUEST_HEADER_NAMES, RESPONSE_HEADER_NAMES)
+                for name in table.values()}
 
 _GET = ForwardRequest(b"GET", b"/")
 _POST = ForwardRequest(b"POST", b"/upload")
@@ -64,7 +71,12 @@ def _size(event: object) -> int:
         if isinstance(value, bytes):
             total += len(value)
         elif isinstance(value, tuple):
-            total += sum(len(v) for pair in value for v in pair if isinstance(v, bytes))
+            total += sum(
+                len(v)
+                for pair in value
+                for v in pair
+                if isinstance(v, bytes) and id(v) not in _CODED_NAMES
+            )
     return total
 
 

@@ -96,20 +96,36 @@ def _read_headers(
     count, offset = read_int(p, offset)
     headers = []
     size = len(p)
+    unpack = _unpack_u16
+    # Strings are read inline while they are well formed; at the first sign
+    # of trouble the checked readers of _wire read them again and raise the
+    # precise error.
     for _ in range(count):
         if offset + 2 > size:
             raise RemoteProtocolError(f"truncated {what} header name at payload offset {offset}")
-        peek = _unpack_u16(p, offset)[0]
-        if peek & 0xFF00 == 0xA000:
-            name = names.get(peek)
+        n = unpack(p, offset)[0]
+        if n & 0xFF00 == 0xA000:
+            name = names.get(n)
             if name is None:
-                raise RemoteProtocolError(f"unknown {what} header code {peek:#06x}")
+                raise RemoteProtocolError(f"unknown {what} header code {n:#06x}")
             offset += 2
         else:
-            string, offset = read_string(p, offset)
-            if string is None:
-                raise RemoteProtocolError(f"null {what} header name")
-            name = string
+            stop = offset + 2 + n
+            if n != 0xFFFF and stop < size and p[stop] == 0:
+                name = bytes(p[offset + 2 : stop])
+                offset = stop + 1
+            else:
+                string, offset = read_string(p, offset)
+                if string is None:
+                    raise RemoteProtocolError(f"null {what} header name")
+                name = string
+        if offset + 2 <= size:
+            n = unpack(p, offset)[0]
+            stop = offset + 2 + n
+            if n != 0xFFFF and stop < size and p[stop] == 0:
+                headers.append((name, bytes(p[offset + 2 : stop])))
+                offset = stop + 1
+                continue
         value, offset = read_bytes(p, offset)
         headers.append((name, value))
     return tuple(headers), offset
@@ -218,6 +234,8 @@ def _decode_send_headers(p: Buffer) -> SendHeaders:
     @raise RemoteProtocolError: on any malformation or header code outside
         0xA001..0xA00B.
     """
+    # One copy of the (small) head, so that strings are sliced from bytes.
+    p = bytes(p)
     status, offset = read_int(p, 1)
     reason, offset = read_bytes(p, offset)
     headers, offset = _read_headers(p, offset, C.RESPONSE_HEADER_NAMES, "response")

@@ -10,8 +10,9 @@ from __future__ import annotations
 import struct
 
 from . import _constants as C
+from ._constants import MAX_STRING_LENGTH
 from ._framing import frame
-from ._wire import put_bytes, put_int, put_string
+from ._wire import NULL_STRING, pack_u16, put_bytes, put_int
 from .errors import AJPProtocolError, LocalProtocolError, RequestTooLarge
 from .events import (
     EndResponse,
@@ -123,54 +124,73 @@ def _encode_forward_request(req: ForwardRequest) -> tuple[bytes, int | None]:
     @param req: the request.
     @return: the payload and the declared Content-Length.
     """
-    parts: list[bytes] = []
-    append = parts.append
     method = req.method
     code = C.METHOD_CODES.get(method)
     if code is None:
         if not isinstance(method, bytes) or not method:
             raise LocalProtocolError(f"invalid method {method!r}")
         code = C.SC_M_JK_STORED
-    append(_FR_PREFIX[code])
-    put_bytes(append, req.protocol)
-    put_bytes(append, req.req_uri)
-    put_bytes(append, req.remote_addr)
-    put_string(append, req.remote_host)
-    put_bytes(append, req.server_name)
-    put_int(append, req.server_port)
-    append(b"\x01" if req.is_ssl else b"\x00")
+    # Strings are appended inline (length, bytes, NUL) rather than through
+    # _wire.put_bytes: this runs for every request. A non-bytes value fails
+    # in len() or in the join (TypeError, turned into LocalProtocolError by
+    # the caller); a string too long for AJP is refused here.
+    pack = pack_u16
+    nul = _NUL
+    parts: list[bytes] = [_FR_PREFIX[code]]
+    for value in (req.protocol, req.req_uri, req.remote_addr):
+        n = len(value)
+        if n > MAX_STRING_LENGTH:
+            raise _too_long(n)
+        parts += (pack(n), value, nul)
+    value = req.remote_host
+    if value is None:
+        parts.append(NULL_STRING)
+    else:
+        put_bytes(parts.append, value)
+    value = req.server_name
+    n = len(value)
+    if n > MAX_STRING_LENGTH:
+        raise _too_long(n)
     headers = req.headers
-    put_int(append, len(headers))
+    parts += (
+        pack(n), value, nul, pack(req.server_port), b"\x01" if req.is_ssl else b"\x00",
+        pack(len(headers)),
+    )
     length = None
     codes = C.REQUEST_HEADER_CODES
     for name, value in headers:
         lower = name.lower()
         coded = codes.get(lower)
         if coded is not None:
-            append(coded)
+            parts.append(coded)
             if coded == C.CONTENT_LENGTH_CODE:
                 length = parse_content_length(value, length, LocalProtocolError)
         else:
-            if len(name) > C.MAX_HEADER_NAME_LENGTH:
-                raise LocalProtocolError(f"header name of {len(name)} bytes is too long")
+            n = len(name)
+            if n > C.MAX_HEADER_NAME_LENGTH:
+                raise LocalProtocolError(f"header name of {n} bytes is too long")
             if lower == b"transfer-encoding":
                 raise LocalProtocolError(
                     "AJP cannot carry Transfer-Encoding; send the body without "
                     "Content-Length and answer GET_BODY_CHUNK instead"
                 )
-            put_bytes(append, name)
-        put_bytes(append, value)
+            parts += (pack(n), name, nul)
+        n = len(value)
+        if n > MAX_STRING_LENGTH:
+            raise _too_long(n)
+        parts += (pack(n), value, nul)
+    append = parts.append
     for attribute, field in _STRING_ATTRIBUTES:
         value = getattr(req, field)
         if value is not None:
             append(attribute)
-            put_string(append, value)
+            put_bytes(append, value)
     if req.ssl_key_size is not None:
         append(b"\x0b")
         put_int(append, req.ssl_key_size)
     if req.secret is not None:
         append(b"\x0c")
-        put_string(append, req.secret)
+        put_bytes(append, req.secret)
     if code == C.SC_M_JK_STORED:
         append(b"\x0d")
         put_bytes(append, method)
@@ -180,6 +200,10 @@ def _encode_forward_request(req: ForwardRequest) -> tuple[bytes, int | None]:
         put_bytes(append, value)
     append(b"\xff")
     return b"".join(parts), length
+
+
+def _too_long(n: int) -> LocalProtocolError:
+    return LocalProtocolError(f"string of {n} bytes is too long for AJP")
 
 
 def encode_request_body(event: RequestBody) -> bytes:
