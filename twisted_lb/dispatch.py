@@ -10,10 +10,12 @@ byte came back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Protocol
 
+from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
 from twisted_lb.errors import AttemptFailed, BackendRejected, NoUsableMember
@@ -27,8 +29,11 @@ _log = Logger()
 class Backend(Protocol):
     """What the dispatcher needs of a member's backend."""
 
-    async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
-        """Send the exchange; raise L{AttemptFailed} when the attempt fails."""
+    def send(self, exchange: Exchange, sink: ResponseSink) -> Awaitable[None]:
+        """
+        Send the exchange (a coroutine, or a Deferred when the backend can
+        start at once); fail with L{AttemptFailed} when the attempt fails.
+        """
 
     async def probe(self) -> bool:
         """Whether the member answers now (no user request involved)."""
@@ -64,73 +69,154 @@ class Dispatcher:
         self.balancer = balancer
         self.backends = dict(backends)
 
-    async def dispatch(
+    def dispatch(
         self, exchange: Exchange, sink: ResponseSink, record: AttemptRecord | None = None
-    ) -> None:
+    ) -> defer.Deferred[None]:
         """
         Send C{exchange} to a member and stream the answer into C{sink}.
 
-        @raise NoUsableMember: no member could take the request.
-        @raise AttemptFailed: the last attempt failed and no retry was allowed.
+        The first attempt is chained with callbacks; only a request that
+        goes to another member runs the attempt loop (L{_attempts}).
+
+        @return: a Deferred firing when the answer is complete, or failing
+            with L{NoUsableMember} (no member could take the request) or the
+            L{AttemptFailed} of the last attempt when no retry was allowed.
         """
-        balancer = self.balancer
         record = record if record is not None else AttemptRecord()
         tried: list[Member] = []
-        last_error: AttemptFailed | None = None
-        for _ in range(balancer.max_attempts):
-            try:
-                pick = balancer.pick(exchange.session_routes, exclude=tried)
-            except NoMemberAvailable as e:
-                if last_error is not None:
-                    raise last_error from None
-                raise NoUsableMember(str(e)) from None
-            member = pick.member
-            tried.append(member)
-            record.member = member
-            record.attempts += 1
-            record.sticky = pick.sticky
-            if pick.route_changed:
-                record.route_changed = True
-                _log.info(
-                    "route {route!r} is not usable; session moved to {member} ({balancer})",
-                    route=pick.session_route, member=member.name, balancer=balancer.name,
+        try:
+            member = self._choose(exchange, record, tried, None)
+        except Exception:
+            return defer.fail()
+        d = self._send(member, exchange, sink)
+        d.addCallbacks(
+            self._succeeded,
+            self._first_failed,
+            callbackArgs=(member, exchange, sink),
+            errbackArgs=(member, exchange, sink, record, tried),
+        )
+        return d
+
+    def _choose(
+        self,
+        exchange: Exchange,
+        record: AttemptRecord,
+        tried: list[Member],
+        last_error: AttemptFailed | None,
+    ) -> Member:
+        """
+        Pick the member of the next attempt and note it.
+
+        @raise AttemptFailed: C{last_error}, when no other member is left.
+        @raise NoUsableMember: no member could take the request at all.
+        """
+        balancer = self.balancer
+        try:
+            pick = balancer.pick(exchange.session_routes, exclude=tried)
+        except NoMemberAvailable as e:
+            if last_error is not None:
+                raise last_error from None
+            raise NoUsableMember(str(e)) from None
+        member = pick.member
+        tried.append(member)
+        record.member = member
+        record.attempts += 1
+        record.sticky = pick.sticky
+        if pick.route_changed:
+            record.route_changed = True
+            _log.info(
+                "route {route!r} is not usable; session moved to {member} ({balancer})",
+                route=pick.session_route, member=member.name, balancer=balancer.name,
+            )
+        return member
+
+    def _send(self, member: Member, exchange: Exchange, sink: ResponseSink) -> defer.Deferred[None]:
+        """One attempt: count it in flight and start the member's backend."""
+        self.balancer.request_started(member)
+        try:
+            return defer.ensureDeferred(self.backends[member].send(exchange, sink))
+        except BaseException:
+            return defer.fail()
+
+    def _succeeded(
+        self, result: object, member: Member, exchange: Exchange, sink: ResponseSink
+    ) -> None:
+        balancer = self.balancer
+        balancer.request_finished(
+            member, bytes_in=getattr(sink, "bytes_written", 0), bytes_out=exchange.body_length
+        )
+        if member.in_error:
+            balancer.record_success(member)
+
+    def _first_failed(
+        self,
+        failure: Failure,
+        member: Member,
+        exchange: Exchange,
+        sink: ResponseSink,
+        record: AttemptRecord,
+        tried: list[Member],
+    ) -> Failure | defer.Deferred[None]:
+        error = failure.value
+        if not isinstance(error, AttemptFailed):
+            self.balancer.request_finished(member)
+            return failure
+        if not self._may_retry(member, error, exchange, sink):
+            return failure
+        return defer.Deferred.fromCoroutine(self._attempts(exchange, sink, record, tried, error))
+
+    def _may_retry(
+        self, member: Member, error: AttemptFailed, exchange: Exchange, sink: ResponseSink
+    ) -> bool:
+        """
+        Account for a failed attempt (the member may go into error) and say
+        whether the request may go to another member.
+        """
+        balancer = self.balancer
+        balancer.request_finished(member)
+        if error.marks_member_down:
+            was_down = member.in_error
+            balancer.record_failure(member, str(error))
+            if not was_down:
+                _log.warn(
+                    "member {member} of {balancer} is in error: {error}",
+                    member=member.name, balancer=balancer.name, error=error,
                 )
-            backend = self.backends[member]
-            balancer.request_started(member)
+        # A 403 + close from the member came after the FORWARD_REQUEST and
+        # the first body packet: a body is never replayed after body bytes
+        # went out (the 403 may be the application's).
+        if (
+            sink.started
+            or getattr(sink, "gone", False)  # nobody to answer
+            or (error.reached_application and not exchange.retryable)
+            or (exchange.body_length and isinstance(error, BackendRejected))
+        ):
+            return False
+        if exchange.body is not None:
+            exchange.body.seek(0)
+        return True
+
+    async def _attempts(
+        self,
+        exchange: Exchange,
+        sink: ResponseSink,
+        record: AttemptRecord,
+        tried: list[Member],
+        last_error: AttemptFailed,
+    ) -> None:
+        """The attempts after a first one that failed with C{last_error} and may be retried."""
+        for _ in range(self.balancer.max_attempts - len(tried)):
+            member = self._choose(exchange, record, tried, last_error)
             try:
-                await backend.send(exchange, sink)
+                await self._send(member, exchange, sink)
             except AttemptFailed as e:
-                balancer.request_finished(member)
-                if e.marks_member_down:
-                    was_down = member.in_error
-                    balancer.record_failure(member, str(e))
-                    if not was_down:
-                        _log.warn(
-                            "member {member} of {balancer} is in error: {error}",
-                            member=member.name, balancer=balancer.name, error=e,
-                        )
-                # A 403 + close from the member came after the FORWARD_REQUEST
-                # and the first body packet: a body is never replayed after
-                # body bytes went out (the 403 may be the application's).
-                if (
-                    sink.started
-                    or getattr(sink, "gone", False)  # nobody to answer
-                    or (e.reached_application and not exchange.retryable)
-                    or (exchange.body_length and isinstance(e, BackendRejected))
-                ):
+                if not self._may_retry(member, e, exchange, sink):
                     raise
                 last_error = e
-                if exchange.body is not None:
-                    exchange.body.seek(0)
                 continue
             except BaseException:
-                balancer.request_finished(member)
+                self.balancer.request_finished(member)
                 raise
-            balancer.request_finished(
-                member, bytes_in=getattr(sink, "bytes_written", 0), bytes_out=exchange.body_length
-            )
-            if member.in_error:
-                balancer.record_success(member)
+            self._succeeded(None, member, exchange, sink)
             return
-        assert last_error is not None
         raise last_error

@@ -17,7 +17,6 @@ from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
 import attrs
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -242,7 +241,7 @@ class ProxyResource(Resource):
         """Send C{exchange} to C{target}'s members; answer failures; log the request."""
         record = AttemptRecord()
         started = time.monotonic()
-        d = defer.Deferred.fromCoroutine(target.dispatcher.dispatch(exchange, sink, record))
+        d = target.dispatcher.dispatch(exchange, sink, record)
         d.addErrback(self._failed, request, sink, target)
         if self._access_log is not None:
             d.addBoth(self._logged, request, sink, record, started, target)

@@ -291,6 +291,36 @@ class ReuseTests(PoolTestCase):
         assert self.successResultOf(d) is new.proto
         assert self.pool.open_count == 1
 
+    def test_take_ready(self) -> None:
+        """take_ready hands out a recent idle connection at once, without a coroutine or CPING."""
+        assert self.pool.take_ready() is None
+        member = self.pooled()
+        self.reactor.advance(PING_AFTER_IDLE - 0.5)
+        assert self.pool.take_ready() is member.proto
+        assert member.transport.value() == b""
+        assert self.pool.idle_count == 0
+        self.reactor.advance(TTL * 2)
+        assert not member.transport.aborted
+
+    def test_take_ready_leaves_a_connection_due_for_cping(self) -> None:
+        """A connection idle long enough to need CPING stays for acquire(), which pings it."""
+        member = self.pooled()
+        self.reactor.advance(PING_AFTER_IDLE)
+        assert self.pool.take_ready() is None
+        assert self.pool.idle_count == 1
+        d = self.acquire()
+        member.pong()
+        assert self.successResultOf(d) is member.proto
+
+    def test_take_ready_skips_dead_connections(self) -> None:
+        """Connections that died while idle are dropped, not handed out."""
+        a, b = self.connected(), self.connected()
+        self.pool.release(a.proto, self.exchange(a))
+        self.pool.release(b.proto, self.exchange(b))
+        b.proto.reusable = False
+        assert self.pool.take_ready() is a.proto
+        assert self.pool.idle_count == 0
+
     def test_release_not_reusable(self) -> None:
         """A connection released as not reusable is closed, not pooled."""
         member = self.connected()

@@ -98,6 +98,27 @@ class AJPConnectionPool:
         """Connections open, idle or busy."""
         return self._open
 
+    def take_ready(self) -> AJPClientProtocol | None:
+        """
+        An idle connection usable at once, or C{None} when there is none or
+        the next one must first answer CPING (then use L{acquire}).
+        """
+        idle = self._idle
+        while idle:
+            proto = idle[-1]
+            if proto.connected and proto.reusable:
+                if (
+                    self._ping_timeout
+                    and self._reactor.seconds() - proto.last_used >= self._ping_after_idle
+                ):
+                    return None
+                idle.pop()
+                self._stop_idle_timer(proto)
+                return proto
+            idle.pop()
+            self._stop_idle_timer(proto)
+        return None
+
     async def acquire(self) -> AJPClientProtocol:
         """
         A connection ready for one exchange.

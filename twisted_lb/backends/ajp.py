@@ -8,6 +8,7 @@ from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTCP
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 
 from twisted_lb.ajp import AJPConnection, ForwardRequest, RequestTooLarge, Role
 from twisted_lb.ajp.pool import AJPConnectionPool
@@ -86,37 +87,67 @@ class AJPBackend:
             request_attributes=tuple(attributes),
         )
 
-    async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
+    def send(self, exchange: Exchange, sink: ResponseSink) -> defer.Deferred[None]:
         """
         Send C{exchange} and stream the answer into C{sink}.
 
-        @raise AttemptFailed: the attempt failed; its class tells whether the
-            request may have reached the application.
-        @raise RequestRefused: the request cannot be expressed in AJP (its
-            head does not fit in one packet).
+        With an idle pooled connection ready, the exchange starts at once
+        (callbacks, no coroutine); otherwise after L{AJPConnectionPool.acquire}.
+
+        @return: a Deferred failing with L{AttemptFailed} when the attempt
+            fails (its class tells whether the request may have reached the
+            application), or with L{RequestRefused} when the request cannot
+            be expressed in AJP (its head does not fit in one packet).
         """
-        forward = self.forward_request(exchange)
-        self._check_size(forward)
+        try:
+            forward = self.forward_request(exchange)
+            self._check_size(forward)
+        except Exception:
+            return defer.fail()
         if exchange.rewriting is not None:
             rewriter = self._rewriters.get(exchange.rewriting)
             if rewriter is not None:
                 sink = RewritingSink(sink, rewriter, public_origin(exchange.is_ssl, exchange.host))
+        proto = self.pool.take_ready()
+        if proto is None:
+            return defer.Deferred.fromCoroutine(self._send_when_acquired(forward, exchange, sink))
+        return self._exchange(proto, forward, exchange, sink)
+
+    async def _send_when_acquired(
+        self, forward: ForwardRequest, exchange: Exchange, sink: ResponseSink
+    ) -> None:
         proto = await self.pool.acquire()
+        await self._exchange(proto, forward, exchange, sink)
+
+    def _exchange(
+        self,
+        proto: AJPClientProtocol,
+        forward: ForwardRequest,
+        exchange: Exchange,
+        sink: ResponseSink,
+    ) -> defer.Deferred[None]:
+        """One exchange on C{proto}; the connection goes back to the pool after it."""
         try:
-            reusable = await proto.request(
+            d = proto.request(
                 forward, exchange.body, exchange.body_length, sink,
                 exchange.timeout or self._timeout,
             )
         except RequestTooLarge as e:
             self.pool.release(proto, True)
-            raise RequestRefused(e.status_hint, str(e)) from None
-        except AttemptFailed:
-            self.pool.release(proto, False)
-            raise
+            return defer.fail(RequestRefused(e.status_hint, str(e)))
         except BaseException:
             self.pool.release(proto, False)
-            raise
+            return defer.fail()
+        return d.addCallbacks(
+            self._release, self._release_failed, callbackArgs=(proto,), errbackArgs=(proto,)
+        )
+
+    def _release(self, reusable: bool, proto: AJPClientProtocol) -> None:
         self.pool.release(proto, reusable)
+
+    def _release_failed(self, failure: Failure, proto: AJPClientProtocol) -> Failure:
+        self.pool.release(proto, False)
+        return failure
 
     def _check_size(self, forward: ForwardRequest) -> None:
         """
