@@ -21,7 +21,7 @@ from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
 from twisted_lb.errors import AttemptFailed, BackendRejected, NoUsableMember
 from twisted_lb.exchange import Exchange, ResponseSink
 
-__all__ = ["Backend", "Dispatcher", "AttemptRecord"]
+__all__ = ["Backend", "Dispatcher", "AttemptRecord", "attempt_failed"]
 
 _log = Logger()
 
@@ -37,6 +37,23 @@ class Backend(Protocol):
 
     async def probe(self) -> bool:
         """Whether the member answers now (no user request involved)."""
+
+
+def attempt_failed(balancer: Balancer, member: Member, error: Exception) -> None:
+    """
+    Tell C{balancer} that an attempt at C{member} ended with C{error}; an
+    error that marks the member down puts it in error (logged once, when it
+    goes down). Shared by the request dispatcher and the WebSocket bridge.
+    """
+    balancer.request_finished(member)
+    if getattr(error, "marks_member_down", False):
+        was_down = member.in_error
+        balancer.record_failure(member, str(error))
+        if not was_down:
+            _log.warn(
+                "member {member} of {balancer} is in error: {error}",
+                member=member.name, balancer=balancer.name, error=error,
+            )
 
 
 class AttemptRecord:
@@ -172,16 +189,7 @@ class Dispatcher:
         Account for a failed attempt (the member may go into error) and say
         whether the request may go to another member.
         """
-        balancer = self.balancer
-        balancer.request_finished(member)
-        if error.marks_member_down:
-            was_down = member.in_error
-            balancer.record_failure(member, str(error))
-            if not was_down:
-                _log.warn(
-                    "member {member} of {balancer} is in error: {error}",
-                    member=member.name, balancer=balancer.name, error=error,
-                )
+        attempt_failed(self.balancer, member, error)
         # A 403 + close from the member came after the FORWARD_REQUEST and
         # the first body packet: a body is never replayed after body bytes
         # went out (the 403 may be the application's).

@@ -328,7 +328,10 @@ class FailoverTests(_ProxyCase):
             self.assertEqual((result.status, result.body), (200, body_pattern(SIZE)), fault)
             self.assertEqual(len(self.faulty.requests), i, fault)
             self.assertEqual(len(self.healthy.requests), i, fault)
-        self.assertEqual(self.faulty.open_connections, 0)
+        # The proxy dropped every connection to the faulty member; the member
+        # sees the last close a moment later (real sockets, a busy machine).
+        closed = yield _d(wait_until(lambda: self.faulty.open_connections == 0))
+        self.assertTrue(closed, f"{self.faulty.open_connections} connection(s) still open")
         self.assertEqual(self.pool.idle_count, 0)
 
     @defer.inlineCallbacks

@@ -26,6 +26,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
+from twisted_lb.dispatch import attempt_failed
 from twisted_lb.errors import AttemptFailed, BackendProtocolError, status_for
 from twisted_lb.exchange import Exchange
 
@@ -188,15 +189,7 @@ class Tunnel:
                     self, bridge.upstream_request(self.exchange, protocols), bridge.options
                 )
             except (AttemptFailed, UpgradeRefused) as e:
-                balancer.request_finished(member)
-                if getattr(e, "marks_member_down", False):
-                    was_down = member.in_error
-                    balancer.record_failure(member, str(e))
-                    if not was_down:
-                        _log.warn(
-                            "member {member} of {balancer} is in error: {error}",
-                            member=member.name, balancer=balancer.name, error=e,
-                        )
+                attempt_failed(balancer, member, e)
                 if isinstance(e, (UpgradeRefused, BackendProtocolError)):
                     raise self._deny(e) from None
                 last = e
