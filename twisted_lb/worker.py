@@ -6,7 +6,7 @@ One worker process of a proxy with C{workers} > 1 (see L{twisted_lb.workers}).
 Started by the supervisor, never by hand: it reads the same configuration,
 adopts the listening sockets it inherited (one C{--listen} per listener, in
 the configuration's order), and runs the whole proxy (L{ProxyService}) on a
-reactor of its own. Its log goes to stdout as one JSON object per line,
+reactor of its own (on Linux L{twisted_lb.reactor.ProxyEPollReactor}). Its log goes to stdout as one JSON object per line,
 which the supervisor writes to its own log with the worker's index and PID.
 
 Signals: C{SIGTERM} stops the proxy gracefully and exits; C{SIGHUP} calls
@@ -161,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run one worker until it is told to stop; return its exit status."""
     global _identity
     args = _parse(argv)
+    if "twisted.internet.reactor" not in sys.modules and sys.platform.startswith("linux"):
+        from twisted_lb.reactor import install
+
+        install()
     from twisted.internet import reactor
 
     from twisted_lb.config import read_config
@@ -247,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
             status[0] = 1
             reactor.stop()
             return
-        _log.info("worker {index} (pid {pid}) serving", index=args.index, pid=os.getpid(), ready=True)
+        _log.info(
+            "worker {index} (pid {pid}) serving on {reactor_class}", index=args.index,
+            pid=os.getpid(), reactor_class=type(reactor).__name__, ready=True,
+        )
 
     reactor.callWhenRunning(start)
     reactor.run(installSignalHandlers=False)

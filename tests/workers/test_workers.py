@@ -108,6 +108,7 @@ def test_requests_spread_over_both_workers(proxy: tuple[ProxyProcess, int]) -> N
     assert len(served) == 2
     assert all(served.values()), served
     assert sum(len(s) for s in served.values()) == len(clients)
+    assert process.log().count("serving on ProxyEPollReactor") == 2
 
 
 def test_sticky_sessions_across_workers(proxy: tuple[ProxyProcess, int]) -> None:
