@@ -204,6 +204,28 @@ class ChannelTests(SynchronousTestCase):
         self.assertRegex(head.decode(), r"\r\nDate: \w{3}, \d\d \w{3} \d{4} [\d:]{8} GMT")
         self.assertEqual(body, b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
 
+    def test_parts_written_as_one_chunk_or_as_they_are(self):
+        """write_parts: the views of one member read, framed as one chunk (or not at all)."""
+        self.proto.dataReceived(GET)
+        response = self.lane.fast[0][1]
+        response.start(200, [])
+        segment = memoryview(b"..abc..de..")
+        response.write_parts([segment[2:5], segment[7:9]])
+        response.write_parts([b""])
+        response.finish()
+        self.assertTrue(self.sent().endswith(b"\r\n\r\n5\r\nabcde\r\n0\r\n\r\n"))
+        self.assertEqual(response.bytes_written, 5)
+
+    def test_parts_with_a_length(self):
+        self.proto.dataReceived(GET)
+        response = self.lane.fast[0][1]
+        response.start(200, [(b"Content-Length", b"5")])
+        response.write_parts([memoryview(b"abc"), b"de"])
+        response.finish()
+        head, _, body = self.sent().partition(b"\r\n\r\n")
+        self.assertEqual(body, b"abcde")
+        self.assertNotIn(b"chunked", head)
+
     def test_head_request_has_no_body(self):
         self.proto.dataReceived(GET.replace(b"GET", b"HEAD", 1))
         response = self.lane.fast[0][1]

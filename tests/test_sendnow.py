@@ -6,7 +6,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
-from twisted_lb.sendnow import DIRECT, send_now
+from twisted_lb.sendnow import DIRECT, send_now, send_parts_now
 
 
 class Collect(protocol.Protocol):
@@ -21,7 +21,9 @@ class Collect(protocol.Protocol):
             self.done.callback(bytes(self.data))
 
 
-class SendNowTests(TestCase):
+class LoopbackTestCase(TestCase):
+    """A client transport connected to a collecting server, over 127.0.0.1."""
+
     timeout = 20
 
     @defer.inlineCallbacks
@@ -35,6 +37,9 @@ class SendNowTests(TestCase):
         )
         self.addCleanup(client.transport.abortConnection)
         return client.transport, server
+
+
+class SendNowTests(LoopbackTestCase):
 
     def test_twisted_has_what_send_now_needs(self):
         """If a Twisted release changes its buffers, this says so (send_now would only write())."""
@@ -87,3 +92,32 @@ class SendNowTests(TestCase):
         send_now(transport, b"x")
         send_now(transport, b"y")
         self.assertEqual(transport.value(), b"xy")
+
+
+class SendPartsNowTests(LoopbackTestCase):
+    @defer.inlineCallbacks
+    def test_parts_sent_at_once_without_joining(self):
+        """Views of a larger buffer go out in one sendmsg; nothing stays buffered."""
+        transport, server = yield self.connected(11)
+        segment = b"xxhello worldyy"
+        view = memoryview(segment)
+        send_parts_now(transport, [view[2:7], b" ", view[8:13]])
+        self.assertEqual((transport.dataBuffer, transport._tempDataLen), (b"", 0))
+        self.assertEqual((yield server.done), b"hello world")
+
+    @defer.inlineCallbacks
+    def test_partial_sendmsg_buffers_the_rest_in_order(self):
+        """What the kernel did not take is copied into Twisted's buffer, in order."""
+        part = bytes(range(256)) * 4096  # 1 MiB
+        parts = [memoryview(part) for _ in range(32)]
+        transport, server = yield self.connected(32 * len(part) + 1)
+        send_parts_now(transport, parts)
+        self.assertGreater(transport._tempDataLen, 0)
+        send_parts_now(transport, [b"!"])
+        received = yield server.done
+        self.assertTrue(received == part * 32 + b"!")
+
+    def test_other_transports_get_one_joined_write(self):
+        transport = StringTransport()
+        send_parts_now(transport, [b"a", memoryview(b"bc"), b""])
+        self.assertEqual(transport.value(), b"abc")

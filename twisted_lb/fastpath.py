@@ -28,7 +28,7 @@ import httptools
 from twisted.web.http_headers import Headers
 
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink
-from twisted_lb.sendnow import send_now
+from twisted_lb.sendnow import send_now, send_parts_now
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -322,6 +322,29 @@ class RawResponse(ClientSink):
         else:
             out.append(data)
         send_now(self._channel.transport, b"".join(out))
+
+    def write_parts(self, parts: list[bytes | memoryview]) -> None:
+        """
+        Write the concatenation of C{parts} (e.g. views of a member's read)
+        in one C{sendmsg}, without joining them first.
+        """
+        if self._gone or self._bodiless:
+            return
+        size = sum(len(p) for p in parts)
+        if not size:
+            return
+        self.bytes_written += size
+        out: list[bytes | memoryview] = []
+        if self._pending is not None:
+            out.append(self._pending)
+            self._pending = None
+        if self._chunked:
+            out.append(b"%x\r\n" % size)
+            out += parts
+            out.append(b"\r\n")
+        else:
+            out += parts
+        send_parts_now(self._channel.transport, out)
 
     def finish(self) -> None:
         self._on_gone = None

@@ -25,7 +25,10 @@ from typing import Any
 
 from twisted.internet import abstract, tcp
 
-__all__ = ["send_now", "DIRECT"]
+__all__ = ["send_now", "send_parts_now", "DIRECT"]
+
+#: At most this many buffers per C{sendmsg} (Linux allows 1024).
+_MAX_PARTS = 256
 
 #: Whether this Twisted's TCP transports have the buffer attributes
 #: L{send_now} checks; when not, it always falls back to C{write()}.
@@ -38,14 +41,13 @@ DIRECT = all(
 _TCP = frozenset({tcp.Server, tcp.Client}) if DIRECT else frozenset()
 
 
-def send_now(transport: Any, data: bytes) -> None:
+def _direct(transport: Any) -> bool:
     """
-    Write C{data} to C{transport}, sending it at once when that is safe.
-
-    Safe means: a plain TCP transport (not TLS), connected, not closing,
-    with nothing waiting in its buffer (so the order of bytes is kept).
+    Whether bytes may go straight to C{transport}'s socket: a plain TCP
+    transport (not TLS), connected, not closing, with nothing waiting in its
+    buffer (so the order of bytes is kept).
     """
-    if (
+    return (
         type(transport) in _TCP
         and not transport._tempDataLen
         and not transport.dataBuffer
@@ -53,7 +55,12 @@ def send_now(transport: Any, data: bytes) -> None:
         and not transport.disconnecting
         and not transport._writeDisconnected
         and not transport.TLS
-    ):
+    )
+
+
+def send_now(transport: Any, data: bytes) -> None:
+    """Write C{data} to C{transport}, sending it at once when that is safe."""
+    if _direct(transport):
         try:
             sent = transport.socket.send(data)
         except BlockingIOError:
@@ -66,3 +73,31 @@ def send_now(transport: Any, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
+
+
+def send_parts_now(transport: Any, parts: list[bytes | memoryview]) -> None:
+    """
+    Write the concatenation of C{parts} to C{transport}: one C{sendmsg} of
+    all of them when that is safe (no join, no copy of the parts), else
+    joined into one C{write()}. Only bytes the kernel did not take are
+    copied (into Twisted's buffer), so the parts may be views of buffers
+    the caller reuses afterwards.
+    """
+    if len(parts) <= _MAX_PARTS and _direct(transport):
+        try:
+            sent = transport.socket.sendmsg(parts)
+        except OSError:
+            sent = 0  # EAGAIN, or an error Twisted meets on its own write
+        total = sum(len(p) for p in parts)
+        if sent == total:
+            return
+        rest = []
+        for part in parts:
+            n = len(part)
+            if sent >= n:
+                sent -= n
+                continue
+            rest.append(part[sent:] if sent else part)
+            sent = 0
+        parts = rest
+    transport.write(b"".join(parts))

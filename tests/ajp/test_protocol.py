@@ -30,7 +30,7 @@ from twisted_lb.ajp import (
     SendHeaders,
 )
 from twisted_lb.ajp._constants import RESPONSE_HEADER_CODES
-from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.ajp.protocol import READ_SIZE, AJPClientProtocol
 from twisted_lb.errors import (
     BackendProtocolError,
     BackendRejected,
@@ -410,6 +410,18 @@ class CPingTests(ProtocolTestCase):
         d = self.proto.cping(2)
         self.proto.connectionLost(Failure(ConnectionLost()))
         self.failureResultOf(d, ResponseNeverReceived)
+
+
+class ReadSizeTests(SynchronousTestCase):
+    """Reads from a member are larger than Twisted's default."""
+
+    def test_read_size_raised_on_tcp_transports(self) -> None:
+        transport = FakeTransport(Clock())
+        transport.bufferSize = 65536  # as twisted.internet.tcp.Connection has
+        proto = AJPClientProtocol(Clock())
+        transport.protocol = proto
+        proto.makeConnection(transport)
+        assert transport.bufferSize == READ_SIZE > 65536
 
 
 class TimeoutTests(ProtocolTestCase):
