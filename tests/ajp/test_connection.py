@@ -692,3 +692,72 @@ def test_container_rejects_forward_request(payload: bytes, match: str) -> None:
     container = AJPConnection(Role.CONTAINER)
     with pytest.raises(RemoteProtocolError, match=match):
         _feed(container, b"\x12\x34" + len(payload).to_bytes(2, "big") + payload)
+
+
+# Body data read in bulk (next_body_data).
+
+
+def _body_stream(*chunks: bytes) -> bytes:
+    """SEND_HEADERS, a SEND_BODY_CHUNK per chunk (b"" is a flush), END_RESPONSE, as a container sends them."""
+    container = AJPConnection(Role.CONTAINER)
+    container.receive_data(AJPConnection(Role.PROXY).send(GET))
+    assert container.next_event() == GET
+    data = container.send(OK)
+    for chunk in chunks:
+        data += container.send(SendBodyChunk(chunk))
+    return data + container.send(EndResponse(True))
+
+
+def test_next_body_data_reads_the_chunks_behind_the_first() -> None:
+    """Chunks and flushes up to END_RESPONSE come in one call; END_RESPONSE stays for next_event."""
+    conn = _proxy_in_exchange()
+    conn.receive_data(_body_stream(b"ab", b"cd", b"", b"ef"))
+    assert conn.next_event() == OK
+    assert conn.next_event() == SendBodyChunk(b"ab")
+    assert [bytes(d) for d in conn.next_body_data()] == [b"cd", b"ef"]
+    assert conn.next_body_data() == []
+    assert conn.next_event() == EndResponse(True)
+    assert conn.state is State.DONE
+
+
+def test_next_body_data_before_the_response_reads_nothing() -> None:
+    """Before SEND_HEADERS (and for a container) nothing is consumed."""
+    conn = _proxy_in_exchange()
+    conn.receive_data(_body_stream(b"ab"))
+    assert conn.next_body_data() == []
+    assert conn.next_event() == OK
+    container = AJPConnection(Role.CONTAINER)
+    assert container.next_body_data() == []
+
+
+def test_next_body_data_every_split_gives_the_same_body() -> None:
+    """However the bytes are cut into reads, bulk reads and events give the whole body in order."""
+    wire = _body_stream(b"a" * 10, b"", b"b" * 300, b"c", b"d" * 70)
+    for cut in range(1, len(wire)):
+        conn = _proxy_in_exchange()
+        body = b""
+        events = []
+        for part in (wire[:cut], wire[cut:]):
+            conn.receive_data(part)
+            while (event := conn.next_event()) is not NEED_DATA:
+                events.append(type(event))
+                if isinstance(event, SendBodyChunk):
+                    body += bytes(event.data)
+                    body += b"".join(bytes(d) for d in conn.next_body_data())
+        assert body == b"a" * 10 + b"b" * 300 + b"c" + b"d" * 70, cut
+        assert events[0] is SendHeaders and events[-1] is EndResponse, cut
+
+
+def test_next_body_data_checks_like_next_event() -> None:
+    """A chunk whose length disagrees with its packet is an error, and the connection is unusable."""
+    conn = _proxy_in_exchange()
+    good = _body_stream(b"ab", b"cd")
+    # Break the second chunk's declared length (packet: 41 42 00 06 03 00 02 "cd" 00).
+    second = good.index(b"\x41\x42\x00\x06\x03\x00\x02cd")
+    bad = good[: second + 6] + b"\x05" + good[second + 7 :]
+    conn.receive_data(bad)
+    assert conn.next_event() == OK
+    assert conn.next_event() == SendBodyChunk(b"ab")
+    with pytest.raises(RemoteProtocolError, match="declares 5 bytes"):
+        conn.next_body_data()
+    assert conn.state is State.ERROR

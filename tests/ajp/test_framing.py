@@ -35,6 +35,30 @@ def test_reader_returns_payloads() -> None:
     assert len(reader) == 0
 
 
+@pytest.mark.parametrize("split", [None, 2, 7])
+def test_reader_next_payload_of_a_kind(split: int | None) -> None:
+    """With a kind, a packet of another type (or an empty one) is left in place, in both buffers."""
+    wire = h("41 42 00 01 03 41 42 00 00 41 42 00 02 05 01")
+    reader = PacketReader(0x4142, 8192)
+    first = None
+    if split is None:
+        reader.feed(wire)
+    else:
+        reader.feed(wire[:split])
+        first = reader.next_payload(3)
+        assert (first is None) == (split < 5)  # the first packet is 5 bytes
+        reader.feed(wire[split:])
+    if first is None:
+        first = reader.next_payload(3)
+    assert first == b"\x03"
+    assert reader.next_payload(3) is None  # empty payload: no type byte
+    assert reader.next_payload() == b""
+    assert reader.next_payload(3) is None
+    assert len(reader) == 6
+    assert reader.next_payload(5) == b"\x05\x01"
+    assert len(reader) == 0
+
+
 def test_reader_split_packet_then_whole_packets() -> None:
     """A packet split across segments is gathered (as bytes); whole ones after it are views."""
     reader = PacketReader(0x4142, 8192)

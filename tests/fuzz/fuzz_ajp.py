@@ -95,6 +95,10 @@ def test_one_input(data: bytes) -> None:
                     break
                 if _size(event) > len(wire):
                     raise AssertionError(f"{event!r} holds more bytes than the input")
+                if data[0] & 0x80:
+                    # The bulk read of body chunks too, when the first byte says so.
+                    if sum(len(d) for d in conn.next_body_data()) > len(wire):
+                        raise AssertionError("next_body_data() holds more bytes than the input")
             else:
                 raise AssertionError("next_event() does not terminate")
         conn.receive_data(b"")

@@ -21,6 +21,7 @@ from ._constants import (
     MAX_PACKET_SIZE,
     MIN_PACKET_SIZE,
     PROXY_MAGIC,
+    SEND_BODY_CHUNK,
 )
 from ._framing import PacketReader
 from ._state import (
@@ -240,6 +241,37 @@ class AJPConnection:
         except RemoteProtocolError:
             self._state = State.ERROR
             raise
+
+    def next_body_data(self) -> list[bytes | memoryview]:
+        """
+        For a proxy whose response has started: the data of the
+        SEND_BODY_CHUNK packets at the front of what was received, in order,
+        read in one call without an event per packet (flushes, which carry
+        no data, are skipped). Stops before anything else, which
+        L{next_event} then returns. The same checks apply as to the events.
+
+        @return: the chunks' data (memoryviews of the received bytes when a
+            packet came whole), possibly empty.
+        @raise RemoteProtocolError: as L{next_event}.
+        """
+        if self._role is not _P or self._state is not State.IN_EXCHANGE or not self._response_started:
+            return []
+        chunks: list[bytes | memoryview] = []
+        next_payload = self._reader.next_payload
+        max_chunk = self._max_chunk
+        try:
+            while (payload := next_payload(SEND_BODY_CHUNK)) is not None:
+                data = _decode.send_body_chunk_data(payload)
+                if len(data) > max_chunk:
+                    raise RemoteProtocolError(
+                        f"SEND_BODY_CHUNK of {len(data)} bytes, at most {max_chunk} fit"
+                    )
+                if data:
+                    chunks.append(data)
+        except RemoteProtocolError:
+            self._state = State.ERROR
+            raise
+        return chunks
 
     def _read_event(self) -> Event | Literal[_Sentinel.NEED_DATA] | None:
         """

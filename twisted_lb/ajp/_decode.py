@@ -247,13 +247,29 @@ def _decode_send_body_chunk(p: Buffer) -> SendBodyChunk:
     """
     Decode a SEND_BODY_CHUNK payload.
 
+    @param p: the payload, type byte included.
+    @return: the chunk.
+    @raise RemoteProtocolError: as L{send_body_chunk_data}.
+    """
+    data = send_body_chunk_data(p)
+    if not data:
+        return _FLUSH
+    return SendBodyChunk(data)
+
+
+def send_body_chunk_data(p: Buffer) -> Buffer:
+    """
+    The data of a SEND_BODY_CHUNK payload (empty for a flush).
+
     The payload must be exactly type, length, data and one C{0x00}.  A
     payload lacking only the trailing NUL is tolerated (some containers omit
     it); any other disagreement between the declared length and the payload
     is an error.
 
     @param p: the payload, type byte included.
-    @return: the chunk.
+    @return: a memoryview of the received segment when the packet came whole
+        (the body is not copied here: the proxy copies at most once, when it
+        writes).
     @raise RemoteProtocolError: if the length does not match the payload.
     """
     n, _ = read_int(p, 1)
@@ -265,11 +281,7 @@ def _decode_send_body_chunk(p: Buffer) -> SendBodyChunk:
         raise RemoteProtocolError(
             f"SEND_BODY_CHUNK declares {n} bytes in a payload of {size} bytes"
         )
-    if not n:
-        return _FLUSH
-    # A memoryview of the received segment when the packet came whole: the
-    # body is not copied here (the proxy copies once, when it writes).
-    return SendBodyChunk(p[3 : 3 + n])
+    return p[3 : 3 + n]
 
 
 def _decode_get_body_chunk(p: Buffer) -> GetBodyChunk:

@@ -120,13 +120,16 @@ class PacketReader:
             return bytes(self._buffer) + self._segment[self._offset :]
         return bytes(self._buffer)
 
-    def next_payload(self) -> bytes | memoryview | None:
+    def next_payload(self, kind: int | None = None) -> bytes | memoryview | None:
         """
         Return the payload of the next complete packet.
 
+        @param kind: when given, return (and consume) the packet only if its
+            payload starts with this type byte; otherwise leave it buffered
+            and return C{None}.
         @return: the payload (a C{memoryview} of the received segment when
             the packet came whole in it), or C{None} if no complete packet is
-            buffered.
+            buffered (or it is not of C{kind}).
         @raise RemoteProtocolError: if the buffered packet starts with the
             wrong magic or declares a payload longer than the packet size
             allows.
@@ -143,6 +146,8 @@ class PacketReader:
                     raise self._too_long(length)
                 end = offset + HEADER_LENGTH + length
                 if end <= size:
+                    if kind is not None and (not length or segment[offset + HEADER_LENGTH] != kind):
+                        return None
                     payload = self._view[offset + HEADER_LENGTH : end]  # type: ignore[index]
                     if end == size:
                         self._segment = self._view = None
@@ -163,6 +168,8 @@ class PacketReader:
             raise self._too_long(length)
         end = HEADER_LENGTH + length
         if available < end:
+            return None
+        if kind is not None and (not length or buf[HEADER_LENGTH] != kind):
             return None
         with memoryview(buf) as view:
             payload = view[HEADER_LENGTH:end].tobytes()

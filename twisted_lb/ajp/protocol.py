@@ -91,7 +91,7 @@ class AJPClientProtocol(Protocol):
         self._body: IO[bytes] | None = None
         self._body_left = 0
         self._response_bytes = False
-        self._held: list[SendHeaders | SendBodyChunk] | None = None
+        self._held: list[SendHeaders | bytes | memoryview] | None = None
         self._held_size = 0
         self._declared_length: int | None = None
         self._received_length = 0
@@ -418,14 +418,31 @@ class AJPClientProtocol(Protocol):
 
     def _on_body_chunk(self, event: SendBodyChunk) -> None:
         self._rearm()
-        data = event.data
+        self._body_chunk(event.data)
+        # The chunks right behind this one, read in one call (no event each).
+        more = self._codec.next_body_data()
+        if not more:
+            return
+        if self._held is not None or self._bodiless or self._draining:
+            for data in more:
+                if self._sink is None:
+                    return
+                self._body_chunk(data)
+            return
+        size = sum(len(data) for data in more)
+        self._received_length += size
+        if self._declared_length is not None and self._received_length > self._declared_length:
+            raise BackendProtocolError("member sent more bytes than its Content-Length")
+        self._out += more
+
+    def _body_chunk(self, data: bytes | memoryview) -> None:
         if not data:
             return
         self._received_length += len(data)
         if self._declared_length is not None and self._received_length > self._declared_length:
             raise BackendProtocolError("member sent more bytes than its Content-Length")
         if self._held is not None:
-            self._held.append(event)
+            self._held.append(data)
             self._held_size += len(data)
             if self._held_size > _HOLD_LIMIT:
                 self._release_held()
@@ -457,8 +474,8 @@ class AJPClientProtocol(Protocol):
         held, self._held = self._held, None
         assert held is not None
         self._start(held[0])  # type: ignore[arg-type]
-        for chunk in held[1:]:
-            self._sink.write(bytes(chunk.data))  # type: ignore[union-attr]
+        for data in held[1:]:
+            self._sink.write(bytes(data))  # type: ignore[union-attr]
 
     def _on_end(self, event: EndResponse) -> None:
         # The timer stays for the next exchange (see _watch).
