@@ -12,14 +12,12 @@ import contextlib
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.interop.proxy_process import child_pids
-from tests.interop.tomcat import LOOPBACK, _port_accepts
+from tests.interop.proxy_process import ServerProcess
+from tests.interop.tomcat import LOOPBACK
 
 MODULE_DIR = Path("/usr/lib/apache2/modules")
 
@@ -63,8 +61,12 @@ def _run_user() -> tuple[str, str]:
     raise RuntimeError("no www-data/nobody/daemon user to run httpd's children as")
 
 
-class ApacheProcess:
+class ApacheProcess(ServerProcess):
     """One httpd with a balancer of AJP members, on a plain and an HTTPS port."""
+
+    name = "httpd"
+    #: SIGTERM to the parent stops its children; any left over are killed.
+    kill_children = True
 
     def __init__(
         self,
@@ -80,7 +82,7 @@ class ApacheProcess:
         servers: int = 4,
         packet_size: int = 8192,
     ) -> None:
-        self.directory = directory
+        super().__init__(directory)
         self.http_port = http_port
         self.https_port = https_port
         self.members = list(members)  # (route, ajp port)
@@ -94,7 +96,6 @@ class ApacheProcess:
         self.conf_path = directory / "httpd.conf"
         self.pid_file = directory / "httpd.pid"
         self.error_log = directory / "error.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def config_text(self) -> str:
         user, group = _run_user() if os.geteuid() == 0 else ("", "")
@@ -174,56 +175,18 @@ Listen {LOOPBACK}:{self.https_port}
         )
         if check.returncode != 0:
             raise RuntimeError(f"httpd -t failed:\n{check.stdout}{check.stderr}")
-        self._stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
+        self._spawn(
             [binary, "-d", str(self.directory), "-f", str(self.conf_path), "-DFOREGROUND"],
-            stdin=subprocess.DEVNULL,
-            stdout=self._stderr,
-            stderr=self._stderr,
+            [self.http_port, self.https_port],
+            timeout,
             env=env,
+            stdout_to_log=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"httpd exited with {self.process.returncode}:\n{self.log()}")
-            if _port_accepts(self.http_port) and _port_accepts(self.https_port):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"httpd did not listen within {timeout} s:\n{self.log()}")
 
-    @property
-    def pid(self) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return None
-        return self.process.pid
+    def log_files(self) -> list[Path]:
+        return [self.error_log, *super().log_files()]
 
-    def log(self) -> str:
-        text = ""
-        for path in (self.error_log, self.directory / "stderr.log"):
-            if path.exists():
-                text += path.read_text(errors="replace")[-20000:]
-        return text
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the parent (it stops its children), SIGKILL after C{timeout}."""
-        proc = self.process
-        if proc is None:
-            return
-        try:
-            if proc.poll() is None:
-                children = child_pids(proc.pid)
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-                for pid in children:  # normally gone with the parent
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGKILL)
-        finally:
-            with contextlib.suppress(Exception):
-                self._stderr.close()
+    def log(self, tail: int | None = 20000) -> str:
+        return super().log(tail)
 
 

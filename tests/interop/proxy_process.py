@@ -25,20 +25,117 @@ from .tomcat import LOOPBACK, HttpResult, _insecure_tls_context, _port_accepts, 
 REPO = Path(__file__).resolve().parents[2]
 
 
-class ProxyProcess:
+class ServerProcess:
+    """
+    A server the tests start in a directory of their own: stderr to
+    C{stderr.log} there, started when its ports accept, stopped by PID
+    (SIGTERM, then SIGKILL).
+
+    Subclasses give L{name} and L{log_files}; L{kill_children} says whether
+    L{stop} also kills children the process left behind.
+    """
+
+    name = "server"
+    #: Whether L{stop} SIGKILLs the children that outlive the parent.
+    kill_children = False
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stderr: object | None = None
+
+    def log_files(self) -> list[Path]:
+        """The files whose text L{log} returns, in order."""
+        return [self.directory / "stderr.log"]
+
+    def _spawn(
+        self,
+        command: list[str],
+        wait_ports: Iterable[int],
+        timeout: float,
+        *,
+        env: dict[str, str],
+        stdout_to_log: bool = False,
+    ) -> None:
+        """Start C{command} and wait until every port in C{wait_ports} accepts."""
+        wait_ports = list(wait_ports)
+        self._stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            command,
+            cwd=self.directory,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._stderr if stdout_to_log else subprocess.DEVNULL,  # type: ignore[arg-type]
+            stderr=self._stderr,  # type: ignore[arg-type]
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log()}"
+                )
+            if all(_port_accepts(p) for p in wait_ports):
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not listen within {timeout} s:\n{self.log()}")
+
+    @property
+    def pid(self) -> int | None:
+        """The PID while the process runs, else C{None}."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        return self.process.pid
+
+    def log(self, tail: int | None = None) -> str:
+        """The text of L{log_files} (the last C{tail} characters of each)."""
+        text = ""
+        for path in self.log_files():
+            if path.exists():
+                content = path.read_text(errors="replace")
+                text += content if tail is None else content[-tail:]
+        return text
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the process by PID: SIGTERM, SIGKILL after C{timeout}."""
+        proc = self.process
+        try:
+            if proc is None or proc.poll() is not None:
+                return
+            children = child_pids(proc.pid) if self.kill_children else []
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            for pid in children:  # normally gone with the parent
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+        finally:
+            if self._stderr is not None:
+                with contextlib.suppress(Exception):
+                    self._stderr.close()  # type: ignore[attr-defined]
+                self._stderr = None
+
+
+class ProxyProcess(ServerProcess):
     """
     twisted_lb started with a configuration text in a directory of its own.
 
     @ivar log_path: the file the proxy's log goes to.
     """
 
+    name = "twisted_lb"
+
     def __init__(self, directory: Path, config_text: str, name: str = "site.toml") -> None:
-        self.directory = directory
+        super().__init__(directory)
         self.config_path = directory / name
         self.config_path.write_text(config_text)
         self.log_path = directory / "proxy.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self._stderr: object | None = None
+
+    def log_files(self) -> list[Path]:
+        return [self.log_path, *super().log_files()]
 
     def start(self, wait_ports: list[int], timeout: float = 30.0) -> None:
         """Start the proxy and wait until every port in C{wait_ports} accepts."""
@@ -56,56 +153,7 @@ class ProxyProcess:
             "--config",
             str(self.config_path),
         ]
-        self._stderr = open(self.directory / "stderr.log", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            command,
-            cwd=self.directory,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._stderr,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"twisted_lb exited with {self.process.returncode}:\n{self.log()}"
-                )
-            if all(_port_accepts(p) for p in wait_ports):
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"twisted_lb did not listen within {timeout} s:\n{self.log()}")
-
-    @property
-    def pid(self) -> int | None:
-        """The proxy's PID while it runs, else C{None}."""
-        if self.process is None or self.process.poll() is not None:
-            return None
-        return self.process.pid
-
-    def log(self) -> str:
-        text = ""
-        for path in (self.log_path, self.directory / "stderr.log"):
-            if path.exists():
-                text += path.read_text(errors="replace")
-        return text
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop the proxy by PID (SIGTERM, then SIGKILL)."""
-        try:
-            if self.process is None or self.process.poll() is not None:
-                return
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        finally:
-            if self._stderr is not None:
-                self._stderr.close()  # type: ignore[attr-defined]
-                self._stderr = None
+        self._spawn(command, wait_ports, timeout, env=env)
 
 
 # --------------------------------------------------------------------------------------------
