@@ -307,26 +307,14 @@ class RawResponse(ClientSink):
         return b"".join(parts), len(parts) - 3 * kept
 
     def write(self, data: bytes) -> None:
-        if self._gone or self._bodiless or not data:
-            return
-        self.bytes_written += len(data)
-        out = []
-        if self._pending is not None:
-            out.append(self._pending)
-            self._pending = None
-        if self._chunked:
-            out += (b"%x\r\n" % len(data), data, b"\r\n")
-        elif not out:
-            send_now(self._channel.transport, data)
-            return
-        else:
-            out.append(data)
-        send_now(self._channel.transport, b"".join(out))
+        if data:
+            self.write_parts([data])
 
     def write_parts(self, parts: list[bytes | memoryview]) -> None:
         """
         Write the concatenation of C{parts} (e.g. views of a member's read)
-        in one C{sendmsg}, without joining them first.
+        in one C{sendmsg}, without joining them first; the held head goes
+        with the first body bytes.
         """
         if self._gone or self._bodiless:
             return

@@ -128,21 +128,24 @@ class AJPConnectionPool:
         @raise MemberBusy: the member's connection cap was reached and none
             came free in time.
         """
-        while self._idle:
+        while True:
+            proto = self.take_ready()
+            if proto is not None:
+                return proto
+            if not self._idle:
+                break
+            # take_ready stopped at a live connection due for CPING.
             proto = self._idle.pop()
             self._stop_idle_timer(proto)
-            if not proto.connected or not proto.reusable:
+            try:
+                await proto.cping(self._ping_timeout)
+            except AttemptFailed as e:
+                _log.info(
+                    "pooled connection to {host}:{port} failed CPING ({error}); dropped",
+                    host=self._host, port=self._port, error=e,
+                )
+                proto.abort()
                 continue
-            if self._ping_timeout and self._reactor.seconds() - proto.last_used >= self._ping_after_idle:
-                try:
-                    await proto.cping(self._ping_timeout)
-                except AttemptFailed as e:
-                    _log.info(
-                        "pooled connection to {host}:{port} failed CPING ({error}); dropped",
-                        host=self._host, port=self._port, error=e,
-                    )
-                    proto.abort()
-                    continue
             return proto
         if self._open >= self._max:
             return await self._wait_for_connection()

@@ -429,18 +429,18 @@ class AJPClientProtocol(Protocol):
                     return
                 self._body_chunk(data)
             return
-        size = sum(len(data) for data in more)
+        self._count_received(sum(len(data) for data in more))
+        self._out += more
+
+    def _count_received(self, size: int) -> None:
         self._received_length += size
         if self._declared_length is not None and self._received_length > self._declared_length:
             raise BackendProtocolError("member sent more bytes than its Content-Length")
-        self._out += more
 
     def _body_chunk(self, data: bytes | memoryview) -> None:
         if not data:
             return
-        self._received_length += len(data)
-        if self._declared_length is not None and self._received_length > self._declared_length:
-            raise BackendProtocolError("member sent more bytes than its Content-Length")
+        self._count_received(len(data))
         if self._held is not None:
             self._held.append(data)
             self._held_size += len(data)
