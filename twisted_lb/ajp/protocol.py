@@ -109,6 +109,11 @@ class AJPClientProtocol(Protocol):
         if hasattr(self.transport, "bufferSize"):
             # Fewer, larger reads of a streaming answer (see READ_SIZE).
             self.transport.bufferSize = READ_SIZE
+        if hasattr(self.transport, "setTcpNoDelay"):
+            # As Apache's mod_proxy does for its backend connections: a
+            # small packet (a CPING, a request that follows a body) never
+            # waits for the member's delayed ACK.
+            self.transport.setTcpNoDelay(True)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = False
