@@ -333,6 +333,12 @@ class ProxyService(MultiService):
             if worker is None or worker.index == 0:
                 # With workers, worker 0 alone serves the admin listener.
                 self.admin = AdminService(self, config.admin, reactor, worker)
+            else:
+                # The others record their requests for worker 0's /metrics
+                # and follow its manager through the state file.
+                from twisted_lb.admin import WorkerAdmin
+
+                self.admin = WorkerAdmin(self, config.admin, reactor)
         self.resource = build_resource(config, self.balancers, self.request_hook())
         for built in self.balancers.values():
             self.attach(built)

@@ -11,6 +11,11 @@ them (C{SIGKILL} after L{STOP_TIMEOUT} seconds). A worker also stops by
 itself when the supervisor's end of its stdin pipe closes, so a supervisor
 killed with C{SIGKILL} leaves no worker behind.
 
+Workers record their metrics in a directory the supervisor makes for them
+(prometheus_client's multiprocess mode, C{PROMETHEUS_MULTIPROC_DIR}), so
+that worker 0's C{/metrics} sums all of them; the supervisor removes the
+requests-in-flight of a worker that ended and the directory when it stops.
+
 TCP listeners (C{tcp:}, C{ssl:}) get one socket per worker, all bound to the
 same address with C{SO_REUSEPORT}: the kernel spreads new connections evenly
 over the workers (a single shared socket lets whichever worker wakes first
@@ -21,14 +26,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
+from prometheus_client.multiprocess import mark_process_dead
 from twisted.application.service import Service
 from twisted.internet import defer, error
 from twisted.internet.endpoints import serverFromString
@@ -36,6 +44,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from twisted_lb.admin.metrics import MULTIPROCESS_ENV
 from twisted_lb.config.model import ConfigError, ProxyConfig
 
 __all__ = ["ListenerSockets", "WorkerSupervisor", "open_listener_sockets", "EXIT_CONFIG"]
@@ -254,6 +263,8 @@ class WorkerSupervisor(Service):
         self._failures: dict[int, int] = {}
         self._restarts: dict[int, Any] = {}
         self._stopping = False
+        #: The workers' prometheus_client multiprocess directory, while running.
+        self.metrics_dir: str | None = None
 
     def privilegedStartService(self) -> None:  # noqa: N802
         """Open the listening sockets (before C{twistd} gives up its privileges)."""
@@ -271,6 +282,8 @@ class WorkerSupervisor(Service):
             self.privilegedStartService()
         for listener in self.config.listeners:
             _log.info("listening on {endpoint} with {n} workers", endpoint=listener.endpoint, n=self.count)
+        if self.metrics_dir is None:
+            self.metrics_dir = tempfile.mkdtemp(prefix="twisted_lb-metrics-")
         for index in range(self.count):
             self._spawn(index)
         if self.install_signals and threading.current_thread() is threading.main_thread():
@@ -306,13 +319,19 @@ class WorkerSupervisor(Service):
             args += ["--listen", f"{3 + i}:{listener.family}"]
         worker = _WorkerProcess(self, index)
         self.workers[index] = worker
-        self.reactor.spawnProcess(worker, sys.executable, args, env=dict(os.environ), childFDs=child_fds)
+        env = dict(os.environ)
+        if self.metrics_dir is not None:
+            env[MULTIPROCESS_ENV] = self.metrics_dir
+        self.reactor.spawnProcess(worker, sys.executable, args, env=env, childFDs=child_fds)
         _log.info("worker {index} started (pid {pid})", index=index, pid=worker.pid)
 
     def worker_ended(self, worker: _WorkerProcess, status: int | None) -> None:
         """Called when a worker process ended: restart it unless stopping."""
         if self.workers.get(worker.index) is worker:
             del self.workers[worker.index]
+        if self.metrics_dir is not None and worker.pid is not None:
+            # Its counters stay in the sums; its requests in flight end with it.
+            mark_process_dead(worker.pid, self.metrics_dir)
         if self._stopping:
             return
         if status == EXIT_CONFIG:
@@ -357,5 +376,8 @@ class WorkerSupervisor(Service):
                 killer.cancel()
             close_sockets(self._sockets)
             self._sockets = []
+            if self.metrics_dir is not None:
+                shutil.rmtree(self.metrics_dir, ignore_errors=True)
+                self.metrics_dir = None
 
         return defer.gatherResults([w.ended for w in running]).addCallback(done)

@@ -10,12 +10,13 @@ import json
 from urllib.parse import urlencode
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.web.test.requesthelper import DummyRequest
 
 from twisted_lb.admin.csrf import CrossSiteGuard
 from twisted_lb.admin.manager import Manager
-from twisted_lb.admin.metrics import RequestMetrics
+from twisted_lb.admin.metrics import MemberCounters, RequestMetrics
 from twisted_lb.admin.passwords import hash_password, verify_password
 from twisted_lb.admin.pinned import PinnedSessions
 from twisted_lb.admin.site import AdminRoot
@@ -248,3 +249,37 @@ def test_password_hashes() -> None:
     assert not verify_password("S3cret", stored)
     assert not verify_password("s3cret", "pbkdf2_sha256$bad")
     assert hash_password("s3cret") != hash_password("s3cret")  # salted
+
+
+def test_member_counters_publish_increases(proxy: FakeProxy) -> None:
+    """With workers, a worker copies its member counters to the shared files by their
+    increase since the last copy (a member rebuilt from 0 counts again from 0), and the
+    requests in flight of a member that left the configuration go to 0."""
+    registry = CollectorRegistry()
+    counters = MemberCounters(proxy.balancers, registry)
+    balancer = proxy.balancers["app"].balancer
+    node1 = proxy.member("node1")
+    labels = {"balancer": "app", "member": node1.name, "route": "node1"}
+    value = lambda name: registry.get_sample_value(name, labels)  # noqa: E731
+    balancer.request_started(node1)
+    balancer.request_finished(node1, bytes_in=100, bytes_out=10)
+    counters.publish()
+    counters.publish()  # nothing new: nothing added
+    assert value("twisted_lb_member_received_bytes_total") == 100
+    balancer.request_started(node1)
+    balancer.request_started(node1)
+    balancer.request_finished(node1, bytes_in=50, bytes_out=0)
+    counters.publish()
+    assert value("twisted_lb_member_received_bytes_total") == 150
+    assert value("twisted_lb_member_sent_bytes_total") == 10
+    assert value("twisted_lb_member_in_flight") == 1
+    # A reload that rebuilds the balancer: its counters start again from 0.
+    proxy.balancers["app"] = FakeProxy().balancers["app"]
+    fresh = proxy.member("node1")
+    proxy.balancers["app"].balancer.request_finished(fresh, bytes_in=7, bytes_out=0)
+    counters.publish()
+    assert value("twisted_lb_member_received_bytes_total") == 157
+    # The member leaves the configuration.
+    del proxy.balancers["app"]
+    counters.publish()
+    assert value("twisted_lb_member_in_flight") == 0

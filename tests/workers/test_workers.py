@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.interop.proxy_process import (
     REPO,
@@ -174,8 +175,9 @@ def test_forwarded_signals_do_not_kill_workers(proxy: tuple[ProxyProcess, int]) 
     assert ProxyClient(port).request("GET", "/session").status == 200
 
 
-def test_manager_change_reaches_every_worker(nodes: dict[str, int], tmp_path: Path) -> None:
-    """The admin listener runs in worker 0; a disable made there reaches worker 1 too."""
+@pytest.fixture
+def admin_proxy(nodes: dict[str, int], tmp_path: Path) -> Iterator[tuple[ProxyProcess, int, int]]:
+    """Two workers with the admin listener (in worker 0) and a state file."""
     port, admin = free_port(), free_port()
     text = toml_config(
         listen=[port],
@@ -192,22 +194,7 @@ def test_manager_change_reaches_every_worker(nodes: dict[str, int], tmp_path: Pa
     try:
         _wait(lambda: process.log().count(") serving") == 2, what="two workers serving")
         everyone = [process.process.pid, *child_pids(process.process.pid)]
-        page = ProxyClient(admin).request("GET", "/").body.decode()
-        assert "worker 0 of 2" in page
-        answer = ProxyClient(admin).request(
-            "POST", "/api/balancers/app/members/n1",
-            body=b'{"action": "disable"}', headers={"X-LB-Admin": "1"},
-        )
-        assert answer.status == 200, answer.body
-        _wait(lambda: process.log().count("SIGUSR1: applied") == 2, what="both workers applying")
-        clients = [ProxyClient(port) for _ in range(16)]  # new connections: both workers
-        nodes_seen = {json.loads(c.request("GET", "/session").body)["node"] for c in clients}
-        assert nodes_seen == {"n2"}
-        served = {
-            pid: upstream_connections(pid, [c.local_port for c in clients], children=False)
-            for pid in _workers(process)
-        }
-        assert all(served.values()), served  # both workers took some of those connections
+        yield process, port, admin
     except BaseException:
         print(process.log()[-20000:])
         raise
@@ -216,3 +203,77 @@ def test_manager_change_reaches_every_worker(nodes: dict[str, int], tmp_path: Pa
         for pid in everyone:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _spread(process: ProxyProcess, port: int, count: int = 16) -> list[dict[str, object]]:
+    """C{count} requests, each on a new connection, which both workers took some of."""
+    clients = [ProxyClient(port) for _ in range(count)]
+    answers = []
+    for client in clients:
+        answer = client.request("GET", "/session")
+        assert answer.status == 200
+        answers.append(json.loads(answer.body))
+    served = {
+        pid: upstream_connections(pid, [c.local_port for c in clients], children=False)
+        for pid in _workers(process)
+    }
+    assert all(served.values()), served  # both workers took some of those connections
+    return answers
+
+
+def test_manager_change_reaches_every_worker(admin_proxy: tuple[ProxyProcess, int, int]) -> None:
+    """The admin listener runs in worker 0; a disable made there reaches worker 1 too."""
+    process, port, admin = admin_proxy
+    page = ProxyClient(admin).request("GET", "/").body.decode()
+    assert "worker 0 of 2" in page
+    answer = ProxyClient(admin).request(
+        "POST", "/api/balancers/app/members/n1",
+        body=b'{"action": "disable"}', headers={"X-LB-Admin": "1"},
+    )
+    assert answer.status == 200, answer.body
+    _wait(lambda: process.log().count("SIGUSR1: applied") == 2, what="both workers applying")
+    assert {a["node"] for a in _spread(process, port)} == {"n2"}
+    # A worker started again later reads the manager's state file too.
+    victim = _workers(process)[1]
+    os.kill(victim, signal.SIGKILL)
+    _wait(lambda: process.log().count(") serving") == 3, what="the worker started again")
+    assert {a["node"] for a in _spread(process, port)} == {"n2"}
+
+
+def _metrics(admin: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The samples of the admin listener's /metrics, by name and labels."""
+    answer = ProxyClient(admin).request("GET", "/metrics")
+    assert answer.status == 200, answer.body
+    samples = {}
+    for family in text_string_to_metric_families(answer.body.decode()):
+        for sample in family.samples:
+            key = (sample.name, tuple(sorted(sample.labels.items())))
+            assert key not in samples, key  # one series, not one per worker
+            samples[key] = sample.value
+    return samples
+
+
+def _total(samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str) -> float:
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def test_metrics_sum_every_worker(admin_proxy: tuple[ProxyProcess, int, int]) -> None:
+    """/metrics (served by worker 0) counts the requests both workers served, and keeps
+    those of a worker that was killed."""
+    process, port, admin = admin_proxy
+    _spread(process, port, 20)
+    samples = _metrics(admin)
+    assert _total(samples, "twisted_lb_requests_total") == 20
+    assert _total(samples, "twisted_lb_request_duration_seconds_count") == 20
+    # The member counters of the other worker are published once a second.
+    _wait(lambda: _total(_metrics(admin), "twisted_lb_member_elected_total") == 20,
+          what="both workers' member counters")
+    samples = _metrics(admin)
+    assert _total(samples, "twisted_lb_member_in_flight") == 0
+    assert _total(samples, "twisted_lb_member_received_bytes_total") > 0
+    # Health gauges: one series per member (worker 0's view), not one per worker.
+    assert _total(samples, "twisted_lb_member_up") == 2
+    os.kill(_workers(process)[1], signal.SIGKILL)
+    _wait(lambda: process.log().count(") serving") == 3, what="the worker started again")
+    _spread(process, port, 10)
+    assert _total(_metrics(admin), "twisted_lb_requests_total") == 30

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .actions import ActionError
 from .passwords import hash_password, verify_password
-from .service import AdminService
+from .service import AdminService, WorkerAdmin
 from .state import apply_state
 
-__all__ = ["ActionError", "AdminService", "apply_state", "hash_password", "verify_password"]
+__all__ = ["ActionError", "AdminService", "apply_state", "hash_password", "verify_password", "WorkerAdmin"]

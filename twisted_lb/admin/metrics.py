@@ -9,21 +9,37 @@ Two kinds:
    costs a dictionary lookup and a few increments;
  - gauges and member counters read from the balancers' snapshots at scrape
    time by L{SnapshotCollector}, so that requests pay nothing for them.
+
+With C{workers} > 1 the supervisor gives its workers a directory of their
+own in C{PROMETHEUS_MULTIPROC_DIR}: prometheus_client's multiprocess mode.
+Every worker then records its requests there, and publishes its member
+counters and requests in flight there once a second (L{MemberCounters});
+the worker that serves C{/metrics} sums the files of all of them. Member
+health and state gauges stay that worker's view (health state is per
+process; manager changes reach every worker through the state file).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from .pinned import PinnedSessions
 
-__all__ = ["RequestMetrics", "SnapshotCollector", "STATES"]
+__all__ = ["MULTIPROCESS_ENV", "MemberCounters", "RequestMetrics", "SnapshotCollector", "STATES"]
+
+#: The environment variable of prometheus_client's multiprocess mode: set by
+#: the supervisor for its workers (read when prometheus_client is imported).
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Seconds between two publications of a worker's member counters.
+PUBLISH_INTERVAL = 1.0
 
 #: The member states, one C{twisted_lb_member_state} series each.
 STATES = ("active", "draining", "disabled", "standby")
@@ -58,6 +74,8 @@ class RequestMetrics:
 
     def __init__(self, balancers: dict[str, Any], pinned: PinnedSessions | None = None) -> None:
         self.registry = CollectorRegistry()
+        #: prometheus_client's multiprocess directory (workers), or C{None}.
+        self.shared_dir = os.environ.get(MULTIPROCESS_ENV) or None
         self._balancers = balancers
         self._pinned = pinned
         r = self.registry
@@ -87,7 +105,18 @@ class RequestMetrics:
             "Requests whose session route named an unusable member and went to another.",
             ["balancer"], registry=r,
         )
-        r.register(SnapshotCollector(balancers, pinned))
+        #: What C{/metrics} shows: this registry, or with workers the sum of
+        #: every worker's files and this worker's member gauges.
+        self.exposed = r
+        #: With workers: this worker's member counters, published to the files.
+        self.members: MemberCounters | None = None
+        if self.shared_dir is None:
+            r.register(SnapshotCollector(balancers, pinned))
+        else:
+            self.members = MemberCounters(balancers, r)
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed, path=self.shared_dir)
+            self.exposed.register(SnapshotCollector(balancers, pinned, summed=False))
         self._bound: dict[tuple[str, str], _Bound] = {}
         for name, built in balancers.items():
             self.bind(name, NO_MEMBER)
@@ -128,7 +157,13 @@ class RequestMetrics:
         @return: the body and its content type.
         """
         encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type
+        self.publish()
+        return encoder(self.exposed), content_type
+
+    def publish(self) -> None:
+        """With workers: bring this worker's member counters in the files up to date."""
+        if self.members is not None:
+            self.members.publish()
 
 
 def _check_ok(check: Any) -> bool | None:
@@ -139,12 +174,72 @@ def _check_ok(check: Any) -> bool | None:
     return None
 
 
+#: The member counters of a balancer snapshot: (snapshot key, metric name, help).
+_MEMBER_COUNTERS = (
+    ("elected", "twisted_lb_member_elected", "Times the balancer chose the member."),
+    ("errors", "twisted_lb_member_errors", "Failures recorded against the member."),
+    ("bytes_in", "twisted_lb_member_received_bytes", "Bytes received from the member."),
+    ("bytes_out", "twisted_lb_member_sent_bytes", "Bytes sent to the member."),
+)
+_IN_FLIGHT = ("twisted_lb_member_in_flight", "Requests being served by the member.")
+_MEMBER_LABELS = ("balancer", "member", "route")
+
+
+class MemberCounters:
+    """
+    A worker's member counters and requests in flight, copied from the
+    balancers' snapshots into prometheus_client's multiprocess files (counters
+    by their increase since the last copy, requests in flight as a gauge
+    summed over the live workers), so that C{/metrics} sums every worker.
+    """
+
+    def __init__(self, balancers: dict[str, Any], registry: CollectorRegistry) -> None:
+        self._balancers = balancers
+        self._counters = [
+            (key, Counter(name, text, _MEMBER_LABELS, registry=registry))
+            for key, name, text in _MEMBER_COUNTERS
+        ]
+        self._in_flight = Gauge(
+            *_IN_FLIGHT, _MEMBER_LABELS, registry=registry, multiprocess_mode="livesum"
+        )
+        self._last: dict[tuple[str, str, str], dict[str, float]] = {}
+
+    def publish(self) -> None:
+        """Copy what changed since the last call."""
+        seen = set()
+        for name, built in list(self._balancers.items()):
+            for m in built.balancer.snapshot()["members"]:
+                labels = (name, m["name"], m["route"])
+                seen.add(labels)
+                last = self._last.setdefault(labels, {})
+                for key, counter in self._counters:
+                    value = m[key]
+                    # A member rebuilt by a reload starts again from 0.
+                    increase = value - last.get(key, 0) if value >= last.get(key, 0) else value
+                    if increase:
+                        counter.labels(*labels).inc(increase)
+                    last[key] = value
+                self._in_flight.labels(*labels).set(m["in_flight"])
+        for labels in [k for k in self._last if k not in seen]:
+            # A member that left the configuration serves nothing any more.
+            self._in_flight.labels(*labels).set(0)
+            del self._last[labels]
+
+
 class SnapshotCollector(Collector):
     """Member gauges and counters, read from the balancers' snapshots at scrape time."""
 
-    def __init__(self, balancers: dict[str, Any], pinned: PinnedSessions | None = None) -> None:
+    def __init__(
+        self, balancers: dict[str, Any], pinned: PinnedSessions | None = None, summed: bool = True
+    ) -> None:
+        """
+        @param summed: whether to show the member counters and requests in
+            flight too; with workers (C{False}) they come summed from the
+            multiprocess files (L{MemberCounters}).
+        """
         self._balancers = balancers
         self._pinned = pinned
+        self._summed = summed
 
     def collect(self) -> Iterator[Metric]:
         labels = ["balancer", "member", "route"]
@@ -159,16 +254,13 @@ class SnapshotCollector(Collector):
         in_error = gauge("twisted_lb_member_in_error", "1 when the member is out after an error.")
         state = gauge("twisted_lb_member_state", "1 for the member's administrative state.",
                       ("state",))
-        in_flight = gauge("twisted_lb_member_in_flight", "Requests being served by the member.")
+        in_flight = gauge(*_IN_FLIGHT)
         loadfactor = gauge("twisted_lb_member_loadfactor", "The member's load factor.")
         lbset = gauge("twisted_lb_member_lbset", "The member's lbset.")
         check = gauge("twisted_lb_member_check_up", "1 when the member's last health check passed.")
         pinned = gauge("twisted_lb_member_pinned_sessions",
                        "Sessions seen on a draining member within the manager's window.")
-        elected = counter("twisted_lb_member_elected", "Times the balancer chose the member.")
-        errors = counter("twisted_lb_member_errors", "Failures recorded against the member.")
-        bytes_in = counter("twisted_lb_member_received_bytes", "Bytes received from the member.")
-        bytes_out = counter("twisted_lb_member_sent_bytes", "Bytes sent to the member.")
+        counters = [(key, counter(name, text)) for key, name, text in _MEMBER_COUNTERS]
         for name, built in list(self._balancers.items()):
             for m in built.balancer.snapshot()["members"]:
                 key = [name, m["name"], m["route"]]
@@ -184,9 +276,9 @@ class SnapshotCollector(Collector):
                     check.add_metric(key, 1.0 if ok else 0.0)
                 if self._pinned is not None and m["status"] == "draining":
                     pinned.add_metric(key, self._pinned.summary(name, m["name"])["sessions"])
-                elected.add_metric(key, m["elected"])
-                errors.add_metric(key, m["errors"])
-                bytes_in.add_metric(key, m["bytes_in"])
-                bytes_out.add_metric(key, m["bytes_out"])
-        yield from (up, in_error, state, in_flight, loadfactor, lbset, check, pinned,
-                    elected, errors, bytes_in, bytes_out)
+                for field, family in counters:
+                    family.add_metric(key, m[field])
+        yield from (up, in_error, state, loadfactor, lbset, check, pinned)
+        if self._summed:
+            yield in_flight
+            yield from (family for _, family in counters)

@@ -5,11 +5,13 @@ the manager, metrics and resources, and listens on its own endpoint.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -18,12 +20,12 @@ from twisted_lb.config.model import AdminConfig, ConfigError, endpoint_is_local
 from .auth import protect
 from .csrf import CrossSiteGuard
 from .manager import Manager
-from .metrics import RequestMetrics
+from .metrics import PUBLISH_INTERVAL, RequestMetrics
 from .pinned import PinnedSessions
 from .site import AdminRoot
-from .state import StateFile, apply_changes
+from .state import StateFile, apply_changes, apply_state
 
-__all__ = ["AdminService"]
+__all__ = ["AdminService", "WorkerAdmin"]
 
 _log = Logger()
 
@@ -59,6 +61,8 @@ class AdminService(MultiService):
         self.pinned = PinnedSessions(balancers, reactor)
         self.metrics = RequestMetrics(balancers, self.pinned)
         self.observe = self.metrics.observe
+        if self.metrics.members is not None:
+            _Publisher(self.metrics, reactor).setServiceParent(self)
         self.guard = CrossSiteGuard()
         reload = proxy.reload if getattr(proxy.config, "source", "<code>") != "<code>" else None
         on_change = None
@@ -67,7 +71,8 @@ class AdminService(MultiService):
             reload, on_change = _all_workers(proxy, worker)
             note = (
                 f"worker {worker.index} of {worker.count} (pid {worker.pid}): the states and counters "
-                "shown are this process's; changes reach every worker through the state file"
+                "shown are this process's (/metrics sums the counters of every worker); changes "
+                "reach every worker through the state file"
             )
         self.manager = Manager(balancers, state, self.metrics, reload, on_change)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
@@ -107,6 +112,59 @@ class AdminService(MultiService):
                 "its password crosses the network in clear; use an ssl: endpoint",
                 endpoint=self.config.endpoint,
             )
+
+
+class WorkerAdmin(MultiService):
+    """
+    The admin side of a worker that does not serve the admin listener (with
+    C{workers} > 1, every worker but worker 0): it records its requests and
+    publishes its member counters to the multiprocess files, which worker
+    0's C{/metrics} sums, and applies the manager's state file at start-up
+    and after a reload (as worker 0 does), so that a restarted worker keeps
+    the manager's changes.
+    """
+
+    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any) -> None:
+        super().__init__()
+        self._proxy = proxy
+        self._state_file = config.state_file
+        self.reapply()
+        self.metrics = RequestMetrics(proxy.balancers)
+        self.observe = self.metrics.observe
+        if self.metrics.members is not None:
+            _Publisher(self.metrics, reactor).setServiceParent(self)
+
+    def reapply(self) -> None:
+        """Apply the state file worker 0's manager keeps, as it is now."""
+        path = self._state_file
+        if path and os.path.exists(path):
+            try:
+                done = apply_state(self._proxy, path)
+            except ConfigError as e:
+                _log.error("the manager's state file is not applied: {error}", error=str(e))
+                return
+            if done:
+                _log.info("applied the manager's state file {path}: {done}", path=path,
+                          done="; ".join(done))
+
+
+class _Publisher(Service):
+    """Publishes a worker's member counters every L{PUBLISH_INTERVAL} seconds, and once on stop."""
+
+    def __init__(self, metrics: RequestMetrics, reactor: Any) -> None:
+        self._metrics = metrics
+        self._loop = LoopingCall(metrics.publish)
+        self._loop.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(PUBLISH_INTERVAL, now=True)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+        self._metrics.publish()
 
 
 def _all_workers(proxy: Any, worker: Any) -> tuple[Any, Any]:
