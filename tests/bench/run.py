@@ -11,8 +11,8 @@ webapp at /app), then, for the same requests, interleaved within one run, measur
 
 Scenarios: a 1 KiB static file, a JSP with a session (sticky), a 1 MiB response, a 1 MiB
 upload (POST to /app/echo); plain HTTP and HTTPS on the frontend; 1, 32 and 256 connections.
-It prints requests/s, p50/p99 latency, MB/s, the proxy's CPU seconds per 1 000 requests, and the
-twisted_lb figures as ratios to Apache's and to direct Tomcat's; everything also goes to JSON.
+It prints requests/s, p50/p99 latency, MB/s, the proxy's CPU seconds per 1 000 requests (and the
+two Tomcats', which depend on the proxy in front of them), and the twisted_lb figures as ratios to Apache's and to direct Tomcat's; everything also goes to JSON.
 
 Needs Debian's tomcat10 (and a JDK), wrk and (for the anchor) apache2; installs nothing.
 Not part of the test run (no test_*.py here). See docs/performance.md.
@@ -587,13 +587,13 @@ def format_case(label: str, rows: dict[str, dict], rat: dict[str, dict]) -> str:
     lines = [
         f"{label}",
         f"  {'target':<11} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'MB/s':>8} "
-        f"{'cpu s/1k':>8}  notes",
+        f"{'cpu s/1k':>8} {'tomcat':>8}  notes",
     ]
     for name, row in rows.items():
         lines.append(
             f"  {name:<11} {_f(row['rps'], '9.0f')} {_f(row['p50_ms'], '8.2f')} "
             f"{_f(row['p99_ms'], '8.2f')} {_f(row['MBps'], '8.1f')} "
-            f"{_f(row['proxy_cpu_s_per_1k'], '8.3f')}  "
+            f"{_f(row['proxy_cpu_s_per_1k'], '8.3f')} {_f(row['tomcat_cpu_s_per_1k'], '8.3f')}  "
             + "; ".join(
                 (["FLAGGED: " + "; ".join(row["flags"])] if row["flagged"] else []) + row["notes"]
             )
@@ -615,9 +615,9 @@ def format_case(label: str, rows: dict[str, dict], rat: dict[str, dict]) -> str:
 def summary_table(cases: list[dict]) -> str:
     """One Markdown table with every case × target (what docs/performance.md shows)."""
     head = (
-        "| case | target | req/s | p50 ms | p99 ms | MB/s | proxy CPU s/1k req "
+        "| case | target | req/s | p50 ms | p99 ms | MB/s | proxy CPU s/1k req | Tomcat CPU s/1k req "
         "| req/s vs Apache | req/s vs direct | p99 vs Apache | CPU vs Apache | notes |\n"
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     body = []
     for case in cases:
@@ -626,7 +626,7 @@ def summary_table(cases: list[dict]) -> str:
             body.append(
                 f"| {case['label']} | {name} | {_f(row['rps'], '.0f')} | {_f(row['p50_ms'], '.2f')} "
                 f"| {_f(row['p99_ms'], '.2f')} | {_f(row['MBps'], '.1f')} "
-                f"| {_f(row['proxy_cpu_s_per_1k'], '.3f')} "
+                f"| {_f(row['proxy_cpu_s_per_1k'], '.3f')} | {_f(row['tomcat_cpu_s_per_1k'], '.3f')} "
                 f"| {_f(r.get('rps_vs_apache'), '.2f')} | {_f(r.get('rps_vs_direct'), '.2f')} "
                 f"| {_f(r.get('p99_ms_vs_apache'), '.2f')} "
                 f"| {_f(r.get('proxy_cpu_s_per_1k_vs_apache'), '.2f')} "
