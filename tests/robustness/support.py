@@ -16,6 +16,7 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool, readBody
 from twisted.web.http_headers import Headers
 
@@ -28,6 +29,7 @@ from twisted_lb.config.model import (
     RouteConfig,
 )
 from twisted_lb.service import ProxyService
+from twisted_lb.testing import body_pattern
 
 from ..integration.support import BytesProducer
 
@@ -195,3 +197,85 @@ def raw_exchange(
             return b"".join(chunks)
 
     return deferToThread(talk)
+
+
+class FaultyMemberCase(TestCase):
+    """
+    The common part of the broken-member suites: a proxy on 127.0.0.1 in
+    front of a faulty member (route C{faulty}) and perhaps others, a client,
+    captured logs, and the checks every fault ends with.
+
+    Subclasses start their members and call L{start_cluster}; they may
+    extend L{assert_connection_dropped}.
+    """
+
+    timeout = 20
+    #: the size of the faulty member's good answer
+    size = 20_000
+    faulty: Any
+
+    @defer.inlineCallbacks
+    def start_cluster(
+        self, members: Sequence[tuple[str, str]], member_options: dict[str, Any] | None = None
+    ) -> Any:
+        """Start the proxy in front of C{members} (C{(url, route)} pairs) and capture the logs."""
+        self.logs = LogCapture().install()
+        self.addCleanup(self.logs.remove)
+        self.proxy, self.base = yield defer.Deferred.fromCoroutine(
+            start_proxy(members, member_options)
+        )
+        self.addCleanup(self.proxy.stopService)
+        self.client = Client()
+        self.addCleanup(self.client.close)
+        built = self.proxy.balancers["cluster"]
+        self.balancer = built.balancer
+        self.member = self.balancer.member_by_route("faulty")
+        self.pool = built.backends[self.member].pool
+
+    def fetch(self, path: str = "/app", method: bytes = b"GET", headers: Any = None,
+            body: bytes | None = None) -> defer.Deferred[Result]:
+        return defer.Deferred.fromCoroutine(self.client.fetch(self.base + path, method, headers, body))
+
+    def assert_whole(self, result: Result) -> None:
+        """A complete 200 with the faulty member's whole good answer."""
+        self.assertEqual(result.status, 200, result.error)
+        self.assertTrue(result.complete, result.error)
+        self.assertEqual(result.body, body_pattern(self.size))
+
+    def assert_aborted(self, result: Result) -> None:
+        """No status, or a started response that visibly failed (and was no other's bytes)."""
+        self.assertFalse(result.complete, (result.status, len(result.body)))
+        self.assertIn(result.status, (None, 200))
+        self.assertEqual(result.body, body_pattern(len(result.body)))
+
+    def assert_logged(self, *words: str) -> None:
+        text = self.logs.text()
+        for word in words:
+            self.assertIn(word, text)
+
+    @defer.inlineCallbacks
+    def assert_connection_dropped(self) -> Any:
+        """Nothing of the faulty exchange stays open."""
+        ok = yield defer.Deferred.fromCoroutine(
+            wait_until(lambda: self.faulty.open_connections == 0)
+        )
+        self.assertTrue(ok, f"{self.faulty.open_connections} connection(s) still open")
+
+    @defer.inlineCallbacks
+    def assert_next_request_fine(self, new_connection: bool = True) -> Any:
+        """The member answers well again (readmitted by the prober if it was put in error),
+        whole, on a new connection unless told otherwise."""
+        if self.member.in_error:
+            readmitted = yield defer.Deferred.fromCoroutine(
+                wait_until(lambda: not self.member.in_error)
+            )
+            self.assertTrue(readmitted, "the prober did not readmit the member")
+        before = len(self.faulty.requests)
+        result = yield self.fetch()
+        self.assert_whole(result)
+        self.assertEqual(len(self.faulty.requests), before + 1)
+        if new_connection:
+            self.assertNotEqual(
+                self.faulty.requests[-1].connection, self.faulty.requests[-2].connection
+            )
+        self.assertEqual(self.member.in_flight, 0)

@@ -12,82 +12,32 @@ served whole.
 from __future__ import annotations
 
 from twisted.internet import defer
-from twisted.trial.unittest import TestCase
 
-from twisted_lb.testing import FaultyHTTPMember, HTTPFault, body_pattern
+from twisted_lb.testing import FaultyHTTPMember, HTTPFault
 
-from .support import Client, LogCapture, Result, start_proxy, wait_until
+from .support import FaultyMemberCase, wait_until
 
 SIZE = 20_000
 POST_BODY = bytes((i * 7) % 256 for i in range(2 * 1024 * 1024))
 
 
-def _d(coro):
-    return defer.Deferred.fromCoroutine(coro)
-
-
-class _ProxyCase(TestCase):
+class _ProxyCase(FaultyMemberCase):
     """A proxy in front of one faulty HTTP member."""
 
-    timeout = 20
+    size = SIZE
 
     @defer.inlineCallbacks
     def start(self, fault=HTTPFault.NONE, **member_options):
         member_options.setdefault("body_size", SIZE)
         self.faulty = FaultyHTTPMember(fault, **member_options).start()
         self.addCleanup(self.faulty.stop)
-        self.logs = LogCapture().install()
-        self.addCleanup(self.logs.remove)
-        self.proxy, self.base = yield _d(start_proxy([(self.faulty.url, "faulty")]))
-        self.addCleanup(self.proxy.stopService)
-        self.client = Client()
-        self.addCleanup(self.client.close)
-        built = self.proxy.balancers["cluster"]
-        self.balancer = built.balancer
-        self.member = self.balancer.member_by_route("faulty")
-        self.pool = built.backends[self.member].pool
-
-    def fetch(self, method=b"GET", body=None) -> defer.Deferred:
-        return _d(self.client.fetch(self.base + "/app", method, None, body))
-
-    def assert_whole(self, result: Result) -> None:
-        self.assertEqual(result.status, 200, result.error)
-        self.assertTrue(result.complete, result.error)
-        self.assertEqual(result.body, body_pattern(SIZE))
-
-    def assert_aborted(self, result: Result) -> None:
-        """No status, or a started response that visibly failed."""
-        self.assertFalse(result.complete, (result.status, len(result.body)))
-        self.assertIn(result.status, (None, 200))
-        self.assertEqual(result.body, body_pattern(len(result.body)))
-
-    def assert_logged(self, *words: str) -> None:
-        text = self.logs.text()
-        for word in words:
-            self.assertIn(word, text)
+        yield self.start_cluster([(self.faulty.url, "faulty")])
 
     @defer.inlineCallbacks
     def assert_connection_dropped(self, by_proxy=True):
-        """Nothing of the faulty exchange stays open or pooled."""
-        ok = yield _d(wait_until(lambda: self.faulty.open_connections == 0))
-        self.assertTrue(ok, f"{self.faulty.open_connections} connection(s) still open")
+        """Nothing of the faulty exchange stays open or pooled; who closed it."""
+        yield super().assert_connection_dropped()
         self.assertEqual(self.faulty.closed_by_proxy, int(by_proxy))
-
-    @defer.inlineCallbacks
-    def assert_next_request_fine(self, new_connection=True):
-        """The member answers well again, whole, on a new connection."""
-        if self.member.in_error:
-            readmitted = yield _d(wait_until(lambda: not self.member.in_error))
-            self.assertTrue(readmitted, "the prober did not readmit the member")
-        before = len(self.faulty.requests)
-        result = yield self.fetch()
-        self.assert_whole(result)
-        self.assertEqual(len(self.faulty.requests), before + 1)
-        if new_connection:
-            self.assertNotEqual(
-                self.faulty.requests[-1].connection, self.faulty.requests[-2].connection
-            )
-        self.assertEqual(self.member.in_flight, 0)
 
 
 #: fault -> (status, or None for an aborted response; words the log must hold)
@@ -223,7 +173,7 @@ class SpecificFaultTests(_ProxyCase):
         yield self.start()
         self.faulty.schedule(HTTPFault.CLOSE_AFTER_RESPONSE)
         self.assert_whole((yield self.fetch()))
-        yield _d(wait_until(lambda: self.faulty.open_connections == 0))
+        yield defer.Deferred.fromCoroutine(wait_until(lambda: self.faulty.open_connections == 0))
         yield self.assert_next_request_fine()
         self.assertEqual(self.member.errors, 0)
 

@@ -13,25 +13,20 @@ from __future__ import annotations
 import time
 
 from twisted.internet import defer
-from twisted.trial.unittest import TestCase
 
 from twisted_lb.testing import Fault, FaultyAJPMember, body_pattern
 
-from .support import Client, LogCapture, Result, start_proxy, wait_until
+from .support import FaultyMemberCase, Result, wait_until
 
 SIZE = 20_000
 TO_FAULTY = {b"Cookie": [b"JSESSIONID=0123456789ABCDEF.faulty"]}
 POST_BODY = bytes((i * 7) % 256 for i in range(30_000))
 
 
-def _d(coro):
-    return defer.Deferred.fromCoroutine(coro)
-
-
-class _ProxyCase(TestCase):
+class _ProxyCase(FaultyMemberCase):
     """A proxy in front of one faulty member and, when asked, a healthy one."""
 
-    timeout = 20
+    size = SIZE
 
     @defer.inlineCallbacks
     def start(self, fault=Fault.NONE, healthy=False, member_options=None, **faulty_options):
@@ -44,19 +39,10 @@ class _ProxyCase(TestCase):
             self.healthy = FaultyAJPMember(Fault.NONE, body_size=SIZE).start()
             self.addCleanup(self.healthy.stop)
             members.append((self.healthy.url, "healthy"))
-        self.proxy, self.base = yield _d(start_proxy(members, member_options))
-        self.addCleanup(self.proxy.stopService)
-        self.client = Client()
-        self.addCleanup(self.client.close)
-        built = self.proxy.balancers["cluster"]
-        self.balancer = built.balancer
-        self.member = self.balancer.member_by_route("faulty")
-        self.pool = built.backends[self.member].pool
-        self.logs = LogCapture().install()
-        self.addCleanup(self.logs.remove)
+        yield self.start_cluster(members, member_options)
 
     def fetch(self, path="/app", method=b"GET", headers=TO_FAULTY, body=None) -> defer.Deferred:
-        return _d(self.client.fetch(self.base + path, method, headers, body))
+        return super().fetch(path, method, headers, body)
 
     def assert_not_silently_short(self, result: Result, size: int = SIZE) -> None:
         """A complete 200 is a whole 200."""
@@ -64,35 +50,12 @@ class _ProxyCase(TestCase):
             self.assertEqual(len(result.body), size)
             self.assertEqual(result.body, body_pattern(size))
 
-    def assert_aborted(self, result: Result) -> None:
-        """No status, or a started response that visibly failed."""
-        self.assertFalse(result.complete, (result.status, len(result.body)))
-        self.assertIn(result.status, (None, 200))
-
     @defer.inlineCallbacks
     def assert_connection_dropped(self):
         """Nothing of the faulty member stays open or pooled."""
-        ok = yield _d(wait_until(lambda: self.faulty.open_connections == 0))
-        self.assertTrue(ok, f"{self.faulty.open_connections} connection(s) still open")
+        yield super().assert_connection_dropped()
         self.assertEqual(self.pool.idle_count, 0)
         self.assertEqual(self.pool.open_count, 0)
-
-    @defer.inlineCallbacks
-    def assert_next_request_fine(self):
-        """The member answers well again: a new connection, a whole 200."""
-        if self.member.in_error:
-            readmitted = yield _d(wait_until(lambda: not self.member.in_error))
-            self.assertTrue(readmitted, "the prober did not readmit the member")
-        before = len(self.faulty.requests)
-        result = yield self.fetch()
-        self.assertEqual(result.status, 200, result.error)
-        self.assertTrue(result.complete, result.error)
-        self.assertEqual(result.body, body_pattern(SIZE))
-        self.assertEqual(len(self.faulty.requests), before + 1)
-        self.assertNotEqual(
-            self.faulty.requests[-1].connection, self.faulty.requests[-2].connection
-        )
-        self.assertEqual(self.member.in_flight, 0)
 
 
 # -- one faulty member: every fault, one request --------------------------------------------------
@@ -330,7 +293,7 @@ class FailoverTests(_ProxyCase):
             self.assertEqual(len(self.healthy.requests), i, fault)
         # The proxy dropped every connection to the faulty member; the member
         # sees the last close a moment later (real sockets, a busy machine).
-        closed = yield _d(wait_until(lambda: self.faulty.open_connections == 0))
+        closed = yield defer.Deferred.fromCoroutine(wait_until(lambda: self.faulty.open_connections == 0))
         self.assertTrue(closed, f"{self.faulty.open_connections} connection(s) still open")
         self.assertEqual(self.pool.idle_count, 0)
 
