@@ -161,6 +161,10 @@ def demo_config(
     )
 
 
+def _stop_listening(_: object, port: IListeningPort) -> defer.Deferred[None] | None:
+    return port.stopListening()
+
+
 class DemoService(MultiService):
     """Starts the demo nodes, then the proxy in front of them."""
 
@@ -216,6 +220,6 @@ class DemoService(MultiService):
     def stopService(self) -> defer.Deferred[None]:
         d = defer.maybeDeferred(super().stopService)
         for port in self._ports:
-            d.addCallback(lambda _, p=port: p.stopListening())
+            d.addCallback(_stop_listening, port)
         return d
 

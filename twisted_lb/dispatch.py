@@ -10,8 +10,8 @@ byte came back.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
-from typing import Protocol
+from collections.abc import Coroutine, Mapping
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -29,7 +29,9 @@ _log = Logger()
 class Backend(Protocol):
     """What the dispatcher needs of a member's backend."""
 
-    def send(self, exchange: Exchange, sink: ResponseSink) -> Awaitable[None]:
+    def send(
+        self, exchange: Exchange, sink: ResponseSink
+    ) -> Coroutine[Any, Any, None] | defer.Deferred[None]:
         """
         Send the exchange (a coroutine, or a Deferred when the backend can
         start at once); fail with L{AttemptFailed} when the attempt fails.
@@ -37,6 +39,9 @@ class Backend(Protocol):
 
     async def probe(self) -> bool:
         """Whether the member answers now (no user request involved)."""
+
+    def close(self) -> defer.Deferred[None]:
+        """Close the member's pooled connections."""
 
 
 def attempt_failed(balancer: Balancer, member: Member, error: Exception) -> None:

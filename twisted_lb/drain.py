@@ -63,7 +63,7 @@ class ClientConnections:
     def close_all(self, abort: bool = False) -> None:
         """Close every connection (C{abort}: at once, dropping what is unsent)."""
         for channel in list(self._channels):
-            transport = channel.transport
+            transport: Any = channel.transport
             if transport is None:
                 continue
             if abort:

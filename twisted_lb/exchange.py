@@ -121,7 +121,7 @@ class ResponseSink(Protocol):
     def unregister_producer(self) -> None:
         """Stop pausing the producer given to L{register_producer}."""
 
-    def on_client_gone(self, callback: object) -> None:
+    def on_client_gone(self, callback: Callable[[], object]) -> None:
         """Call C{callback()} once if the client disconnects before L{finish}."""
 
 

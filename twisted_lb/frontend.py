@@ -19,10 +19,10 @@ moved lazily (when it fires early) rather than on every read.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, cast
 
 import attrs
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -363,7 +363,7 @@ class LimitedHTTPChannel(TrackedChannel):
             peer=str(self.transport.getPeer()),
             seconds=self.limits.send_timeout,
         )
-        self.transport.abortConnection()
+        cast(ITCPTransport, self.transport).abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         fast, self._fast = self._fast, None
@@ -378,6 +378,8 @@ class LimitedHTTPChannel(TrackedChannel):
 
 class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
     """Twisted's HTTP/1.1-or-HTTP/2 switch, counted in its site while open."""
+
+    _site: Any
 
     def makeConnection(self, transport: Any) -> None:
         self._site.open_connections += 1

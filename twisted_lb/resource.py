@@ -146,7 +146,7 @@ class RequestSink(ClientSink):
         self._request.unregisterProducer()
 
     def _abort_transport(self) -> None:
-        transport = self._request.channel.transport if self._request.channel else None
+        transport: Any = self._request.channel.transport if self._request.channel else None
         if transport is not None:
             transport.abortConnection()
 

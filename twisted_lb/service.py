@@ -164,9 +164,7 @@ class BuiltBalancer:
                 table.pop(member, None)  # type: ignore[attr-defined]
             if self.websocket is not None:
                 self.websocket.members.pop(member, None)
-            defer.maybeDeferred(backend.close).addBoth(  # type: ignore[attr-defined]
-                lambda _: done.callback(None)
-            )
+            backend.close().addBoth(lambda _: done.callback(None))
 
         check()
         return done
@@ -181,7 +179,7 @@ class BuiltBalancer:
     def close(self) -> defer.Deferred[None]:
         """Close every backend's pooled connections (and WebSockets, with 1001)."""
         return defer.gatherResults(
-            [defer.maybeDeferred(b.close) for b in self.backends.values()]  # type: ignore[attr-defined]
+            [defer.maybeDeferred(b.close) for b in self.backends.values()]
         ).addCallback(lambda _: None)
 
 

@@ -104,7 +104,7 @@ def _make_service(options: Options, reactor: Any) -> IService:
     service.setServiceParent(root)
     if service is proxy:
         # With workers, the supervisor forwards SIGHUP to them and each reloads.
-        ReloadOnSignal(service, reactor, root.log_file).setServiceParent(root)
+        ReloadOnSignal(proxy, reactor, root.log_file).setServiceParent(root)
     return root
 
 

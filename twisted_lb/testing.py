@@ -224,7 +224,8 @@ class _LoopbackMember(Factory):
         port, self._port = self._port, None
         if port is None:
             return defer.succeed(None)
-        return defer.maybeDeferred(port.stopListening)
+        stopped = port.stopListening()
+        return stopped if stopped is not None else defer.succeed(None)
 
     @property
     def port(self) -> int:
@@ -360,13 +361,13 @@ class _FaultyProtocol(_MemberConnection):
             self.stalled = True
             return
         if fault is Fault.SECRET_REJECTED:
-            headers = (
+            rejected = (
                 (b"Content-Type", b"text/html;charset=utf-8"),
                 (b"Content-Language", b"en"),
                 (b"Content-Length", b"%d" % len(_TOMCAT_403)),
             )
             self._write(
-                send(SendHeaders(403, b"403", headers))
+                send(SendHeaders(403, b"403", rejected))
                 + send(SendBodyChunk(_TOMCAT_403))
                 + send(EndResponse(False))
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
@@ -40,7 +41,7 @@ def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
     cert_pem = Path(tls.certificate).read_bytes()
     key_pem = cert_pem if tls.key == tls.certificate else Path(tls.key).read_bytes()
     certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-    chain: list[object] = []
+    chain: list[Any] = []
     if tls.chain:
         chain_pem = Path(tls.chain).read_bytes()
         for block in chain_pem.split(b"-----END CERTIFICATE-----")[:-1]:

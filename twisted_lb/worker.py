@@ -27,7 +27,8 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import attrs
 from twisted.internet import defer
@@ -35,7 +36,7 @@ from twisted.internet.abstract import FileDescriptor
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
 from twisted.internet.interfaces import IStreamServerEndpoint
 from twisted.internet.main import CONNECTION_DONE
-from twisted.logger import Logger, eventAsText, globalLogBeginner
+from twisted.logger import ILogObserver, Logger, eventAsText, globalLogBeginner
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
@@ -157,6 +158,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _from_thread(reactor: Any, handler: Callable[[], None]) -> Callable[[int, Any], None]:
+    """A signal handler that runs C{handler} in the reactor thread."""
+
+    def on_signal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(handler)
+
+    return on_signal
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one worker until it is told to stop; return its exit status."""
     global _identity
@@ -165,12 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         from twisted_lb.reactor import install
 
         install()
-    from twisted.internet import reactor
+    from twisted.internet import reactor as installed
+
+    # The installed reactor (Twisted types the module attribute narrowly).
+    reactor: Any = installed
 
     from twisted_lb.config import read_config
     from twisted_lb.service import ProxyService
 
-    globalLogBeginner.beginLoggingTo([_log_to_stdout], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([cast(ILogObserver, _log_to_stdout)], redirectStandardIO=False)
     _identity = WorkerIdentity(args.index, args.count, os.getpid(), os.getppid())
     # Run as ``python -m twisted_lb.worker`` this module is __main__; the rest
     # of the proxy asks the imported twisted_lb.worker: tell that one too.
@@ -237,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers = {signal.SIGTERM: stop, signal.SIGHUP: reload, signal.SIGUSR1: apply_state}
     for signum, handler in handlers.items():
-        signal.signal(signum, lambda n, f, h=handler: reactor.callFromThread(h))
+        signal.signal(signum, _from_thread(reactor, handler))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.set_blocking(0, False)
     watch = _SupervisorWatch(reactor, stop)

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from prometheus_client.multiprocess import mark_process_dead
@@ -191,7 +191,7 @@ class _WorkerProcess(ProcessProtocol):
         self._buffers: dict[int, bytes] = {1: b"", 2: b""}
 
     def connectionMade(self) -> None:  # noqa: N802
-        self.pid = self.transport.pid  # type: ignore[attr-defined]
+        self.pid = cast(Any, self.transport).pid
         self.started = self.supervisor.reactor.seconds()
 
     def childDataReceived(self, fd: int, data: bytes) -> None:  # noqa: N802

@@ -46,7 +46,7 @@ class PasswordHashChecker:
     def _fingerprint(self, password: bytes) -> bytes:
         return hmac.new(self._key, password, hashlib.sha256).digest()
 
-    def requestAvatarId(self, credentials: Any) -> defer.Deferred[bytes]:  # noqa: N802 - cred API
+    def requestAvatarId(self, credentials: Any) -> defer.Deferred[bytes]:  # type: ignore[override]  # noqa: N802 - cred API; Twisted types the id as bytes | tuple[()]
         username = credentials.username
         if isinstance(username, str):
             username = username.encode("utf-8")

@@ -60,7 +60,7 @@ def _json(request: Request, status: int, value: Any) -> bytes:
 
 
 def _arg(request: Request, name: bytes) -> str:
-    values = request.args.get(name) or [b""]  # type: ignore[union-attr]
+    values = (request.args.get(name) if request.args else None) or [b""]
     return values[0].decode("utf-8", "replace")
 
 
@@ -104,7 +104,8 @@ class _FormAction(Resource):
 
     def render_POST(self, request: Request) -> bytes:  # noqa: N802
         root = self._root
-        token = (request.args or {}).get(b"token", [None])[0]
+        tokens = request.args.get(b"token") if request.args else None
+        token = tokens[0] if tokens else None
         refusal = root.guard.refusal(request, token, form=True)
         if refusal is not None:
             return _answer(request, 403, b"text/plain; charset=utf-8", refusal.encode() + b"\n")
@@ -184,7 +185,8 @@ class _Api(Resource):
         if not (len(parts) in (3, 4) and parts[0] == "balancers" and parts[2] == "members"):
             return _json(request, 404, {"error": "POST to /api/balancers/NAME/members[/ROUTE]"})
         try:
-            body = json.loads(request.content.read() or b"{}")  # type: ignore[union-attr]
+            content = request.content
+            body = json.loads((content.read() if content is not None else b"") or b"{}")
         except ValueError as e:
             return _json(request, 400, {"error": f"the body is not JSON: {e}"})
         if not isinstance(body, dict):

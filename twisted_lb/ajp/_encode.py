@@ -142,11 +142,11 @@ def _encode_forward_request(req: ForwardRequest) -> tuple[bytes, int | None]:
         if n > MAX_STRING_LENGTH:
             raise _too_long(n)
         parts += (pack(n), value, nul)
-    value = req.remote_host
-    if value is None:
+    remote_host = req.remote_host
+    if remote_host is None:
         parts.append(NULL_STRING)
     else:
-        put_bytes(parts.append, value)
+        put_bytes(parts.append, remote_host)
     value = req.server_name
     n = len(value)
     if n > MAX_STRING_LENGTH:

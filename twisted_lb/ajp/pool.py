@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet import error as ierror
@@ -179,7 +180,12 @@ class AJPConnectionPool:
         d: defer.Deferred[AJPClientProtocol] = defer.Deferred()
         self._waiters.append(d)
         timer = self._reactor.callLater(self._acquire_timeout, self._waiter_timed_out, d)  # type: ignore[attr-defined]
-        d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+        def settled(result: Any) -> Any:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        d.addBoth(settled)
         return d
 
     def _waiter_timed_out(self, d: defer.Deferred[AJPClientProtocol]) -> None:

@@ -7,7 +7,7 @@ turns its events into calls on a L{ResponseSink}.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
@@ -85,7 +85,7 @@ class AJPClientProtocol(Protocol):
         self._ping: defer.Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
         self._activity = 0.0
-        self._out: list[bytes] = []
+        self._out: list[bytes | memoryview] = []
         self._timeout = 0.0
         self._sink: ResponseSink | None = None
         self._body: IO[bytes] | None = None
@@ -106,14 +106,15 @@ class AJPClientProtocol(Protocol):
         self.connected = True
         self.reusable = True
         self.last_used = self._clock.seconds()
-        if hasattr(self.transport, "bufferSize"):
+        transport: Any = self.transport
+        if hasattr(transport, "bufferSize"):
             # Fewer, larger reads of a streaming answer (see READ_SIZE).
-            self.transport.bufferSize = READ_SIZE
-        if hasattr(self.transport, "setTcpNoDelay"):
+            transport.bufferSize = READ_SIZE
+        if hasattr(transport, "setTcpNoDelay"):
             # As Apache's mod_proxy does for its backend connections: a
             # small packet (a CPING, a request that follows a body) never
             # waits for the member's delayed ACK.
-            self.transport.setTcpNoDelay(True)
+            transport.setTcpNoDelay(True)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.connected = False
@@ -223,7 +224,8 @@ class AJPClientProtocol(Protocol):
         """
         data = self._codec.send(forward)
         self.reusable = False
-        self._waiting = d = defer.Deferred()
+        d: defer.Deferred[bool] = defer.Deferred()
+        self._waiting = d
         self._sink = sink
         self._body = body
         self._body_left = body_length
@@ -356,7 +358,7 @@ class AJPClientProtocol(Protocol):
                 sink.write(bytes(out[0]) if len(out) == 1 else b"".join(out))
 
     def _peer(self) -> str:
-        peer = self.transport.getPeer() if self.transport is not None else None
+        peer: Any = self.transport.getPeer() if self.transport is not None else None
         return f"{peer.host}:{peer.port}" if peer is not None else "?"
 
     def _handle(self, event: object) -> None:
@@ -478,9 +480,11 @@ class AJPClientProtocol(Protocol):
     def _release_held(self) -> None:
         held, self._held = self._held, None
         assert held is not None
-        self._start(held[0])  # type: ignore[arg-type]
-        for data in held[1:]:
-            self._sink.write(bytes(data))  # type: ignore[union-attr]
+        self._start(cast(SendHeaders, held[0]))
+        sink = self._sink
+        assert sink is not None
+        for data in cast("list[bytes | memoryview]", held[1:]):
+            sink.write(bytes(data))
 
     def _on_end(self, event: EndResponse) -> None:
         # The timer stays for the next exchange (see _watch).
@@ -514,7 +518,7 @@ class AJPClientProtocol(Protocol):
         d, self._waiting = self._waiting, None
         self._sink = None
         self._body = None
-        self.reusable = self._codec.reusable and self.connected
+        self.reusable = bool(self._codec.reusable and self.connected)
         if self.reusable:
             self._codec.start_next_cycle()
         self.last_used = self._clock.seconds()

@@ -4,6 +4,8 @@ The AJP/1.3 backend: one member reached through a pool of AJP connections.
 
 from __future__ import annotations
 
+from typing import cast
+
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTCP
@@ -185,7 +187,7 @@ class AJPBackend:
             lambda: AJPClientProtocol(self._reactor, self.member.packet_size)  # type: ignore[arg-type]
         )
         try:
-            proto = await endpoint.connect(factory)
+            proto = cast(AJPClientProtocol, await endpoint.connect(factory))
         except Exception:
             return False
         try:

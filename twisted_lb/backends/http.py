@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from OpenSSL import SSL
 from twisted.internet import defer, task
@@ -539,7 +539,7 @@ class _Attempt(Protocol):
         if self._paused and self.transport is not None and not done.called:
             # deliverBody resumes the member connection after connecting us;
             # the client asked for a pause before that.
-            self.transport.pauseProducing()
+            cast(IPushProducer, self.transport).pauseProducing()
         await done
 
     # -- the head --------------------------------------------------------
@@ -611,7 +611,7 @@ class _Attempt(Protocol):
 
     def connectionMade(self) -> None:
         if self._paused:
-            self.transport.pauseProducing()  # type: ignore[union-attr]
+            cast(IPushProducer, self.transport).pauseProducing()
 
     def dataReceived(self, data: bytes) -> None:
         if self._done is None or self._done.called:
@@ -644,7 +644,7 @@ class _Attempt(Protocol):
         self._sink.unregister_producer()
         if self.transport is not None:
             # Closes the member connection at once; it never returns to the pool.
-            self.transport.stopProducing()
+            cast(IPushProducer, self.transport).stopProducing()
         done.errback(error)
 
     # -- IPushProducer: the client side slows the member down -----------
@@ -653,12 +653,12 @@ class _Attempt(Protocol):
         self._paused = True
         self._cancel_timer()
         if self.transport is not None:
-            self.transport.pauseProducing()
+            cast(IPushProducer, self.transport).pauseProducing()
 
     def resumeProducing(self) -> None:
         self._paused = False
         if self.transport is not None:
-            self.transport.resumeProducing()
+            cast(IPushProducer, self.transport).resumeProducing()
         if self._done is not None and not self._done.called:
             self._arm()
 

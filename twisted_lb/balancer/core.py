@@ -6,7 +6,7 @@ touches the reactor; time comes from an injected clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -43,6 +43,10 @@ def _sync_selector(instance: Balancer, attribute: Any, value: LBMethod) -> LBMet
     return LBMethod(value)
 
 
+def _as_tuple(members: Iterable[Member]) -> tuple[Member, ...]:
+    return tuple(members)
+
+
 @attrs.define(eq=False)
 class Balancer:
     """
@@ -74,7 +78,7 @@ class Balancer:
     """
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
-    _members: tuple[Member, ...] = attrs.field(converter=tuple)
+    _members: tuple[Member, ...] = attrs.field(converter=_as_tuple)
     clock: SupportsSeconds = attrs.field(kw_only=True)
     method: LBMethod = attrs.field(
         default=LBMethod.BYREQUESTS,

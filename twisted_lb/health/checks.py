@@ -10,7 +10,7 @@ cancelled (its timeout, or the service stopping) closes what it opened.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import attrs
 from OpenSSL import SSL
@@ -21,7 +21,7 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
@@ -179,7 +179,8 @@ class _Discard(TwistedProtocol):
     def dataReceived(self, data: bytes) -> None:
         self._seen += len(data)
         if self._seen > _BODY_LIMIT and self.transport is not None:
-            self.transport.stopProducing()
+            # A response body's transport is a producer (Response.deliverBody).
+            cast(IPushProducer, self.transport).stopProducing()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         if not self.done.called:

@@ -91,7 +91,7 @@ class _Throttle:
         """Ending a side is the tunnel's business, not the transport's."""
 
 
-class ClientSide(HotPath, WebSocketServerProtocol):
+class ClientSide(HotPath, WebSocketServerProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
     """The connection from the client to the proxy."""
 
     tunnel: Tunnel

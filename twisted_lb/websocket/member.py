@@ -81,7 +81,7 @@ class UpgradeRefused(Exception):
         self.reason = reason
 
 
-class MemberSide(HotPath, WebSocketClientProtocol):
+class MemberSide(HotPath, WebSocketClientProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
     """
     The connection from the proxy to the member.
 
