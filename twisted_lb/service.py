@@ -164,7 +164,7 @@ class BuiltBalancer:
                 table.pop(member, None)  # type: ignore[attr-defined]
             if self.websocket is not None:
                 self.websocket.members.pop(member, None)
-            backend.close().addBoth(lambda _: done.callback(None))
+            defer.maybeDeferred(backend.close).addBoth(lambda _: done.callback(None))
 
         check()
         return done
