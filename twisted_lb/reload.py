@@ -23,9 +23,12 @@ What a reload does, matching members by balancer name and route:
     and are closed;
   - the routes are swapped in one step: a request in flight finishes on the
     balancer it started on;
-  - a listener present before and after is never touched (its socket and its
-    connections stay open); new listeners listen, removed ones stop listening
-    (their open connections are served to the end);
+  - a listener present before and after keeps its socket and its connections;
+    one with a C{tls} table reads its certificate and key files again, and new
+    connections get them (certificate renewal: replace the files, then
+    reload; a file that cannot be read or parsed refuses the reload); new
+    listeners listen, removed ones stop listening (their open connections are
+    served to the end);
   - the access log is reopened (log rotation: move the file, then reload).
 """
 
@@ -39,6 +42,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.balancer import LBMethod, Member
 from twisted_lb.config import read_config
@@ -53,6 +57,7 @@ from twisted_lb.service import (
     log_summary,
     open_access_log,
 )
+from twisted_lb.tls import server_context
 
 if TYPE_CHECKING:
     from twisted_lb.service import ProxyService
@@ -65,6 +70,9 @@ _log = Logger()
 _IN_PLACE = ("loadfactor", "lbset", "status", "retry")
 #: Balancer settings a running balancer changes in place.
 _BALANCER_IN_PLACE = ("lbmethod", "sticky", "nofailover")
+#: Where Twisted's TLSMemoryBIOFactory keeps what makes each new connection's
+#: TLS state (Twisted 24-26); tests/integration/test_reload.py checks it.
+_CREATOR = "_creatorCallable"
 #: Top-level settings that take effect at the next start only.
 _AT_START = ("log_format",)
 
@@ -86,6 +94,8 @@ class ReloadSummary:
     routes_changed: bool = False
     listeners_added: tuple[str, ...] = ()
     listeners_removed: tuple[str, ...] = ()
+    #: kept listeners whose certificate and key files were read again
+    certificates_reread: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
@@ -102,6 +112,7 @@ class ReloadSummary:
                 ("balancers rebuilt:", self.balancers_rebuilt),
                 ("listeners added:", self.listeners_added),
                 ("listeners removed:", self.listeners_removed),
+                ("certificates read again:", self.certificates_reread),
             )
             if values
         ]
@@ -226,6 +237,7 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
         if not same_log:
             access_log = open_access_log(config)
         kept, listeners_added = _start_listeners(service, old, config, started)
+        certificates = _reread_certificates(config, kept)
     except BaseException:
         for listening in started:
             listening.disownServiceParent()
@@ -264,6 +276,9 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
             listening.disownServiceParent()
             listeners_removed.append(listener.endpoint)
     service.listening = [kept[i] if i in kept else started.pop(0) for i in range(len(config.listeners))]
+    for factory, creator, _ in certificates:
+        # New connections only: a connection made before keeps its TLS session.
+        setattr(factory, _CREATOR, creator)
     service.config = config
     for built in retired:
         service.retired.add(built)
@@ -283,6 +298,7 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
         routes_changed=config.routes != old.routes,
         listeners_added=tuple(listeners_added),
         listeners_removed=tuple(listeners_removed),
+        certificates_reread=tuple(endpoint for _, _, endpoint in certificates),
         notes=tuple(
             f"{key} changes at the next start" for key in _AT_START if getattr(config, key) != getattr(old, key)
         ),
@@ -324,6 +340,40 @@ def _start_listeners(
         started.append(listening)
         added.append(listener.endpoint)
     return kept, added
+
+
+def _reread_certificates(
+    config: ProxyConfig, kept: dict[int, StreamServerEndpointService]
+) -> list[tuple[TLSMemoryBIOFactory, Any, str]]:
+    """
+    The TLS contexts of the kept listeners with a C{tls} table, built again
+    from their files (nothing running changes yet).
+
+    @return: per such listener, its TLS factory, the new connection creator
+        and its endpoint.
+    @raise ConfigError: a certificate, key or chain file cannot be read or
+        parsed.
+    """
+    found = []
+    for i, listening in sorted(kept.items()):
+        listener = config.listeners[i]
+        factory = listening.factory
+        if listener.tls is None or not isinstance(factory, TLSMemoryBIOFactory):
+            continue
+        if not hasattr(factory, _CREATOR):
+            _log.warn(
+                "{endpoint}: this Twisted's TLS factory cannot take new certificates; "
+                "restart to change them", endpoint=listener.endpoint,
+            )
+            continue
+        try:
+            context = server_context(listener.tls)
+        except (OSError, ValueError) as e:
+            raise ConfigError(config.source, f"listen[{i}].tls", str(e)) from None
+        # Wrapped as TLSMemoryBIOFactory wraps what it is given.
+        creator = getattr(TLSMemoryBIOFactory(context, False, factory.wrappedFactory), _CREATOR)
+        found.append((factory, creator, listener.endpoint))
+    return found
 
 
 def _retire(service: ProxyService, built: BuiltBalancer) -> defer.Deferred[None]:

@@ -10,6 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 
@@ -29,6 +30,14 @@ def h2_available() -> bool:
     return bool(H2_ENABLED)
 
 
+def _reason(error: Exception) -> str:
+    """The last reason in an OpenSSL error, in words."""
+    try:
+        return str(error.args[0][-1][2])
+    except (IndexError, TypeError):
+        return str(error) or type(error).__name__
+
+
 def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
     """
     The server-side TLS context for a listener: TLS 1.2 or newer, Twisted's
@@ -40,12 +49,16 @@ def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
     """
     cert_pem = Path(tls.certificate).read_bytes()
     key_pem = cert_pem if tls.key == tls.certificate else Path(tls.key).read_bytes()
-    certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-    chain: list[Any] = []
-    if tls.chain:
-        chain_pem = Path(tls.chain).read_bytes()
-        for block in chain_pem.split(b"-----END CERTIFICATE-----")[:-1]:
-            chain.append(ssl.Certificate.loadPEM(block + b"-----END CERTIFICATE-----\n").original)
+    chain_pem = Path(tls.chain).read_bytes() if tls.chain else b""
+    try:
+        certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+        chain: list[Any] = [
+            ssl.Certificate.loadPEM(block + b"-----END CERTIFICATE-----\n").original
+            for block in chain_pem.split(b"-----END CERTIFICATE-----")[:-1]
+        ]
+    except (crypto.Error, SSL.Error) as e:
+        files = ", ".join(dict.fromkeys(f for f in (tls.certificate, tls.key, tls.chain) if f))
+        raise ValueError(f"{files}: not a PEM certificate and private key ({_reason(e)})") from None
     protocols = [b"h2", b"http/1.1"] if h2_available() else [b"http/1.1"]
     return ssl.CertificateOptions(
         privateKey=certificate.privateKey.original,

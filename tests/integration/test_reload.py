@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
+from pathlib import Path
 
 import attrs
 from twisted.internet import defer, reactor
@@ -23,9 +25,11 @@ from twisted_lb.config.model import (
     MemberConfig,
     ProxyConfig,
     RouteConfig,
+    TLSConfig,
 )
 from twisted_lb.service import ProxyService
 from twisted_lb.testing import Fault, FaultyAJPMember
+from twisted_lb.tls import make_self_signed
 
 from .support import Client, Node
 
@@ -366,3 +370,73 @@ class GracefulStopTests(TestCase):
         yield proxy.stopService()
         self.assertLess(reactor.seconds() - started, 2.0)
         yield self.assertFailure(pending, OSError, Exception)
+
+
+def _served_certificate(port: int, keep: list[ssl.SSLSocket] | None = None) -> bytes:
+    """The DER certificate an HTTPS listener on C{port} presents (blocking: run in a thread)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5))
+    der = sock.getpeercert(binary_form=True)
+    if keep is not None:
+        keep.append(sock)
+    else:
+        sock.close()
+    assert der is not None
+    return der
+
+
+def _get(sock: ssl.SSLSocket) -> bytes:
+    """One GET /echo on an open connection; the status line (blocking)."""
+    sock.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    return sock.recv(65536).split(b"\r\n", 1)[0]
+
+
+def _der(path: str) -> bytes:
+    return ssl.PEM_cert_to_DER_cert(open(path).read())
+
+
+class CertificateReloadTests(TestCase):
+    """A kept HTTPS listener reads its certificate files again on reload."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_renewed_certificate_served_after_reload(self):
+        """New connections get the new certificate, an open one keeps working, and a
+        broken file refuses the reload and leaves the served certificate as it was."""
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        directory = self.mktemp()
+        os.makedirs(directory)
+        cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        make_self_signed(Path(cert), Path(key), "first.example")
+        first = _der(cert)
+        listener = ListenerConfig("tcp:0:interface=127.0.0.1", tls=TLSConfig(cert, key))
+        cfg = config(BalancerConfig("app", (member(node, "n1"),)), listeners=(listener,))
+        proxy = ProxyService(cfg, reactor)
+        proxy.startService()
+        self.addCleanup(proxy.stopService)
+        port = port_of(proxy.listening[0])
+        opened: list[ssl.SSLSocket] = []
+        self.addCleanup(lambda: [s.close() for s in opened])
+        self.assertEqual((yield deferToThread(_served_certificate, port, opened)), first)
+
+        make_self_signed(Path(cert), Path(key), "second.example")
+        second = _der(cert)
+        self.assertNotEqual(first, second)
+        summary = proxy.reload(cfg)
+        self.assertEqual(summary.certificates_reread, (listener.endpoint,))
+        self.assertIn("certificates read again", summary.describe())
+        self.assertEqual((yield deferToThread(_served_certificate, port)), second)
+        # The connection made before the reload is served on.
+        self.assertEqual((yield deferToThread(_get, opened[0])), b"HTTP/1.1 200 OK")
+
+        with open(cert, "w") as f:
+            f.write("not a certificate\n")
+        with self.assertRaises(ConfigError) as raised:
+            proxy.reload(cfg)
+        self.assertEqual(raised.exception.key, "listen[0].tls")
+        self.assertIn(cert, raised.exception.problem)
+        self.assertEqual((yield deferToThread(_served_certificate, port)), second)
