@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from OpenSSL import SSL
 from twisted.internet import defer, reactor, threads
 from twisted.trial.unittest import SkipTest, TestCase
@@ -23,6 +24,7 @@ from twisted.web import http
 
 from twisted_lb.config.model import (
     BalancerConfig,
+    ConfigError,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
@@ -186,3 +188,19 @@ class HTTPSFrontendTests(TestCase):
         conn = yield self.in_thread(tls_client, self.port, alpn=[b"h2", b"http/1.1"])
         self.assertEqual(conn.get_alpn_proto_negotiated(), b"http/1.1")
         conn.close()
+
+
+def test_certificate_that_is_not_pem_is_a_configuration_error(tmp_path: Path) -> None:
+    """A certificate file that is not PEM stops start-up with the file, key and problem
+    (it used to escape as a raw OpenSSL error)."""
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not a certificate\n")
+    config = ProxyConfig(
+        listeners=(ListenerConfig("tcp:0:interface=127.0.0.1", tls=TLSConfig(str(cert), str(cert))),),
+        balancers=(BalancerConfig("app", (MemberConfig(url="ajp://127.0.0.1:8009", route="a"),)),),
+        routes=(RouteConfig("/", "app"),),
+    )
+    with pytest.raises(ConfigError) as raised:
+        ProxyService(config, reactor)
+    assert raised.value.key == "listen[0].tls"
+    assert str(cert) in raised.value.problem and "not a PEM certificate" in raised.value.problem
