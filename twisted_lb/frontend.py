@@ -385,8 +385,24 @@ class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
         self._site.open_connections += 1
         super().makeConnection(transport)
 
+    def dataReceived(self, data: bytes) -> None:
+        # The first bytes settle HTTP/1.1 or HTTP/2 (Twisted's switch); an
+        # HTTP/2 connection is made known to the graceful stop. Later reads go
+        # straight to the channel that serves the connection.
+        super().dataReceived(data)
+        channel = self._channel
+        if self._negotiatedProtocol == b"h2":
+            connections = getattr(self._site, "connections", None)
+            if connections is not None:
+                connections.add_h2(channel)
+        setattr(self, "dataReceived", channel.dataReceived)  # noqa: B010 (an instance attribute)
+
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._site.open_connections -= 1
+        if self._negotiatedProtocol == b"h2":
+            connections = getattr(self._site, "connections", None)
+            if connections is not None:
+                connections.discard_h2(self._channel)
         super().connectionLost(reason)
 
 

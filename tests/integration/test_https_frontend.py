@@ -9,6 +9,7 @@ proxy's reactor serves them meanwhile.
 
 from __future__ import annotations
 
+import errno
 import json
 import socket
 import struct
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 from OpenSSL import SSL
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, reactor, task, threads
 from twisted.trial.unittest import SkipTest, TestCase
 from twisted.web import http
 
@@ -31,7 +32,9 @@ from twisted_lb.config.model import (
     RouteConfig,
     TLSConfig,
 )
+from twisted_lb.drain import wait_until
 from twisted_lb.service import ProxyService
+from twisted_lb.testing import Fault, FaultyAJPMember
 from twisted_lb.tls import h2_available, make_self_signed
 
 from .support import Node
@@ -66,13 +69,31 @@ def tls_client(
 
 def h2_get(port: int, path: str) -> tuple[bytes, dict[bytes, bytes], bytes]:
     """One GET over HTTP/2: the negotiated protocol, the response headers and body."""
+    answer = h2_exchange(port, path)
+    return answer["negotiated"], answer["headers"], answer["body"]
+
+
+def h2_exchange(port: int, path: str, until_closed: bool = False) -> dict[str, Any]:
+    """
+    One GET over HTTP/2 (blocking: run it in a thread): the negotiated
+    protocol, the response headers and body, the GOAWAY the server sent
+    before the stream ended (C{(error code, last stream id)}) if any, and,
+    with C{until_closed}, whether the server then closed the connection.
+    """
     import h2.config
     import h2.connection
-    import h2.events
+    from hyperframe.frame import (
+        DataFrame,
+        Frame,
+        GoAwayFrame,
+        HeadersFrame,
+        RstStreamFrame,
+        SettingsFrame,
+    )
 
     conn = tls_client(port, alpn=[b"h2", b"http/1.1"])
     try:
-        negotiated = conn.get_alpn_proto_negotiated()
+        answer: dict[str, Any] = {"negotiated": conn.get_alpn_proto_negotiated(), "goaway": None}
         h2c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
         h2c.initiate_connection()
         stream = h2c.get_next_available_stream_id()
@@ -87,29 +108,56 @@ def h2_get(port: int, path: str) -> tuple[bytes, dict[bytes, bytes], bytes]:
             end_stream=True,
         )
         conn.sendall(h2c.data_to_send())
+        # Frames are read here rather than by h2, which accepts nothing more once a GOAWAY
+        # came, while RFC 9113 has the streams it names answered; h2 still decodes HPACK.
         headers: dict[bytes, bytes] = {}
         body = b""
         ended = False
+        buffer = b""
         while not ended:
             data = conn.recv(65536)
             if not data:
                 raise AssertionError("connection closed before the stream ended")
-            for event in h2c.receive_data(data):
-                if isinstance(event, h2.events.ResponseReceived):
-                    headers = dict(event.headers)
-                elif isinstance(event, h2.events.DataReceived):
-                    body += event.data
-                    h2c.acknowledge_received_data(event.flow_controlled_length, stream)
-                elif isinstance(event, h2.events.StreamEnded):
-                    ended = True
-                elif isinstance(event, h2.events.StreamReset):
-                    raise AssertionError(f"stream reset: {event.error_code!r}")
-            pending = h2c.data_to_send()
-            if pending:
-                conn.sendall(pending)
-        return negotiated, headers, body
+            buffer += data
+            while len(buffer) >= 9:
+                frame, length = Frame.parse_frame_header(memoryview(buffer[:9]))
+                if len(buffer) < 9 + length:
+                    break
+                frame.parse_body(memoryview(buffer[9 : 9 + length]))
+                buffer = buffer[9 + length :]
+                if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags:
+                    conn.sendall(SettingsFrame(0, flags=["ACK"]).serialize())
+                elif isinstance(frame, GoAwayFrame):
+                    if answer["goaway"] is None:
+                        answer["goaway"] = (frame.error_code, frame.last_stream_id)
+                elif isinstance(frame, RstStreamFrame) and frame.stream_id == stream:
+                    raise AssertionError(f"stream reset: {frame.error_code!r}")
+                elif isinstance(frame, HeadersFrame) and frame.stream_id == stream:
+                    headers = dict(h2c.decoder.decode(frame.data, raw=True))
+                    ended = "END_STREAM" in frame.flags
+                elif isinstance(frame, DataFrame) and frame.stream_id == stream:
+                    body += frame.data
+                    ended = "END_STREAM" in frame.flags
+        answer.update(headers=headers, body=body)
+        if until_closed:
+            answer["closed"] = _closed_by_peer(conn)
+        return answer
     finally:
         conn.close()
+
+
+def _closed_by_peer(conn: SSL.Connection) -> bool:
+    """Read until the server closes (C{True}) or the socket's read timeout passes (C{False})."""
+    try:
+        while conn.recv(65536):
+            pass
+    except SSL.ZeroReturnError:  # a TLS close_notify
+        return True
+    except SSL.WantReadError:  # the read timeout passed
+        return False
+    except SSL.SysCallError as e:  # (-1, 'Unexpected EOF'): closed without close_notify
+        return e.args[0] in (-1, errno.ECONNRESET)
+    return True
 
 
 async def _port(service: ProxyService) -> int:
@@ -204,3 +252,49 @@ def test_certificate_that_is_not_pem_is_a_configuration_error(tmp_path: Path) ->
         ProxyService(config, reactor)
     assert raised.value.key == "listen[0].tls"
     assert str(cert) in raised.value.problem and "not a PEM certificate" in raised.value.problem
+
+
+class HTTP2GracefulStopTests(TestCase):
+    """Stopping with an HTTP/2 stream in flight: GOAWAY first, the stream answered, then close."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_stop_sends_goaway_and_answers_the_open_stream(self):
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        slow = FaultyAJPMember(Fault.NONE).start()
+        self.addCleanup(slow.stop)
+        directory = Path(tempfile.mkdtemp())
+        cert, key = directory / "cert.pem", directory / "key.pem"
+        make_self_signed(cert, key)
+        proxy = ProxyService(
+            ProxyConfig(
+                listeners=(ListenerConfig("tcp:0:interface=127.0.0.1", tls=TLSConfig(str(cert), str(key))),),
+                balancers=(BalancerConfig("app", (MemberConfig(url=slow.url, route="slow"),)),),
+                routes=(RouteConfig("/", "app"),),
+                shutdown_timeout=10,
+            ),
+            reactor,
+        )
+        proxy.startService()
+        port = yield defer.Deferred.fromCoroutine(_port(proxy))
+        slow.schedule(Fault.STALL_BEFORE_HEADERS)
+        pending = threads.deferToThread(h2_exchange, port, "/slow", until_closed=True)
+        in_flight = yield wait_until(reactor, lambda: proxy.connections.busy() == 1, 5)
+        self.assertTrue(in_flight, "the HTTP/2 stream is not counted in flight")
+
+        done: list[object] = []
+        stopped = proxy.stopService().addBoth(done.append)
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual(done, [])  # it waits for the open stream
+        slow.answer_stalled()
+        answer = yield pending
+        self.assertEqual(answer["negotiated"], b"h2")
+        self.assertEqual(answer["headers"][b":status"], b"200")
+        # The first GOAWAY of a graceful shutdown: no error, no new stream; stream 1 is answered.
+        self.assertEqual(answer["goaway"], (0, 2**31 - 1))
+        self.assertTrue(answer["closed"])
+        yield stopped
+        gone = yield wait_until(reactor, lambda: len(proxy.connections) == 0, 5)
+        self.assertTrue(gone, "the HTTP/2 connection is still tracked")
