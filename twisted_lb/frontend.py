@@ -392,7 +392,7 @@ class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
         super().dataReceived(data)
         channel = self._channel
         if self._negotiatedProtocol == b"h2":
-            connections = getattr(self._site, "connections", None)
+            connections = self._site.connections
             if connections is not None:
                 connections.add_h2(channel)
         setattr(self, "dataReceived", channel.dataReceived)  # noqa: B010 (an instance attribute)
@@ -400,7 +400,7 @@ class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         self._site.open_connections -= 1
         if self._negotiatedProtocol == b"h2":
-            connections = getattr(self._site, "connections", None)
+            connections = self._site.connections
             if connections is not None:
                 connections.discard_h2(self._channel)
         super().connectionLost(reason)

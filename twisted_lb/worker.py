@@ -235,18 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     def apply_state() -> None:
         # The manager's saved member states (SIGUSR1 from the supervisor after
         # a change made in worker 0's manager).
-        from twisted_lb.admin.state import apply_state as apply
+        from twisted_lb.admin.state import follow_state
 
         path = config.admin.state_file if config.admin is not None else None
         if not path:
             _log.info("SIGUSR1: no admin.state_file to apply")
             return
-        try:
-            done = apply(service, path)
-        except ConfigError as e:
-            _log.error("SIGUSR1: state file not applied: {error}", error=str(e))
-            return
-        _log.info("SIGUSR1: applied {path} ({n} entries)", path=path, n=len(done))
+        follow_state(service, path, "SIGUSR1")
 
     handlers = {signal.SIGTERM: stop, signal.SIGHUP: reload, signal.SIGUSR1: apply_state}
     for signum, handler in handlers.items():

@@ -5,8 +5,11 @@ sockets, and a small HTTP client on Twisted's Agent.
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IListeningPort
@@ -125,3 +128,30 @@ async def start_proxy(
     service.startService()
     port = await service.listening[0]._waitingForPort
     return service, f"http://127.0.0.1:{port.getHost().port}"
+
+
+def tls_client(
+    port: int,
+    alpn: list[bytes] | None = None,
+    max_version: int | None = None,
+) -> SSL.Connection:
+    """A handshaken pyOpenSSL connection to 127.0.0.1:C{port} that trusts anything."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    if max_version is not None:
+        # Let this client offer old versions at all (Debian's OpenSSL refuses them at level 2).
+        context.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+        context.set_max_proto_version(max_version)
+    if alpn:
+        context.set_alpn_protos(alpn)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setblocking(True)  # pyOpenSSL blocks on a blocking socket; SO_RCVTIMEO bounds it
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+    conn = SSL.Connection(context, sock)
+    conn.set_connect_state()
+    conn.set_tlsext_host_name(b"localhost")
+    try:
+        conn.do_handshake()
+    except BaseException:
+        sock.close()
+        raise
+    return conn

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import errno
 import json
-import socket
-import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -37,34 +35,7 @@ from twisted_lb.service import ProxyService
 from twisted_lb.testing import Fault, FaultyAJPMember
 from twisted_lb.tls import h2_available, make_self_signed
 
-from .support import Node
-
-
-def tls_client(
-    port: int,
-    alpn: list[bytes] | None = None,
-    max_version: int | None = None,
-) -> SSL.Connection:
-    """A handshaken pyOpenSSL connection to 127.0.0.1:C{port} that trusts anything."""
-    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
-    if max_version is not None:
-        # Let this client offer old versions at all (Debian's OpenSSL refuses them at level 2).
-        context.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
-        context.set_max_proto_version(max_version)
-    if alpn:
-        context.set_alpn_protos(alpn)
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.setblocking(True)  # pyOpenSSL blocks on a blocking socket; SO_RCVTIMEO bounds it
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
-    conn = SSL.Connection(context, sock)
-    conn.set_connect_state()
-    conn.set_tlsext_host_name(b"localhost")
-    try:
-        conn.do_handshake()
-    except BaseException:
-        sock.close()
-        raise
-    return conn
+from .support import Node, tls_client
 
 
 def h2_get(port: int, path: str) -> tuple[bytes, dict[bytes, bytes], bytes]:

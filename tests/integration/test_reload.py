@@ -13,6 +13,8 @@ import ssl
 from pathlib import Path
 
 import attrs
+from cryptography.hazmat.primitives.serialization import Encoding
+from OpenSSL import SSL
 from twisted.internet import defer, reactor
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
@@ -31,7 +33,7 @@ from twisted_lb.service import ProxyService
 from twisted_lb.testing import Fault, FaultyAJPMember
 from twisted_lb.tls import make_self_signed
 
-from .support import Client, Node
+from .support import Client, Node, tls_client
 
 LISTEN = ListenerConfig("tcp:0:interface=127.0.0.1")
 #: A second listener (a different endpoint string on another ephemeral port).
@@ -372,25 +374,22 @@ class GracefulStopTests(TestCase):
         yield self.assertFailure(pending, OSError, Exception)
 
 
-def _served_certificate(port: int, keep: list[ssl.SSLSocket] | None = None) -> bytes:
+def _served_certificate(port: int, keep: list[SSL.Connection] | None = None) -> bytes:
     """The DER certificate an HTTPS listener on C{port} presents (blocking: run in a thread)."""
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    sock = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5))
-    der = sock.getpeercert(binary_form=True)
+    conn = tls_client(port)
+    certificate = conn.get_peer_certificate()
+    assert certificate is not None
     if keep is not None:
-        keep.append(sock)
+        keep.append(conn)
     else:
-        sock.close()
-    assert der is not None
-    return der
+        conn.close()
+    return certificate.to_cryptography().public_bytes(Encoding.DER)
 
 
-def _get(sock: ssl.SSLSocket) -> bytes:
+def _get(conn: SSL.Connection) -> bytes:
     """One GET /echo on an open connection; the status line (blocking)."""
-    sock.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
-    return sock.recv(65536).split(b"\r\n", 1)[0]
+    conn.sendall(b"GET /echo HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    return conn.recv(65536).split(b"\r\n", 1)[0]
 
 
 def _der(path: str) -> bytes:
@@ -419,7 +418,7 @@ class CertificateReloadTests(TestCase):
         proxy.startService()
         self.addCleanup(proxy.stopService)
         port = port_of(proxy.listening[0])
-        opened: list[ssl.SSLSocket] = []
+        opened: list[SSL.Connection] = []
         self.addCleanup(lambda: [s.close() for s in opened])
         self.assertEqual((yield deferToThread(_served_certificate, port, opened)), first)
 

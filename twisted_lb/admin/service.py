@@ -23,7 +23,7 @@ from .manager import Manager
 from .metrics import PUBLISH_INTERVAL, RequestMetrics
 from .pinned import PinnedSessions
 from .site import AdminRoot
-from .state import StateFile, apply_changes, apply_state
+from .state import StateFile, apply_changes, follow_state
 
 __all__ = ["AdminService", "WorkerAdmin"]
 
@@ -138,14 +138,7 @@ class WorkerAdmin(MultiService):
         """Apply the state file worker 0's manager keeps, as it is now."""
         path = self._state_file
         if path and os.path.exists(path):
-            try:
-                done = apply_state(self._proxy, path)
-            except ConfigError as e:
-                _log.error("the manager's state file is not applied: {error}", error=str(e))
-                return
-            if done:
-                _log.info("applied the manager's state file {path}: {done}", path=path,
-                          done="; ".join(done))
+            follow_state(self._proxy, path, "start-up or reload")
 
 
 class _Publisher(Service):

@@ -32,7 +32,7 @@ from .actions import ActionError, add_member, member_action
 if TYPE_CHECKING:
     from twisted_lb.service import BuiltBalancer
 
-__all__ = ["StateFile", "apply_state", "read_state"]
+__all__ = ["StateFile", "apply_state", "follow_state", "read_state"]
 
 _log = Logger()
 _VERSION = 1
@@ -175,3 +175,18 @@ def apply_state(service: Any, path: str) -> list[str]:
     @raise ConfigError: the file cannot be read or is not a state file.
     """
     return apply_changes(service.balancers, read_state(path), path)
+
+
+def follow_state(service: Any, path: str, occasion: str) -> None:
+    """
+    L{apply_state} in a process that follows worker 0's manager, logging
+    what was applied, or why nothing was (the process goes on either way).
+
+    @param occasion: what made it re-read the file, for the log (C{SIGUSR1}).
+    """
+    try:
+        done = apply_state(service, path)
+    except ConfigError as e:
+        _log.error("{occasion}: state file not applied: {error}", occasion=occasion, error=str(e))
+        return
+    _log.info("{occasion}: applied {path} ({n} entries)", occasion=occasion, path=path, n=len(done))
