@@ -44,6 +44,7 @@ from tests.bench.apache import ApacheProcess, find_apache, missing_modules
 from tests.bench.wrk import find_wrk, lua_script, run_wrk
 from tests.interop.proxy_process import ProxyProcess, child_pids
 from tests.interop.tomcat import (
+    AJP_CONNECTORS,
     LOOPBACK,
     TomcatError,
     TomcatGroup,
@@ -250,7 +251,11 @@ def start_stack(stack: Stack, args: argparse.Namespace, log: Callable[[str], Non
             extra_java_opts=["-XX:TieredStopAtLevel=4"],
             http_connector_attrs=dict(connector),
             https_connector_attrs=dict(connector),
-            ajp_connector_attrs={"acceptCount": "511", "maxThreads": "300"},
+            ajp_connector_attrs={
+                "acceptCount": "511",
+                "maxThreads": "300",
+                "protocol": AJP_CONNECTORS[args.ajp_connector],
+            },
             packet_size=args.packet_size,
         )
         for name in ("tomcat1", "tomcat2")
@@ -736,6 +741,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=8192,
         help="AJP packet size of Tomcat (packetSize), Apache (ProxyIOBufferSize) and twisted_lb",
     )
+    p.add_argument(
+        "--ajp-connector",
+        choices=sorted(AJP_CONNECTORS),
+        default="nio",
+        help="Tomcat's AJP connector implementation (default nio, Tomcat's own default)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = p.parse_args(argv)
     if args.quick:
@@ -818,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_timeout_s": args.wrk_timeout,
             "workers": args.workers,
             "ajp_packet_size": args.packet_size,
+            "ajp_connector": args.ajp_connector,
         },
         "machine": machine_info(),
         "targets": {},

@@ -7,6 +7,8 @@ failure (for CI, where a silently skipped interop suite would prove nothing).
 Session-scoped groups (each a L{TomcatGroup}: iterable, indexable by position or name):
 
   - C{tomcat_pair}: tomcat1/tomcat2, HTTP + AJP (secret L{AJP_SECRET}), no replication.
+  - C{tomcat_pair_nio2}: the same with Tomcat's NIO2 AJP connector (C{AjpNio2Protocol}), which
+    docs/performance.md recommends behind twisted_lb.
   - C{tomcat_cluster}: tomcat1/tomcat2 replicating sessions (DeltaManager, synchronous
     replication, JvmRouteBinderValve, static membership); separate processes from the pair.
     The webapp is also at C{/share} (the second seed's context).
@@ -29,6 +31,7 @@ from pathlib import Path
 import pytest
 
 from .tomcat import (
+    AJP_CONNECTORS,
     TomcatGroup,
     TomcatNode,
     build_webapp,
@@ -104,6 +107,7 @@ def _group(
     clustered: bool = False,
     https: bool = False,
     contexts: list[str] | None = None,
+    ajp_connector: str | None = None,
 ) -> TomcatGroup:
     nodes = [
         TomcatNode(
@@ -114,6 +118,7 @@ def _group(
             ajp_secret=AJP_SECRET,
             https=https,
             contexts=list(contexts or []),
+            ajp_connector_attrs={"protocol": AJP_CONNECTORS[ajp_connector]} if ajp_connector else {},
         )
         for name in names
     ]
@@ -137,6 +142,23 @@ def tomcat_pair(
     """Two independent nodes tomcat1/tomcat2 (HTTP + AJP), started together."""
     yield from _run_group(
         _group(tmp_path_factory, catalina_home, tomcat_webapp, "pair", ["tomcat1", "tomcat2"])
+    )
+
+
+@pytest.fixture(scope="session")
+def tomcat_pair_nio2(
+    tmp_path_factory: pytest.TempPathFactory, catalina_home: Path, tomcat_webapp: Path
+) -> Iterator[TomcatGroup]:
+    """Two independent nodes tomcat1/tomcat2 whose AJP connector is NIO2."""
+    yield from _run_group(
+        _group(
+            tmp_path_factory,
+            catalina_home,
+            tomcat_webapp,
+            "pair-nio2",
+            ["tomcat1", "tomcat2"],
+            ajp_connector="nio2",
+        )
     )
 
 

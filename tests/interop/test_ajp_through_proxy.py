@@ -1,8 +1,11 @@
 """Real Tomcat 10 behind twisted_lb over AJP/1.3 (issue "Foundation", item 7).
 
-One proxy process (C{twistd -n lbproxy}) with a plain and an HTTPS listener balances
-C{tomcat_pair} over AJP with the connectors' secret; every test talks HTTP(S) to the proxy and
+One proxy process (C{twistd -n lbproxy}) with a plain and an HTTPS listener balances a pair of
+Tomcat nodes over AJP with the connectors' secret; every test talks HTTP(S) to the proxy and
 checks what the servlet saw (C{/app/echo}) and what came back, byte for byte.
+
+Every test runs twice: against Tomcat's default AJP connector (NIO, C{tomcat_pair}) and against
+its NIO2 connector (C{tomcat_pair_nio2}), which docs/performance.md recommends behind twisted_lb.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -54,8 +58,24 @@ def _tls_files(directory: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+#: The pair of nodes (a fixture of conftest) for each of Tomcat's AJP connectors.
+_PAIRS = {"nio": "tomcat_pair", "nio2": "tomcat_pair_nio2"}
+
+
+@pytest.fixture(scope="module", params=sorted(_PAIRS))
+def ajp_connector(request: pytest.FixtureRequest) -> str:
+    """The AJP connector of this round: Tomcat's NIO (its default) or NIO2."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def proxy(tomcat_pair: TomcatGroup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+def ajp_pair(ajp_connector: str, request: pytest.FixtureRequest) -> TomcatGroup:
+    """The Tomcat pair whose AJP connector is C{ajp_connector}."""
+    return cast(TomcatGroup, request.getfixturevalue(_PAIRS[ajp_connector]))
+
+
+@pytest.fixture(scope="module")
+def proxy(ajp_pair: TomcatGroup, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     directory = tmp_path_factory.mktemp("proxy-ajp")
     cert, key = _tls_files(directory)
     http_port, https_port = free_port(), free_port()
@@ -64,7 +84,7 @@ def proxy(tomcat_pair: TomcatGroup, tmp_path_factory: pytest.TempPathFactory) ->
         tls_listen=[https_port],
         cert=cert,
         key=key,
-        members=_pair_members(tomcat_pair),
+        members=_pair_members(ajp_pair),
         balancer_options={"stickysession": "JSESSIONID|jsessionid"},
     )
     with running_proxy(directory, text, [http_port, https_port]) as process:
@@ -296,6 +316,11 @@ def test_response_without_content_length(proxy: Proxy, tls: bool) -> None:
 # Connections
 
 
+def test_the_pair_runs_the_connector_of_this_round(ajp_pair: TomcatGroup, ajp_connector: str) -> None:
+    for node in ajp_pair:
+        assert f'ProtocolHandler ["ajp-{ajp_connector}-' in node.catalina_out.read_text()
+
+
 def _count_connections(
     proxy: Proxy, pair: TomcatGroup, requests: int, keep_alive: bool
 ) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
@@ -322,18 +347,18 @@ def _count_connections(
     return seen, new
 
 
-def test_ajp_connections_are_reused(proxy: Proxy, tomcat_pair: TomcatGroup) -> None:
+def test_ajp_connections_are_reused(proxy: Proxy, ajp_pair: TomcatGroup) -> None:
     """Sequential requests share the pooled AJP connections (one per member is enough)."""
-    seen, new = _count_connections(proxy, tomcat_pair, 40, keep_alive=True)
+    seen, new = _count_connections(proxy, ajp_pair, 40, keep_alive=True)
     # No reuse would show up as one new connection per request.
     assert len(seen) <= 4 and len(new) <= 2, (seen, new)
 
 
 def test_ajp_connections_are_reused_when_clients_close(
-    proxy: Proxy, tomcat_pair: TomcatGroup
+    proxy: Proxy, ajp_pair: TomcatGroup
 ) -> None:
     log_start = len(proxy.process.log())
-    seen, new = _count_connections(proxy, tomcat_pair, 40, keep_alive=False)
+    seen, new = _count_connections(proxy, ajp_pair, 40, keep_alive=False)
     assert len(seen) <= 4 and len(new) <= 2, (seen, new)
     assert "client went away" not in proxy.process.log()[log_start:]
 

@@ -45,6 +45,7 @@ from xml.sax.saxutils import quoteattr
 import attrs
 
 __all__ = [
+    "AJP_CONNECTORS",
     "ClusterMember",
     "EXAMPLES_DOCBASE",
     "HttpResult",
@@ -72,6 +73,12 @@ EXAMPLES_DOCBASE = Path("/usr/share/tomcat10-examples/examples")
 WEBAPP_SOURCES = Path(__file__).resolve().parent / "webapp"
 #: The loopback address every connector binds and every client connects to.
 LOOPBACK = "127.0.0.1"
+#: Tomcat's AJP connector implementations, by short name (the Connector's C{protocol});
+#: C{AJP/1.3}, Tomcat's default, is NIO.
+AJP_CONNECTORS = {
+    "nio": "org.apache.coyote.ajp.AjpNioProtocol",
+    "nio2": "org.apache.coyote.ajp.AjpNio2Protocol",
+}
 
 
 class TomcatError(RuntimeError):
