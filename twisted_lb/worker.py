@@ -41,15 +41,11 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from twisted_lb.config.model import ConfigError, ListenerConfig
-from twisted_lb.workers import EXIT_CONFIG
+from twisted_lb.workers import EXIT_CONFIG, worker_stop_grace
 
 __all__ = ["WorkerIdentity", "identity", "main"]
 
 _log = Logger()
-
-#: Seconds a stopping worker waits for its service before exiting anyway.
-STOP_GRACE = 10.0
-
 
 @attrs.frozen
 class WorkerIdentity:
@@ -216,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             return
         d = defer.maybeDeferred(service.stopService)
         stopping.append(d)
-        timer = reactor.callLater(STOP_GRACE, reactor.stop)
+        timer = reactor.callLater(worker_stop_grace(service.config), reactor.stop)
 
         def done(result: object) -> None:
             if isinstance(result, Failure):

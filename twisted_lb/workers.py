@@ -7,7 +7,10 @@ processes (C{python -m twisted_lb.worker}) that adopt those sockets and each
 run the whole proxy with a reactor of their own. It restarts a worker that
 dies (with a growing delay when one keeps dying), forwards C{SIGHUP} and
 C{SIGUSR1} to every worker, and on stop sends them C{SIGTERM} and waits for
-them (C{SIGKILL} after L{STOP_TIMEOUT} seconds). A worker also stops by
+them: a worker gives its requests in flight C{shutdown_timeout} seconds, as
+one process does, and exits at the latest L{STOP_MARGIN} seconds later
+(L{worker_stop_grace}); the supervisor sends C{SIGKILL} to a worker still
+there L{KILL_MARGIN} seconds after that (L{kill_after}). A worker also stops by
 itself when the supervisor's end of its stdin pipe closes, so a supervisor
 killed with C{SIGKILL} leaves no worker behind.
 
@@ -45,6 +48,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twisted_lb.admin.metrics import MULTIPROCESS_ENV
+from twisted_lb.config import read_config
 from twisted_lb.config.model import ConfigError, ProxyConfig
 
 __all__ = ["ListenerSockets", "WorkerSupervisor", "open_listener_sockets", "EXIT_CONFIG"]
@@ -54,8 +58,11 @@ _log = Logger()
 #: A worker exits with this status when its configuration cannot be used;
 #: the supervisor then stops instead of restarting it (C{EX_CONFIG}).
 EXIT_CONFIG = 78
-#: Seconds a stopping worker is given before C{SIGKILL}.
-STOP_TIMEOUT = 15.0
+#: Seconds a stopping worker may take beyond C{shutdown_timeout} (closing
+#: client connections and backends) before it exits anyway.
+STOP_MARGIN = 5.0
+#: Seconds the supervisor waits beyond a worker's own limit before C{SIGKILL}.
+KILL_MARGIN = 5.0
 #: A worker that lived at least this long restarts at once, not after a delay.
 STABLE_AFTER = 10.0
 #: The longest delay before restarting a worker that keeps dying.
@@ -130,6 +137,24 @@ class _SocketOpener:
         s = socket.socket(fileno=os.dup(fd))
         s.setblocking(False)
         self.opened = ListenerSockets(family, (s,))
+
+
+def worker_stop_grace(config: ProxyConfig) -> float:
+    """
+    Seconds a stopping worker running C{config} waits for its service
+    (requests in flight get C{shutdown_timeout}) before it exits anyway.
+    """
+    return config.shutdown_timeout + STOP_MARGIN
+
+
+def kill_after(configs: Sequence[ProxyConfig]) -> float:
+    """
+    Seconds after C{SIGTERM} the supervisor kills a worker still running:
+    past the longest L{worker_stop_grace} of C{configs} (the configuration
+    the proxy started with, and the file as it is now, which a reload may
+    have given the workers).
+    """
+    return max(worker_stop_grace(config) for config in configs) + KILL_MARGIN
 
 
 def open_listener_sockets(config: ProxyConfig, count: int) -> list[ListenerSockets]:
@@ -351,6 +376,18 @@ class WorkerSupervisor(Service):
         )
         self._restarts[worker.index] = self.reactor.callLater(delay, self._spawn, worker.index)
 
+    def _stop_configs(self) -> list[ProxyConfig]:
+        """
+        The configurations the workers may be running: the one the proxy
+        started with, and the file as it is now (a reload gives it to the
+        workers; the supervisor does not reload).
+        """
+        try:
+            current, _ = read_config(self.config_path)
+        except ConfigError:
+            return [self.config]
+        return [self.config, current]
+
     def stopService(self) -> defer.Deferred[None]:  # noqa: N802
         super().stopService()
         self._stopping = True
@@ -369,7 +406,7 @@ class WorkerSupervisor(Service):
                               index=worker.index, pid=worker.pid)
                     worker.signal("KILL")
 
-        killer = self.reactor.callLater(STOP_TIMEOUT, kill)
+        killer = self.reactor.callLater(kill_after(self._stop_configs()), kill)
 
         def done(_: object) -> None:
             if killer.active():

@@ -277,3 +277,76 @@ def test_metrics_sum_every_worker(admin_proxy: tuple[ProxyProcess, int, int]) ->
     _wait(lambda: process.log().count(") serving") == 3, what="the worker started again")
     _spread(process, port, 10)
     assert _total(_metrics(admin), "twisted_lb_requests_total") == 30
+
+
+def test_stop_gives_requests_shutdown_timeout(tmp_path: Path) -> None:
+    """
+    With workers, a request in flight at SIGTERM gets C{shutdown_timeout}
+    as with one process (workers used to exit after a fixed 10 s).
+    """
+    import http.server
+    import threading
+
+    release = threading.Event()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            release.wait(30)
+            body = b"answered late"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    member = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=member.serve_forever, daemon=True).start()
+    port = free_port()
+    process = ProxyProcess(
+        tmp_path,
+        toml_config(
+            listen=[port],
+            members=[{"url": f"http://127.0.0.1:{member.server_address[1]}"}],
+            path="/",
+            top={"workers": 2, "shutdown_timeout": 30},
+        ),
+    )
+    process.start([port])
+    everyone: list[int] = []
+    try:
+        _wait(lambda: process.log().count(") serving") == 2, what="two workers serving")
+        assert process.process is not None
+        everyone = [process.process.pid, *_workers(process)]
+        answers: list[tuple[int, bytes]] = []
+
+        def ask() -> None:
+            res = ProxyClient(port, timeout=40).request("GET", "/slow")
+            answers.append((res.status, res.body))
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        time.sleep(1.0)  # the request reaches the member
+        process.process.send_signal(signal.SIGTERM)
+        _wait(lambda: "requests in flight, waiting up to 30" in process.log(), what="the stop to wait")
+        time.sleep(11.0)  # past the old fixed limit of 10 s
+        # The supervisor waits; the worker without a request has gone, the other one waits.
+        assert process.process.poll() is None
+        assert sum(_alive(pid) for pid in everyone[1:]) == 1
+        release.set()
+        asking.join(20)
+        assert answers == [(200, b"answered late")]
+        assert process.process.wait(20) in (0, -signal.SIGTERM)
+    except BaseException:
+        print(process.log()[-20000:])
+        raise
+    finally:
+        release.set()
+        member.shutdown()
+        member.server_close()
+        if process.process is not None and process.process.poll() is None:
+            process.stop()
+        for pid in everyone:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

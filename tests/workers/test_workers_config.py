@@ -6,10 +6,19 @@ import os
 import socket
 
 import pytest
+from twisted.internet.task import Clock
 
 from twisted_lb.config import load_toml_text
 from twisted_lb.config.model import ConfigError
-from twisted_lb.workers import close_sockets, open_listener_sockets
+from twisted_lb.workers import (
+    KILL_MARGIN,
+    STOP_MARGIN,
+    WorkerSupervisor,
+    close_sockets,
+    kill_after,
+    open_listener_sockets,
+    worker_stop_grace,
+)
 
 _BASE = """
 [[listen]]
@@ -108,3 +117,22 @@ def test_admin_with_workers_needs_a_state_file(tmp_path) -> None:  # type: ignor
     with pytest.raises(SystemExit) as e:
         _make(tmp_path, 'workers = 2\nadmin = { endpoint = "tcp:0:interface=127.0.0.1" }\n')
     assert "admin.state_file" in str(e.value)
+
+
+def test_stop_limits_follow_shutdown_timeout(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """
+    A worker waits C{shutdown_timeout} plus a margin; the supervisor kills
+    only after that, also for a C{shutdown_timeout} a reload gave the workers.
+    """
+    path = tmp_path / "site.toml"
+    path.write_text("shutdown_timeout = 30\n" + _BASE.format(endpoint="tcp:0:interface=127.0.0.1"))
+    started = load_toml_text(path.read_text(), str(path))
+    assert worker_stop_grace(started) == 30 + STOP_MARGIN
+    supervisor = WorkerSupervisor(started, str(path), Clock(), 2, install_signals=False)
+    assert kill_after(supervisor._stop_configs()) == 30 + STOP_MARGIN + KILL_MARGIN
+    # The file now says 120 (a reload gave it to the workers): the supervisor waits for that.
+    path.write_text("shutdown_timeout = 120\n" + _BASE.format(endpoint="tcp:0:interface=127.0.0.1"))
+    assert kill_after(supervisor._stop_configs()) == 120 + STOP_MARGIN + KILL_MARGIN
+    # A file that no longer reads: the configuration the proxy started with.
+    path.write_text("shutdown_timeout = [\n")
+    assert kill_after(supervisor._stop_configs()) == 30 + STOP_MARGIN + KILL_MARGIN
