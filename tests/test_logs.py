@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 from pathlib import Path
 
 from twisted.application.service import Application
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, Logger, eventsFromJSONLogFile
+from twisted.python.logfile import LogFile
 
 from twisted_lb import tap
-from twisted_lb.logs import json_file_observer, observer_for
+from twisted_lb.logs import LogFileSignals, json_file_observer, observer_for
 
 
 def _log_to(observer) -> Logger:
@@ -62,3 +65,61 @@ def test_twistd_gets_a_json_observer_for_log_format_json(tmp_path: Path) -> None
     service.log_file.flush()
     record = json.loads((tmp_path / "twistd.log").read_text().splitlines()[-1])
     assert record["text"] == "started"
+
+
+class _Reactor:
+    """callFromThread at once (a signal handler's work, in the test's thread)."""
+
+    def callFromThread(self, f, *args) -> None:  # noqa: N802 (Twisted's name)
+        f(*args)
+
+
+def _signals_around(handler) -> dict[int, object]:
+    return {s: signal.signal(s, handler) for s in (signal.SIGUSR1, signal.SIGHUP)}
+
+
+def test_sigusr1_rotates_and_sighup_reopens_the_json_log(tmp_path: Path) -> None:
+    """And both signals still reach the handler that was there before (the reload)."""
+    seen: list[int] = []
+    saved = _signals_around(lambda signum, frame: seen.append(signum))
+    log_file = LogFile.fromFullPath(str(tmp_path / "twistd.log"))
+    service = LogFileSignals(log_file, _Reactor())
+    try:
+        service.startService()
+        log_file.write("before\n")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert (tmp_path / "twistd.log.1").read_text() == "before\n"
+        (tmp_path / "twistd.log").rename(tmp_path / "moved.log")
+        os.kill(os.getpid(), signal.SIGHUP)
+        log_file.write("after\n")
+        log_file.flush()
+        assert (tmp_path / "twistd.log").read_text() == "after\n"
+        assert seen == [signal.SIGUSR1, signal.SIGHUP]
+        service.stopService()
+        assert signal.getsignal(signal.SIGUSR1) is not service._on_signal
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert seen[-1] == signal.SIGUSR1
+    finally:
+        log_file.close()
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def test_with_workers_sigusr1_is_left_to_the_supervisor(tmp_path: Path) -> None:
+    """Worker 0 sends SIGUSR1 to the supervisor after each manager change: no rotation."""
+    seen: list[int] = []
+    saved = _signals_around(lambda signum, frame: seen.append(signum))
+    log_file = LogFile.fromFullPath(str(tmp_path / "twistd.log"))
+    service = LogFileSignals(log_file, _Reactor(), rotate=False)
+    try:
+        service.startService()
+        log_file.write("kept\n")
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert not (tmp_path / "twistd.log.1").exists()
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert seen == [signal.SIGUSR1, signal.SIGHUP]
+        service.stopService()
+    finally:
+        log_file.close()
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

@@ -390,16 +390,13 @@ class ReloadOnSignal(Service):
     The signal handler only schedules the reload on the reactor
     (C{callFromThread}, as twistd does for C{SIGUSR1}); the reload then runs
     like any other event. A refused configuration is logged with its file,
-    key and problem, and the running one stays.
-
-    @ivar log_file: a file to reopen on reload too (twistd's log when
-        twisted_lb writes it, with C{log_format = "json"}), or C{None}.
+    key and problem, and the running one stays. (With C{log_format = "json"},
+    L{twisted_lb.logs.LogFileSignals} reopens twistd's log on the same signal.)
     """
 
-    def __init__(self, proxy: ProxyService, reactor: Any, log_file: Any = None) -> None:
+    def __init__(self, proxy: ProxyService, reactor: Any) -> None:
         self.proxy = proxy
         self.reactor = reactor
-        self.log_file = log_file
         self._previous: Any = None
 
     def startService(self) -> None:
@@ -419,9 +416,6 @@ class ReloadOnSignal(Service):
         """Reload now; log the outcome."""
         if not self.proxy.running:
             return
-        reopen = getattr(self.log_file, "reopen", None)
-        if reopen is not None:
-            reopen()
         reload_and_log(self.proxy)
 
 

@@ -100,11 +100,11 @@ def _make_service(options: Options, reactor: Any) -> IService:
         raise SystemExit(0)
     from twisted_lb.reload import ReloadOnSignal
 
-    root = _Root(config.log_format, options.parent)
+    root = _Root(config.log_format, options.parent, reactor, single_process=service is proxy)
     service.setServiceParent(root)
     if service is proxy:
         # With workers, the supervisor forwards SIGHUP to them and each reloads.
-        ReloadOnSignal(proxy, reactor, root.log_file).setServiceParent(root)
+        ReloadOnSignal(proxy, reactor).setServiceParent(root)
     return root
 
 
@@ -113,21 +113,32 @@ class _Root(MultiService):
     The service twistd runs: the proxy and its C{SIGHUP} handler. With
     C{log_format = "json"} it gives twistd's application a JSON log observer
     (Twisted's documented way: the application's L{ILogObserver} component),
-    writing where twistd's own log would go.
+    writing where twistd's own log would go, and, when that is a file, the
+    signals that rotate and reopen it (L{twisted_lb.logs.LogFileSignals}).
     """
 
-    def __init__(self, log_format: str, twistd_options: Any) -> None:
+    def __init__(
+        self, log_format: str, twistd_options: Any, reactor: Any, *, single_process: bool = True
+    ) -> None:
         super().__init__()
         self.log_format = log_format
         self.twistd_options = twistd_options
+        self.reactor = reactor
+        self.single_process = single_process
         self.log_file: Any = None
 
     def setServiceParent(self, parent: Any) -> None:
         if self.log_format != "text" and hasattr(parent, "setComponent"):
             from twisted.logger import ILogObserver
+            from twisted.python.logfile import LogFile
 
-            from twisted_lb.logs import observer_for, twistd_log_file
+            from twisted_lb.logs import LogFileSignals, observer_for, twistd_log_file
 
             self.log_file = twistd_log_file(self.twistd_options)
             parent.setComponent(ILogObserver, observer_for(self.log_format, self.log_file))
+            if isinstance(self.log_file, LogFile):
+                # Added last, so it starts after (and passes signals on to) the
+                # reload handler or the worker supervisor.
+                signals = LogFileSignals(self.log_file, self.reactor, rotate=self.single_process)
+                signals.setServiceParent(self)
         super().setServiceParent(parent)

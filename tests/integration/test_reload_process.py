@@ -121,3 +121,28 @@ class TwistdReloadAndStopTests(TestCase):
         self.assertEqual(self.proxy.process.poll(), -signal.SIGTERM)
         self.assertIn("stopping: 1 requests in flight", self.proxy.log())
         self.assertLess(time.monotonic() - sent_at, 3)
+
+    @defer.inlineCallbacks
+    def test_json_log_rotates_on_sigusr1_and_reopens_on_sighup(self):
+        """twistd installs its SIGUSR1 rotation only for its own text log; the JSON one gets both."""
+        n1, _ = self.nodes
+        self.proxy = ProxyProcess(
+            self.directory, self.config_text([{"url": n1.url, "route": "node1"}])
+        )
+        yield deferToThread(self.proxy.start, [self.port])
+        log_path = self.proxy.log_path
+        rotated = log_path.with_name(log_path.name + ".1")
+        self.proxy.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 10
+        while not rotated.exists() and time.monotonic() < deadline:
+            yield sleep(0.1)
+        self.assertTrue(rotated.exists())
+        self.assertIn("listening on", rotated.read_text())
+        self.assertIsNone(self.proxy.process.poll())
+        # A log rotation tool moved the file away: SIGHUP reloads and writes a new one.
+        moved = log_path.with_name("moved.log")
+        log_path.rename(moved)
+        self.proxy.process.send_signal(signal.SIGHUP)
+        yield self.wait_for_log("SIGHUP: reloading")
+        self.assertNotIn("SIGHUP: reloading", moved.read_text())
+        self.assertEqual((yield deferToThread(ProxyClient(self.port).get, "/echo")).status, 200)
