@@ -423,6 +423,8 @@ class FrontendSite(Site):
     twisted_lb's access log, and at most C{limits.max_connections} open
     connections.
 
+    @ivar limits: the limits of the connections accepted from now on (see
+        L{set_limits}).
     @ivar open_connections: client connections open now.
     """
 
@@ -444,6 +446,19 @@ class FrontendSite(Site):
         #: resource can (see L{twisted_lb.fastpath}); called with the channel
         #: and the L{SimpleHead}, returns whether it took the request.
         self.fast_lane = getattr(resource, "serve_fast", None)
+
+    def set_limits(self, limits: LimitsConfig) -> None:
+        """
+        Use C{limits} for the connections accepted from now on (a reload).
+
+        Connections already open keep the limits they were accepted with
+        (deadlines, header sizes, idle and send timeouts); they still count
+        in L{open_connections}, which the new C{max_connections} is checked
+        against.
+        """
+        self.limits = limits
+        # Twisted's HTTPFactory gives each new channel the site's timeOut.
+        self.timeOut = limits.idle_timeout
 
     def protocol(self) -> _GenericHTTPChannelProtocol:  # type: ignore[override]
         return _CountedChannelProtocol(LimitedHTTPChannel(self.limits, self.reactor))

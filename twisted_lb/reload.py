@@ -29,6 +29,9 @@ What a reload does, matching members by balancer name and route:
     reload; a file that cannot be read or parsed refuses the reload); new
     listeners listen, removed ones stop listening (their open connections are
     served to the end);
+  - changed C{[limits]} apply to every listener's connections accepted from
+    then on; connections already open keep the limits they were accepted
+    with, and still count towards the new C{max_connections};
   - the access log is reopened (log rotation: move the file, then reload).
 """
 
@@ -46,8 +49,15 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.balancer import LBMethod, Member
 from twisted_lb.config import read_config
-from twisted_lb.config.model import BalancerConfig, ConfigError, MemberConfig, ProxyConfig
+from twisted_lb.config.model import (
+    BalancerConfig,
+    ConfigError,
+    LimitsConfig,
+    MemberConfig,
+    ProxyConfig,
+)
 from twisted_lb.dispatch import Backend
+from twisted_lb.frontend import FrontendSite
 from twisted_lb.service import (
     MEMBER_STATUS,
     BuiltBalancer,
@@ -96,6 +106,8 @@ class ReloadSummary:
     listeners_removed: tuple[str, ...] = ()
     #: kept listeners whose certificate and key files were read again
     certificates_reread: tuple[str, ...] = ()
+    #: the C{[limits]} that changed, as C{"name old -> new"}
+    limits_changed: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
 
     def describe(self) -> str:
@@ -113,6 +125,7 @@ class ReloadSummary:
                 ("listeners added:", self.listeners_added),
                 ("listeners removed:", self.listeners_removed),
                 ("certificates read again:", self.certificates_reread),
+                ("limits changed:", self.limits_changed),
             )
             if values
         ]
@@ -279,6 +292,13 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
     for factory, creator, _ in certificates:
         # New connections only: a connection made before keeps its TLS session.
         setattr(factory, _CREATOR, creator)
+    limits_changed = _limits_changes(old.limits, config.limits)
+    if limits_changed:
+        # New listeners were built with them; kept ones take them for new connections.
+        for listening in kept.values():
+            site = _site_of(listening)
+            if site is not None:
+                site.set_limits(config.limits)
     service.config = config
     for built in retired:
         service.retired.add(built)
@@ -299,6 +319,7 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
         listeners_added=tuple(listeners_added),
         listeners_removed=tuple(listeners_removed),
         certificates_reread=tuple(endpoint for _, _, endpoint in certificates),
+        limits_changed=limits_changed,
         notes=tuple(
             f"{key} changes at the next start" for key in _AT_START if getattr(config, key) != getattr(old, key)
         ),
@@ -374,6 +395,23 @@ def _reread_certificates(
         creator = getattr(TLSMemoryBIOFactory(context, False, factory.wrappedFactory), _CREATOR)
         found.append((factory, creator, listener.endpoint))
     return found
+
+
+def _site_of(listening: StreamServerEndpointService) -> FrontendSite | None:
+    """The L{FrontendSite} of a listener (inside its TLS factory, if any), or C{None}."""
+    factory = listening.factory
+    if isinstance(factory, TLSMemoryBIOFactory):
+        factory = factory.wrappedFactory
+    return factory if isinstance(factory, FrontendSite) else None
+
+
+def _limits_changes(old: LimitsConfig, new: LimitsConfig) -> tuple[str, ...]:
+    """The limits that differ, as C{"name old -> new"}, in the order of L{LimitsConfig}."""
+    return tuple(
+        f"{field.name} {getattr(old, field.name)!r} -> {getattr(new, field.name)!r}"
+        for field in attrs.fields(LimitsConfig)
+        if getattr(old, field.name) != getattr(new, field.name)
+    )
 
 
 def _retire(service: ProxyService, built: BuiltBalancer) -> defer.Deferred[None]:

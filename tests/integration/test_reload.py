@@ -20,9 +20,11 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from tests.interop.proxy_process import ProxyClient
+from tests.robustness.support import raw_exchange
 from twisted_lb.config.model import (
     BalancerConfig,
     ConfigError,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
@@ -222,6 +224,63 @@ class ReloadTests(TestCase):
         self.assertEqual(raised.exception.source, path)
         self.assertEqual(raised.exception.key, "balancers.app.members[0].loadfactor")
         self.assertEqual(set((yield self.nodes_answering(base + "/echo", 3))), {"node1"})
+
+    @defer.inlineCallbacks
+    def test_changed_limits_apply_to_new_connections(self):
+        """
+        Changed [limits] are reported and apply to the connections a kept
+        listener accepts after the reload: max_connections counts the
+        connections opened before, a new connection gets the new header limit
+        and idle timeout, and one opened before keeps its own.
+        """
+        app = BalancerConfig("app", (member(self.nodes[0], "n1"),))
+        self.start(config(app))
+        port = port_of(self.proxy.listening[0])
+        site = self.proxy.listening[0].factory
+        self.keepalive = before = ProxyClient(port)
+        self.assertEqual((yield deferToThread(before.get, "/echo")).status, 200)
+        local_port = before.local_port
+        idle = yield deferToThread(socket.create_connection, ("127.0.0.1", port))
+        self.addCleanup(idle.close)
+        yield self.open_connections(site, 2)
+
+        limits = LimitsConfig(max_header_bytes=2048, idle_timeout=0.5, max_connections=3)
+        summary = self.proxy.reload(config(app, limits=limits))
+
+        self.assertEqual(
+            summary.limits_changed,
+            ("max_header_bytes 16384 -> 2048", "idle_timeout 60.0 -> 0.5", "max_connections None -> 3"),
+        )
+        self.assertEqual(
+            summary.describe(),
+            "limits changed: max_header_bytes 16384 -> 2048, idle_timeout 60.0 -> 0.5, "
+            "max_connections None -> 3",
+        )
+        self.assertIs(self.proxy.listening[0].factory, site)
+        big = {"X-Pad": "p" * 4000}
+        after = ProxyClient(port)
+        self.addCleanup(after.close)
+        self.assertEqual((yield deferToThread(after.get, "/echo", headers=big)).status, 431)
+        yield self.open_connections(site, 2)
+        self.assertEqual((yield deferToThread(before.get, "/echo", headers=big)).status, 200)
+        # The two connections opened before count: a third is served, a fourth refused.
+        self.assertEqual((yield deferToThread(after.get, "/echo")).status, 200)
+        request = b"GET /echo HTTP/1.1\r\nHost: proxy.test\r\n\r\n"
+        refused_answer = yield raw_exchange(port, request)
+        self.assertTrue(refused_answer.startswith(b"HTTP/1.1 503 "), refused_answer)
+        # The new connection is closed after 0.5 s idle; the old ones wait 60 s.
+        yield sleep(1.5)
+        self.assertEqual(site.open_connections, 2)
+        self.assertEqual((yield deferToThread(before.get, "/echo")).status, 200)
+        self.assertEqual(before.local_port, local_port)
+
+    @defer.inlineCallbacks
+    def open_connections(self, site, count: int):
+        for _ in range(100):
+            if site.open_connections == count:
+                return
+            yield sleep(0.05)
+        self.assertEqual(site.open_connections, count)
 
     @defer.inlineCallbacks
     def test_removed_member_finishes_its_request_in_flight(self):
