@@ -238,7 +238,9 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
         for bconf in config.balancers:
             built = service.balancers.get(bconf.name)
             if built is None or rebuild_all or _rebuild_needed(built.config, bconf):
-                fresh[bconf.name] = build_balancer(bconf, reactor, x_forwarded=config.x_forwarded)
+                fresh[bconf.name] = build_balancer(
+                    bconf, reactor, x_forwarded=config.x_forwarded, default_timeout=config.timeout
+                )
             else:
                 plan = _plan_members(built, bconf, reactor, config.x_forwarded)
                 plans.append(plan)
@@ -263,6 +265,7 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
     drains: list[defer.Deferred[None]] = []
     for plan in plans:
         drains.extend(_apply_members(plan))
+        plan.built.default_timeout = config.timeout
     retired = [b for name, b in service.balancers.items() if name not in {c.name for c in config.balancers} or name in fresh]
     balancers = {
         bconf.name: fresh.get(bconf.name) or service.balancers[bconf.name] for bconf in config.balancers

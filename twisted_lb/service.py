@@ -65,10 +65,22 @@ class BuiltBalancer:
     """
     A balancer ready to serve: the deciding core, a backend per member, the
     dispatcher, the background prober and the health checker.
+
+    @ivar default_timeout: the configuration's top-level C{timeout}: what a
+        member added at run time (the balancer manager) waits for answers,
+        as a member of the file without its own C{timeout} does.
     """
 
-    def __init__(self, config: BalancerConfig, reactor: Any, *, x_forwarded: bool = True) -> None:
+    def __init__(
+        self,
+        config: BalancerConfig,
+        reactor: Any,
+        *,
+        x_forwarded: bool = True,
+        default_timeout: float = 300.0,
+    ) -> None:
         self.config = config
+        self.default_timeout = default_timeout
         self._reactor = reactor
         self._x_forwarded = x_forwarded
         members: list[Member] = []
@@ -233,10 +245,19 @@ def backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) ->
 
 
 def build_balancer(
-    config: BalancerConfig, reactor: Any, *, x_forwarded: bool = True
+    config: BalancerConfig,
+    reactor: Any,
+    *,
+    x_forwarded: bool = True,
+    default_timeout: float = 300.0,
 ) -> BuiltBalancer:
-    """Build one balancer from its configuration."""
-    return BuiltBalancer(config, reactor, x_forwarded=x_forwarded)
+    """
+    Build one balancer from its configuration.
+
+    @param default_timeout: the top-level C{timeout} (L{ProxyConfig.timeout}),
+        for members added at run time.
+    """
+    return BuiltBalancer(config, reactor, x_forwarded=x_forwarded, default_timeout=default_timeout)
 
 
 def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Router[ProxyTarget]:
@@ -317,7 +338,9 @@ class ProxyService(MultiService):
         #: Balancers taken out by a reload whose requests are still finishing.
         self.retired: set[BuiltBalancer] = set()
         self.balancers = {
-            b.name: build_balancer(b, reactor, x_forwarded=config.x_forwarded)
+            b.name: build_balancer(
+                b, reactor, x_forwarded=config.x_forwarded, default_timeout=config.timeout
+            )
             for b in config.balancers
         }
         self.access_log = open_access_log(config)

@@ -10,13 +10,16 @@ import json
 import os
 
 import pytest
+from twisted.internet.testing import MemoryReactorClock
 
 from twisted_lb.admin import ActionError, apply_state
 from twisted_lb.admin.manager import Manager
 from twisted_lb.admin.metrics import RequestMetrics
 from twisted_lb.admin.state import StateFile
 from twisted_lb.balancer import MemberStatus
+from twisted_lb.config import read_config
 from twisted_lb.config.model import ConfigError
+from twisted_lb.service import ProxyService
 
 from .helpers import FakeProxy
 
@@ -90,6 +93,55 @@ def test_add_and_remove() -> None:
     with pytest.raises(ActionError) as e:
         m.act("app", "node3", "remove", who="t")
     assert e.value.status == 409 and "disable it instead" in str(e.value)
+
+
+#: The same proxy as a native and as an Apache file, with a top-level timeout
+#: of {timeout} seconds and the members {members} (URL, route, load factor).
+_TIMEOUT_FILES = {
+    "lb.toml": (
+        'timeout = {timeout}\n[[listen]]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+        "[balancers.app]\nmembers = [{members}]\n",
+        '{{ url = "{}", route = "{}", loadfactor = {} }}',
+        ", ",
+    ),
+    "httpd.conf": (
+        "Listen 127.0.0.1:8080\nProxyTimeout {timeout}\n<Proxy balancer://app>\n{members}"
+        "</Proxy>\nProxyPass / balancer://app/\n",
+        "BalancerMember {} route={} loadfactor={}\n",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TIMEOUT_FILES))
+def test_added_member_gets_what_a_file_member_gets(tmp_path, name: str) -> None:
+    """
+    A member added in the manager is configured as a member of the file
+    with only its URL, route and load factor: it waits the top-level timeout
+    (also after a reload changed it), not MemberConfig's default.
+    """
+    text, line, sep = _TIMEOUT_FILES[name]
+    path = tmp_path / name
+
+    def write(timeout: int, *members: tuple[str, str, int]) -> None:
+        path.write_text(text.format(timeout=timeout, members=sep.join(line.format(*m) for m in members)))
+
+    first, added = ("ajp://127.0.0.1:9001", "node1", 1), ("ajp://127.0.0.1:9002", "node2", 2)
+    write(42, first)
+    proxy = ProxyService(read_config(str(path))[0], MemoryReactorClock())
+    m = Manager(proxy.balancers, StateFile(None))
+    built = proxy.balancers["app"]
+    m.add("app", added[0], added[1], added[2], who="t")
+    mconf = built.member_configs[built.balancer.member_by_route("node2")]
+    write(42, first, added)
+    assert mconf.timeout == 42.0
+    assert mconf == read_config(str(path))[0].balancers[0].members[1]
+
+    write(7, first)
+    proxy.reload()
+    assert proxy.balancers["app"] is built
+    m.add("app", "ajp://127.0.0.1:9003", "node3", who="t")
+    assert built.member_configs[built.balancer.member_by_route("node3")].timeout == 7.0
 
 
 def test_state_file_written_atomically_and_reapplied(tmp_path) -> None:

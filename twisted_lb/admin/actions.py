@@ -110,14 +110,22 @@ def member_action(
 
 def add_member(built: BuiltBalancer, url: str, route: str = "", loadfactor: Any = 1.0) -> Member:
     """
-    Add a member to a running balancer, built like a configured one (the
-    settings not given are the defaults of L{MemberConfig}).
+    Add a member to a running balancer, built like a member of the
+    configuration file that gives only its URL, route and load factor: its
+    C{timeout} is the top-level one (L{BuiltBalancer.default_timeout
+    <twisted_lb.service.BuiltBalancer.default_timeout>}), its health checks
+    are the balancer's, its other settings the defaults of L{MemberConfig}.
 
     @raise ActionError: 400 for a bad URL, route or load factor; 409 when
         the route is taken.
     """
     try:
-        mconf = MemberConfig(url=url.strip(), route=route.strip(), loadfactor=_loadfactor(loadfactor))
+        mconf = MemberConfig(
+            url=url.strip(),
+            route=route.strip(),
+            loadfactor=_loadfactor(loadfactor),
+            timeout=built.default_timeout,
+        )
     except (ValueError, TypeError) as e:
         raise ActionError(400, str(e)) from None
     try:
