@@ -121,3 +121,41 @@ def test_bad_config_exits(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as raised:
         tap._make_service(_options("--config", str(config)), MemoryReactorClock())
     assert "configuration error" in str(raised.value)
+
+
+@pytest.mark.parametrize("where, key", [("listen", "listen[0].endpoint"), ("admin", "admin.endpoint")])
+@pytest.mark.parametrize(
+    "kind, problem",
+    [
+        ("missing", "cannot be read: No such file or directory"),
+        ("directory", "cannot be read: Is a directory"),
+        ("not-pem", "not a PEM certificate and private key"),
+    ],
+)
+def test_endpoint_file_errors_are_configuration_errors(
+    tmp_path: Path, where: str, key: str, kind: str, problem: str
+) -> None:
+    """
+    A file named in an ssl: endpoint string (a listener's or the admin
+    listener's) that is missing, a directory or not PEM ends --check with a
+    configuration error naming the key, the file and the problem, not a
+    traceback.
+    """
+    pem = tmp_path / "server.pem"
+    if kind == "directory":
+        pem.mkdir()
+    elif kind == "not-pem":
+        pem.write_text("not a certificate\n")
+    endpoint = f"ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}"
+    text = "workers = 1\n" + _CONFIG
+    if where == "listen":
+        text = text.replace('"tcp:0:interface=127.0.0.1"', f'"{endpoint}"')
+    else:
+        text += f'\n[admin]\nendpoint = "{endpoint}"\n'
+    config = tmp_path / "site.toml"
+    config.write_text(text)
+    with pytest.raises(SystemExit) as raised:
+        tap._make_service(_options("--config", str(config), "--check"), MemoryReactorClock())
+    message = str(raised.value)
+    assert message.startswith(f"twisted_lb: configuration error: {config}: {key}: ")
+    assert str(pem) in message and problem in message

@@ -31,6 +31,7 @@ from twisted_lb.config.model import (
 )
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
+from twisted_lb.endpoints import endpoint_errors
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
@@ -411,8 +412,9 @@ class ProxyService(MultiService):
         The (not yet started) listening service of C{config.listeners[index]}.
 
         @param endpoint_for: makes its endpoint instead of C{serverFromString}.
-        @raise ConfigError: its certificate or endpoint is not usable, or a
-            worker process would have to open a listener of its own.
+        @raise ConfigError: its certificate or endpoint is not usable (a file
+            its endpoint string names, too), or a worker process would have
+            to open a listener of its own.
         """
         listener = config.listeners[index]
         if endpoint_for is None and self.adopting:
@@ -436,15 +438,11 @@ class ProxyService(MultiService):
             except (OSError, ValueError) as e:
                 raise ConfigError(config.source, f"listen[{index}].tls", str(e)) from None
             factory = TLSMemoryBIOFactory(context, False, site)
-        try:
+        with endpoint_errors(config.source, f"listen[{index}].endpoint", listener.endpoint):
             if endpoint_for is not None:
                 endpoint = endpoint_for(index, listener)
             else:
                 endpoint = serverFromString(self.reactor, listener.endpoint)
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(
-                config.source, f"listen[{index}].endpoint", f"{listener.endpoint!r}: {e}"
-            ) from None
         service = StreamServerEndpointService(endpoint, factory)
         service._raiseSynchronously = True
         return service

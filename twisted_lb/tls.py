@@ -16,7 +16,7 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 
 from twisted_lb.config.model import TLSConfig
 
-__all__ = ["server_context", "make_self_signed", "h2_available"]
+__all__ = ["server_context", "make_self_signed", "h2_available", "openssl_reason"]
 
 
 def h2_available() -> bool:
@@ -30,7 +30,7 @@ def h2_available() -> bool:
     return bool(H2_ENABLED)
 
 
-def _reason(error: Exception) -> str:
+def openssl_reason(error: Exception) -> str:
     """The last reason in an OpenSSL error, in words."""
     try:
         return str(error.args[0][-1][2])
@@ -58,7 +58,7 @@ def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
         ]
     except (crypto.Error, SSL.Error) as e:
         files = ", ".join(dict.fromkeys(f for f in (tls.certificate, tls.key, tls.chain) if f))
-        raise ValueError(f"{files}: not a PEM certificate and private key ({_reason(e)})") from None
+        raise ValueError(f"{files}: not a PEM certificate and private key ({openssl_reason(e)})") from None
     protocols = [b"h2", b"http/1.1"] if h2_available() else [b"http/1.1"]
     return ssl.CertificateOptions(
         privateKey=certificate.privateKey.original,

@@ -211,6 +211,11 @@ class ReloadTests(TestCase):
             self.proxy.reload(bad)
         self.assertEqual(raised.exception.key, "listen[1].endpoint")
         self.assertIn("cannot listen", raised.exception.problem)
+        missing = os.path.abspath(self.mktemp())
+        with self.assertRaises(ConfigError) as raised:
+            self.proxy.reload(attrs.evolve(bad, listeners=(LISTEN, ListenerConfig(f"ssl:0:privateKey={missing}"))))
+        self.assertEqual(raised.exception.key, "listen[1].endpoint")
+        self.assertIn(f"file {missing} cannot be read", raised.exception.problem)
         self.assertIs(self.proxy.config, good)
         self.assertEqual(len(self.proxy.listening), 1)
         self.assertEqual(set((yield self.nodes_answering(base + "/echo", 3))), {"node1"})

@@ -10,12 +10,12 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from twisted_lb.config.model import AdminConfig, ConfigError, endpoint_is_local
+from twisted_lb.config.model import AdminConfig, endpoint_is_local
+from twisted_lb.endpoints import server_endpoint
 
 from .auth import protect
 from .csrf import CrossSiteGuard
@@ -51,6 +51,7 @@ class AdminService(MultiService):
         """
         @param worker: this process's L{WorkerIdentity <twisted_lb.worker.WorkerIdentity>}
             when C{workers} > 1 (the admin listener runs in worker 0 only), else C{None}.
+        @raise ConfigError: the endpoint string, or a file it names, is not usable.
         """
         super().__init__()
         self.config = config
@@ -79,12 +80,8 @@ class AdminService(MultiService):
         self.root.note = note
         site = _QuietSite(protect(self.root, config.user, config.password, reactor), timeout=60)
         site.displayTracebacks = False
-        try:
-            endpoint = serverFromString(reactor, config.endpoint)
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(
-                getattr(proxy.config, "source", "<config>"), "admin.endpoint", f"{config.endpoint!r}: {e}"
-            ) from None
+        source = getattr(proxy.config, "source", "<config>")
+        endpoint = server_endpoint(reactor, config.endpoint, source, "admin.endpoint")
         self.listening = StreamServerEndpointService(endpoint, site)
         self.listening._raiseSynchronously = True
         self.listening.setServiceParent(self)
