@@ -40,7 +40,7 @@ class Options(usage.Options):
     ]
     optFlags = [
         ["demo", None, "Run a demo: two built-in AJP nodes behind an HTTPS balancer."],
-        ["check", None, "Check the configuration, print a summary and exit."],
+        ["check", None, "Check the configuration (and the files it names), say whether it is OK, and exit."],
     ]
 
     def postOptions(self) -> None:
