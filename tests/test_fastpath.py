@@ -250,6 +250,37 @@ class ChannelTests(SynchronousTestCase):
         self.assertIn(b"X-A: a Set-Cookie: evil\r\n", head)
         self.assertEqual(len(re.findall(rb"\r\n", head)), 5)  # status, 3 fields, end
 
+    def test_fields_the_member_lists_in_connection_are_dropped(self):
+        self.proto.dataReceived(GET)
+        response = self.lane.fast[0][1]
+        response.start(
+            200,
+            [
+                (b"X-Internal", b"secret"),
+                (b"Connection", b"keep-alive, X-Internal"),
+                (b"Connection", b"x-other"),
+                (b"X-Other", b"2"),
+                (b"X-Kept", b"1"),
+                (b"Content-Length", b"0"),
+            ],
+        )
+        response.finish()
+        head = self.sent()
+        self.assertNotIn(b"X-Internal", head)
+        self.assertNotIn(b"X-Other", head)
+        self.assertNotIn(b"Connection:", head)
+        self.assertIn(b"X-Kept: 1\r\n", head)
+        self.assertEqual(len(re.findall(rb"\r\n", head)), 5)  # status, 3 fields, end
+
+    def test_keep_alive_or_close_alone_leave_the_rest(self):
+        self.proto.dataReceived(GET)
+        response = self.lane.fast[0][1]
+        response.start(200, [(b"Connection", b"close"), (b"X-Kept", b"1"), (b"Content-Length", b"0")])
+        response.finish()
+        head = self.sent()
+        self.assertIn(b"X-Kept: 1\r\n", head)
+        self.assertNotIn(b"Connection:", head)
+
     def test_error_page(self):
         self.proto.dataReceived(GET)
         self.lane.fast[0][1].error(503, "no member")
@@ -339,3 +370,4 @@ class ThroughTheProxyTests(TestCase):
     def test_unknown_route_and_unsafe_path_answered_by_twisted_web(self):
         out = yield self.talk(b"GET /a/../../etc HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 400 "), out[:200])
+

@@ -9,14 +9,21 @@ knows about sockets or members.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO, Any, Protocol
 
 import attrs
 
 from twisted_lb.rewrite import RouteRewriting
 
-__all__ = ["HOP_BY_HOP", "ClientSink", "Exchange", "ResponseSink", "IDEMPOTENT_METHODS"]
+__all__ = [
+    "HOP_BY_HOP",
+    "ClientSink",
+    "Exchange",
+    "ResponseSink",
+    "IDEMPOTENT_METHODS",
+    "connection_options",
+]
 
 #: Headers that describe one connection, not the message (RFC 9110 §7.6.1):
 #: never forwarded either way.
@@ -33,6 +40,16 @@ HOP_BY_HOP = frozenset(
         b"proxy-authenticate",
     }
 )
+
+
+def connection_options(values: Iterable[bytes]) -> frozenset[bytes]:
+    """
+    The header names a message's C{Connection} field values list (in lower
+    case): fields for this hop only, which a proxy removes (RFC 9110 7.6.1).
+    """
+    return frozenset(
+        token for value in values for token in (t.strip().lower() for t in value.split(b",")) if token
+    )
 
 #: Methods that may be sent again when no response byte came back (RFC 9110).
 IDEMPOTENT_METHODS = frozenset(

@@ -27,7 +27,7 @@ import attrs
 import httptools
 from twisted.web.http_headers import Headers
 
-from twisted_lb.exchange import HOP_BY_HOP, ClientSink
+from twisted_lb.exchange import HOP_BY_HOP, ClientSink, connection_options
 from twisted_lb.sendnow import send_now, send_parts_now
 
 if TYPE_CHECKING:
@@ -197,16 +197,21 @@ class FastRequest:
         return self._headers
 
 
-_KEEP, _DROP, _LENGTH, _DATE_KIND = "keep", "drop", "length", "date"
+_KEEP, _DROP, _LENGTH, _DATE_KIND, _CONNECTION_KIND = "keep", "drop", "length", "date", "connection"
 #: What to do with each response header name seen (as sent): built as names
 #: come, bounded so that a member inventing names cannot grow it forever.
 _NAME_KINDS: dict[bytes, str] = {}
+#: Connection options that need no second pass: hop-by-hop fields dropped
+#: anyway, and C{close} (not a field).
+_DROPPED_ANYWAY = HOP_BY_HOP | {b"close"}
 _NAME_KINDS_MAX = 512
 
 
 def _classify(name: bytes) -> str:
     lower = name.lower()
-    if lower in HOP_BY_HOP:
+    if lower == _CONNECTION:
+        kind = _CONNECTION_KIND
+    elif lower in HOP_BY_HOP:
         kind = _DROP
     elif lower == _CONTENT_LENGTH:
         kind = _LENGTH
@@ -279,12 +284,16 @@ class RawResponse(ClientSink):
         has_length = has_date = False
         kept = 0
         kinds = _NAME_KINDS
+        connection: list[bytes] | None = None
         for name, value in headers:
             kind = kinds.get(name)
             if kind is None:
                 kind = _classify(name)
             if kind is not _KEEP:
                 if kind is _DROP:
+                    continue
+                if kind is _CONNECTION_KIND:
+                    connection = [*(connection or ()), value]
                     continue
                 if kind is _LENGTH:
                     has_length = True
@@ -302,6 +311,15 @@ class RawResponse(ClientSink):
             self.keep_alive = False
             parts.append(b"Connection: close\r\n")
         parts.append(b"\r\n")
+        if connection is not None:
+            listed = connection_options(connection) - _DROPPED_ANYWAY
+            if listed:
+                # Fields the member's Connection names are for its hop only
+                # (rare): the head again without them (and without Connection).
+                return self._head(
+                    status,
+                    [(n, v) for n, v in headers if (low := n.lower()) not in listed and low != _CONNECTION],
+                )
         # Each kept member header is four parts making one line; every other
         # part is one line.
         return b"".join(parts), len(parts) - 3 * kept

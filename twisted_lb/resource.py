@@ -26,7 +26,7 @@ from twisted_lb.balancer import StickyConfig, find_session_routes
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
-from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange
+from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_options
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.rewrite import RouteRewriting
@@ -115,13 +115,18 @@ class RequestSink(ClientSink):
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
+        connection: list[bytes] = []
         for name, value in headers:
             lower = name.lower()
             if lower in HOP_BY_HOP:
+                if lower == _CONNECTION:
+                    connection.append(value)
                 continue
             grouped.setdefault(name, []).append(value)
+        listed = connection_options(connection) if connection else frozenset()
         for name, values in grouped.items():
-            out.setRawHeaders(name, values)
+            if name.lower() not in listed:
+                out.setRawHeaders(name, values)
 
     def write(self, data: bytes) -> None:
         if not self._gone:
@@ -469,14 +474,14 @@ def _forwarded_headers(
     The end-to-end request headers (names in lower case), the Cookie values
     and the Host, from the client's C{(name, value)} pairs.
     """
-    connection_tokens: set[bytes] = set()
+    connection: list[bytes] = []
     out: list[tuple[bytes, bytes]] = []
     cookies: list[bytes] = []
     host = b""
     for name, value in pairs:
         lower = name.lower()
         if lower == _CONNECTION:
-            connection_tokens.update(t.strip().lower() for t in value.split(b","))
+            connection.append(value)
             continue
         if lower in HOP_BY_HOP or lower == _CONTENT_LENGTH:
             continue
@@ -485,8 +490,9 @@ def _forwarded_headers(
         elif lower == _HOST and not host:
             host = value
         out.append((lower, value))
-    if connection_tokens:
-        out = [(n, v) for n, v in out if n not in connection_tokens]
+    if connection:
+        listed = connection_options(connection)
+        out = [(n, v) for n, v in out if n not in listed]
     return out, cookies, host
 
 
