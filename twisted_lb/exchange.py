@@ -23,6 +23,7 @@ __all__ = [
     "ResponseSink",
     "IDEMPOTENT_METHODS",
     "connection_options",
+    "member_path",
 ]
 
 #: Headers that describe one connection, not the message (RFC 9110 §7.6.1):
@@ -55,6 +56,22 @@ def connection_options(values: Iterable[bytes]) -> frozenset[bytes]:
 IDEMPOTENT_METHODS = frozenset(
     {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE", b"PROPFIND"}
 )
+
+
+def member_path(prefix: bytes, path: bytes) -> bytes:
+    """
+    The path a member is sent: its own path, then the exchange's.
+
+    The router lets a path parameter follow a route's prefix (C{/app;x=1}
+    matches C{/app}), so an exchange's path may start with C{;}; with a
+    member URL without a path, that would end up right after the member's
+    host and port. A C{/} is put in front of whatever does not start with one.
+
+    @param prefix: the member URL's path, C{b""} or starting with C{/}.
+    @param path: the exchange's path (L{Exchange.path}).
+    """
+    joined = prefix + path
+    return joined if joined.startswith(b"/") else b"/" + joined
 
 
 @attrs.frozen

@@ -57,9 +57,11 @@ class MemberApp(Resource):
         self.scheme = b"http"
         self.sessions: dict[str, int] = {}
         self.stalled: list[Any] = []
+        self.uris: list[bytes] = []
         self._ids = itertools.count(1)
 
     def render(self, request):
+        self.uris.append(request.uri)
         path = request.path
         if self.context and path.startswith(self.context):
             path = path[len(self.context) :]
@@ -405,6 +407,28 @@ class PrefixTests(_Base):
         _, headers, _ = yield self.get(self.base + "/app/session")
         cookie = headers.getRawHeaders(b"set-cookie")[0]
         self.assertTrue(cookie.endswith(b".node1; Path=/app; HttpOnly"), cookie)
+
+
+class PathParameterTests(_Base):
+    """A path parameter right after the route's prefix (/h;x=1), member URL without a path."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        super().setUp()
+        self.node = self.member("node1")
+        self.base = yield self.proxy(
+            [MemberConfig(url=self.node.url, route="node1")],
+            routes=(RouteConfig("/h", "cluster"),),
+        )
+
+    @defer.inlineCallbacks
+    def test_parameter_reaches_the_member_path_on_one_connection(self):
+        """/h;x=N/a reaches the member as /;x=N/a; 20 of them share one member connection."""
+        for i in range(20):
+            status, _, _ = yield self.get(self.base + f"/h;x={i}/a?q={i}")
+            self.assertEqual(status, 404)  # the member's own answer: it has no such page
+        self.assertEqual(len(self.node.connections), 1)
+        self.assertEqual(self.node.app.uris, [b"/;x=%d/a?q=%d" % (i, i) for i in range(20)])
 
 
 class CookieRuleTests(_Base):

@@ -17,7 +17,7 @@ from twisted_lb.ajp.pool import AJPConnectionPool
 from twisted_lb.ajp.protocol import AJPClientProtocol
 from twisted_lb.config.model import MemberConfig
 from twisted_lb.errors import AttemptFailed, RequestRefused
-from twisted_lb.exchange import Exchange, ResponseSink
+from twisted_lb.exchange import Exchange, ResponseSink, member_path
 from twisted_lb.rewrite import RewriterCache, RewritingSink, public_origin
 
 __all__ = ["AJPBackend"]
@@ -74,7 +74,7 @@ class AJPBackend:
             attributes.append((_SSL_PROTOCOL, exchange.ssl_protocol))
         return ForwardRequest(
             method=exchange.method,
-            req_uri=self._prefix + exchange.path,
+            req_uri=member_path(self._prefix, exchange.path),
             protocol=_PROTOCOL,
             remote_addr=exchange.client_address.encode("ascii"),
             remote_host=None,

@@ -50,7 +50,7 @@ from twisted_lb.errors import (
     ResponseNeverReceived,
     TLSFailed,
 )
-from twisted_lb.exchange import Exchange, ResponseSink
+from twisted_lb.exchange import Exchange, ResponseSink, member_path
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
 __all__ = ["HTTPBackend"]
@@ -281,7 +281,7 @@ class HTTPBackend:
         self._host = url_host.encode("ascii" if url_host.isascii() else "idna")
         self._port = member.port
         self._path = member.path.encode("utf-8")
-        self._url_prefix = b"%s://%s:%d%s" % (self._scheme, self._host, self._port, self._path)
+        self._origin = b"%s://%s:%d" % (self._scheme, self._host, self._port)
         self._host_header = (
             self._host
             if _DEFAULT_PORTS[scheme] == self._port
@@ -362,7 +362,7 @@ class HTTPBackend:
 
     def url(self, exchange: Exchange) -> bytes:
         """The member URL for C{exchange}."""
-        url = self._url_prefix + exchange.path
+        url = self._origin + member_path(self._path, exchange.path)
         if exchange.query is not None:
             url += b"?" + exchange.query
         return url

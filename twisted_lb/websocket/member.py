@@ -30,7 +30,7 @@ from twisted_lb.errors import (
     ResponseNeverReceived,
     TLSFailed,
 )
-from twisted_lb.exchange import Exchange, ResponseSink
+from twisted_lb.exchange import Exchange, ResponseSink, member_path
 
 from .hot_path import HotPath
 
@@ -201,6 +201,7 @@ class WSMember:
                 raise ConfigError("<config>", f"members.{member.url}.tls", str(e)) from None
         host = f"[{member.host}]" if ":" in member.host else member.host
         self.base_url = f"{member.scheme}://{host}:{member.port}{member.path}"
+        self._path = member.path.encode("utf-8")
         self.tunnels: set[Tunnel] = set()
         self._connecting: set[defer.Deferred[Any]] = set()
 
@@ -234,6 +235,15 @@ class WSMember:
         """Plain HTTP requests are not served by a WebSocket member."""
         raise RequestRefused(426, "this path only serves WebSocket connections")
 
+    def url(self, resource: str) -> str:
+        """
+        The member URL for C{resource}, the path and query below the member's
+        own path (see L{member_path}).
+        """
+        own = self._path
+        below = member_path(own, resource.encode("latin-1"))[len(own) :]
+        return self.base_url + below.decode("latin-1")
+
     async def connect(
         self, tunnel: Tunnel, request: UpstreamRequest, options: Mapping[str, Any]
     ) -> MemberSide:
@@ -246,7 +256,7 @@ class WSMember:
         @raise UpgradeRefused: the member answered with another status.
         """
         factory = _MemberFactory(
-            url=self.base_url + request.resource,
+            url=self.url(request.resource),
             protocols=list(request.protocols),
             headers=dict(request.headers),
             origin=request.origin,
