@@ -190,6 +190,44 @@ class ChannelTests(SynchronousTestCase):
         self.assertIn(b"Connection: close\r\n", self.sent())
         self.assertTrue(self.transport.disconnecting)
 
+    def test_connection_close_among_options_on_twisted_webs_path(self):
+        """
+        C{close} anywhere in any Connection field ends the connection after the
+        response; the request after it is not served (RFC 9112 9.6).
+        """
+        after = b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n"
+        for fields in (
+            b"Connection: close, foo\r\n",
+            b"Connection: foo\r\nConnection: Close\r\n",
+            b"Connection: foo ,\tCLOSE \r\n",
+        ):
+            self.setUp()
+            self.proto.dataReceived(
+                b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n" + fields
+                + b"\r\nhello" + after
+            )
+            self.assertEqual(self.lane.slow, [b"POST /a"], fields)
+            self.assertIn(b"Connection: close\r\n", self.sent(), fields)
+            self.assertTrue(self.transport.disconnecting, fields)
+
+    def test_connection_options_without_close_keep_the_connection(self):
+        self.proto.dataReceived(
+            b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+            b"Connection: foo, closed\r\n\r\nhello" + GET
+        )
+        self.assertEqual(self.lane.slow, [b"POST /a"])
+        self.assertEqual(len(self.lane.fast), 1)  # the next request is read and served
+        self.assertNotIn(b"Connection: close", self.sent())
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_http_1_0_keep_alive_still_closes_on_twisted_webs_path(self):
+        """As Twisted does: no persistent HTTP/1.0 connection, Keep-Alive or not."""
+        self.proto.dataReceived(
+            b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" + GET
+        )
+        self.assertEqual(self.lane.slow, [b"GET /a"])
+        self.assertTrue(self.transport.disconnecting)
+
     def test_chunked_when_the_member_gives_no_length(self):
         self.proto.dataReceived(GET)
         response = self.lane.fast[0][1]

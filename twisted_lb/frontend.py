@@ -19,6 +19,7 @@ moved lazily (when it fires early) rather than on every read.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any, cast
 
 import attrs
@@ -28,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
-from twisted.web.server import Site
+from twisted.web.server import Request, Site
 
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
@@ -55,6 +56,18 @@ def refusal(status: int, reason: str, message: str) -> bytes:
         b"Content-Length: %d\r\n"
         b"Connection: close\r\n\r\n%s"
     ) % (status, reason.encode("ascii"), len(body), body)
+
+
+def _asks_close(values: Sequence[bytes] | None) -> bool:
+    """
+    Whether C{Connection} field values list the C{close} option (RFC 9112
+    9.6), in any field, in any case, anywhere in a comma-separated list.
+
+    @param values: the request's C{Connection} field values, or C{None}.
+    """
+    if not values:
+        return False
+    return any(t.strip(b" \t").lower() == b"close" for v in values for t in v.split(b","))
 
 
 @attrs.frozen
@@ -262,6 +275,18 @@ class LimitedHTTPChannel(TrackedChannel):
             )
             return False
         return bool(super().headerReceived(line))
+
+    def checkPersistence(self, request: Request, version: bytes) -> bool:
+        """
+        Whether the connection stays open after C{request}'s response:
+        not when any C{Connection} field value lists C{close} (Twisted reads
+        only the first token of the first field); otherwise as Twisted
+        decides (HTTP/1.0 and older close) and a stopping proxy decides.
+        """
+        if _asks_close(request.requestHeaders.getRawHeaders(b"connection")):
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return bool(super().checkPersistence(request, version))
 
     def allHeadersReceived(self) -> None:
         super().allHeadersReceived()
