@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from twisted_lb.routing import Router, _segment_problem, unsafe_path
+from twisted_lb.routing import Router, _segment_problem, unsafe_path, unsafe_query
 
 
 @pytest.mark.parametrize(
@@ -39,6 +39,18 @@ def test_safe_paths(path):
 def test_unsafe_paths(path, reason):
     problem = unsafe_path(path)
     assert problem is not None and reason in problem
+
+
+@pytest.mark.parametrize(
+    "query", [b"", b"a=1&b=%7F", b"x=\x21~", b"q=caf\xc3\xa9", b"a=b;c=d?e=/f"]
+)
+def test_safe_queries(query):
+    assert unsafe_query(query) is None
+
+
+@pytest.mark.parametrize("query", [b"x=\x7f", b"x=\x00", b"\x1f", b"a=1 b", b"a=\t", b"a=\r\n"])
+def test_unsafe_queries(query):
+    assert unsafe_query(query) == "control characters or spaces in the query"
 
 
 def test_quick_check_never_accepts_what_the_full_check_refuses():

@@ -30,7 +30,7 @@ from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_opt
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.rewrite import RouteRewriting
-from twisted_lb.routing import Match, Router, unsafe_path
+from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -284,7 +284,7 @@ class ProxyResource(Resource):
         if not uri.startswith(b"/"):
             raise RequestRefused(400, "absolute-form requests are not served: this is a reverse proxy")
         path, _, query = uri.partition(b"?")
-        reason = unsafe_path(path)
+        reason = unsafe_path(path) or unsafe_query(query)
         if reason is not None:
             raise RequestRefused(400, reason)
         match = self._router.match(path)

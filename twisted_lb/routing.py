@@ -16,12 +16,14 @@ from urllib.parse import unquote_to_bytes
 
 import attrs
 
-__all__ = ["Router", "Match", "unsafe_path"]
+__all__ = ["Router", "Match", "unsafe_path", "unsafe_query"]
 
 T = TypeVar("T")
 
 #: Control characters and the backslash, which no forwarded path may hold.
 _CTL_OR_BACKSLASH = re.compile(rb"[\x00-\x1f\x7f\\]")
+#: Control characters and the space, which no forwarded query may hold.
+_CTL_OR_SPACE = re.compile(rb"[\x00-\x20\x7f]")
 
 
 @attrs.frozen
@@ -78,6 +80,20 @@ def unsafe_path(path: bytes) -> str | None:
         # with a dot, no control character.
         return None
     return _segment_problem(path)
+
+
+def unsafe_query(query: bytes) -> str | None:
+    """
+    Why C{query} must not be forwarded, or C{None} when it is fine.
+
+    A control character (DEL too) or a space cannot be written in a request
+    target (RFC 9112 3.2), to an HTTP member nor in an AJP query string.
+
+    @param query: the request's query, without the C{?}.
+    """
+    if _CTL_OR_SPACE.search(query) is None:
+        return None
+    return "control characters or spaces in the query"
 
 
 def _segment_problem(path: bytes) -> str | None:

@@ -18,6 +18,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.test.requesthelper import DummyRequest
 
 from twisted_lb.config.model import (
     BackendTLSConfig,
@@ -28,6 +29,9 @@ from twisted_lb.config.model import (
     RouteConfig,
     TLSConfig,
 )
+from twisted_lb.errors import RequestRefused
+from twisted_lb.exchange import Exchange
+from twisted_lb.resource import RequestSink
 from twisted_lb.service import ProxyService
 from twisted_lb.testing import Fault, FaultyAJPMember
 from twisted_lb.tls import make_self_signed, server_context
@@ -374,6 +378,32 @@ class HTTPMemberTests(_Base):
         status, headers, _ = yield self.get(self.base + "/redirect")
         self.assertEqual(status, 302)
         self.assertEqual(headers.getRawHeaders(b"location"), [self.base.encode() + b"/x"])
+
+
+    @defer.inlineCallbacks
+    def test_unwritable_request_is_400_without_the_member_url(self):
+        """
+        A request Twisted's client refuses to write (here a DEL in the query,
+        which the resource now refuses before) is a 400 whose text does not
+        show the member's URL; the detail is logged.
+        """
+        backend = next(iter(self.proxies[0].balancers["cluster"].backends.values()))
+        exchange = Exchange(
+            method=b"GET", path=b"/echo", query=b"x=\x7f", headers=[], host=b"x",
+            client_address="127.0.0.1", client_port=1, local_address="127.0.0.1", local_port=2,
+            is_ssl=False,
+        )
+        sink = RequestSink(DummyRequest([b"echo"]))
+        error = yield self.assertFailure(
+            defer.Deferred.fromCoroutine(backend.send(exchange, sink)), RequestRefused
+        )
+        self.assertEqual(error.status, 400)
+        self.assertIn("request cannot be forwarded", str(error))
+        self.assertNotIn("127.0.0.1", str(error))
+        self.assertTrue(
+            any("cannot be forwarded" in line and "127.0.0.1" in line for line in self.logged),
+            self.logged,
+        )
 
 
 class PrefixTests(_Base):

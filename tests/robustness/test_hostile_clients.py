@@ -251,6 +251,19 @@ class MalformedRequestTests(_Case):
         self.assertEqual(self.members[0].requests[-1].forward.req_uri, b"/%252e%252e/app")
 
 
+    @defer.inlineCallbacks
+    def test_control_characters_in_the_query(self):
+        """DEL and other control bytes in the query are 400 on twisted.web's path, never forwarded."""
+        # Twisted answers a bare 400 to other control bytes in the request line; DEL passes it.
+        for target in (b"/app?x=\x7f", b"/app?a=1&b=c\x7fd", b"/app?\x7f"):
+            answer = yield self.assert_refused(_request(target=target), 400)
+            self.assertIn(b"control characters or spaces in the query", answer)
+        # Encoded, they are the application's business.
+        answer = yield self.send(_request(target=b"/app?x=%7F"))
+        self.assertEqual(_status(answer), 200)
+        self.assertEqual(self.members[0].requests[-1].forward.query_string, b"x=%7F")
+
+
 class GoneAndSlowClientTests(_Case):
     """Clients that leave or never read cost nothing lasting."""
 

@@ -106,6 +106,17 @@ def _describe(error: BaseException) -> str:
     return "; ".join(parts) or type(error).__name__
 
 
+def _unforwardable(name: str, reason: ValueError) -> RequestRefused:
+    """
+    The 400 for a request Twisted's client refuses to write to member C{name}.
+
+    The reason names the member's URL or the request's values: it is logged,
+    not shown to the client.
+    """
+    _log.warn("request to {member} cannot be forwarded: {reason}", member=name, reason=reason)
+    return RequestRefused(400, "request cannot be forwarded: it cannot be written as HTTP/1.1")
+
+
 class _MemberClientProtocol(HTTP11ClientProtocol):
     """
     Twisted's HTTP/1.1 client connection, which ignores bytes that follow a
@@ -510,7 +521,7 @@ class _Attempt(Protocol):
                 exchange.method, backend.url(exchange), backend.request_headers(exchange), body
             )
         except ValueError as e:
-            raise RequestRefused(400, f"request cannot be forwarded: {e}") from None
+            raise _unforwardable(backend.name, e) from None
         try:
             await self._head_then_body(d)
         finally:
@@ -572,7 +583,7 @@ class _Attempt(Protocol):
         if isinstance(error, web_client.RequestGenerationFailed):
             for reason in _reasons(error):
                 if isinstance(reason, ValueError):
-                    return RequestRefused(400, f"request cannot be forwarded: {reason}")
+                    return _unforwardable(name, reason)
             return BackendProtocolError(
                 f"request to {name} could not be written: {_describe(error)}"
             )
