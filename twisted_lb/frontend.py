@@ -33,6 +33,7 @@ from twisted.web.server import Request, Site
 
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
+from twisted_lb.exchange import connection_options
 from twisted_lb.fastpath import RawResponse, parse_simple_head
 
 __all__ = ["ConnectionInfo", "FrontendSite", "LimitedHTTPChannel", "refusal", "tls_details"]
@@ -65,9 +66,7 @@ def _asks_close(values: Sequence[bytes] | None) -> bool:
 
     @param values: the request's C{Connection} field values, or C{None}.
     """
-    if not values:
-        return False
-    return any(t.strip(b" \t").lower() == b"close" for v in values for t in v.split(b","))
+    return bool(values) and b"close" in connection_options(values or ())
 
 
 @attrs.frozen
