@@ -162,6 +162,7 @@ def test_every_key() -> None:
             idle_timeout=20.0,
             send_timeout=45.0,
             max_connections=5000,
+            max_body_bytes=52428800,
         ),
         workers=2,
     )
@@ -384,3 +385,16 @@ def test_limits_are_checked() -> None:
     assert e.key.startswith("limits") and "header_timeout_max" in e.problem
     e = error(MINIMAL + "\n[limits]\nmax_headers = 0\n")
     assert e.key == "limits.max_headers"
+
+
+def test_max_body_bytes() -> None:
+    """[limits] max_body_bytes: 1 GiB by default, 0 is no limit; negative or not an int: error."""
+    assert load_toml_text(MINIMAL).limits.max_body_bytes == 1073741824
+    config = load_toml_text(MINIMAL + "\n[limits]\nmax_body_bytes = 0\n")
+    assert config.limits.max_body_bytes == 0
+    e = error(MINIMAL + "\n[limits]\nmax_body_bytes = -1\n")
+    assert e.key == "limits.max_body_bytes"
+    assert "must not be negative" in e.problem and "-1" in e.problem
+    assert "test.toml" in str(e) and "limits.max_body_bytes" in str(e)
+    e = error(MINIMAL + '\n[limits]\nmax_body_bytes = "1M"\n')
+    assert e.key == "limits.max_body_bytes"

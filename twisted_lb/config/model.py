@@ -584,6 +584,10 @@ class LimitsConfig:
         nothing; then the connection is aborted (Apache's C{Timeout}).
     @ivar max_connections: open client connections per listener; past it a
         new connection gets 503 and is closed. C{None}: no limit.
+    @ivar max_body_bytes: bytes of a request body (HTTP/1.1); a larger
+        C{Content-Length}, or a chunked body growing past it, is a 413 and
+        the connection is closed (Apache's C{LimitRequestBody}, with its
+        default of 1 GiB). 0: no limit.
     """
 
     max_headers: int = attrs.field(default=100, validator=_positive)
@@ -595,6 +599,7 @@ class LimitsConfig:
     idle_timeout: float = attrs.field(default=60.0, validator=_positive)
     send_timeout: float = attrs.field(default=60.0, validator=_positive)
     max_connections: int | None = attrs.field(default=None, validator=_positive)
+    max_body_bytes: int = attrs.field(default=1 << 30, validator=_not_negative)
 
     @header_timeout_max.validator
     def _check_header_timeout_max(self, attribute: attrs.Attribute[Any], value: float) -> None:

@@ -73,6 +73,7 @@ _LIMITS = {
     "idle_timeout": "num",
     "send_timeout": "num",
     "max_connections": "int",
+    "max_body_bytes": "int",
 }
 _LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
 _LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
