@@ -5,12 +5,14 @@ builds it.
 
 Twisted's own channel answers 400 past 500 header lines, closes silently
 past 16 KiB of headers and waits without limit for a client that drips its
-head or body a byte at a time. L{LimitedHTTPChannel} answers 431 for heads
-that are too big, 408 for heads or bodies that come too slowly (the rule of
-Apache's C{mod_reqtimeout}: a first deadline extended by every C{min_rate}
-bytes received, up to a hard limit for heads), aborts a connection whose
-client has not read any of its response for C{send_timeout} seconds, and
-L{FrontendSite} answers 503 to connections past C{max_connections}.
+head or body a byte at a time, and takes request bodies of any size.
+L{LimitedHTTPChannel} answers 431 for heads that are too big, 413 for bodies
+larger than C{max_body_bytes} (before any C{100 Continue}), 408 for heads or
+bodies that come too slowly (the rule of Apache's C{mod_reqtimeout}: a first
+deadline extended by every C{min_rate} bytes received, up to a hard limit for
+heads), aborts a connection whose client has not read any of its response
+for C{send_timeout} seconds, and L{FrontendSite} answers 503 to connections
+past C{max_connections}.
 
 Each connection holds at most one timer for the head or body deadline; it is
 moved lazily (when it fires early) rather than on every read.
@@ -126,6 +128,10 @@ def tls_details(transport: Any) -> tuple[bytes | None, bytes | None]:
         protocol.encode("ascii") if protocol else None,
         cipher.encode("ascii") if cipher else None,
     )
+
+
+def _drop(data: bytes) -> None:
+    """Swallow what a refused request's body decoder still delivers."""
 
 
 class _Phase(enum.Enum):
@@ -288,8 +294,21 @@ class LimitedHTTPChannel(TrackedChannel):
         return bool(super().checkPersistence(request, version))
 
     def allHeadersReceived(self) -> None:
+        """
+        The head is complete: refuse a C{Content-Length} over
+        C{max_body_bytes} before twisted.web sees the head (it would make a
+        spool file and answer C{Expect: 100-continue}); otherwise let it, and
+        start the body deadline and, for a chunked body, the body count.
+        """
+        limit = self.limits.max_body_bytes
+        length = self.length
+        if limit and length is not None and length > limit:
+            self._refuse_body(f"Content-Length {length}")
+            return
         super().allHeadersReceived()
         if self.length != 0 and not self.transport.disconnecting:  # type: ignore[union-attr]
+            if self.length is None and limit:
+                self._count_chunked(limit)
             self._start(_Phase.BODY, self.limits.body_timeout)
 
     def allContentReceived(self) -> None:
@@ -340,6 +359,57 @@ class LimitedHTTPChannel(TrackedChannel):
         if self._deadline_call is not None and self._deadline_call.active():
             self._deadline_call.cancel()
         self._deadline_call = None
+
+    # -- body size -----------------------------------------------------------
+
+    def _count_chunked(self, limit: int) -> None:
+        """
+        Count the decoded bytes of the chunked body now arriving, and refuse
+        the request as soon as they pass C{limit}.
+
+        The count sits between twisted.web's chunked decoder and the request
+        (the decoder's C{dataCallback}); only requests with a chunked body pay
+        for it.
+
+        @param limit: C{max_body_bytes}, not 0.
+        """
+        decoder = self._transferDecoder
+        if decoder is None:
+            return
+        deliver = decoder.dataCallback
+        received = 0
+
+        def counted(data: bytes) -> None:
+            nonlocal received
+            received += len(data)
+            if received > limit:
+                # The decoder may go on with the rest of this read: nothing
+                # more of it reaches the request, and the request never ends.
+                decoder.dataCallback = decoder.finishCallback = _drop
+                self._refuse_body("the chunked body")
+                return
+            deliver(data)
+
+        decoder.dataCallback = counted
+
+    def _refuse_body(self, what: str) -> None:
+        """
+        Answer 413 to a request whose body is larger than C{max_body_bytes},
+        and close; the request is never dispatched.
+
+        @param what: what was too large, for the log.
+        """
+        transport = self.transport
+        if transport is None or transport.disconnecting:  # type: ignore[attr-defined]
+            return
+        limit = self.limits.max_body_bytes
+        _log.info(
+            "413 for {peer}: {what} is larger than {limit} bytes",
+            peer=str(transport.getPeer()),
+            what=what,
+            limit=limit,
+        )
+        self._refuse(413, "Content Too Large", f"the request body is larger than {limit} bytes")
 
     # -- refusing ------------------------------------------------------------
 

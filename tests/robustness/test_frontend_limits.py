@@ -3,7 +3,8 @@ The frontend's limits on real sockets (L{twisted_lb.frontend}): slowloris
 heads and slow bodies are cut off with 408 inside their deadline while other
 clients are served, a client that reads nothing of its response is aborted,
 idle connections time out, thousands of idle connections do not slow a
-normal request, and connections past C{max_connections} get 503.
+normal request, connections past C{max_connections} get 503, and bodies
+over C{max_body_bytes} get 413 before they are read.
 """
 
 from __future__ import annotations
@@ -183,6 +184,93 @@ class SlowClientTests(_Case):
         self.assertLess(silent.closed_after, 2.5)
         self.assertTrue(keep.answer.startswith(b"HTTP/1.1 200"))
         self.assertLess(keep.closed_after, 2.5)
+
+
+class BodyLimitTests(_Case):
+    """C{max_body_bytes}: 413 and close before the body is read; nothing reaches the member."""
+
+    LIMITS = LimitsConfig(max_body_bytes=10_000)
+
+    @defer.inlineCallbacks
+    def test_content_length_over_the_limit_gets_413_without_the_body(self):
+        """A head announcing 50 MB alone: 413 and close at once, the member saw nothing."""
+        yield self.start(self.LIMITS)
+        started = time.monotonic()
+        answer = yield raw_exchange(
+            self.port, b"POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 52428800\r\n\r\n"
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), answer[:100])
+        self.assertTrue(answer.endswith(b"\r\n\r\nthe request body is larger than 10000 bytes\n"))
+        # Closed by the proxy, not by raw_exchange's 3 s read timeout.
+        self.assertLess(time.monotonic() - started, 2.0)
+        self.assertEqual(self.member.requests, [])
+        self.assertEqual(self.member.connections_made, 0)
+        status, _ = yield self.timed_request()
+        self.assertEqual(status, b"HTTP/1.1 200 OK")
+
+    @defer.inlineCallbacks
+    def test_expect_100_continue_gets_413_and_no_continue(self):
+        """Expect: 100-continue with a body over the limit: the 413 alone, no 100 Continue."""
+        yield self.start(self.LIMITS)
+        answer = yield raw_exchange(
+            self.port,
+            b"POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 10001\r\n"
+            b"Expect: 100-continue\r\n\r\n",
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), answer[:100])
+        self.assertNotIn(b"100 Continue", answer)
+        self.assertEqual(self.member.requests, [])
+
+    @defer.inlineCallbacks
+    def test_chunked_body_growing_past_the_limit_is_cut(self):
+        """A chunked body sent 1000 bytes at a time: 413 and close once it passes 10 000."""
+        yield self.start(self.LIMITS)
+        log = LogCapture().install()
+        self.addCleanup(log.remove)
+        chunk = b"3e8\r\n" + b"c" * 1000 + b"\r\n"
+        head = b"POST /app HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        dripper = yield _drip(self.port, head + chunk * 100 + b"0\r\n\r\n", len(chunk), 0.02)
+        yield dripper.done
+        self.assertTrue(
+            dripper.answer.startswith(b"HTTP/1.1 413 Content Too Large\r\n"), dripper.answer[:100]
+        )
+        self.assertLess(dripper.sent, len(chunk) * 30)
+        self.assertEqual(self.member.requests, [])
+        self.assertEqual(self.member.connections_made, 0)
+        self.assertIn("413 for", log.text())
+
+    @defer.inlineCallbacks
+    def test_bodies_at_the_limit_reach_the_member(self):
+        """Exactly max_body_bytes, with a length or chunked: forwarded whole."""
+        yield self.start(self.LIMITS)
+        body = b"b" * 10_000
+        answer = yield raw_exchange(
+            self.port,
+            b"POST /app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Length: 10000\r\n\r\n" + body,
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:100])
+        answer = yield raw_exchange(
+            self.port,
+            b"POST /app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n1388\r\n%s\r\n1388\r\n%s\r\n0\r\n\r\n"
+            % (body[:5000], body[5000:]),
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:100])
+        self.assertEqual([r.body for r in self.member.requests], [body, body])
+
+    @defer.inlineCallbacks
+    def test_zero_is_no_limit(self):
+        """max_body_bytes = 0: a 2 MB body is forwarded."""
+        yield self.start(LimitsConfig(max_body_bytes=0))
+        body = b"z" * 2_000_000
+        answer = yield raw_exchange(
+            self.port,
+            b"POST /app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body),
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:100])
+        self.assertEqual(self.member.requests[-1].body, body)
 
 
 class NeverReadingClientTests(_Case):
