@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from twisted_lb.routing import Router, _segment_problem, unsafe_path, unsafe_query
+from twisted_lb.routing import Router, _segment_problem, unsafe_path, unsafe_query, valid_host
 
 
 @pytest.mark.parametrize(
@@ -51,6 +51,29 @@ def test_safe_queries(query):
 @pytest.mark.parametrize("query", [b"x=\x7f", b"x=\x00", b"\x1f", b"a=1 b", b"a=\t", b"a=\r\n"])
 def test_unsafe_queries(query):
     assert unsafe_query(query) == "control characters or spaces in the query"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"example.com", b"example.com:8443", b"127.0.0.1", b"127.0.0.1:80", b"[::1]", b"[::1]:8443",
+        b"[v1.fe80::a+en1]", b"xn--bcher-kva.example", b"under_score", b"caf%C3%A9.example",
+        b"localhost:", b"",
+    ],
+)
+def test_valid_hosts(host):
+    assert valid_host(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"x, y", b"x/../y@evil", b"evil.com@x", b"a b", b"host:port", b"[::1", b"::1",
+        b"x:80:80", b"caf%C", b"x\\y", b"x?y", b"x#y", b"\xc3\xa9.example",
+    ],
+)
+def test_invalid_hosts(host):
+    assert not valid_host(host)
 
 
 def test_quick_check_never_accepts_what_the_full_check_refuses():

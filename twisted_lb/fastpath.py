@@ -28,6 +28,7 @@ import httptools
 from twisted.web.http_headers import Headers
 
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink, connection_options
+from twisted_lb.routing import valid_host
 from twisted_lb.sendnow import send_now, send_parts_now
 
 if TYPE_CHECKING:
@@ -157,6 +158,8 @@ def parse_simple_head(data: bytes, max_headers: int) -> SimpleHead | None:
         if name in _FULL_PATH_HEADERS:
             return None
         if name == _HOST:
+            if not valid_host(value):
+                return None
             hosts += 1
         elif name == _CONNECTION and any(
             t.strip() == b"close" for t in value.lower().split(b",")

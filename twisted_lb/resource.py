@@ -30,7 +30,7 @@ from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_opt
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.rewrite import RouteRewriting
-from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query
+from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query, valid_host
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -455,6 +455,8 @@ def _malformed(request: Request) -> str | None:
     hosts = headers.getRawHeaders(b"host", ())
     if len(hosts) > 1 or (not hosts and request.clientproto == b"HTTP/1.1"):
         return "an HTTP/1.1 request needs exactly one Host header"
+    if hosts and not valid_host(hosts[0].strip(b" \t")):
+        return "the Host header is not a host name or address with an optional port"
     for name, values in headers.getAllRawHeaders():
         for value in values:
             if _CTL.search(value):

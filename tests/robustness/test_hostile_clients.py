@@ -211,6 +211,18 @@ class MalformedRequestTests(_Case):
         self.assertEqual(_status(answer), 200)
 
     @defer.inlineCallbacks
+    def test_host_header_that_is_no_host(self):
+        """A Host that is no host[:port] (RFC 9112 3.2) is a 400 on both lanes, never forwarded."""
+        for host in (b"x/../y@evil", b"x, y", b"a:b"):
+            # A simple GET (the fast lane's kind) and one with a body (twisted.web's).
+            yield self.assert_refused(b"GET /app HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % host, 400)
+            yield self.assert_refused(
+                b"POST /app HTTP/1.1\r\nHost: %s\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx" % host,
+                400,
+            )
+        yield self.assert_served()
+
+    @defer.inlineCallbacks
     def test_absolute_uri_and_connect_refused(self):
         """This is no forward proxy: absolute-form 400, CONNECT 405, never forwarded."""
         yield self.assert_refused(
