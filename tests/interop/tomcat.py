@@ -28,6 +28,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -156,11 +157,44 @@ def missing_prerequisites(catalina_home: Path | None = None) -> str | None:
 # Small networking helpers
 
 
+#: Ports handed out by L{free_port} in this process (never handed out twice).
+_GIVEN_PORTS: set[int] = set()
+#: Where L{free_port} looks first: below the kernel's ephemeral range.
+_LOW_PORT = 10000
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (outgoing connections' local ports)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    """
+    Return a TCP port on 127.0.0.1 that is free now, not handed out before by
+    this process, and, where the machine allows, outside the kernel's
+    ephemeral range: a server started seconds later (a JVM) then cannot find
+    it taken by the local end of some outgoing connection meanwhile.
+    """
+    high = _ephemeral_low() - 1
+    for _ in range(200 if high > _LOW_PORT else 0):
+        port = random.randint(_LOW_PORT, high)
+        if port in _GIVEN_PORTS:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((LOOPBACK, port))
+            except OSError:
+                continue
+        _GIVEN_PORTS.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
+        port = int(s.getsockname()[1])
+    _GIVEN_PORTS.add(port)
+    return port
 
 
 def _port_accepts(port: int, timeout: float = 0.5) -> bool:
