@@ -161,9 +161,7 @@ def parse_simple_head(data: bytes, max_headers: int) -> SimpleHead | None:
             if not valid_host(value):
                 return None
             hosts += 1
-        elif name == _CONNECTION and any(
-            t.strip() == b"close" for t in value.lower().split(b",")
-        ):
+        elif name == _CONNECTION and b"close" in connection_options((value,)):
             keep_alive = False
     if hosts != 1:
         return None

@@ -68,7 +68,7 @@ def _asks_close(values: Sequence[bytes] | None) -> bool:
 
     @param values: the request's C{Connection} field values, or C{None}.
     """
-    return bool(values) and b"close" in connection_options(values or ())
+    return b"close" in connection_options(values or ())
 
 
 @attrs.frozen
