@@ -33,10 +33,13 @@ from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from twisted_lb.compat import switch_to_http2
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
 from twisted_lb.fastpath import RawResponse, parse_simple_head
+from twisted_lb.http2 import LimitedH2Connection
+from twisted_lb.tls import h2_available
 
 __all__ = ["ConnectionInfo", "FrontendSite", "LimitedHTTPChannel", "refusal", "tls_details"]
 
@@ -480,9 +483,17 @@ class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
         super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
-        # The first bytes settle HTTP/1.1 or HTTP/2 (Twisted's switch); an
-        # HTTP/2 connection is made known to the graceful stop. Later reads go
-        # straight to the channel that serves the connection.
+        # The first bytes settle HTTP/1.1 or HTTP/2: a TLS connection that
+        # negotiated h2 is served by a LimitedH2Connection (with the limits
+        # its HTTP/1.1 channel was accepted with), and made known to the
+        # graceful stop. Later reads go straight to the channel that serves
+        # the connection.
+        channel = self._channel
+        if (
+            self._negotiatedProtocol is None
+            and getattr(channel.transport, "negotiatedProtocol", None) == b"h2"
+        ):
+            switch_to_http2(self, LimitedH2Connection(channel.limits, self._site.reactor))
         super().dataReceived(data)
         channel = self._channel
         if self._negotiatedProtocol == b"h2":
@@ -512,13 +523,16 @@ class _Refused(Protocol):
 
 class FrontendSite(Site):
     """
-    The C{Site} of a listener: L{LimitedHTTPChannel}s (HTTP/2 still offered
-    over ALPN), no tracebacks in error pages, request logging left to
+    The C{Site} of a listener: L{LimitedHTTPChannel}s (and, for TLS
+    connections that negotiated C{h2} over ALPN,
+    L{twisted_lb.http2.LimitedH2Connection}s), no tracebacks in error pages, request logging left to
     twisted_lb's access log, and at most C{limits.max_connections} open
     connections.
 
     @ivar limits: the limits of the connections accepted from now on (see
         L{set_limits}).
+    @ivar http2: offer HTTP/2 over ALPN (on a TLS listener), when
+        twisted.web can serve it.
     @ivar open_connections: client connections open now.
     """
 
@@ -530,9 +544,11 @@ class FrontendSite(Site):
         limits: LimitsConfig,
         reactor: Any = None,
         connections: ClientConnections | None = None,
+        http2: bool = False,
     ) -> None:
         super().__init__(resource, timeout=limits.idle_timeout, reactor=reactor)
         self.limits = limits
+        self.http2 = http2
         self.open_connections = 0
         #: The proxy's client connections (for a graceful stop), if it tracks them.
         self.connections = connections
@@ -553,6 +569,15 @@ class FrontendSite(Site):
         self.limits = limits
         # Twisted's HTTPFactory gives each new channel the site's timeOut.
         self.timeOut = limits.idle_timeout
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """
+        What a TLS listener offers over ALPN (Twisted asks the site it
+        wraps): C{h2} first when L{http2} is on and twisted.web can serve it.
+        """
+        if self.http2 and h2_available():
+            return [b"h2", b"http/1.1"]
+        return [b"http/1.1"]
 
     def protocol(self) -> _GenericHTTPChannelProtocol:  # type: ignore[override]
         return _CountedChannelProtocol(LimitedHTTPChannel(self.limits, self.reactor))

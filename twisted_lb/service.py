@@ -427,10 +427,12 @@ class ProxyService(MultiService):
         if listener.redirect:
             site = FrontendSite(
                 RedirectResource(listener.redirect, listener.redirect_status),
-                config.limits, self.reactor, self.connections,
+                config.limits, self.reactor, self.connections, listener.http2,
             )
         else:
-            site = FrontendSite(self.resource, config.limits, self.reactor, self.connections)
+            site = FrontendSite(
+                self.resource, config.limits, self.reactor, self.connections, listener.http2
+            )
         factory: Any = site
         if listener.tls is not None:
             try:

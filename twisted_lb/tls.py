@@ -41,8 +41,10 @@ def openssl_reason(error: Exception) -> str:
 def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
     """
     The server-side TLS context for a listener: TLS 1.2 or newer, Twisted's
-    (Mozilla-derived) cipher list, the chain file appended, HTTP/2 over ALPN
-    when available.
+    (Mozilla-derived) cipher list, the chain file appended, HTTP/1.1 over
+    ALPN; Twisted adds the protocols of the site it wraps
+    (L{twisted_lb.frontend.FrontendSite.acceptableProtocols}: C{h2} first
+    when the listener offers HTTP/2).
 
     @raise OSError: a file cannot be read.
     @raise ValueError: the certificate or key cannot be parsed.
@@ -59,13 +61,12 @@ def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
     except (crypto.Error, SSL.Error) as e:
         files = ", ".join(dict.fromkeys(f for f in (tls.certificate, tls.key, tls.chain) if f))
         raise ValueError(f"{files}: not a PEM certificate and private key ({openssl_reason(e)})") from None
-    protocols = [b"h2", b"http/1.1"] if h2_available() else [b"http/1.1"]
     return ssl.CertificateOptions(
         privateKey=certificate.privateKey.original,
         certificate=certificate.original,
         extraCertChain=chain or None,
         raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
-        acceptableProtocols=protocols,
+        acceptableProtocols=[b"http/1.1"],
     )
 
 

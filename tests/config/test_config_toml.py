@@ -56,6 +56,7 @@ def test_every_key() -> None:
             ListenerConfig(
                 "tcp:18443:interface=127.0.0.1",
                 tls=TLSConfig(d + "tls/cert.pem", d + "tls/key.pem", d + "tls/chain.pem"),
+                http2=False,
             ),
             ListenerConfig("tcp:18080", redirect="https://localhost:18443", redirect_status=308),
         ),
@@ -197,6 +198,13 @@ def test_tls_key_defaults_to_certificate(tmp_path) -> None:
     )
     tls = load_toml(path).listeners[0].tls
     assert tls == TLSConfig(str(tmp_path / "both.pem"), str(tmp_path / "both.pem"))
+
+
+def test_listener_http2_is_on_by_default_and_a_boolean() -> None:
+    """http2 in a listen table is true (the default) or false, nothing else."""
+    assert load_toml_text(MINIMAL, "test.toml").listeners[0].http2
+    e = error(MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nhttp2 = "yes"'))
+    assert e.key == "listen[0].http2" and "true or false" in e.problem
 
 
 def test_unknown_key_with_suggestion() -> None:

@@ -147,11 +147,10 @@ class HTTPSFrontendTests(TestCase):
         return self.start_proxy()
 
     @defer.inlineCallbacks
-    def start_proxy(self):
+    def start_proxy(self, http2=True):
+        tls = TLSConfig(str(self.cert), str(self.key))
         config = ProxyConfig(
-            listeners=(
-                ListenerConfig("tcp:0:interface=127.0.0.1", tls=TLSConfig(str(self.cert), str(self.key))),
-            ),
+            listeners=(ListenerConfig("tcp:0:interface=127.0.0.1", tls=tls, http2=http2),),
             balancers=(BalancerConfig("cluster", (MemberConfig(url=self.node.url, route="node1"),)),),
             routes=(RouteConfig("/", "cluster"),),
         )
@@ -193,6 +192,15 @@ class HTTPSFrontendTests(TestCase):
         self.assertEqual(headers[b":status"], b"200")
         self.assertEqual(json.loads(body)["node"], "node1")
         self.assertIn(b"JSESSIONID=", headers[b"set-cookie"])
+
+    @defer.inlineCallbacks
+    def test_h2_is_not_offered_when_the_listener_turns_it_off(self):
+        """http2 = false on the listener: a client offering h2 gets HTTP/1.1."""
+        yield self.proxy.stopService()
+        yield self.start_proxy(http2=False)
+        conn = yield self.in_thread(tls_client, self.port, alpn=[b"h2", b"http/1.1"])
+        self.assertEqual(conn.get_alpn_proto_negotiated(), b"http/1.1")
+        conn.close()
 
     @defer.inlineCallbacks
     def test_h2_is_not_offered_when_twisted_cannot_serve_it(self):

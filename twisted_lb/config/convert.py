@@ -97,6 +97,7 @@ def _listener(listener: ListenerConfig) -> list[str]:
     if listener.redirect is not None:
         items["redirect"] = listener.redirect
         items["redirect_status"] = listener.redirect_status
+    items["http2"] = listener.http2
     return ["[[listen]]", *_lines(items)]
 
 

@@ -477,12 +477,17 @@ class ListenerConfig:
         plus the request's path (the HTTP → HTTPS listener).
     @ivar redirect_status: the status of that redirect: 301 (permanent, the
         default), 302 (the default of Apache's C{Redirect}), 303, 307 or 308.
+    @ivar http2: offer HTTP/2 over ALPN on a TLS listener (a C{tls} table or
+        an C{ssl:} endpoint), when twisted.web can serve it (the C{h2} and
+        C{priority} packages are installed); HTTP/2 connections keep to the
+        same C{[limits]} as HTTP/1.1 ones (see L{twisted_lb.http2}).
     """
 
     endpoint: str
     tls: TLSConfig | None = None
     redirect: str | None = None
     redirect_status: int = attrs.field(default=301)
+    http2: bool = True
 
     @redirect_status.validator
     def _check_redirect_status(self, attribute: attrs.Attribute[Any], value: int) -> None:

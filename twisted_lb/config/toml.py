@@ -75,7 +75,13 @@ _LIMITS = {
     "max_connections": "int",
     "max_body_bytes": "int",
 }
-_LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
+_LISTEN = {
+    "endpoint": "str",
+    "tls": "table",
+    "redirect": "str",
+    "redirect_status": "int",
+    "http2": "bool",
+}
 _LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
 _BALANCER = {
     "lbmethod": "str",
@@ -326,6 +332,8 @@ class _Reader:
             kwargs["redirect"] = table["redirect"]
         if "redirect_status" in table:
             kwargs["redirect_status"] = table["redirect_status"]
+        if "http2" in table:
+            kwargs["http2"] = table["http2"]
         return self.model(ListenerConfig, kwargs, prefix, {})
 
     def sticky(self, value: Any, key: str) -> StickySessionConfig | None:
