@@ -225,9 +225,9 @@ class _LoopbackMember(Factory):
         self._open: set[Any] = set()
         self._port: IListeningPort | None = None
 
-    def start(self: _M) -> _M:
+    def start(self: _M, backlog: int = 50) -> _M:
         """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
-        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
+        self._port = self._reactor.listenTCP(0, self, backlog=backlog, interface="127.0.0.1")
         return self
 
     def stop(self) -> defer.Deferred[None]:
