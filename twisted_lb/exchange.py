@@ -8,8 +8,10 @@ knows about sockets or members.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import IO, Any, Protocol
 
 import attrs
@@ -24,6 +26,7 @@ __all__ = [
     "IDEMPOTENT_METHODS",
     "connection_options",
     "member_path",
+    "response_head_problem",
 ]
 
 #: Headers that describe one connection, not the message (RFC 9110 §7.6.1):
@@ -51,6 +54,42 @@ def connection_options(values: Iterable[bytes]) -> frozenset[bytes]:
     return frozenset(
         token for value in values for token in (t.strip().lower() for t in value.split(b",")) if token
     )
+
+
+#: What no field name or value of a member's response may hold: NUL, CR and
+#: LF (RFC 9110 5.5, RFC 9112 2.2). Passed on, CR and LF would split the
+#: client's response head (response splitting).
+_BAD_FIELD_BYTE = re.compile(rb"[\x00\r\n]")
+_BYTE_NAMES = {0: "NUL", 13: "CR", 10: "LF"}
+
+
+def response_head_problem(status: int, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """
+    What makes a member's response head unfit to pass on, in words, or
+    C{None} when it is fit.
+
+    The one rule every backend applies before a response starts: the status
+    must be a three-digit code from 100 to 599 (RFC 9110 15), and no field
+    name or value may hold NUL, CR or LF. A head that breaks it is the
+    member's protocol error (a 502, its connection closed), never sent to a
+    client, whichever lane the client came on.
+
+    @param status: the member's status code.
+    @param headers: the member's fields, C{(name, value)} as received.
+    """
+    if not 100 <= status <= 599:
+        return f"status {status} is outside 100-599"
+    # One scan of every name and value together; the culprit only when found.
+    if _BAD_FIELD_BYTE.search(b"".join(chain.from_iterable(headers))) is None:
+        return None
+    for name, value in headers:
+        for part, what in ((name, "name"), (value, "value")):
+            found = _BAD_FIELD_BYTE.search(part)
+            if found is not None:
+                byte = _BYTE_NAMES[found.group()[0]]
+                return f"header {what} {name[:64]!r} holds {byte}"
+    return None  # unreachable: the joined scan found a byte in one of them
+
 
 #: Methods that may be sent again when no response byte came back (RFC 9110).
 IDEMPOTENT_METHODS = frozenset(

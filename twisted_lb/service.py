@@ -31,7 +31,7 @@ from twisted_lb.config.model import (
 )
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
-from twisted_lb.endpoints import endpoint_errors
+from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
@@ -444,7 +444,7 @@ class ProxyService(MultiService):
             if endpoint_for is not None:
                 endpoint = endpoint_for(index, listener)
             else:
-                endpoint = serverFromString(self.reactor, listener.endpoint)
+                endpoint = serverFromString(self.reactor, with_default_backlog(listener.endpoint))
         service = StreamServerEndpointService(endpoint, factory)
         service._raiseSynchronously = True
         return service

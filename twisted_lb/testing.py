@@ -109,9 +109,24 @@ class Fault(enum.Enum):
     #: Tomcat's answer to a missing or wrong secret: 403, an HTML page,
     #: END_RESPONSE reuse=0, close.
     SECRET_REJECTED = "secret-rejected"
+    #: A normal answer with the status 65000 (outside 100-599).
+    INVALID_STATUS = "invalid-status"
+    #: A normal answer with CR LF inside a header name (a second header
+    #: smuggled into the client's response, if passed on).
+    CRLF_IN_HEADER_NAME = "crlf-in-header-name"
+    #: A normal answer with NUL inside a header value.
+    NUL_IN_HEADER_VALUE = "nul-in-header-value"
+    #: A normal answer with a bare LF inside a header value.
+    LF_IN_HEADER_VALUE = "lf-in-header-value"
 
 
 _MID_BODY = frozenset({Fault.STALL_MID_BODY, Fault.RESET_MID_BODY})
+#: The header each bad-head fault adds to a normal answer.
+_BAD_HEADS = {
+    Fault.CRLF_IN_HEADER_NAME: ((b"X-Split\r\nSet-Cookie: smuggled=1", b"x"),),
+    Fault.NUL_IN_HEADER_VALUE: ((b"X-Nul", b"a\x00b"),),
+    Fault.LF_IN_HEADER_VALUE: ((b"X-Split", b"a\nSet-Cookie: smuggled=1"),),
+}
 _TOMCAT_403 = (
     b'<!doctype html><html lang="en"><head><title>HTTP Status 403 \xe2\x80\x93 Forbidden'
     b"</title></head><body><h1>HTTP Status 403 \xe2\x80\x93 Forbidden</h1></body></html>"
@@ -210,9 +225,9 @@ class _LoopbackMember(Factory):
         self._open: set[Any] = set()
         self._port: IListeningPort | None = None
 
-    def start(self: _M) -> _M:
+    def start(self: _M, backlog: int = 50) -> _M:
         """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
-        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
+        self._port = self._reactor.listenTCP(0, self, backlog=backlog, interface="127.0.0.1")
         return self
 
     def stop(self) -> defer.Deferred[None]:
@@ -387,7 +402,9 @@ class _FaultyProtocol(_MemberConnection):
         headers: tuple[tuple[bytes, bytes], ...] = ((b"Content-Type", b"application/octet-stream"),)
         if member.content_length:
             headers += ((b"Content-Length", b"%d" % size),)
-        data = send(SendHeaders(member.status, b"%d" % member.status, headers))
+        headers += _BAD_HEADS.get(fault, ())
+        status = 65000 if fault is Fault.INVALID_STATUS else member.status
+        data = send(SendHeaders(status, b"%d" % status, headers))
         if fault is Fault.WRONG_MAGIC:
             self._write(b"XY" + data[2:])
             return
@@ -601,6 +618,12 @@ class HTTPFault(enum.Enum):
     STALL_BEFORE_HEADERS = "stall-before-headers"
     #: The head and half the body, then silence.
     STALL_MID_BODY = "stall-mid-body"
+    #: A normal answer with the status C{65000 Unknown} (outside 100-599).
+    INVALID_STATUS = "invalid-status"
+    #: A normal answer with NUL inside a header value.
+    NUL_IN_HEADER_VALUE = "nul-in-header-value"
+    #: A normal answer with a bare CR inside a header value.
+    BARE_CR_IN_HEADER_VALUE = "bare-cr-in-header-value"
 
 
 #: The unsolicited response L{HTTPFault.LONG_BODY} appends.
@@ -727,6 +750,12 @@ class _FaultyHTTPProtocol(_MemberConnection):
         elif fault is HTTPFault.REJECT_BEFORE_BODY:
             self._write(self._head(b"Connection: close\r\n", 0, b"413 Payload Too Large"))
             self._close()
+        elif fault is HTTPFault.INVALID_STATUS:
+            self._write(self._head(status=b"65000 Unknown") + body)
+        elif fault is HTTPFault.NUL_IN_HEADER_VALUE:
+            self._write(self._head(b"X-Nul: a\x00b\r\n") + body)
+        elif fault is HTTPFault.BARE_CR_IN_HEADER_VALUE:
+            self._write(self._head(b"X-Split: a\rSet-Cookie: smuggled=1\r\n") + body)
         else:
             self._write(self._head() + body)
             if fault is HTTPFault.CLOSE_ON_NEXT_REQUEST:

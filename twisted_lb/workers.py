@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 from twisted_lb.admin.metrics import MULTIPROCESS_ENV
 from twisted_lb.config import read_config
 from twisted_lb.config.model import ConfigError, ProxyConfig
+from twisted_lb.endpoints import with_default_backlog
 
 __all__ = ["ListenerSockets", "WorkerSupervisor", "open_listener_sockets", "EXIT_CONFIG"]
 
@@ -171,7 +172,7 @@ def open_listener_sockets(config: ProxyConfig, count: int) -> list[ListenerSocke
             opener = _SocketOpener(count)
             key = f"listen[{i}].endpoint"
             try:
-                endpoint = serverFromString(opener, listener.endpoint)
+                endpoint = serverFromString(opener, with_default_backlog(listener.endpoint))
                 outcome: list[object] = []
                 endpoint.listen(None).addBoth(outcome.append)  # type: ignore[arg-type]
                 if isinstance(outcome[0], Failure):

@@ -24,7 +24,7 @@ from twisted_lb.errors import (
     ResponseAborted,
     ResponseNeverReceived,
 )
-from twisted_lb.exchange import ResponseSink
+from twisted_lb.exchange import ResponseSink, response_head_problem
 from twisted_lb.sendnow import send_now
 
 from . import (
@@ -398,6 +398,12 @@ class AJPClientProtocol(Protocol):
             self._watch(self._timeout)
 
     def _on_headers(self, event: SendHeaders) -> None:
+        problem = response_head_problem(event.status, event.headers)
+        if problem is not None:
+            # Nothing of it reaches the client: a 502, this connection dropped.
+            raise BackendProtocolError(
+                f"member {self._peer()} sent a response head that cannot be passed on: {problem}"
+            )
         self._response_bytes = True
         self._rearm()
         if event.status in (204, 304):

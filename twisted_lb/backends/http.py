@@ -50,7 +50,7 @@ from twisted_lb.errors import (
     ResponseNeverReceived,
     TLSFailed,
 )
-from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.exchange import Exchange, ResponseSink, member_path, response_head_problem
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
 __all__ = ["HTTPBackend"]
@@ -134,6 +134,10 @@ class _MemberClientProtocol(HTTP11ClientProtocol):
                 member=self.member_name,
                 count=len(rest),
             )
+            self._currentRequest.persistent = False
+        elif self._currentRequest is not None and getattr(self.transport, "disconnecting", False):
+            # Closed while its response was read (a head that could not be
+            # passed on, see _Dropper): never back to the pool.
             self._currentRequest.persistent = False
         super()._finishResponse_WAITING(rest)
 
@@ -606,6 +610,12 @@ class _Attempt(Protocol):
                 f"{self._backend.name} sent a response head of {len(headers)} fields, "
                 f"{size} bytes (limits: {_MAX_RESPONSE_HEADERS} fields, "
                 f"{_MAX_RESPONSE_HEAD_BYTES} bytes)"
+            )
+        problem = response_head_problem(response.code, headers)
+        if problem is not None:
+            response.deliverBody(_Dropper())
+            raise BackendProtocolError(
+                f"{self._backend.name} sent a response head that cannot be passed on: {problem}"
             )
         length = response.length
         if (
