@@ -24,6 +24,7 @@ __all__ = [
     "IDEMPOTENT_METHODS",
     "connection_options",
     "member_path",
+    "wants_websocket",
 ]
 
 #: Headers that describe one connection, not the message (RFC 9110 §7.6.1):
@@ -51,6 +52,20 @@ def connection_options(values: Iterable[bytes]) -> frozenset[bytes]:
     return frozenset(
         token for value in values for token in (t.strip().lower() for t in value.split(b",")) if token
     )
+
+def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
+    """
+    Whether a request asks for a WebSocket: a C{GET} whose C{Upgrade} field
+    values list C{websocket} (RFC 6455 4.1). A route that cannot carry one
+    serves the request as a plain one instead (RFC 9110 7.8 lets a server
+    ignore C{Upgrade}).
+
+    @param upgrade: the request's C{Upgrade} field values, or C{None}.
+    """
+    return method == b"GET" and upgrade is not None and any(
+        token.strip().lower() == b"websocket" for value in upgrade for token in value.split(b",")
+    )
+
 
 #: Methods that may be sent again when no response byte came back (RFC 9110).
 IDEMPOTENT_METHODS = frozenset(

@@ -26,7 +26,13 @@ from twisted_lb.balancer import StickyConfig, find_session_routes
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
-from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_options
+from twisted_lb.exchange import (
+    HOP_BY_HOP,
+    ClientSink,
+    Exchange,
+    connection_options,
+    wants_websocket,
+)
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.rewrite import RouteRewriting
@@ -210,7 +216,7 @@ class ProxyResource(Resource):
 
         @return: C{False}, having done nothing, when the request needs
             twisted.web's path (not in origin form, an unsafe path, no route,
-            an excluded path, a WebSocket-only route): that path answers it.
+            an excluded path): that path answers it.
         """
         uri = head.uri
         if uri[:1] != b"/":
@@ -219,7 +225,7 @@ class ProxyResource(Resource):
         if unsafe_path(path) is not None:
             return False
         match = self._router.match(path)
-        if match is None or match.target is None or match.target.websocket is not None:
+        if match is None or match.target is None:
             return False
         target = match.target
         headers, cookies, host = _forwarded_headers(head.headers)
@@ -418,25 +424,16 @@ def _websocket_bridge(request: Request, target: ProxyTarget) -> WebSocketBridge 
     """
     The bridge that takes C{request} over, or C{None} for a plain request.
 
-    @raise RequestRefused: a WebSocket upgrade on a path whose members cannot
-        carry it (AJP), or a plain request on a WebSocket-only path.
+    A plain request on a WebSocket route goes to the same node over
+    C{http(s)://} (see L{twisted_lb.websocket.member.WSMember.send}); an
+    upgrade on a route whose members cannot carry it (AJP, HTTP) is served
+    as a plain request, the C{Upgrade} ignored (RFC 9110 7.8), as Apache does.
     """
-    upgrade = request.method == b"GET" and any(
-        token.strip().lower() == b"websocket"
-        for value in request.requestHeaders.getRawHeaders(b"upgrade", [])
-        for token in value.split(b",")
-    )
     if target.websocket is None:
-        if upgrade:
-            raise RequestRefused(
-                400, "WebSocket upgrades are not served on this path: its members cannot carry them"
-            )
         return None
-    if not upgrade:
-        request.responseHeaders.setRawHeaders(b"upgrade", [b"websocket"])
-        request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
-        raise RequestRefused(426, "this path only serves WebSocket connections")
-    return target.websocket
+    if wants_websocket(request.method, request.requestHeaders.getRawHeaders(b"upgrade")):
+        return target.websocket
+    return None
 
 
 def _malformed(request: Request) -> str | None:

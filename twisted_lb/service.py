@@ -228,7 +228,7 @@ def backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) ->
     @raise ConfigError: the member cannot be used (its TLS files, say).
     """
     if member.scheme in ("ws", "wss"):
-        return WSMember(reactor, member)
+        return WSMember(reactor, member, x_forwarded=x_forwarded)
     if member.scheme == "ajp":
         return AJPBackend(reactor, member)
     if member.scheme in ("http", "https"):
