@@ -24,6 +24,7 @@ __all__ = [
     "IDEMPOTENT_METHODS",
     "connection_options",
     "member_path",
+    "request_protocol",
     "wants_websocket",
 ]
 
@@ -67,6 +68,23 @@ def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
     )
 
 
+#: The client's protocol as a member is told it (AJP's C{protocol} field):
+#: twisted.web calls HTTP/2 C{HTTP/2}, Apache (and so Tomcat's apps behind
+#: mod_proxy_ajp) C{HTTP/2.0}.
+_PROTOCOLS = {b"HTTP/1.0": b"HTTP/1.0", b"HTTP/1.1": b"HTTP/1.1", b"HTTP/2": b"HTTP/2.0"}
+
+
+def request_protocol(clientproto: bytes) -> bytes:
+    """
+    The protocol a member is told the client spoke (AJP's C{protocol}
+    field, Tomcat's C{getProtocol()}), as C{mod_proxy_ajp} sends Apache's
+    C{r->protocol}: C{HTTP/1.0}, C{HTTP/1.1} or C{HTTP/2.0}.
+
+    @param clientproto: the request's version as twisted.web read it.
+    """
+    return _PROTOCOLS.get(clientproto, b"HTTP/1.1")
+
+
 #: Methods that may be sent again when no response byte came back (RFC 9110).
 IDEMPOTENT_METHODS = frozenset(
     {b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE", b"PROPFIND"}
@@ -101,6 +119,7 @@ class Exchange:
     @ivar headers: end-to-end request headers (hop-by-hop ones removed),
         names in lower case, in the client's order.
     @ivar host: the client's Host header.
+    @ivar protocol: the client's protocol (see L{request_protocol}).
     @ivar client_address: the client's IP address.
     @ivar client_port: the client's port.
     @ivar local_address: the address the client connected to.
@@ -141,6 +160,7 @@ class Exchange:
     preserve_host: bool = False
     rewriting: RouteRewriting | None = None
     timeout: float | None = None
+    protocol: bytes = b"HTTP/1.1"
 
     @property
     def retryable(self) -> bool:

@@ -286,12 +286,18 @@ class LimitedHTTPChannel(TrackedChannel):
         Whether the connection stays open after C{request}'s response:
         not when any C{Connection} field value lists C{close} (Twisted reads
         only the first token of the first field); otherwise as Twisted
-        decides (HTTP/1.0 and older close) and a stopping proxy decides.
+        decides (HTTP/1.0 and older close, C{Connection: keep-alive} or not)
+        and a stopping proxy decides. A response after which the connection
+        closes says C{Connection: close} (RFC 9112 9.6), for HTTP/1.0 too,
+        where Twisted says nothing and a keep-alive client would wait.
         """
         if _asks_close(request.requestHeaders.getRawHeaders(b"connection")):
+            persistent = False
+        else:
+            persistent = bool(super().checkPersistence(request, version))
+        if not persistent:
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-            return False
-        return bool(super().checkPersistence(request, version))
+        return persistent
 
     def allHeadersReceived(self) -> None:
         """

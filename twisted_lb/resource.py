@@ -31,6 +31,7 @@ from twisted_lb.exchange import (
     ClientSink,
     Exchange,
     connection_options,
+    request_protocol,
     wants_websocket,
 )
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
@@ -311,7 +312,7 @@ class ProxyResource(Resource):
             routes = find_session_routes(cookies, path, target.sticky)
         exchange = _exchange_for(
             target, match, method, uri, query, headers, host, routes, _request_info(request),
-            body if body_length else None, body_length,
+            body if body_length else None, body_length, request_protocol(request.clientproto),
         )
         return target, exchange
 
@@ -394,6 +395,7 @@ def _exchange_for(
     info: ConnectionInfo,
     body: IO[bytes] | None,
     body_length: int,
+    protocol: bytes = b"HTTP/1.1",
 ) -> Exchange:
     """The exchange of a request for C{target}, whichever lane it came by."""
     return Exchange(
@@ -417,6 +419,7 @@ def _exchange_for(
         preserve_host=target.preserve_host,
         rewriting=target.rewriting,
         timeout=target.timeout,
+        protocol=protocol,
     )
 
 

@@ -25,7 +25,6 @@ __all__ = ["AJPBackend"]
 _REMOTE_PORT = b"AJP_REMOTE_PORT"
 _LOCAL_ADDR = b"AJP_LOCAL_ADDR"
 _SSL_PROTOCOL = b"AJP_SSL_PROTOCOL"
-_PROTOCOL = b"HTTP/1.1"
 
 
 class AJPBackend:
@@ -75,7 +74,7 @@ class AJPBackend:
         return ForwardRequest(
             method=exchange.method,
             req_uri=member_path(self._prefix, exchange.path),
-            protocol=_PROTOCOL,
+            protocol=exchange.protocol,
             remote_addr=exchange.client_address.encode("ascii"),
             remote_host=None,
             server_name=exchange.host.split(b":")[0] if exchange.host else b"",
