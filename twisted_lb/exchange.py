@@ -118,7 +118,9 @@ class Exchange:
     @ivar query: the query string without C{?}, or C{None}.
     @ivar headers: end-to-end request headers (hop-by-hop ones removed),
         names in lower case, in the client's order.
-    @ivar host: the client's Host header.
+    @ivar host: the client's Host header; for a request without one
+        (HTTP/1.0), the listener's C{server_name} or address
+        (L{twisted_lb.routing.fallback_host}), never empty.
     @ivar protocol: the client's protocol (see L{request_protocol}).
     @ivar client_address: the client's IP address.
     @ivar client_port: the client's port.

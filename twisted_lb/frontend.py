@@ -536,9 +536,15 @@ class FrontendSite(Site):
         limits: LimitsConfig,
         reactor: Any = None,
         connections: ClientConnections | None = None,
+        server_name: bytes | None = None,
     ) -> None:
+        """
+        @param server_name: the listener's C{server_name}, the host of
+            requests without a C{Host} (see L{twisted_lb.routing.fallback_host}).
+        """
         super().__init__(resource, timeout=limits.idle_timeout, reactor=reactor)
         self.limits = limits
+        self.server_name = server_name
         self.open_connections = 0
         #: The proxy's client connections (for a graceful stop), if it tracks them.
         self.connections = connections

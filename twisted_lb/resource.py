@@ -37,7 +37,14 @@ from twisted_lb.exchange import (
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.rewrite import RouteRewriting
-from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query, valid_host
+from twisted_lb.routing import (
+    Match,
+    Router,
+    fallback_host,
+    unsafe_path,
+    unsafe_query,
+    valid_host,
+)
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -299,6 +306,12 @@ class ProxyResource(Resource):
             raise RequestRefused(404, "no route for this path")
         target = match.target
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
+        info = _request_info(request)
+        if not host:
+            host = fallback_host(
+                getattr(getattr(request, "site", None), "server_name", None),
+                info.local_host, info.local_port, info.secure,
+            )
         body = request.content
         body_length = 0
         if body is not None:
@@ -311,7 +324,7 @@ class ProxyResource(Resource):
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
         exchange = _exchange_for(
-            target, match, method, uri, query, headers, host, routes, _request_info(request),
+            target, match, method, uri, query, headers, host, routes, info,
             body if body_length else None, body_length, request_protocol(request.clientproto),
         )
         return target, exchange

@@ -430,7 +430,13 @@ class ProxyService(MultiService):
                 config.limits, self.reactor, self.connections,
             )
         else:
-            site = FrontendSite(self.resource, config.limits, self.reactor, self.connections)
+            site = FrontendSite(
+                self.resource,
+                config.limits,
+                self.reactor,
+                self.connections,
+                server_name=listener.server_name.encode("idna") if listener.server_name else None,
+            )
         factory: Any = site
         if listener.tls is not None:
             try:

@@ -11,6 +11,7 @@ import socket
 import time
 from typing import Any
 
+import pytest
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
@@ -22,6 +23,7 @@ from twisted_lb.config.model import (
     RouteConfig,
 )
 from twisted_lb.exchange import request_protocol
+from twisted_lb.routing import fallback_host, host_name
 from twisted_lb.service import ProxyService
 from twisted_lb.testing import FaultyAJPMember
 
@@ -149,3 +151,63 @@ class ConnectionCloseTests(_Case):
         first, _, second = answer.partition(b"HTTP/1.1 200 ")
         self.assertNotIn(b"Connection: close", _head(answer))
         self.assertIn(b"Connection: close", second)
+
+
+class NoHostTests(_Case):
+    @defer.inlineCallbacks
+    def test_server_name_is_the_listener_address(self):
+        """
+        HTTP/1.0 without Host: AJP's server_name is the address the client
+        connected to, with its port (it was empty: Tomcat built
+        C{Location: http://:PORT/}); no Host header is made up.
+        """
+        answer = yield self.send(b"GET /app HTTP/1.0\r\n\r\n")
+        self.assertEqual(_status(answer), 200, answer[:200])
+        self.assertEqual(self.forward.server_name, b"127.0.0.1")
+        self.assertEqual(self.forward.server_port, self.port)
+        self.assertIsNone(self.member.requests[-1].header(b"host"))
+
+    @defer.inlineCallbacks
+    def test_host_header_still_wins(self):
+        yield self.send(b"GET /app HTTP/1.0\r\nHost: www.example.com:8443\r\n\r\n")
+        self.assertEqual(self.forward.server_name, b"www.example.com")
+        yield self.send(b"GET /app HTTP/1.0\r\nHost: [::1]:8443\r\n\r\n")
+        self.assertEqual(self.forward.server_name, b"[::1]")
+
+
+class ServerNameTests(_Case):
+    listener = {"server_name": "www.example.com"}
+
+    @defer.inlineCallbacks
+    def test_server_name_is_the_configured_one(self):
+        """With the listener's server_name (Apache's ServerName), that name."""
+        answer = yield self.send(b"GET /app HTTP/1.0\r\n\r\n")
+        self.assertEqual(_status(answer), 200, answer[:200])
+        self.assertEqual(self.forward.server_name, b"www.example.com")
+        yield self.send(b"GET /app HTTP/1.0\r\nHost: other.example\r\n\r\n")
+        self.assertEqual(self.forward.server_name, b"other.example")
+
+
+@pytest.mark.parametrize(
+    ("server_name", "local", "port", "secure", "expected"),
+    [
+        (None, "127.0.0.1", 8080, False, b"127.0.0.1:8080"),
+        (None, "127.0.0.1", 80, False, b"127.0.0.1"),
+        (None, "127.0.0.1", 443, True, b"127.0.0.1"),
+        (None, "::1", 8443, True, b"[::1]:8443"),
+        (None, "", 0, False, b"localhost"),
+        (b"www.example.com", "127.0.0.1", 8080, False, b"www.example.com:8080"),
+        (b"www.example.com:80", "127.0.0.1", 8080, False, b"www.example.com:80"),
+        (b"[::1]", "::1", 8080, False, b"[::1]:8080"),
+        (b"[::1]:81", "::1", 8080, False, b"[::1]:81"),
+    ],
+)
+def test_fallback_host(server_name, local, port, secure, expected) -> None:
+    assert fallback_host(server_name, local, port, secure) == expected
+
+
+def test_host_name() -> None:
+    assert host_name(b"a.example:8080") == b"a.example"
+    assert host_name(b"a.example") == b"a.example"
+    assert host_name(b"[::1]:8080") == b"[::1]"
+    assert host_name(b"") == b""

@@ -19,6 +19,7 @@ from twisted_lb.config.model import MemberConfig
 from twisted_lb.errors import AttemptFailed, RequestRefused
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
 from twisted_lb.rewrite import RewriterCache, RewritingSink, public_origin
+from twisted_lb.routing import host_name
 
 __all__ = ["AJPBackend"]
 
@@ -77,7 +78,7 @@ class AJPBackend:
             protocol=exchange.protocol,
             remote_addr=exchange.client_address.encode("ascii"),
             remote_host=None,
-            server_name=exchange.host.split(b":")[0] if exchange.host else b"",
+            server_name=host_name(exchange.host),
             server_port=exchange.local_port,
             is_ssl=exchange.is_ssl,
             headers=tuple(exchange.headers),

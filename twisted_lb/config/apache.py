@@ -41,7 +41,7 @@ __all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACH
 
 #: Directives that are read and have no effect on proxying.
 ACCEPTED_AND_IGNORED = frozenset(
-    {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
+    {"loadmodule", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
 )
 
 #: Directives (and sections) that twisted_lb gives a meaning.
@@ -49,6 +49,7 @@ SUPPORTED_DIRECTIVES = frozenset(
     {
         "listen",
         "virtualhost",
+        "servername",
         "redirect",
         "sslengine",
         "sslcertificatefile",
@@ -391,6 +392,12 @@ class _Reader:
         if value.lower() == "optional":
             raise node.error("SSLEngine optional (TLS upgrade) is not supported; use On or Off")
         self.setting(node, scope, "sslengine", _on_off(node, value, "SSLEngine"))
+
+    def d_servername(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        value = _one_arg(node)
+        # ServerName [scheme://]domain-name|ip-address[:port]
+        self.setting(node, scope, "servername", value.partition("://")[2] or value)
 
     def host_only(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
@@ -1011,7 +1018,16 @@ class _Reader:
             )
         if scope.redirects:
             kwargs.update(self.redirect(scope))
-        return build(ListenerConfig, kwargs, lambda field, problem: node.error(problem))
+        server_name = scope.get("servername")
+        if server_name is not None:
+            kwargs["server_name"] = server_name[0]
+        return build(
+            ListenerConfig,
+            kwargs,
+            lambda field, problem: (
+                server_name[1] if server_name is not None and field == "server_name" else node
+            ).error(problem),
+        )
 
     def redirect(self, scope: _Scope) -> dict[str, Any]:
         if scope.passes:

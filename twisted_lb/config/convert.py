@@ -97,6 +97,8 @@ def _listener(listener: ListenerConfig) -> list[str]:
     if listener.redirect is not None:
         items["redirect"] = listener.redirect
         items["redirect_status"] = listener.redirect_status
+    if listener.server_name is not None:
+        items["server_name"] = listener.server_name
     return ["[[listen]]", *_lines(items)]
 
 

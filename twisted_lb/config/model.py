@@ -465,6 +465,17 @@ class TLSConfig:
     chain: str | None = None
 
 
+#: A host name or address with an optional port (RFC 3986 3.2.2).
+_SERVER_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?")
+
+
+def _server_name(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and _SERVER_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"server_name must be a host name or address with an optional port, not {value!r}"
+        )
+
+
 @attrs.frozen
 class ListenerConfig:
     """
@@ -477,12 +488,17 @@ class ListenerConfig:
         plus the request's path (the HTTP → HTTPS listener).
     @ivar redirect_status: the status of that redirect: 301 (permanent, the
         default), 302 (the default of Apache's C{Redirect}), 303, 307 or 308.
+    @ivar server_name: the host name (and port) of requests that come
+        without a C{Host} (HTTP/1.0), as Apache's C{ServerName}: members
+        build their URLs from it. Without it, the address the client
+        connected to.
     """
 
     endpoint: str
     tls: TLSConfig | None = None
     redirect: str | None = None
     redirect_status: int = attrs.field(default=301)
+    server_name: str | None = attrs.field(default=None, validator=_server_name)
 
     @redirect_status.validator
     def _check_redirect_status(self, attribute: attrs.Attribute[Any], value: int) -> None:

@@ -75,7 +75,13 @@ _LIMITS = {
     "max_connections": "int",
     "max_body_bytes": "int",
 }
-_LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
+_LISTEN = {
+    "endpoint": "str",
+    "tls": "table",
+    "redirect": "str",
+    "redirect_status": "int",
+    "server_name": "str",
+}
 _LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
 _BALANCER = {
     "lbmethod": "str",
@@ -326,6 +332,8 @@ class _Reader:
             kwargs["redirect"] = table["redirect"]
         if "redirect_status" in table:
             kwargs["redirect_status"] = table["redirect_status"]
+        if "server_name" in table:
+            kwargs["server_name"] = table["server_name"]
         return self.model(ListenerConfig, kwargs, prefix, {})
 
     def sticky(self, value: Any, key: str) -> StickySessionConfig | None:
