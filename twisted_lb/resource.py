@@ -40,6 +40,7 @@ from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import (
     Match,
     Router,
+    absolute_target,
     fallback_host,
     unsafe_path,
     unsafe_query,
@@ -295,8 +296,12 @@ class ProxyResource(Resource):
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             raise RequestRefused(400, malformed)
         uri = request.uri
+        authority = None
         if not uri.startswith(b"/"):
-            raise RequestRefused(400, "absolute-form requests are not served: this is a reverse proxy")
+            try:
+                authority, uri = absolute_target(uri)
+            except ValueError as e:
+                raise RequestRefused(400, str(e)) from None
         path, _, query = uri.partition(b"?")
         reason = unsafe_path(path) or unsafe_query(query)
         if reason is not None:
@@ -306,6 +311,11 @@ class ProxyResource(Resource):
             raise RequestRefused(404, "no route for this path")
         target = match.target
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
+        if authority is not None:
+            # RFC 9112 3.2.2: the target's host, not the Host header.
+            host = authority
+            headers = [(n, v) for n, v in headers if n != _HOST]
+            headers.insert(0, (_HOST, authority))
         info = _request_info(request)
         if not host:
             host = fallback_host(

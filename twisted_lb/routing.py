@@ -19,6 +19,7 @@ import attrs
 __all__ = [
     "Router",
     "Match",
+    "absolute_target",
     "fallback_host",
     "host_name",
     "unsafe_path",
@@ -134,6 +135,45 @@ def valid_host(value: bytes) -> bool:
     if len(_KNOWN_HOSTS) < _KNOWN_HOSTS_MAX:
         _KNOWN_HOSTS.add(value)
     return True
+
+
+#: The schemes of absolute-form targets a reverse proxy serves.
+_HTTP_SCHEMES = (b"http://", b"https://")
+
+
+def absolute_target(target: bytes) -> tuple[bytes, bytes]:
+    """
+    The authority and the origin form of an absolute-form request target
+    (C{http://host:port/path?query}, RFC 9112 3.2.2), which a server must
+    accept: the request is served as C{/path?query} from this proxy's own
+    routes, and the authority replaces the C{Host} header. The named host
+    is never contacted: this is no forward proxy (Apache with
+    C{ProxyRequests Off} serves such requests the same way).
+
+    @raise ValueError: with the reason, when C{target} is not an C{http} or
+        C{https} URI with a valid host (other schemes, user information,
+        an empty or invalid host, a fragment).
+    """
+    lower = target[:8].lower()
+    scheme = next((s for s in _HTTP_SCHEMES if lower.startswith(s)), None)
+    if scheme is None:
+        raise ValueError("only origin-form and http(s) absolute-form request targets are served")
+    rest = target[len(scheme) :]
+    end = len(rest)
+    for stop in (b"/", b"?"):
+        found = rest.find(stop)
+        if 0 <= found < end:
+            end = found
+    authority, path = rest[:end], rest[end:]
+    if b"#" in target:
+        raise ValueError("a request target has no fragment")
+    if b"@" in authority:
+        raise ValueError("user information in the request target is not accepted")
+    if not authority or not valid_host(authority):
+        raise ValueError("the request target's host is not a host name or address")
+    if not path.startswith(b"/"):
+        path = b"/" + path
+    return authority, path
 
 
 def host_name(host: bytes) -> bytes:
