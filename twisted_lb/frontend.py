@@ -33,12 +33,20 @@ from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from twisted_lb.compat import tls_session_id
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
 from twisted_lb.fastpath import RawResponse, parse_simple_head
 
-__all__ = ["ConnectionInfo", "FrontendSite", "LimitedHTTPChannel", "refusal", "tls_details"]
+__all__ = [
+    "ConnectionInfo",
+    "FrontendSite",
+    "LimitedHTTPChannel",
+    "TLSDetails",
+    "refusal",
+    "tls_details",
+]
 
 _log = Logger()
 
@@ -79,6 +87,10 @@ class ConnectionInfo:
     @ivar client: the client's address (an C{IAddress}).
     @ivar ssl_protocol: the TLS version, when over TLS and known.
     @ivar ssl_cipher: the TLS cipher, when over TLS and known.
+    @ivar ssl_key_size: the cipher's secret bits, when over TLS and known.
+    @ivar ssl_session: the TLS session id (upper-case hex), when there is one.
+    @ivar ssl_cert: the client's certificate chain as PEM (its own
+        certificate first), when it presented one.
     """
 
     client: Any
@@ -89,6 +101,9 @@ class ConnectionInfo:
     secure: bool
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
+    ssl_key_size: int | None = None
+    ssl_session: bytes | None = None
+    ssl_cert: bytes | None = None
 
     @classmethod
     def of(cls, channel: Any) -> ConnectionInfo:
@@ -101,9 +116,7 @@ class ConnectionInfo:
     @classmethod
     def of_parts(cls, client: Any, local: Any, secure: bool, transport: Any) -> ConnectionInfo:
         """The info from the two addresses, and the transport's TLS details if C{secure}."""
-        protocol = cipher = None
-        if secure:
-            protocol, cipher = tls_details(transport)
+        tls = tls_details(transport) if secure else _NO_TLS
         return cls(
             client=client,
             client_host=getattr(client, "host", "") or "",
@@ -111,23 +124,69 @@ class ConnectionInfo:
             local_host=getattr(local, "host", "") or "",
             local_port=getattr(local, "port", 0) or 0,
             secure=secure,
-            ssl_protocol=protocol,
-            ssl_cipher=cipher,
+            ssl_protocol=tls.protocol,
+            ssl_cipher=tls.cipher,
+            ssl_key_size=tls.key_size,
+            ssl_session=tls.session,
+            ssl_cert=tls.client_chain,
         )
 
 
-def tls_details(transport: Any) -> tuple[bytes | None, bytes | None]:
-    """The TLS version and cipher of a client's connection, when known."""
+@attrs.frozen
+class TLSDetails:
+    """
+    What a TLS connection tells a member (AJP's SSL attributes, as Apache's
+    C{mod_proxy_ajp} sends C{SSL_PROTOCOL}, C{SSL_CIPHER},
+    C{SSL_CIPHER_USEKEYSIZE}, C{SSL_SESSION_ID} and C{SSL_CLIENT_CERT}).
+    """
+
+    protocol: bytes | None = None
+    cipher: bytes | None = None
+    key_size: int | None = None
+    session: bytes | None = None
+    client_chain: bytes | None = None
+
+
+_NO_TLS = TLSDetails()
+
+
+def tls_details(transport: Any) -> TLSDetails:
+    """The TLS details of a client's connection, as far as they are known."""
     try:
         handle = transport.getHandle()
         protocol = handle.get_protocol_version_name()
         cipher = handle.get_cipher_name()
+        bits = handle.get_cipher_bits()
     except Exception:
-        return None, None
-    return (
-        protocol.encode("ascii") if protocol else None,
-        cipher.encode("ascii") if cipher else None,
+        return _NO_TLS
+    try:
+        session = tls_session_id(handle)
+    except Exception:
+        session = None
+    return TLSDetails(
+        protocol=protocol.encode("ascii") if protocol else None,
+        cipher=cipher.encode("ascii") if cipher else None,
+        key_size=bits if isinstance(bits, int) and bits > 0 else None,
+        session=session,
+        client_chain=_client_chain(handle),
     )
+
+
+def _client_chain(handle: Any) -> bytes | None:
+    """The certificates the client presented, as PEM, its own first; C{None} for none."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        leaf = handle.get_peer_certificate()
+        if leaf is None:
+            return None
+        chain = [c.to_cryptography() for c in handle.get_peer_cert_chain() or ()]
+        first = leaf.to_cryptography()
+    except Exception:
+        return None
+    # A server's view of the chain may or may not hold the client's own certificate.
+    certificates = [first, *(c for c in chain if c != first)]
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certificates)
 
 
 def _drop(data: bytes) -> None:

@@ -397,7 +397,10 @@ class ProxyResource(Resource):
 
 
 def _request_info(request: Request) -> ConnectionInfo:
-    """What a twisted.web request knows of its connection."""
+    """What a twisted.web request knows of its connection (read once per HTTP/1.1 connection)."""
+    read_once = getattr(request.channel, "connection_info", None)
+    if read_once is not None:
+        return read_once()  # type: ignore[no-any-return]
     return ConnectionInfo.of_parts(
         request.getClientAddress(),
         request.getHost(),
@@ -436,6 +439,9 @@ def _exchange_for(
         body_length=body_length,
         ssl_protocol=info.ssl_protocol,
         ssl_cipher=info.ssl_cipher,
+        ssl_key_size=info.ssl_key_size,
+        ssl_session=info.ssl_session,
+        ssl_cert=info.ssl_cert,
         session_routes=routes,
         public_prefix=match.prefix,
         target_path=target.target_path,

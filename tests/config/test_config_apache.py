@@ -115,6 +115,36 @@ def test_server_name_per_virtual_host(tmp_path) -> None:
     ]
 
 
+def test_ssl_verify_client(tmp_path) -> None:
+    """SSLVerifyClient and SSLCACertificateFile ask clients for certificates, as in Apache."""
+    config, _ = read(
+        tmp_path,
+        """
+        <VirtualHost *:8443>
+          SSLEngine on
+          SSLCertificateFile /etc/ssl/c.pem
+          SSLVerifyClient require
+          SSLCACertificateFile /etc/ssl/ca.pem
+        </VirtualHost>
+        """,
+    )
+    tls = config.listeners[0].tls
+    assert tls is not None
+    assert (tls.client_certificates, tls.client_ca) == ("require", "/etc/ssl/ca.pem")
+    e = error(
+        tmp_path,
+        "<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile /c.pem\nSSLVerifyClient optional\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4" and "client_ca" in e.problem
+    e = error(
+        tmp_path,
+        "<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile /c.pem\nSSLVerifyClient maybe\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4"
+
+
 def test_server_name_that_is_no_host(tmp_path) -> None:
     e = error(tmp_path, "Listen 8080\n<VirtualHost *:8080>\nServerName a/b\n</VirtualHost>\n")
     assert e.key == "line 3" and "server_name" in e.problem

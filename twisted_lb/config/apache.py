@@ -55,6 +55,8 @@ SUPPORTED_DIRECTIVES = frozenset(
         "sslcertificatefile",
         "sslcertificatekeyfile",
         "sslcertificatechainfile",
+        "sslverifyclient",
+        "sslcacertificatefile",
         "sslproxyengine",
         "sslproxyverify",
         "sslproxycheckpeercn",
@@ -421,6 +423,18 @@ class _Reader:
 
     def d_sslcertificatechainfile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "chain")
+
+    def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "client_ca")
+
+    def d_sslverifyclient(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        value = _one_arg(node).lower()
+        if value not in ("none", "optional", "require", "optional_no_ca"):
+            raise node.error(
+                f"SSLVerifyClient {value}: use none, optional, require or optional_no_ca"
+            )
+        self.setting(node, scope, "client_certificates", value)
 
     def d_sslproxycacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "ca_file", host=False)
@@ -1011,10 +1025,17 @@ class _Reader:
                 on = scope.get("sslengine")
                 assert on is not None
                 raise on[1].error("SSLEngine On without SSLCertificateFile")
-            kwargs["tls"] = TLSConfig(
-                certificate=certificate,
-                key=scope.value("key", certificate),
-                chain=scope.value("chain"),
+            verify = scope.get("client_certificates")
+            kwargs["tls"] = build(
+                TLSConfig,
+                {
+                    "certificate": certificate,
+                    "key": scope.value("key", certificate),
+                    "chain": scope.value("chain"),
+                    "client_certificates": scope.value("client_certificates", "none"),
+                    "client_ca": scope.value("client_ca"),
+                },
+                lambda field, problem: (verify[1] if verify is not None else node).error(problem),
             )
         if scope.redirects:
             kwargs.update(self.redirect(scope))

@@ -93,6 +93,8 @@ def _listener(listener: ListenerConfig) -> list[str]:
             "certificate": listener.tls.certificate,
             "key": listener.tls.key,
             "chain": listener.tls.chain,
+            "client_certificates": listener.tls.client_certificates,
+            "client_ca": listener.tls.client_ca,
         }
     if listener.redirect is not None:
         items["redirect"] = listener.redirect

@@ -458,11 +458,30 @@ class TLSConfig:
     @ivar certificate: PEM certificate file.
     @ivar key: PEM private key file (may be the certificate file).
     @ivar chain: PEM file of intermediate certificates.
+    @ivar client_certificates: whether clients are asked for a certificate,
+        as Apache's C{SSLVerifyClient}: C{none} (the default), C{optional}
+        and C{require} (checked against C{client_ca}), C{optional_no_ca}
+        (any certificate is accepted, unchecked: the application decides).
+        A presented certificate chain reaches AJP members (C{ssl_cert}).
+    @ivar client_ca: PEM file of the CAs client certificates must come from
+        (Apache's C{SSLCACertificateFile}); needed for C{optional} and
+        C{require}.
     """
 
     certificate: str
     key: str
     chain: str | None = None
+    client_certificates: str = attrs.field(
+        default="none", validator=_one_of("none", "optional", "require", "optional_no_ca")
+    )
+    client_ca: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_certificates in ("optional", "require") and not self.client_ca:
+            raise ValueError(
+                f"client_certificates = {self.client_certificates!r} needs client_ca, the CAs "
+                "to check client certificates against (or use 'optional_no_ca')"
+            )
 
 
 #: A host name or address with an optional port (RFC 3986 3.2.2).

@@ -82,7 +82,13 @@ _LISTEN = {
     "redirect_status": "int",
     "server_name": "str",
 }
-_LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
+_LISTEN_TLS = {
+    "certificate": "str",
+    "key": "str",
+    "chain": "str",
+    "client_certificates": "str",
+    "client_ca": "str",
+}
 _BALANCER = {
     "lbmethod": "str",
     "stickysession": "sticky",
@@ -323,6 +329,8 @@ class _Reader:
                     "certificate": certificate,
                     "key": self.path(t["key"]) if "key" in t else certificate,
                     "chain": self.path(t.get("chain")),
+                    "client_certificates": t.get("client_certificates", "none"),
+                    "client_ca": self.path(t.get("client_ca")),
                 },
                 tls_prefix,
                 {},
