@@ -55,7 +55,14 @@ def test_every_key() -> None:
         listeners=(
             ListenerConfig(
                 "tcp:18443:interface=127.0.0.1",
-                tls=TLSConfig(d + "tls/cert.pem", d + "tls/key.pem", d + "tls/chain.pem"),
+                tls=TLSConfig(
+                    d + "tls/cert.pem",
+                    d + "tls/key.pem",
+                    d + "tls/chain.pem",
+                    client_certificates="optional",
+                    client_ca=d + "tls/ca.pem",
+                ),
+                server_name="www.example.com",
                 http2=False,
             ),
             ListenerConfig("tcp:18080", redirect="https://localhost:18443", redirect_status=308),
@@ -320,6 +327,14 @@ def test_listener_errors() -> None:
         MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nredirect = "https://h"\nredirect_status = 200')
     )
     assert e.key == "listen[0].redirect_status"
+    e = error(
+        MINIMAL.replace(
+            '"tcp:8080"', '"tcp:8080"\ntls = { certificate = "c", client_certificates = "require" }'
+        )
+    )
+    assert e.key.startswith("listen[0].tls") and "client_ca" in e.problem
+    e = error(MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nserver_name = "a b"'))
+    assert e.key == "listen[0].server_name" and "host name" in e.problem
     e = error(MINIMAL.replace('[[listen]]\nendpoint = "tcp:8080"', ""))
     assert e.key == "listen" and "no listener" in e.problem
 

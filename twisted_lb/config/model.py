@@ -458,11 +458,41 @@ class TLSConfig:
     @ivar certificate: PEM certificate file.
     @ivar key: PEM private key file (may be the certificate file).
     @ivar chain: PEM file of intermediate certificates.
+    @ivar client_certificates: whether clients are asked for a certificate,
+        as Apache's C{SSLVerifyClient}: C{none} (the default), C{optional}
+        and C{require} (checked against C{client_ca}), C{optional_no_ca}
+        (any certificate is accepted, unchecked: the application decides).
+        A presented certificate chain reaches AJP members (C{ssl_cert}).
+    @ivar client_ca: PEM file of the CAs client certificates must come from
+        (Apache's C{SSLCACertificateFile}); needed for C{optional} and
+        C{require}.
     """
 
     certificate: str
     key: str
     chain: str | None = None
+    client_certificates: str = attrs.field(
+        default="none", validator=_one_of("none", "optional", "require", "optional_no_ca")
+    )
+    client_ca: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_certificates in ("optional", "require") and not self.client_ca:
+            raise ValueError(
+                f"client_certificates = {self.client_certificates!r} needs client_ca, the CAs "
+                "to check client certificates against (or use 'optional_no_ca')"
+            )
+
+
+#: A host name or address with an optional port (RFC 3986 3.2.2).
+_SERVER_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?")
+
+
+def _server_name(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and _SERVER_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"server_name must be a host name or address with an optional port, not {value!r}"
+        )
 
 
 @attrs.frozen
@@ -481,6 +511,10 @@ class ListenerConfig:
         an C{ssl:} endpoint), when twisted.web can serve it (the C{h2} and
         C{priority} packages are installed); HTTP/2 connections keep to the
         same C{[limits]} as HTTP/1.1 ones (see L{twisted_lb.http2}).
+    @ivar server_name: the host name (and port) of requests that come
+        without a C{Host} (HTTP/1.0), as Apache's C{ServerName}: members
+        build their URLs from it. Without it, the address the client
+        connected to.
     """
 
     endpoint: str
@@ -488,6 +522,7 @@ class ListenerConfig:
     redirect: str | None = None
     redirect_status: int = attrs.field(default=301)
     http2: bool = True
+    server_name: str | None = attrs.field(default=None, validator=_server_name)
 
     @redirect_status.validator
     def _check_redirect_status(self, attribute: attrs.Attribute[Any], value: int) -> None:

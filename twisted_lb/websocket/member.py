@@ -1,7 +1,9 @@
 """
-The backend of a C{ws://} or C{wss://} member: probes it, and opens the
+The backend of a C{ws://} or C{wss://} member: probes it, opens the
 member side of a tunnel (an Autobahn client connection) that reports
-through the tunnel it serves.
+through the tunnel it serves, and sends the plain requests of a WebSocket
+route to the same node over C{http://} or C{https://} (as Apache httpd
+2.4.47+ does), so that a page and its WebSocket share one mapping.
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_lb.backends.connect_probe import ConnectProbe
+from twisted_lb.backends.http import HTTPBackend
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
 from twisted_lb.config.model import ConfigError, MemberConfig
 from twisted_lb.errors import (
     BackendProtocolError,
     BackendTimeout,
     ConnectFailed,
-    RequestRefused,
     ResponseNeverReceived,
     TLSFailed,
 )
@@ -37,7 +39,7 @@ from .hot_path import HotPath
 if TYPE_CHECKING:
     from .bridge import Tunnel
 
-__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest"]
+__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest", "http_member"]
 
 _log = Logger()
 
@@ -187,9 +189,16 @@ class WSMember:
 
     @ivar member: its configuration.
     @ivar tunnels: the open tunnels through it.
+    @ivar http: the backend of the same node over C{http(s)://}, for the
+        plain requests of the route.
     """
 
-    def __init__(self, reactor: Any, member: MemberConfig) -> None:
+    def __init__(self, reactor: Any, member: MemberConfig, *, x_forwarded: bool = True) -> None:
+        """
+        @param x_forwarded: add C{X-Forwarded-For/-Proto/-Host} to the plain
+            requests sent to the node (the bridge adds them to upgrades).
+        @raise ConfigError: a TLS file of a C{wss://} member is not usable.
+        """
         self.member = member
         self._reactor = reactor
         self._secure = member.scheme == "wss"
@@ -204,6 +213,10 @@ class WSMember:
         self._path = member.path.encode("utf-8")
         self.tunnels: set[Tunnel] = set()
         self._connecting: set[defer.Deferred[Any]] = set()
+        try:
+            self.http = HTTPBackend(reactor, http_member(member), x_forwarded=x_forwarded)
+        except (OSError, ValueError, SSL.Error) as e:
+            raise ConfigError("<config>", f"members.{member.url}.tls", str(e)) from None
 
     def _endpoint(self) -> Any:
         endpoint: Any = HostnameEndpoint(
@@ -232,8 +245,12 @@ class WSMember:
         return ok
 
     async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
-        """Plain HTTP requests are not served by a WebSocket member."""
-        raise RequestRefused(426, "this path only serves WebSocket connections")
+        """
+        Send a plain request (not an upgrade) to the node over C{http://}
+        (C{https://} for a C{wss://} member), as Apache's C{mod_proxy_wstunnel}
+        hands plain requests on to C{mod_proxy_http} since httpd 2.4.47.
+        """
+        await self.http.send(exchange, sink)
 
     def url(self, resource: str) -> str:
         """
@@ -292,4 +309,15 @@ class WSMember:
         for d in list(self._connecting):
             d.cancel()
         pending = [t.shutdown() for t in list(self.tunnels)]
+        pending.append(defer.maybeDeferred(self.http.close))
         return defer.gatherResults(pending).addCallback(lambda _: None)
+
+
+def http_member(member: MemberConfig) -> MemberConfig:
+    """
+    The C{http://} (for C{ws://}) or C{https://} (for C{wss://}) member on
+    the same host, port and path, with the same settings.
+    """
+    scheme = "https" if member.scheme == "wss" else "http"
+    # ws:// and http:// share their default port (80), wss:// and https:// theirs (443).
+    return attrs.evolve(member, url=scheme + member.url[len(member.scheme) :])
