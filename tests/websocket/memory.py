@@ -143,6 +143,11 @@ class MemberPeer(WebSocketServerProtocol):
         if self.factory.echo:
             self.sendMessage(payload, isBinary)
 
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        if self.factory.last_words is not None and self.state == self.STATE_OPEN:
+            self.sendMessage(self.factory.last_words)
+        return super().onCloseFrame(code, reasonRaw)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.close_info = (code, reason)
 
@@ -206,6 +211,7 @@ class Harness:
             factory.peers = []
             factory.refuse = None
             factory.answer_headers = {}
+            factory.last_words = None
             factory.greeting = True
             factory.echo = True
             factory.burst = []

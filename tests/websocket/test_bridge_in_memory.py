@@ -402,3 +402,42 @@ def test_an_extension_nobody_offered_is_502():
     h.settle()
     assert not client.opened
     assert bytes(link.received[link.left]).startswith(b"HTTP/1.1 502 ")
+
+
+# -- the close handshake through the tunnel -----------------------------------------------
+
+
+def test_what_the_member_sends_before_answering_a_close_reaches_the_client():
+    """
+    The client's close goes to the member, and the client is answered with
+    the member's answer: a message the member sent before it still arrives.
+    """
+    h = Harness()
+    h.member(9001).last_words = b"last words"
+    client, _ = _open(h)
+    (peer,) = h.member(9001).peers
+    client.sendClose(4001, "bye")
+    h.settle()
+    assert client.messages[-1] == (b"last words", False)
+    assert client.close_info == (4001, "bye")
+    assert peer.close_info == (4001, "bye")
+
+
+def test_a_close_never_answered_is_dropped_after_an_idle_period():
+    h = Harness(member_timeout=30.0)
+    client, client_link = _open(h, options={"closeHandshakeTimeout": 0})  # the client waits
+    member_link = _member_link(h, client_link)
+    (peer,) = h.member(9001).peers
+    # The member stops reading: the client's close waits for an answer that never comes.
+    member_link.right.pauseProducing()
+    client.sendClose(1000)
+    h.settle()
+    assert client.close_info is None and not client_link.lost
+    h.reactor.advance(29)
+    h.settle()
+    assert not client_link.lost
+    h.reactor.advance(1.1)  # no answer for an idle period: the member is dropped,
+    h.settle()  # and the client answered
+    assert member_link.left.disconnecting  # the proxy's end of the member connection
+    assert client_link.lost
+    assert client.close_info == (1000, None)

@@ -101,6 +101,20 @@ class _Throttle:
         """Ending a side is the tunnel's business, not the transport's."""
 
 
+def _valid_close(code: int | None, reason: bytes | None) -> bool:
+    """Whether a close frame's code and reason are valid (RFC 6455 section 7.4)."""
+    if code is not None and not (
+        3000 <= code <= 4999 or code in WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
+    ):
+        return False
+    if reason:
+        try:
+            reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
 class ClientSide(RelaySide, WebSocketServerProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
     """The connection from the client to the proxy."""
 
@@ -155,6 +169,9 @@ class Tunnel:
         self._throttled = False
         self._client_gone = False
         self._bridge_closed: set[object] = set()
+        #: Sides whose close frame waits for the other side's answer, with
+        #: Autobahn's handling of it.
+        self._unanswered: dict[Any, tuple[Callable[[Any, Any], Any], int | None, bytes | None]] = {}
         self._idle: Any = None
         self._idle_seconds = 0.0
         self._last_activity = 0.0
@@ -326,9 +343,26 @@ class Tunnel:
         if left > 0.001:  # more than float noise left
             self._idle = self.bridge.reactor.callLater(left, self._idle_check)
             return
-        _log.info("WebSocket idle for {seconds}s; closing", seconds=seconds)
-        for side in (self.client, self.upstream):
-            self._close(side, _IDLE)
+        # Sides still closing after a whole idle period (a peer that never
+        # answered a close frame, which Autobahn does not time here: a
+        # relayed close may wait behind much data) are dropped; open ones
+        # are closed, and checked again after another period.
+        sides = [side for side in (self.client, self.upstream) if side is not None]
+        for side in sides:
+            if side.state == _CLOSING:
+                side.dropConnection(abort=True)
+                self._answer(self._other(side))
+        closing = False
+        for side in sides:
+            if side.state == _OPEN and side in self._unanswered:
+                self._answer(side)
+            elif side.state not in (_CLOSED, _CLOSING):
+                if not closing:
+                    _log.info("WebSocket idle for {seconds}s; closing", seconds=seconds)
+                closing = True
+                self._close(side, _IDLE)
+        if closing and not self.finished.called:
+            self._idle = self.bridge.reactor.callLater(seconds, self._idle_check)
 
     # -- closing ---------------------------------------------------------
 
@@ -355,20 +389,43 @@ class Tunnel:
     def close_frame(
         self, side: Any, code: int | None, reason: bytes | None, default: Callable[[Any, Any], Any]
     ) -> Any:
-        """A close frame arrived on C{side}: answer it, and pass it on unless it was our own."""
-        replying = side.state == _CLOSING  # the answer to a close we sent
-        if not replying and self._writing_mid_frame(side):
-            # No close frame fits in what is being relayed to this side: pass
-            # the close on and end this side's connection.
-            self._bridge_closed.add(side)
-            self._close(self._other(side), (code, reason[:123] if reason else None))
-            side.dropConnection(abort=False)
-            return True
-        result = default(code, reason)
-        if not replying and not result:  # a true result: Autobahn failed the side
-            text = side.remoteCloseReason
-            self._close(self._other(side), (side.remoteCloseCode, text.encode("utf-8") if text else None))
-        return result
+        """
+        A close frame arrived on C{side}. The answer to a close we sent
+        completes that side's handshake (and answers the close the other
+        side sent, if it waits for one). A close C{side} starts goes on to
+        the other side, and C{side} is answered when the other side
+        answered, as a direct connection would be: frames the other side
+        sent before its answer still reach C{side}.
+
+        @param default: Autobahn's own handling of the close frame.
+        """
+        other = self._other(side)
+        if side.state == _CLOSING:  # the answer to a close we sent
+            result = default(code, reason)
+            self._answer(other)
+            return result
+        if not _valid_close(code, reason) or other is None or other.state != _OPEN:
+            # Autobahn fails a bad close frame itself (1002, 1007); with
+            # nobody to pass it to, the close is answered at once.
+            result = default(code, reason)
+            if not result:  # a true result: Autobahn failed the side
+                text = side.remoteCloseReason
+                self._close(other, (side.remoteCloseCode, text.encode("utf-8") if text else None))
+            return result
+        self._unanswered[side] = (default, code, reason)
+        self._close(other, (code, reason))
+        return None
+
+    def _answer(self, side: Any) -> None:
+        """Answer the close C{side} sent, if it waits for an answer."""
+        waiting = self._unanswered.pop(side, None)
+        if waiting is None or side.state != _OPEN:
+            return
+        default, code, reason = waiting
+        if self._writing_mid_frame(side):
+            side.dropConnection(abort=False)  # no close frame fits there now
+        else:
+            default(code, reason)
 
     def closed(self, side: Any) -> None:
         """One side's connection is gone."""
@@ -377,7 +434,9 @@ class Tunnel:
         if side is self.client:
             self._client_gone = True
         other = self._other(side)
-        if other is not None and other.state not in (_CLOSED, _CLOSING):
+        if other in self._unanswered:
+            self._answer(other)
+        elif other is not None and other.state not in (_CLOSED, _CLOSING):
             local = side.localCloseCode
             if local is not None and side not in self._bridge_closed:
                 # Autobahn failed this side (1009 too big, 1002, 1007): say so.
@@ -457,6 +516,9 @@ class WebSocketBridge:
             "maxMessagePayloadSize": _AUTOBAHN_MAX_PAYLOAD,
             "maxFramePayloadSize": _AUTOBAHN_MAX_PAYLOAD,
             "openHandshakeTimeout": 0,  # the tunnel times the member itself
+            # A relayed close may wait behind much data in flight: the
+            # tunnel's idle timer ends a close handshake that never ends.
+            "closeHandshakeTimeout": 0,
             "echoCloseCodeReason": True,
             "failByDrop": False,  # send 1009/1002 before dropping
         }
