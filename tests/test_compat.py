@@ -6,20 +6,28 @@ release changes it.
 
 from __future__ import annotations
 
+import inspect
 import socket
 from pathlib import Path
 
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
 from OpenSSL import SSL
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import http
 from twisted.web.server import Request, Site
 
+from twisted_lb import compat
 from twisted_lb.compat import H2Connection, switch_to_http2, tls_session_id
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.http2 import LimitedH2Connection
 from twisted_lb.tls import make_self_signed
+
+from .websocket.conftest import txaio_clock  # noqa: F401  (no timer on the global reactor)
+from .websocket.memory import SocketTransport
 
 # -- HTTP/2 (twisted_lb.http2) -----------------------------------------------------------------
 
@@ -150,3 +158,64 @@ def test_no_session_before_a_handshake() -> None:
 
 
 # -- end of TLS session id -----------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# Autobahn: the WebSocket frame relay
+# ---------------------------------------------------------------------------
+
+_UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+#: A masked close frame, code 1000 (the key is zero: the payload is as it is).
+_CLOSE_1000 = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
+
+
+def _server() -> tuple[WebSocketServerProtocol, SocketTransport]:
+    factory = WebSocketServerFactory(reactor=MemoryReactorClock())  # no timer on the global reactor
+    factory.protocol = WebSocketServerProtocol
+    factory.setProtocolOptions(failByDrop=False)
+    proto = factory.buildProtocol(None)
+    transport = SocketTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_autobahn_buffers_what_follows_the_handshake_in_data():
+    """Bytes past the upgrade request wait in C{data} while the handshake is not done."""
+    proto, transport = _server()
+    proto.onConnect = lambda request: Deferred()  # the handshake waits
+    compat.autobahn_feed(proto, _UPGRADE + b"\x81\x80")
+    assert proto.state == WebSocketProtocol.STATE_CONNECTING
+    assert compat.autobahn_take_received(proto) == b"\x81\x80"
+    assert proto.data == b""
+    compat.autobahn_put_received(proto, b"xy")
+    assert proto.data == b"xy"
+
+
+def test_autobahn_feed_runs_the_close_handshake():
+    """A close frame fed after the handshake: Autobahn answers it and reports the code."""
+    proto, transport = _server()
+    compat.autobahn_feed(proto, _UPGRADE)
+    assert proto.state == WebSocketProtocol.STATE_OPEN
+    assert transport.value().startswith(b"HTTP/1.1 101 ")
+    transport.clear()
+    seen = []
+    proto.onCloseFrame = lambda code, reason, default=proto.onCloseFrame: (
+        seen.append(code),
+        default(code, reason),
+    )[1]
+    compat.autobahn_feed(proto, _CLOSE_1000)
+    assert seen == [1000]
+    assert transport.value() == b"\x88\x02\x03\xe8"  # the answer, unmasked
+
+
+def test_autobahn_fail_sends_the_code_and_closes():
+    proto, transport = _server()
+    compat.autobahn_feed(proto, _UPGRADE)
+    transport.clear()
+    compat.autobahn_fail(proto, 1002, "broken")
+    assert transport.value() == b"\x88\x08\x03\xeabroken"
+    assert proto.state == WebSocketProtocol.STATE_CLOSING
+    assert proto.localCloseCode == 1002
+    assert "code" in inspect.signature(WebSocketProtocol._fail_connection).parameters

@@ -4,7 +4,7 @@ pyOpenSSL. Each use has a probe in C{tests/test_compat.py} that fails
 loudly when a release changes what it relies on.
 
 Sections belong to the parts of twisted_lb that need them; keep each in its
-own commented block.
+own commented block, saying which release it was written against.
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from typing import Any
 
 from twisted.web._http2 import H2Connection
 
-__all__ = ["H2Connection", "switch_to_http2", "tls_session_id"]
+__all__ = [
+    "H2Connection",
+    "switch_to_http2",
+    "tls_session_id",
+    "autobahn_feed",
+    "autobahn_fail",
+    "autobahn_take_received",
+    "autobahn_put_received",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -111,3 +119,41 @@ def tls_session_id(connection: Any) -> bytes | None:
 
 
 # -- end of TLS session id -----------------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# Autobahn (26.11.1): the WebSocket frame relay (twisted_lb.websocket).
+#
+# Autobahn does the opening and closing handshakes of both legs of a tunnel;
+# between them the relay reads the bytes itself. It hands Autobahn the bytes
+# from a close frame on, takes the bytes Autobahn buffered past a handshake,
+# and lets Autobahn fail a connection with a close code.
+# ---------------------------------------------------------------------------
+
+
+def autobahn_feed(protocol: Any, data: bytes) -> None:
+    """Let Autobahn's own parser process C{data} received on C{protocol}."""
+    protocol._dataReceived(data)
+
+
+def autobahn_take_received(protocol: Any) -> bytes:
+    """The bytes C{protocol} received and has not processed; it forgets them."""
+    data: bytes = protocol.data
+    protocol.data = b""
+    return data
+
+
+def autobahn_put_received(protocol: Any, data: bytes) -> None:
+    """Replace the bytes C{protocol} received and has not processed yet."""
+    protocol.data = data
+
+
+def autobahn_fail(protocol: Any, code: int, reason: str) -> None:
+    """
+    Fail C{protocol}'s WebSocket connection as Autobahn does on a protocol
+    violation: a close frame with C{code}, then the close handshake.
+    """
+    protocol._fail_connection(code, reason)
+
+
+# --- end of the Autobahn section --------------------------------------------

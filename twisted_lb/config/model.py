@@ -354,10 +354,11 @@ class BalancerConfig:
         members when unset.
     @ivar probe_interval: seconds between background probes of a member in
         error; 0 switches probing off, so that Apache's retry timer applies.
-    @ivar ws_max_message_size: the largest WebSocket message (and frame), in
-        bytes, relayed by a balancer of C{ws(s)://} members; a larger one
-        closes the WebSocket with 1009. The idle timeout of a WebSocket is the
-        member's C{timeout}, as in Apache's tunnel.
+    @ivar ws_max_message_size: the largest WebSocket message, in bytes,
+        relayed by a balancer of C{ws(s)://} members (a larger one closes the
+        WebSocket with 1009); 0, the default, for no limit (frames are relayed
+        as they arrive, so a large message costs no memory). The idle timeout
+        of a WebSocket is the member's C{timeout}, as in Apache's tunnel.
     @ivar health: active health checks of the members; C{None} for none (members
         in error are still probed every C{probe_interval}). A member's own
         C{health} replaces it.
@@ -370,7 +371,7 @@ class BalancerConfig:
     nofailover: bool = False
     maxattempts: int | None = attrs.field(default=None, validator=_positive)
     probe_interval: float = attrs.field(default=1.0, validator=_not_negative)
-    ws_max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    ws_max_message_size: int = attrs.field(default=0, validator=_not_negative)
     health: HealthCheckConfig | None = None
 
     @members.validator
