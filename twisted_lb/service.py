@@ -15,13 +15,15 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
+from twisted_lb.compat import listening_port
 from twisted_lb.config.model import (
     BalancerConfig,
     ConfigError,
@@ -50,6 +52,7 @@ __all__ = [
     "backend_for",
     "open_access_log",
     "BuiltBalancer",
+    "ListenerService",
 ]
 
 _log = Logger()
@@ -194,6 +197,46 @@ class BuiltBalancer:
         return defer.gatherResults(
             [defer.maybeDeferred(b.close) for b in self.backends.values()]
         ).addCallback(lambda _: None)
+
+
+class ListenerService(StreamServerEndpointService):
+    """
+    The listening service of one listener: a L{StreamServerEndpointService}
+    whose failure to listen (a port in use, say) is a L{ConfigError} naming
+    the listener, not a traceback.
+
+    @ivar index: the listener's place in C{listen}.
+    @ivar description: its endpoint string.
+    """
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Any, source: str, index: int,
+        description: str,
+    ) -> None:
+        super().__init__(endpoint, factory)
+        self.source = source
+        self.index = index
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now.
+
+        @raise ConfigError: the endpoint cannot listen.
+        """
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise ConfigError(
+                self.source, f"listen[{self.index}].endpoint",
+                f"{self.description!r}: cannot listen: {reason}",
+            ) from None
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The port it listens on, or C{None} when it does not listen."""
+        return listening_port(self)
 
 
 def _member_for(mconf: MemberConfig, taken: set[str], balancer: BalancerConfig) -> Member:
@@ -443,7 +486,7 @@ class ProxyService(MultiService):
                 endpoint = endpoint_for(index, listener)
             else:
                 endpoint = serverFromString(self.reactor, listener.endpoint)
-        service = StreamServerEndpointService(endpoint, factory)
+        service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
         service._raiseSynchronously = True
         return service
 
@@ -477,6 +520,9 @@ class ProxyService(MultiService):
     def startService(self) -> None:
         super().startService()
         log_summary(self.config, self.balancers)
+        from twisted_lb.readiness import ready_line
+
+        _log.info("{line}", line=ready_line(self))
 
     def stopService(self) -> defer.Deferred[None]:
         """

@@ -257,7 +257,10 @@ class _Reader:
             "source": self.source,
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
-            "access_log": self.path(data.get("access_log")),
+            # "-" is standard output, not a file named "-".
+            "access_log": (
+                "-" if data.get("access_log") == "-" else self.path(data.get("access_log"))
+            ),
             "limits": self.limits(data.get("limits", {})),
             "workers": data.get("workers", "auto"),
         }

@@ -15,7 +15,6 @@ from autobahn.websocket.types import ConnectingRequest
 from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -31,6 +30,7 @@ from twisted_lb.errors import (
     TLSFailed,
 )
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.quiet import QuietFactory
 
 from .hot_path import HotPath
 
@@ -169,6 +169,8 @@ class MemberSide(HotPath, WebSocketClientProtocol):  # type: ignore[misc]  # Aut
 
 class _MemberFactory(WebSocketClientFactory):
     protocol = MemberSide
+    #: No "Starting factory"/"Stopping factory" line per WebSocket to the member.
+    noisy = False
     tunnel: Tunnel
     tls_policy: MemberTLSPolicy | None = None
     host_header: tuple[str, int] | None = None
@@ -215,7 +217,7 @@ class WSMember:
 
     async def probe(self) -> bool:
         """Whether the member accepts a connection (and completes TLS for C{wss})."""
-        factory = Factory.forProtocol(lambda: ConnectProbe(self._secure))
+        factory = QuietFactory.forProtocol(lambda: ConnectProbe(self._secure))
         try:
             proto = await self._endpoint().connect(factory)
         except Exception:
