@@ -271,7 +271,11 @@ class _Reader:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         if "admin" in data:
             kwargs["admin"] = self.admin(data["admin"], "admin")
-        return self.model(ProxyConfig, kwargs, "", {})
+        config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
+        if not config.listeners:
+            # (One built in code may have none: its resource served by another Site.)
+            raise self.error("listen", "no listener is configured")
+        return config
 
     def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
         self.check(table, _ADMIN, prefix)
