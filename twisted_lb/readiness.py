@@ -22,7 +22,14 @@ from twisted.logger import Logger
 
 from twisted_lb.balancer import MemberStatus
 
-__all__ = ["Health", "check", "listener_addresses", "notify", "ready_line"]
+__all__ = [
+    "Health",
+    "check",
+    "listener_addresses",
+    "notify",
+    "ready_line",
+    "takes_new_requests",
+]
 
 _log = Logger()
 
@@ -79,7 +86,8 @@ def listener_addresses(proxy: Any) -> list[tuple[str, str | None]]:
     return out
 
 
-def _takes_new_requests(balancer: Any, member: Any) -> bool:
+def takes_new_requests(balancer: Any, member: Any) -> bool:
+    """Whether C{member} of C{balancer} may be given a new session now (usable, not draining)."""
     return bool(balancer.usable(member)) and member.status is not MemberStatus.DRAINING
 
 
@@ -95,7 +103,7 @@ def check(proxy: Any) -> Health:
     balancers = []
     for name, built in proxy.balancers.items():
         members = built.balancer.members
-        usable = sum(1 for m in members if _takes_new_requests(built.balancer, m))
+        usable = sum(1 for m in members if takes_new_requests(built.balancer, m))
         balancers.append((name, usable, len(members)))
         if not usable:
             problems.append(

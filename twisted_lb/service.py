@@ -378,6 +378,10 @@ class ProxyService(MultiService):
         super().__init__()
         self.reactor = reactor
         self.config = config
+        #: When it started (the reactor's clock), or C{None}.
+        self.started_at: float | None = None
+        #: The last reload: when, and what it changed (or why it was refused).
+        self.last_reload: tuple[float, str] | None = None
         self.connections = ClientConnections()
         #: Balancers taken out by a reload whose requests are still finishing.
         self.retired: set[BuiltBalancer] = set()
@@ -501,7 +505,12 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
-        summary = reload_service(self, config)
+        try:
+            summary = reload_service(self, config)
+        except ConfigError as e:
+            self.last_reload = (self.reactor.seconds(), f"refused: {e}")
+            raise
+        self.last_reload = (self.reactor.seconds(), summary.describe())
         if self.admin is not None:
             # What the manager changed outlives a reload, as it outlives a restart.
             self.admin.reapply()
@@ -519,6 +528,7 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.started_at = self.reactor.seconds()
         log_summary(self.config, self.balancers)
         from twisted_lb.readiness import ready_line
 

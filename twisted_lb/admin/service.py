@@ -82,6 +82,7 @@ class AdminService(MultiService):
         self.manager = Manager(balancers, state, self.metrics, reload, on_change)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
         self.root.note = note
+        self.root.about = _about(proxy, reactor)
         site = _QuietSite(
             with_healthz(proxy, protect(self.root, config.user, config.password, reactor)),
             timeout=60,
@@ -185,3 +186,19 @@ def _all_workers(proxy: Any, worker: Any) -> tuple[Any, Any]:
         os.kill(worker.supervisor_pid, signal.SIGUSR1)
 
     return reload, on_change
+
+
+def _about(proxy: Any, reactor: Any) -> Any:
+    """What the manager page says of the proxy itself: version, uptime, file, last reload."""
+    from twisted_lb import __version__
+
+    def about() -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started": getattr(proxy, "started_at", None),
+            "now": reactor.seconds(),
+            "source": getattr(proxy.config, "source", "<code>"),
+            "last_reload": getattr(proxy, "last_reload", None),
+        }
+
+    return about
