@@ -13,14 +13,24 @@ from pathlib import Path
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from OpenSSL import SSL
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import client as web_client
 from twisted.web import http
 from twisted.web.server import Request, Site
 
 from twisted_lb import compat
-from twisted_lb.compat import H2Connection, switch_to_http2, tls_session_id
+from twisted_lb.compat import (
+    H2Connection,
+    listening_port,
+    quiet_pool_factory,
+    switch_to_http2,
+    tls_session_id,
+)
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.http2 import LimitedH2Connection
@@ -219,3 +229,31 @@ def test_autobahn_fail_sends_the_code_and_closes():
     assert proto.state == WebSocketProtocol.STATE_CLOSING
     assert proto.localCloseCode == 1002
     assert "code" in inspect.signature(WebSocketProtocol._fail_connection).parameters
+
+
+# --- operator experience -----------------------------------------------------
+
+
+def test_pool_makes_connection_factories_with_its_factory_attribute() -> None:
+    """HTTPConnectionPool calls self._factory(quiescentCallback, metadata) per connection."""
+    pool = web_client.HTTPConnectionPool(MemoryReactorClock(), persistent=False)
+    assert pool._factory is web_client._HTTP11ClientFactory
+    pool._factory = quiet_pool_factory  # type: ignore[assignment]
+    factory = pool._factory(lambda p: None, "metadata")
+    assert isinstance(factory, web_client._HTTP11ClientFactory)
+    assert isinstance(factory, Factory) and factory.noisy is False
+    # And a plain one is noisy: what the quiet one is for.
+    assert web_client._HTTP11ClientFactory(lambda p: None, "m").noisy
+
+
+def test_endpoint_service_keeps_its_listen_outcome() -> None:
+    """StreamServerEndpointService keeps listen()'s Deferred in _waitingForPort."""
+    reactor = MemoryReactorClock()
+    service = StreamServerEndpointService(TCP4ServerEndpoint(reactor, 8080), Factory())
+    assert listening_port(service) is None
+    service.startService()
+    assert service._waitingForPort is not None and service._waitingForPort.called
+    port = listening_port(service)
+    assert port is not None and port.getHost().port == 8080
+    service.stopService()
+    assert listening_port(service) is None

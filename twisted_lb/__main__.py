@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m twisted_lb",
         description="twisted_lb, a load-balancing reverse proxy for Tomcat clusters.",
     )
+    from twisted_lb.tap import version_line
+
+    parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     convert = commands.add_parser(
         "convert",

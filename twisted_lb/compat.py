@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.interfaces import IListeningPort
+from twisted.web import client as _web_client
 from twisted.web._http2 import H2Connection
 
 __all__ = [
@@ -21,6 +24,8 @@ __all__ = [
     "autobahn_fail",
     "autobahn_take_received",
     "autobahn_put_received",
+    "quiet_pool_factory",
+    "listening_port",
 ]
 
 
@@ -157,3 +162,41 @@ def autobahn_fail(protocol: Any, code: int, reason: str) -> None:
 
 
 # --- end of the Autobahn section --------------------------------------------
+
+
+# --- operator experience: quiet client factories, listening ports ----------
+# Read from Twisted 26.10.
+
+
+class _QuietHTTP11ClientFactory(_web_client._HTTP11ClientFactory):
+    """Twisted's factory of one pooled HTTP connection, without its log lines."""
+
+    noisy = False
+
+
+def quiet_pool_factory(quiescent_callback: Any, metadata: Any) -> Any:
+    """
+    What L{twisted.web.client.HTTPConnectionPool} calls (its private
+    C{_factory}) to make the factory of each new connection: Twisted's own,
+    with C{noisy = False}, so that a connection (a health check's, say) logs
+    no "Starting factory"/"Stopping factory" lines. Assign it to a pool's
+    C{_factory}.
+    """
+    return _QuietHTTP11ClientFactory(quiescent_callback, metadata)
+
+
+def listening_port(service: StreamServerEndpointService) -> IListeningPort | None:
+    """
+    The port a started L{StreamServerEndpointService} listens on, or C{None}
+    when it is not listening (yet, or any more, or it could not).
+
+    Twisted keeps the C{listen} outcome in the private C{_waitingForPort}.
+    """
+    waiting = getattr(service, "_waitingForPort", None)
+    if waiting is None or not waiting.called:
+        return None
+    port = getattr(waiting, "result", None)
+    return port if IListeningPort.providedBy(port) else None
+
+
+# --- end of operator experience ---------------------------------------------

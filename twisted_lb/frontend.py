@@ -601,6 +601,8 @@ class FrontendSite(Site):
     """
 
     displayTracebacks = False
+    #: No "Starting factory"/"Stopping factory" lines: the proxy logs what it listens on.
+    noisy = False
 
     def __init__(
         self,

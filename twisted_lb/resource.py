@@ -276,7 +276,8 @@ class ProxyResource(Resource):
         except RequestRefused as e:
             _log.info(
                 "refused {method} {uri} from {client}: {reason}",
-                method=request.method, uri=request.uri[:200], client=_client(request), reason=e,
+                method=request.method.decode("latin-1"), uri=request.uri[:200].decode("latin-1"),
+                client=_client(request), reason=e,
             )
             return _error_page(request, e.status, str(e))
         if bridge is not None:
@@ -352,11 +353,14 @@ class ProxyResource(Resource):
                 sink.error(error.status, str(error))
             return
         if not isinstance(error, (AttemptFailed, NoUsableMember)):
-            _log.failure("unexpected error proxying {uri}", failure, uri=request.uri[:200])
+            _log.failure(
+                "unexpected error proxying {uri}", failure, uri=request.uri[:200].decode("latin-1")
+            )
         else:
             _log.warn(
                 "{method} {uri} failed ({balancer}): {error}",
-                method=request.method, uri=request.uri[:200],
+                method=request.method.decode("latin-1"),
+                uri=request.uri[:200].decode("latin-1"),
                 balancer=target.dispatcher.balancer.name, error=error,
             )
         if sink.gone:

@@ -15,13 +15,15 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
+from twisted_lb.compat import listening_port
 from twisted_lb.config.model import (
     BalancerConfig,
     ConfigError,
@@ -50,6 +52,7 @@ __all__ = [
     "backend_for",
     "open_access_log",
     "BuiltBalancer",
+    "ListenerService",
 ]
 
 _log = Logger()
@@ -196,6 +199,46 @@ class BuiltBalancer:
         ).addCallback(lambda _: None)
 
 
+class ListenerService(StreamServerEndpointService):
+    """
+    The listening service of one listener: a L{StreamServerEndpointService}
+    whose failure to listen (a port in use, say) is a L{ConfigError} naming
+    the listener, not a traceback.
+
+    @ivar index: the listener's place in C{listen}.
+    @ivar description: its endpoint string.
+    """
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Any, source: str, index: int,
+        description: str,
+    ) -> None:
+        super().__init__(endpoint, factory)
+        self.source = source
+        self.index = index
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now.
+
+        @raise ConfigError: the endpoint cannot listen.
+        """
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise ConfigError(
+                self.source, f"listen[{self.index}].endpoint",
+                f"{self.description!r}: cannot listen: {reason}",
+            ) from None
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The port it listens on, or C{None} when it does not listen."""
+        return listening_port(self)
+
+
 def _member_for(mconf: MemberConfig, taken: set[str], balancer: BalancerConfig) -> Member:
     """The balancer's member for C{mconf}; named by its URL if its name is taken."""
     health = balancer.health_of(mconf)
@@ -335,6 +378,10 @@ class ProxyService(MultiService):
         super().__init__()
         self.reactor = reactor
         self.config = config
+        #: When it started (the reactor's clock), or C{None}.
+        self.started_at: float | None = None
+        #: The last reload: when, and what it changed (or why it was refused).
+        self.last_reload: tuple[float, str] | None = None
         self.connections = ClientConnections()
         #: Balancers taken out by a reload whose requests are still finishing.
         self.retired: set[BuiltBalancer] = set()
@@ -450,7 +497,7 @@ class ProxyService(MultiService):
                 endpoint = endpoint_for(index, listener)
             else:
                 endpoint = serverFromString(self.reactor, with_default_backlog(listener.endpoint))
-        service = StreamServerEndpointService(endpoint, factory)
+        service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
         service._raiseSynchronously = True
         return service
 
@@ -465,7 +512,12 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
-        summary = reload_service(self, config)
+        try:
+            summary = reload_service(self, config)
+        except ConfigError as e:
+            self.last_reload = (self.reactor.seconds(), f"refused: {e}")
+            raise
+        self.last_reload = (self.reactor.seconds(), summary.describe())
         if self.admin is not None:
             # What the manager changed outlives a reload, as it outlives a restart.
             self.admin.reapply()
@@ -483,7 +535,11 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.started_at = self.reactor.seconds()
         log_summary(self.config, self.balancers)
+        from twisted_lb.readiness import ready_line
+
+        _log.info("{line}", line=ready_line(self))
 
     def stopService(self) -> defer.Deferred[None]:
         """

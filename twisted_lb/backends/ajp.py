@@ -9,7 +9,6 @@ from typing import cast
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTCP
-from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from twisted_lb.ajp import AJPConnection, ForwardRequest, RequestTooLarge, Role
@@ -18,6 +17,7 @@ from twisted_lb.ajp.protocol import AJPClientProtocol
 from twisted_lb.config.model import MemberConfig
 from twisted_lb.errors import AttemptFailed, RequestRefused
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.quiet import QuietFactory
 from twisted_lb.rewrite import RewriterCache, RewritingSink, public_origin
 from twisted_lb.routing import host_name
 
@@ -187,7 +187,7 @@ class AJPBackend:
         endpoint = HostnameEndpoint(
             self._reactor, self.member.host, self.member.port, timeout=self.member.connectiontimeout
         )
-        factory = Factory.forProtocol(
+        factory = QuietFactory.forProtocol(
             lambda: AJPClientProtocol(self._reactor, self.member.packet_size)  # type: ignore[arg-type]
         )
         try:

@@ -656,6 +656,10 @@ class ProxyConfig:
     """
     The whole configuration of one proxy.
 
+    @ivar listeners: where it listens. A configuration file needs at least
+        one; one built in code may have none, for a L{ProxyService
+        <twisted_lb.service.ProxyService>} whose resource is served by the
+        application's own C{Site} (see docs/embedding.md).
     @ivar source: where it came from, for messages.
     @ivar timeout: default seconds to wait for a member's answer.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} for HTTP members.
@@ -712,8 +716,6 @@ class ProxyConfig:
         for path in paths:
             if paths.count(path) > 1:
                 raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice")
-        if not self.listeners:
-            raise ConfigError(self.source, "listen", "no listener is configured")
 
     def balancer(self, name: str) -> BalancerConfig:
         """

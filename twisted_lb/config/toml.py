@@ -270,7 +270,10 @@ class _Reader:
             "source": self.source,
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
-            "access_log": self.path(data.get("access_log")),
+            # "-" is standard output, not a file named "-".
+            "access_log": (
+                "-" if data.get("access_log") == "-" else self.path(data.get("access_log"))
+            ),
             "limits": self.limits(data.get("limits", {})),
             "workers": data.get("workers", "auto"),
         }
@@ -281,7 +284,11 @@ class _Reader:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         if "admin" in data:
             kwargs["admin"] = self.admin(data["admin"], "admin")
-        return self.model(ProxyConfig, kwargs, "", {})
+        config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
+        if not config.listeners:
+            # (One built in code may have none: its resource served by another Site.)
+            raise self.error("listen", "no listener is configured")
+        return config
 
     def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
         self.check(table, _ADMIN, prefix)
