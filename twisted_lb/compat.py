@@ -26,6 +26,8 @@ __all__ = [
     "autobahn_put_received",
     "quiet_pool_factory",
     "listening_port",
+    "H2ConnectionBase",
+    "H2_CONNECTION_PRIVATE",
 ]
 
 
@@ -33,6 +35,66 @@ __all__ = [
 # HTTP/2 (twisted_lb.http2): the HTTP/1.1-or-HTTP/2 switch of twisted.web
 # (_GenericHTTPChannelProtocol) and Twisted's H2Connection.
 # ---------------------------------------------------------------------------
+
+
+#: The private names of C{twisted.web._http2.H2Connection} used below (the
+#: probe test checks each one).
+H2_CONNECTION_PRIVATE = (
+    "_requestReceived",
+    "_requestDataReceived",
+    "_requestEnded",
+    "_requestAborted",
+    "_handleWindowUpdate",
+    "_handlePriorityUpdate",
+    "_tryToWriteControlData",
+    "_requestDone",
+)
+
+
+class H2ConnectionBase(H2Connection):
+    """
+    Twisted's C{H2Connection} with the private handlers it dispatches h2's
+    events to, and its stream bookkeeping, behind public names: a subclass
+    (L{twisted_lb.http2.LimitedH2Connection}) reads h2's events itself and
+    decides which of them Twisted gets to see.
+    """
+
+    def open_stream(self, event: Any) -> None:
+        """Create the stream and request of a C{RequestReceived} event."""
+        self._requestReceived(event)
+
+    def stream_data(self, event: Any) -> None:
+        """Hand a C{DataReceived} event's body bytes to its stream's request."""
+        self._requestDataReceived(event)
+
+    def stream_ended(self, event: Any) -> None:
+        """A C{StreamEnded} event: the request is complete and is processed now."""
+        self._requestEnded(event)
+
+    def stream_reset(self, event: Any) -> None:
+        """A C{StreamReset} event: the stream's request loses its client."""
+        self._requestAborted(event)
+
+    def window_updated(self, event: Any) -> None:
+        """A C{WindowUpdated} event: resume what flow control held back."""
+        self._handleWindowUpdate(event)
+
+    def priority_updated(self, event: Any) -> None:
+        """A C{PriorityUpdated} event: reorder the streams' responses."""
+        self._handlePriorityUpdate(event)
+
+    def flush_control(self) -> bool:
+        """
+        Write what h2 has to send (or buffer it behind a slow client).
+
+        @return: C{False} if the connection was aborted because the client
+            reads nothing of its control frames.
+        """
+        return bool(self._tryToWriteControlData())
+
+    def forget_stream(self, stream_id: int) -> None:
+        """Drop Twisted's state for a stream that is over."""
+        self._requestDone(stream_id)
 
 
 def switch_to_http2(generic: Any, connection: Any) -> None:
