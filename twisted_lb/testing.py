@@ -416,7 +416,10 @@ class _FaultyProtocol(_MemberConnection):
             # type, status 200, reason string claiming 0x0F00 bytes: "200\0".
             self._write(_packet(b"\x04\x00\xc8\x0f\x00200\x00\x00\x00"))
             return
-        size = member.head_body_size if fault is Fault.HEAD_WITH_BODY else member.body_size
+        if fault is Fault.HEAD_WITH_BODY:
+            size = member.head_body_size
+        else:
+            size = member.path_sizes.get(forward.req_uri, member.body_size)
         headers: tuple[tuple[bytes, bytes], ...] = ((b"Content-Type", b"application/octet-stream"),)
         if member.content_length:
             headers += ((b"Content-Length", b"%d" % size),)
@@ -523,6 +526,7 @@ class FaultyAJPMember(_LoopbackMember):
     @ivar bytes_sent: bytes written to the proxy in all.
     @ivar proxy_errors: protocol errors the member saw in what the proxy
         sent (should stay empty).
+    @ivar path_sizes: body sizes by request path, instead of C{body_size}.
     @ivar first_cpong_delay: seconds the first CPING of each new connection
         waits for its CPONG (a busy container slow to take new connections
         while it answers on its others); 0 answers at once.
@@ -556,6 +560,7 @@ class FaultyAJPMember(_LoopbackMember):
         self.extra_body_bytes = 0
         self.proxy_errors: list[str] = []
         self.first_cpong_delay = 0.0
+        self.path_sizes: dict[bytes, int] = {}
         self._scheduled: deque[Fault] = deque()
 
     # -- life --------------------------------------------------------------

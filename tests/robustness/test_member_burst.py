@@ -13,9 +13,12 @@ member and the member stays in service.
 
 from __future__ import annotations
 
+import resource
+import socket
 import time
 
 from twisted.internet import defer, task
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from twisted_lb.ajp.pool import MAX_OPENING
@@ -106,3 +109,82 @@ class BurstTests(TestCase):
         self.assertGreater(most_opening[0], 0)
         # Some CPINGs did time out on new connections (the case at hand).
         self.assertIn("busy, not down", logs.text())
+
+
+def _rss() -> int:
+    """This process's resident set size in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+class SlowReaderTests(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_slow_readers_do_not_starve_others(self):
+        """
+        150 clients ask for 10 MiB each and never read (each holds a member
+        connection, paused), while both members take 0.3 s to answer a new
+        connection's first CPING (ping 0.5 s): a normal client polling
+        meanwhile is served in under 1 s each time, no member is put in
+        error, and memory stays bounded (the downloads are paused, not
+        buffered).
+        """
+        logs = LogCapture().install()
+        self.addCleanup(logs.remove)
+        members = [FaultyAJPMember(body_size=20_000) for _ in range(2)]
+        for member in members:
+            member.no_delay = True
+            member.path_sizes[b"/big"] = 10 * 1024 * 1024
+            member.first_cpong_delay = 0.3
+            member.start(backlog=512)
+            self.addCleanup(member.stop)
+        proxy, base = yield _d(
+            start_proxy([(m.url, f"n{i}") for i, m in enumerate(members)], OPTIONS)
+        )
+        self.addCleanup(proxy.stopService)
+        balancer_members = list(proxy.balancers["cluster"].balancer.members)
+        port = int(base.rsplit(":", 1)[1])
+        normal = Client()
+        self.addCleanup(normal.close)
+        result = yield _d(normal.fetch(base + "/app"))
+        self.assertEqual(result.status, 200)
+        before = _rss()
+
+        def open_readers(count: int) -> list[socket.socket]:
+            readers = []
+            for _ in range(count):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+                s.connect(("127.0.0.1", port))
+                s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+                readers.append(s)
+            return readers
+
+        readers: list[socket.socket] = []
+        self.addCleanup(lambda: [s.close() for s in readers])
+        polled: list[tuple[int | None, float]] = []
+        for _ in range(15):
+            readers += yield deferToThread(open_readers, 10)
+            started = time.monotonic()
+            got = yield _d(normal.fetch(base + "/app"))
+            polled.append((got.status, time.monotonic() - started))
+        for _ in range(10):
+            yield sleep(0.1)
+            started = time.monotonic()
+            got = yield _d(normal.fetch(base + "/app"))
+            polled.append((got.status, time.monotonic() - started))
+        sent = sum(m.bytes_sent for m in members)
+        grown = _rss() - before
+
+        print(
+            f"slow readers: members sent {sent / 2**20:.0f} MiB, proxy RSS +{grown / 2**20:.1f} MiB, "
+            f"slowest normal request {max(s for _, s in polled):.3f} s"
+        )
+        self.assertEqual({status for status, _ in polled}, {200}, polled)
+        self.assertLess(max(seconds for _, seconds in polled), 1.0, polled)
+        self.assertEqual([m.errors for m in balancer_members], [0, 0], logs.text()[-3000:])
+        self.assertEqual(sum(m.in_flight for m in balancer_members), 150)
+        # 1.5 GiB asked for: what is not in the kernel's socket buffers
+        # waits in the paused members, not in the proxy.
+        self.assertLess(grown, 100 * 1024 * 1024)
