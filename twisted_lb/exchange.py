@@ -27,6 +27,8 @@ __all__ = [
     "connection_options",
     "member_path",
     "response_head_problem",
+    "request_protocol",
+    "wants_websocket",
 ]
 
 #: Headers that describe one connection, not the message (RFC 9110 §7.6.1):
@@ -89,6 +91,35 @@ def response_head_problem(status: int, headers: Sequence[tuple[bytes, bytes]]) -
                 byte = _BYTE_NAMES[found.group()[0]]
                 return f"header {what} {name[:64]!r} holds {byte}"
     return None  # unreachable: the joined scan found a byte in one of them
+def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
+    """
+    Whether a request asks for a WebSocket: a C{GET} whose C{Upgrade} field
+    values list C{websocket} (RFC 6455 4.1). A route that cannot carry one
+    serves the request as a plain one instead (RFC 9110 7.8 lets a server
+    ignore C{Upgrade}).
+
+    @param upgrade: the request's C{Upgrade} field values, or C{None}.
+    """
+    return method == b"GET" and upgrade is not None and any(
+        token.strip().lower() == b"websocket" for value in upgrade for token in value.split(b",")
+    )
+
+
+#: The client's protocol as a member is told it (AJP's C{protocol} field):
+#: twisted.web calls HTTP/2 C{HTTP/2}, Apache (and so Tomcat's apps behind
+#: mod_proxy_ajp) C{HTTP/2.0}.
+_PROTOCOLS = {b"HTTP/1.0": b"HTTP/1.0", b"HTTP/1.1": b"HTTP/1.1", b"HTTP/2": b"HTTP/2.0"}
+
+
+def request_protocol(clientproto: bytes) -> bytes:
+    """
+    The protocol a member is told the client spoke (AJP's C{protocol}
+    field, Tomcat's C{getProtocol()}), as C{mod_proxy_ajp} sends Apache's
+    C{r->protocol}: C{HTTP/1.0}, C{HTTP/1.1} or C{HTTP/2.0}.
+
+    @param clientproto: the request's version as twisted.web read it.
+    """
+    return _PROTOCOLS.get(clientproto, b"HTTP/1.1")
 
 
 #: Methods that may be sent again when no response byte came back (RFC 9110).
@@ -124,7 +155,10 @@ class Exchange:
     @ivar query: the query string without C{?}, or C{None}.
     @ivar headers: end-to-end request headers (hop-by-hop ones removed),
         names in lower case, in the client's order.
-    @ivar host: the client's Host header.
+    @ivar host: the client's Host header; for a request without one
+        (HTTP/1.0), the listener's C{server_name} or address
+        (L{twisted_lb.routing.fallback_host}), never empty.
+    @ivar protocol: the client's protocol (see L{request_protocol}).
     @ivar client_address: the client's IP address.
     @ivar client_port: the client's port.
     @ivar local_address: the address the client connected to.
@@ -132,6 +166,10 @@ class Exchange:
     @ivar is_ssl: whether the client came over TLS.
     @ivar ssl_protocol: the TLS version of the client connection, if any.
     @ivar ssl_cipher: the cipher of the client connection, if any.
+    @ivar ssl_key_size: the cipher's secret bits, if known.
+    @ivar ssl_session: the TLS session id (upper-case hex), if there is one.
+    @ivar ssl_cert: the client's certificate chain (PEM, its own first), if
+        it presented one.
     @ivar body: the request body (seekable), or C{None} for none.
     @ivar body_length: the body's length in bytes.
     @ivar session_routes: candidate sticky routes found in the request.
@@ -159,12 +197,16 @@ class Exchange:
     body_length: int = 0
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
+    ssl_key_size: int | None = None
+    ssl_session: bytes | None = None
+    ssl_cert: bytes | None = None
     session_routes: Sequence[str] = ()
     public_prefix: bytes = b""
     target_path: bytes | None = None
     preserve_host: bool = False
     rewriting: RouteRewriting | None = None
     timeout: float | None = None
+    protocol: bytes = b"HTTP/1.1"
 
     @property
     def retryable(self) -> bool:

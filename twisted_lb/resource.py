@@ -26,11 +26,26 @@ from twisted_lb.balancer import StickyConfig, find_session_routes
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
-from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_options
+from twisted_lb.exchange import (
+    HOP_BY_HOP,
+    ClientSink,
+    Exchange,
+    connection_options,
+    request_protocol,
+    wants_websocket,
+)
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.rewrite import RouteRewriting
-from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query, valid_host
+from twisted_lb.routing import (
+    Match,
+    Router,
+    absolute_target,
+    fallback_host,
+    unsafe_path,
+    unsafe_query,
+    valid_host,
+)
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -210,7 +225,7 @@ class ProxyResource(Resource):
 
         @return: C{False}, having done nothing, when the request needs
             twisted.web's path (not in origin form, an unsafe path, no route,
-            an excluded path, a WebSocket-only route): that path answers it.
+            an excluded path): that path answers it.
         """
         uri = head.uri
         if uri[:1] != b"/":
@@ -219,7 +234,7 @@ class ProxyResource(Resource):
         if unsafe_path(path) is not None:
             return False
         match = self._router.match(path)
-        if match is None or match.target is None or match.target.websocket is not None:
+        if match is None or match.target is None:
             return False
         target = match.target
         headers, cookies, host = _forwarded_headers(head.headers)
@@ -281,8 +296,12 @@ class ProxyResource(Resource):
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             raise RequestRefused(400, malformed)
         uri = request.uri
+        authority = None
         if not uri.startswith(b"/"):
-            raise RequestRefused(400, "absolute-form requests are not served: this is a reverse proxy")
+            try:
+                authority, uri = absolute_target(uri)
+            except ValueError as e:
+                raise RequestRefused(400, str(e)) from None
         path, _, query = uri.partition(b"?")
         reason = unsafe_path(path) or unsafe_query(query)
         if reason is not None:
@@ -292,6 +311,17 @@ class ProxyResource(Resource):
             raise RequestRefused(404, "no route for this path")
         target = match.target
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
+        if authority is not None:
+            # RFC 9112 3.2.2: the target's host, not the Host header.
+            host = authority
+            headers = [(n, v) for n, v in headers if n != _HOST]
+            headers.insert(0, (_HOST, authority))
+        info = _request_info(request)
+        if not host:
+            host = fallback_host(
+                getattr(getattr(request, "site", None), "server_name", None),
+                info.local_host, info.local_port, info.secure,
+            )
         body = request.content
         body_length = 0
         if body is not None:
@@ -304,8 +334,8 @@ class ProxyResource(Resource):
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
         exchange = _exchange_for(
-            target, match, method, uri, query, headers, host, routes, _request_info(request),
-            body if body_length else None, body_length,
+            target, match, method, uri, query, headers, host, routes, info,
+            body if body_length else None, body_length, request_protocol(request.clientproto),
         )
         return target, exchange
 
@@ -367,7 +397,10 @@ class ProxyResource(Resource):
 
 
 def _request_info(request: Request) -> ConnectionInfo:
-    """What a twisted.web request knows of its connection."""
+    """What a twisted.web request knows of its connection (read once per HTTP/1.1 connection)."""
+    read_once = getattr(request.channel, "connection_info", None)
+    if read_once is not None:
+        return read_once()  # type: ignore[no-any-return]
     return ConnectionInfo.of_parts(
         request.getClientAddress(),
         request.getHost(),
@@ -388,6 +421,7 @@ def _exchange_for(
     info: ConnectionInfo,
     body: IO[bytes] | None,
     body_length: int,
+    protocol: bytes = b"HTTP/1.1",
 ) -> Exchange:
     """The exchange of a request for C{target}, whichever lane it came by."""
     return Exchange(
@@ -405,12 +439,16 @@ def _exchange_for(
         body_length=body_length,
         ssl_protocol=info.ssl_protocol,
         ssl_cipher=info.ssl_cipher,
+        ssl_key_size=info.ssl_key_size,
+        ssl_session=info.ssl_session,
+        ssl_cert=info.ssl_cert,
         session_routes=routes,
         public_prefix=match.prefix,
         target_path=target.target_path,
         preserve_host=target.preserve_host,
         rewriting=target.rewriting,
         timeout=target.timeout,
+        protocol=protocol,
     )
 
 
@@ -418,25 +456,16 @@ def _websocket_bridge(request: Request, target: ProxyTarget) -> WebSocketBridge 
     """
     The bridge that takes C{request} over, or C{None} for a plain request.
 
-    @raise RequestRefused: a WebSocket upgrade on a path whose members cannot
-        carry it (AJP), or a plain request on a WebSocket-only path.
+    A plain request on a WebSocket route goes to the same node over
+    C{http(s)://} (see L{twisted_lb.websocket.member.WSMember.send}); an
+    upgrade on a route whose members cannot carry it (AJP, HTTP) is served
+    as a plain request, the C{Upgrade} ignored (RFC 9110 7.8), as Apache does.
     """
-    upgrade = request.method == b"GET" and any(
-        token.strip().lower() == b"websocket"
-        for value in request.requestHeaders.getRawHeaders(b"upgrade", [])
-        for token in value.split(b",")
-    )
     if target.websocket is None:
-        if upgrade:
-            raise RequestRefused(
-                400, "WebSocket upgrades are not served on this path: its members cannot carry them"
-            )
         return None
-    if not upgrade:
-        request.responseHeaders.setRawHeaders(b"upgrade", [b"websocket"])
-        request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
-        raise RequestRefused(426, "this path only serves WebSocket connections")
-    return target.websocket
+    if wants_websocket(request.method, request.requestHeaders.getRawHeaders(b"upgrade")):
+        return target.websocket
+    return None
 
 
 def _malformed(request: Request) -> str | None:

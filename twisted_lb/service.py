@@ -228,7 +228,7 @@ def backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) ->
     @raise ConfigError: the member cannot be used (its TLS files, say).
     """
     if member.scheme in ("ws", "wss"):
-        return WSMember(reactor, member)
+        return WSMember(reactor, member, x_forwarded=x_forwarded)
     if member.scheme == "ajp":
         return AJPBackend(reactor, member)
     if member.scheme in ("http", "https"):
@@ -427,10 +427,17 @@ class ProxyService(MultiService):
         if listener.redirect:
             site = FrontendSite(
                 RedirectResource(listener.redirect, listener.redirect_status),
-                config.limits, self.reactor, self.connections,
+                config.limits, self.reactor, self.connections, listener.http2,
             )
         else:
-            site = FrontendSite(self.resource, config.limits, self.reactor, self.connections)
+            site = FrontendSite(
+                self.resource,
+                config.limits,
+                self.reactor,
+                self.connections,
+                listener.http2,
+                server_name=listener.server_name.encode("idna") if listener.server_name else None,
+            )
         factory: Any = site
         if listener.tls is not None:
             try:

@@ -87,11 +87,67 @@ def test_accepted_and_ignored_directives(tmp_path) -> None:
         Listen 8080
         """,
     )
-    assert {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog"} <= set(
-        ACCEPTED_AND_IGNORED
-    )
-    assert config.listeners == (ListenerConfig("tcp:8080"),)
+    assert {"loadmodule", "serveradmin", "documentroot", "errorlog"} <= set(ACCEPTED_AND_IGNORED)
+    # ServerName names the host of requests that come without a Host header.
+    assert config.listeners == (ListenerConfig("tcp:8080", server_name="proxy.example.com"),)
     assert warnings == []
+
+
+def test_server_name_per_virtual_host(tmp_path) -> None:
+    """
+    ServerName becomes the listener's server_name (the host of requests
+    without Host); a virtual host without one inherits the main server's.
+    """
+    config, _ = read(
+        tmp_path,
+        """
+        ServerName main.example
+        <VirtualHost *:8080>
+          ServerName https://www.example.com:8443
+        </VirtualHost>
+        <VirtualHost *:8081>
+        </VirtualHost>
+        """,
+    )
+    assert [(lst.endpoint, lst.server_name) for lst in config.listeners] == [
+        ("tcp:8080", "www.example.com:8443"),
+        ("tcp:8081", "main.example"),
+    ]
+
+
+def test_ssl_verify_client(tmp_path) -> None:
+    """SSLVerifyClient and SSLCACertificateFile ask clients for certificates, as in Apache."""
+    config, _ = read(
+        tmp_path,
+        """
+        <VirtualHost *:8443>
+          SSLEngine on
+          SSLCertificateFile /etc/ssl/c.pem
+          SSLVerifyClient require
+          SSLCACertificateFile /etc/ssl/ca.pem
+        </VirtualHost>
+        """,
+    )
+    tls = config.listeners[0].tls
+    assert tls is not None
+    assert (tls.client_certificates, tls.client_ca) == ("require", "/etc/ssl/ca.pem")
+    e = error(
+        tmp_path,
+        "<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile /c.pem\nSSLVerifyClient optional\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4" and "client_ca" in e.problem
+    e = error(
+        tmp_path,
+        "<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile /c.pem\nSSLVerifyClient maybe\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4"
+
+
+def test_server_name_that_is_no_host(tmp_path) -> None:
+    e = error(tmp_path, "Listen 8080\n<VirtualHost *:8080>\nServerName a/b\n</VirtualHost>\n")
+    assert e.key == "line 3" and "server_name" in e.problem
 
 
 def test_case_insensitive_names_comments_and_ifmodule(tmp_path) -> None:

@@ -116,7 +116,7 @@ def expected_seed_000() -> ProxyConfig:
 
 def expected_seed_001() -> ProxyConfig:
     return ProxyConfig(
-        listeners=(ListenerConfig(endpoint="tcp:18080"),),
+        listeners=(ListenerConfig(endpoint="tcp:18080", server_name="localhost"),),
         balancers=(
             BalancerConfig(
                 name="app",

@@ -55,7 +55,15 @@ def test_every_key() -> None:
         listeners=(
             ListenerConfig(
                 "tcp:18443:interface=127.0.0.1",
-                tls=TLSConfig(d + "tls/cert.pem", d + "tls/key.pem", d + "tls/chain.pem"),
+                tls=TLSConfig(
+                    d + "tls/cert.pem",
+                    d + "tls/key.pem",
+                    d + "tls/chain.pem",
+                    client_certificates="optional",
+                    client_ca=d + "tls/ca.pem",
+                ),
+                server_name="www.example.com",
+                http2=False,
             ),
             ListenerConfig("tcp:18080", redirect="https://localhost:18443", redirect_status=308),
         ),
@@ -199,6 +207,13 @@ def test_tls_key_defaults_to_certificate(tmp_path) -> None:
     assert tls == TLSConfig(str(tmp_path / "both.pem"), str(tmp_path / "both.pem"))
 
 
+def test_listener_http2_is_on_by_default_and_a_boolean() -> None:
+    """http2 in a listen table is true (the default) or false, nothing else."""
+    assert load_toml_text(MINIMAL, "test.toml").listeners[0].http2
+    e = error(MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nhttp2 = "yes"'))
+    assert e.key == "listen[0].http2" and "true or false" in e.problem
+
+
 def test_unknown_key_with_suggestion() -> None:
     """An unknown key is an error with its full key path and the closest known key."""
     e = error(MINIMAL.replace('url = "ajp://127.0.0.1:8009"', 'url = "ajp://h"\nloadfactr = 2'))
@@ -312,6 +327,14 @@ def test_listener_errors() -> None:
         MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nredirect = "https://h"\nredirect_status = 200')
     )
     assert e.key == "listen[0].redirect_status"
+    e = error(
+        MINIMAL.replace(
+            '"tcp:8080"', '"tcp:8080"\ntls = { certificate = "c", client_certificates = "require" }'
+        )
+    )
+    assert e.key.startswith("listen[0].tls") and "client_ca" in e.problem
+    e = error(MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nserver_name = "a b"'))
+    assert e.key == "listen[0].server_name" and "host name" in e.problem
     e = error(MINIMAL.replace('[[listen]]\nendpoint = "tcp:8080"', ""))
     assert e.key == "listen" and "no listener" in e.problem
 

@@ -41,7 +41,7 @@ __all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACH
 
 #: Directives that are read and have no effect on proxying.
 ACCEPTED_AND_IGNORED = frozenset(
-    {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
+    {"loadmodule", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
 )
 
 #: Directives (and sections) that twisted_lb gives a meaning.
@@ -49,11 +49,14 @@ SUPPORTED_DIRECTIVES = frozenset(
     {
         "listen",
         "virtualhost",
+        "servername",
         "redirect",
         "sslengine",
         "sslcertificatefile",
         "sslcertificatekeyfile",
         "sslcertificatechainfile",
+        "sslverifyclient",
+        "sslcacertificatefile",
         "sslproxyengine",
         "sslproxyverify",
         "sslproxycheckpeercn",
@@ -392,6 +395,12 @@ class _Reader:
             raise node.error("SSLEngine optional (TLS upgrade) is not supported; use On or Off")
         self.setting(node, scope, "sslengine", _on_off(node, value, "SSLEngine"))
 
+    def d_servername(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        value = _one_arg(node)
+        # ServerName [scheme://]domain-name|ip-address[:port]
+        self.setting(node, scope, "servername", value.partition("://")[2] or value)
+
     def host_only(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
             raise node.error(f"{node.name} belongs at the top level or in a <VirtualHost>")
@@ -414,6 +423,18 @@ class _Reader:
 
     def d_sslcertificatechainfile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "chain")
+
+    def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "client_ca")
+
+    def d_sslverifyclient(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        value = _one_arg(node).lower()
+        if value not in ("none", "optional", "require", "optional_no_ca"):
+            raise node.error(
+                f"SSLVerifyClient {value}: use none, optional, require or optional_no_ca"
+            )
+        self.setting(node, scope, "client_certificates", value)
 
     def d_sslproxycacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "ca_file", host=False)
@@ -1004,14 +1025,30 @@ class _Reader:
                 on = scope.get("sslengine")
                 assert on is not None
                 raise on[1].error("SSLEngine On without SSLCertificateFile")
-            kwargs["tls"] = TLSConfig(
-                certificate=certificate,
-                key=scope.value("key", certificate),
-                chain=scope.value("chain"),
+            verify = scope.get("client_certificates")
+            kwargs["tls"] = build(
+                TLSConfig,
+                {
+                    "certificate": certificate,
+                    "key": scope.value("key", certificate),
+                    "chain": scope.value("chain"),
+                    "client_certificates": scope.value("client_certificates", "none"),
+                    "client_ca": scope.value("client_ca"),
+                },
+                lambda field, problem: (verify[1] if verify is not None else node).error(problem),
             )
         if scope.redirects:
             kwargs.update(self.redirect(scope))
-        return build(ListenerConfig, kwargs, lambda field, problem: node.error(problem))
+        server_name = scope.get("servername")
+        if server_name is not None:
+            kwargs["server_name"] = server_name[0]
+        return build(
+            ListenerConfig,
+            kwargs,
+            lambda field, problem: (
+                server_name[1] if server_name is not None and field == "server_name" else node
+            ).error(problem),
+        )
 
     def redirect(self, scope: _Scope) -> dict[str, Any]:
         if scope.passes:

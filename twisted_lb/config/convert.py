@@ -93,10 +93,15 @@ def _listener(listener: ListenerConfig) -> list[str]:
             "certificate": listener.tls.certificate,
             "key": listener.tls.key,
             "chain": listener.tls.chain,
+            "client_certificates": listener.tls.client_certificates,
+            "client_ca": listener.tls.client_ca,
         }
     if listener.redirect is not None:
         items["redirect"] = listener.redirect
         items["redirect_status"] = listener.redirect_status
+    items["http2"] = listener.http2
+    if listener.server_name is not None:
+        items["server_name"] = listener.server_name
     return ["[[listen]]", *_lines(items)]
 
 

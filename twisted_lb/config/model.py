@@ -354,10 +354,11 @@ class BalancerConfig:
         members when unset.
     @ivar probe_interval: seconds between background probes of a member in
         error; 0 switches probing off, so that Apache's retry timer applies.
-    @ivar ws_max_message_size: the largest WebSocket message (and frame), in
-        bytes, relayed by a balancer of C{ws(s)://} members; a larger one
-        closes the WebSocket with 1009. The idle timeout of a WebSocket is the
-        member's C{timeout}, as in Apache's tunnel.
+    @ivar ws_max_message_size: the largest WebSocket message, in bytes,
+        relayed by a balancer of C{ws(s)://} members (a larger one closes the
+        WebSocket with 1009); 0, the default, for no limit (frames are relayed
+        as they arrive, so a large message costs no memory). The idle timeout
+        of a WebSocket is the member's C{timeout}, as in Apache's tunnel.
     @ivar health: active health checks of the members; C{None} for none (members
         in error are still probed every C{probe_interval}). A member's own
         C{health} replaces it.
@@ -370,7 +371,7 @@ class BalancerConfig:
     nofailover: bool = False
     maxattempts: int | None = attrs.field(default=None, validator=_positive)
     probe_interval: float = attrs.field(default=1.0, validator=_not_negative)
-    ws_max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    ws_max_message_size: int = attrs.field(default=0, validator=_not_negative)
     health: HealthCheckConfig | None = None
 
     @members.validator
@@ -458,11 +459,41 @@ class TLSConfig:
     @ivar certificate: PEM certificate file.
     @ivar key: PEM private key file (may be the certificate file).
     @ivar chain: PEM file of intermediate certificates.
+    @ivar client_certificates: whether clients are asked for a certificate,
+        as Apache's C{SSLVerifyClient}: C{none} (the default), C{optional}
+        and C{require} (checked against C{client_ca}), C{optional_no_ca}
+        (any certificate is accepted, unchecked: the application decides).
+        A presented certificate chain reaches AJP members (C{ssl_cert}).
+    @ivar client_ca: PEM file of the CAs client certificates must come from
+        (Apache's C{SSLCACertificateFile}); needed for C{optional} and
+        C{require}.
     """
 
     certificate: str
     key: str
     chain: str | None = None
+    client_certificates: str = attrs.field(
+        default="none", validator=_one_of("none", "optional", "require", "optional_no_ca")
+    )
+    client_ca: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_certificates in ("optional", "require") and not self.client_ca:
+            raise ValueError(
+                f"client_certificates = {self.client_certificates!r} needs client_ca, the CAs "
+                "to check client certificates against (or use 'optional_no_ca')"
+            )
+
+
+#: A host name or address with an optional port (RFC 3986 3.2.2).
+_SERVER_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?")
+
+
+def _server_name(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and _SERVER_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"server_name must be a host name or address with an optional port, not {value!r}"
+        )
 
 
 @attrs.frozen
@@ -477,12 +508,22 @@ class ListenerConfig:
         plus the request's path (the HTTP → HTTPS listener).
     @ivar redirect_status: the status of that redirect: 301 (permanent, the
         default), 302 (the default of Apache's C{Redirect}), 303, 307 or 308.
+    @ivar http2: offer HTTP/2 over ALPN on a TLS listener (a C{tls} table or
+        an C{ssl:} endpoint), when twisted.web can serve it (the C{h2} and
+        C{priority} packages are installed); HTTP/2 connections keep to the
+        same C{[limits]} as HTTP/1.1 ones (see L{twisted_lb.http2}).
+    @ivar server_name: the host name (and port) of requests that come
+        without a C{Host} (HTTP/1.0), as Apache's C{ServerName}: members
+        build their URLs from it. Without it, the address the client
+        connected to.
     """
 
     endpoint: str
     tls: TLSConfig | None = None
     redirect: str | None = None
     redirect_status: int = attrs.field(default=301)
+    http2: bool = True
+    server_name: str | None = attrs.field(default=None, validator=_server_name)
 
     @redirect_status.validator
     def _check_redirect_status(self, attribute: attrs.Attribute[Any], value: int) -> None:

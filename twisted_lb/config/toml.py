@@ -75,8 +75,21 @@ _LIMITS = {
     "max_connections": "int",
     "max_body_bytes": "int",
 }
-_LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
-_LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
+_LISTEN = {
+    "endpoint": "str",
+    "tls": "table",
+    "redirect": "str",
+    "redirect_status": "int",
+    "http2": "bool",
+    "server_name": "str",
+}
+_LISTEN_TLS = {
+    "certificate": "str",
+    "key": "str",
+    "chain": "str",
+    "client_certificates": "str",
+    "client_ca": "str",
+}
 _BALANCER = {
     "lbmethod": "str",
     "stickysession": "sticky",
@@ -317,6 +330,8 @@ class _Reader:
                     "certificate": certificate,
                     "key": self.path(t["key"]) if "key" in t else certificate,
                     "chain": self.path(t.get("chain")),
+                    "client_certificates": t.get("client_certificates", "none"),
+                    "client_ca": self.path(t.get("client_ca")),
                 },
                 tls_prefix,
                 {},
@@ -326,6 +341,10 @@ class _Reader:
             kwargs["redirect"] = table["redirect"]
         if "redirect_status" in table:
             kwargs["redirect_status"] = table["redirect_status"]
+        if "http2" in table:
+            kwargs["http2"] = table["http2"]
+        if "server_name" in table:
+            kwargs["server_name"] = table["server_name"]
         return self.model(ListenerConfig, kwargs, prefix, {})
 
     def sticky(self, value: Any, key: str) -> StickySessionConfig | None:

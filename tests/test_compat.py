@@ -1,0 +1,221 @@
+"""
+Probes for every private attribute of Twisted, Autobahn or pyOpenSSL that
+L{twisted_lb.compat} uses: each fails loudly, naming the attribute, when a
+release changes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+from pathlib import Path
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import http
+from twisted.web.server import Request, Site
+
+from twisted_lb import compat
+from twisted_lb.compat import H2Connection, switch_to_http2, tls_session_id
+from twisted_lb.config.model import LimitsConfig
+from twisted_lb.frontend import FrontendSite
+from twisted_lb.http2 import LimitedH2Connection
+from twisted_lb.tls import make_self_signed
+
+from .websocket.conftest import txaio_clock  # noqa: F401  (no timer on the global reactor)
+from .websocket.memory import SocketTransport
+
+# -- HTTP/2 (twisted_lb.http2) -----------------------------------------------------------------
+
+
+class _TLSLikeTransport(StringTransport):
+    """A transport that negotiated h2 over ALPN."""
+
+    negotiatedProtocol = b"h2"
+
+
+class HTTP2SwitchProbes(SynchronousTestCase):
+    def test_generic_channel_protocol_attributes(self):
+        """The attributes of twisted.web's HTTP/1.1-or-HTTP/2 switch that switch_to_http2
+        reads and sets exist, with the values HTTPFactory gives them."""
+        site = Site(None, reactor=MemoryReactorClock())  # type: ignore[arg-type]
+        generic = site.buildProtocol(None)
+        for name in (
+            "_channel",
+            "_negotiatedProtocol",
+            "_requestFactory",
+            "_site",
+            "_factory",
+            "_timeOut",
+            "_callLater",
+        ):
+            self.assertTrue(hasattr(generic, name), f"_GenericHTTPChannelProtocol.{name} is gone")
+        self.assertIsInstance(generic._channel, http.HTTPChannel)
+        self.assertIs(generic._site, site)
+        self.assertIsNone(generic._negotiatedProtocol)
+        generic.makeConnection(StringTransport())
+        self.assertTrue(
+            hasattr(generic._channel, "_networkProducer"), "HTTPChannel._networkProducer is gone"
+        )
+
+    def test_switch_to_http2_serves_with_our_connection(self):
+        """After the switch, our connection is the channel, the transport's producer,
+        has the site and sends its SETTINGS; the switch itself does nothing more."""
+        clock = MemoryReactorClock()
+        site = FrontendSite(None, LimitsConfig(), clock, http2=True)  # type: ignore[arg-type]
+        generic = site.buildProtocol(None)
+        transport = _TLSLikeTransport()
+        generic.makeConnection(transport)
+        connection = LimitedH2Connection(LimitsConfig(), clock)
+        switch_to_http2(generic, connection)
+        self.assertIs(generic._channel, connection)
+        self.assertEqual(generic._negotiatedProtocol, b"h2")
+        self.assertIs(connection.site, site)
+        self.assertIs(connection.requestFactory, site.requestFactory)
+        self.assertEqual(connection.timeOut, site.timeOut)
+        self.assertIs(transport.producer, connection)
+        self.assertTrue(transport.value().startswith(b"\x00\x00"))  # a SETTINGS frame
+        self.assertIs(H2Connection, type(connection).__mro__[1])
+
+    def test_frontend_switches_a_negotiated_h2_connection(self):
+        """FrontendSite's channel protocol switches on the first bytes of an h2 connection."""
+        clock = MemoryReactorClock()
+        site = FrontendSite(None, LimitsConfig(), clock, http2=True)  # type: ignore[arg-type]
+        generic = site.buildProtocol(None)
+        generic.makeConnection(_TLSLikeTransport())
+        generic.dataReceived(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        self.assertIsInstance(generic._channel, LimitedH2Connection)
+        self.assertIs(generic._channel.requestFactory, Request)
+
+# -- TLS session id (pyOpenSSL) ----------------------------------------------
+
+
+def _handshake(
+    tmp_path: Path, version: int, no_ticket: bool = False
+) -> tuple[SSL.Connection, SSL.Connection]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key)
+    server_context = SSL.Context(SSL.TLS_METHOD)
+    server_context.use_certificate_file(str(cert))
+    server_context.use_privatekey_file(str(key))
+    server_context.set_max_proto_version(version)
+    if no_ticket:
+        server_context.set_options(SSL.OP_NO_TICKET)
+    a, b = socket.socketpair()
+    server = SSL.Connection(server_context, a)
+    server.set_accept_state()
+    client = SSL.Connection(SSL.Context(SSL.TLS_METHOD), b)
+    client.set_connect_state()
+    server.setblocking(False)
+    client.setblocking(False)
+    done = set()
+    for _ in range(50):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+                done.add(side)
+            except SSL.WantReadError:
+                pass
+        if len(done) == 2:
+            break
+    assert len(done) == 2, "the in-memory handshake did not complete"
+    return server, client
+
+
+def test_private_names_exist() -> None:
+    """pyOpenSSL's bindings and the connection's SSL pointer, as tls_session_id reads them."""
+    from OpenSSL.SSL import _ffi, _lib
+
+    assert callable(_lib.SSL_get_session)
+    assert callable(_lib.i2d_SSL_SESSION)
+    assert _ffi.NULL is not None
+    connection = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    assert connection._ssl is not None
+
+
+def test_tls_session_id_tls13(tmp_path: Path) -> None:
+    server, client = _handshake(tmp_path, SSL.TLS1_3_VERSION)
+    session = tls_session_id(server)
+    assert session is not None and len(session) == 64, session
+    int(session, 16)
+    assert session == session.upper()
+
+
+def test_tls_session_id_tls12_without_tickets(tmp_path: Path) -> None:
+    """TLS 1.2 has a server-side id when no ticket replaces it; the client sees the same."""
+    server, client = _handshake(tmp_path, SSL.TLS1_2_VERSION, no_ticket=True)
+    session = tls_session_id(server)
+    assert session is not None and len(session) == 64, session
+    assert tls_session_id(client) == session
+
+
+def test_no_session_before_a_handshake() -> None:
+    assert tls_session_id(SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)) is None
+
+
+# -- end of TLS session id -----------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# Autobahn: the WebSocket frame relay
+# ---------------------------------------------------------------------------
+
+_UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+#: A masked close frame, code 1000 (the key is zero: the payload is as it is).
+_CLOSE_1000 = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
+
+
+def _server() -> tuple[WebSocketServerProtocol, SocketTransport]:
+    factory = WebSocketServerFactory(reactor=MemoryReactorClock())  # no timer on the global reactor
+    factory.protocol = WebSocketServerProtocol
+    factory.setProtocolOptions(failByDrop=False)
+    proto = factory.buildProtocol(None)
+    transport = SocketTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_autobahn_buffers_what_follows_the_handshake_in_data():
+    """Bytes past the upgrade request wait in C{data} while the handshake is not done."""
+    proto, transport = _server()
+    proto.onConnect = lambda request: Deferred()  # the handshake waits
+    compat.autobahn_feed(proto, _UPGRADE + b"\x81\x80")
+    assert proto.state == WebSocketProtocol.STATE_CONNECTING
+    assert compat.autobahn_take_received(proto) == b"\x81\x80"
+    assert proto.data == b""
+    compat.autobahn_put_received(proto, b"xy")
+    assert proto.data == b"xy"
+
+
+def test_autobahn_feed_runs_the_close_handshake():
+    """A close frame fed after the handshake: Autobahn answers it and reports the code."""
+    proto, transport = _server()
+    compat.autobahn_feed(proto, _UPGRADE)
+    assert proto.state == WebSocketProtocol.STATE_OPEN
+    assert transport.value().startswith(b"HTTP/1.1 101 ")
+    transport.clear()
+    seen = []
+    proto.onCloseFrame = lambda code, reason, default=proto.onCloseFrame: (
+        seen.append(code),
+        default(code, reason),
+    )[1]
+    compat.autobahn_feed(proto, _CLOSE_1000)
+    assert seen == [1000]
+    assert transport.value() == b"\x88\x02\x03\xe8"  # the answer, unmasked
+
+
+def test_autobahn_fail_sends_the_code_and_closes():
+    proto, transport = _server()
+    compat.autobahn_feed(proto, _UPGRADE)
+    transport.clear()
+    compat.autobahn_fail(proto, 1002, "broken")
+    assert transport.value() == b"\x88\x08\x03\xeabroken"
+    assert proto.state == WebSocketProtocol.STATE_CLOSING
+    assert proto.localCloseCode == 1002
+    assert "code" in inspect.signature(WebSocketProtocol._fail_connection).parameters
