@@ -182,6 +182,8 @@ class _MemberConnection(Protocol):
 
     def connectionMade(self) -> None:
         self._member._open.add(self)
+        if self._member.no_delay:
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._member._open.discard(self)
@@ -211,6 +213,9 @@ class _LoopbackMember(Factory):
 
     scheme = ""
     connection: type[_MemberConnection]
+    #: Set TCP_NODELAY on each connection (as Tomcat's connectors do by
+    #: default); off, an answer written in pieces may wait for delayed ACKs.
+    no_delay = False
 
     def __init__(self, reactor: Any) -> None:
         if reactor is None:
@@ -281,6 +286,8 @@ class _FaultyProtocol(_MemberConnection):
         self._chunks: Iterator[bytes] | None = None
         self._then: Callable[[], None] | None = None
         self._hung = False
+        self._pinged = False
+        self._cpong_later: Any = None
         self.stalled = False
 
     # -- connection ------------------------------------------------------
@@ -288,6 +295,8 @@ class _FaultyProtocol(_MemberConnection):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)
         self._chunks = None
+        if self._cpong_later is not None and self._cpong_later.active():
+            self._cpong_later.cancel()
 
     def _reset(self) -> None:
         """Close with a TCP reset (SO_LINGER 0)."""
@@ -316,8 +325,13 @@ class _FaultyProtocol(_MemberConnection):
         member = self._member
         if kind is CPing:
             member.cpings += 1
+            first, self._pinged = not self._pinged, True
             if self._hung or member._take_fault(cping=True) is Fault.NO_CPONG:
                 self._hung = True
+            elif first and member.first_cpong_delay > 0:
+                self._cpong_later = member._reactor.callLater(
+                    member.first_cpong_delay, self._late_cpong
+                )
             else:
                 self._write(self._codec.send(CPong()))
         elif kind is ForwardRequest:
@@ -363,6 +377,10 @@ class _FaultyProtocol(_MemberConnection):
             return
         self._respond(fault)
 
+    def _late_cpong(self) -> None:
+        self._cpong_later = None
+        self._write(self._codec.send(CPong()))
+
     # -- answering -------------------------------------------------------
 
     def _respond(self, fault: Fault) -> None:
@@ -398,7 +416,10 @@ class _FaultyProtocol(_MemberConnection):
             # type, status 200, reason string claiming 0x0F00 bytes: "200\0".
             self._write(_packet(b"\x04\x00\xc8\x0f\x00200\x00\x00\x00"))
             return
-        size = member.head_body_size if fault is Fault.HEAD_WITH_BODY else member.body_size
+        if fault is Fault.HEAD_WITH_BODY:
+            size = member.head_body_size
+        else:
+            size = member.path_sizes.get(forward.req_uri, member.body_size)
         headers: tuple[tuple[bytes, bytes], ...] = ((b"Content-Type", b"application/octet-stream"),)
         if member.content_length:
             headers += ((b"Content-Length", b"%d" % size),)
@@ -505,6 +526,10 @@ class FaultyAJPMember(_LoopbackMember):
     @ivar bytes_sent: bytes written to the proxy in all.
     @ivar proxy_errors: protocol errors the member saw in what the proxy
         sent (should stay empty).
+    @ivar path_sizes: body sizes by request path, instead of C{body_size}.
+    @ivar first_cpong_delay: seconds the first CPING of each new connection
+        waits for its CPONG (a busy container slow to take new connections
+        while it answers on its others); 0 answers at once.
     """
 
     scheme = "ajp"
@@ -534,6 +559,8 @@ class FaultyAJPMember(_LoopbackMember):
         self.cpings = 0
         self.extra_body_bytes = 0
         self.proxy_errors: list[str] = []
+        self.first_cpong_delay = 0.0
+        self.path_sizes: dict[bytes, int] = {}
         self._scheduled: deque[Fault] = deque()
 
     # -- life --------------------------------------------------------------

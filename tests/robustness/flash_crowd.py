@@ -50,7 +50,9 @@ def serve(endpoint_extra: str) -> None:
     from twisted_lb.service import ProxyService
     from twisted_lb.testing import FaultyAJPMember
 
-    member = FaultyAJPMember(body_size=100).start(backlog=4096)
+    member = FaultyAJPMember(body_size=100)
+    member.no_delay = True  # as Tomcat does
+    member.start(backlog=4096)
     endpoint = "tcp:0:interface=127.0.0.1" + (f":{endpoint_extra}" if endpoint_extra else "")
     config = ProxyConfig(
         listeners=(ListenerConfig(endpoint),),
