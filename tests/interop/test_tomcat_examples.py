@@ -411,6 +411,37 @@ def test_separate_cookie_lines_reach_tomcat_separately(examples: Examples) -> No
     assert cookies == [("a", "1"), ("b", "2")], text
 
 
+def test_hop_by_hop_fields_do_not_reach_tomcat(examples: Examples) -> None:
+    answer = raw(
+        examples.http,
+        b"GET /examples/servlets/servlet/RequestHeaderExample HTTP/1.1\r\nHost: a\r\n"
+        b"Connection: close, X-Foo\r\nX-Foo: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\n"
+        b"Upgrade: h2c\r\nX-Kept: 2\r\n\r\n",
+    )
+    status, _, body = _head(answer)
+    assert status == 200
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body.decode("utf-8", "replace"))).lower()
+    assert "x-kept 2" in text
+    for name in ("connection", "x-foo", "keep-alive", " te ", "upgrade"):
+        assert name not in text, (name, text)
+
+
+def test_encoded_semicolon_stays_data(examples: Examples) -> None:
+    """%3B is not a path-parameter delimiter: Tomcat's path info keeps it (Apache's: /a)."""
+    res = http_request(examples.http, "/examples/servlets/servlet/RequestInfoExample/a%3Bb;c=d")
+    assert res.status == 200
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", res.body.decode("utf-8", "replace")))
+    assert "Path Info: /a;b " in text, text
+
+
+def test_dot_segments_are_refused(examples: Examples) -> None:
+    for path in ("/examples/jsp/../index.html", "/examples/%2e%2e/manager/"):
+        answer = raw(
+            examples.http, f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode()
+        )
+        assert _head(answer)[0] == 400, (path, answer[:200])
+
+
 # -- A real browser -----------------------------------------------------------------------------
 
 
