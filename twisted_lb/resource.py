@@ -63,6 +63,8 @@ class ProxyTarget:
     @ivar timeout: the route's answer (and WebSocket idle) timeout, or
         C{None} for the members' own.
     @ivar rewriting: the route's part in rewriting answers (cookie rules).
+    @ivar allow_trace: pass C{TRACE} on; when C{False} it is answered 405
+        (Apache's C{TraceEnable off}).
     """
 
     dispatcher: Dispatcher
@@ -72,6 +74,7 @@ class ProxyTarget:
     websocket: WebSocketBridge | None = None
     timeout: float | None = None
     rewriting: RouteRewriting | None = None
+    allow_trace: bool = True
 
     @classmethod
     def for_route(
@@ -81,6 +84,7 @@ class ProxyTarget:
         *,
         sticky: StickyConfig | None = None,
         websocket: WebSocketBridge | None = None,
+        allow_trace: bool = True,
     ) -> ProxyTarget:
         """The target of a configured route, everything per route built now."""
         return cls(
@@ -93,6 +97,7 @@ class ProxyTarget:
             rewriting=RouteRewriting.for_route(
                 route.path, route.target_path, route.cookie_path, route.cookie_domain
             ),
+            allow_trace=allow_trace,
         )
 
 
@@ -291,6 +296,8 @@ class ProxyResource(Resource):
         if match is None or match.target is None:
             raise RequestRefused(404, "no route for this path")
         target = match.target
+        if method == b"TRACE" and not target.allow_trace:
+            raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
         body = request.content
         body_length = 0

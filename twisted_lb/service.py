@@ -273,7 +273,11 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
             (
                 route.path,
                 ProxyTarget.for_route(
-                    route, built.dispatcher, sticky=built.config.sticky, websocket=built.websocket
+                    route,
+                    built.dispatcher,
+                    sticky=built.config.sticky,
+                    websocket=built.websocket,
+                    allow_trace=config.allow_trace,
                 ),
             )
         )

@@ -9,6 +9,7 @@ import pytest
 from twisted_lb.config import (
     BackendTLSConfig,
     ConfigError,
+    ConfigErrors,
     LBMethodName,
     ListenerConfig,
     MemberState,
@@ -46,20 +47,27 @@ def error(tmp_path, text: str, name: str = "httpd.conf") -> ConfigError:
 
 def test_unsupported_directive_names_file_line_and_directive(tmp_path) -> None:
     """An unknown directive is an error with the file, the line and the directive's name."""
-    e = error(tmp_path, "Listen 8080\n\nRewriteEngine On\n")
+    e = error(tmp_path, "Listen 8080\n\nFrobnicate On\n")
     assert e.source == str(tmp_path / "httpd.conf")
     assert e.key == "line 3"
     assert e.problem == (
-        "directive 'RewriteEngine' is not supported by twisted_lb "
+        "directive 'Frobnicate' is not supported by twisted_lb "
         "(see docs/migrating-from-apache.md)"
     )
 
 
-def test_unsupported_section(tmp_path) -> None:
-    """An unknown section such as <Directory> is reported by name and line."""
-    e = error(tmp_path, "Listen 8080\n<Directory /var/www>\n</Directory>\n")
+def test_refused_directive_gives_the_reason(tmp_path) -> None:
+    """A directive twisted_lb refuses on purpose says why and what to do."""
+    e = error(tmp_path, "Listen 8080\nRewriteRule ^/old /new [R]\n")
     assert e.key == "line 2"
-    assert "'<Directory>' is not supported" in e.problem
+    assert e.problem.startswith("RewriteRule is not supported: mod_rewrite is not supported")
+
+
+def test_unsupported_section(tmp_path) -> None:
+    """An unknown section such as <LocationMatch> is reported by name, line and reason."""
+    e = error(tmp_path, "Listen 8080\n<LocationMatch ^/a>\n</LocationMatch>\n")
+    assert e.key == "line 2"
+    assert "<LocationMatch> is not supported: regular-expression locations" in e.problem
 
 
 def test_unsupported_directive_inside_proxy(tmp_path) -> None:
@@ -67,13 +75,63 @@ def test_unsupported_directive_inside_proxy(tmp_path) -> None:
     e = error(
         tmp_path,
         "Listen 80\n<Proxy balancer://app>\n  BalancerMember ajp://h:8009\n"
-        "  Require all granted\n</Proxy>\n",
+        "  Require ip 10.0.0.0/8\n</Proxy>\n",
     )
-    assert e.key == "line 4" and "'Require'" in e.problem
+    assert e.key == "line 4" and "Require ip" in e.problem
+
+
+def test_every_problem_in_one_run(tmp_path) -> None:
+    """Five refused lines give five errors at once, each with file, line and directive."""
+    path = write(
+        tmp_path,
+        "httpd.conf",
+        """
+        Listen 8080
+        RewriteRule ^/(.*) http://x/$1 [P]
+        <Proxy balancer://app>
+            BalancerMember ajp://127.0.0.1:8009 route=n1 frobnicate=2
+        </Proxy>
+        ProxyPass /app balancer://app
+        Frobnicate yes
+        ProxyRequests On
+        <LocationMatch ^/x>
+            ProxyPass http://127.0.0.1:8080
+        </LocationMatch>
+        """,
+    )
+    with pytest.raises(ConfigErrors) as info:
+        read_apache(path)
+    errors = info.value.errors
+    assert [(e.source, e.key) for e in errors] == [
+        (path, "line 2"),
+        (path, "line 4"),
+        (path, "line 7"),
+        (path, "line 8"),
+        (path, "line 9"),
+    ]
+    names = ["RewriteRule", "BalancerMember", "Frobnicate", "ProxyRequests", "<LocationMatch>"]
+    for e, name in zip(errors, names, strict=True):
+        assert name in e.problem
+    assert str(info.value).count("\n") == 4
+    # The first error is also the exception's own, for callers that read one.
+    assert (info.value.key, info.value.problem) == ("line 2", errors[0].problem)
+
+
+def test_errors_in_included_files_name_those_files(tmp_path) -> None:
+    """Problems in several included files are all reported, each with its file."""
+    a = write(tmp_path, "conf.d/a.conf", "Frobnicate 1\n")
+    b = write(tmp_path, "conf.d/b.conf", "ServerName x\nHeader set X-A 1 early\n")
+    e = error(tmp_path, "Listen 80\nInclude conf.d/*.conf\nFrobnicate 2\n")
+    assert isinstance(e, ConfigErrors)
+    assert [(x.source, x.key) for x in e.errors] == [
+        (a, "line 1"),
+        (b, "line 2"),
+        (str(tmp_path / "httpd.conf"), "line 3"),
+    ]
 
 
 def test_accepted_and_ignored_directives(tmp_path) -> None:
-    """LoadModule, ServerName, ServerAdmin, DocumentRoot, ErrorLog, CustomLog, LogLevel are read."""
+    """Lines with no effect on proxying are read; one warning per directive says why."""
     config, warnings = read(
         tmp_path,
         """
@@ -83,7 +141,32 @@ def test_accepted_and_ignored_directives(tmp_path) -> None:
         DocumentRoot /var/www/html
         ErrorLog logs/error_log
         CustomLog logs/access_log combined
+        CustomLog logs/ssl_log "%t %h"
         LogLevel warn
+        LogFormat "%h %l %u %t" common
+        TransferLog logs/transfer
+        NameVirtualHost *:8080
+        SetEnvIf User-Agent ".*MSIE.*" nokeepalive
+        AddDefaultCharset UTF-8
+        PidFile /run/httpd.pid
+        User apache
+        Group apache
+        StartServers 4
+        MaxRequestWorkers 400
+        SSLSessionCache shmcb:/run/ssl_scache(512000)
+        CacheEnable disk /
+        CacheRoot /var/cache/httpd
+        ServerSignature Off
+        ServerTokens Prod
+        Options -Indexes
+        AllowOverride None
+        Mutex file:/run/lock default
+        <Directory /var/www>
+            Require all denied
+        </Directory>
+        <FilesMatch "\\.php$">
+            SetHandler application/x-httpd-php
+        </FilesMatch>
         Listen 8080
         """,
     )
@@ -91,7 +174,56 @@ def test_accepted_and_ignored_directives(tmp_path) -> None:
         ACCEPTED_AND_IGNORED
     )
     assert config.listeners == (ListenerConfig("tcp:8080"),)
-    assert warnings == []
+    assert len(warnings) == 27
+    assert warnings[0] == (
+        "line 1: LoadModule is accepted and has no effect on proxying: twisted_lb has no "
+        "loadable modules; what it supports is built in"
+    )
+    assert warnings[5].startswith("line 6 and 1 more line: CustomLog is accepted")
+    assert any(w.startswith("line 27: <Directory> is accepted") for w in warnings)
+
+
+def test_accepted_directives_loaded_twice_warn_once(tmp_path) -> None:
+    """Three LogFormat lines give one warning that counts them."""
+    _, warnings = read(tmp_path, "Listen 80\nLogFormat a\nLogFormat b\nLogFormat c\n")
+    assert warnings == [
+        "line 2 and 2 more lines: LogFormat is accepted and has no effect on proxying: "
+        "twisted_lb writes its own logs (access_log and log_format in the native file)"
+    ]
+
+
+def test_lines_with_a_proxy_meaning_are_kept(tmp_path) -> None:
+    """TraceEnable, ProxyAddHeaders, LimitRequestBody and ProxyVia Off keep their meaning."""
+    config, _ = read(
+        tmp_path,
+        "Listen 80\nTraceEnable Off\nProxyAddHeaders Off\nLimitRequestBody 1048576\n"
+        "ProxyVia Off\n",
+    )
+    assert config.allow_trace is False
+    assert config.x_forwarded is False
+    assert config.limits.max_body_bytes == 1048576
+    config, _ = read(tmp_path, "Listen 80\n")
+    assert (config.allow_trace, config.x_forwarded) == (True, True)
+    e = error(tmp_path, "Listen 80\nProxyVia On\n")
+    assert "adds no Via header" in e.problem
+    e = error(
+        tmp_path,
+        "Listen 80\nLimitRequestBody 10\n<VirtualHost *:80>\nLimitRequestBody 20\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4" and "one value for the whole proxy" in e.problem
+
+
+def test_access_rules_that_let_everyone_in_are_accepted(tmp_path) -> None:
+    """Require all granted and Allow from all say what twisted_lb does anyway."""
+    config, _ = read(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\nRequire all granted\n"
+        "Order allow,deny\nAllow from all\n</Proxy>\nProxyPass / balancer://app/\n",
+    )
+    assert config.routes[0].balancer == "app"
+    e = error(tmp_path, "Listen 80\n<Location />\nDeny from all\n</Location>\n")
+    assert e.key == "line 3" and "access control" in e.problem
 
 
 def test_case_insensitive_names_comments_and_ifmodule(tmp_path) -> None:
@@ -156,10 +288,85 @@ def test_quoted_arguments(tmp_path) -> None:
     assert config.routes[0] == RouteConfig("/my app", "app", "/x")
 
 
-def test_unterminated_quote(tmp_path) -> None:
-    """An unterminated quote is an error on its line."""
-    e = error(tmp_path, 'Listen 8080\nServerName "oops\n')
-    assert e.key == "line 2" and "quote" in e.problem
+def test_quotes_as_httpd_reads_them(tmp_path) -> None:
+    """An unclosed quote runs to the end of the line; a quote inside a word is a character."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 8080
+        <Proxy balancer://app>
+            BalancerMember ajp://127.0.0.1:8009 route=a"b "secret=open to end
+        </Proxy>
+        ProxyPass /app balancer://app
+        """,
+    )
+    member = config.balancers[0].members[0]
+    assert (member.route, member.secret) == ('a"b', "open to end")
+
+
+def test_conditional_section_open_at_the_end(tmp_path) -> None:
+    """An <IfModule> left open at the end of a file is closed there, with a warning."""
+    inc = write(tmp_path, "site.conf", "<IfModule mod_proxy.c>\nProxyPass /app balancer://app\n")
+    config, warnings = read(tmp_path, f"Listen 80\n{APP}Include {inc}\n")
+    assert config.routes[0].path == "/app"
+    assert f"{inc} line 1: <IfModule> is not closed before the end of the file" in warnings[0]
+    e = error(tmp_path, "Listen 80\n<IfModule x>\n<Location /a>\n")
+    assert "<Location> is never closed" in e.problem
+
+
+def test_ifmodule_follows_loadmodule(tmp_path) -> None:
+    """With LoadModule lines, <IfModule> holds for the loaded (and built-in) modules only."""
+    config, warnings = read(
+        tmp_path,
+        """
+        LoadModule proxy_module modules/mod_proxy.so
+        <IfModule mod_proxy.c>
+            Listen 80
+        </IfModule>
+        <IfModule ssl_module>
+            Listen 443
+        </IfModule>
+        <IfModule !mod_ssl.c>
+            Listen 81
+        </IfModule>
+        <IfModule log_config_module>
+            Listen 82
+        </IfModule>
+        """,
+    )
+    assert [x.endpoint for x in config.listeners] == ["tcp:80", "tcp:81", "tcp:82"]
+    assert any("<IfModule ssl_module> is skipped" in w for w in warnings)
+
+
+def test_define_ifdefine_and_variables(tmp_path, monkeypatch) -> None:
+    """Define and environment variables fill ${NAME}; <IfDefine> and <IfVersion> are evaluated."""
+    monkeypatch.setenv("LB_TEST_PORT", "8081")
+    config, _ = read(
+        tmp_path,
+        """
+        Define HTTP_PORT 8080
+        Listen ${HTTP_PORT}
+        Listen ${LB_TEST_PORT}
+        <IfDefine HTTP_PORT>
+            Listen 8082
+        </IfDefine>
+        <IfDefine !HTTP_PORT>
+            Listen 8083
+        </IfDefine>
+        <IfVersion >= 2.4>
+            Listen 8084
+        </IfVersion>
+        <IfVersion < 2.2>
+            Listen 8085
+        </IfVersion>
+        """,
+    )
+    assert [x.endpoint for x in config.listeners] == [
+        "tcp:8080",
+        "tcp:8081",
+        "tcp:8082",
+        "tcp:8084",
+    ]
 
 
 def test_unclosed_and_mismatched_sections(tmp_path) -> None:
@@ -925,3 +1132,82 @@ def test_hcheck_errors_name_the_line(tmp_path) -> None:
     )
     with pytest.raises(ConfigError):
         read_apache(path)
+
+
+# -- whole sites ----------------------------------------------------------------
+
+DEBIAN_SITE = """
+Listen 8080
+<VirtualHost *:8080>
+    ServerName app.example.com
+    ServerAdmin webmaster@example.com
+    ProxyRequests Off
+    ProxyPreserveHost On
+    <Proxy balancer://tomcats>
+        BalancerMember ajp://127.0.0.1:8009 route=node1
+        BalancerMember ajp://127.0.0.1:8010 route=node2
+        ProxySet stickysession=JSESSIONID|jsessionid
+    </Proxy>
+    ProxyPass /balancer-manager !
+    ProxyPass / balancer://tomcats/
+    ProxyPassReverse / balancer://tomcats/
+    <Location /balancer-manager>
+        SetHandler balancer-manager
+        Require host localhost
+    </Location>
+    ErrorLog ${APACHE_LOG_DIR}/app_error.log
+    CustomLog ${APACHE_LOG_DIR}/app_access.log combined
+</VirtualHost>
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/etc/apache2/apache2.conf"), reason="Debian's apache2 is not installed"
+)
+def test_debian_apache2_conf_with_a_balancer_site(tmp_path) -> None:
+    """
+    Debian's whole /etc/apache2 (apache2.conf, its modules, ports.conf,
+    conf-enabled, the default site) plus a balancer site loads, with the
+    proxy meaning of the site and of security.conf's TraceEnable Off.
+    """
+    import shutil
+
+    root = tmp_path / "apache2"
+    shutil.copytree("/etc/apache2", root, symlinks=False)
+    write(root, "sites-enabled/app.conf", DEBIAN_SITE)
+    config, warnings = read_apache(str(root / "apache2.conf"))
+    assert [x.endpoint for x in config.listeners] == ["tcp:80", "tcp:8080"]
+    assert set(config.routes) == {
+        RouteConfig("/", "tomcats", "/", preserve_host=True),
+        RouteConfig("/balancer-manager", None, preserve_host=True),
+    }
+    [tomcats] = config.balancers
+    assert [m.route for m in tomcats.members] == ["node1", "node2"]
+    assert tomcats.sticky is not None
+    assert config.allow_trace is False  # conf-enabled/security.conf
+    # One warning per kind of accepted line, however many lines there are.
+    assert len([w for w in warnings if "AddLanguage is accepted" in w]) == 1
+    assert any("SetHandler balancer-manager" in w and "admin listener" in w for w in warnings)
+    # ssl_module is not loaded by Debian's default modules: no 443 listener.
+    assert any("<IfModule ssl_module> is skipped" in w for w in warnings)
+
+
+def test_every_classified_directive_is_documented() -> None:
+    """docs/migrating-from-apache.md names every accepted and refused directive."""
+    import re
+
+    from twisted_lb.config import _apache_directives as d
+
+    doc = open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "docs", "migrating-from-apache.md"),
+        encoding="utf-8",
+    ).read()
+    named = {m.lower() for m in re.findall(r"`<?/?([A-Za-z0-9]+)\*?[ >`]", doc)}
+    families = {m.lower() for m in re.findall(r"`<?([A-Za-z0-9]+)\*`", doc)}
+    families -= {"sslproxy", "hc"}  # too wide to vouch for a directive
+    missing = [
+        key
+        for key in [*d.ACCEPTED, *d.REFUSED, *d.ACCEPTED_SECTIONS, *d.REFUSED_SECTIONS]
+        if key not in named and not any(key.startswith(f) for f in families)
+    ]
+    assert missing == []

@@ -128,11 +128,11 @@ def test_cli_convert_seed() -> None:
 
 def test_cli_convert_error(tmp_path) -> None:
     """An invalid file gives its error on stderr and exit status 2."""
-    path = write(tmp_path, "bad.conf", "Listen 80\nRewriteEngine On\n")
+    path = write(tmp_path, "bad.conf", "Listen 80\nFrobnicate On\n")
     result = _run("convert", path)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert f"{path}: line 2: directive 'RewriteEngine' is not supported" in result.stderr
+    assert f"{path}: line 2: directive 'Frobnicate' is not supported" in result.stderr
 
 
 def test_cli_usage_error() -> None:

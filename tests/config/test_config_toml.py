@@ -145,6 +145,7 @@ def test_every_key() -> None:
         source=fixture("every-key.toml"),
         timeout=120.0,
         x_forwarded=False,
+        allow_trace=False,
         access_log=d + "logs/access.log",
         admin=AdminConfig(
             endpoint="tcp:18081",

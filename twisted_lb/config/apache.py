@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from ._apache_directives import (
+    ACCEPTED,
+    ACCEPTED_SECTIONS,
+    REFUSED,
+    REFUSED_SECTIONS,
+    accepted_reason,
+)
 from ._apache_syntax import Node, parse_file
 from ._build import build, resolve_path
 from .model import (
@@ -25,9 +32,11 @@ from .model import (
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
+    ConfigErrors,
     HealthCheckConfig,
     HealthCheckKind,
     LBMethodName,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     MemberState,
@@ -39,10 +48,9 @@ from .model import (
 
 __all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACHE_DIRECTIVES"]
 
-#: Directives that are read and have no effect on proxying.
-ACCEPTED_AND_IGNORED = frozenset(
-    {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
-)
+#: Directives that are read and have no effect on proxying (each gets one
+#: warning saying why, however many lines use it).
+ACCEPTED_AND_IGNORED = frozenset(ACCEPTED)
 
 #: Directives (and sections) that twisted_lb gives a meaning.
 SUPPORTED_DIRECTIVES = frozenset(
@@ -73,13 +81,23 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyset",
         "location",
         "ifmodule",
+        "ifdefine",
+        "ifversion",
+        "iffile",
         "include",
         "includeoptional",
+        "traceenable",
+        "proxyaddheaders",
+        "limitrequestbody",
+        "proxyvia",
+        "require",
+        "allow",
+        "deny",
     }
 )
 
 #: Every directive name this reader knows (used to recognise Apache files).
-APACHE_DIRECTIVES = SUPPORTED_DIRECTIVES | ACCEPTED_AND_IGNORED
+APACHE_DIRECTIVES = SUPPORTED_DIRECTIVES | ACCEPTED_AND_IGNORED | frozenset(REFUSED)
 
 _UNSUPPORTED = "directive {!r} is not supported by twisted_lb (see docs/migrating-from-apache.md)"
 
@@ -255,6 +273,20 @@ class _Reader:
         self.cookies: list[tuple[Node, str, str, str, _Scope]] = []
         self.timeout: tuple[float, Node] | None = None
         self.server_timeout: float | None = None
+        self.errors: list[ConfigError] = []
+        #: (file, "line N") -> position in the configuration, to sort errors.
+        self.order: dict[tuple[str, str], int] = {}
+        #: Scopes where a line was refused (their later checks would only repeat it).
+        self.failed_scopes: set[int] = set()
+        self.accepted: dict[str, list[Any]] = {}
+        #: Modules named by LoadModule so far (and those built into httpd);
+        #: None when the file loads none, so that every <IfModule> holds.
+        self.modules: set[str] | None = set(_BUILTIN_MODULES)
+        self.defines: set[str] = set()
+        self.broken: set[str] = set()
+        #: ProxyConfig fields set by directives (TraceEnable, ProxyAddHeaders ...).
+        self.top_level: dict[str, Any] = {}
+        self.top_value_nodes: dict[str, Node] = {}
 
     def where(self, node: Node) -> str:
         if os.path.abspath(node.file) == os.path.abspath(self.path):
@@ -267,16 +299,100 @@ class _Reader:
     # -- walking the tree -------------------------------------------------
 
     def walk(self, nodes: list[Node], scope: _Scope) -> None:
+        """Read C{nodes} in C{scope}; a refused line is noted and reading goes on."""
         for node in nodes:
-            handler: Callable[[Node, _Scope], None] | None = getattr(self, "d_" + node.key, None)
-            if node.key in ACCEPTED_AND_IGNORED and node.children is None:
-                continue
-            if handler is None or (node.children is None) != (node.key not in _SECTIONS):
-                raise node.error(_UNSUPPORTED.format(node.display))
+            try:
+                self.visit(node, scope)
+            except ConfigError as e:
+                self.fail(node, e)
+                self.failed_scopes.add(id(scope.host))
+
+    def fail(self, node: Node, e: ConfigError) -> None:
+        """Note a problem; its message names the directive."""
+        if node.name.lower() not in e.problem.lower():
+            e = ConfigError(e.source, e.key, f"{node.display}: {e.problem}")
+        self.errors.append(e)
+
+    def visit(self, node: Node, scope: _Scope) -> None:
+        key = node.key
+        section = node.children is not None
+        handler: Callable[[Node, _Scope], None] | None = getattr(self, "d_" + key, None)
+        if handler is not None and section == (key in _SECTIONS):
             handler(node, scope)
+            return
+        reason = ACCEPTED_SECTIONS.get(key) if section else accepted_reason(key)
+        if reason is not None:
+            self.accept(node, reason)
+            return
+        refused = REFUSED_SECTIONS.get(key) if section else REFUSED.get(key)
+        if refused is not None:
+            raise node.error(f"{node.display} is not supported: {refused}")
+        raise node.error(_UNSUPPORTED.format(node.display))
+
+    def accept(self, node: Node, reason: str) -> None:
+        """Note a line read without effect; one warning per directive says why."""
+        seen = self.accepted.get(node.key)
+        if seen is None:
+            self.accepted[node.key] = [node, 1, reason]
+        else:
+            seen[1] += 1
+
+    def accepted_warnings(self) -> list[str]:
+        out = []
+        for node, count, reason in self.accepted.values():
+            more = f" and {count - 1} more line{'s' if count > 2 else ''}" if count > 1 else ""
+            out.append(
+                f"{self.where(node)}{more}: {node.display} is accepted and has no effect on "
+                f"proxying: {reason}"
+            )
+        return out
+
+    # -- conditional sections ---------------------------------------------
 
     def d_ifmodule(self, node: Node, scope: _Scope) -> None:
-        self.walk(node.children or [], scope)
+        name = _one_arg(node)
+        negate = name.startswith("!")
+        module = _module_id(name.lstrip("!"))
+        loaded = self.modules is None or module in self.modules
+        if loaded != negate:
+            self.walk(node.children or [], scope)
+        elif not negate and node.children:
+            self.warn_once(
+                ("module", module),
+                node,
+                f"<IfModule {name}> is skipped, as Apache would: the file loads modules with "
+                "LoadModule and not this one",
+            )
+
+    def d_loadmodule(self, node: Node, scope: _Scope) -> None:
+        if self.modules is not None and node.args:
+            self.modules.add(_module_id(node.args[0]))
+        self.accept(node, ACCEPTED["loadmodule"])
+
+    def d_define(self, node: Node, scope: _Scope) -> None:
+        if not 1 <= len(node.args) <= 2:
+            raise node.error("Define takes a name and an optional value")
+        self.defines.add(node.args[0])
+
+    def d_undefine(self, node: Node, scope: _Scope) -> None:
+        self.defines.discard(_one_arg(node))
+
+    def d_ifdefine(self, node: Node, scope: _Scope) -> None:
+        name = _one_arg(node)
+        if (name.lstrip("!") in self.defines) != name.startswith("!"):
+            self.walk(node.children or [], scope)
+
+    def d_ifversion(self, node: Node, scope: _Scope) -> None:
+        if _version_matches(node):
+            self.walk(node.children or [], scope)
+
+    def d_iffile(self, node: Node, scope: _Scope) -> None:
+        name = _one_arg(node)
+        path = name.lstrip("!")
+        if not os.path.isabs(path):
+            path = os.path.join(self.base_dir(node), path)
+        if os.path.exists(path) != name.startswith("!"):
+            self.walk(node.children or [], scope)
 
     def d_virtualhost(self, node: Node, scope: _Scope) -> None:
         if scope.kind != "main":
@@ -334,6 +450,16 @@ class _Reader:
         path = _one_arg(node)
         if not path.startswith("/"):
             raise node.error(f"<Location {path}>: the path must start with '/'")
+        handler = _status_handler(node)
+        if handler is not None:
+            self.warn(
+                node,
+                f"<Location {path}> with SetHandler {handler}: twisted_lb shows its members, "
+                "their states and counters on the admin listener (the [admin] table of the "
+                f"native file), not at {path} on this listener; the access rules inside are "
+                "not used (the admin listener has its own password)",
+            )
+            return
         inner = _Scope("location", node, scope)
         inner.location = path
         self.walk(node.children or [], inner)
@@ -446,6 +572,61 @@ class _Reader:
         self.setting(node, scope, "sslproxyverify", value)
 
     # -- proxy directives -----------------------------------------------------
+
+    def one_value(self, node: Node, field: str, value: Any) -> None:
+        """
+        Set the proxy-wide C{field}; Apache may set it per virtual host, so
+        a second, different value is an error.
+        """
+        if field in self.top_level and self.top_level[field] != value:
+            first = self.top_value_nodes[field]
+            raise node.error(
+                f"{node.name} differs from {first.name} at {self.where(first)}; twisted_lb has "
+                "one value for the whole proxy"
+            )
+        self.top_level[field] = value
+        self.top_value_nodes.setdefault(field, node)
+
+    def d_traceenable(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value == "extended":
+            raise node.error(
+                "TraceEnable extended (TRACE with a body) is not supported; use On or Off"
+            )
+        self.one_value(node, "allow_trace", _on_off(node, value, "TraceEnable"))
+
+    def d_proxyaddheaders(self, node: Node, scope: _Scope) -> None:
+        self.one_value(node, "x_forwarded", _on_off(node, _one_arg(node), "ProxyAddHeaders"))
+
+    def d_limitrequestbody(self, node: Node, scope: _Scope) -> None:
+        size = _number(node, "LimitRequestBody", _one_arg(node), integer=True)
+        if size < 0:
+            raise node.error("LimitRequestBody must be 0 (no limit) or a number of bytes")
+        self.one_value(node, "max_body_bytes", size)
+
+    def d_proxyvia(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value != "off":
+            raise node.error(
+                f"ProxyVia {_one_arg(node)} is not supported: twisted_lb adds no Via header "
+                "(ProxyVia Off, Apache's default); remove the line"
+            )
+
+    def d_require(self, node: Node, scope: _Scope) -> None:
+        if [a.lower() for a in node.args] == ["all", "granted"]:
+            self.accept(node, "Require all granted lets everyone in, as twisted_lb does")
+            return
+        raise node.error(f"Require {' '.join(node.args)} is not supported: {REFUSED['require']}")
+
+    def d_allow(self, node: Node, scope: _Scope) -> None:
+        if [a.lower() for a in node.args] == ["from", "all"]:
+            self.accept(node, "Allow from all lets everyone in, as twisted_lb does")
+            return
+        raise node.error(f"Allow {' '.join(node.args)} is not supported: {REFUSED['allow']}")
+
+    def d_deny(self, node: Node, scope: _Scope) -> None:
+        raise node.error(f"Deny {' '.join(node.args)} is not supported: {REFUSED['deny']}")
+
 
     def d_proxyrequests(self, node: Node, scope: _Scope) -> None:
         if _on_off(node, _one_arg(node), "ProxyRequests"):
@@ -595,7 +776,16 @@ class _Reader:
     # -- building the model -------------------------------------------------
 
     def read(self) -> tuple[ProxyConfig, list[str]]:
-        self.walk(parse_file(self.path), self.main)
+        syntax: list[tuple[str, int, str]] = []
+        nodes = parse_file(self.path, syntax)
+        for file, line, message in syntax:
+            self.warnings.append(f"{self.where(Node(file, line, '', []))}: {message}")
+        for i, n in enumerate(_all_nodes(nodes)):
+            self.order.setdefault((n.file, n.where), i)
+        if not _any_node(nodes, "loadmodule"):
+            self.modules = None
+        self.walk(nodes, self.main)
+        self.warnings.extend(self.accepted_warnings())
         timeout = (
             self.timeout[0]
             if self.timeout
@@ -605,14 +795,31 @@ class _Reader:
         )
         if timeout <= 0:
             node = self.timeout[1] if self.timeout else None
-            raise ConfigError(self.path, node.where if node else "timeout", "must be > 0")
+            self.errors.append(
+                ConfigError(self.path, node.where if node else "timeout", "must be > 0")
+            )
+            timeout = 300.0
         self.default_timeout = float(timeout)
         balancers: dict[str, BalancerConfig] = {}
         for b in self.balancers.values():
-            balancers[b.name] = self.build_balancer(b)
+            try:
+                balancers[b.name] = self.build_balancer(b)
+            except _Reported:
+                self.broken.add(b.name)
+            except ConfigError as e:
+                self.broken.add(b.name)
+                self.fail(b.node, e)
         routes = self.build_routes(balancers)
         listeners = self.build_listeners()
         self.check_reverses()
+        if self.errors:
+            errors = sorted(
+                self.errors, key=lambda e: self.order.get((e.source, e.key), len(self.order))
+            )
+            raise ConfigErrors(errors, self.warnings)
+        limits: dict[str, Any] = {}
+        if "max_body_bytes" in self.top_level:
+            limits["limits"] = LimitsConfig(max_body_bytes=self.top_level.pop("max_body_bytes"))
         config = build(
             ProxyConfig,
             {
@@ -621,6 +828,8 @@ class _Reader:
                 "routes": tuple(routes),
                 "source": self.path,
                 "timeout": float(timeout),
+                **self.top_level,
+                **limits,
             },
             lambda field, problem: ConfigError(self.path, field or "config", problem),
         )
@@ -769,9 +978,17 @@ class _Reader:
             self.warn(node, message)
 
     def build_balancer(self, b: _Balancer) -> BalancerConfig:
-        members = tuple(
-            self.member(node, url, params, scope) for node, url, params, scope in b.members
-        )
+        built = []
+        failed = False
+        for node, url, params, scope in b.members:
+            try:
+                built.append(self.member(node, url, params, scope))
+            except ConfigError as e:
+                self.fail(node, e)
+                failed = True
+        if failed:
+            raise _Reported()
+        members = tuple(built)
         if not members:
             raise b.node.error(f"balancer://{b.name} has no BalancerMember")
         kwargs: dict[str, Any] = {"name": b.name, "members": members, "sticky": None}
@@ -815,20 +1032,27 @@ class _Reader:
     def build_routes(self, balancers: dict[str, BalancerConfig]) -> list[RouteConfig]:
         routes: dict[str, tuple[RouteConfig, Node]] = {}
         for p in self.passes:
-            route = self.route(p, balancers)
+            try:
+                route = self.route(p, balancers)
+            except _Reported:
+                continue
+            except ConfigError as e:
+                self.fail(p.node, e)
+                continue
             if route.path in routes:
                 other, other_node = routes[route.path]
                 if other_node is p.node:
                     continue
                 if other == route and p.scope.host is not self.passes_scope(other_node):
                     continue
-                raise p.node.error(
+                self.fail(p.node, p.node.error(
                     f"ProxyPass {route.path} is mapped a second time (first at "
                     f"{self.where(other_node)}); Apache would only use the first"
                     if p.scope.host is self.passes_scope(other_node)
                     else f"ProxyPass {route.path} maps the path differently from "
                     f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
-                )
+                ))
+                continue
             routes[route.path] = (route, p.node)
         self.check_shadowing()
         result = [r for r, _ in routes.values()]
@@ -847,6 +1071,8 @@ class _Reader:
             pass
         elif (parsed := _balancer_name(p.target)) is not None:
             name, path = parsed
+            if name in self.broken:
+                raise _Reported()
             if name not in balancers:
                 raise p.node.error(
                     f"ProxyPass {p.path} names balancer://{name}, which no <Proxy "
@@ -956,39 +1182,55 @@ class _Reader:
         vhost_ports: set[int] = set()
         for vhost in self.vhosts:
             assert vhost.node is not None
-            for host, port in vhost.addresses:
-                if port is None:
-                    candidates = sorted({p for _, _, p in self.listens})
-                    if len(candidates) != 1:
-                        raise vhost.node.error(
-                            f"<VirtualHost {vhost.node.args[0]}>: give the port "
-                            "(e.g. *:443); twisted_lb derives a listener from each virtual host"
-                        )
-                    port = candidates[0]
-                if (host, port) in used:
-                    raise vhost.node.error(
-                        f"a second <VirtualHost> for {host}:{port} (the first is at "
-                        f"{self.where(used[host, port])}): name-based virtual hosts are not "
-                        "supported by twisted_lb"
-                    )
-                used[host, port] = vhost.node
-                vhost_ports.add(port)
-                if host == "*":
-                    listen_hosts = [h for _, h, p in self.listens if p == port and h]
-                    if len(listen_hosts) == 1:
-                        host = listen_hosts[0]
-                listeners.append(self.listener(vhost, vhost.node, host, port))
+            try:
+                self.vhost_listeners(vhost, used, vhost_ports, listeners)
+            except ConfigError as e:
+                if id(vhost) not in self.failed_scopes:
+                    self.fail(vhost.node, e)
         for node, listen_host, port in self.listens:
             if port in vhost_ports:
                 continue
             listeners.append(self.listener(self.main, node, listen_host or "*", port))
-        if not listeners:
-            raise ConfigError(
-                self.path,
-                "listen",
-                "no listener is configured: add Listen or <VirtualHost *:PORT>",
+        if not listeners and not self.errors:
+            self.errors.append(
+                ConfigError(
+                    self.path,
+                    "listen",
+                    "no listener is configured: add Listen or <VirtualHost *:PORT>",
+                )
             )
         return listeners
+
+    def vhost_listeners(
+        self,
+        vhost: _Scope,
+        used: dict[tuple[str, int], Node],
+        vhost_ports: set[int],
+        listeners: list[ListenerConfig],
+    ) -> None:
+        assert vhost.node is not None
+        for host, port in vhost.addresses:
+            if port is None:
+                candidates = sorted({p for _, _, p in self.listens})
+                if len(candidates) != 1:
+                    raise vhost.node.error(
+                        f"<VirtualHost {vhost.node.args[0]}>: give the port "
+                        "(e.g. *:443); twisted_lb derives a listener from each virtual host"
+                    )
+                port = candidates[0]
+            if (host, port) in used:
+                raise vhost.node.error(
+                    f"a second <VirtualHost> for {host}:{port} (the first is at "
+                    f"{self.where(used[host, port])}): name-based virtual hosts are not "
+                    "supported by twisted_lb"
+                )
+            used[host, port] = vhost.node
+            vhost_ports.add(port)
+            if host == "*":
+                listen_hosts = [h for _, h, p in self.listens if p == port and h]
+                if len(listen_hosts) == 1:
+                    host = listen_hosts[0]
+            listeners.append(self.listener(vhost, vhost.node, host, port))
 
     def listener(self, scope: _Scope, node: Node, host: str, port: int) -> ListenerConfig:
         if host == "*":
@@ -1045,7 +1287,93 @@ class _Reader:
         return {"redirect": chosen[0], "redirect_status": chosen[1]}
 
 
-_SECTIONS = frozenset({"virtualhost", "proxy", "location", "ifmodule"})
+_SECTIONS = frozenset(
+    {"virtualhost", "proxy", "location", "ifmodule", "ifdefine", "ifversion", "iffile"}
+)
+
+#: Modules compiled into Debian's httpd (C{apache2 -l}), which <IfModule> finds
+#: without LoadModule.
+_BUILTIN_MODULES = frozenset(
+    {"core", "so", "watchdog", "http_core", "log_config", "logio", "version", "unixd"}
+)
+
+#: The httpd version <IfVersion> compares with.
+_HTTPD_VERSION = (2, 4, 62)
+
+
+class _Reported(Exception):
+    """A part could not be built, and why was already noted."""
+
+
+def _module_id(name: str) -> str:
+    """C{mod_proxy.c} and C{proxy_module} both name module C{proxy}."""
+    name = name.strip().lower()
+    if name.endswith(".c"):
+        name = name[:-2]
+        name = name[4:] if name.startswith("mod_") else name
+        if name in ("event", "worker", "prefork"):
+            name = "mpm_" + name
+    elif name.endswith("_module"):
+        name = name[: -len("_module")]
+    return name
+
+
+def _version_matches(node: Node) -> bool:
+    """Whether <IfVersion [op] version> holds for L{_HTTPD_VERSION}."""
+    args = node.args
+    if len(args) == 1:
+        op, wanted = "=", args[0]
+    elif len(args) == 2:
+        op, wanted = args
+    else:
+        raise node.error("<IfVersion> takes [operator] version")
+    negate = op.startswith("!")
+    op = op.lstrip("!")
+    current = ".".join(map(str, _HTTPD_VERSION))
+    if op in ("~",) or (wanted.startswith("/") and wanted.endswith("/")):
+        result = re.search(wanted.strip("/"), current) is not None
+    else:
+        try:
+            parts = tuple(int(x) for x in wanted.split("."))
+        except ValueError:
+            raise node.error(f"<IfVersion>: {wanted!r} is not a version") from None
+        mine = _HTTPD_VERSION[: len(parts)]
+        compare = {
+            "=": mine == parts,
+            "==": mine == parts,
+            ">": mine > parts,
+            ">=": mine >= parts,
+            "<": mine < parts,
+            "<=": mine <= parts,
+        }
+        if op not in compare:
+            raise node.error(f"<IfVersion>: unknown operator {op!r}")
+        result = compare[op]
+    return result != negate
+
+
+def _status_handler(node: Node) -> str | None:
+    """C{server-status} or C{balancer-manager} when a <Location> sets that handler."""
+    for child in node.children or []:
+        if child.key == "sethandler" and child.args:
+            handler = child.args[0].lower()
+            if handler in ("server-status", "balancer-manager"):
+                return handler
+    return None
+
+
+def _all_nodes(nodes: list[Node]) -> Iterator[Node]:
+    """Every node, sections before their contents, in file order."""
+    for n in nodes:
+        yield n
+        if n.children is not None:
+            yield from _all_nodes(n.children)
+
+
+def _any_node(nodes: list[Node], key: str) -> bool:
+    return any(
+        n.key == key or (n.children is not None and _any_node(n.children, key)) for n in nodes
+    )
 
 
 def _covers(shorter: str, longer: str) -> bool:

@@ -193,6 +193,7 @@ def to_toml(config: ProxyConfig) -> str:
         {
             "timeout": float(config.timeout),
             "x_forwarded": config.x_forwarded,
+            "allow_trace": config.allow_trace,
             "access_log": config.access_log,
             "access_log_format": config.access_log_format,
             "log_format": config.log_format,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,6 +23,7 @@ from twisted_lb.balancer.sticky import StickyConfig
 
 __all__ = [
     "ConfigError",
+    "ConfigErrors",
     "MemberConfig",
     "StickySessionConfig",
     "BalancerConfig",
@@ -59,6 +61,28 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{source}: {key}: {problem}")
+
+
+class ConfigErrors(ConfigError):
+    """
+    Several problems found in one reading of a configuration, reported
+    together; its own C{source}, C{key} and C{problem} are the first one's.
+
+    @ivar errors: every problem, in the order of the file.
+    @ivar warnings: the reader's warnings, to show beside the errors.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError], warnings: Sequence[str] = ()) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        self.errors = tuple(errors)
+        self.warnings = tuple(warnings)
+        first = self.errors[0]
+        super().__init__(first.source, first.key, first.problem)
+        self.args = ("\n".join(str(e) for e in self.errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
 
 
 class MemberState(enum.Enum):
@@ -618,6 +642,8 @@ class ProxyConfig:
     @ivar source: where it came from, for messages.
     @ivar timeout: default seconds to wait for a member's answer.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} for HTTP members.
+    @ivar allow_trace: pass C{TRACE} requests to the members; when C{False}
+        they are answered 405 (Apache's C{TraceEnable off}).
     @ivar access_log: the access log file, or C{None} for none.
     @ivar access_log_format: C{combined} (Apache's combined format plus the
         balancer's fields) or C{json} (one JSON object per line).
@@ -638,6 +664,7 @@ class ProxyConfig:
     source: str = "<code>"
     timeout: float = attrs.field(default=300.0, validator=_positive)
     x_forwarded: bool = True
+    allow_trace: bool = True
     access_log: str | None = None
     access_log_format: str = attrs.field(default="combined", validator=_one_of("combined", "json"))
     log_format: str = attrs.field(default="text", validator=_one_of("text", "json"))

@@ -45,6 +45,7 @@ __all__ = ["load_toml", "load_toml_text"]
 _TOP = {
     "timeout": "num",
     "x_forwarded": "bool",
+    "allow_trace": "bool",
     "access_log": "str",
     "access_log_format": "str",
     "log_format": "str",
@@ -257,6 +258,7 @@ class _Reader:
             "source": self.source,
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
+            "allow_trace": data.get("allow_trace", True),
             "access_log": self.path(data.get("access_log")),
             "limits": self.limits(data.get("limits", {})),
             "workers": data.get("workers", "auto"),
