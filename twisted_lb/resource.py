@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, sta
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_options
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
+from twisted_lb.header_edits import HeaderEdits, balancer_variables
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query, valid_host
 
@@ -65,6 +67,8 @@ class ProxyTarget:
     @ivar rewriting: the route's part in rewriting answers (cookie rules).
     @ivar allow_trace: pass C{TRACE} on; when C{False} it is answered 405
         (Apache's C{TraceEnable off}).
+    @ivar header_edits: the route's request and response header edits, or
+        C{None}.
     """
 
     dispatcher: Dispatcher
@@ -75,6 +79,7 @@ class ProxyTarget:
     timeout: float | None = None
     rewriting: RouteRewriting | None = None
     allow_trace: bool = True
+    header_edits: HeaderEdits | None = None
 
     @classmethod
     def for_route(
@@ -98,6 +103,11 @@ class ProxyTarget:
                 route.path, route.target_path, route.cookie_path, route.cookie_domain
             ),
             allow_trace=allow_trace,
+            header_edits=(
+                HeaderEdits(route.request_headers, route.response_headers)
+                if route.request_headers or route.response_headers
+                else None
+            ),
         )
 
 
@@ -117,6 +127,8 @@ class RequestSink(ClientSink):
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         request = self._request
         self._started()
+        if self.header_edit is not None:
+            headers = self.header_edit(headers, False)
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
@@ -146,7 +158,17 @@ class RequestSink(ClientSink):
     def error(self, status: int, message: str) -> None:
         """Answer a plain-text error page (nothing of the member's was sent)."""
         request = self._request
-        request.write(_error_page(request, status, message))
+        body = _error_page(request, status, message)
+        if self.header_edit is not None:
+            out = request.responseHeaders
+            edited = self.header_edit(
+                [(n, v) for n, values in out.getAllRawHeaders() for v in values], True
+            )
+            for name, _ in list(out.getAllRawHeaders()):
+                out.removeHeader(name)
+            for name, value in edited:
+                out.addRawHeader(name, value)
+        request.write(body)
         request.finish()
 
     def _register(self, producer: object) -> None:
@@ -228,6 +250,8 @@ class ProxyResource(Resource):
             return False
         target = match.target
         headers, cookies, host = _forwarded_headers(head.headers)
+        if target.header_edits is not None:
+            headers = target.header_edits.edit_request(headers)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
@@ -250,6 +274,8 @@ class ProxyResource(Resource):
     ) -> None:
         """Send C{exchange} to C{target}'s members; answer failures; log the request."""
         record = AttemptRecord()
+        if target.header_edits is not None and target.header_edits.response:
+            sink.header_edit = partial(_edit_response, target, record)
         started = time.monotonic()
         d = target.dispatcher.dispatch(exchange, sink, record)
         d.addErrback(self._failed, request, sink, target)
@@ -299,6 +325,8 @@ class ProxyResource(Resource):
         if method == b"TRACE" and not target.allow_trace:
             raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
+        if target.header_edits is not None:
+            headers = target.header_edits.edit_request(headers)
         body = request.content
         body_length = 0
         if body is not None:
@@ -371,6 +399,25 @@ class ProxyResource(Resource):
                 "sticky": record.sticky,
             }
         )
+
+
+def _edit_response(
+    target: ProxyTarget,
+    record: AttemptRecord,
+    headers: Sequence[tuple[bytes, bytes]],
+    error: bool,
+) -> list[tuple[bytes, bytes]]:
+    """A response head with C{target}'s C{Header} edits made, for the member C{record} names."""
+    assert target.header_edits is not None
+    member = record.member
+    env = balancer_variables(
+        target.dispatcher.balancer.name,
+        member.name if member is not None else None,
+        member.route if member is not None else "",
+        target.sticky is not None,
+        record.sticky,
+    )
+    return target.header_edits.edit_response(headers, env, error)
 
 
 def _request_info(request: Request) -> ConnectionInfo:

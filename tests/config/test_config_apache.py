@@ -19,6 +19,7 @@ from twisted_lb.config import (
     read_apache,
 )
 from twisted_lb.config.apache import ACCEPTED_AND_IGNORED
+from twisted_lb.header_edits import HeaderEdit
 
 from .helpers import write
 
@@ -1211,3 +1212,101 @@ def test_every_classified_directive_is_documented() -> None:
         if key not in named and not any(key.startswith(f) for f in families)
     ]
     assert missing == []
+
+
+# -- Header and RequestHeader ------------------------------------------------------
+
+
+def test_route_cookie_idiom(tmp_path) -> None:
+    """Apache's documented ROUTEID idiom becomes a conditional edit on the route."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
+        <Proxy balancer://app>
+            BalancerMember http://127.0.0.1:8080 route=1
+            BalancerMember http://127.0.0.1:8081 route=2
+            ProxySet stickysession=ROUTEID
+        </Proxy>
+        ProxyPass / balancer://app/
+        """,
+    )
+    [route] = config.routes
+    assert route.response_headers == (
+        HeaderEdit(
+            "add",
+            "Set-Cookie",
+            "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/",
+            condition="BALANCER_ROUTE_CHANGED",
+        ),
+    )
+    assert config.balancers[0].sticky == StickySessionConfig.from_apache("ROUTEID", ".")
+
+
+def test_header_scopes_in_apache_order(tmp_path) -> None:
+    """Main server, virtual host, <Proxy>, then the <Location> holding the route."""
+    config, _ = read(
+        tmp_path,
+        """
+        Header set X-1 main
+        <VirtualHost *:80>
+            Header always set X-2 vhost
+            RequestHeader set X-Forwarded-Proto https
+            <Proxy balancer://app>
+                BalancerMember http://127.0.0.1:8080
+                Header set X-3 proxy
+            </Proxy>
+            <Location /app>
+                ProxyPass balancer://app/
+                Header unset X-1
+                RequestHeader unset Authorization
+            </Location>
+            ProxyPass /other http://127.0.0.1:9000/
+        </VirtualHost>
+        """,
+    )
+    routes = {r.path: r for r in config.routes}
+    app = routes["/app"]
+    assert [(e.action, e.name, e.value, e.always) for e in app.response_headers] == [
+        ("set", "X-1", "main", False),
+        ("set", "X-2", "vhost", True),
+        ("set", "X-3", "proxy", False),
+        ("unset", "X-1", "", False),
+    ]
+    assert [(e.action, e.name) for e in app.request_headers] == [
+        ("set", "X-Forwarded-Proto"),
+        ("unset", "Authorization"),
+    ]
+    other = routes["/other"]
+    assert [e.name for e in other.response_headers] == ["X-1", "X-2"]
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("Header echo X-A", "echo is not supported"),
+        ("Header set X-A", "needs a value"),
+        ("Header set X-A 1 early", "early is not supported"),
+        ("Header set X-A 1 expr=%{REQUEST_STATUS}==200", "expr= conditions"),
+        ("Header set X-T %t", "'%t' is not supported"),
+        ("Header set X-A 1 env=HTTPS", "only the balancer's variables"),
+        ("RequestHeader set X-W %{BALANCER_WORKER_ROUTE}e", "before it picks a member"),
+        ("Header frob X-A 1", "'frob' is not one of"),
+        ("Header edit X-A (", "needs a regular expression and a replacement"),
+    ],
+)
+def test_header_errors(tmp_path, line: str, problem: str) -> None:
+    """Header lines twisted_lb cannot honour are errors naming the line and the reason."""
+    e = error(tmp_path, f"Listen 80\n{APP}ProxyPass / balancer://app/\n{line}\n")
+    assert e.key == "line 7" and problem in e.problem
+
+
+def test_header_in_location_covering_part_of_a_route(tmp_path) -> None:
+    """A Header in a <Location> narrower than any route is refused, not applied wider."""
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location /admin>\n"
+        "Header set X-Admin 1\n</Location>\n",
+    )
+    assert e.key == "line 8" and "part of the route /" in e.problem

@@ -23,6 +23,7 @@ from twisted_lb.config import (
     load_toml,
     load_toml_text,
 )
+from twisted_lb.header_edits import HeaderEdit
 
 from .helpers import FIXTURES, fixture, write
 
@@ -135,6 +136,24 @@ def test_every_key() -> None:
                 preserve_host=True,
                 timeout=60.0,
                 cookie_path=(("/share/", "/share/"), ("/internal", "/")),
+                request_headers=(HeaderEdit("set", "X-Forwarded-Proto", "https"),),
+                response_headers=(
+                    HeaderEdit(
+                        "add",
+                        "Set-Cookie",
+                        "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/",
+                        condition="BALANCER_ROUTE_CHANGED",
+                    ),
+                    HeaderEdit(
+                        "edit*",
+                        "Location",
+                        "^http://",
+                        "https://",
+                        always=True,
+                        condition="BALANCER_ROUTE_CHANGED",
+                        negate=True,
+                    ),
+                ),
                 cookie_domain=(("backend.internal", "example.com"),),
             ),
             RouteConfig("/", "tls nodes", "/"),

@@ -94,3 +94,118 @@ class TraceEnableTests(TestCase):
         port = yield self.serve("")
         answer = yield raw_request(port, b"TRACE /echo HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertFalse(answer.startswith(b"HTTP/1.1 405"), answer[:60])
+
+
+def _header(answer: bytes, name: bytes) -> list[bytes]:
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    prefix = name.lower() + b":"
+    return [
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")[1:]
+        if line.lower().startswith(prefix)
+    ]
+
+
+def _node_of(answer: bytes) -> str:
+    import json
+
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    if body[:1] != b"{":  # chunked
+        body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+    return json.loads(body)["node"]
+
+
+class RouteCookieTests(TestCase):
+    """
+    Apache's sticky-session idiom for members without jvmRoute: the proxy
+    sets its own ROUTEID cookie when the route changes, and follows it.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header add Set-Cookie "ROUTEID=.%{{BALANCER_WORKER_ROUTE}}e; path=/" env=BALANCER_ROUTE_CHANGED
+            Header always set X-Frame-Options SAMEORIGIN
+            Header set X-Served-By "%{{BALANCER_WORKER_NAME}}e"
+            RequestHeader set X-Forwarded-Proto "https"
+            RequestHeader unset X-Secret
+            <Proxy balancer://app>
+                BalancerMember {self.nodes[0].url} route=1
+                BalancerMember {self.nodes[1].url} route=2
+                ProxySet stickysession=ROUTEID
+            </Proxy>
+            ProxyPass / balancer://app/
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, cookie: bytes = b"", method: bytes = b"GET") -> defer.Deferred[bytes]:
+        extra = b"Cookie: " + cookie + b"\r\n" if cookie else b""
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method
+            + b" /echo HTTP/1.1\r\nHost: x\r\nX-Secret: s\r\nConnection: close\r\n"
+            + extra
+            + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_sticky_by_route_cookie_and_failover(self):
+        """A new session gets ROUTEID; it keeps the member; a failover moves and re-sets it."""
+        for method in (b"GET", b"POST"):  # the fast lane and twisted.web's
+            answer = yield self.get(method=method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+            [cookie] = _header(answer, b"set-cookie")
+            self.assertIn(cookie, (b"ROUTEID=.1; path=/", b"ROUTEID=.2; path=/"))
+            self.assertEqual(_header(answer, b"x-frame-options"), [b"SAMEORIGIN"])
+            first = _node_of(answer)
+            route = cookie.split(b";")[0]
+            self.assertEqual(route, b"ROUTEID=." + first[-1:].encode())
+            for _ in range(4):
+                answer = yield self.get(route, method)
+                self.assertEqual(_node_of(answer), first)
+                self.assertEqual(_header(answer, b"set-cookie"), [])
+                served_by = self.nodes[int(first[-1]) - 1].url.encode()
+                self.assertEqual(_header(answer, b"x-served-by"), [served_by])
+        # The member of the session goes away: the next request moves, with a new cookie.
+        yield self.nodes[int(first[-1]) - 1].stop()
+        answer = yield self.get(route)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertNotEqual(_node_of(answer), first)
+        other = b"2" if first.endswith("1") else b"1"
+        self.assertEqual(_header(answer, b"set-cookie"), [b"ROUTEID=." + other + b"; path=/"])
+
+    @defer.inlineCallbacks
+    def test_request_headers_edited(self):
+        """RequestHeader set and unset reach the member."""
+        import json
+
+        answer = yield self.get()
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        headers = json.loads(body)["headers"]
+        self.assertIn(["x-forwarded-proto", "https"], headers)
+        self.assertNotIn("x-secret", [n for n, _ in headers])
+
+    @defer.inlineCallbacks
+    def test_always_reaches_error_responses(self):
+        """Header always set is on the proxy's own 503; plain Header set is not."""
+        for node in self.nodes:
+            yield node.stop()
+        for method in (b"GET", b"POST"):
+            answer = yield self.get(method=method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 503"), answer[:80])
+            self.assertEqual(_header(answer, b"x-frame-options"), [b"SAMEORIGIN"])
+            self.assertEqual(_header(answer, b"x-served-by"), [])
+            self.assertEqual(_header(answer, b"set-cookie"), [])

@@ -383,10 +383,6 @@ REFUSED: dict[str, str] = {
     "rewritecond": "mod_rewrite is not supported; express the rule with ProxyPass, Redirect or "
     "a route in the native file",
     "rewritemap": "mod_rewrite is not supported",
-    "header": "response header edits are not supported yet; remove the line or set the header "
-    "in the application",
-    "requestheader": "request header edits are not supported yet; remove the line or set the "
-    "header in the application",
     "require": "access control is not supported yet; twisted_lb would let everyone in, so the "
     "line is refused: restrict access with a firewall, or remove the line",
     "allow": "access control is not supported yet; twisted_lb would let everyone in, so the "

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ..header_edits import ACTIONS as HEADER_ACTIONS
+from ..header_edits import HeaderEdit
 from ._apache_directives import (
     ACCEPTED,
     ACCEPTED_SECTIONS,
@@ -90,6 +92,8 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyaddheaders",
         "limitrequestbody",
         "proxyvia",
+        "header",
+        "requestheader",
         "require",
         "allow",
         "deny",
@@ -219,6 +223,8 @@ class _Scope:
     redirects: list[tuple[Node, int, str, str]] = attrs.Factory(list)
     passes: list[_Pass] = attrs.Factory(list)
     location: str | None = None
+    #: Header and RequestHeader lines written in this scope, in order.
+    headers: list[tuple[Node, bool, HeaderEdit]] = attrs.Factory(list)
 
     def get(self, name: str) -> tuple[Any, Node] | None:
         scope: _Scope | None = self
@@ -287,6 +293,8 @@ class _Reader:
         #: ProxyConfig fields set by directives (TraceEnable, ProxyAddHeaders ...).
         self.top_level: dict[str, Any] = {}
         self.top_value_nodes: dict[str, Node] = {}
+        self.proxy_scopes: dict[str, list[_Scope]] = {}
+        self.location_scopes: list[_Scope] = []
 
     def where(self, node: Node) -> str:
         if os.path.abspath(node.file) == os.path.abspath(self.path):
@@ -434,6 +442,7 @@ class _Reader:
         balancer = self.balancer(node, name, scope)
         inner = _Scope("proxy", node, scope)
         inner.location = name
+        self.proxy_scopes.setdefault(name, []).append(inner)
         self.walk(node.children or [], inner)
         balancer.scope = inner if balancer.node is node else balancer.scope
 
@@ -462,6 +471,7 @@ class _Reader:
             return
         inner = _Scope("location", node, scope)
         inner.location = path
+        self.location_scopes.append(inner)
         self.walk(node.children or [], inner)
 
     # -- listeners ----------------------------------------------------------
@@ -603,6 +613,82 @@ class _Reader:
         if size < 0:
             raise node.error("LimitRequestBody must be 0 (no limit) or a number of bytes")
         self.one_value(node, "max_body_bytes", size)
+
+    def d_header(self, node: Node, scope: _Scope) -> None:
+        self.header_edit(node, scope, request=False)
+
+    def d_requestheader(self, node: Node, scope: _Scope) -> None:
+        self.header_edit(node, scope, request=True)
+
+    def header_edit(self, node: Node, scope: _Scope, *, request: bool) -> None:
+        """
+        C{Header [always|onsuccess] action name [value [replacement]] [env=[!]VAR]}
+        and C{RequestHeader action name [value [replacement]] [env=[!]VAR]}.
+        """
+        args = list(node.args)
+        always = False
+        if not request and args and args[0].lower() in ("always", "onsuccess"):
+            always = args.pop(0).lower() == "always"
+        if not args:
+            raise node.error(f"{node.name} needs an action and a header name")
+        action = args.pop(0).lower()
+        if action in ("echo", "note"):
+            raise node.error(
+                f"{node.name} {action} is not supported; twisted_lb does not copy request "
+                "headers into responses or notes"
+            )
+        if action not in HEADER_ACTIONS:
+            raise node.error(f"{node.name}: {action!r} is not one of {', '.join(sorted(HEADER_ACTIONS))}")
+        if not args:
+            raise node.error(f"{node.name} {action} needs a header name")
+        name = args.pop(0)
+        wanted = {"unset": 0, "edit": 2, "edit*": 2}.get(action, 1)
+        values = args[:wanted]
+        rest = args[wanted:]
+        if len(values) < wanted:
+            raise node.error(
+                f"{node.name} {action} {name} needs "
+                + ("a regular expression and a replacement" if wanted == 2 else "a value")
+            )
+        condition, negate = None, False
+        if len(rest) > 1:
+            raise node.error(f"{node.name}: too many arguments ({' '.join(rest)})")
+        if rest:
+            extra = rest[0]
+            if extra.lower().startswith("env="):
+                condition = extra[4:]
+                negate = condition.startswith("!")
+                condition = condition.lstrip("!")
+            elif extra.lower() == "early":
+                raise node.error(f"{node.name} … early is not supported; remove 'early'")
+            elif extra.lower().startswith("expr="):
+                raise node.error(
+                    f"{node.name} … expr= conditions are not supported; use env=BALANCER_… "
+                    "or remove the condition"
+                )
+            else:
+                raise node.error(f"{node.name}: unexpected argument {extra!r}")
+        if any(v.lower().startswith("expr=") for v in values):
+            raise node.error(f"{node.name}: expr= values are not supported; give a plain value")
+        text = " ".join(values)
+        if request and (condition or "%{BALANCER_" in text):
+            raise node.error(
+                f"{node.name}: Apache edits request headers before it picks a member, so "
+                "BALANCER_* variables are not set there (and env= conditions on them never hold)"
+            )
+        try:
+            edit = HeaderEdit(
+                action,
+                name,
+                values[0] if values else "",
+                values[1] if len(values) > 1 else "",
+                always=always,
+                condition=condition,
+                negate=negate,
+            )
+        except ValueError as e:
+            raise node.error(f"{node.name}: {e}") from None
+        scope.headers.append((node, request, edit))
 
     def d_proxyvia(self, node: Node, scope: _Scope) -> None:
         value = _one_arg(node).lower()
@@ -1056,7 +1142,64 @@ class _Reader:
             routes[route.path] = (route, p.node)
         self.check_shadowing()
         result = [r for r, _ in routes.values()]
-        return [self.with_cookies(r, routes[r.path][1]) for r in result]
+        out = []
+        for r in result:
+            node = routes[r.path][1]
+            try:
+                out.append(self.with_headers(self.with_cookies(r, node), node))
+            except ConfigError as e:
+                self.fail(node, e)
+        self.check_header_scopes(out)
+        return out
+
+    def with_headers(self, route: RouteConfig, node: Node) -> RouteConfig:
+        """
+        C{route} with the Header and RequestHeader edits that apply to it,
+        in Apache's order: the main server, the virtual host, the <Proxy>
+        of its balancer, then the <Location> sections that contain it.
+        """
+        owner = next(p for p in self.passes if p.node is node)
+        scopes = [self.main]
+        if owner.scope.host is not self.main:
+            scopes.append(owner.scope.host)
+        if route.balancer is not None:
+            scopes += self.proxy_scopes.get(route.balancer, [])
+        scopes += [
+            loc
+            for loc in self.location_scopes
+            if loc.host in (self.main, owner.scope.host)
+            and loc.location is not None
+            and (loc.location == route.path or _covers(loc.location, route.path))
+        ]
+        edits = [(request, edit) for scope in scopes for _, request, edit in scope.headers]
+        if not edits:
+            return route
+        return attrs.evolve(
+            route,
+            request_headers=tuple(e for request, e in edits if request),
+            response_headers=tuple(e for request, e in edits if not request),
+        )
+
+    def check_header_scopes(self, routes: list[RouteConfig]) -> None:
+        """Header lines in a <Location> that covers only part of a route are refused."""
+        paths = {r.path for r in routes}
+        for loc in self.location_scopes:
+            if not loc.headers or loc.location in paths:
+                continue
+            assert loc.location is not None
+            wider = [p for p in paths if _covers(p, loc.location)]
+            node = loc.headers[0][0]
+            if wider:
+                self.fail(
+                    node,
+                    node.error(
+                        f"{node.name} in <Location {loc.location}> would apply to part of the "
+                        f"route {max(wider, key=len)} only; twisted_lb edits headers per route: "
+                        f"add ProxyPass {loc.location} … for that path, or move the line"
+                    ),
+                )
+            elif not any(_covers(loc.location, p) for p in paths):
+                self.warn(node, f"{node.name} in <Location {loc.location}>: no route uses it")
 
     def passes_scope(self, node: Node) -> _Scope:
         for p in self.passes:

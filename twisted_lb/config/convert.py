@@ -177,7 +177,23 @@ def _route(route: RouteConfig) -> list[str]:
         items["cookie_path"] = dict(route.cookie_path)
     if route.cookie_domain:
         items["cookie_domain"] = dict(route.cookie_domain)
-    return ["[[routes]]", *_lines(items)]
+    out = ["[[routes]]", *_lines(items)]
+    for key, edits in (
+        ("request_headers", route.request_headers),
+        ("response_headers", route.response_headers),
+    ):
+        for edit in edits:
+            fields: dict[str, Any] = {"action": edit.action, "name": edit.name}
+            if edit.value:
+                fields["value"] = edit.value
+            if edit.replacement:
+                fields["replacement"] = edit.replacement
+            if edit.always:
+                fields["always"] = True
+            if edit.condition is not None:
+                fields["env"] = ("!" if edit.negate else "") + edit.condition
+            out += ["", f"[[routes.{key}]]", *_lines(fields)]
+    return out
 
 
 def to_toml(config: ProxyConfig) -> str:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from twisted_lb.balancer.sticky import StickyConfig
+from twisted_lb.header_edits import HeaderEdit
 
 __all__ = [
     "ConfigError",
@@ -456,6 +457,10 @@ class RouteConfig:
         place (Apache's C{ProxyPassReverseCookiePath}).
     @ivar cookie_domain: C{(internal, public)} pairs for the C{Domain}
         attribute (Apache's C{ProxyPassReverseCookieDomain}).
+    @ivar request_headers: edits of the request headers before they are
+        sent (Apache's C{RequestHeader}), in order.
+    @ivar response_headers: edits of the response head (Apache's C{Header});
+        those marked C{always} also apply to the proxy's own error pages.
     """
 
     path: str = attrs.field()
@@ -467,6 +472,8 @@ class RouteConfig:
     timeout: float | None = attrs.field(default=None, validator=_positive)
     cookie_path: tuple[tuple[str, str], ...] = ()
     cookie_domain: tuple[tuple[str, str], ...] = ()
+    request_headers: tuple[HeaderEdit, ...] = ()
+    response_headers: tuple[HeaderEdit, ...] = ()
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:

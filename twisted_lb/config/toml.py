@@ -19,6 +19,7 @@ try:
 except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ..header_edits import HeaderEdit
 from ._build import base_dir_of, build, resolve_path
 from .model import (
     AdminConfig,
@@ -126,6 +127,16 @@ _ROUTE = {
     "timeout": "num",
     "cookie_path": "strmap",
     "cookie_domain": "strmap",
+    "request_headers": "tables",
+    "response_headers": "tables",
+}
+_HEADER_EDIT = {
+    "action": "str",
+    "name": "str",
+    "value": "str",
+    "replacement": "str",
+    "always": "bool",
+    "env": "str",
 }
 
 _KIND_WORDS = {
@@ -449,7 +460,32 @@ class _Reader:
         for key in ("cookie_path", "cookie_domain"):
             if key in table:
                 kwargs[key] = tuple(table[key].items())
+        for key in ("request_headers", "response_headers"):
+            if key in table:
+                kwargs[key] = tuple(
+                    self.header_edit(t, f"{_join(prefix, key)}[{i}]", key == "request_headers")
+                    for i, t in enumerate(table[key])
+                )
         return self.model(RouteConfig, kwargs, prefix, {})
+
+    def header_edit(self, table: dict[str, Any], prefix: str, request: bool) -> HeaderEdit:
+        self.check(table, _HEADER_EDIT, prefix)
+        for key in ("action", "name"):
+            if key not in table:
+                raise self.error(_join(prefix, key), "is required")
+        if request and table.get("always"):
+            raise self.error(_join(prefix, "always"), "is for response headers only")
+        env = table.get("env")
+        kwargs: dict[str, Any] = {
+            "action": table["action"],
+            "name": table["name"],
+            "value": table.get("value", ""),
+            "replacement": table.get("replacement", ""),
+            "always": table.get("always", False),
+            "condition": env.lstrip("!") if env else None,
+            "negate": bool(env and env.startswith("!")),
+        }
+        return self.model(HeaderEdit, kwargs, prefix, {"condition": "env"})
 
 
 def load_toml_text(text: str, source: str = "<string>") -> ProxyConfig:
