@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from twisted_lb.access import AccessRules
 from twisted_lb.balancer import StickyConfig, find_session_routes
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
@@ -69,6 +70,7 @@ class ProxyTarget:
         (Apache's C{TraceEnable off}).
     @ivar header_edits: the route's request and response header edits, or
         C{None}.
+    @ivar access: who may use the route, or C{None} for everyone.
     """
 
     dispatcher: Dispatcher
@@ -80,6 +82,7 @@ class ProxyTarget:
     rewriting: RouteRewriting | None = None
     allow_trace: bool = True
     header_edits: HeaderEdits | None = None
+    access: AccessRules | None = None
 
     @classmethod
     def for_route(
@@ -108,6 +111,7 @@ class ProxyTarget:
                 if route.request_headers or route.response_headers
                 else None
             ),
+            access=AccessRules(route.access) if route.access else None,
         )
 
 
@@ -160,14 +164,7 @@ class RequestSink(ClientSink):
         request = self._request
         body = _error_page(request, status, message)
         if self.header_edit is not None:
-            out = request.responseHeaders
-            edited = self.header_edit(
-                [(n, v) for n, values in out.getAllRawHeaders() for v in values], True
-            )
-            for name, _ in list(out.getAllRawHeaders()):
-                out.removeHeader(name)
-            for name, value in edited:
-                out.addRawHeader(name, value)
+            _edit_error_headers(request, self.header_edit)
         request.write(body)
         request.finish()
 
@@ -181,6 +178,19 @@ class RequestSink(ClientSink):
         transport: Any = self._request.channel.transport if self._request.channel else None
         if transport is not None:
             transport.abortConnection()
+
+
+def _edit_error_headers(
+    request: Request,
+    edit: Callable[[Sequence[tuple[bytes, bytes]], bool], list[tuple[bytes, bytes]]],
+) -> None:
+    """Make a route's C{Header always} edits on an error page of the proxy's own."""
+    out = request.responseHeaders
+    edited = edit([(n, v) for n, values in out.getAllRawHeaders() for v in values], True)
+    for name, _ in list(out.getAllRawHeaders()):
+        out.removeHeader(name)
+    for name, value in edited:
+        out.addRawHeader(name, value)
 
 
 def _error_page(request: Request, status: int, message: str) -> bytes:
@@ -249,6 +259,11 @@ class ProxyResource(Resource):
         if match is None or match.target is None or match.target.websocket is not None:
             return False
         target = match.target
+        if target.access is not None:
+            # Refusals are answered by twisted.web's path.
+            info = channel.connection_info()
+            if not target.access.allows(path, info.client_host, info.local_host):
+                return False
         headers, cookies, host = _forwarded_headers(head.headers)
         if target.header_edits is not None:
             headers = target.header_edits.edit_request(headers)
@@ -294,7 +309,13 @@ class ProxyResource(Resource):
                 "refused {method} {uri} from {client}: {reason}",
                 method=request.method, uri=request.uri[:200], client=_client(request), reason=e,
             )
-            return _error_page(request, e.status, str(e))
+            body = _error_page(request, e.status, str(e))
+            refused_for: ProxyTarget | None = getattr(e, "target", None)
+            if refused_for is not None and refused_for.header_edits is not None:
+                _edit_error_headers(
+                    request, partial(_edit_response, refused_for, AttemptRecord())
+                )
+            return body
         if bridge is not None:
             return bridge.render(request, exchange)
         self._dispatch(target, exchange, request, RequestSink(request))
@@ -322,6 +343,12 @@ class ProxyResource(Resource):
         if match is None or match.target is None:
             raise RequestRefused(404, "no route for this path")
         target = match.target
+        if target.access is not None and not target.access.allows(
+            path, _client(request), getattr(request.getHost(), "host", None)
+        ):
+            refused = RequestRefused(403, "the route's access rules do not allow this client")
+            refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
+            raise refused
         if method == b"TRACE" and not target.allow_trace:
             raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))

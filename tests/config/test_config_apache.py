@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from twisted_lb.access import AccessRule
 from twisted_lb.config import (
     BackendTLSConfig,
     ConfigError,
@@ -72,13 +73,13 @@ def test_unsupported_section(tmp_path) -> None:
 
 
 def test_unsupported_directive_inside_proxy(tmp_path) -> None:
-    """Access control inside <Proxy> is not silently dropped."""
+    """Access rules twisted_lb cannot check inside <Proxy> are not silently dropped."""
     e = error(
         tmp_path,
         "Listen 80\n<Proxy balancer://app>\n  BalancerMember ajp://h:8009\n"
-        "  Require ip 10.0.0.0/8\n</Proxy>\n",
+        "  Require host example.com\n</Proxy>\n",
     )
-    assert e.key == "line 4" and "Require ip" in e.problem
+    assert e.key == "line 4" and "reverse DNS" in e.problem
 
 
 def test_every_problem_in_one_run(tmp_path) -> None:
@@ -215,16 +216,20 @@ def test_lines_with_a_proxy_meaning_are_kept(tmp_path) -> None:
     assert e.key == "line 4" and "one value for the whole proxy" in e.problem
 
 
-def test_access_rules_that_let_everyone_in_are_accepted(tmp_path) -> None:
-    """Require all granted and Allow from all say what twisted_lb does anyway."""
+def test_access_rules_for_both_apache_versions(tmp_path) -> None:
+    """Require next to Order/Allow that lets everyone in (files for 2.2 and 2.4) is one rule."""
+    config, _ = read(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\nRequire ip 10.0.0.0/8\n"
+        "Order allow,deny\nAllow from all\n</Proxy>\nProxyPass / balancer://app/\n",
+    )
+    assert config.routes[0].access == (AccessRule("/", "require", ("10.0.0.0/8",)),)
     config, _ = read(
         tmp_path,
         "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\nRequire all granted\n"
         "Order allow,deny\nAllow from all\n</Proxy>\nProxyPass / balancer://app/\n",
     )
-    assert config.routes[0].balancer == "app"
-    e = error(tmp_path, "Listen 80\n<Location />\nDeny from all\n</Location>\n")
-    assert e.key == "line 3" and "access control" in e.problem
+    assert config.routes[0].access[0].lets_everyone_in
 
 
 def test_case_insensitive_names_comments_and_ifmodule(tmp_path) -> None:
@@ -1041,9 +1046,10 @@ def test_balancer_outside_proxy_section(tmp_path) -> None:
 
 
 def test_non_balancer_proxy_section(tmp_path) -> None:
-    """<Proxy *> (forward-proxy access control) is refused."""
-    e = error(tmp_path, "Listen 80\n<Proxy *>\n</Proxy>\n")
-    assert e.key == "line 2" and "forward proxy" in e.problem
+    """<Proxy *> holds access rules and headers, not members."""
+    e = error(tmp_path, "Listen 80\n<Proxy *>\nBalancerMember ajp://h:1\n</Proxy>\n")
+    assert e.key == "line 3"
+    assert "BalancerMember belongs inside <Proxy balancer://name>" in e.problem
 
 
 def test_proxy_sections_for_one_balancer_merge(tmp_path) -> None:
@@ -1310,3 +1316,68 @@ def test_header_in_location_covering_part_of_a_route(tmp_path) -> None:
         "Header set X-Admin 1\n</Location>\n",
     )
     assert e.key == "line 8" and "part of the route /" in e.problem
+
+
+# -- access rules -------------------------------------------------------------------
+
+
+def test_access_rules(tmp_path) -> None:
+    """Require and Order/Allow/Deny become per-route rules in Apache's merge order."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        <Proxy *>
+            Require all granted
+        </Proxy>
+        <Proxy balancer://app>
+            BalancerMember ajp://h:1
+            Require ip 10.0.0.0/8 192.168.1
+            Require local
+        </Proxy>
+        ProxyPass / balancer://app/
+        ProxyPass /direct http://127.0.0.1:9000/
+        <Location /admin>
+            Order deny,allow
+            Deny from all
+            Allow from 10.1.2.3
+        </Location>
+        <Location /direct>
+            Require all denied
+        </Location>
+        """,
+    )
+    routes = {r.path: r for r in config.routes}
+    assert routes["/"].access == (
+        AccessRule("/", "require", ("all",)),
+        AccessRule("/", "require", ("10.0.0.0/8", "192.168.1", "local")),
+        AccessRule("/admin", "deny,allow", ("10.1.2.3",), ("all",)),
+    )
+    assert routes["/direct"].access == (
+        AccessRule("/direct", "require", ("all",)),
+        AccessRule("/direct", "require", ()),
+    )
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("Require valid-user", "needs authentication"),
+        ("Require not ip 10.0.0.1", "Require not"),
+        ("Require ip example.com", "is not an address"),
+        ("Allow from .example.com", "reverse DNS"),
+        ("Order mutual-failure", "mutual-failure"),
+        ("Require env LET_IN", "is not supported"),
+    ],
+)
+def test_access_errors(tmp_path, line: str, problem: str) -> None:
+    """Access lines that cannot be checked are refused with the reason."""
+    text = f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\n{line}\n</Location>\n"
+    e = error(tmp_path, text)
+    assert e.key == "line 8" and problem in e.problem
+
+
+def test_require_outside_a_section(tmp_path) -> None:
+    """Require at the top level is refused, as Apache refuses it."""
+    e = error(tmp_path, "Listen 80\nRequire all denied\n")
+    assert "belongs in a <Location> or <Proxy>" in e.problem

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from twisted_lb.access import AccessRule
 from twisted_lb.config import (
     AdminConfig,
     BackendTLSConfig,
@@ -153,6 +154,10 @@ def test_every_key() -> None:
                         condition="BALANCER_ROUTE_CHANGED",
                         negate=True,
                     ),
+                ),
+                access=(
+                    AccessRule("/share", "require", ("10.0.0.0/8", "local")),
+                    AccessRule("/share/admin", "deny,allow", ("10.1.2.3",), ("all",)),
                 ),
                 cookie_domain=(("backend.internal", "example.com"),),
             ),

@@ -209,3 +209,65 @@ class RouteCookieTests(TestCase):
             self.assertEqual(_header(answer, b"x-frame-options"), [b"SAMEORIGIN"])
             self.assertEqual(_header(answer, b"x-served-by"), [])
             self.assertEqual(_header(answer, b"set-cookie"), [])
+
+
+class AccessTests(TestCase):
+    """Require and Order/Allow/Deny answer 403 to clients they do not let in."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header always set X-Frame-Options DENY
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+                Require all granted
+            </Proxy>
+            ProxyPass / balancer://app/
+            ProxyPass /intranet balancer://app/intranet
+            <Location /intranet>
+                Require ip 10.0.0.0/8
+            </Location>
+            <Location /admin>
+                Order deny,allow
+                Deny from all
+                Allow from 192.168.1.0/24
+            </Location>
+            <Location /local>
+                Require local
+            </Location>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, path: bytes, method: bytes = b"GET") -> defer.Deferred[bytes]:
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_refused_and_allowed(self):
+        """From 127.0.0.1: 403 where the rules say so (on both lanes), 200 elsewhere."""
+        for method in (b"GET", b"POST"):
+            for path in (
+                b"/intranet/echo",
+                b"/admin",
+                b"/admin/x",
+                b"/%61dmin/x",
+                b"/admin;jsessionid=1/x",
+            ):
+                answer = yield self.request(path, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 403"), (method, path, answer[:60]))
+                self.assertEqual(_header(answer, b"x-frame-options"), [b"DENY"])
+            for path in (b"/echo", b"/administrator", b"/local/echo"):
+                answer = yield self.request(path, method)
+                self.assertFalse(answer.startswith(b"HTTP/1.1 403"), (method, path, answer[:60]))

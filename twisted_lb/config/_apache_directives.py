@@ -373,7 +373,6 @@ ACCEPTED: dict[str, str] = {
     "rewriteoptions": "the options of mod_rewrite only matter with RewriteRule lines",
     "rewritebase": "RewriteBase is for per-directory rules, which do not apply to proxied paths",
     "satisfy": "it combines access rules; alone it changes nothing",
-    "order": "Order alone changes nothing; its Allow and Deny lines are what count",
 }
 
 #: Directives refused, with the reason and what to do instead.
@@ -383,12 +382,6 @@ REFUSED: dict[str, str] = {
     "rewritecond": "mod_rewrite is not supported; express the rule with ProxyPass, Redirect or "
     "a route in the native file",
     "rewritemap": "mod_rewrite is not supported",
-    "require": "access control is not supported yet; twisted_lb would let everyone in, so the "
-    "line is refused: restrict access with a firewall, or remove the line",
-    "allow": "access control is not supported yet; twisted_lb would let everyone in, so the "
-    "line is refused: restrict access with a firewall, or remove the line",
-    "deny": "access control is not supported yet; twisted_lb would let everyone in, so the "
-    "line is refused: restrict access with a firewall, or remove the line",
     "authtype": "authentication is not supported; twisted_lb would let everyone in, so the "
     "line is refused: authenticate in the application",
     "authname": "authentication is not supported; authenticate in the application",
@@ -455,8 +448,6 @@ ACCEPTED_SECTIONS: dict[str, str] = {
     "directorymatch": _FILES,
     "files": _FILES,
     "filesmatch": _FILES,
-    "limit": "it applies access rules to methods; the rules inside are refused or accepted "
-    "one by one",
 }
 
 #: Sections refused, with the reason.
@@ -465,6 +456,8 @@ REFUSED_SECTIONS: dict[str, str] = {
     "path prefix",
     "proxymatch": "regular-expression proxy sections are not supported; use <Proxy "
     "balancer://name>",
+    "limit": "per-method access rules are not supported; use Require in the <Location> for all "
+    "methods",
     "limitexcept": "per-method access rules are not supported",
     "if": "<If> expressions are not supported",
     "elseif": "<If> expressions are not supported",
@@ -472,9 +465,10 @@ REFUSED_SECTIONS: dict[str, str] = {
     "macro": "mod_macro is not supported; expand the macro by hand",
     "authnprovideralias": "authentication is not supported",
     "authzprovideralias": "authentication is not supported",
-    "requireall": "access control is not supported yet",
-    "requireany": "access control is not supported yet",
-    "requirenone": "access control is not supported yet",
+    "requireall": "<RequireAll> (every rule must hold) is not supported; list the addresses "
+    "that may pass with Require ip",
+    "requirenone": "<RequireNone> is not supported; list the addresses that may pass with "
+    "Require ip",
 }
 
 

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from ..access import AccessRule, parse_network
 from ..header_edits import ACTIONS as HEADER_ACTIONS
 from ..header_edits import HeaderEdit
 from ._apache_directives import (
@@ -92,6 +93,8 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyaddheaders",
         "limitrequestbody",
         "proxyvia",
+        "order",
+        "requireany",
         "header",
         "requestheader",
         "require",
@@ -225,6 +228,8 @@ class _Scope:
     location: str | None = None
     #: Header and RequestHeader lines written in this scope, in order.
     headers: list[tuple[Node, bool, HeaderEdit]] = attrs.Factory(list)
+    #: Require / Order / Allow / Deny lines of this section.
+    access: _Access | None = None
 
     def get(self, name: str) -> tuple[Any, Node] | None:
         scope: _Scope | None = self
@@ -246,6 +251,39 @@ class _Scope:
             assert scope.parent is not None
             scope = scope.parent
         return scope
+
+
+@attrs.define(eq=False)
+class _Access:
+    """The access lines of one section: Apache 2.4's Require, or 2.2's Order/Allow/Deny."""
+
+    node: Node
+    require: list[str] | None = None
+    order: str | None = None
+    allow: list[str] = attrs.Factory(list)
+    deny: list[str] = attrs.Factory(list)
+
+    def rule(self, path: str) -> AccessRule:
+        """
+        The rule of this section for C{path}. With both kinds of lines
+        (files written for 2.2 and 2.4 alike), Apache 2.4 lets a client in
+        when both allow it; that is one rule when either lets everyone in.
+        """
+        compat = self.order is not None or self.allow or self.deny
+        if self.require is not None:
+            require = AccessRule(path, "require", tuple(self.require))
+            if not compat or self.require == ["all"]:
+                return require if not compat else self.compat_rule(path)
+            if self.compat_rule(path).lets_everyone_in:
+                return require
+            raise self.node.error(
+                "Require together with Order/Allow/Deny that both restrict clients: use "
+                "Require only"
+            )
+        return self.compat_rule(path)
+
+    def compat_rule(self, path: str) -> AccessRule:
+        return AccessRule(path, self.order or "deny,allow", tuple(self.allow), tuple(self.deny))
 
 
 @attrs.define(eq=False)
@@ -293,8 +331,10 @@ class _Reader:
         #: ProxyConfig fields set by directives (TraceEnable, ProxyAddHeaders ...).
         self.top_level: dict[str, Any] = {}
         self.top_value_nodes: dict[str, Node] = {}
-        self.proxy_scopes: dict[str, list[_Scope]] = {}
+        #: <Proxy> sections (balancer:// URLs, other URLs and *), in file order.
+        self.proxy_sections: list[_Scope] = []
         self.location_scopes: list[_Scope] = []
+        self.route_paths: set[str] = set()
 
     def where(self, node: Node) -> str:
         if os.path.abspath(node.file) == os.path.abspath(self.path):
@@ -432,17 +472,20 @@ class _Reader:
         url = _one_arg(node)
         parsed = _balancer_name(url)
         if parsed is None:
-            raise node.error(
-                f"<Proxy {url}>: only <Proxy balancer://name> sections are supported; "
-                "twisted_lb is never a forward proxy and has no access control"
-            )
+            # <Proxy *> or <Proxy http://member...>: access rules and headers
+            # for what is proxied there.
+            inner = _Scope("proxyurl", node, scope)
+            inner.location = url
+            self.proxy_sections.append(inner)
+            self.walk(node.children or [], inner)
+            return
         name, path = parsed
         if path not in ("", "/"):
             raise node.error(f"<Proxy {url}>: a balancer URL here takes no path")
         balancer = self.balancer(node, name, scope)
         inner = _Scope("proxy", node, scope)
         inner.location = name
-        self.proxy_scopes.setdefault(name, []).append(inner)
+        self.proxy_sections.append(inner)
         self.walk(node.children or [], inner)
         balancer.scope = inner if balancer.node is node else balancer.scope
 
@@ -698,21 +741,100 @@ class _Reader:
                 "(ProxyVia Off, Apache's default); remove the line"
             )
 
+    def access_of(self, node: Node, scope: _Scope, *, require: bool) -> _Access:
+        if scope.kind not in ("proxy", "proxyurl", "location"):
+            raise node.error(
+                f"{node.name} belongs in a <Location> or <Proxy> section (Apache allows it in "
+                "directory sections only)"
+            )
+        access = scope.access
+        if access is None:
+            access = scope.access = _Access(node)
+        return access
+
     def d_require(self, node: Node, scope: _Scope) -> None:
-        if [a.lower() for a in node.args] == ["all", "granted"]:
-            self.accept(node, "Require all granted lets everyone in, as twisted_lb does")
-            return
-        raise node.error(f"Require {' '.join(node.args)} is not supported: {REFUSED['require']}")
+        args = [a.lower() for a in node.args]
+        if not args:
+            raise node.error("Require needs a provider: all, ip, host or local")
+        kind, rest = args[0], node.args[1:]
+        if kind == "not":
+            raise node.error(
+                "Require not … is not supported; list the addresses that may pass with "
+                "Require ip"
+            )
+        if kind in ("valid-user", "user", "group", "file-owner", "file-group"):
+            raise node.error(
+                f"Require {kind} needs authentication, which twisted_lb does not do: "
+                "authenticate in the application"
+            )
+        if kind == "all":
+            if len(rest) == 1 and rest[0].lower() in ("granted", "denied"):
+                entries = ["all"] if rest[0].lower() == "granted" else []
+            else:
+                raise node.error("Require all takes granted or denied")
+        elif kind == "local":
+            entries = ["local"]
+        elif kind == "ip":
+            if not rest:
+                raise node.error("Require ip needs one or more addresses or networks")
+            entries = list(rest)
+        elif kind == "host":
+            if [r.lower() for r in rest] != ["localhost"]:
+                raise node.error(
+                    "Require host needs a reverse DNS lookup of every client, which twisted_lb "
+                    "does not do: use Require ip with the addresses (Require host localhost "
+                    "is accepted as Require local)"
+                )
+            entries = ["local"]
+        else:
+            raise node.error(
+                f"Require {node.args[0]} is not supported: twisted_lb checks Require all, ip, "
+                "local and host localhost"
+            )
+        for entry in entries:
+            try:
+                parse_network(entry)
+            except ValueError as e:
+                raise node.error(f"Require {kind}: {e}") from None
+        access = self.access_of(node, scope, require=True)
+        access.require = [*(access.require or []), *entries]
+
+    def d_order(self, node: Node, scope: _Scope) -> None:
+        value = "".join(node.args).lower().replace(" ", "")
+        if value not in ("deny,allow", "allow,deny"):
+            raise node.error(
+                f"Order {' '.join(node.args)}: twisted_lb supports Order deny,allow and "
+                "Order allow,deny (mutual-failure is not supported)"
+            )
+        self.access_of(node, scope, require=False).order = value
+
+    def _allow_deny(self, node: Node, scope: _Scope, which: str) -> None:
+        args = list(node.args)
+        if len(args) < 2 or args[0].lower() != "from":
+            raise node.error(f"{node.name} takes from and addresses: {node.name} from 10.0.0.0/8")
+        entries = args[1:]
+        for entry in entries:
+            if entry.lower().startswith("env="):
+                raise node.error(f"{node.name} from env=… is not supported")
+            try:
+                parse_network(entry)
+            except ValueError:
+                raise node.error(
+                    f"{node.name} from {entry}: host names need a reverse DNS lookup of every "
+                    "client, which twisted_lb does not do; give addresses or networks"
+                ) from None
+        access = self.access_of(node, scope, require=False)
+        getattr(access, which).extend(entries)
 
     def d_allow(self, node: Node, scope: _Scope) -> None:
-        if [a.lower() for a in node.args] == ["from", "all"]:
-            self.accept(node, "Allow from all lets everyone in, as twisted_lb does")
-            return
-        raise node.error(f"Allow {' '.join(node.args)} is not supported: {REFUSED['allow']}")
+        self._allow_deny(node, scope, "allow")
 
     def d_deny(self, node: Node, scope: _Scope) -> None:
-        raise node.error(f"Deny {' '.join(node.args)} is not supported: {REFUSED['deny']}")
+        self._allow_deny(node, scope, "deny")
 
+    def d_requireany(self, node: Node, scope: _Scope) -> None:
+        # Require lines in one section already combine as "any".
+        self.walk(node.children or [], scope)
 
     def d_proxyrequests(self, node: Node, scope: _Scope) -> None:
         if _on_off(node, _one_arg(node), "ProxyRequests"):
@@ -1143,6 +1265,7 @@ class _Reader:
         self.check_shadowing()
         result = [r for r, _ in routes.values()]
         out = []
+        self.route_paths = set(routes)
         for r in result:
             node = routes[r.path][1]
             try:
@@ -1162,8 +1285,7 @@ class _Reader:
         scopes = [self.main]
         if owner.scope.host is not self.main:
             scopes.append(owner.scope.host)
-        if route.balancer is not None:
-            scopes += self.proxy_scopes.get(route.balancer, [])
+        scopes += self.proxy_sections_for(owner)
         scopes += [
             loc
             for loc in self.location_scopes
@@ -1172,13 +1294,56 @@ class _Reader:
             and (loc.location == route.path or _covers(loc.location, route.path))
         ]
         edits = [(request, edit) for scope in scopes for _, request, edit in scope.headers]
-        if not edits:
+        access = self.access_rules(route, owner)
+        if not edits and not access:
             return route
         return attrs.evolve(
             route,
             request_headers=tuple(e for request, e in edits if request),
             response_headers=tuple(e for request, e in edits if not request),
+            access=access,
         )
+
+    def proxy_sections_for(self, owner: _Pass) -> list[_Scope]:
+        """The <Proxy> sections whose URL matches what C{owner} proxies to, in file order."""
+        target = owner.target.lower()
+        out = []
+        for section in self.proxy_sections:
+            if section.host not in (self.main, owner.scope.host) or target == "!":
+                continue
+            assert section.location is not None
+            url = section.location.lower()
+            if section.kind == "proxy":
+                parsed = _balancer_name(owner.target)
+                if parsed is not None and parsed[0] == section.location:
+                    out.append(section)
+            elif url == "*" or (
+                _balancer_name(owner.target) is None and target.startswith(url.rstrip("*"))
+            ):
+                out.append(section)
+        return out
+
+    def access_rules(self, route: RouteConfig, owner: _Pass) -> tuple[AccessRule, ...]:
+        """
+        C{route}'s access rules in Apache's merge order: its <Proxy>
+        sections, then the <Location>s that contain it or lie inside it.
+        """
+        rules: list[AccessRule] = []
+        for section in self.proxy_sections_for(owner):
+            if section.access is not None:
+                rules.append(section.access.rule(route.path))
+        for loc in self.location_scopes:
+            if loc.access is None or loc.host not in (self.main, owner.scope.host):
+                continue
+            assert loc.location is not None
+            if loc.location == route.path or _covers(loc.location, route.path):
+                rules.append(loc.access.rule(route.path))
+            elif _covers(route.path, loc.location) and not any(
+                len(other) > len(route.path) and (other == loc.location or _covers(other, loc.location))
+                for other in self.route_paths
+            ):
+                rules.append(loc.access.rule(loc.location))
+        return tuple(rules)
 
     def check_header_scopes(self, routes: list[RouteConfig]) -> None:
         """Header lines in a <Location> that covers only part of a route are refused."""
@@ -1431,7 +1596,16 @@ class _Reader:
 
 
 _SECTIONS = frozenset(
-    {"virtualhost", "proxy", "location", "ifmodule", "ifdefine", "ifversion", "iffile"}
+    {
+        "virtualhost",
+        "proxy",
+        "location",
+        "ifmodule",
+        "ifdefine",
+        "ifversion",
+        "iffile",
+        "requireany",
+    }
 )
 
 #: Modules compiled into Debian's httpd (C{apache2 -l}), which <IfModule> finds

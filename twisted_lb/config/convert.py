@@ -193,6 +193,11 @@ def _route(route: RouteConfig) -> list[str]:
             if edit.condition is not None:
                 fields["env"] = ("!" if edit.negate else "") + edit.condition
             out += ["", f"[[routes.{key}]]", *_lines(fields)]
+    for rule in route.access:
+        items = {"path": rule.path, "order": rule.order, "allow": list(rule.allow)}
+        if rule.deny:
+            items["deny"] = list(rule.deny)
+        out += ["", "[[routes.access]]", *_lines(items)]
     return out
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from twisted_lb.access import AccessRule
 from twisted_lb.balancer.sticky import StickyConfig
 from twisted_lb.header_edits import HeaderEdit
 
@@ -461,6 +462,9 @@ class RouteConfig:
         sent (Apache's C{RequestHeader}), in order.
     @ivar response_headers: edits of the response head (Apache's C{Header});
         those marked C{always} also apply to the proxy's own error pages.
+    @ivar access: who may send requests (by client address), per path
+        prefix at or below C{path}; the last rule that covers a request's
+        path decides (403 when it refuses); none lets everyone in.
     """
 
     path: str = attrs.field()
@@ -474,6 +478,7 @@ class RouteConfig:
     cookie_domain: tuple[tuple[str, str], ...] = ()
     request_headers: tuple[HeaderEdit, ...] = ()
     response_headers: tuple[HeaderEdit, ...] = ()
+    access: tuple[AccessRule, ...] = ()
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:

@@ -19,6 +19,7 @@ try:
 except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ..access import AccessRule
 from ..header_edits import HeaderEdit
 from ._build import base_dir_of, build, resolve_path
 from .model import (
@@ -129,7 +130,9 @@ _ROUTE = {
     "cookie_domain": "strmap",
     "request_headers": "tables",
     "response_headers": "tables",
+    "access": "tables",
 }
+_ACCESS = {"path": "str", "order": "str", "allow": "strlist", "deny": "strlist"}
 _HEADER_EDIT = {
     "action": "str",
     "name": "str",
@@ -466,7 +469,27 @@ class _Reader:
                     self.header_edit(t, f"{_join(prefix, key)}[{i}]", key == "request_headers")
                     for i, t in enumerate(table[key])
                 )
+        if "access" in table:
+            kwargs["access"] = tuple(
+                self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", table["path"])
+                for i, t in enumerate(table["access"])
+            )
         return self.model(RouteConfig, kwargs, prefix, {})
+
+    def access_rule(self, table: dict[str, Any], prefix: str, route_path: str) -> AccessRule:
+        self.check(table, _ACCESS, prefix)
+
+        def strings(key: str) -> tuple[str, ...]:
+            value = table.get(key, ())
+            return (value,) if isinstance(value, str) else tuple(value)
+
+        kwargs: dict[str, Any] = {
+            "path": table.get("path", route_path),
+            "order": table.get("order", "require"),
+            "allow": strings("allow"),
+            "deny": strings("deny"),
+        }
+        return self.model(AccessRule, kwargs, prefix, {})
 
     def header_edit(self, table: dict[str, Any], prefix: str, request: bool) -> HeaderEdit:
         self.check(table, _HEADER_EDIT, prefix)
