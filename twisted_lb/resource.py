@@ -255,7 +255,11 @@ class ProxyResource(Resource):
         path, _, query = uri.partition(b"?")
         if unsafe_path(path) is not None:
             return False
-        match = self._router.match(path)
+        router = self._router
+        if router.by_host:
+            match = router.match(path, next((v for n, v in head.headers if n == b"host"), b""))
+        else:
+            match = router.match(path)
         if match is None or match.target is None or match.target.websocket is not None:
             return False
         target = match.target
@@ -339,7 +343,7 @@ class ProxyResource(Resource):
         reason = unsafe_path(path) or unsafe_query(query)
         if reason is not None:
             raise RequestRefused(400, reason)
-        match = self._router.match(path)
+        match = self._router.match(path, request.getHeader(b"host") or b"")
         if match is None or match.target is None:
             raise RequestRefused(404, "no route for this path")
         target = match.target

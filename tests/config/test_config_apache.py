@@ -478,14 +478,83 @@ def test_virtualhost_listeners(tmp_path) -> None:
     ]
 
 
-def test_name_based_virtual_hosts_are_refused(tmp_path) -> None:
-    """Two <VirtualHost> on one address would need name-based hosting: an error."""
+def test_name_based_virtual_hosts(tmp_path) -> None:
+    """
+    Several <VirtualHost> on one port share one socket and are chosen by
+    name; the first is the default for other names.
+    """
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        <VirtualHost *:80>
+            ServerName www.example.com
+            ProxyPass / http://127.0.0.1:9001/
+        </VirtualHost>
+        <VirtualHost *:80>
+            ServerName API.example.com:80
+            ServerAlias *.api.example.com api
+            ProxyPass / http://127.0.0.1:9002/
+            ProxyPass /v1 http://127.0.0.1:9003/
+        </VirtualHost>
+        """,
+    )
+    assert config.listeners == (ListenerConfig("tcp:80"),)
+    routes = {(r.path, r.hosts): r.balancer for r in config.routes}
+    assert routes == {
+        ("/", ("_default_", "www.example.com")): "http-127.0.0.1-9001",
+        ("/", ("api.example.com", "*.api.example.com", "api")): "http-127.0.0.1-9002",
+        ("/v1", ("api.example.com", "*.api.example.com", "api")): "http-127.0.0.1-9003",
+    }
+
+
+def test_localhost_next_to_default_virtual_host_is_one_socket(tmp_path) -> None:
+    """<VirtualHost localhost:443> next to <VirtualHost _default_:443>: one socket on 443."""
+    cert = write(tmp_path, "cert.pem", "x")
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 443
+        <VirtualHost _default_:443>
+            SSLEngine on
+            SSLCertificateFile {cert}
+            ProxyPass / http://127.0.0.1:9001/
+        </VirtualHost>
+        <VirtualHost localhost:443>
+            ServerName localhost
+            SSLEngine on
+            SSLCertificateFile {cert}
+            ProxyPass / http://127.0.0.1:9002/
+        </VirtualHost>
+        """,
+    )
+    assert [listener.endpoint for listener in config.listeners] == ["tcp:443"]
+
+
+def test_virtual_hosts_on_one_port_that_cannot_share_it(tmp_path) -> None:
+    """Other certificates, redirect next to proxy, or no name at all are errors with the reason."""
+    a = write(tmp_path, "a.pem", "x")
+    b = write(tmp_path, "b.pem", "x")
     e = error(
         tmp_path,
-        "<VirtualHost *:80>\nServerName a\n</VirtualHost>\n<VirtualHost *:80>\n"
-        "ServerName b\n</VirtualHost>\n",
+        f"<VirtualHost *:443>\nServerName a\nSSLEngine on\nSSLCertificateFile {a}\n"
+        "ProxyPass / http://h:1/\n</VirtualHost>\n"
+        f"<VirtualHost *:443>\nServerName b\nSSLEngine on\nSSLCertificateFile {b}\n"
+        "ProxyPass / http://h:2/\n</VirtualHost>\n",
     )
-    assert e.key == "line 4" and "name-based" in e.problem
+    assert e.key == "line 7" and "no SNI" in e.problem
+    e = error(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\nRedirect / https://a/\n</VirtualHost>\n"
+        "<VirtualHost *:80>\nServerName b\nProxyPass / http://h:2/\n</VirtualHost>\n",
+    )
+    assert e.key == "line 5" and "only redirects" in e.problem
+    e = error(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\nProxyPass / http://h:1/\n</VirtualHost>\n"
+        "<VirtualHost *:80>\nProxyPass / http://h:2/\n</VirtualHost>\n",
+    )
+    assert e.key == "line 5" and "no ServerName" in e.problem
 
 
 def test_no_listener(tmp_path) -> None:
@@ -1144,8 +1213,7 @@ def test_hcheck_errors_name_the_line(tmp_path) -> None:
 # -- whole sites ----------------------------------------------------------------
 
 DEBIAN_SITE = """
-Listen 8080
-<VirtualHost *:8080>
+<VirtualHost *:80>
     ServerName app.example.com
     ServerAdmin webmaster@example.com
     ProxyRequests Off
@@ -1183,10 +1251,13 @@ def test_debian_apache2_conf_with_a_balancer_site(tmp_path) -> None:
     shutil.copytree("/etc/apache2", root, symlinks=False)
     write(root, "sites-enabled/app.conf", DEBIAN_SITE)
     config, warnings = read_apache(str(root / "apache2.conf"))
-    assert [x.endpoint for x in config.listeners] == ["tcp:80", "tcp:8080"]
+    # The site is a name-based virtual host next to Debian's default site.
+    assert [x.endpoint for x in config.listeners] == ["tcp:80"]
     assert set(config.routes) == {
-        RouteConfig("/", "tomcats", "/", preserve_host=True),
-        RouteConfig("/balancer-manager", None, preserve_host=True),
+        RouteConfig("/", "tomcats", "/", preserve_host=True, hosts=("app.example.com",)),
+        RouteConfig(
+            "/balancer-manager", None, preserve_host=True, hosts=("app.example.com",)
+        ),
     }
     [tomcats] = config.balancers
     assert [m.route for m in tomcats.members] == ["node1", "node2"]

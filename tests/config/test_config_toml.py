@@ -162,7 +162,7 @@ def test_every_key() -> None:
                 cookie_domain=(("backend.internal", "example.com"),),
             ),
             RouteConfig("/", "tls nodes", "/"),
-            RouteConfig("/ws", "ws", ""),
+            RouteConfig("/ws", "ws", "", hosts=("_default_", "www.example.com", "*.example.org")),
             RouteConfig("/static", None, ""),
             RouteConfig("/admin", None, ""),
         ),

@@ -271,3 +271,68 @@ class AccessTests(TestCase):
             for path in (b"/echo", b"/administrator", b"/local/echo"):
                 answer = yield self.request(path, method)
                 self.assertFalse(answer.startswith(b"HTTP/1.1 403"), (method, path, answer[:60]))
+
+
+class VirtualHostTests(TestCase):
+    """Two name-based virtual hosts on one port: one socket, routes chosen by Host."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                ServerName www.example.com
+                ProxyPass / {self.nodes[0].url}/
+            </VirtualHost>
+            <VirtualHost 127.0.0.1:0>
+                ServerName api.example.com
+                ServerAlias *.api.example.com
+                ProxyPass / {self.nodes[1].url}/
+                <Location /private>
+                    Require all denied
+                </Location>
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, host: bytes, path: bytes = b"/echo", method: bytes = b"GET"):
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method
+            + b" "
+            + path
+            + b" HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nConnection: close\r\n"
+            + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_routes_by_host(self):
+        """Each name reaches its own member, on both lanes; other names get the first host."""
+        for method in (b"GET", b"POST"):
+            for host, node in (
+                (b"www.example.com", "node1"),
+                (b"API.example.com:80", "node2"),
+                (b"eu.api.example.com", "node2"),
+                (b"other.example.net", "node1"),
+                (b"127.0.0.1", "node1"),
+            ):
+                answer = yield self.request(host, method=method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (host, answer[:60]))
+                self.assertEqual(_node_of(answer), node, host)
+            # The second host's access rules are its own.
+            answer = yield self.request(b"api.example.com", b"/private/x", method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+            answer = yield self.request(b"www.example.com", b"/private/x", method)
+            self.assertFalse(answer.startswith(b"HTTP/1.1 403"), answer[:60])

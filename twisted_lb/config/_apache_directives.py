@@ -433,7 +433,6 @@ REFUSED: dict[str, str] = {
     "sslrenegbuffersize": "renegotiation is not supported",
     "sslrequire": "access control by certificate expression is not supported",
     "sslusername": "authentication by certificate is not supported",
-    "serveralias": "name-based virtual hosts are not supported yet: one virtual host per address",
     "proxyhcexpr": "health-check expressions are not supported; use the native health.expect "
     "statuses",
     "proxyhctemplate": "health-check templates are not supported; put the hc* parameters on "

@@ -31,6 +31,7 @@ from ._apache_directives import (
 from ._apache_syntax import Node, parse_file
 from ._build import build, resolve_path
 from .model import (
+    DEFAULT_HOST,
     MEMBER_SCHEMES,
     BackendTLSConfig,
     BalancerConfig,
@@ -93,6 +94,8 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyaddheaders",
         "limitrequestbody",
         "proxyvia",
+        "servername",
+        "serveralias",
         "order",
         "requireany",
         "header",
@@ -230,6 +233,8 @@ class _Scope:
     headers: list[tuple[Node, bool, HeaderEdit]] = attrs.Factory(list)
     #: Require / Order / Allow / Deny lines of this section.
     access: _Access | None = None
+    #: ServerAlias names (VirtualHost only).
+    aliases: list[str] = attrs.Factory(list)
 
     def get(self, name: str) -> tuple[Any, Node] | None:
         scope: _Scope | None = self
@@ -335,6 +340,7 @@ class _Reader:
         self.proxy_sections: list[_Scope] = []
         self.location_scopes: list[_Scope] = []
         self.route_paths: set[str] = set()
+        self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
 
     def where(self, node: Node) -> str:
         if os.path.abspath(node.file) == os.path.abspath(self.path):
@@ -656,6 +662,22 @@ class _Reader:
         if size < 0:
             raise node.error("LimitRequestBody must be 0 (no limit) or a number of bytes")
         self.one_value(node, "max_body_bytes", size)
+
+    def d_servername(self, node: Node, scope: _Scope) -> None:
+        name = _host_of_name(node, _one_arg(node))
+        if scope.kind == "vhost":
+            self.setting(node, scope, "servername", name)
+        elif scope.kind == "main":
+            self.accept(node, ACCEPTED["servername"])
+        else:
+            raise node.error("ServerName belongs at the top level or in a <VirtualHost>")
+
+    def d_serveralias(self, node: Node, scope: _Scope) -> None:
+        if scope.kind != "vhost":
+            raise node.error("ServerAlias belongs in a <VirtualHost>")
+        if not node.args:
+            raise node.error("ServerAlias needs one or more names")
+        scope.aliases += [_host_of_name(node, name) for name in node.args]
 
     def d_header(self, node: Node, scope: _Scope) -> None:
         self.header_edit(node, scope, request=False)
@@ -1238,17 +1260,17 @@ class _Reader:
         return build(BalancerConfig, kwargs, fail)
 
     def build_routes(self, balancers: dict[str, BalancerConfig]) -> list[RouteConfig]:
-        routes: dict[str, tuple[RouteConfig, Node]] = {}
+        routes: dict[tuple[str, tuple[str, ...]], tuple[RouteConfig, Node]] = {}
         for p in self.passes:
             try:
-                route = self.route(p, balancers)
+                route = self.with_hosts(self.route(p, balancers), p)
             except _Reported:
                 continue
             except ConfigError as e:
                 self.fail(p.node, e)
                 continue
-            if route.path in routes:
-                other, other_node = routes[route.path]
+            if (route.path, route.hosts) in routes:
+                other, other_node = routes[route.path, route.hosts]
                 if other_node is p.node:
                     continue
                 if other == route and p.scope.host is not self.passes_scope(other_node):
@@ -1261,13 +1283,11 @@ class _Reader:
                     f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
                 ))
                 continue
-            routes[route.path] = (route, p.node)
+            routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
-        result = [r for r, _ in routes.values()]
         out = []
-        self.route_paths = set(routes)
-        for r in result:
-            node = routes[r.path][1]
+        self.route_paths = {path for path, _ in routes}
+        for r, node in routes.values():
             try:
                 out.append(self.with_headers(self.with_cookies(r, node), node))
             except ConfigError as e:
@@ -1484,19 +1504,80 @@ class _Reader:
             if scope.kind == "location" and not any(p.path == scope.location for p in self.passes):
                 self.warn(cnode, f"{cnode.name} is in a <Location> without ProxyPass; unused")
 
-    def build_listeners(self) -> list[ListenerConfig]:
-        listeners: list[ListenerConfig] = []
-        used: dict[tuple[str, int], Node] = {}
-        vhost_ports: set[int] = set()
+    def vhost_groups(self) -> dict[int, list[tuple[_Scope, str]]]:
+        """
+        The virtual hosts on each port, in file order, with the address each
+        gives there (C{*} for any); the first on a port is its default.
+        """
+        if self._groups is not None:
+            return self._groups
+        groups: dict[int, list[tuple[_Scope, str]]] = {}
         for vhost in self.vhosts:
             assert vhost.node is not None
+            for host, port in vhost.addresses:
+                if port is None:
+                    candidates = sorted({p for _, _, p in self.listens})
+                    if len(candidates) != 1:
+                        self.fail(
+                            vhost.node,
+                            vhost.node.error(
+                                f"<VirtualHost {vhost.node.args[0]}>: give the port "
+                                "(e.g. *:443); twisted_lb derives a listener from each virtual "
+                                "host"
+                            ),
+                        )
+                        continue
+                    port = candidates[0]
+                group = groups.setdefault(port, [])
+                if all(v is not vhost for v, _ in group):
+                    group.append((vhost, "127.0.0.1" if host == "localhost" else host))
+        self._groups = groups
+        return groups
+
+    @property
+    def name_based(self) -> bool:
+        """Whether some port has several virtual hosts (chosen by the Host header)."""
+        return any(len(group) > 1 for group in self.vhost_groups().values())
+
+    def vhost_names(self, vhost: _Scope) -> tuple[str, ...]:
+        """The ServerName and ServerAlias names of C{vhost}, lower case."""
+        names = []
+        name = vhost.settings.get("servername")
+        if name is not None:
+            names.append(name[0])
+        names += vhost.aliases
+        return tuple(dict.fromkeys(names))
+
+    def with_hosts(self, route: RouteConfig, owner: _Pass) -> RouteConfig:
+        """With name-based virtual hosts, the names C{route}'s virtual host serves."""
+        vhost = owner.scope.host
+        if vhost is self.main or not self.name_based:
+            return route
+        names = self.vhost_names(vhost)
+        default = any(group[0][0] is vhost for group in self.vhost_groups().values())
+        if default:
+            names = (DEFAULT_HOST, *names)
+        elif not names:
+            assert vhost.node is not None
+            raise vhost.node.error(
+                "this <VirtualHost> shares its port with others but has no ServerName or "
+                "ServerAlias, so Apache would never choose it: add ServerName"
+            )
+        return attrs.evolve(route, hosts=names)
+
+    def build_listeners(self) -> list[ListenerConfig]:
+        listeners: list[ListenerConfig] = []
+        groups = self.vhost_groups()
+        for port, group in groups.items():
             try:
-                self.vhost_listeners(vhost, used, vhost_ports, listeners)
+                listeners += self.port_listeners(port, group)
             except ConfigError as e:
+                vhost = group[0][0]
+                assert vhost.node is not None
                 if id(vhost) not in self.failed_scopes:
                     self.fail(vhost.node, e)
         for node, listen_host, port in self.listens:
-            if port in vhost_ports:
+            if port in groups:
                 continue
             listeners.append(self.listener(self.main, node, listen_host or "*", port))
         if not listeners and not self.errors:
@@ -1509,36 +1590,42 @@ class _Reader:
             )
         return listeners
 
-    def vhost_listeners(
-        self,
-        vhost: _Scope,
-        used: dict[tuple[str, int], Node],
-        vhost_ports: set[int],
-        listeners: list[ListenerConfig],
-    ) -> None:
-        assert vhost.node is not None
-        for host, port in vhost.addresses:
-            if port is None:
-                candidates = sorted({p for _, _, p in self.listens})
-                if len(candidates) != 1:
-                    raise vhost.node.error(
-                        f"<VirtualHost {vhost.node.args[0]}>: give the port "
-                        "(e.g. *:443); twisted_lb derives a listener from each virtual host"
-                    )
-                port = candidates[0]
-            if (host, port) in used:
+    def port_listeners(self, port: int, group: list[tuple[_Scope, str]]) -> list[ListenerConfig]:
+        """
+        The sockets for the virtual hosts on C{port}: one for any address
+        when one of them is C{*} (or C{_default_}), else one per address;
+        the first virtual host gives TLS and redirects.
+        """
+        default, _ = group[0]
+        assert default.node is not None
+        for vhost, _ in group[1:]:
+            assert vhost.node is not None
+            if self.tls_of(vhost) != self.tls_of(default):
                 raise vhost.node.error(
-                    f"a second <VirtualHost> for {host}:{port} (the first is at "
-                    f"{self.where(used[host, port])}): name-based virtual hosts are not "
-                    "supported by twisted_lb"
+                    f"this <VirtualHost> on port {port} has another certificate than the first "
+                    f"one ({self.where(default.node)}); twisted_lb serves one certificate per "
+                    "port (no SNI): give them the same certificate, or another port"
                 )
-            used[host, port] = vhost.node
-            vhost_ports.add(port)
-            if host == "*":
-                listen_hosts = [h for _, h, p in self.listens if p == port and h]
-                if len(listen_hosts) == 1:
-                    host = listen_hosts[0]
-            listeners.append(self.listener(vhost, vhost.node, host, port))
+            if (vhost.redirects and not vhost.passes) != (
+                default.redirects and not default.passes
+            ):
+                raise vhost.node.error(
+                    f"port {port} has a virtual host that only redirects and one that "
+                    "proxies; a twisted_lb listener either redirects everything or proxies: "
+                    "use a port for each"
+                )
+        hosts = [host for _, host in group]
+        if "*" in hosts:
+            listen_hosts = [h for _, h, p in self.listens if p == port and h]
+            addresses = [listen_hosts[0] if len(listen_hosts) == 1 else "*"]
+        else:
+            addresses = list(dict.fromkeys(hosts))
+        return [self.listener(default, default.node, host, port) for host in addresses]
+
+    def tls_of(self, scope: _Scope) -> tuple[Any, ...]:
+        if scope.value("sslengine") is not True:
+            return ()
+        return (scope.value("certificate"), scope.value("key"), scope.value("chain"))
 
     def listener(self, scope: _Scope, node: Node, host: str, port: int) -> ListenerConfig:
         if host == "*":
@@ -1667,6 +1754,21 @@ def _version_matches(node: Node) -> bool:
             raise node.error(f"<IfVersion>: unknown operator {op!r}")
         result = compare[op]
     return result != negate
+
+
+def _host_of_name(node: Node, value: str) -> str:
+    """The host name of C{ServerName [scheme://]name[:port]}, lower case."""
+    text = value.lower()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    if text.startswith("["):
+        text = text.split("]", 1)[0] + "]"
+    elif ":" in text:
+        text = text.rsplit(":", 1)[0]
+    text = text.rstrip(".")
+    if not text or any(c in text for c in " /@"):
+        raise node.error(f"{node.name} {value!r} is not a host name")
+    return text
 
 
 def _status_handler(node: Node) -> str | None:

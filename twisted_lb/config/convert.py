@@ -173,6 +173,8 @@ def _route(route: RouteConfig) -> list[str]:
         "preserve_host": route.preserve_host,
         "timeout": None if route.timeout is None else float(route.timeout),
     }
+    if route.hosts:
+        items["hosts"] = list(route.hosts)
     if route.cookie_path:
         items["cookie_path"] = dict(route.cookie_path)
     if route.cookie_domain:

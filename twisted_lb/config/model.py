@@ -24,6 +24,7 @@ from twisted_lb.balancer.sticky import StickyConfig
 from twisted_lb.header_edits import HeaderEdit
 
 __all__ = [
+    "DEFAULT_HOST",
     "ConfigError",
     "ConfigErrors",
     "MemberConfig",
@@ -47,6 +48,20 @@ __all__ = [
 
 #: URL schemes a balancer member may use, and their default ports.
 MEMBER_SCHEMES: dict[str, int] = {"ajp": 8009, "http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+#: In L{RouteConfig.hosts}: the route serves the names no route lists (the
+#: default virtual host).
+DEFAULT_HOST = "_default_"
+
+
+def _check_hosts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for name in value:
+        if not name or name != name.lower() or any(c in name for c in " /:@"):
+            raise ValueError(
+                f"hosts: {name!r} is not a lower-case host name (without port), "
+                f"\"*.example.com\" or {DEFAULT_HOST!r}"
+            )
 
 
 class ConfigError(ValueError):
@@ -465,6 +480,9 @@ class RouteConfig:
     @ivar access: who may send requests (by client address), per path
         prefix at or below C{path}; the last rule that covers a request's
         path decides (403 when it refuses); none lets everyone in.
+    @ivar hosts: the virtual host names the route serves (lower case; a
+        leading C{*.} matches subdomains; L{DEFAULT_HOST} stands for every
+        name no route lists); empty (the default) serves every host.
     """
 
     path: str = attrs.field()
@@ -479,6 +497,7 @@ class RouteConfig:
     request_headers: tuple[HeaderEdit, ...] = ()
     response_headers: tuple[HeaderEdit, ...] = ()
     access: tuple[AccessRule, ...] = ()
+    hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -706,10 +725,11 @@ class ProxyConfig:
                     f"names balancer {route.balancer!r}, which is not defined "
                     f"(defined: {', '.join(sorted(known)) or 'none'})",
                 )
-        paths = [r.path for r in self.routes]
-        for path in paths:
-            if paths.count(path) > 1:
-                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice")
+        keys = [(r.path, r.hosts) for r in self.routes]
+        for path, hosts in keys:
+            if keys.count((path, hosts)) > 1:
+                which = f" for hosts {', '.join(hosts)}" if hosts else ""
+                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice{which}")
         if not self.listeners:
             raise ConfigError(self.source, "listen", "no listener is configured")
 

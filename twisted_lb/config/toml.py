@@ -131,6 +131,7 @@ _ROUTE = {
     "request_headers": "tables",
     "response_headers": "tables",
     "access": "tables",
+    "hosts": "strlist",
 }
 _ACCESS = {"path": "str", "order": "str", "allow": "strlist", "deny": "strlist"}
 _HEADER_EDIT = {
@@ -469,6 +470,9 @@ class _Reader:
                     self.header_edit(t, f"{_join(prefix, key)}[{i}]", key == "request_headers")
                     for i, t in enumerate(table[key])
                 )
+        if "hosts" in table:
+            hosts = table["hosts"]
+            kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         if "access" in table:
             kwargs["access"] = tuple(
                 self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", table["path"])
