@@ -23,7 +23,7 @@ def _convert(args: argparse.Namespace) -> int:
         return 2
     for warning in warnings:
         print(f"warning: {args.file}: {warning}", file=sys.stderr)
-    sys.stdout.write(to_toml(config))
+    sys.stdout.write(to_toml(config, warnings))
     return 0
 
 

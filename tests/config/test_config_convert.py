@@ -124,6 +124,28 @@ def test_cli_convert_seed() -> None:
     config = load_config(fixture("seed-000.conf"))
     assert load_toml_text(result.stdout, config.source) == config
     assert "warning:" in result.stderr and "shadowed by /" in result.stderr
+    # The output says it too, as comments.
+    assert "\n# - " in result.stdout and "shadowed by /" in result.stdout
+
+
+def test_cli_convert_comments_accepted_lines(tmp_path) -> None:
+    """Each kind of line accepted without effect is a comment in the converted file."""
+    path = write(
+        tmp_path,
+        "site.conf",
+        "Listen 80\nLogFormat a\nLogFormat b\nUser www-data\n<Proxy balancer://a>\n"
+        "BalancerMember ajp://h:1\n</Proxy>\nProxyPass / balancer://a/\n",
+    )
+    result = _run("convert", path)
+    assert result.returncode == 0, result.stderr
+    comments = [line for line in result.stdout.splitlines() if line.startswith("# - ")]
+    assert comments == [
+        "# - line 2 and 1 more line: LogFormat is accepted and has no effect on proxying: "
+        "twisted_lb writes its own logs (access_log and log_format in the native file)",
+        "# - line 4: User is accepted and has no effect on proxying: twisted_lb's processes are "
+        "set by twistd and the workers setting, not by Apache's process and MPM settings",
+    ]
+    assert load_toml_text(result.stdout, path) == load_config(path)
 
 
 def test_cli_convert_error(tmp_path) -> None:

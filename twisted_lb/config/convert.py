@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -203,15 +204,22 @@ def _route(route: RouteConfig) -> list[str]:
     return out
 
 
-def to_toml(config: ProxyConfig) -> str:
+def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
     """
     Write C{config} as a native TOML configuration.
 
     File names are written as they are in the model (the readers make them
     absolute), so the output reads back the same from any directory.
+
+    @param notes: the reader's warnings (lines accepted without effect,
+        differences from Apache), written as comments at the top.
     """
     source = re.sub(r"[\x00-\x1f\x7f]", " ", config.source)
     out = [f"# twisted_lb configuration (from {source})", ""]
+    if notes:
+        out.append("# What the source said that has no effect here, or another one:")
+        out += ["# - " + re.sub(r"[\x00-\x1f\x7f]", " ", note) for note in notes]
+        out.append("")
     out += _lines(
         {
             "timeout": float(config.timeout),
