@@ -16,11 +16,14 @@ def _convert(args: argparse.Namespace) -> int:
     try:
         config, warnings = read_config(args.file)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for warning in getattr(e, "warnings", ()):
+            print(f"warning: {args.file}: {warning}", file=sys.stderr)
+        for error in getattr(e, "errors", (e,)):
+            print(f"error: {error}", file=sys.stderr)
         return 2
     for warning in warnings:
         print(f"warning: {args.file}: {warning}", file=sys.stderr)
-    sys.stdout.write(to_toml(config))
+    sys.stdout.write(to_toml(config, warnings))
     return 0
 
 

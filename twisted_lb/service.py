@@ -25,11 +25,13 @@ from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
 from twisted_lb.compat import listening_port
 from twisted_lb.config.model import (
+    DEFAULT_HOST,
     BalancerConfig,
     ConfigError,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
+    RouteConfig,
 )
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
@@ -37,7 +39,7 @@ from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
-from twisted_lb.routing import Router
+from twisted_lb.routing import Router, VirtualHosts
 from twisted_lb.tls import server_context
 from twisted_lb.websocket import WebSocketBridge, WSMember
 
@@ -305,22 +307,40 @@ def build_balancer(
 
 
 def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Router[ProxyTarget]:
-    """The path router of C{config}'s routes onto C{balancers}."""
-    entries: list[tuple[str, ProxyTarget | None]] = []
+    """
+    The path router of C{config}'s routes onto C{balancers}: one L{Router},
+    or L{VirtualHosts} when routes belong to named virtual hosts.
+    """
+    entries: list[tuple[RouteConfig, ProxyTarget | None]] = []
     for route in config.routes:
         if route.balancer is None:
-            entries.append((route.path, None))
+            entries.append((route, None))
             continue
         built = balancers[route.balancer]
         entries.append(
             (
-                route.path,
+                route,
                 ProxyTarget.for_route(
-                    route, built.dispatcher, sticky=built.config.sticky, websocket=built.websocket
+                    route,
+                    built.dispatcher,
+                    sticky=built.config.sticky,
+                    websocket=built.websocket,
+                    allow_trace=config.allow_trace,
                 ),
             )
         )
-    return Router(entries)
+    if not any(route.hosts for route, _ in entries):
+        return Router((route.path, target) for route, target in entries)
+    names = {name for route, _ in entries for name in route.hosts if name != DEFAULT_HOST}
+
+    def router_for(name: str) -> Router[ProxyTarget]:
+        # The virtual host's own routes first: they win over routes for every
+        # host on the same path.
+        own = [(route.path, target) for route, target in entries if name in route.hosts]
+        shared = [(route.path, target) for route, target in entries if not route.hosts]
+        return Router(own + shared)
+
+    return VirtualHosts(router_for(DEFAULT_HOST), {name: router_for(name) for name in names})
 
 
 def build_resource(

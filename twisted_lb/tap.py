@@ -104,6 +104,21 @@ def makeService(options: Options) -> IService:
     return _make_service(options, reactor)
 
 
+def _config_errors(e: ConfigError) -> str:
+    """
+    The message that ends a start or C{--check} refused for C{e}: every
+    problem of the file, one a line (after the reader's warnings, printed
+    to standard error).
+    """
+    errors = getattr(e, "errors", (e,))
+    for warning in getattr(e, "warnings", ()):
+        print(f"warning: {warning}", file=sys.stderr)
+    if len(errors) == 1:
+        return f"twisted_lb: configuration error: {errors[0]}"
+    lines = "\n".join(f"  {error}" for error in errors)
+    return f"twisted_lb: {len(errors)} configuration errors:\n{lines}"
+
+
 def _make_service(options: Options, reactor: Any) -> IService:
     from twisted_lb.config import read_config
     from twisted_lb.service import ProxyService
@@ -139,7 +154,7 @@ def _make_service(options: Options, reactor: Any) -> IService:
             proxy.discard()
             service = WorkerSupervisor(config, options["config"], reactor, workers)
     except ConfigError as e:
-        raise SystemExit(f"twisted_lb: configuration error: {e}") from None
+        raise SystemExit(_config_errors(e)) from None
     if options["check"]:
         print(f"{options['config']}: configuration OK", file=sys.stderr)
         raise SystemExit(0)
