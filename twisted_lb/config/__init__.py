@@ -18,6 +18,7 @@ from .model import (
     AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
+    ClusterConfig,
     ConfigError,
     HealthCheckConfig,
     HealthCheckKind,
@@ -35,6 +36,7 @@ from .toml import load_toml, load_toml_text
 
 __all__ = [
     "AdminConfig",
+    "ClusterConfig",
     "ConfigError",
     "MemberConfig",
     "StickySessionConfig",
