@@ -149,7 +149,12 @@ def _balancer(token: str, b: dict[str, Any]) -> str:
 
 
 def render_page(
-    balancers: list[dict[str, Any]], token: str, message: str = "", error: str = "", note: str = ""
+    balancers: list[dict[str, Any]],
+    token: str,
+    message: str = "",
+    error: str = "",
+    note: str = "",
+    extra: str = "",
 ) -> bytes:
     """
     The whole page.
@@ -159,6 +164,8 @@ def render_page(
     @param message: a confirmation of the last action, if any.
     @param error: why the last action failed, if it did.
     @param note: which process this page shows, when there are several.
+    @param extra: more HTML after the balancers (the group of proxies, see
+        L{cluster_view <twisted_lb.admin.cluster_view>}).
     """
     notice = ""
     if message:
@@ -177,6 +184,6 @@ def render_page(
         f'<input type="hidden" name="token" value="{escape(token)}">'
         '<input type="hidden" name="action" value="reload">'
         '<button type="submit">Reload configuration</button></form></p>'
-        f"{notice}{body}<script>{SCRIPT}</script></body></html>"
+        f"{notice}{body}{extra}<script>{SCRIPT}</script></body></html>"
     )
     return html.encode("utf-8")
