@@ -481,6 +481,12 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
+        if self.cluster is not None and self.running and not self.cluster.ready.called:
+            raise ConfigError(
+                self.config.source, "cluster",
+                "not reloaded: the proxy is still waiting for the shared store's state "
+                "before it serves; reload once it serves",
+            )
         summary = reload_service(self, config)
         # What the manager changed outlives a reload, as it outlives a restart.
         if self.cluster is not None:

@@ -72,6 +72,7 @@ prefix = "{prefix}"
 instance = "{name}"
 timeout = 1.0
 """
+        self.text = text
         self.config = load_toml_text(text, f"<{name}>")
         self.service = ProxyService(self.config, reactor)
         self.base = f"http://127.0.0.1:{self.port}"
@@ -264,6 +265,48 @@ class SharedStateTests(TestCase):
         self.assertIn('"status": "draining"', body["error"])
         # The refusal brought b up to date.
         self.assertEqual(b.members()["node3"][0], "draining")
+
+    async def _form(self) -> None:
+        a, b, c = self.instances
+        token = a.service.admin.guard.token
+        form = {"token": token, "balancer": "app", "route": "node1", "action": "standby"}
+        response = await self.http.post(a.admin + "/action", data=form, allow_redirects=False)
+        self.assertEqual(response.code, 303)
+        self.assertIn(b"standby", response.headers.getRawHeaders("location")[0].encode())
+        await self.until(
+            lambda: all(i.members()["node1"][0] == "standby" for i in self.instances),
+            1.0,
+            "form change applied everywhere",
+        )
+        c.service.cluster.shared.stop()
+        await b.act("node1", "enable")
+        form = {
+            "token": c.service.admin.guard.token,
+            "balancer": "app",
+            "route": "node1",
+            "action": "disable",
+        }
+        response = await self.http.post(c.admin + "/action", data=form, allow_redirects=False)
+        self.assertEqual(response.code, 409)
+        self.assertIn("changed meanwhile by another proxy", await response.text())
+
+    def test_page_forms_go_through_the_store(self):
+        return ensure(self._form())
+
+    async def _reload(self) -> None:
+        a, b, _ = self.instances
+        self.assertEqual((await a.act("node2", "drain"))[0], 200)
+        await self.until(lambda: b.members()["node2"][0] == "draining", 1.0, "drain applied")
+        # A reload that rebuilds node2 (its ping changed) keeps the shared state.
+        text = b.text.replace('route = "node2"\nping = 1.0', 'route = "node2"\nping = 2.0')
+        self.assertNotEqual(text, b.text)
+        member = b.service.balancers["app"].balancer.member_by_route("node2")
+        b.service.reload(load_toml_text(text, "<b>"))
+        self.assertIsNot(b.service.balancers["app"].balancer.member_by_route("node2"), member)
+        self.assertEqual(b.members()["node2"][0], "draining")
+
+    def test_reload_keeps_the_shared_state(self):
+        return ensure(self._reload())
 
     def test_a_change_from_a_stale_view_is_refused(self):
         return ensure(self._stale_write_conflicts())

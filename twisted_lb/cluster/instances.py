@@ -159,6 +159,17 @@ class Instances:
         if isinstance(info, dict):
             self.known[name] = {"info": info, "gone_since": None}
 
+    def resync(self, keys: set[str]) -> None:
+        """After the whole state was read again: instances whose key is gone are gone."""
+        present = {
+            unquote(k[len(self.prefix + "/instances/") :])
+            for k in keys
+            if k.startswith(self.prefix + "/instances/")
+        }
+        for name in list(self.known):
+            if name not in present:
+                self.seen(self.key(name), None)
+
     def describe(self) -> dict[str, Any]:
         """
         The list for the manager: every instance (present or gone) and the

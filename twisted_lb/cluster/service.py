@@ -74,7 +74,12 @@ class ClusterService(Service):
             self.client, config.prefix, reactor, own, self._heard, config.instance
         )
         self.shared = SharedState(
-            self.client, config.prefix, self._apply, reactor, on_other=self.instances.seen
+            self.client,
+            config.prefix,
+            self._apply,
+            reactor,
+            on_other=self.instances.seen,
+            on_reload=self.instances.resync,
         )
         self.ready = self.shared.ready
 

@@ -106,12 +106,15 @@ class SharedState:
         apply: Callable[[Changes], Any],
         reactor: Any,
         on_other: Callable[[str, KeyValue | None], None] | None = None,
+        on_reload: Callable[[set[str]], None] | None = None,
     ) -> None:
         """
         @param apply: applies changes to the running balancers (the control
             interface every manager change goes through).
         @param on_other: called with keys under the prefix that are not
             member states (and C{None} for a deleted one's value).
+        @param on_reload: called with every key there is after the whole
+            state was read again (keys deleted meanwhile are not in it).
         """
         self.client = client
         self.prefix = prefix
@@ -123,6 +126,7 @@ class SharedState:
         self._apply = apply
         self._reactor = reactor
         self._on_other = on_other
+        self._on_reload = on_reload
         self._key_revisions: dict[tuple[str, str], int] = {}
         self._watch: Watch | None = None
         self._running = False
@@ -227,7 +231,9 @@ class SharedState:
         for names in list(self._key_revisions):
             if names not in seen:
                 self._forget(*names)
-        self._events(batch, revision, full=True)
+        self._events(batch, revision)
+        if self._on_reload is not None:
+            self._on_reload({kv.key for kv in kvs})
         self.revision = max(self.revision, revision)
         if not self.ready.called:
             self._ready_timer.cancel()
@@ -240,7 +246,7 @@ class SharedState:
         if not members:
             self.changes.pop(balancer, None)
 
-    def _events(self, batch: list[tuple[str, KeyValue]], revision: int, full: bool = False) -> None:
+    def _events(self, batch: list[tuple[str, KeyValue]], revision: int) -> None:
         todo: Changes = {}
         for kind, kv in batch:
             names = _parse_state_key(self.prefix, kv.key)
