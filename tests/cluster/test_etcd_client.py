@@ -9,9 +9,9 @@ from twisted.internet import defer, reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.interop.tomcat import free_port
-from twisted_lb.cluster.etcd import Compacted, EtcdClient, StoreUnavailable
+from twisted_lb.cluster.etcd import Compacted, EtcdClient, EtcdError, StoreUnavailable
 
-from .etcd_cluster import EtcdCluster, etcd_missing
+from .etcd_cluster import EtcdCluster, etcd_missing, post
 
 
 def sleep(seconds: float) -> defer.Deferred[None]:
@@ -22,6 +22,82 @@ def sleep(seconds: float) -> defer.Deferred[None]:
 
 def ensure(coro):  # noqa: ANN001, ANN201
     return defer.Deferred.fromCoroutine(coro)
+
+
+def make_pki(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate it signed (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    paths: dict[str, Path] = {}
+
+    def write(name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
+        paths[name] = directory / f"{name}.pem"
+        paths[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        paths[name + "_key"] = directory / f"{name}-key.pem"
+        paths[name + "_key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    def build(subject: str, key, issuer, issuer_key, ca: bool, usage=None, ip=None):  # noqa: ANN001, ANN202
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if usage is not None:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        if ip is not None:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                critical=False,
+            )
+        return builder.sign(issuer_key or key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = build("twisted_lb test CA", ca_key, None, None, True)
+    write("ca", ca, ca_key)
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    write(
+        "server",
+        build(
+            "127.0.0.1",
+            server_key,
+            ca.subject,
+            ca_key,
+            False,
+            # etcd's gateway connects to etcd itself with the server's certificate:
+            # it needs clientAuth too.
+            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
+            "127.0.0.1",
+        ),
+        server_key,
+    )
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    write(
+        "client",
+        build(
+            "twisted_lb", client_key, ca.subject, ca_key, False, [ExtendedKeyUsageOID.CLIENT_AUTH]
+        ),
+        client_key,
+    )
+    return paths
 
 
 class EtcdClientTests(TestCase):
@@ -139,3 +215,85 @@ class EtcdClientTests(TestCase):
 
     def test_lease_keepalive_and_revoke(self):
         return ensure(self._lease())
+
+
+class EtcdSecurityTests(TestCase):
+    """etcd's own users, and TLS with client certificates (one member each)."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        why = etcd_missing()
+        if why:
+            raise SkipTest(why)
+        directory = tempfile.TemporaryDirectory(prefix="tlb-etcd-")
+        self.addCleanup(directory.cleanup)
+        self.tmp = Path(directory.name)
+
+    def start(self, cluster: EtcdCluster) -> EtcdCluster:
+        cluster.start()
+        self.addCleanup(cluster.stop)
+        return cluster
+
+    async def _users(self) -> None:
+        etcd = self.start(EtcdCluster(self.tmp, size=1))
+        url = etcd.urls[0]
+        post(url, "/v3/auth/user/add", {"name": "root", "password": "rootpw"})
+        post(url, "/v3/auth/user/grant", {"user": "root", "role": "root"})
+        post(url, "/v3/auth/enable", {})
+        client = EtcdClient(reactor, etcd.urls, timeout=1.0, user="root", password="rootpw")
+        try:
+            await client.put("/secured/a", b"1")
+            self.assertEqual((await client.get("/secured/a")).value, b"1")
+            # A token etcd no longer knows is replaced by a new one.
+            client._token = "stale.token"
+            self.assertEqual((await client.get("/secured/a")).value, b"1")
+        finally:
+            await client.close()
+        wrong = EtcdClient(reactor, etcd.urls, timeout=1.0, user="root", password="nope")
+        try:
+            with self.assertRaises(EtcdError) as e:
+                await wrong.get("/secured/a")
+            self.assertIn("authentication failed", str(e.exception))
+        finally:
+            await wrong.close()
+        anonymous = EtcdClient(reactor, etcd.urls, timeout=1.0)
+        try:
+            with self.assertRaises(EtcdError):
+                await anonymous.get("/secured/a")
+        finally:
+            await anonymous.close()
+
+    def test_user_and_password(self):
+        return ensure(self._users())
+
+    async def _tls(self) -> None:
+        pki = make_pki(self.tmp)
+        tls = {"cert": pki["server"], "key": pki["server_key"], "client_ca": pki["ca"]}
+        etcd = EtcdCluster(self.tmp, size=1, tls=tls)
+        etcd.ca, etcd.client_cert = pki["ca"], (pki["client"], pki["client_key"])
+        self.start(etcd)
+        self.assertTrue(etcd.urls[0].startswith("https://"))
+        client = EtcdClient(
+            reactor,
+            etcd.urls,
+            timeout=2.0,
+            ca_file=str(pki["ca"]),
+            certificate=str(pki["client"]),
+            key=str(pki["client_key"]),
+        )
+        try:
+            await client.put("/tls/a", b"1")
+            self.assertEqual((await client.get("/tls/a")).value, b"1")
+        finally:
+            await client.close()
+        # Without the client certificate etcd refuses the handshake: no endpoint answers.
+        bare = EtcdClient(reactor, etcd.urls, timeout=2.0, ca_file=str(pki["ca"]))
+        try:
+            with self.assertRaises(StoreUnavailable):
+                await bare.get("/tls/a")
+        finally:
+            await bare.close()
+
+    def test_tls_with_a_client_certificate(self):
+        return ensure(self._tls())
