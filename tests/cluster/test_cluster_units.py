@@ -104,3 +104,83 @@ timeout = 0.5
         self.assertIs(service.cluster.shared.up, False)
         self.assertIn("unreachable", service.cluster.shared.problem)
         self.flushLoggedErrors()
+
+
+def test_member_states_from_the_store_are_checked() -> None:
+    """A value another writer left in the store is applied only if it is a member state."""
+    from twisted_lb.cluster.shared import _decode
+
+    def decode(raw: bytes) -> object:
+        return _decode(KeyValue(key="/p/state/app/node1", value=raw, mod_revision=3))
+
+    assert decode(b'{"status": "draining", "loadfactor": 2}') == {
+        "status": "draining",
+        "loadfactor": 2,
+    }
+    assert decode(b'{"url": "ajp://h:8009", "loadfactor": 1.5}') is not None
+    assert decode(b'{"removed": true}') == {"removed": True}
+    for bad in (
+        b"not json",
+        b"[1]",
+        b'{"url": 5}',
+        b'{"loadfactor": true}',
+        b'{"loadfactor": "7"}',
+        b'{"removed": 1}',
+        b'{"evil": 1}',
+    ):
+        assert decode(bad) is None, bad
+
+
+def _bare_watch(events: list) -> object:
+    """A Watch that never sent its request: only its message handling is used."""
+    from twisted_lb.cluster.etcd import Watch
+
+    watch = Watch.__new__(Watch)
+    watch.endpoint, watch.revision, watch.done = "http://e:2379", 0, defer.Deferred()
+    watch._on_events = lambda batch, rev: events.append((batch, rev))
+    watch._protocol, watch._ended, watch._request = None, False, defer.Deferred()
+    return watch
+
+
+def test_watch_messages_and_errors() -> None:
+    """Events pass; errors, cancellations and malformed lines end the watch with a reason."""
+    from twisted_lb.cluster.etcd import Compacted, EtcdError, StoreUnavailable, _LineStream
+
+    events: list = []
+    watch = _bare_watch(events)
+    stream = _LineStream(watch)  # type: ignore[arg-type]
+    kv = {"key": "L3Av", "value": "MQ==", "mod_revision": "7"}
+    stream.dataReceived(b'{"result": {"created": true}}\n{"result": {"events": [{"kv": ')
+    stream.dataReceived(json.dumps(kv).encode() + b"}]}}\n")
+    assert [(b[0][0], b[0][1].key, b[0][1].value, rev) for b, rev in events] == [
+        ("PUT", "/p/", b"1", 7)
+    ]
+    cases = [
+        (b'{"error": {"grpc_code": 16, "message": "invalid auth token"}}', EtcdError),
+        (b'{"error": "etcdserver: user name is empty", "code": 3}', EtcdError),
+        (b'{"result": {"canceled": true, "compact_revision": "5"}}', Compacted),
+        (b'{"result": {"canceled": true}}', StoreUnavailable),
+        (b'{"result": {"events": [{"kv": 5}]}}', EtcdError),
+        (b"[1, 2]", EtcdError),
+        (b"not json", EtcdError),
+    ]
+    for line, error in cases:
+        watch = _bare_watch([])
+        watch._line(line)  # type: ignore[attr-defined]
+        failures: list = []
+        watch.done.addErrback(failures.append)  # type: ignore[attr-defined]
+        assert failures and failures[0].check(error), (line, failures)
+
+
+def test_watch_lines_are_bounded(monkeypatch) -> None:  # noqa: ANN001
+    from twisted_lb.cluster import etcd
+
+    monkeypatch.setattr(etcd, "MAX_WATCH_LINE", 1000)
+    watch = _bare_watch([])
+    stream = etcd._LineStream(watch)  # type: ignore[arg-type]
+    stream.dataReceived(b"x" * 600)
+    assert not watch.done.called  # type: ignore[attr-defined]
+    stream.dataReceived(b"x" * 600)
+    failures: list = []
+    watch.done.addErrback(failures.append)  # type: ignore[attr-defined]
+    assert failures and "too large" in failures[0].getErrorMessage()

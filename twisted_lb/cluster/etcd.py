@@ -497,27 +497,33 @@ class Watch:
     def _line(self, line: bytes) -> None:
         try:
             message = json.loads(line)
-        except ValueError:
-            self._end(Failure(EtcdError(2, f"watch stream from {self.endpoint} is not JSON")))
+            if not isinstance(message, dict):
+                raise ValueError("not a JSON object")
+            if "error" in message and "result" not in message:
+                error = message["error"]
+                if not isinstance(error, dict):  # an error before the stream began
+                    error = {"grpc_code": message.get("code", 2), "message": error}
+                code = int(error.get("grpc_code", error.get("code", 2)))
+                raise EtcdError(code, str(error.get("message", error)))
+            result = message.get("result", {})
+            if result.get("canceled"):
+                compact = int(result.get("compact_revision", 0))
+                reason = result.get("cancel_reason", "canceled by etcd")
+                raise Compacted(compact) if compact else StoreUnavailable(reason)
+            batch = [
+                (e.get("type", "PUT"), KeyValue.from_json(e["kv"]))
+                for e in result.get("events", [])
+            ]
+        except (EtcdError, Compacted, StoreUnavailable):
+            self._end(Failure())
             self.cancel()
             return
-        if "error" in message and "result" not in message:
-            error = message["error"]
-            code = int(error.get("grpc_code", error.get("code", 2)))
-            self._end(Failure(EtcdError(code, str(error.get("message", error)))))
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            self._end(Failure(EtcdError(2, f"watch stream from {self.endpoint}: bad message: {e}")))
             self.cancel()
             return
-        result = message.get("result", {})
-        if result.get("canceled"):
-            compact = int(result.get("compact_revision", 0))
-            reason = result.get("cancel_reason", "canceled by etcd")
-            self._end(Failure(Compacted(compact) if compact else StoreUnavailable(reason)))
-            self.cancel()
+        if not batch:
             return
-        events = result.get("events", [])
-        if not events:
-            return
-        batch = [(e.get("type", "PUT"), KeyValue.from_json(e["kv"])) for e in events]
         self.revision = max(kv.mod_revision for _, kv in batch)
         self._on_events(batch, self.revision)
 

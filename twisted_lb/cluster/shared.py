@@ -75,15 +75,39 @@ def merge_change(current: dict[str, Any] | None, change: dict[str, Any]) -> dict
     return {**current, **change}
 
 
+#: What a member state in the store may hold, and the type of each.
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "status": (str,),
+    "loadfactor": (int, float),
+    "url": (str,),
+    "removed": (bool,),
+}
+
+
 def _decode(kv: KeyValue) -> dict[str, Any] | None:
+    """A member state read from the store, or C{None} (logged) when it is not one."""
     try:
         value = json.loads(kv.value)
     except ValueError:
         value = None
+    problem = ""
     if not isinstance(value, dict):
-        _log.error("etcd: {key} is not a member state (JSON object): ignored", key=kv.key)
+        problem = "is not a JSON object"
+    else:
+        for name, field in value.items():
+            allowed = _FIELDS.get(name)
+            if allowed is None:
+                problem = f"has an unknown field {name!r}"
+            elif not isinstance(field, allowed) or (
+                isinstance(field, bool) and bool not in allowed
+            ):
+                problem = f"has a {name!r} of the wrong type ({field!r})"
+    if problem:
+        _log.error(
+            "etcd: {key} {problem}: not a member state, ignored", key=kv.key, problem=problem
+        )
         return None
-    return value
+    return value  # type: ignore[no-any-return]
 
 
 class SharedState:
