@@ -412,22 +412,41 @@ class ProxyService(MultiService):
             for b in config.balancers
         }
         self.access_log = open_access_log(config)
+        worker = None
+        if config.admin is not None or config.cluster is not None:
+            from twisted_lb.worker import identity
+
+            worker = identity()
+        #: The store shared with other proxies ([cluster]), or None.
+        self.cluster: Any = None
+        if config.cluster is not None:
+            from twisted_lb.cluster import ClusterService
+
+            self.cluster = ClusterService(
+                self, config.cluster, reactor,
+                # The process that serves the manager registers the proxy.
+                register=worker is None or worker.index == 0,
+                address=config.admin.endpoint if config.admin is not None else "",
+            )
         #: The admin listener (manager, API, metrics), when configured.
         self.admin: Any = None
         if config.admin is not None:
             from twisted_lb.admin import AdminService
-            from twisted_lb.worker import identity
 
-            worker = identity()
             if worker is None or worker.index == 0:
                 # With workers, worker 0 alone serves the admin listener.
-                self.admin = AdminService(self, config.admin, reactor, worker)
+                self.admin = AdminService(self, config.admin, reactor, worker, cluster=self.cluster)
+                if self.cluster is not None:
+                    from twisted_lb.cluster import ClusterCollector
+
+                    # /metrics says whether the store answers.
+                    self.admin.metrics.registry.register(ClusterCollector(self.cluster))
             else:
                 # The others record their requests for worker 0's /metrics
-                # and follow its manager through the state file.
+                # and follow its manager through the state file (or the store).
                 from twisted_lb.admin import WorkerAdmin
 
-                self.admin = WorkerAdmin(self, config.admin, reactor)
+                self.admin = WorkerAdmin(self, config.admin, reactor, cluster=self.cluster)
         self.resource = build_resource(config, self.balancers, self.request_hook())
         for built in self.balancers.values():
             self.attach(built)
@@ -436,8 +455,12 @@ class ProxyService(MultiService):
         self.adopting = endpoint_for is not None
         for i in range(len(config.listeners)):
             service = self.build_listener(config, i, endpoint_for)
-            service.setServiceParent(self)
+            if self.cluster is None:
+                service.setServiceParent(self)
+            # else: the listeners start once the shared state is applied (startService)
             self.listening.append(service)
+        if self.cluster is not None:
+            self.cluster.setServiceParent(self)
         if self.admin is not None:
             self.admin.setServiceParent(self)
 
@@ -532,14 +555,22 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
+        if self.cluster is not None and self.running and not self.cluster.ready.called:
+            raise ConfigError(
+                self.config.source, "cluster",
+                "not reloaded: the proxy is still waiting for the shared store's state "
+                "before it serves; reload once it serves",
+            )
         try:
             summary = reload_service(self, config)
         except ConfigError as e:
             self.last_reload = (self.reactor.seconds(), f"refused: {e}")
             raise
         self.last_reload = (self.reactor.seconds(), summary.describe())
-        if self.admin is not None:
-            # What the manager changed outlives a reload, as it outlives a restart.
+        # What the manager changed outlives a reload, as it outlives a restart.
+        if self.cluster is not None:
+            self.cluster.reapply()
+        elif self.admin is not None:
             self.admin.reapply()
         return summary
 
@@ -557,9 +588,30 @@ class ProxyService(MultiService):
         super().startService()
         self.started_at = self.reactor.seconds()
         log_summary(self.config, self.balancers)
+        if self.cluster is not None:
+            # Serve only once the group's state is applied (or the store
+            # did not answer in time: then the file's states serve).
+            self.cluster.ready.addCallback(lambda _: self._listen())
+        else:
+            self._log_ready()
+
+    def _log_ready(self) -> None:
         from twisted_lb.readiness import ready_line
 
         _log.info("{line}", line=ready_line(self))
+
+    def _listen(self) -> None:
+        if not self.running:
+            return
+        try:
+            for service in self.listening:
+                if service.parent is None:
+                    service.setServiceParent(self)
+        except Exception:
+            _log.failure("starting the listeners")
+            self.reactor.stop()
+            return
+        self._log_ready()
 
     def stopService(self) -> defer.Deferred[None]:
         """

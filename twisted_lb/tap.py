@@ -140,7 +140,12 @@ def _make_service(options: Options, reactor: Any) -> IService:
         proxy = ProxyService(config, reactor)
         service: IService = proxy
         workers = config.effective_workers
-        if workers > 1 and config.admin is not None and not config.admin.state_file:
+        if (
+            workers > 1
+            and config.admin is not None
+            and not config.admin.state_file
+            and config.cluster is None
+        ):
             raise ConfigError(
                 config.source,
                 "admin.state_file",

@@ -204,6 +204,7 @@ def render_page(
     *,
     about: dict[str, Any] | None = None,
     confirm: dict[str, str] | None = None,
+    extra: str = "",
 ) -> bytes:
     """
     The whole page.
@@ -217,6 +218,8 @@ def render_page(
         configuration C{source} and the C{last_reload} (when, what).
     @param confirm: an action (C{action}, C{balancer}, C{route}) to confirm
         before it is done.
+    @param extra: more HTML after the balancers (the group of proxies, see
+        L{cluster_view <twisted_lb.admin.cluster_view>}).
     """
     notice = ""
     if message:
@@ -238,6 +241,6 @@ def render_page(
         f'<input type="hidden" name="token" value="{escape(token)}">'
         '<input type="hidden" name="action" value="reload">'
         '<button type="submit">Reload configuration</button></form></p>'
-        f"{notice}{body}<script>{SCRIPT}</script></body></html>"
+        f"{notice}{body}{extra}<script>{SCRIPT}</script></body></html>"
     )
     return html.encode("utf-8")

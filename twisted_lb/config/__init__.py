@@ -18,6 +18,7 @@ from .model import (
     AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
+    ClusterConfig,
     ConfigError,
     ConfigErrors,
     HealthCheckConfig,
@@ -36,6 +37,7 @@ from .toml import load_toml, load_toml_text
 
 __all__ = [
     "AdminConfig",
+    "ClusterConfig",
     "ConfigError",
     "ConfigErrors",
     "MemberConfig",

@@ -249,4 +249,18 @@ def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
         items = {"endpoint": admin.endpoint, "user": admin.user, "password": admin.password,
                  "state_file": admin.state_file}
         out += ["", "[admin]", *_lines(items)]
+    if config.cluster is not None:
+        cluster = config.cluster
+        out += ["", "[cluster]", *_lines({
+            "etcd": list(cluster.etcd),
+            "prefix": cluster.prefix,
+            "instance": cluster.instance,
+            "address": cluster.address,
+            "ca_file": cluster.ca_file,
+            "certificate": cluster.certificate,
+            "key": cluster.key,
+            "user": cluster.user,
+            "password": cluster.password,
+            "timeout": float(cluster.timeout),
+        })]
     return "\n".join(out) + "\n"

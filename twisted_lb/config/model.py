@@ -42,6 +42,7 @@ __all__ = [
     "HealthCheckKind",
     "MEMBER_SCHEMES",
     "AdminConfig",
+    "ClusterConfig",
     "endpoint_is_local",
     "PASSWORD_HASH_PREFIX",
 ]
@@ -656,6 +657,86 @@ class AdminConfig:
     state_file: str | None = None
 
 
+def _etcd_endpoints(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError("give at least one etcd endpoint (http://127.0.0.1:2379)")
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an etcd endpoint: give http(s)://HOST:PORT")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{url!r}: an etcd endpoint is http(s)://HOST:PORT, nothing more")
+        try:
+            _ = parts.port
+        except ValueError as e:
+            raise ValueError(f"{url!r}: {e}") from None
+
+
+def _cluster_prefix(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError(
+            f"{value!r} must start with '/' and name a key prefix without a trailing '/' "
+            "(/twisted_lb/NAME)"
+        )
+
+
+def _instance_name(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value):
+        raise ValueError(f"{value!r}: an instance name is 1-100 letters, digits, '_', '.', ':', '-'")
+
+
+def _default_instance() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.:-]", "-", socket.gethostname())[:100] or "instance"
+
+
+@attrs.frozen
+class ClusterConfig:
+    """
+    Several proxies sharing one runtime state (what operators change in the
+    balancer manager) through an etcd v3 cluster.
+
+    @ivar etcd: the etcd client URLs (C{http(s)://HOST:PORT}); the next one is
+        tried when one does not answer.
+    @ivar prefix: the key prefix of this group of proxies (every proxy of the
+        group uses the same one).
+    @ivar instance: this proxy's name in the group (the host name by
+        default); unique within the group.
+    @ivar address: how operators reach this proxy, shown in the manager
+        (its admin endpoint by default).
+    @ivar ca_file: the CA that signed the etcd servers' certificates
+        (C{https://} endpoints); the system's CAs when C{None}.
+    @ivar certificate: a PEM file with a client certificate (and its key,
+        unless C{key} is given) for etcd's client certificate authentication.
+    @ivar key: the client certificate's private key (PEM).
+    @ivar user: an etcd user (etcd's own authentication); C{None}: none.
+    @ivar password: that user's password.
+    @ivar timeout: seconds an etcd request may take before the next endpoint
+        is tried.
+    """
+
+    etcd: tuple[str, ...] = attrs.field(converter=tuple, validator=_etcd_endpoints)
+    prefix: str = attrs.field(default="/twisted_lb/default", validator=_cluster_prefix)
+    instance: str = attrs.field(factory=_default_instance, validator=_instance_name)
+    address: str = ""
+    ca_file: str | None = None
+    certificate: str | None = None
+    key: str | None = attrs.field(default=None)
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    timeout: float = attrs.field(default=2.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.password is None) != (self.user is None):
+            raise ValueError("give both user and password for etcd's authentication, or neither")
+
+    @key.validator
+    def _check_key(self, attribute: attrs.Attribute[Any], value: str | None) -> None:
+        if value is not None and self.certificate is None:
+            raise ValueError("a key without a certificate: give certificate too")
+
+
 @attrs.frozen
 class LimitsConfig:
     """
@@ -732,6 +813,8 @@ class ProxyConfig:
     @ivar workers: how many processes serve the listeners: C{"auto"} (the
         default: one per core, see L{effective_workers}) or a number; 1 runs
         everything in the one C{twistd} process.
+    @ivar cluster: the etcd store shared with other proxies; C{None} (the
+        default): this proxy's manager changes are its own.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -748,6 +831,7 @@ class ProxyConfig:
     admin: AdminConfig | None = None
     limits: LimitsConfig = LimitsConfig()
     workers: int | str = attrs.field(default="auto", validator=_workers)
+    cluster: ClusterConfig | None = None
 
     @property
     def effective_workers(self) -> int:

@@ -26,6 +26,7 @@ from .model import (
     AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
+    ClusterConfig,
     ConfigError,
     HealthCheckConfig,
     HealthCheckKind,
@@ -58,6 +59,20 @@ _TOP = {
     "balancers": "table",
     "routes": "tables",
     "admin": "table",
+    "cluster": "table",
+}
+_CLUSTER = {
+    "etcd": "strlist",
+    "prefix": "str",
+    "instance": "str",
+    "address": "str",
+    "ca_file": "str",
+    "certificate": "str",
+    "key": "str",
+    "user": "str",
+    "password": "str",
+    "password_file": "str",
+    "timeout": "num",
 }
 _ADMIN = {
     "endpoint": "str",
@@ -301,11 +316,56 @@ class _Reader:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         if "admin" in data:
             kwargs["admin"] = self.admin(data["admin"], "admin")
+        if "cluster" in data:
+            kwargs["cluster"] = self.cluster(data["cluster"], "cluster")
         config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
         if not config.listeners:
             # (One built in code may have none: its resource served by another Site.)
             raise self.error("listen", "no listener is configured")
         return config
+
+    def read_secret(self, key: str, name: str) -> str:
+        """The first line of the file C{name} (a password kept out of the configuration)."""
+        try:
+            with open(self.path(name), encoding="utf-8") as f:  # type: ignore[arg-type]
+                return f.read().strip()
+        except OSError as e:
+            raise self.error(key, f"cannot be read: {e.strerror or e}") from None
+
+    def cluster(self, table: dict[str, Any], prefix: str) -> ClusterConfig:
+        self.check(table, _CLUSTER, prefix)
+        if "etcd" not in table:
+            raise self.error(_join(prefix, "etcd"), 'is required: etcd = ["http://127.0.0.1:2379"]')
+        etcd = table["etcd"]
+        kwargs: dict[str, Any] = {"etcd": (etcd,) if isinstance(etcd, str) else tuple(etcd)}
+        for key in ("prefix", "instance", "address", "user", "password"):
+            if key in table:
+                kwargs[key] = table[key]
+        for key in ("ca_file", "certificate", "key"):
+            if key in table:
+                kwargs[key] = self.path(table[key])
+        if "timeout" in table:
+            kwargs["timeout"] = float(table["timeout"])
+        if "password_file" in table:
+            if "password" in table:
+                raise self.error(
+                    _join(prefix, "password_file"), "give password or password_file, not both"
+                )
+            kwargs["password"] = self.read_secret(
+                _join(prefix, "password_file"), table["password_file"]
+            )
+        if "key" in kwargs and "certificate" not in kwargs:
+            raise self.error(
+                _join(prefix, "key"), "a key without a certificate: give certificate too"
+            )
+        if ("user" in kwargs) != ("password" in kwargs):
+            missing = "user" if "user" not in kwargs else "password"
+            raise self.error(
+                _join(prefix, missing),
+                "is missing: give both user and password for etcd's authentication, or neither",
+            )
+        names = {"password": "password_file" if "password_file" in table else "password"}
+        return self.model(ClusterConfig, kwargs, prefix, names)
 
     def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
         self.check(table, _ADMIN, prefix)
