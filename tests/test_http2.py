@@ -17,6 +17,7 @@ from hyperframe.frame import (
     Frame,
     GoAwayFrame,
     HeadersFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
 )
@@ -350,3 +351,16 @@ class StreamTests(SynchronousTestCase):
         c.proto.pauseProducing()
         c.clock.advance(30)
         self.assertEqual(aborted, [True])
+
+    def test_priority_flood_ends_the_connection_in_words(self):
+        """PRIORITY frames for 1 001 streams never opened overflow Twisted's priority tree:
+        GOAWAY (ENHANCE_YOUR_CALM), not an internal error."""
+        c = Connection()
+        c.deliver()
+        data = b"".join(
+            PriorityFrame(s, depends_on=0, stream_weight=15).serialize() for s in range(1, 2004, 2)
+        )
+        c.proto.dataReceived(data)
+        goaway = [f for f in c.sent() if isinstance(f, GoAwayFrame)]
+        self.assertEqual([g.error_code for g in goaway], [11])
+        self.assertTrue(c.transport.disconnecting)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web._http2 import H2Connection
+try:
+    from twisted.web._http2 import H2Connection
+except ImportError:  # twisted[http2] (h2, priority) is not installed: HTTP/2 is never offered
+    H2Connection = object  # type: ignore[assignment,misc]
 
 __all__ = ["H2Connection", "H2ConnectionBase", "H2_CONNECTION_PRIVATE", "switch_to_http2"]
 

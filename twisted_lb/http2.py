@@ -41,6 +41,7 @@ from typing import Any
 
 import h2.events
 import h2.exceptions
+import priority
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes, Settings
 from twisted.internet.error import ConnectionLost
@@ -253,6 +254,11 @@ class LimitedH2Connection(H2ConnectionBase):
                 if self._closing:
                     return
                 self._event(event)
+        except priority.TooManyStreamsError as e:
+            # Twisted's priority tree holds at most 1 000 streams, PRIORITY
+            # frames for streams never opened included.
+            self._close(f"its stream priorities: {e}", ErrorCodes.ENHANCE_YOUR_CALM)
+            return
         except Exception:
             _log.failure("HTTP/2 connection of {peer}", peer=self._peer())
             self._close("an internal error", ErrorCodes.INTERNAL_ERROR)
