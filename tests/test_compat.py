@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import h2.config
@@ -328,3 +330,14 @@ class H2ConnectionProbes(SynchronousTestCase):
         connection.forget_stream(1)
         self.assertNotIn(1, connection.streams)
         self.assertTrue(connection.flush_control())
+
+
+def test_the_proxy_imports_without_h2() -> None:
+    """Without twisted[http2] (h2, priority) the proxy still imports and offers no HTTP/2."""
+    code = (
+        "import sys; sys.modules['h2'] = sys.modules['priority'] = None\n"
+        "import twisted_lb.compat, twisted_lb.frontend, twisted_lb.service\n"
+        "from twisted_lb.tls import h2_available\n"
+        "assert not h2_available()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

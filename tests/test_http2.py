@@ -17,6 +17,7 @@ from hyperframe.frame import (
     Frame,
     GoAwayFrame,
     HeadersFrame,
+    PriorityFrame,
     RstStreamFrame,
     SettingsFrame,
 )
@@ -93,11 +94,14 @@ class Connection:
         self.proto.site = Site(Resource())
         #: the paths of the requests handed to the site, in order.
         self.processed: list[bytes] = []
-        processed = self.processed
+        #: the requests handed to the site, in order.
+        self.requests: list[Request] = []
+        processed, requests = self.processed, self.requests
 
         class Recording(Request):
             def process(self) -> None:
                 processed.append(self.path)
+                requests.append(self)
 
         self.proto.requestFactory = Recording
         # Lenient: a TCP transport may be paused after loseConnection.
@@ -315,4 +319,48 @@ class StreamTests(SynchronousTestCase):
         c.clock.advance(61)
         goaway = [f for f in c.sent() if isinstance(f, GoAwayFrame)]
         self.assertEqual([g.error_code for g in goaway], [0])
+        self.assertTrue(c.transport.disconnecting)
+
+    def test_response_the_client_gives_no_window_for_is_closed_when_idle(self):
+        """A response held back because the client opens no flow-control window: the
+        connection is closed at idle_timeout (GOAWAY ENHANCE_YOUR_CALM)."""
+        c = Connection()
+        c.proto.callLater = c.clock.callLater
+        c.proto.setTimeout(60)
+        c.client.update_settings({SettingCodes.INITIAL_WINDOW_SIZE: 0})
+        c.request(1)
+        c.deliver()
+        c.clock.advance(0)
+        c.requests[0].write(b"held back")
+        c.clock.advance(0)
+        c.sent()
+        c.clock.advance(61)
+        goaway = [f for f in c.sent() if isinstance(f, GoAwayFrame)]
+        self.assertEqual([g.error_code for g in goaway], [11])
+        self.assertTrue(c.transport.disconnecting)
+
+    def test_client_that_reads_nothing_is_aborted_after_send_timeout(self):
+        c = Connection(LimitsConfig(send_timeout=30))
+        aborted: list[bool] = []
+        c.transport.abortConnection = lambda: aborted.append(True)  # type: ignore[method-assign]
+        c.proto.pauseProducing()
+        c.clock.advance(29)
+        c.proto.resumeProducing()
+        c.clock.advance(10)
+        self.assertEqual(aborted, [])
+        c.proto.pauseProducing()
+        c.clock.advance(30)
+        self.assertEqual(aborted, [True])
+
+    def test_priority_flood_ends_the_connection_in_words(self):
+        """PRIORITY frames for 1 001 streams never opened overflow Twisted's priority tree:
+        GOAWAY (ENHANCE_YOUR_CALM), not an internal error."""
+        c = Connection()
+        c.deliver()
+        data = b"".join(
+            PriorityFrame(s, depends_on=0, stream_weight=15).serialize() for s in range(1, 2004, 2)
+        )
+        c.proto.dataReceived(data)
+        goaway = [f for f in c.sent() if isinstance(f, GoAwayFrame)]
+        self.assertEqual([g.error_code for g in goaway], [11])
         self.assertTrue(c.transport.disconnecting)

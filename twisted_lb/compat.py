@@ -14,7 +14,11 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.interfaces import IListeningPort
 from twisted.web import client as _web_client
-from twisted.web._http2 import H2Connection
+
+try:
+    from twisted.web._http2 import H2Connection
+except ImportError:  # twisted[http2] (h2, priority) is not installed: HTTP/2 is never offered
+    H2Connection = object  # type: ignore[assignment,misc]
 
 __all__ = [
     "H2Connection",

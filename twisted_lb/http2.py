@@ -41,6 +41,7 @@ from typing import Any
 
 import h2.events
 import h2.exceptions
+import priority
 from h2.errors import ErrorCodes
 from h2.settings import SettingCodes, Settings
 from twisted.internet.error import ConnectionLost
@@ -198,6 +199,7 @@ class LimitedH2Connection(H2ConnectionBase):
         self._scanner = FrameScanner(limits.max_header_bytes)
         self._closing = False
         self._abort_call: IDelayedCall | None = None
+        self._send_call: IDelayedCall | None = None
         self._head_call: IDelayedCall | None = None
         self._head_started = 0.0
         self._head_received = 0
@@ -252,6 +254,11 @@ class LimitedH2Connection(H2ConnectionBase):
                 if self._closing:
                     return
                 self._event(event)
+        except priority.TooManyStreamsError as e:
+            # Twisted's priority tree holds at most 1 000 streams, PRIORITY
+            # frames for streams never opened included.
+            self._close(f"its stream priorities: {e}", ErrorCodes.ENHANCE_YOUR_CALM)
+            return
         except Exception:
             _log.failure("HTTP/2 connection of {peer}", peer=self._peer())
             self._close("an internal error", ErrorCodes.INTERNAL_ERROR)
@@ -493,14 +500,49 @@ class LimitedH2Connection(H2ConnectionBase):
 
     def timeoutConnection(self) -> None:
         """
-        Idle for C{idle_timeout}: close with GOAWAY (NO_ERROR), unless a
-        request is in flight (a member may take longer than that to answer).
+        Nothing received nor sent for C{idle_timeout}: close with GOAWAY
+        (NO_ERROR), unless every request in flight is waiting for its member
+        (a member may take longer than that to answer). A response held back
+        because the client gives no flow-control window is the client's
+        doing: the connection is closed then.
         """
         if self.streams:
-            # The timer that fired is spent: set a new one.
-            self.setTimeout(self.timeOut)
+            held = [s for s in self.streams if self.remainingOutboundWindow(s) <= 0]
+            if not held:
+                # The timer that fired is spent: set a new one.
+                self.setTimeout(self.timeOut)
+                return
+            self._close(
+                f"it opened no flow-control window for {len(held)} responses in {self.timeOut} s",
+                ErrorCodes.ENHANCE_YOUR_CALM,
+            )
             return
         self._close(f"idle for {self.timeOut} s", ErrorCodes.NO_ERROR, quiet=True)
+
+    def pauseProducing(self) -> None:
+        """The client reads too slowly: abort if it still has not read in C{send_timeout}."""
+        super().pauseProducing()
+        if self._send_call is None and not self._closing:
+            self._send_call = self._clock.callLater(self.limits.send_timeout, self._send_stalled)
+
+    def resumeProducing(self) -> None:
+        if self._send_call is not None:
+            if self._send_call.active():
+                self._send_call.cancel()
+            self._send_call = None
+        super().resumeProducing()
+
+    def _send_stalled(self) -> None:
+        self._send_call = None
+        transport: Any = self.transport
+        if transport is None or self._closing:
+            return
+        _log.info(
+            "aborting the HTTP/2 connection of {peer}: it read nothing for {seconds} s",
+            peer=self._peer(),
+            seconds=self.limits.send_timeout,
+        )
+        transport.abortConnection()
 
     def _close(self, why: str, error_code: ErrorCodes | None, quiet: bool = False) -> None:
         """
@@ -541,7 +583,7 @@ class LimitedH2Connection(H2ConnectionBase):
         super().connectionLost(Failure(ConnectionLost(why)))
 
     def _cancel_timers(self) -> None:
-        for name in ("_head_call", "_body_call", "_ended_call"):
+        for name in ("_head_call", "_body_call", "_ended_call", "_send_call"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()

@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.interop.proxy_process import ProxyProcess, free_port, toml_config
-from twisted_lb.testing import FaultyAJPMember
+from twisted_lb.testing import Fault, FaultyAJPMember
 from twisted_lb.tls import h2_available, make_self_signed
 
 from .h2_client import H2Client, timed_get
@@ -35,6 +35,8 @@ class HostileHTTP2Case(TestCase):
 
     timeout = 60
     limits: dict[str, Any] = {}
+    #: more keys of the member's table
+    member_options: dict[str, Any] = {}
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -51,7 +53,7 @@ class HostileHTTP2Case(TestCase):
             tls_listen=[self.port],
             cert=cert,
             key=key,
-            members=[{"url": self.member.url, "route": "m1"}],
+            members=[{"url": self.member.url, "route": "m1", **self.member_options}],
             top={"workers": 1},
         )
         if self.limits:
@@ -351,3 +353,45 @@ class RapidResetTests(HostileHTTP2Case):
         self.assertLess(slowest, 1.0)
         self.assertLess(after - before, 16 * MiB)
         self.assert_logged("resets streams too fast")
+
+
+class ResetWhileWaitingTests(HostileHTTP2Case):
+    member_options = {"max": 1}
+
+    @defer.inlineCallbacks
+    def test_stream_reset_while_waiting_for_a_connection_is_not_sent(self):
+        """A request dispatched to a member whose only connection is busy, then reset by
+        the client: when the connection comes free, the request is not sent."""
+        self.member.schedule(Fault.STALL_BEFORE_HEADERS)
+        client = yield deferToThread(H2Client, self.port)
+        self.addCleanup(client.close)
+        slow = yield deferToThread(client.get, b"/app/slow")
+        self.assertTrue(
+            (yield wait_for(lambda: len(self.member.requests) == self.warm_requests + 1))
+        )
+        cancelled = yield deferToThread(client.get, b"/app/cancelled")
+        yield sleep(0.3)  # dispatched: waiting for the member's one connection
+        yield deferToThread(client.send, client.rst_frame(cancelled))
+        yield sleep(0.2)
+        self.assertEqual(self.member.answer_stalled(), 1)
+        answered = yield deferToThread(client.read, lambda: slow in client.ended, 3.0)
+        self.assertTrue(answered)
+        self.assertEqual(client.responses[slow], 200)
+        yield sleep(0.5)
+        paths = [r.forward.req_uri for r in self.member.requests[self.warm_requests :]]
+        self.assertEqual(len(paths), 1, paths)
+        # The connection is still there for the next request.
+        self.assertEqual((yield deferToThread(timed_get, self.port))[0], 200)
+
+
+async def _wait_for(predicate: Any, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await sleep(0.05)
+    return True
+
+
+def wait_for(predicate: Any, timeout: float = 3.0) -> defer.Deferred[bool]:
+    return defer.Deferred.fromCoroutine(_wait_for(predicate, timeout))

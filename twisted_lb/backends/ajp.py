@@ -15,7 +15,7 @@ from twisted_lb.ajp import AJPConnection, ForwardRequest, RequestTooLarge, Role
 from twisted_lb.ajp.pool import AJPConnectionPool
 from twisted_lb.ajp.protocol import AJPClientProtocol
 from twisted_lb.config.model import MemberConfig
-from twisted_lb.errors import AttemptFailed, RequestRefused
+from twisted_lb.errors import AttemptFailed, RequestRefused, ResponseAborted
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
 from twisted_lb.quiet import QuietFactory
 from twisted_lb.rewrite import RewriterCache, RewritingSink, public_origin
@@ -122,6 +122,11 @@ class AJPBackend:
         self, forward: ForwardRequest, exchange: Exchange, sink: ResponseSink
     ) -> None:
         proto = await self.pool.acquire()
+        if getattr(sink, "gone", False):
+            # The client left (an HTTP/2 stream it reset) while a connection
+            # was made, checked or freed: the request is not sent at all.
+            self.pool.release(proto, True)
+            raise ResponseAborted("the client went away before the request was sent")
         await self._exchange(proto, forward, exchange, sink)
 
     def _exchange(
