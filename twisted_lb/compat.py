@@ -21,6 +21,7 @@ __all__ = [
     "autobahn_fail",
     "autobahn_take_received",
     "autobahn_put_received",
+    "on_raw_response_field",
 ]
 
 
@@ -157,3 +158,37 @@ def autobahn_fail(protocol: Any, code: int, reason: str) -> None:
 
 
 # --- end of the Autobahn section --------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# HTTP members (twisted_lb.backends.http), Twisted 26.10: the response parser
+# of twisted.web's HTTP/1.1 client (twisted.web._newclient).
+#
+# Twisted's Headers replace CR and LF inside a field with spaces as they
+# store it; a member's raw field is seen only by the parser's
+# headerReceived, on the parser HTTP11ClientProtocol keeps in _parser while
+# a response is read.
+# ---------------------------------------------------------------------------
+
+
+def on_raw_response_field(protocol: Any, check: Any) -> None:
+    """
+    Have C{check(name, value)} called with each raw header field of the
+    response C{protocol} (an C{HTTP11ClientProtocol} whose request was just
+    issued) reads, before Twisted stores it; an exception C{check} raises
+    fails the response as a broken one (C{ResponseFailed}) and closes the
+    connection.
+    """
+    parser = protocol._parser
+    if parser is None:
+        return
+    store = parser.headerReceived
+
+    def checked(name: bytes, value: bytes) -> None:
+        check(name, value)
+        store(name, value)
+
+    parser.headerReceived = checked
+
+
+# --- end of the HTTP members section ----------------------------------------
