@@ -26,6 +26,9 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web import client as web_client
 from twisted.web import http
+from twisted.web._newclient import HTTP11ClientProtocol, ResponseFailed
+from twisted.web._newclient import Request as ClientRequest
+from twisted.web.http_headers import Headers as ClientHeaders
 from twisted.web.server import Request, Site
 
 from twisted_lb import compat
@@ -341,3 +344,53 @@ def test_the_proxy_imports_without_h2() -> None:
         "assert not h2_available()\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------
+# HTTP members (twisted_lb.backends.http): the response parser of Twisted's
+# HTTP/1.1 client, kept in HTTP11ClientProtocol._parser.
+# ---------------------------------------------------------------------------
+
+
+class HTTPMemberParserProbes(SynchronousTestCase):
+    """on_raw_response_field sees each raw field before Twisted stores it."""
+
+    def _request(self) -> tuple[HTTP11ClientProtocol, StringTransport, Deferred]:
+        proto = HTTP11ClientProtocol()
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        d = proto.request(ClientRequest(b"GET", b"/", ClientHeaders({b"host": [b"member"]}), None))
+        return proto, transport, d
+
+    def test_raw_fields_and_a_refusal(self) -> None:
+        """
+        The check gets each field as the member sent it (a CR inside a value
+        kept, which Twisted's Headers would turn into a space); what it
+        raises fails the response as a broken one and closes the connection.
+        """
+        proto, transport, d = self._request()
+        self.assertIsNotNone(proto._parser, "HTTP11ClientProtocol._parser is gone")
+        seen = []
+
+        def check(name: bytes, value: bytes) -> None:
+            seen.append((name, value))
+            if b"\r" in value:
+                raise ValueError("bare CR")
+
+        compat.on_raw_response_field(proto, check)
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: a\rb\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(seen, [(b"X-A", b"1"), (b"X-B", b"a\rb")])
+        failure = self.failureResultOf(d, ResponseFailed)
+        self.assertTrue(any(r.check(ValueError) for r in failure.value.reasons))
+        self.assertTrue(transport.disconnecting)
+
+    def test_fields_kept_when_accepted(self) -> None:
+        """A check that raises nothing leaves the response as Twisted makes it."""
+        proto, _, d = self._request()
+        compat.on_raw_response_field(proto, lambda name, value: None)
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n")
+        response = self.successResultOf(d)
+        self.assertEqual(response.headers.getRawHeaders(b"x-a"), [b"1"])
+
+
+# --- end of the HTTP members section ----------------------------------------

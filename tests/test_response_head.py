@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from twisted_lb.exchange import response_head_problem
+from twisted_lb.exchange import field_problem, response_head_problem
 
 GOOD = [(b"Content-Type", b"text/html"), (b"Set-Cookie", b"a=b; Path=/"), (b"X-Tab", b"a\tb")]
 
@@ -36,3 +36,11 @@ def test_status_outside_100_599(status: int) -> None:
 def test_nul_cr_lf_in_names_and_values(header: tuple[bytes, bytes], words: str) -> None:
     assert response_head_problem(200, [*GOOD, header]) == words
     assert response_head_problem(200, [header, *GOOD]) == words
+
+
+def test_field_problem_is_the_field_part_of_the_rule() -> None:
+    """field_problem (for a backend that sees fields one by one) says what response_head_problem says."""
+    assert field_problem(b"X-A", b"a b\tc") is None
+    for header in [(b"X-A", b"a\rb"), (b"X-A", b"a\x00"), (b"X\n", b"1")]:
+        assert field_problem(*header) == response_head_problem(200, [header])
+        assert field_problem(*header) is not None

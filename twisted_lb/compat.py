@@ -28,10 +28,7 @@ __all__ = [
     "autobahn_fail",
     "autobahn_take_received",
     "autobahn_put_received",
-    "quiet_pool_factory",
-    "listening_port",
-    "H2ConnectionBase",
-    "H2_CONNECTION_PRIVATE",
+    "on_raw_response_field",
 ]
 
 
@@ -266,3 +263,37 @@ def listening_port(service: StreamServerEndpointService) -> IListeningPort | Non
 
 
 # --- end of operator experience ---------------------------------------------
+
+
+# ---------------------------------------------------------------------------
+# HTTP members (twisted_lb.backends.http), Twisted 26.10: the response parser
+# of twisted.web's HTTP/1.1 client (twisted.web._newclient).
+#
+# Twisted's Headers replace CR and LF inside a field with spaces as they
+# store it; a member's raw field is seen only by the parser's
+# headerReceived, on the parser HTTP11ClientProtocol keeps in _parser while
+# a response is read.
+# ---------------------------------------------------------------------------
+
+
+def on_raw_response_field(protocol: Any, check: Any) -> None:
+    """
+    Have C{check(name, value)} called with each raw header field of the
+    response C{protocol} (an C{HTTP11ClientProtocol} whose request was just
+    issued) reads, before Twisted stores it; an exception C{check} raises
+    fails the response as a broken one (C{ResponseFailed}) and closes the
+    connection.
+    """
+    parser = protocol._parser
+    if parser is None:
+        return
+    store = parser.headerReceived
+
+    def checked(name: bytes, value: bytes) -> None:
+        check(name, value)
+        store(name, value)
+
+    parser.headerReceived = checked
+
+
+# --- end of the HTTP members section ----------------------------------------

@@ -25,6 +25,7 @@ __all__ = [
     "ResponseSink",
     "IDEMPOTENT_METHODS",
     "connection_options",
+    "field_problem",
     "member_path",
     "response_head_problem",
     "request_protocol",
@@ -85,12 +86,24 @@ def response_head_problem(status: int, headers: Sequence[tuple[bytes, bytes]]) -
     if _BAD_FIELD_BYTE.search(b"".join(chain.from_iterable(headers))) is None:
         return None
     for name, value in headers:
-        for part, what in ((name, "name"), (value, "value")):
-            found = _BAD_FIELD_BYTE.search(part)
-            if found is not None:
-                byte = _BYTE_NAMES[found.group()[0]]
-                return f"header {what} {name[:64]!r} holds {byte}"
+        problem = field_problem(name, value)
+        if problem is not None:
+            return problem
     return None  # unreachable: the joined scan found a byte in one of them
+
+
+def field_problem(name: bytes, value: bytes) -> str | None:
+    """
+    What makes one field of a member's response unfit to pass on (NUL, CR
+    or LF in its name or value), in words, or C{None}: the field part of
+    L{response_head_problem}, for a backend that sees fields one by one.
+    """
+    for part, what in ((name, "name"), (value, "value")):
+        found = _BAD_FIELD_BYTE.search(part)
+        if found is not None:
+            byte = _BYTE_NAMES[found.group()[0]]
+            return f"header {what} {name[:64]!r} holds {byte}"
+    return None
 def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
     """
     Whether a request asks for a WebSocket: a C{GET} whose C{Upgrade} field

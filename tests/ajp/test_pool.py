@@ -440,8 +440,8 @@ class CapTests(PoolTestCase):
         assert self.pool.open_count == 1
 
 
-class BurstTests(PoolTestCase):
-    """A burst of requests: connections opened a few at a time, slow CPINGs of a busy member."""
+class _BurstPool(PoolTestCase):
+    """A pool that opens at most two connections at once."""
 
     max_connections = 50
 
@@ -457,6 +457,10 @@ class BurstTests(PoolTestCase):
             endpoint_factory=lambda: self.endpoint,
             max_opening=2,
         )
+
+
+class BurstTests(_BurstPool):
+    """A burst of requests: connections opened a few at a time, slow CPINGs of a busy member."""
 
     def test_opening_is_bounded_and_the_rest_wait_in_line(self) -> None:
         """Five requests at once: two connections opening, the others wait, served in order."""
@@ -566,3 +570,86 @@ class BurstTests(PoolTestCase):
             self.reactor.advance(PING_TIMEOUT)
         self.failureResultOf(third)
         assert self.pool.waiting_count == 0
+
+
+class _RandomBurst:
+    """Random acquires, releases, CPONGs, silences, closes and clock turns on one pool."""
+
+    def __init__(self, case: _BurstPool, seed: int) -> None:
+        import random
+
+        self.case = case
+        self.random = random.Random(seed)
+        self.waiting: list[defer.Deferred[AJPClientProtocol]] = []
+        self.held: list[AJPClientProtocol] = []
+        #: how acquires ended, by result
+        self.outcomes: dict[str, int] = {}
+
+    def step(self) -> None:
+        case, pool, rnd = self.case, self.case.pool, self.random
+        members = [m for m in case.endpoint.members if m.transport.connected]
+        choice = rnd.randrange(6)
+        if choice == 0:
+            self.waiting.append(case.acquire())
+        elif choice == 1 and members:
+            member = rnd.choice(members)
+            if member.transport.value():
+                member.pong()
+        elif choice == 2 and self.held:
+            proto = self.held.pop(rnd.randrange(len(self.held)))
+            pool.release(proto, rnd.random() < 0.8)
+        elif choice == 3 and members:
+            rnd.choice(members).close()
+        else:
+            case.reactor.advance(rnd.choice([0, 0.1, PING_TIMEOUT / 2, PING_TIMEOUT]))
+        for d in list(self.waiting):
+            if d.called:
+                self.waiting.remove(d)
+                outcome: list[object] = []
+                d.addBoth(outcome.append)
+                if isinstance(outcome[0], AJPClientProtocol):
+                    self.held.append(outcome[0])
+                    self.outcomes["served"] = self.outcomes.get("served", 0) + 1
+                else:
+                    name = type(outcome[0].value).__name__  # type: ignore[attr-defined]
+                    self.outcomes[name] = self.outcomes.get(name, 0) + 1
+        self.check()
+
+    def check(self) -> None:
+        pool = self.case.pool
+        assert pool._opening >= 0 and pool._spare >= 0
+        assert len(pool._owners) + pool._spare == pool._opening
+        assert pool._owners <= set(pool._waiters)
+        assert all(not d.called for d in pool._waiters)
+        assert set(pool._timers) <= set(pool._waiters)
+        assert set(pool._deadlines) == set(pool._waiters)
+        assert pool._opening <= 2 and pool.open_count <= _BurstPool.max_connections
+        assert len(set(self.held)) == len(self.held)
+        assert not set(self.held) & set(pool._idle)
+
+
+class RandomBurstTests(_BurstPool):
+    """The pool's bookkeeping holds whatever happens in whatever order."""
+
+    def test_random_sequences(self) -> None:
+        outcomes: dict[str, int] = {}
+        for seed in range(40):
+            self.setUp()
+            burst = _RandomBurst(self, seed)
+            for _ in range(300):
+                burst.step()
+            # Whatever is still waiting ends by its deadline.
+            self.reactor.advance(ACQUIRE_TIMEOUT + PING_TIMEOUT * 2)
+            for member in self.endpoint.members:
+                if member.transport.connected and member.transport.value():
+                    member.pong()
+            self.reactor.advance(ACQUIRE_TIMEOUT + PING_TIMEOUT * 2)
+            assert self.pool.waiting_count == 0, seed
+            assert self.pool.opening_count == 0, seed
+            for d in burst.waiting:
+                assert d.called, seed
+                d.addErrback(lambda f: None)
+            for name, count in burst.outcomes.items():
+                outcomes[name] = outcomes.get(name, 0) + count
+        # Every way an acquire ends was taken.
+        assert {"served", "MemberBusy", "PingFailed"} <= set(outcomes), outcomes

@@ -13,9 +13,11 @@ C{max_opening} connections are being opened (connected and pinged) at once;
 the other requests wait in line for the first connection that is released or
 opened, up to C{acquire_timeout}, as HAProxy queues requests for a server at
 its C{maxconn}. A new connection whose CPING times out while the member
-answers on its other connections is a busy member, not a dead one: the
-request goes elsewhere (L{MemberBusy}) and the member stays in service; only
-a member silent on every connection is put in error (L{PingFailed}).
+answers on its other connections is a busy member, not a dead one: that
+connection is dropped, the request waits in line again (past
+C{acquire_timeout}, L{MemberBusy}: another member or 503) and the member
+stays in service; only a member silent on every connection is put in error
+(L{PingFailed}).
 """
 
 from __future__ import annotations
