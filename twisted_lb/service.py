@@ -15,27 +15,31 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
+from twisted_lb.compat import listening_port
 from twisted_lb.config.model import (
+    DEFAULT_HOST,
     BalancerConfig,
     ConfigError,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
+    RouteConfig,
 )
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
-from twisted_lb.endpoints import endpoint_errors
+from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
-from twisted_lb.routing import Router
+from twisted_lb.routing import Router, VirtualHosts
 from twisted_lb.tls import server_context
 from twisted_lb.websocket import WebSocketBridge, WSMember
 
@@ -50,6 +54,7 @@ __all__ = [
     "backend_for",
     "open_access_log",
     "BuiltBalancer",
+    "ListenerService",
 ]
 
 _log = Logger()
@@ -196,6 +201,46 @@ class BuiltBalancer:
         ).addCallback(lambda _: None)
 
 
+class ListenerService(StreamServerEndpointService):
+    """
+    The listening service of one listener: a L{StreamServerEndpointService}
+    whose failure to listen (a port in use, say) is a L{ConfigError} naming
+    the listener, not a traceback.
+
+    @ivar index: the listener's place in C{listen}.
+    @ivar description: its endpoint string.
+    """
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Any, source: str, index: int,
+        description: str,
+    ) -> None:
+        super().__init__(endpoint, factory)
+        self.source = source
+        self.index = index
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now.
+
+        @raise ConfigError: the endpoint cannot listen.
+        """
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise ConfigError(
+                self.source, f"listen[{self.index}].endpoint",
+                f"{self.description!r}: cannot listen: {reason}",
+            ) from None
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The port it listens on, or C{None} when it does not listen."""
+        return listening_port(self)
+
+
 def _member_for(mconf: MemberConfig, taken: set[str], balancer: BalancerConfig) -> Member:
     """The balancer's member for C{mconf}; named by its URL if its name is taken."""
     health = balancer.health_of(mconf)
@@ -228,7 +273,7 @@ def backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) ->
     @raise ConfigError: the member cannot be used (its TLS files, say).
     """
     if member.scheme in ("ws", "wss"):
-        return WSMember(reactor, member)
+        return WSMember(reactor, member, x_forwarded=x_forwarded)
     if member.scheme == "ajp":
         return AJPBackend(reactor, member)
     if member.scheme in ("http", "https"):
@@ -262,22 +307,40 @@ def build_balancer(
 
 
 def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Router[ProxyTarget]:
-    """The path router of C{config}'s routes onto C{balancers}."""
-    entries: list[tuple[str, ProxyTarget | None]] = []
+    """
+    The path router of C{config}'s routes onto C{balancers}: one L{Router},
+    or L{VirtualHosts} when routes belong to named virtual hosts.
+    """
+    entries: list[tuple[RouteConfig, ProxyTarget | None]] = []
     for route in config.routes:
         if route.balancer is None:
-            entries.append((route.path, None))
+            entries.append((route, None))
             continue
         built = balancers[route.balancer]
         entries.append(
             (
-                route.path,
+                route,
                 ProxyTarget.for_route(
-                    route, built.dispatcher, sticky=built.config.sticky, websocket=built.websocket
+                    route,
+                    built.dispatcher,
+                    sticky=built.config.sticky,
+                    websocket=built.websocket,
+                    allow_trace=config.allow_trace,
                 ),
             )
         )
-    return Router(entries)
+    if not any(route.hosts for route, _ in entries):
+        return Router((route.path, target) for route, target in entries)
+    names = {name for route, _ in entries for name in route.hosts if name != DEFAULT_HOST}
+
+    def router_for(name: str) -> Router[ProxyTarget]:
+        # The virtual host's own routes first: they win over routes for every
+        # host on the same path.
+        own = [(route.path, target) for route, target in entries if name in route.hosts]
+        shared = [(route.path, target) for route, target in entries if not route.hosts]
+        return Router(own + shared)
+
+    return VirtualHosts(router_for(DEFAULT_HOST), {name: router_for(name) for name in names})
 
 
 def build_resource(
@@ -335,6 +398,10 @@ class ProxyService(MultiService):
         super().__init__()
         self.reactor = reactor
         self.config = config
+        #: When it started (the reactor's clock), or C{None}.
+        self.started_at: float | None = None
+        #: The last reload: when, and what it changed (or why it was refused).
+        self.last_reload: tuple[float, str] | None = None
         self.connections = ClientConnections()
         #: Balancers taken out by a reload whose requests are still finishing.
         self.retired: set[BuiltBalancer] = set()
@@ -427,10 +494,17 @@ class ProxyService(MultiService):
         if listener.redirect:
             site = FrontendSite(
                 RedirectResource(listener.redirect, listener.redirect_status),
-                config.limits, self.reactor, self.connections,
+                config.limits, self.reactor, self.connections, listener.http2,
             )
         else:
-            site = FrontendSite(self.resource, config.limits, self.reactor, self.connections)
+            site = FrontendSite(
+                self.resource,
+                config.limits,
+                self.reactor,
+                self.connections,
+                listener.http2,
+                server_name=listener.server_name.encode("idna") if listener.server_name else None,
+            )
         factory: Any = site
         if listener.tls is not None:
             try:
@@ -442,8 +516,8 @@ class ProxyService(MultiService):
             if endpoint_for is not None:
                 endpoint = endpoint_for(index, listener)
             else:
-                endpoint = serverFromString(self.reactor, listener.endpoint)
-        service = StreamServerEndpointService(endpoint, factory)
+                endpoint = serverFromString(self.reactor, with_default_backlog(listener.endpoint))
+        service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
         service._raiseSynchronously = True
         return service
 
@@ -458,7 +532,12 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
-        summary = reload_service(self, config)
+        try:
+            summary = reload_service(self, config)
+        except ConfigError as e:
+            self.last_reload = (self.reactor.seconds(), f"refused: {e}")
+            raise
+        self.last_reload = (self.reactor.seconds(), summary.describe())
         if self.admin is not None:
             # What the manager changed outlives a reload, as it outlives a restart.
             self.admin.reapply()
@@ -476,7 +555,11 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.started_at = self.reactor.seconds()
         log_summary(self.config, self.balancers)
+        from twisted_lb.readiness import ready_line
+
+        _log.info("{line}", line=ready_line(self))
 
     def stopService(self) -> defer.Deferred[None]:
         """

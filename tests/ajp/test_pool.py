@@ -26,6 +26,7 @@ from twisted_lb.ajp import (
     EndResponse,
     ForwardRequest,
     Role,
+    SendBodyChunk,
     SendHeaders,
 )
 from twisted_lb.ajp.pool import AJPConnectionPool
@@ -437,3 +438,131 @@ class CapTests(PoolTestCase):
         new.pong()
         assert self.successResultOf(d) is new.proto
         assert self.pool.open_count == 1
+
+
+class BurstTests(PoolTestCase):
+    """A burst of requests: connections opened a few at a time, slow CPINGs of a busy member."""
+
+    max_connections = 50
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pool = AJPConnectionPool(
+            self.reactor,
+            "tomcat.example",
+            8009,
+            max_connections=self.max_connections,
+            ping_timeout=PING_TIMEOUT,
+            acquire_timeout=ACQUIRE_TIMEOUT,
+            endpoint_factory=lambda: self.endpoint,
+            max_opening=2,
+        )
+
+    def test_opening_is_bounded_and_the_rest_wait_in_line(self) -> None:
+        """Five requests at once: two connections opening, the others wait, served in order."""
+        waiting = [self.acquire() for _ in range(5)]
+        assert len(self.endpoint.members) == 2
+        assert (self.pool.opening_count, self.pool.waiting_count) == (2, 5)
+        first, second = self.endpoint.members
+        first.pong()
+        assert self.successResultOf(waiting[0]) is first.proto
+        # The place it left is given to the next request without a connection.
+        assert len(self.endpoint.members) == 3
+        second.pong()
+        assert self.successResultOf(waiting[1]) is second.proto
+        # A released connection serves the oldest waiter before its own opens.
+        self.pool.release(first.proto, self.exchange(first))
+        assert self.successResultOf(waiting[2]) is first.proto
+        for member in self.endpoint.members[2:]:
+            member.pong()
+        for d in waiting[3:]:
+            self.successResultOf(d)
+        # The connection opened for the request a release served went to the next one.
+        assert self.pool.opened == 4
+        assert self.pool.waiting_count == 0
+        assert self.pool.opening_count == 0
+
+    def test_connection_opened_for_a_request_served_meanwhile_goes_idle(self) -> None:
+        """A request served by a release before its CPONG: its new connection is kept idle."""
+        busy = self.connected()
+        d = self.acquire()
+        new = self.endpoint.members[1]
+        self.pool.release(busy.proto, self.exchange(busy))
+        assert self.successResultOf(d) is busy.proto
+        new.pong()
+        assert self.pool.idle_count == 1
+        assert self.pool.take_ready() is new.proto
+
+    def test_slow_cping_while_the_member_answers_elsewhere_is_busy_not_down(self) -> None:
+        """
+        A new connection's CPING times out while another connection of the
+        member received bytes within the ping timeout: the connection is
+        dropped, the request waits in line again and gets the first
+        connection the member frees; nothing puts the member in error.
+        """
+        busy = self.connected()
+        d = self.acquire()
+        slow = self.endpoint.members[1]
+        assert slow.received() == [CPing()]
+        self.reactor.advance(PING_TIMEOUT / 2)
+        # The member answers on its other connection meanwhile.
+        request = busy.proto.request(ForwardRequest(b"GET", b"/"), None, 0, _Sink(), 10.0)
+        busy.received()
+        busy.answer(SendHeaders(200, b"200", ()))
+        self.reactor.advance(PING_TIMEOUT / 2)
+        assert slow.transport.aborted
+        self.assertNoResult(d)
+        assert self.pool.waiting_count == 1
+        busy.answer(EndResponse(True))
+        busy.codec.start_next_cycle()
+        self.pool.release(busy.proto, self.successResultOf(request))
+        assert self.successResultOf(d) is busy.proto
+        assert self.pool.waiting_count == 0
+
+    def test_busy_member_waits_at_most_acquire_timeout(self) -> None:
+        """
+        New connections that never answer CPING while the member keeps
+        answering on another: the request gives up with MemberBusy (503,
+        retried elsewhere, the member not put in error) after acquire_timeout.
+        """
+        busy = self.connected()
+        request = busy.proto.request(ForwardRequest(b"GET", b"/"), None, 0, _Sink(), 60.0)
+        busy.received()
+        busy.answer(SendHeaders(200, b"200", ()))
+        d = self.acquire()
+        elapsed = 0.0
+        while not d.called and elapsed < ACQUIRE_TIMEOUT * 3:
+            # A body chunk on the busy connection every half ping timeout.
+            busy.answer(SendBodyChunk(b"x"))
+            self.reactor.advance(PING_TIMEOUT / 2)
+            elapsed += PING_TIMEOUT / 2
+        failure = self.failureResultOf(d, MemberBusy)
+        assert not failure.value.marks_member_down
+        assert not failure.value.reached_application
+        assert ACQUIRE_TIMEOUT <= elapsed <= ACQUIRE_TIMEOUT + 2 * PING_TIMEOUT
+        assert len(self.endpoint.members) > 2  # it tried new connections meanwhile
+        assert self.pool.waiting_count == 0
+        self.assertNoResult(request)
+
+    def test_slow_cping_with_no_sign_of_life_is_ping_failed(self) -> None:
+        """Nothing from the member on any connection during the CPING: PingFailed, member down."""
+        self.connected()
+        self.reactor.advance(PING_TIMEOUT * 3)
+        d = self.acquire()
+        self.reactor.advance(PING_TIMEOUT)
+        failure = self.failureResultOf(d, PingFailed)
+        assert failure.value.marks_member_down
+
+    def test_waiter_without_an_opening_connection_times_out_busy(self) -> None:
+        """At the opening bound a waiter gets MemberBusy after acquire_timeout if nothing frees."""
+        owners = [self.acquire(), self.acquire()]
+        third = self.acquire()
+        self.reactor.advance(ACQUIRE_TIMEOUT)
+        # The two opening connections never answered: PingFailed for their owners.
+        for d in owners:
+            self.failureResultOf(d, PingFailed)
+        # The third got its own opening connection when a place freed; it may still be pending.
+        if not third.called:
+            self.reactor.advance(PING_TIMEOUT)
+        self.failureResultOf(third)
+        assert self.pool.waiting_count == 0

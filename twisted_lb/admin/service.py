@@ -19,6 +19,7 @@ from twisted_lb.endpoints import server_endpoint
 
 from .auth import protect
 from .csrf import CrossSiteGuard
+from .healthz import with_healthz
 from .manager import Manager
 from .metrics import PUBLISH_INTERVAL, RequestMetrics
 from .pinned import PinnedSessions
@@ -32,6 +33,9 @@ _log = Logger()
 
 class _QuietSite(Site):
     """Admin requests are not access-logged; changes are logged by the manager."""
+
+    #: No "Starting factory"/"Stopping factory" lines.
+    noisy = False
 
     def log(self, request: object) -> None:
         pass
@@ -78,7 +82,11 @@ class AdminService(MultiService):
         self.manager = Manager(balancers, state, self.metrics, reload, on_change)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
         self.root.note = note
-        site = _QuietSite(protect(self.root, config.user, config.password, reactor), timeout=60)
+        self.root.about = _about(proxy, reactor)
+        site = _QuietSite(
+            with_healthz(proxy, protect(self.root, config.user, config.password, reactor)),
+            timeout=60,
+        )
         site.displayTracebacks = False
         source = getattr(proxy.config, "source", "<config>")
         endpoint = server_endpoint(reactor, config.endpoint, source, "admin.endpoint")
@@ -178,3 +186,19 @@ def _all_workers(proxy: Any, worker: Any) -> tuple[Any, Any]:
         os.kill(worker.supervisor_pid, signal.SIGUSR1)
 
     return reload, on_change
+
+
+def _about(proxy: Any, reactor: Any) -> Any:
+    """What the manager page says of the proxy itself: version, uptime, file, last reload."""
+    from twisted_lb import __version__
+
+    def about() -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started": getattr(proxy, "started_at", None),
+            "now": reactor.seconds(),
+            "source": getattr(proxy.config, "source", "<code>"),
+            "last_reload": getattr(proxy, "last_reload", None),
+        }
+
+    return about

@@ -9,6 +9,7 @@ JSON API, and the metrics, with the security headers every answer carries.
     POST /api/balancers/NAME/members         {"url": ..., "route": ..., "loadfactor": ...}
     POST /api/reload                         reload the configuration file (as SIGHUP)
     GET  /metrics                Prometheus text format
+    GET  /healthz                readiness, without password (see L{twisted_lb.admin.healthz})
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +30,7 @@ from .manager import Manager
 from .metrics import RequestMetrics
 from .page import SCRIPT, render_page
 from .pinned import PinnedSessions
-from .view import describe_all, describe_balancer
+from .view import describe_all, describe_balancer, takes_new_requests
 
 __all__ = ["AdminRoot"]
 
@@ -85,8 +87,26 @@ class _Page(Resource):
             message=_arg(request, b"msg"),
             note=root.note,
             error=_arg(request, b"err"),
+            about=root.describe_self(),
         )
         return _answer(request, 200, b"text/html; charset=utf-8", page)
+
+
+def _needs_confirmation(root: AdminRoot, request: Request, balancer: str, route: str, action: str) -> bool:
+    """Whether C{action} would drain or disable the last member taking new requests, unconfirmed."""
+    if action not in ("drain", "disable") or _arg(request, b"confirmed") == "1":
+        return False
+    try:
+        built = find_balancer(root.manager.balancers, balancer)
+        member = find_member(built, route)
+    except ActionError:
+        return False  # the action says what is wrong
+    balancer_core = built.balancer
+    return takes_new_requests(balancer_core, member) and not any(
+        takes_new_requests(balancer_core, other)
+        for other in balancer_core.members
+        if other is not member
+    )
 
 
 class _FormAction(Resource):
@@ -110,6 +130,13 @@ class _FormAction(Resource):
         if refusal is not None:
             return _answer(request, 403, b"text/plain; charset=utf-8", refusal.encode() + b"\n")
         balancer, route, action = (_arg(request, n) for n in (b"balancer", b"route", b"action"))
+        if _needs_confirmation(root, request, balancer, route, action):
+            page = render_page(
+                describe_all(root.manager.balancers, root.pinned), root.guard.token,
+                note=root.note, about=root.describe_self(),
+                confirm={"action": action, "balancer": balancer, "route": route},
+            )
+            return _answer(request, 200, b"text/html; charset=utf-8", page)
         try:
             if action == "reload":
                 message = "configuration reloaded: " + root.manager.reload(who=_who(request))
@@ -128,7 +155,7 @@ class _FormAction(Resource):
         except ActionError as e:
             page = render_page(
                 describe_all(root.manager.balancers, root.pinned), root.guard.token, error=str(e),
-                note=root.note,
+                note=root.note, about=root.describe_self(),
             )
             return _answer(request, e.status, b"text/html; charset=utf-8", page)
         request.setResponseCode(303)
@@ -242,7 +269,14 @@ class AdminRoot(Resource):
         self.pinned = pinned
         #: Which process this admin listener shows, when there are several.
         self.note = ""
+        #: Gives the page's version, uptime, configuration file and last reload
+        #: (see L{render_page}'s C{about}), when set.
+        self.about: Callable[[], dict[str, Any]] | None = None
         self.putChild(b"", _Page(self))
         self.putChild(b"action", _FormAction(self))
         self.putChild(b"api", _Api(self))
         self.putChild(b"metrics", _Metrics(metrics))
+
+    def describe_self(self) -> dict[str, Any] | None:
+        """The proxy's version, uptime, configuration file and last reload, if known."""
+        return None if self.about is None else self.about()

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import client as web_client
@@ -50,7 +50,8 @@ from twisted_lb.errors import (
     ResponseNeverReceived,
     TLSFailed,
 )
-from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.exchange import Exchange, ResponseSink, member_path, response_head_problem
+from twisted_lb.quiet import QuietFactory
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
 __all__ = ["HTTPBackend"]
@@ -135,6 +136,10 @@ class _MemberClientProtocol(HTTP11ClientProtocol):
                 count=len(rest),
             )
             self._currentRequest.persistent = False
+        elif self._currentRequest is not None and getattr(self.transport, "disconnecting", False):
+            # Closed while its response was read (a head that could not be
+            # passed on, see _Dropper): never back to the pool.
+            self._currentRequest.persistent = False
         super()._finishResponse_WAITING(rest)
 
     _finishResponse_TRANSMITTING = _finishResponse_WAITING
@@ -155,6 +160,8 @@ class _MemberClientProtocol(HTTP11ClientProtocol):
 class _MemberClientFactory(web_client._HTTP11ClientFactory):
     """Builds L{_MemberClientProtocol}s for one member."""
 
+    #: No "Starting factory"/"Stopping factory" line per connection to the member.
+    noisy = False
     member_name = ""
 
     def buildProtocol(self, addr: object) -> _MemberClientProtocol:
@@ -441,7 +448,7 @@ class HTTPBackend:
         is sent. Used by background probing; L{close} cancels it.
         """
         tls = self.tls is not None
-        connecting = self._endpoint.connect(Factory.forProtocol(lambda: ConnectProbe(tls)))
+        connecting = self._endpoint.connect(QuietFactory.forProtocol(lambda: ConnectProbe(tls)))
         try:
             proto: ConnectProbe = await self._bounded(connecting)
         except Exception:
@@ -606,6 +613,12 @@ class _Attempt(Protocol):
                 f"{self._backend.name} sent a response head of {len(headers)} fields, "
                 f"{size} bytes (limits: {_MAX_RESPONSE_HEADERS} fields, "
                 f"{_MAX_RESPONSE_HEAD_BYTES} bytes)"
+            )
+        problem = response_head_problem(response.code, headers)
+        if problem is not None:
+            response.deliverBody(_Dropper())
+            raise BackendProtocolError(
+                f"{self._backend.name} sent a response head that cannot be passed on: {problem}"
             )
         length = response.length
         if (

@@ -19,6 +19,7 @@ from .model import (
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
+    ConfigErrors,
     HealthCheckConfig,
     HealthCheckKind,
     LBMethodName,
@@ -36,6 +37,7 @@ from .toml import load_toml, load_toml_text
 __all__ = [
     "AdminConfig",
     "ConfigError",
+    "ConfigErrors",
     "MemberConfig",
     "StickySessionConfig",
     "BalancerConfig",

@@ -13,15 +13,20 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from twisted_lb.access import AccessRule
 from twisted_lb.balancer.sticky import StickyConfig
+from twisted_lb.header_edits import HeaderEdit
 
 __all__ = [
+    "DEFAULT_HOST",
     "ConfigError",
+    "ConfigErrors",
     "MemberConfig",
     "StickySessionConfig",
     "BalancerConfig",
@@ -45,6 +50,20 @@ __all__ = [
 MEMBER_SCHEMES: dict[str, int] = {"ajp": 8009, "http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
+#: In L{RouteConfig.hosts}: the route serves the names no route lists (the
+#: default virtual host).
+DEFAULT_HOST = "_default_"
+
+
+def _check_hosts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for name in value:
+        if not name or name != name.lower() or any(c in name for c in " /:@"):
+            raise ValueError(
+                f"hosts: {name!r} is not a lower-case host name (without port), "
+                f"\"*.example.com\" or {DEFAULT_HOST!r}"
+            )
+
+
 class ConfigError(ValueError):
     """
     A configuration is not usable.
@@ -59,6 +78,28 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{source}: {key}: {problem}")
+
+
+class ConfigErrors(ConfigError):
+    """
+    Several problems found in one reading of a configuration, reported
+    together; its own C{source}, C{key} and C{problem} are the first one's.
+
+    @ivar errors: every problem, in the order of the file.
+    @ivar warnings: the reader's warnings, to show beside the errors.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError], warnings: Sequence[str] = ()) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        self.errors = tuple(errors)
+        self.warnings = tuple(warnings)
+        first = self.errors[0]
+        super().__init__(first.source, first.key, first.problem)
+        self.args = ("\n".join(str(e) for e in self.errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
 
 
 class MemberState(enum.Enum):
@@ -433,6 +474,16 @@ class RouteConfig:
         place (Apache's C{ProxyPassReverseCookiePath}).
     @ivar cookie_domain: C{(internal, public)} pairs for the C{Domain}
         attribute (Apache's C{ProxyPassReverseCookieDomain}).
+    @ivar request_headers: edits of the request headers before they are
+        sent (Apache's C{RequestHeader}), in order.
+    @ivar response_headers: edits of the response head (Apache's C{Header});
+        those marked C{always} also apply to the proxy's own error pages.
+    @ivar access: who may send requests (by client address), per path
+        prefix at or below C{path}; the last rule that covers a request's
+        path decides (403 when it refuses); none lets everyone in.
+    @ivar hosts: the virtual host names the route serves (lower case; a
+        leading C{*.} matches subdomains; L{DEFAULT_HOST} stands for every
+        name no route lists); empty (the default) serves every host.
     """
 
     path: str = attrs.field()
@@ -444,6 +495,10 @@ class RouteConfig:
     timeout: float | None = attrs.field(default=None, validator=_positive)
     cookie_path: tuple[tuple[str, str], ...] = ()
     cookie_domain: tuple[tuple[str, str], ...] = ()
+    request_headers: tuple[HeaderEdit, ...] = ()
+    response_headers: tuple[HeaderEdit, ...] = ()
+    access: tuple[AccessRule, ...] = ()
+    hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -459,11 +514,41 @@ class TLSConfig:
     @ivar certificate: PEM certificate file.
     @ivar key: PEM private key file (may be the certificate file).
     @ivar chain: PEM file of intermediate certificates.
+    @ivar client_certificates: whether clients are asked for a certificate,
+        as Apache's C{SSLVerifyClient}: C{none} (the default), C{optional}
+        and C{require} (checked against C{client_ca}), C{optional_no_ca}
+        (any certificate is accepted, unchecked: the application decides).
+        A presented certificate chain reaches AJP members (C{ssl_cert}).
+    @ivar client_ca: PEM file of the CAs client certificates must come from
+        (Apache's C{SSLCACertificateFile}); needed for C{optional} and
+        C{require}.
     """
 
     certificate: str
     key: str
     chain: str | None = None
+    client_certificates: str = attrs.field(
+        default="none", validator=_one_of("none", "optional", "require", "optional_no_ca")
+    )
+    client_ca: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_certificates in ("optional", "require") and not self.client_ca:
+            raise ValueError(
+                f"client_certificates = {self.client_certificates!r} needs client_ca, the CAs "
+                "to check client certificates against (or use 'optional_no_ca')"
+            )
+
+
+#: A host name or address with an optional port (RFC 3986 3.2.2).
+_SERVER_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?")
+
+
+def _server_name(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and _SERVER_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"server_name must be a host name or address with an optional port, not {value!r}"
+        )
 
 
 @attrs.frozen
@@ -478,12 +563,22 @@ class ListenerConfig:
         plus the request's path (the HTTP → HTTPS listener).
     @ivar redirect_status: the status of that redirect: 301 (permanent, the
         default), 302 (the default of Apache's C{Redirect}), 303, 307 or 308.
+    @ivar http2: offer HTTP/2 over ALPN on a TLS listener (a C{tls} table or
+        an C{ssl:} endpoint), when twisted.web can serve it (the C{h2} and
+        C{priority} packages are installed); HTTP/2 connections keep to the
+        same C{[limits]} as HTTP/1.1 ones (see L{twisted_lb.http2}).
+    @ivar server_name: the host name (and port) of requests that come
+        without a C{Host} (HTTP/1.0), as Apache's C{ServerName}: members
+        build their URLs from it. Without it, the address the client
+        connected to.
     """
 
     endpoint: str
     tls: TLSConfig | None = None
     redirect: str | None = None
     redirect_status: int = attrs.field(default=301)
+    http2: bool = True
+    server_name: str | None = attrs.field(default=None, validator=_server_name)
 
     @redirect_status.validator
     def _check_redirect_status(self, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -616,9 +711,15 @@ class ProxyConfig:
     """
     The whole configuration of one proxy.
 
+    @ivar listeners: where it listens. A configuration file needs at least
+        one; one built in code may have none, for a L{ProxyService
+        <twisted_lb.service.ProxyService>} whose resource is served by the
+        application's own C{Site} (see docs/embedding.md).
     @ivar source: where it came from, for messages.
     @ivar timeout: default seconds to wait for a member's answer.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} for HTTP members.
+    @ivar allow_trace: pass C{TRACE} requests to the members; when C{False}
+        they are answered 405 (Apache's C{TraceEnable off}).
     @ivar access_log: the access log file, or C{None} for none.
     @ivar access_log_format: C{combined} (Apache's combined format plus the
         balancer's fields) or C{json} (one JSON object per line).
@@ -639,6 +740,7 @@ class ProxyConfig:
     source: str = "<code>"
     timeout: float = attrs.field(default=300.0, validator=_positive)
     x_forwarded: bool = True
+    allow_trace: bool = True
     access_log: str | None = None
     access_log_format: str = attrs.field(default="combined", validator=_one_of("combined", "json"))
     log_format: str = attrs.field(default="text", validator=_one_of("text", "json"))
@@ -668,12 +770,11 @@ class ProxyConfig:
                     f"names balancer {route.balancer!r}, which is not defined "
                     f"(defined: {', '.join(sorted(known)) or 'none'})",
                 )
-        paths = [r.path for r in self.routes]
-        for path in paths:
-            if paths.count(path) > 1:
-                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice")
-        if not self.listeners:
-            raise ConfigError(self.source, "listen", "no listener is configured")
+        keys = [(r.path, r.hosts) for r in self.routes]
+        for path, hosts in keys:
+            if keys.count((path, hosts)) > 1:
+                which = f" for hosts {', '.join(hosts)}" if hosts else ""
+                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice{which}")
 
     def balancer(self, name: str) -> BalancerConfig:
         """

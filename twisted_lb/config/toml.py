@@ -19,6 +19,8 @@ try:
 except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ..access import AccessRule
+from ..header_edits import HeaderEdit
 from ._build import base_dir_of, build, resolve_path
 from .model import (
     AdminConfig,
@@ -45,6 +47,7 @@ __all__ = ["load_toml", "load_toml_text"]
 _TOP = {
     "timeout": "num",
     "x_forwarded": "bool",
+    "allow_trace": "bool",
     "access_log": "str",
     "access_log_format": "str",
     "log_format": "str",
@@ -75,8 +78,21 @@ _LIMITS = {
     "max_connections": "int",
     "max_body_bytes": "int",
 }
-_LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
-_LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
+_LISTEN = {
+    "endpoint": "str",
+    "tls": "table",
+    "redirect": "str",
+    "redirect_status": "int",
+    "http2": "bool",
+    "server_name": "str",
+}
+_LISTEN_TLS = {
+    "certificate": "str",
+    "key": "str",
+    "chain": "str",
+    "client_certificates": "str",
+    "client_ca": "str",
+}
 _BALANCER = {
     "lbmethod": "str",
     "stickysession": "sticky",
@@ -125,6 +141,19 @@ _ROUTE = {
     "timeout": "num",
     "cookie_path": "strmap",
     "cookie_domain": "strmap",
+    "request_headers": "tables",
+    "response_headers": "tables",
+    "access": "tables",
+    "hosts": "strlist",
+}
+_ACCESS = {"path": "str", "order": "str", "allow": "strlist", "deny": "strlist"}
+_HEADER_EDIT = {
+    "action": "str",
+    "name": "str",
+    "value": "str",
+    "replacement": "str",
+    "always": "bool",
+    "env": "str",
 }
 
 _KIND_WORDS = {
@@ -257,7 +286,11 @@ class _Reader:
             "source": self.source,
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
-            "access_log": self.path(data.get("access_log")),
+            "allow_trace": data.get("allow_trace", True),
+            # "-" is standard output, not a file named "-".
+            "access_log": (
+                "-" if data.get("access_log") == "-" else self.path(data.get("access_log"))
+            ),
             "limits": self.limits(data.get("limits", {})),
             "workers": data.get("workers", "auto"),
         }
@@ -268,7 +301,11 @@ class _Reader:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         if "admin" in data:
             kwargs["admin"] = self.admin(data["admin"], "admin")
-        return self.model(ProxyConfig, kwargs, "", {})
+        config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
+        if not config.listeners:
+            # (One built in code may have none: its resource served by another Site.)
+            raise self.error("listen", "no listener is configured")
+        return config
 
     def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
         self.check(table, _ADMIN, prefix)
@@ -317,6 +354,8 @@ class _Reader:
                     "certificate": certificate,
                     "key": self.path(t["key"]) if "key" in t else certificate,
                     "chain": self.path(t.get("chain")),
+                    "client_certificates": t.get("client_certificates", "none"),
+                    "client_ca": self.path(t.get("client_ca")),
                 },
                 tls_prefix,
                 {},
@@ -326,6 +365,10 @@ class _Reader:
             kwargs["redirect"] = table["redirect"]
         if "redirect_status" in table:
             kwargs["redirect_status"] = table["redirect_status"]
+        if "http2" in table:
+            kwargs["http2"] = table["http2"]
+        if "server_name" in table:
+            kwargs["server_name"] = table["server_name"]
         return self.model(ListenerConfig, kwargs, prefix, {})
 
     def sticky(self, value: Any, key: str) -> StickySessionConfig | None:
@@ -447,7 +490,55 @@ class _Reader:
         for key in ("cookie_path", "cookie_domain"):
             if key in table:
                 kwargs[key] = tuple(table[key].items())
+        for key in ("request_headers", "response_headers"):
+            if key in table:
+                kwargs[key] = tuple(
+                    self.header_edit(t, f"{_join(prefix, key)}[{i}]", key == "request_headers")
+                    for i, t in enumerate(table[key])
+                )
+        if "hosts" in table:
+            hosts = table["hosts"]
+            kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+        if "access" in table:
+            kwargs["access"] = tuple(
+                self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", table["path"])
+                for i, t in enumerate(table["access"])
+            )
         return self.model(RouteConfig, kwargs, prefix, {})
+
+    def access_rule(self, table: dict[str, Any], prefix: str, route_path: str) -> AccessRule:
+        self.check(table, _ACCESS, prefix)
+
+        def strings(key: str) -> tuple[str, ...]:
+            value = table.get(key, ())
+            return (value,) if isinstance(value, str) else tuple(value)
+
+        kwargs: dict[str, Any] = {
+            "path": table.get("path", route_path),
+            "order": table.get("order", "require"),
+            "allow": strings("allow"),
+            "deny": strings("deny"),
+        }
+        return self.model(AccessRule, kwargs, prefix, {})
+
+    def header_edit(self, table: dict[str, Any], prefix: str, request: bool) -> HeaderEdit:
+        self.check(table, _HEADER_EDIT, prefix)
+        for key in ("action", "name"):
+            if key not in table:
+                raise self.error(_join(prefix, key), "is required")
+        if request and table.get("always"):
+            raise self.error(_join(prefix, "always"), "is for response headers only")
+        env = table.get("env")
+        kwargs: dict[str, Any] = {
+            "action": table["action"],
+            "name": table["name"],
+            "value": table.get("value", ""),
+            "replacement": table.get("replacement", ""),
+            "always": table.get("always", False),
+            "condition": env.lstrip("!") if env else None,
+            "negate": bool(env and env.startswith("!")),
+        }
+        return self.model(HeaderEdit, kwargs, prefix, {"condition": "env"})
 
 
 def load_toml_text(text: str, source: str = "<string>") -> ProxyConfig:

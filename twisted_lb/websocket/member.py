@@ -1,7 +1,9 @@
 """
-The backend of a C{ws://} or C{wss://} member: probes it, and opens the
+The backend of a C{ws://} or C{wss://} member: probes it, opens the
 member side of a tunnel (an Autobahn client connection) that reports
-through the tunnel it serves.
+through the tunnel it serves, and sends the plain requests of a WebSocket
+route to the same node over C{http://} or C{https://} (as Apache httpd
+2.4.47+ does), so that a page and its WebSocket share one mapping.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from autobahn.websocket.types import ConnectingRequest
 from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_lb.backends.connect_probe import ConnectProbe
+from twisted_lb.backends.http import HTTPBackend
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
 from twisted_lb.compat import autobahn_put_received, autobahn_take_received
 from twisted_lb.config.model import ConfigError, MemberConfig
@@ -27,11 +29,11 @@ from twisted_lb.errors import (
     BackendProtocolError,
     BackendTimeout,
     ConnectFailed,
-    RequestRefused,
     ResponseNeverReceived,
     TLSFailed,
 )
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.quiet import QuietFactory
 
 from .handshake import MemberAnswer, read_answer, without_extensions
 from .relay import RelaySide
@@ -39,7 +41,7 @@ from .relay import RelaySide
 if TYPE_CHECKING:
     from .bridge import Tunnel
 
-__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest"]
+__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest", "http_member"]
 
 _log = Logger()
 
@@ -195,6 +197,8 @@ class MemberSide(RelaySide, WebSocketClientProtocol):  # type: ignore[misc]  # A
 
 class _MemberFactory(WebSocketClientFactory):
     protocol = MemberSide
+    #: No "Starting factory"/"Stopping factory" line per WebSocket to the member.
+    noisy = False
     tunnel: Tunnel
     tls_policy: MemberTLSPolicy | None = None
     host_header: tuple[str, int] | None = None
@@ -214,9 +218,16 @@ class WSMember:
 
     @ivar member: its configuration.
     @ivar tunnels: the open tunnels through it.
+    @ivar http: the backend of the same node over C{http(s)://}, for the
+        plain requests of the route.
     """
 
-    def __init__(self, reactor: Any, member: MemberConfig) -> None:
+    def __init__(self, reactor: Any, member: MemberConfig, *, x_forwarded: bool = True) -> None:
+        """
+        @param x_forwarded: add C{X-Forwarded-For/-Proto/-Host} to the plain
+            requests sent to the node (the bridge adds them to upgrades).
+        @raise ConfigError: a TLS file of a C{wss://} member is not usable.
+        """
         self.member = member
         self._reactor = reactor
         self._secure = member.scheme == "wss"
@@ -231,6 +242,10 @@ class WSMember:
         self._path = member.path.encode("utf-8")
         self.tunnels: set[Tunnel] = set()
         self._connecting: set[defer.Deferred[Any]] = set()
+        try:
+            self.http = HTTPBackend(reactor, http_member(member), x_forwarded=x_forwarded)
+        except (OSError, ValueError, SSL.Error) as e:
+            raise ConfigError("<config>", f"members.{member.url}.tls", str(e)) from None
 
     def _endpoint(self) -> Any:
         endpoint: Any = HostnameEndpoint(
@@ -242,7 +257,7 @@ class WSMember:
 
     async def probe(self) -> bool:
         """Whether the member accepts a connection (and completes TLS for C{wss})."""
-        factory = Factory.forProtocol(lambda: ConnectProbe(self._secure))
+        factory = QuietFactory.forProtocol(lambda: ConnectProbe(self._secure))
         try:
             proto = await self._endpoint().connect(factory)
         except Exception:
@@ -259,8 +274,12 @@ class WSMember:
         return ok
 
     async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
-        """Plain HTTP requests are not served by a WebSocket member."""
-        raise RequestRefused(426, "this path only serves WebSocket connections")
+        """
+        Send a plain request (not an upgrade) to the node over C{http://}
+        (C{https://} for a C{wss://} member), as Apache's C{mod_proxy_wstunnel}
+        hands plain requests on to C{mod_proxy_http} since httpd 2.4.47.
+        """
+        await self.http.send(exchange, sink)
 
     def url(self, resource: str) -> str:
         """
@@ -323,4 +342,15 @@ class WSMember:
         for d in list(self._connecting):
             d.cancel()
         pending = [t.shutdown() for t in list(self.tunnels)]
+        pending.append(defer.maybeDeferred(self.http.close))
         return defer.gatherResults(pending).addCallback(lambda _: None)
+
+
+def http_member(member: MemberConfig) -> MemberConfig:
+    """
+    The C{http://} (for C{ws://}) or C{https://} (for C{wss://}) member on
+    the same host, port and path, with the same settings.
+    """
+    scheme = "https" if member.scheme == "wss" else "http"
+    # ws:// and http:// share their default port (80), wss:// and https:// theirs (443).
+    return attrs.evolve(member, url=scheme + member.url[len(member.scheme) :])
