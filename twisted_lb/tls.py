@@ -58,15 +58,45 @@ def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
         ]
     except (crypto.Error, SSL.Error) as e:
         files = ", ".join(dict.fromkeys(f for f in (tls.certificate, tls.key, tls.chain) if f))
-        raise ValueError(f"{files}: not a PEM certificate and private key ({openssl_reason(e)})") from None
+        raise ValueError(
+            f"{files}: not a PEM certificate and private key ({openssl_reason(e)})"
+        ) from None
     protocols = [b"h2", b"http/1.1"] if h2_available() else [b"http/1.1"]
+    options: dict[str, Any] = {}
+    if tls.ciphers:
+        try:
+            SSL.Context(SSL.TLS_METHOD).set_cipher_list(tls.ciphers.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError) as e:
+            raise ValueError(f"ciphers {tls.ciphers!r}: no cipher OpenSSL knows ({e})") from None
+        options["acceptableCiphers"] = ssl.AcceptableCiphers.fromOpenSSLCipherString(tls.ciphers)
+    if tls.verify_client != "none":
+        assert tls.client_ca is not None
+        options["verify"] = True
+        options["caCerts"] = _certificates(Path(tls.client_ca).read_bytes(), tls.client_ca)
+        options["requireCertificate"] = tls.verify_client == "require"
+    if "TLSv1.3" not in tls.protocols:
+        options["lowerMaximumSecurityTo"] = ssl.TLSVersion.TLSv1_2
     return ssl.CertificateOptions(
         privateKey=certificate.privateKey.original,
         certificate=certificate.original,
         extraCertChain=chain or None,
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        raiseMinimumTo=(
+            ssl.TLSVersion.TLSv1_2 if "TLSv1.2" in tls.protocols else ssl.TLSVersion.TLSv1_3
+        ),
         acceptableProtocols=protocols,
+        **options,
     )
+
+
+def _certificates(pem: bytes, name: str) -> list[Any]:
+    """The certificates of a PEM bundle, as pyOpenSSL objects."""
+    try:
+        return [
+            ssl.Certificate.loadPEM(block + b"-----END CERTIFICATE-----\n").original
+            for block in pem.split(b"-----END CERTIFICATE-----")[:-1]
+        ]
+    except (crypto.Error, SSL.Error) as e:
+        raise ValueError(f"{name}: not PEM certificates ({openssl_reason(e)})") from None
 
 
 def make_self_signed(cert_path: Path, key_path: Path, hostname: str = "localhost") -> None:

@@ -860,8 +860,8 @@ def test_proxypass_direct_url_errors(tmp_path) -> None:
     assert "balancer parameter" in e.problem and e.key == "line 2"
     e = error(tmp_path, "Listen 80\nProxyPass /a fcgi://h:1\n")
     assert "scheme 'fcgi'" in e.problem
-    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 nocanon\n")
-    assert "nocanon" in e.problem
+    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 noquery\n")
+    assert "noquery" in e.problem and "not supported" in e.problem
 
 
 def test_proxypass_exclusion(tmp_path) -> None:
@@ -1050,8 +1050,8 @@ def test_member_errors(tmp_path) -> None:
     assert e.key == "line 3" and "loadfactor must be between 1 and 100" in e.problem
     e = error(tmp_path, head + "BalancerMember ajp://h:1 loadfactor=many\n</Proxy>\n")
     assert "loadfactor must be a number" in e.problem
-    e = error(tmp_path, head + "BalancerMember ajp://h:1 smax=3\n</Proxy>\n")
-    assert "parameter 'smax' is not supported" in e.problem
+    e = error(tmp_path, head + "BalancerMember ajp://h:1 redirect=n2\n</Proxy>\n")
+    assert "parameter 'redirect' is not supported" in e.problem
     e = error(tmp_path, head + "BalancerMember ajp://h:1 iobuffersize=1024\n</Proxy>\n")
     assert "packet_size" in e.problem
     e = error(tmp_path, head + "BalancerMember gopher://h:1\n</Proxy>\n")
@@ -1452,3 +1452,98 @@ def test_require_outside_a_section(tmp_path) -> None:
     """Require at the top level is refused, as Apache refuses it."""
     e = error(tmp_path, "Listen 80\nRequire all denied\n")
     assert "belongs in a <Location> or <Proxy>" in e.problem
+
+
+def test_parameters_on_the_proxy_line_and_flags(tmp_path) -> None:
+    """<Proxy balancer://x key=value> sets the balancer; nocanon is accepted; others warn once."""
+    config, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Proxy balancer://app lbmethod=bybusyness stickysession=ROUTEID>
+            BalancerMember http://127.0.0.1:8080 route=1 keepalive=On smax=5 ttl=120
+            BalancerMember http://127.0.0.1:8081 route=2 keepalive=On flushpackets=on
+        </Proxy>
+        ProxyPass /app balancer://app/ nocanon
+        """,
+    )
+    [app] = config.balancers
+    assert app.lbmethod == LBMethodName.BYBUSYNESS
+    assert app.sticky == StickySessionConfig.from_apache("ROUTEID", ".")
+    assert app.members[0].ttl == 120
+    assert len([w for w in warnings if "keepalive=On: accepted without effect" in w]) == 1
+    assert any("flushpackets=on: accepted without effect" in w for w in warnings)
+
+
+def test_proxyhcexpr_status_form(tmp_path) -> None:
+    """hcexpr names a ProxyHCExpr of the status form; it becomes the check's expected statuses."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        ProxyHCExpr ok234 {%{REQUEST_STATUS} =~ /^[234]/}
+        ProxyHCExpr below500 {%{REQUEST_STATUS} -lt 500}
+        <Proxy balancer://app>
+            BalancerMember http://127.0.0.1:8080 hcmethod=GET hcuri=/up hcexpr=ok234
+            BalancerMember http://127.0.0.1:8081 hcmethod=HEAD hcexpr=below500
+        </Proxy>
+        ProxyPass / balancer://app/
+        """,
+    )
+    first, second = config.balancers[0].members
+    assert first.health is not None and first.health.expect == ((200, 499),)
+    assert second.health is not None and second.health.expect == ((100, 499),)
+    e = error(
+        tmp_path,
+        "Listen 80\nProxyHCExpr body {hc('body') !~ /Out of Order/}\n",
+    )
+    assert e.key == "line 2" and "only the status form" in e.problem
+    e = error(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember http://h:1 hcmethod=GET hcexpr=nope\n"
+        "</Proxy>\n",
+    )
+    assert e.key == "line 3" and "no ProxyHCExpr nope" in e.problem
+
+
+@pytest.mark.parametrize(
+    "line, protocols",
+    [
+        ("SSLProtocol -all +TLSv1.3", ("TLSv1.3",)),
+        ("SSLProtocol all -SSLv3 -TLSv1 -TLSv1.1", ("TLSv1.2", "TLSv1.3")),
+        ("SSLProtocol TLSv1.2", ("TLSv1.2",)),
+        ("SSLProtocol +TLSv1.2 +TLSv1.3", ("TLSv1.2", "TLSv1.3")),
+        ("", ("TLSv1.2", "TLSv1.3")),
+    ],
+)
+def test_ssl_protocol(tmp_path, line: str, protocols: tuple[str, ...]) -> None:
+    """SSLProtocol is read as Apache reads it, into the TLS versions offered."""
+    cert = write(tmp_path, "cert.pem", "x")
+    config, _ = read(
+        tmp_path,
+        f"Listen 443\n{line}\n<VirtualHost *:443>\nSSLEngine on\nSSLCertificateFile {cert}\n"
+        "SSLCipherSuite HIGH:!aNULL:!MD5\nSSLHonorCipherOrder on\n</VirtualHost>\n",
+    )
+    tls = config.listeners[0].tls
+    assert tls is not None
+    assert (tls.protocols, tls.ciphers) == (protocols, "HIGH:!aNULL:!MD5")
+
+
+def test_ssl_client_certificates(tmp_path) -> None:
+    """SSLVerifyClient with SSLCACertificateFile asks clients for a certificate."""
+    cert = write(tmp_path, "cert.pem", "x")
+    ca = write(tmp_path, "ca.pem", "x")
+    head = f"Listen 443\n<VirtualHost *:443>\nSSLEngine on\nSSLCertificateFile {cert}\n"
+    config, warnings = read(
+        tmp_path, head + f"SSLVerifyClient require\nSSLCACertificateFile {ca}\n</VirtualHost>\n"
+    )
+    tls = config.listeners[0].tls
+    assert tls is not None and (tls.verify_client, tls.client_ca) == ("require", ca)
+    assert any("does not pass them to members" in w for w in warnings)
+    config, _ = read(tmp_path, head + "SSLVerifyClient none\n</VirtualHost>\n")
+    assert config.listeners[0].tls is not None
+    assert config.listeners[0].tls.verify_client == "none"
+    e = error(tmp_path, head + "SSLVerifyClient require\n</VirtualHost>\n")
+    assert "needs SSLCACertificateFile" in e.problem
+    e = error(tmp_path, head + "SSLProtocol -all +TLSv1.1\n</VirtualHost>\n")
+    assert "enables no TLS version" in e.problem

@@ -336,3 +336,78 @@ class VirtualHostTests(TestCase):
             self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
             answer = yield self.request(b"www.example.com", b"/private/x", method)
             self.assertFalse(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+
+
+class TLSProtocolTests(TestCase):
+    """SSLProtocol and SSLCipherSuite decide what the HTTPS listener offers, for real."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def serve(self, lines: str):
+        from pathlib import Path
+
+        from twisted_lb.tls import make_self_signed
+
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                {lines}
+                ProxyPass / {node.url}/
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        return port
+
+    def handshake(self, port: int, max_version: int | None) -> defer.Deferred[str]:
+        from OpenSSL import SSL
+
+        from .support import tls_client
+
+        def run() -> str:
+            try:
+                conn = tls_client(port, max_version=max_version)
+            except SSL.Error:
+                return "refused"
+            try:
+                return conn.get_protocol_version_name()
+            finally:
+                conn.sock_shutdown(2)
+                conn.close()
+
+        return deferToThread(run)
+
+    @defer.inlineCallbacks
+    def test_tls13_only_refuses_tls12(self):
+        """SSLProtocol -all +TLSv1.3: a TLS 1.2 client is refused, a TLS 1.3 one served."""
+        from OpenSSL import SSL
+
+        port = yield self.serve("SSLProtocol -all +TLSv1.3")
+        result = yield self.handshake(port, SSL.TLS1_2_VERSION)
+        self.assertEqual(result, "refused")
+        result = yield self.handshake(port, None)
+        self.assertEqual(result, "TLSv1.3")
+
+    @defer.inlineCallbacks
+    def test_tls12_only_and_default(self):
+        """SSLProtocol TLSv1.2 offers 1.2 only; without SSLProtocol 1.2 clients are served."""
+        from OpenSSL import SSL
+
+        port = yield self.serve("SSLProtocol TLSv1.2\n                SSLCipherSuite ECDHE+AESGCM")
+        result = yield self.handshake(port, None)
+        self.assertEqual(result, "TLSv1.2")
+        port = yield self.serve("")
+        result = yield self.handshake(port, SSL.TLS1_2_VERSION)
+        self.assertEqual(result, "TLSv1.2")

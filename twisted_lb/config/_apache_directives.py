@@ -343,6 +343,11 @@ ACCEPTED: dict[str, str] = {
         _HTTP2,
     ),
     **dict.fromkeys(("expiresactive", "expiresdefault", "expiresbytype"), _EXPIRES),
+    "sslverifydepth": "twisted_lb accepts client certificate chains of any depth up to the CA",
+    "sslproxycheckpeerexpire": "twisted_lb checks the expiry of member certificates whenever it "
+    "verifies them (SSLProxyVerify require), and checks nothing when it does not, as Apache",
+    "errordocument": "twisted_lb answers its own error pages (502, 503, 504, 403 ...) and "
+    "passes the members' pages unchanged",
     "proxyiobuffersize": "twisted_lb sizes its buffers itself (iobuffersize= sets the AJP packet "
     "size of a member)",
     "proxyreceivebuffersize": "twisted_lb leaves socket buffers to the kernel",
@@ -390,8 +395,6 @@ REFUSED: dict[str, str] = {
     "authbasicprovider": "authentication is not supported; authenticate in the application",
     "authdigestprovider": "authentication is not supported; authenticate in the application",
     "authbasicauthoritative": "authentication is not supported; authenticate in the application",
-    "errordocument": "custom error pages are not supported; twisted_lb answers its own 502, 503 "
-    "and 504 pages, and passes the members' pages unchanged",
     "redirectmatch": "regular-expression redirects are not supported; use Redirect with a path "
     "prefix",
     "redirectpermanent": "partial redirects are not supported; use Redirect / URL/ in a virtual "
@@ -405,23 +408,12 @@ REFUSED: dict[str, str] = {
     "allowconnect": "CONNECT is never offered: twisted_lb is a reverse proxy only",
     "proxyblock": "forward proxying is never offered, so there is nothing to block",
     "proxydomain": "forward proxying is never offered",
-    "sslprotocol": "TLS protocol versions are not supported in Apache files yet; remove the "
-    "line to use twisted_lb's default (TLS 1.2 and 1.3)",
-    "sslciphersuite": "cipher lists are not supported in Apache files yet; remove the line to "
-    "use twisted_lb's default (OpenSSL's secure ciphers)",
-    "sslhonorcipherorder": "cipher order is not supported in Apache files yet; remove the line",
-    "sslverifyclient": "client certificates are not supported yet; remove the line (none is "
-    "what twisted_lb does)",
-    "sslverifydepth": "client certificates are not supported yet",
-    "sslcacertificatefile": "client certificates are not supported yet",
-    "sslcacertificatepath": "client certificates are not supported yet",
+    "sslcacertificatepath": "use SSLCACertificateFile (one PEM file of the CAs)",
     "sslcarevocationfile": "certificate revocation lists are not supported",
     "sslcarevocationpath": "certificate revocation lists are not supported",
     "sslcarevocationcheck": "certificate revocation lists are not supported",
     "sslproxyprotocol": "member TLS versions are not supported in Apache files; remove the line",
     "sslproxyciphersuite": "member cipher lists are not supported in Apache files; remove the line",
-    "sslproxycheckpeerexpire": "twisted_lb always checks the expiry of verified member "
-    "certificates; remove the line",
     "sslproxycacertificatepath": "use SSLProxyCACertificateFile",
     "sslproxycarevocationfile": "certificate revocation lists are not supported",
     "sslproxycarevocationpath": "certificate revocation lists are not supported",
@@ -433,11 +425,8 @@ REFUSED: dict[str, str] = {
     "sslrenegbuffersize": "renegotiation is not supported",
     "sslrequire": "access control by certificate expression is not supported",
     "sslusername": "authentication by certificate is not supported",
-    "proxyhcexpr": "health-check expressions are not supported; use the native health.expect "
-    "statuses",
     "proxyhctemplate": "health-check templates are not supported; put the hc* parameters on "
     "each BalancerMember",
-    "allowencodedslashes": "encoded slashes are not supported as a setting",
     "keptbodysize": "kept bodies are not supported",
 }
 

@@ -33,6 +33,7 @@ from ._build import build, resolve_path
 from .model import (
     DEFAULT_HOST,
     MEMBER_SCHEMES,
+    TLS_PROTOCOLS,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
@@ -94,6 +95,13 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyaddheaders",
         "limitrequestbody",
         "proxyvia",
+        "proxyhcexpr",
+        "sslprotocol",
+        "sslciphersuite",
+        "sslhonorcipherorder",
+        "sslverifyclient",
+        "sslcacertificatefile",
+        "allowencodedslashes",
         "servername",
         "serveralias",
         "order",
@@ -127,7 +135,23 @@ _MEMBER_PARAMS = {
     "iobuffersize": "packet_size",
 }
 #: mod_proxy_hcheck's BalancerMember parameters, read into the member's C{health}.
-_HEALTH_PARAMS = frozenset({"hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails"})
+_HEALTH_PARAMS = frozenset({"hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails", "hcexpr"})
+#: BalancerMember parameters read without effect, and why.
+_MEMBER_PARAMS_WITHOUT_EFFECT = {
+    "keepalive": "twisted_lb's pooled member connections are kept open by the pool (ttl=), "
+    "not by TCP keepalive probes",
+    "smax": "twisted_lb opens member connections as needed and closes idle ones after ttl=",
+    "min": "twisted_lb opens member connections as needed and closes idle ones after ttl=",
+    "disablereuse": "twisted_lb reuses a member connection only after a complete exchange, "
+    "and checks an idle one before reuse (ping=)",
+    "enablereuse": "twisted_lb reuses member connections",
+    "flushpackets": "twisted_lb passes every piece of a response on as it arrives",
+    "flushwait": "twisted_lb passes every piece of a response on as it arrives",
+    "acquire": "twisted_lb does not queue requests for a busy member; it answers 503 when no "
+    "member can take one",
+    "receivebuffersize": "twisted_lb leaves socket buffers to the kernel",
+    "addressttl": "twisted_lb resolves member names when it connects",
+}
 #: hcmethod values: the check kind and the HTTP method (C{OPTIONS11} etc. are
 #: the same requests in HTTP/1.1, which twisted_lb always speaks).
 _HC_METHODS = {
@@ -340,6 +364,8 @@ class _Reader:
         self.proxy_sections: list[_Scope] = []
         self.location_scopes: list[_Scope] = []
         self.route_paths: set[str] = set()
+        #: ProxyHCExpr names and the statuses they accept.
+        self.hc_exprs: dict[str, tuple[tuple[int, int], ...]] = {}
         self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
 
     def where(self, node: Node) -> str:
@@ -475,8 +501,12 @@ class _Reader:
     def d_proxy(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
             raise node.error("<Proxy> must be at the top level or in a <VirtualHost>")
-        url = _one_arg(node)
+        if not node.args:
+            raise node.error("<Proxy> needs a URL, balancer://name or *")
+        url = node.args[0]
         parsed = _balancer_name(url)
+        if parsed is None and len(node.args) > 1:
+            raise node.error(f"<Proxy {url}> takes parameters only for a balancer:// URL")
         if parsed is None:
             # <Proxy *> or <Proxy http://member...>: access rules and headers
             # for what is proxied there.
@@ -489,6 +519,8 @@ class _Reader:
         if path not in ("", "/"):
             raise node.error(f"<Proxy {url}>: a balancer URL here takes no path")
         balancer = self.balancer(node, name, scope)
+        if len(node.args) > 1:
+            self.balancer_params(node, balancer, _params(node, node.args[1:]), f"<Proxy {url}>")
         inner = _Scope("proxy", node, scope)
         inner.location = name
         self.proxy_sections.append(inner)
@@ -600,6 +632,101 @@ class _Reader:
     def d_sslcertificatechainfile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "chain")
 
+    def d_sslprotocol(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        known = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+        enabled: set[str] = set()
+        for word in node.args:
+            sign = word[0] if word[:1] in "+-" else ""
+            name = word[len(sign) :]
+            match = [k for k in known if k.lower() == name.lower()]
+            if name.lower() == "all":
+                versions = set(known)
+            elif match:
+                versions = {match[0]}
+            else:
+                raise node.error(
+                    f"SSLProtocol: {word!r} is not all, SSLv3, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3"
+                )
+            if sign == "+":
+                enabled |= versions
+            elif sign == "-":
+                enabled -= versions
+            else:
+                enabled = set(versions)
+        protocols = tuple(p for p in TLS_PROTOCOLS if p in enabled)
+        if not protocols:
+            raise node.error(
+                "SSLProtocol enables no TLS version twisted_lb offers (TLSv1.2, TLSv1.3)"
+            )
+        if enabled - set(TLS_PROTOCOLS):
+            self.warn_once(
+                "old-tls",
+                node,
+                f"SSLProtocol {' '.join(node.args)}: twisted_lb never offers "
+                f"{', '.join(sorted(enabled - set(TLS_PROTOCOLS)))} (older than TLS 1.2)",
+            )
+        self.setting(node, scope, "protocols", protocols)
+
+    def d_sslciphersuite(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        args = list(node.args)
+        if len(args) == 2 and args[0].upper() == "SSL":
+            args.pop(0)
+        elif len(args) == 2 and args[0].upper() == "TLSV1.3":
+            self.warn_once(
+                "tls13-ciphers",
+                node,
+                "SSLCipherSuite TLSv1.3 …: twisted_lb uses OpenSSL's TLS 1.3 cipher suites",
+            )
+            return
+        if len(args) != 1:
+            raise node.error("SSLCipherSuite takes [SSL|TLSv1.3] cipher-string")
+        self.setting(node, scope, "ciphers", args[0])
+
+    def d_sslhonorcipherorder(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        if not _on_off(node, _one_arg(node), "SSLHonorCipherOrder"):
+            self.warn(
+                node,
+                "SSLHonorCipherOrder off: twisted_lb always picks the cipher by the server's "
+                "order (as SSLHonorCipherOrder on)",
+            )
+
+    def d_sslverifyclient(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        value = _one_arg(node).lower()
+        if value == "optional_no_ca":
+            raise node.error(
+                "SSLVerifyClient optional_no_ca (accepting certificates no CA signed) is not "
+                "supported; use optional or require with SSLCACertificateFile"
+            )
+        if value not in ("none", "optional", "require"):
+            raise node.error(f"SSLVerifyClient must be none, optional or require, not {value!r}")
+        if value != "none":
+            self.warn_once(
+                "client-cert",
+                node,
+                f"SSLVerifyClient {value}: twisted_lb checks client certificates but does not "
+                "pass them to members (Tomcat sees no javax.servlet.request.X509Certificate)",
+            )
+        self.setting(node, scope, "verify_client", value)
+
+    def d_allowencodedslashes(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value == "off":
+            self.accept(node, "twisted_lb refuses encoded slashes in paths (400), as Off does")
+            return
+        if value not in ("on", "nodecode"):
+            raise node.error(f"AllowEncodedSlashes must be On, Off or NoDecode, not {value!r}")
+        raise node.error(
+            f"AllowEncodedSlashes {_one_arg(node)} is not supported: twisted_lb refuses %2F in "
+            "paths (400) rather than pass it to a member; remove the line"
+        )
+
+    def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "client_ca")
+
     def d_sslproxycacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "ca_file", host=False)
 
@@ -679,6 +806,20 @@ class _Reader:
             raise node.error("ServerAlias needs one or more names")
         scope.aliases += [_host_of_name(node, name) for name in node.args]
 
+    def d_proxyhcexpr(self, node: Node, scope: _Scope) -> None:
+        if len(node.args) < 2:
+            raise node.error("ProxyHCExpr takes a name and an {expression}")
+        name = node.args[0]
+        text = " ".join(node.args[1:]).strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            raise node.error(
+                "ProxyHCExpr: the expression goes in braces: {%{REQUEST_STATUS} =~ /^[234]/}"
+            )
+        try:
+            self.hc_exprs[name] = _status_ranges(text[1:-1].strip())
+        except ValueError as e:
+            raise node.error(f"ProxyHCExpr {name}: {e}") from None
+
     def d_header(self, node: Node, scope: _Scope) -> None:
         self.header_edit(node, scope, request=False)
 
@@ -703,7 +844,9 @@ class _Reader:
                 "headers into responses or notes"
             )
         if action not in HEADER_ACTIONS:
-            raise node.error(f"{node.name}: {action!r} is not one of {', '.join(sorted(HEADER_ACTIONS))}")
+            raise node.error(
+                f"{node.name}: {action!r} is not one of {', '.join(sorted(HEADER_ACTIONS))}"
+            )
         if not args:
             raise node.error(f"{node.name} {action} needs a header name")
         name = args.pop(0)
@@ -781,8 +924,7 @@ class _Reader:
         kind, rest = args[0], node.args[1:]
         if kind == "not":
             raise node.error(
-                "Require not … is not supported; list the addresses that may pass with "
-                "Require ip"
+                "Require not … is not supported; list the addresses that may pass with Require ip"
             )
         if kind in ("valid-user", "user", "group", "file-owner", "file-group"):
             raise node.error(
@@ -905,7 +1047,18 @@ class _Reader:
                 f"ProxyPass {path}: the path must start with '/' (ProxyPassMatch and "
                 "wildcards are not supported)"
             )
-        params = _params(node, args[2:])
+        rest = args[2:]
+        for flag in [a for a in rest if "=" not in a]:
+            if flag.lower() == "nocanon":
+                # twisted_lb passes the path on as the client sent it (after refusing
+                # dot segments and encoded slashes), which is what nocanon asks for.
+                rest.remove(flag)
+            else:
+                raise node.error(
+                    f"ProxyPass … {flag}: the flag is not supported by twisted_lb (nocanon is; "
+                    "interpolate and noquery are not)"
+                )
+        params = _params(node, rest)
         if target == "!" and params:
             raise node.error("ProxyPass /path ! takes no parameters")
         p = _Pass(node, path, target, params, scope)
@@ -1075,6 +1228,14 @@ class _Reader:
             if key in _HEALTH_PARAMS:
                 health[key] = value
                 continue
+            if key in _MEMBER_PARAMS_WITHOUT_EFFECT:
+                self.warn_once(
+                    ("param", key),
+                    node,
+                    f"{node.name} … {key}={value}: accepted without effect: "
+                    f"{_MEMBER_PARAMS_WITHOUT_EFFECT[key]}",
+                )
+                continue
             if key not in _MEMBER_PARAMS:
                 raise node.error(
                     f"{node.name}: parameter {key!r} is not supported by twisted_lb (see "
@@ -1129,8 +1290,19 @@ class _Reader:
         }
         if kind == "http":
             kwargs["path"] = params.get("hcuri", "/")
+            if "hcexpr" in params:
+                name = params["hcexpr"]
+                if name not in self.hc_exprs:
+                    raise node.error(f"hcexpr={name}: no ProxyHCExpr {name} {{…}} defines it")
+                kwargs["expect"] = self.hc_exprs[name]
+        elif "hcexpr" in params:
+            raise node.error(
+                f"hcexpr is only used by HTTP checks, not hcmethod={params['hcmethod']}"
+            )
         elif "hcuri" in params:
-            raise node.error(f"hcuri is only used by HTTP checks, not hcmethod={params['hcmethod']}")
+            raise node.error(
+                f"hcuri is only used by HTTP checks, not hcmethod={params['hcmethod']}"
+            )
 
         def fail(field: str | None, problem: str) -> ConfigError:
             return node.error(problem)
@@ -1275,13 +1447,16 @@ class _Reader:
                     continue
                 if other == route and p.scope.host is not self.passes_scope(other_node):
                     continue
-                self.fail(p.node, p.node.error(
-                    f"ProxyPass {route.path} is mapped a second time (first at "
-                    f"{self.where(other_node)}); Apache would only use the first"
-                    if p.scope.host is self.passes_scope(other_node)
-                    else f"ProxyPass {route.path} maps the path differently from "
-                    f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
-                ))
+                self.fail(
+                    p.node,
+                    p.node.error(
+                        f"ProxyPass {route.path} is mapped a second time (first at "
+                        f"{self.where(other_node)}); Apache would only use the first"
+                        if p.scope.host is self.passes_scope(other_node)
+                        else f"ProxyPass {route.path} maps the path differently from "
+                        f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
+                    ),
+                )
                 continue
             routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
@@ -1359,7 +1534,8 @@ class _Reader:
             if loc.location == route.path or _covers(loc.location, route.path):
                 rules.append(loc.access.rule(route.path))
             elif _covers(route.path, loc.location) and not any(
-                len(other) > len(route.path) and (other == loc.location or _covers(other, loc.location))
+                len(other) > len(route.path)
+                and (other == loc.location or _covers(other, loc.location))
                 for other in self.route_paths
             ):
                 rules.append(loc.access.rule(loc.location))
@@ -1606,9 +1782,7 @@ class _Reader:
                     f"one ({self.where(default.node)}); twisted_lb serves one certificate per "
                     "port (no SNI): give them the same certificate, or another port"
                 )
-            if (vhost.redirects and not vhost.passes) != (
-                default.redirects and not default.passes
-            ):
+            if (vhost.redirects and not vhost.passes) != (default.redirects and not default.passes):
                 raise vhost.node.error(
                     f"port {port} has a virtual host that only redirects and one that "
                     "proxies; a twisted_lb listener either redirects everything or proxies: "
@@ -1641,10 +1815,23 @@ class _Reader:
                 on = scope.get("sslengine")
                 assert on is not None
                 raise on[1].error("SSLEngine On without SSLCertificateFile")
+            verify_client = scope.value("verify_client", "none")
+            client_ca = scope.value("client_ca")
+            if verify_client != "none" and client_ca is None:
+                found = scope.get("verify_client")
+                assert found is not None
+                raise found[1].error(
+                    f"SSLVerifyClient {verify_client} needs SSLCACertificateFile (the CAs client "
+                    "certificates must chain to)"
+                )
             kwargs["tls"] = TLSConfig(
                 certificate=certificate,
                 key=scope.value("key", certificate),
                 chain=scope.value("chain"),
+                protocols=scope.value("protocols", TLS_PROTOCOLS),
+                ciphers=scope.value("ciphers"),
+                verify_client=verify_client,
+                client_ca=client_ca if verify_client != "none" else None,
             )
         if scope.redirects:
             kwargs.update(self.redirect(scope))
@@ -1754,6 +1941,72 @@ def _version_matches(node: Node) -> bool:
             raise node.error(f"<IfVersion>: unknown operator {op!r}")
         result = compare[op]
     return result != negate
+
+
+_STATUS_TEST = re.compile(
+    r"%\{REQUEST_STATUS\}\s*(=~|!~|==|!=|<=|>=|<|>|-eq|-ne|-lt|-le|-gt|-ge)\s*(\S.*)"
+)
+
+
+def _status_ranges(expression: str) -> tuple[tuple[int, int], ...]:
+    """
+    The statuses (as ranges) for which a ProxyHCExpr of the status form
+    holds: C{%{REQUEST_STATUS} =~ /regex/}, C{!~}, or a comparison with a
+    number (C{<}, C{-lt}, C{==} ...).
+
+    @raise ValueError: for any other expression.
+    """
+    match = _STATUS_TEST.fullmatch(expression)
+    if match is None or "&&" in expression or "||" in expression:
+        raise ValueError(
+            "only the status form is supported (%{REQUEST_STATUS} =~ /^[234]/, or < 400 ...); "
+            "use the native health.expect"
+        )
+    op, operand = match.group(1), match.group(2).strip()
+    if op in ("=~", "!~"):
+        if not (len(operand) >= 2 and operand[0] == "/" and operand.endswith("/")):
+            raise ValueError(f"{operand!r} is not a /regular expression/")
+        try:
+            regex = re.compile(operand[1:-1])
+        except re.error as e:
+            raise ValueError(f"{operand!r}: {e}") from None
+
+        def test(status: int) -> bool:
+            return (regex.search(str(status)) is not None) == (op == "=~")
+
+    else:
+        try:
+            number = int(operand.strip("'\""))
+        except ValueError:
+            raise ValueError(f"{operand!r} is not a status number") from None
+        compare = {
+            "==": int.__eq__,
+            "-eq": int.__eq__,
+            "!=": int.__ne__,
+            "-ne": int.__ne__,
+            "<": int.__lt__,
+            "-lt": int.__lt__,
+            "<=": int.__le__,
+            "-le": int.__le__,
+            ">": int.__gt__,
+            "-gt": int.__gt__,
+            ">=": int.__ge__,
+            "-ge": int.__ge__,
+        }[op]
+
+        def test(status: int) -> bool:
+            return bool(compare(status, number))
+
+    ranges: list[tuple[int, int]] = []
+    for status in range(100, 600):
+        if test(status):
+            if ranges and ranges[-1][1] == status - 1:
+                ranges[-1] = (ranges[-1][0], status)
+            else:
+                ranges.append((status, status))
+    if not ranges:
+        raise ValueError("no status satisfies it")
+    return tuple(ranges)
 
 
 def _host_of_name(node: Node, value: str) -> str:

@@ -94,6 +94,10 @@ def _listener(listener: ListenerConfig) -> list[str]:
             "certificate": listener.tls.certificate,
             "key": listener.tls.key,
             "chain": listener.tls.chain,
+            "protocols": list(listener.tls.protocols),
+            "ciphers": listener.tls.ciphers,
+            "verify_client": listener.tls.verify_client,
+            "client_ca": listener.tls.client_ca,
         }
     if listener.redirect is not None:
         items["redirect"] = listener.redirect

@@ -64,6 +64,17 @@ def _check_hosts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[st
             )
 
 
+#: The TLS versions a listener may offer, oldest first.
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+
+
+def _check_protocols(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value or any(v not in TLS_PROTOCOLS for v in value):
+        raise ValueError(
+            f"protocols must list one or both of {', '.join(TLS_PROTOCOLS)}, not {list(value)!r}"
+        )
+
+
 class ConfigError(ValueError):
     """
     A configuration is not usable.
@@ -513,11 +524,29 @@ class TLSConfig:
     @ivar certificate: PEM certificate file.
     @ivar key: PEM private key file (may be the certificate file).
     @ivar chain: PEM file of intermediate certificates.
+    @ivar protocols: the TLS versions offered, among C{TLSv1.2} and
+        C{TLSv1.3} (Apache's C{SSLProtocol}).
+    @ivar ciphers: an OpenSSL cipher string for TLS 1.2 (Apache's
+        C{SSLCipherSuite}), or C{None} for Twisted's default list.
+    @ivar verify_client: C{none}, C{optional} or C{require}: whether clients
+        are asked for a certificate signed by C{client_ca} (Apache's
+        C{SSLVerifyClient}).
+    @ivar client_ca: PEM file of the CAs client certificates must chain to.
     """
 
     certificate: str
     key: str
     chain: str | None = None
+    protocols: tuple[str, ...] = attrs.field(default=TLS_PROTOCOLS, validator=_check_protocols)
+    ciphers: str | None = None
+    verify_client: str = attrs.field(
+        default="none", validator=_one_of("none", "optional", "require")
+    )
+    client_ca: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.verify_client != "none" and not self.client_ca:
+            raise ValueError(f"verify_client = {self.verify_client!r} needs client_ca")
 
 
 @attrs.frozen

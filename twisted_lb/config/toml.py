@@ -79,7 +79,15 @@ _LIMITS = {
     "max_body_bytes": "int",
 }
 _LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
-_LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
+_LISTEN_TLS = {
+    "certificate": "str",
+    "key": "str",
+    "chain": "str",
+    "protocols": "strlist",
+    "ciphers": "str",
+    "verify_client": "str",
+    "client_ca": "str",
+}
 _BALANCER = {
     "lbmethod": "str",
     "stickysession": "sticky",
@@ -334,6 +342,15 @@ class _Reader:
                     "certificate": certificate,
                     "key": self.path(t["key"]) if "key" in t else certificate,
                     "chain": self.path(t.get("chain")),
+                    **(
+                        {"protocols": (t["protocols"],) if isinstance(t["protocols"], str)
+                         else tuple(t["protocols"])}
+                        if "protocols" in t
+                        else {}
+                    ),
+                    "ciphers": t.get("ciphers"),
+                    "verify_client": t.get("verify_client", "none"),
+                    "client_ca": self.path(t.get("client_ca")),
                 },
                 tls_prefix,
                 {},
