@@ -1547,3 +1547,41 @@ def test_ssl_client_certificates(tmp_path) -> None:
     assert "needs SSLCACertificateFile" in e.problem
     e = error(tmp_path, head + "SSLProtocol -all +TLSv1.1\n</VirtualHost>\n")
     assert "enables no TLS version" in e.problem
+
+
+def test_shadowing_follows_location_precedence(tmp_path) -> None:
+    """
+    Guacamole's layout (ProxyPass in <Location>, the WebSocket location
+    last) gets no warning: in Apache the last matching <Location> wins.
+    The reverse order, and a plain ProxyPass under a <Location> one, do.
+    """
+    _, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Location /guacamole/>
+            ProxyPass http://127.0.0.1:8080/guacamole/ flushpackets=on
+        </Location>
+        <Location /guacamole/websocket-tunnel>
+            ProxyPass ws://127.0.0.1:8080/guacamole/websocket-tunnel
+        </Location>
+        """,
+    )
+    assert not [w for w in warnings if "shadowed" in w]
+    _, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Location /guacamole/websocket-tunnel>
+            ProxyPass ws://127.0.0.1:8080/guacamole/websocket-tunnel
+        </Location>
+        <Location /guacamole/>
+            ProxyPass http://127.0.0.1:8080/guacamole/
+        </Location>
+        ProxyPass /guacamole/x http://127.0.0.1:9000/
+        """,
+    )
+    shadowed = [w for w in warnings if "shadowed" in w]
+    assert len(shadowed) == 2
+    assert "<Location /guacamole/websocket-tunnel> (line 3) is shadowed by <Location /guacamole/>" in shadowed[0]
+    assert "/guacamole/x (line 8) is shadowed by <Location /guacamole/> (line 6)" in shadowed[1]

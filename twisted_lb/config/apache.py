@@ -1625,15 +1625,43 @@ class _Reader:
         return name, parts.path
 
     def check_shadowing(self) -> None:
+        """
+        Warn about rules Apache would never use, by its own precedence:
+        ProxyPass inside <Location> first, where the last matching
+        <Location> wins; then the other ProxyPass lines in file order, the
+        first match winning. twisted_lb uses the longest prefix instead.
+        """
         for host in [self.main, *self.vhosts]:
-            rules = [p for p in host.passes]
-            for i, later in enumerate(rules):
-                for earlier in rules[:i]:
+            located = [p for p in host.passes if p.scope.kind == "location"]
+            plain = [p for p in host.passes if p.scope.kind != "location"]
+            for i, later in enumerate(plain):
+                for earlier in plain[:i]:
                     if earlier.path != later.path and _covers(earlier.path, later.path):
                         self.warnings.append(
                             "Apache checks ProxyPass rules in file order, so "
                             f"{later.path} ({self.where(later.node)}) is shadowed by "
                             f"{earlier.path} ({self.where(earlier.node)}) there and never "
+                            "used; twisted_lb picks the longest prefix, so it is used here"
+                        )
+                        break
+            for i, earlier in enumerate(located):
+                for later in located[i + 1 :]:
+                    if earlier.path != later.path and _covers(later.path, earlier.path):
+                        self.warnings.append(
+                            "in Apache the last matching <Location> wins, so ProxyPass in "
+                            f"<Location {earlier.path}> ({self.where(earlier.node)}) is "
+                            f"shadowed by <Location {later.path}> ({self.where(later.node)}) "
+                            "there and never used; twisted_lb picks the longest prefix, so it "
+                            "is used here"
+                        )
+                        break
+            for rule in plain:
+                for loc in located:
+                    if loc.path != rule.path and _covers(loc.path, rule.path):
+                        self.warnings.append(
+                            "Apache checks ProxyPass in <Location> before the other ProxyPass "
+                            f"lines, so {rule.path} ({self.where(rule.node)}) is shadowed by "
+                            f"<Location {loc.path}> ({self.where(loc.node)}) there and never "
                             "used; twisted_lb picks the longest prefix, so it is used here"
                         )
                         break
