@@ -60,9 +60,9 @@ def test_unsupported_directive_names_file_line_and_directive(tmp_path) -> None:
 
 def test_refused_directive_gives_the_reason(tmp_path) -> None:
     """A directive twisted_lb refuses on purpose says why and what to do."""
-    e = error(tmp_path, "Listen 8080\nRewriteRule ^/old /new [R]\n")
+    e = error(tmp_path, "Listen 8080\nRewriteRule ^/old /new [CO=a:b:c]\n")
     assert e.key == "line 2"
-    assert e.problem.startswith("RewriteRule is not supported: mod_rewrite is not supported")
+    assert e.problem.startswith("RewriteRule flag [CO=a:b:c] is not supported")
 
 
 def test_unsupported_section(tmp_path) -> None:
@@ -89,7 +89,7 @@ def test_every_problem_in_one_run(tmp_path) -> None:
         "httpd.conf",
         """
         Listen 8080
-        RewriteRule ^/(.*) http://x/$1 [P]
+        RewriteRule ^/(.*) http://x/$1 [P,CO=a:b:c]
         <Proxy balancer://app>
             BalancerMember ajp://127.0.0.1:8009 route=n1 frobnicate=2
         </Proxy>
@@ -624,22 +624,40 @@ def test_redirect_listener(tmp_path, status: str, expected: int) -> None:
     )
 
 
-def test_redirect_errors(tmp_path) -> None:
-    """Redirect gone, partial redirects, a target that drops the path, and mixing are errors."""
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect gone /\n</VirtualHost>\n")
-    assert e.key == "line 2" and "410" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect /old https://h/new\n</VirtualHost>\n")
-    assert "part of the site" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / https://h\n</VirtualHost>\n")
-    assert "must end with '/'" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / relative/\n</VirtualHost>\n")
-    assert "absolute URL" in e.problem
-    e = error(
+def test_redirect_rules(tmp_path) -> None:
+    """
+    Redirects that do not cover a whole site become rules before routing;
+    one shadowed by a ProxyPass is not used, as in Apache.
+    """
+    config, warnings = read(
         tmp_path,
-        APP + "<VirtualHost *:80>\n Redirect / https://h/\n ProxyPass /a balancer://app\n"
-        "</VirtualHost>\n",
+        APP
+        + """<VirtualHost *:80>
+ Redirect gone /old
+ Redirect /moved https://h/new
+ RedirectPermanent /perm /elsewhere/
+ RedirectMatch 301 ^/(.*)\\.php$ /$1
+ ProxyPass /a balancer://app
+ Redirect /a/b https://h/b
+ <Location /loc>
+  Redirect 307 https://h/loc
+ </Location>
+</VirtualHost>
+""",
     )
-    assert "Redirect together with ProxyPass" in e.problem
+    rules = [(r.pattern, r.target, r.status, r.prefix) for r in config.rules]
+    assert rules == [
+        ("^/(.*)\\.php$", "/$1", 301, False),
+        ("/loc", "https://h/loc", 307, True),
+        ("/old", "-", 410, True),
+        ("/moved", "https://h/new", 302, True),
+        ("/perm", "/elsewhere/", 301, True),
+    ]
+    assert any("Redirect /a/b is not used: ProxyPass /a covers it" in w for w in warnings)
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / relative/\n</VirtualHost>\n")
+    assert "must be a URL or start with '/'" in e.problem
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect 200 / https://h/\n</VirtualHost>\n")
+    assert "status 200 is not supported" in e.problem
 
 
 def test_redirect_consistent_and_shadowed_rules(tmp_path) -> None:

@@ -374,18 +374,12 @@ ACCEPTED: dict[str, str] = {
     "proxyhtmlstripcomments": "twisted_lb does not rewrite HTML bodies",
     "proxyhtmldocrootdir": "twisted_lb does not rewrite HTML bodies",
     **dict.fromkeys(("alias", "aliasmatch", "scriptalias", "scriptaliasmatch"), _ALIAS),
-    "rewriteengine": "RewriteEngine alone changes nothing; its RewriteRule lines are what count",
-    "rewriteoptions": "the options of mod_rewrite only matter with RewriteRule lines",
     "rewritebase": "RewriteBase is for per-directory rules, which do not apply to proxied paths",
     "satisfy": "it combines access rules; alone it changes nothing",
 }
 
 #: Directives refused, with the reason and what to do instead.
 REFUSED: dict[str, str] = {
-    "rewriterule": "mod_rewrite is not supported; express the rule with ProxyPass, Redirect or "
-    "a route in the native file",
-    "rewritecond": "mod_rewrite is not supported; express the rule with ProxyPass, Redirect or "
-    "a route in the native file",
     "rewritemap": "mod_rewrite is not supported",
     "authtype": "authentication is not supported; twisted_lb would let everyone in, so the "
     "line is refused: authenticate in the application",
@@ -395,12 +389,6 @@ REFUSED: dict[str, str] = {
     "authbasicprovider": "authentication is not supported; authenticate in the application",
     "authdigestprovider": "authentication is not supported; authenticate in the application",
     "authbasicauthoritative": "authentication is not supported; authenticate in the application",
-    "redirectmatch": "regular-expression redirects are not supported; use Redirect with a path "
-    "prefix",
-    "redirectpermanent": "partial redirects are not supported; use Redirect / URL/ in a virtual "
-    "host of its own",
-    "redirecttemp": "partial redirects are not supported; use Redirect / URL/ in a virtual host "
-    "of its own",
     "proxypassmatch": "regular-expression routes are not supported; use ProxyPass with a path "
     "prefix (the longest prefix wins)",
     "proxyremote": "twisted_lb does not chain to another proxy; members are reached directly",

@@ -21,6 +21,7 @@ import attrs
 from ..access import AccessRule, parse_network
 from ..header_edits import ACTIONS as HEADER_ACTIONS
 from ..header_edits import HeaderEdit
+from ..request_rules import Condition, RequestRule
 from ._apache_directives import (
     ACCEPTED,
     ACCEPTED_SECTIONS,
@@ -96,6 +97,13 @@ SUPPORTED_DIRECTIVES = frozenset(
         "limitrequestbody",
         "proxyvia",
         "proxyhcexpr",
+        "redirectmatch",
+        "redirectpermanent",
+        "redirecttemp",
+        "rewriteengine",
+        "rewritecond",
+        "rewriterule",
+        "rewriteoptions",
         "sslprotocol",
         "sslciphersuite",
         "sslhonorcipherorder",
@@ -259,6 +267,10 @@ class _Scope:
     access: _Access | None = None
     #: ServerAlias names (VirtualHost only).
     aliases: list[str] = attrs.Factory(list)
+    #: Rules before routing written in this host (Redirect in <Location>, RedirectMatch).
+    rules: list[tuple[Node, _Scope, RequestRule]] = attrs.Factory(list)
+    #: RewriteCond lines waiting for their RewriteRule.
+    pending_conditions: list[Condition] = attrs.Factory(list)
 
     def get(self, name: str) -> tuple[Any, Node] | None:
         scope: _Scope | None = self
@@ -364,6 +376,8 @@ class _Reader:
         self.proxy_sections: list[_Scope] = []
         self.location_scopes: list[_Scope] = []
         self.route_paths: set[str] = set()
+        #: RewriteRule lines, built once the balancers are known.
+        self.pending_rules: list[tuple[Node, _Scope, int, str, str, dict[str, Any]]] = []
         #: ProxyHCExpr names and the statuses they accept.
         self.hc_exprs: dict[str, tuple[tuple[int, int], ...]] = {}
         self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
@@ -570,32 +584,176 @@ class _Reader:
             host = host[1:-1]
         self.listens.append((node, host, int(match.group(2))))
 
-    def d_redirect(self, node: Node, scope: _Scope) -> None:
+    def d_redirect(self, node: Node, scope: _Scope, default: int = 302) -> None:
+        if scope.kind not in ("main", "vhost", "location"):
+            raise node.error("Redirect belongs at the top level, in a <VirtualHost> or <Location>")
+        args = list(node.args)
+        status = default
+        keywords = {"permanent": 301, "temp": 302, "seeother": 303, "gone": 410}
+        if node.key == "redirect" and args and (args[0].lower() in keywords or args[0].isdigit()):
+            word = args.pop(0)
+            status = keywords.get(word.lower()) or int(word)
+        if status not in (301, 302, 303, 307, 308, 410):
+            raise node.error(
+                f"{node.name} with status {status} is not supported; twisted_lb redirects with "
+                "301, 302, 303, 307 or 308 (or answers 410 for gone)"
+            )
+        if scope.kind == "location":
+            assert scope.location is not None
+            args.insert(0, scope.location)
+        if status == 410:
+            if len(args) != 1:
+                raise node.error(f"{node.name} gone takes the URL path only")
+            args.append("-")
+        if not args:
+            raise node.error(f"{node.name} needs a URL path and a target URL")
+        if len(args) == 1:
+            raise node.error(
+                f"{node.name} {args[0]} has no target URL ({node.name} [status] /path URL)"
+            )
+        if len(args) > 2:
+            raise node.error(f"{node.name} takes [status] /path URL")
+        path, url = args
+        if not path.startswith("/"):
+            raise node.error(f"{node.name}: the URL path {path!r} must start with '/'")
+        if status != 410 and not urlsplit(url).scheme and not url.startswith("/"):
+            raise node.error(f"{node.name}: the target {url!r} must be a URL or start with '/'")
+        if scope.kind == "location":
+            scope.host.rules.append(
+                (node, scope, RequestRule(path, url, status, prefix=True, noescape=True))
+            )
+            return
+        scope.host.redirects.append((node, status, path, url))
+
+    def d_redirectpermanent(self, node: Node, scope: _Scope) -> None:
+        self.d_redirect(node, scope, 301)
+
+    def d_redirecttemp(self, node: Node, scope: _Scope) -> None:
+        self.d_redirect(node, scope, 302)
+
+    def d_redirectmatch(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
-            raise node.error("Redirect is supported at the top level or in a <VirtualHost> only")
+            raise node.error("RedirectMatch belongs at the top level or in a <VirtualHost>")
         args = list(node.args)
         status = 302
         keywords = {"permanent": 301, "temp": 302, "seeother": 303, "gone": 410}
-        if args and (args[0].lower() in keywords or args[0].isdigit()):
+        if len(args) == 3 or (args and args[0].lower() == "gone"):
             word = args.pop(0)
-            status = keywords.get(word.lower()) or int(word)
-        if status not in (301, 302, 303, 307, 308):
+            status = keywords.get(word.lower()) or (int(word) if word.isdigit() else 0)
+        if status == 410 and len(args) == 1:
+            args.append("-")
+        if len(args) != 2:
+            raise node.error("RedirectMatch takes [status] regex URL")
+        try:
+            rule = RequestRule(args[0], args[1], status, noescape=True, after_routes=True)
+        except ValueError as e:
+            raise node.error(f"RedirectMatch: {e}") from None
+        scope.host.rules.append((node, scope, rule))
+
+    # -- mod_rewrite subset ---------------------------------------------------
+
+    def d_rewriteengine(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        self.setting(node, scope, "rewriteengine", _on_off(node, _one_arg(node), node.name))
+
+    def d_rewritecond(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("main", "vhost"):
             raise node.error(
-                f"Redirect with status {status} is not supported; twisted_lb redirects with "
-                "301, 302, 303, 307 or 308"
+                "RewriteCond in a <Location> or <Directory> (per-directory rules) is not "
+                "supported; put the rules in the <VirtualHost>"
             )
-        if not args:
-            raise node.error("Redirect needs a URL path and a target URL")
-        if len(args) == 1:
-            raise node.error(f"Redirect {args[0]} has no target URL (Redirect [status] /path URL)")
-        if len(args) > 2:
-            raise node.error("Redirect takes [status] /path URL")
-        path, url = args
-        if not path.startswith("/"):
-            raise node.error(f"Redirect: the URL path {path!r} must start with '/'")
-        if not urlsplit(url).scheme:
-            raise node.error(f"Redirect: the target {url!r} must be an absolute URL")
-        scope.host.redirects.append((node, status, path, url))
+        if len(node.args) not in (2, 3):
+            raise node.error("RewriteCond takes TestString CondPattern [flags]")
+        flags = _rewrite_flags(node, node.args[2] if len(node.args) == 3 else "")
+        unknown = set(flags) - {"nc", "nocase", "or", "ornext"}
+        if unknown:
+            raise node.error(
+                f"RewriteCond flag {sorted(unknown)[0]!r} is not supported (NC and OR are)"
+            )
+        try:
+            condition = Condition(
+                node.args[0],
+                node.args[1],
+                nocase=bool({"nc", "nocase"} & set(flags)),
+                ornext=bool({"or", "ornext"} & set(flags)),
+            )
+        except ValueError as e:
+            raise node.error(f"RewriteCond: {e}") from None
+        scope.pending_conditions.append(condition)
+
+    def d_rewriterule(self, node: Node, scope: _Scope) -> None:
+        conditions = tuple(scope.pending_conditions)
+        scope.pending_conditions = []
+        if scope.kind not in ("main", "vhost"):
+            raise node.error(
+                "RewriteRule in a <Location> or <Directory> (per-directory rules) is not "
+                "supported; put the rules in the <VirtualHost>"
+            )
+        if len(node.args) not in (2, 3):
+            raise node.error("RewriteRule takes Pattern Substitution [flags]")
+        pattern, target = node.args[0], node.args[1]
+        flags = _rewrite_flags(node, node.args[2] if len(node.args) == 3 else "")
+        known = {
+            "l",
+            "last",
+            "end",
+            "nc",
+            "nocase",
+            "qsa",
+            "qsappend",
+            "ne",
+            "noescape",
+            "p",
+            "proxy",
+            "pt",
+            "passthrough",
+            "f",
+            "forbidden",
+            "g",
+            "gone",
+            "r",
+            "redirect",
+        }
+        unknown = [f for f in flags if f not in known]
+        if unknown:
+            raise node.error(
+                f"RewriteRule flag [{unknown[0].upper()}] is not supported (R, P, PT, F, G, L, "
+                "NC, QSA, NE are)"
+            )
+        kwargs: dict[str, Any] = {
+            "conditions": conditions,
+            "nocase": bool({"nc", "nocase"} & set(flags)),
+            "qsa": bool({"qsa", "qsappend"} & set(flags)),
+            "noescape": bool({"ne", "noescape"} & set(flags)),
+        }
+        if {"f", "forbidden"} & set(flags):
+            status = 403
+        elif {"g", "gone"} & set(flags):
+            status = 410
+        elif {"r", "redirect"} & set(flags):
+            status = flags.get("r") or flags.get("redirect") or 302
+        elif {"p", "proxy"} & set(flags):
+            status = 0
+        elif {"pt", "passthrough"} & set(flags):
+            raise node.error(
+                "RewriteRule … [PT] (rewrite, then route with ProxyPass) is not supported; "
+                "proxy with [P] to the balancer, or map the path with ProxyPass"
+            )
+        elif target == "-":
+            raise node.error("RewriteRule … - without [F], [G], [R] or [P] changes nothing here")
+        else:
+            raise node.error(
+                "RewriteRule without [R], [P], [F] or [G] rewrites to a file, and twisted_lb "
+                "serves no files: add [P] to proxy or [R] to redirect"
+            )
+        self.pending_rules.append((node, scope, status, pattern, target, kwargs))
+
+    def d_rewriteoptions(self, node: Node, scope: _Scope) -> None:
+        if any(a.lower().startswith("inherit") for a in node.args):
+            raise node.error(
+                "RewriteOptions Inherit is not supported: repeat the rules in each <VirtualHost>"
+            )
+        self.accept(node, "the other RewriteOptions do not change the supported rules")
 
     # -- TLS ------------------------------------------------------------------
 
@@ -1193,6 +1351,7 @@ class _Reader:
                 self.broken.add(b.name)
                 self.fail(b.node, e)
         routes = self.build_routes(balancers)
+        rules = self.build_rules(balancers, routes)
         listeners = self.build_listeners()
         self.check_reverses()
         if self.errors:
@@ -1209,6 +1368,7 @@ class _Reader:
                 "listeners": tuple(listeners),
                 "balancers": tuple(balancers.values()),
                 "routes": tuple(routes),
+                "rules": tuple(rules),
                 "source": self.path,
                 "timeout": float(timeout),
                 **self.top_level,
@@ -1861,9 +2021,130 @@ class _Reader:
                 verify_client=verify_client,
                 client_ca=client_ca if verify_client != "none" else None,
             )
-        if scope.redirects:
+        if scope.redirects and self.redirects_whole_site(scope):
             kwargs.update(self.redirect(scope))
         return build(ListenerConfig, kwargs, lambda field, problem: node.error(problem))
+
+    def redirects_whole_site(self, scope: _Scope) -> bool:
+        """Whether C{scope} only redirects, all of it, so a redirect listener does it."""
+        if scope.passes or scope.rules or not scope.redirects:
+            return False
+        _, status, path, url = scope.redirects[0]
+        return path == "/" and status != 410 and _redirect_base(path, url) is not None
+
+    def build_rules(
+        self, balancers: dict[str, BalancerConfig], routes: list[RouteConfig]
+    ) -> list[RequestRule]:
+        """
+        The rules before routing, per host in Apache's order: RewriteRule,
+        then Redirect (mod_alias), which a ProxyPass covering its path
+        shadows in Apache as it does here.
+        """
+        out: list[RequestRule] = []
+        by_host: dict[int, list[tuple[Node, _Scope, RequestRule]]] = {}
+        for node, scope, status, pattern, target, kwargs in self.pending_rules:
+            host = scope.host
+            if host.value("rewriteengine") is not True:
+                self.warn_once(
+                    ("rewrite-off", id(host)),
+                    node,
+                    "RewriteRule without RewriteEngine On in its host: not used, as in Apache",
+                )
+                continue
+            if host is self.main and self.vhosts:
+                self.warn(
+                    node,
+                    "RewriteRule at the top level is not used by the <VirtualHost> sections "
+                    "(as in Apache without RewriteOptions Inherit)",
+                )
+                continue
+            try:
+                if status == 0:
+                    kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
+                rule = RequestRule(pattern, target, status, **kwargs)
+            except ValueError as e:
+                self.fail(node, node.error(f"RewriteRule: {e}"))
+                continue
+            except ConfigError as e:
+                self.fail(node, e)
+                continue
+            by_host.setdefault(id(host), []).append((node, scope, rule))
+        for host in [self.main, *self.vhosts]:
+            entries = by_host.get(id(host), []) + host.rules
+            if not self.redirects_whole_site(host):
+                for node, status, path, url in host.redirects:
+                    covering = [
+                        r.path
+                        for r in routes
+                        if r.balancer is not None
+                        and (r.path == path or _covers(r.path, path))
+                        and self.route_in_host(r, host)
+                    ]
+                    if covering:
+                        self.warn(
+                            node,
+                            f"{node.name} {path} is not used: ProxyPass {covering[0]} covers it, "
+                            "and Apache proxies such requests before it redirects (add ProxyPass "
+                            f"{path} ! to redirect)",
+                        )
+                        continue
+                    try:
+                        rule = RequestRule(
+                            path, url, status, prefix=True, noescape=True, after_routes=True
+                        )
+                    except ValueError as e:
+                        self.fail(node, node.error(str(e)))
+                        continue
+                    entries.append((node, host, rule))
+            for node, scope, rule in entries:
+                try:
+                    out.append(attrs.evolve(rule, hosts=self.host_names(scope.host)))
+                except ConfigError as e:
+                    self.fail(node, e)
+        return out
+
+    def route_in_host(self, route: RouteConfig, host: _Scope) -> bool:
+        names = self.host_names(host)
+        return not route.hosts or not names or bool(set(route.hosts) & set(names))
+
+    def host_names(self, vhost: _Scope) -> tuple[str, ...]:
+        """The hosts of routes and rules in C{vhost} (see L{with_hosts})."""
+        if vhost is self.main or not self.name_based:
+            return ()
+        names = self.vhost_names(vhost)
+        if any(group[0][0] is vhost for group in self.vhost_groups().values()):
+            return (DEFAULT_HOST, *names)
+        if not names:
+            assert vhost.node is not None
+            raise vhost.node.error(
+                "this <VirtualHost> shares its port with others but has no ServerName or "
+                "ServerAlias, so Apache would never choose it: add ServerName"
+            )
+        return names
+
+    def proxy_target(
+        self, node: Node, scope: _Scope, target: str, balancers: dict[str, BalancerConfig]
+    ) -> tuple[str, str]:
+        """The balancer and path template of a [P] rule's substitution."""
+        parsed = _balancer_name(target)
+        if parsed is not None:
+            name, path = parsed
+            if name not in balancers:
+                raise node.error(
+                    f"RewriteRule … [P] names balancer://{name}, which no <Proxy> defines"
+                )
+            return name, path or "/"
+        parts = urlsplit(target)
+        if not parts.scheme or not parts.netloc or any(c in parts.netloc for c in "$%{"):
+            raise node.error(
+                f"RewriteRule … [P]: {target!r} must be balancer://name/… or a member URL "
+                "whose host and port are written out"
+            )
+        base = f"{parts.scheme}://{parts.netloc}"
+        fake = _Pass(node, "/", base, [], scope)
+        name, _ = self.implicit(fake, balancers)
+        path = target[len(base) :] or "/"
+        return name, path
 
     def redirect(self, scope: _Scope) -> dict[str, Any]:
         if scope.passes:
@@ -2035,6 +2316,30 @@ def _status_ranges(expression: str) -> tuple[tuple[int, int], ...]:
     if not ranges:
         raise ValueError("no status satisfies it")
     return tuple(ranges)
+
+
+def _rewrite_flags(node: Node, text: str) -> dict[str, int]:
+    """C{[R=301,L,NC]} -> C{{"r": 301, "l": 0, "nc": 0}}."""
+    if not text:
+        return {}
+    if not (text.startswith("[") and text.endswith("]")):
+        raise node.error(f"{node.name}: flags go in brackets, not {text!r}")
+    flags: dict[str, int] = {}
+    for flag in text[1:-1].split(","):
+        name, _, value = flag.strip().partition("=")
+        name = name.lower()
+        if value:
+            if name not in ("r", "redirect"):
+                raise node.error(f"{node.name} flag [{flag.strip()}] is not supported")
+            code = {"permanent": 301, "temp": 302, "seeother": 303}.get(value.lower())
+            if code is None:
+                if not value.isdigit():
+                    raise node.error(f"{node.name} [R={value}]: not a status")
+                code = int(value)
+            flags[name] = code
+        else:
+            flags[name] = 0
+    return flags
 
 
 def _host_of_name(node: Node, value: str) -> str:

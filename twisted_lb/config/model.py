@@ -22,6 +22,7 @@ import attrs
 from twisted_lb.access import AccessRule
 from twisted_lb.balancer.sticky import StickyConfig
 from twisted_lb.header_edits import HeaderEdit
+from twisted_lb.request_rules import RequestRule
 
 __all__ = [
     "DEFAULT_HOST",
@@ -713,6 +714,9 @@ class ProxyConfig:
         (and WebSockets) finish before it closes them.
     @ivar admin: the admin listener; C{None} (the default) runs none.
     @ivar limits: what every listener accepts from its clients.
+    @ivar rules: checked before routing, in order (redirects, refusals,
+        proxying to a balancer; Apache's C{Redirect}, C{RedirectMatch},
+        C{RewriteRule}); each for its C{hosts} as routes are.
     @ivar workers: how many processes serve the listeners: C{"auto"} (the
         default: one per core, see L{effective_workers}) or a number; 1 runs
         everything in the one C{twistd} process.
@@ -732,6 +736,7 @@ class ProxyConfig:
     admin: AdminConfig | None = None
     limits: LimitsConfig = LimitsConfig()
     workers: int | str = attrs.field(default="auto", validator=_workers)
+    rules: tuple[RequestRule, ...] = ()
 
     @property
     def effective_workers(self) -> int:
@@ -746,6 +751,13 @@ class ProxyConfig:
             if names.count(name) > 1:
                 raise ConfigError(self.source, f"balancers.{name}", "is defined twice")
         known = set(names)
+        for i, rule in enumerate(self.rules):
+            if rule.status == 0 and rule.balancer not in known:
+                raise ConfigError(
+                    self.source,
+                    f"rules[{i}].balancer",
+                    f"names balancer {rule.balancer!r}, which is not defined",
+                )
         for i, route in enumerate(self.routes):
             if route.balancer is not None and route.balancer not in known:
                 raise ConfigError(

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 from ..access import AccessRule
 from ..header_edits import HeaderEdit
+from ..request_rules import Condition, RequestRule
 from ._build import base_dir_of, build, resolve_path
 from .model import (
     AdminConfig,
@@ -58,7 +59,22 @@ _TOP = {
     "balancers": "table",
     "routes": "tables",
     "admin": "table",
+    "rules": "tables",
 }
+_RULE = {
+    "pattern": "str",
+    "target": "str",
+    "status": "int",
+    "balancer": "str",
+    "conditions": "tables",
+    "nocase": "bool",
+    "qsa": "bool",
+    "noescape": "bool",
+    "prefix": "bool",
+    "hosts": "strlist",
+    "after_routes": "bool",
+}
+_CONDITION = {"test": "str", "pattern": "str", "nocase": "bool", "ornext": "bool"}
 _ADMIN = {
     "endpoint": "str",
     "user": "str",
@@ -293,6 +309,10 @@ class _Reader:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         if "admin" in data:
             kwargs["admin"] = self.admin(data["admin"], "admin")
+        if "rules" in data:
+            kwargs["rules"] = tuple(
+                self.rule(t, f"rules[{i}]") for i, t in enumerate(data["rules"])
+            )
         return self.model(ProxyConfig, kwargs, "", {})
 
     def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
@@ -511,6 +531,25 @@ class _Reader:
             "deny": strings("deny"),
         }
         return self.model(AccessRule, kwargs, prefix, {})
+
+    def rule(self, table: dict[str, Any], prefix: str) -> RequestRule:
+        self.check(table, _RULE, prefix)
+        for key in ("pattern", "target", "status"):
+            if key not in table:
+                raise self.error(_join(prefix, key), "is required")
+        conditions = []
+        for i, t in enumerate(table.get("conditions", [])):
+            cprefix = f"{_join(prefix, 'conditions')}[{i}]"
+            self.check(t, _CONDITION, cprefix)
+            for key in ("test", "pattern"):
+                if key not in t:
+                    raise self.error(_join(cprefix, key), "is required")
+            conditions.append(self.model(Condition, dict(t), cprefix, {}))
+        kwargs = {k: v for k, v in table.items() if k not in ("conditions", "hosts")}
+        hosts = table.get("hosts", ())
+        kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+        kwargs["conditions"] = tuple(conditions)
+        return self.model(RequestRule, kwargs, prefix, {})
 
     def header_edit(self, table: dict[str, Any], prefix: str, request: bool) -> HeaderEdit:
         self.check(table, _HEADER_EDIT, prefix)
