@@ -178,7 +178,7 @@ def test_check_lists_every_refused_line(tmp_path: Path, capsys: pytest.CaptureFi
         "Listen 127.0.0.1:0\n"
         "LogFormat a\n"
         "LogFormat b\n"
-        "RewriteRule ^/(.*) http://x/$1 [P]\n"
+        "RewriteRule ^/(.*) http://x/$1 [P,CO=a:b:c]\n"
         "<Proxy balancer://app>\n"
         "  BalancerMember ajp://127.0.0.1:8009 route=n1 frobnicate=2\n"
         "</Proxy>\n"

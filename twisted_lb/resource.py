@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 import attrs
 from twisted.logger import Logger
@@ -39,6 +40,7 @@ from twisted_lb.exchange import (
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.header_edits import HeaderEdits, balancer_variables
+from twisted_lb.request_rules import RuleRequest
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import (
     Match,
@@ -272,9 +274,11 @@ class ProxyResource(Resource):
             return False
         router = self._router
         if router.by_host:
-            match = router.match(path, next((v for n, v in head.headers if n == b"host"), b""))
-        else:
-            match = router.match(path)
+            router = router.for_host(next((v for n, v in head.headers if n == b"host"), b""))
+        if router.rules is not None:
+            # Rules before routing are checked on twisted.web's path.
+            return False
+        match = router.match(path)
         if match is None or match.target is None:
             return False
         target = match.target
@@ -363,7 +367,22 @@ class ProxyResource(Resource):
         reason = unsafe_path(path) or unsafe_query(query)
         if reason is not None:
             raise RequestRefused(400, reason)
-        match = self._router.match(path, authority or request.getHeader(b"host") or b"")
+        router = self._router.for_host(authority or request.getHeader(b"host") or b"")
+        rules = router.rules
+        outcome = _rule_outcome(rules, request, path, query, False) if rules else None
+        if outcome is not None and not outcome.status:
+            target = router.proxy_targets[outcome.balancer]
+            match: Match[ProxyTarget] | None = Match(target, b"", outcome.path)
+            path, query = outcome.path, outcome.query or b""
+            uri = path + (b"?" + query if outcome.query is not None else b"")
+        elif outcome is None:
+            match = router.match(path)
+            if (match is None or match.target is None) and rules is not None and rules.has_after:
+                outcome = _rule_outcome(rules, request, path, query, True)
+        if outcome is not None and outcome.status:
+            if outcome.location:
+                request.setHeader(b"location", outcome.location.encode("utf-8"))
+            raise RequestRefused(outcome.status, f"the site's rules answer {outcome.status}")
         if match is None or match.target is None:
             raise RequestRefused(404, "no route for this path")
         target = match.target
@@ -464,6 +483,27 @@ class ProxyResource(Resource):
                 "sticky": record.sticky,
             }
         )
+
+
+def _rule_outcome(rules: Any, request: Request, path: bytes, query: bytes, after: bool) -> Any:
+    """What the rules before (or after) routing decide for C{request}, or C{None}."""
+    headers = request.requestHeaders
+
+    def header(name: str) -> str:
+        values = headers.getRawHeaders(name.encode("latin-1"), ())
+        return ", ".join(v.decode("latin-1") for v in values)
+
+    return rules.apply(
+        RuleRequest(
+            method=request.method.decode("latin-1"),
+            path=unquote_to_bytes(path).decode("utf-8", "surrogateescape"),
+            query=query.decode("latin-1"),
+            https=bool(request.isSecure()),
+            host=header("host"),
+            header=header,
+        ),
+        after,
+    )
 
 
 def _edit_response(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import attrs
@@ -65,11 +65,19 @@ class Router(Generic[T]):
 
     #: Whether L{match} depends on the request's Host (see L{VirtualHosts}).
     by_host = False
+    #: Rules checked before routing (L{twisted_lb.request_rules.RequestRules}),
+    #: and the targets their proxying outcomes name, by balancer.
+    rules: Any = None
+    proxy_targets: Mapping[str, Any] = {}
 
     def __init__(self, entries: Iterable[tuple[str, T | None]]) -> None:
         table = [(prefix.encode("utf-8"), target) for prefix, target in entries]
         table.sort(key=lambda e: len(e[0]), reverse=True)
         self._table = tuple(table)
+
+    def for_host(self, host: bytes) -> Router[T]:
+        """The router for requests with Host C{host}: this one."""
+        return self
 
     def match(self, path: bytes, host: bytes = b"") -> Match[T] | None:
         """

@@ -38,6 +38,7 @@ from twisted_lb.drain import ClientConnections, wait_until
 from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
+from twisted_lb.request_rules import RequestRules
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router, VirtualHosts
 from twisted_lb.tls import server_context
@@ -329,16 +330,39 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
                 ),
             )
         )
-    if not any(route.hosts for route, _ in entries):
-        return Router((route.path, target) for route, target in entries)
+    proxy_targets = {
+        rule.balancer: ProxyTarget(
+            dispatcher=balancers[rule.balancer].dispatcher,
+            sticky=balancers[rule.balancer].config.sticky,
+            websocket=balancers[rule.balancer].websocket,
+            allow_trace=config.allow_trace,
+        )
+        for rule in config.rules
+        if rule.status == 0
+    }
+
+    def with_rules(router: Router[ProxyTarget], name: str | None) -> Router[ProxyTarget]:
+        rules = tuple(
+            r for r in config.rules if not r.hosts or name is None or name in r.hosts
+        )
+        if rules:
+            router.rules = RequestRules(rules)
+            router.proxy_targets = proxy_targets
+        return router
+
+    if not any(route.hosts for route, _ in entries) and not any(
+        rule.hosts for rule in config.rules
+    ):
+        return with_rules(Router((route.path, target) for route, target in entries), None)
     names = {name for route, _ in entries for name in route.hosts if name != DEFAULT_HOST}
+    names |= {name for rule in config.rules for name in rule.hosts if name != DEFAULT_HOST}
 
     def router_for(name: str) -> Router[ProxyTarget]:
         # The virtual host's own routes first: they win over routes for every
         # host on the same path.
         own = [(route.path, target) for route, target in entries if name in route.hosts]
         shared = [(route.path, target) for route, target in entries if not route.hosts]
-        return Router(own + shared)
+        return with_rules(Router(own + shared), name)
 
     return VirtualHosts(router_for(DEFAULT_HOST), {name: router_for(name) for name in names})
 

@@ -61,13 +61,27 @@ def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
         ]
     except (crypto.Error, SSL.Error) as e:
         files = ", ".join(dict.fromkeys(f for f in (tls.certificate, tls.key, tls.chain) if f))
-        raise ValueError(f"{files}: not a PEM certificate and private key ({openssl_reason(e)})") from None
+        raise ValueError(
+            f"{files}: not a PEM certificate and private key ({openssl_reason(e)})"
+        ) from None
+    settings: dict[str, Any] = {}
+    if tls.ciphers:
+        try:
+            SSL.Context(SSL.TLS_METHOD).set_cipher_list(tls.ciphers.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError) as e:
+            raise ValueError(f"ciphers {tls.ciphers!r}: no cipher OpenSSL knows ({e})") from None
+        settings["acceptableCiphers"] = ssl.AcceptableCiphers.fromOpenSSLCipherString(tls.ciphers)
+    if "TLSv1.3" not in tls.protocols:
+        settings["lowerMaximumSecurityTo"] = ssl.TLSVersion.TLSv1_2
     options = ssl.CertificateOptions(
         privateKey=certificate.privateKey.original,
         certificate=certificate.original,
         extraCertChain=chain or None,
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        raiseMinimumTo=(
+            ssl.TLSVersion.TLSv1_2 if "TLSv1.2" in tls.protocols else ssl.TLSVersion.TLSv1_3
+        ),
         acceptableProtocols=[b"http/1.1"],
+        **settings,
     )
     if tls.client_certificates != "none":
         return _ClientCertificateOptions(options, tls)

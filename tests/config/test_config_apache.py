@@ -60,9 +60,9 @@ def test_unsupported_directive_names_file_line_and_directive(tmp_path) -> None:
 
 def test_refused_directive_gives_the_reason(tmp_path) -> None:
     """A directive twisted_lb refuses on purpose says why and what to do."""
-    e = error(tmp_path, "Listen 8080\nRewriteRule ^/old /new [R]\n")
+    e = error(tmp_path, "Listen 8080\nRewriteRule ^/old /new [CO=a:b:c]\n")
     assert e.key == "line 2"
-    assert e.problem.startswith("RewriteRule is not supported: mod_rewrite is not supported")
+    assert e.problem.startswith("RewriteRule flag [CO=a:b:c] is not supported")
 
 
 def test_unsupported_section(tmp_path) -> None:
@@ -89,7 +89,7 @@ def test_every_problem_in_one_run(tmp_path) -> None:
         "httpd.conf",
         """
         Listen 8080
-        RewriteRule ^/(.*) http://x/$1 [P]
+        RewriteRule ^/(.*) http://x/$1 [P,CO=a:b:c]
         <Proxy balancer://app>
             BalancerMember ajp://127.0.0.1:8009 route=n1 frobnicate=2
         </Proxy>
@@ -682,22 +682,40 @@ def test_redirect_listener(tmp_path, status: str, expected: int) -> None:
     )
 
 
-def test_redirect_errors(tmp_path) -> None:
-    """Redirect gone, partial redirects, a target that drops the path, and mixing are errors."""
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect gone /\n</VirtualHost>\n")
-    assert e.key == "line 2" and "410" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect /old https://h/new\n</VirtualHost>\n")
-    assert "part of the site" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / https://h\n</VirtualHost>\n")
-    assert "must end with '/'" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / relative/\n</VirtualHost>\n")
-    assert "absolute URL" in e.problem
-    e = error(
+def test_redirect_rules(tmp_path) -> None:
+    """
+    Redirects that do not cover a whole site become rules before routing;
+    one shadowed by a ProxyPass is not used, as in Apache.
+    """
+    config, warnings = read(
         tmp_path,
-        APP + "<VirtualHost *:80>\n Redirect / https://h/\n ProxyPass /a balancer://app\n"
-        "</VirtualHost>\n",
+        APP
+        + """<VirtualHost *:80>
+ Redirect gone /old
+ Redirect /moved https://h/new
+ RedirectPermanent /perm /elsewhere/
+ RedirectMatch 301 ^/(.*)\\.php$ /$1
+ ProxyPass /a balancer://app
+ Redirect /a/b https://h/b
+ <Location /loc>
+  Redirect 307 https://h/loc
+ </Location>
+</VirtualHost>
+""",
     )
-    assert "Redirect together with ProxyPass" in e.problem
+    rules = [(r.pattern, r.target, r.status, r.prefix) for r in config.rules]
+    assert rules == [
+        ("^/(.*)\\.php$", "/$1", 301, False),
+        ("/loc", "https://h/loc", 307, True),
+        ("/old", "-", 410, True),
+        ("/moved", "https://h/new", 302, True),
+        ("/perm", "/elsewhere/", 301, True),
+    ]
+    assert any("Redirect /a/b is not used: ProxyPass /a covers it" in w for w in warnings)
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / relative/\n</VirtualHost>\n")
+    assert "must be a URL or start with '/'" in e.problem
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect 200 / https://h/\n</VirtualHost>\n")
+    assert "status 200 is not supported" in e.problem
 
 
 def test_redirect_consistent_and_shadowed_rules(tmp_path) -> None:
@@ -918,8 +936,8 @@ def test_proxypass_direct_url_errors(tmp_path) -> None:
     assert "balancer parameter" in e.problem and e.key == "line 2"
     e = error(tmp_path, "Listen 80\nProxyPass /a fcgi://h:1\n")
     assert "scheme 'fcgi'" in e.problem
-    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 nocanon\n")
-    assert "nocanon" in e.problem
+    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 noquery\n")
+    assert "noquery" in e.problem and "not supported" in e.problem
 
 
 def test_proxypass_exclusion(tmp_path) -> None:
@@ -1108,8 +1126,8 @@ def test_member_errors(tmp_path) -> None:
     assert e.key == "line 3" and "loadfactor must be between 1 and 100" in e.problem
     e = error(tmp_path, head + "BalancerMember ajp://h:1 loadfactor=many\n</Proxy>\n")
     assert "loadfactor must be a number" in e.problem
-    e = error(tmp_path, head + "BalancerMember ajp://h:1 smax=3\n</Proxy>\n")
-    assert "parameter 'smax' is not supported" in e.problem
+    e = error(tmp_path, head + "BalancerMember ajp://h:1 redirect=n2\n</Proxy>\n")
+    assert "parameter 'redirect' is not supported" in e.problem
     e = error(tmp_path, head + "BalancerMember ajp://h:1 iobuffersize=1024\n</Proxy>\n")
     assert "packet_size" in e.problem
     e = error(tmp_path, head + "BalancerMember gopher://h:1\n</Proxy>\n")
@@ -1510,3 +1528,124 @@ def test_require_outside_a_section(tmp_path) -> None:
     """Require at the top level is refused, as Apache refuses it."""
     e = error(tmp_path, "Listen 80\nRequire all denied\n")
     assert "belongs in a <Location> or <Proxy>" in e.problem
+
+
+def test_parameters_on_the_proxy_line_and_flags(tmp_path) -> None:
+    """<Proxy balancer://x key=value> sets the balancer; nocanon is accepted; others warn once."""
+    config, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Proxy balancer://app lbmethod=bybusyness stickysession=ROUTEID>
+            BalancerMember http://127.0.0.1:8080 route=1 keepalive=On smax=5 ttl=120
+            BalancerMember http://127.0.0.1:8081 route=2 keepalive=On flushpackets=on
+        </Proxy>
+        ProxyPass /app balancer://app/ nocanon
+        """,
+    )
+    [app] = config.balancers
+    assert app.lbmethod == LBMethodName.BYBUSYNESS
+    assert app.sticky == StickySessionConfig.from_apache("ROUTEID", ".")
+    assert app.members[0].ttl == 120
+    assert len([w for w in warnings if "keepalive=On: accepted without effect" in w]) == 1
+    assert any("flushpackets=on: accepted without effect" in w for w in warnings)
+
+
+def test_proxyhcexpr_status_form(tmp_path) -> None:
+    """hcexpr names a ProxyHCExpr of the status form; it becomes the check's expected statuses."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        ProxyHCExpr ok234 {%{REQUEST_STATUS} =~ /^[234]/}
+        ProxyHCExpr below500 {%{REQUEST_STATUS} -lt 500}
+        <Proxy balancer://app>
+            BalancerMember http://127.0.0.1:8080 hcmethod=GET hcuri=/up hcexpr=ok234
+            BalancerMember http://127.0.0.1:8081 hcmethod=HEAD hcexpr=below500
+        </Proxy>
+        ProxyPass / balancer://app/
+        """,
+    )
+    first, second = config.balancers[0].members
+    assert first.health is not None and first.health.expect == ((200, 499),)
+    assert second.health is not None and second.health.expect == ((100, 499),)
+    e = error(
+        tmp_path,
+        "Listen 80\nProxyHCExpr body {hc('body') !~ /Out of Order/}\n",
+    )
+    assert e.key == "line 2" and "only the status form" in e.problem
+    e = error(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember http://h:1 hcmethod=GET hcexpr=nope\n"
+        "</Proxy>\n",
+    )
+    assert e.key == "line 3" and "no ProxyHCExpr nope" in e.problem
+
+
+@pytest.mark.parametrize(
+    "line, protocols",
+    [
+        ("SSLProtocol -all +TLSv1.3", ("TLSv1.3",)),
+        ("SSLProtocol all -SSLv3 -TLSv1 -TLSv1.1", ("TLSv1.2", "TLSv1.3")),
+        ("SSLProtocol TLSv1.2", ("TLSv1.2",)),
+        ("SSLProtocol +TLSv1.2 +TLSv1.3", ("TLSv1.2", "TLSv1.3")),
+        ("", ("TLSv1.2", "TLSv1.3")),
+    ],
+)
+def test_ssl_protocol(tmp_path, line: str, protocols: tuple[str, ...]) -> None:
+    """SSLProtocol is read as Apache reads it, into the TLS versions offered."""
+    cert = write(tmp_path, "cert.pem", "x")
+    config, _ = read(
+        tmp_path,
+        f"Listen 443\n{line}\n<VirtualHost *:443>\nSSLEngine on\nSSLCertificateFile {cert}\n"
+        "SSLCipherSuite HIGH:!aNULL:!MD5\nSSLHonorCipherOrder on\n</VirtualHost>\n",
+    )
+    tls = config.listeners[0].tls
+    assert tls is not None
+    assert (tls.protocols, tls.ciphers) == (protocols, "HIGH:!aNULL:!MD5")
+
+
+def test_ssl_protocol_enabling_nothing_offered(tmp_path) -> None:
+    """SSLProtocol that leaves neither TLS 1.2 nor 1.3 names its line."""
+    cert = write(tmp_path, "cert.pem", "x")
+    head = f"Listen 443\n<VirtualHost *:443>\nSSLEngine on\nSSLCertificateFile {cert}\n"
+    e = error(tmp_path, head + "SSLProtocol -all +TLSv1.1\n</VirtualHost>\n")
+    assert e.key == "line 5" and "enables no TLS version" in e.problem
+
+
+def test_shadowing_follows_location_precedence(tmp_path) -> None:
+    """
+    Guacamole's layout (ProxyPass in <Location>, the WebSocket location
+    last) gets no warning: in Apache the last matching <Location> wins.
+    The reverse order, and a plain ProxyPass under a <Location> one, do.
+    """
+    _, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Location /guacamole/>
+            ProxyPass http://127.0.0.1:8080/guacamole/ flushpackets=on
+        </Location>
+        <Location /guacamole/websocket-tunnel>
+            ProxyPass ws://127.0.0.1:8080/guacamole/websocket-tunnel
+        </Location>
+        """,
+    )
+    assert not [w for w in warnings if "shadowed" in w]
+    _, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Location /guacamole/websocket-tunnel>
+            ProxyPass ws://127.0.0.1:8080/guacamole/websocket-tunnel
+        </Location>
+        <Location /guacamole/>
+            ProxyPass http://127.0.0.1:8080/guacamole/
+        </Location>
+        ProxyPass /guacamole/x http://127.0.0.1:9000/
+        """,
+    )
+    shadowed = [w for w in warnings if "shadowed" in w]
+    assert len(shadowed) == 2
+    assert "<Location /guacamole/websocket-tunnel> (line 3) is shadowed by <Location /guacamole/>" in shadowed[0]
+    assert "/guacamole/x (line 8) is shadowed by <Location /guacamole/> (line 6)" in shadowed[1]

@@ -25,6 +25,7 @@ from twisted_lb.config import (
     load_toml_text,
 )
 from twisted_lb.header_edits import HeaderEdit
+from twisted_lb.request_rules import Condition, RequestRule
 
 from .helpers import FIXTURES, fixture, write
 
@@ -198,6 +199,22 @@ def test_every_key() -> None:
             max_body_bytes=52428800,
         ),
         workers=2,
+        rules=(
+            RequestRule(
+                "(.*)",
+                "https://%{HTTP_HOST}$1",
+                301,
+                conditions=(
+                    Condition("%{HTTPS}", "off", nocase=True, ornext=True),
+                    Condition("%{HTTP:X-Forwarded-Proto}", "=http"),
+                ),
+                hosts=("www.example.com",),
+            ),
+            RequestRule(
+                "^/ws/(.*)", "/ws/$1", 0, balancer="ws", nocase=True, qsa=True, noescape=True
+            ),
+            RequestRule("/old", "https://example.com/new", 302, prefix=True, after_routes=True),
+        ),
     )
 
 

@@ -336,3 +336,167 @@ class VirtualHostTests(TestCase):
             self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
             answer = yield self.request(b"www.example.com", b"/private/x", method)
             self.assertFalse(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+
+
+class TLSProtocolTests(TestCase):
+    """SSLProtocol and SSLCipherSuite decide what the HTTPS listener offers, for real."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def serve(self, lines: str):
+        from pathlib import Path
+
+        from twisted_lb.tls import make_self_signed
+
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                {lines}
+                ProxyPass / {node.url}/
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        return port
+
+    def handshake(self, port: int, max_version: int | None) -> defer.Deferred[str]:
+        from OpenSSL import SSL
+
+        from .support import tls_client
+
+        def run() -> str:
+            try:
+                conn = tls_client(port, max_version=max_version)
+            except SSL.Error:
+                return "refused"
+            try:
+                return conn.get_protocol_version_name()
+            finally:
+                conn.sock_shutdown(2)
+                conn.close()
+
+        return deferToThread(run)
+
+    @defer.inlineCallbacks
+    def test_tls13_only_refuses_tls12(self):
+        """SSLProtocol -all +TLSv1.3: a TLS 1.2 client is refused, a TLS 1.3 one served."""
+        from OpenSSL import SSL
+
+        port = yield self.serve("SSLProtocol -all +TLSv1.3")
+        result = yield self.handshake(port, SSL.TLS1_2_VERSION)
+        self.assertEqual(result, "refused")
+        result = yield self.handshake(port, None)
+        self.assertEqual(result, "TLSv1.3")
+
+    @defer.inlineCallbacks
+    def test_tls12_only_and_default(self):
+        """SSLProtocol TLSv1.2 offers 1.2 only; without SSLProtocol 1.2 clients are served."""
+        from OpenSSL import SSL
+
+        port = yield self.serve("SSLProtocol TLSv1.2\n                SSLCipherSuite ECDHE+AESGCM")
+        result = yield self.handshake(port, None)
+        self.assertEqual(result, "TLSv1.2")
+        port = yield self.serve("")
+        result = yield self.handshake(port, SSL.TLS1_2_VERSION)
+        self.assertEqual(result, "TLSv1.2")
+
+
+class RewriteTests(TestCase):
+    """The mod_rewrite subset and redirects, on real sockets."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from .test_websocket import WSNode
+
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        self.ws = WSNode("ws1")
+        self.addCleanup(self.ws.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                ServerName app.example.com
+                RewriteEngine On
+                RewriteCond %{{HTTP:Upgrade}} websocket [NC]
+                RewriteCond %{{HTTP:Connection}} upgrade [NC]
+                RewriteRule ^/?(.*) "{self.ws.url}/$1" [P,L]
+                RewriteCond %{{HTTPS}} off
+                RewriteCond %{{REQUEST_URI}} ^/secure
+                RewriteRule (.*) https://%{{HTTP_HOST}}$1 [R=301,L]
+                RewriteCond %{{REQUEST_METHOD}} ^(PUT|DELETE)$
+                RewriteRule ^/readonly/ - [F]
+                RewriteRule ^/app$ /app/ [R]
+                <Proxy balancer://app>
+                    BalancerMember {self.node.url} route=node1
+                </Proxy>
+                RewriteRule ^/legacy/(.*)$ balancer://app/$1 [P,QSA]
+                ProxyPass /app/ balancer://app/
+                ProxyPass /secure balancer://app/
+                ProxyPass /readonly/ balancer://app/
+                RedirectMatch 301 ^/old/(.*)$ /app/$1
+                Redirect permanent /docs https://docs.example.com/manual
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, line: bytes, extra: bytes = b"") -> defer.Deferred[bytes]:
+        return raw_request(
+            self.port,
+            line + b" HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n" + extra + b"\r\n",
+        )
+
+    @defer.inlineCallbacks
+    def test_redirects(self):
+        """[R=301] with %{HTTP_HOST}, [R], RedirectMatch and Redirect give their Location."""
+        for line, status, location in (
+            (b"GET /secure/x?a=1", b"301", b"https://app.example.com/secure/x?a=1"),
+            (b"GET /app", b"302", b"/app/"),
+            (b"GET /old/page?q=2", b"301", b"/app/page?q=2"),
+            (b"GET /docs/install", b"301", b"https://docs.example.com/manual/install"),
+        ):
+            answer = yield self.request(line)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), (line, answer[:60]))
+            self.assertEqual(_header(answer, b"location"), [location], line)
+
+    @defer.inlineCallbacks
+    def test_forbidden_and_proxy(self):
+        """[F] under its conditions; [P] to a balancer with the query kept."""
+        answer = yield self.request(b"DELETE /readonly/x")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        answer = yield self.request(b"GET /readonly/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        answer = yield self.request(b"GET /legacy/echo?a=1")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        self.assertEqual(_node_of(answer), "node1")
+
+    @defer.inlineCallbacks
+    def test_upgrade_split(self):
+        """The WebSocket guide's idiom: an upgrade goes to the ws member, a page to the page member."""
+        answer = yield self.request(
+            b"GET /chat",
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 101"), answer[:80])
+        self.assertEqual(self.ws.requests[-1].path, "/chat")
+        answer = yield self.request(b"GET /app/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        self.assertEqual(_node_of(answer), "node1")

@@ -342,6 +342,11 @@ ACCEPTED: dict[str, str] = {
         _HTTP2,
     ),
     **dict.fromkeys(("expiresactive", "expiresdefault", "expiresbytype"), _EXPIRES),
+    "sslverifydepth": "twisted_lb accepts client certificate chains of any depth up to the CA",
+    "sslproxycheckpeerexpire": "twisted_lb checks the expiry of member certificates whenever it "
+    "verifies them (SSLProxyVerify require), and checks nothing when it does not, as Apache",
+    "errordocument": "twisted_lb answers its own error pages (502, 503, 504, 403 ...) and "
+    "passes the members' pages unchanged",
     "proxyiobuffersize": "twisted_lb sizes its buffers itself (iobuffersize= sets the AJP packet "
     "size of a member)",
     "proxyreceivebuffersize": "twisted_lb leaves socket buffers to the kernel",
@@ -368,18 +373,12 @@ ACCEPTED: dict[str, str] = {
     "proxyhtmlstripcomments": "twisted_lb does not rewrite HTML bodies",
     "proxyhtmldocrootdir": "twisted_lb does not rewrite HTML bodies",
     **dict.fromkeys(("alias", "aliasmatch", "scriptalias", "scriptaliasmatch"), _ALIAS),
-    "rewriteengine": "RewriteEngine alone changes nothing; its RewriteRule lines are what count",
-    "rewriteoptions": "the options of mod_rewrite only matter with RewriteRule lines",
     "rewritebase": "RewriteBase is for per-directory rules, which do not apply to proxied paths",
     "satisfy": "it combines access rules; alone it changes nothing",
 }
 
 #: Directives refused, with the reason and what to do instead.
 REFUSED: dict[str, str] = {
-    "rewriterule": "mod_rewrite is not supported; express the rule with ProxyPass, Redirect or "
-    "a route in the native file",
-    "rewritecond": "mod_rewrite is not supported; express the rule with ProxyPass, Redirect or "
-    "a route in the native file",
     "rewritemap": "mod_rewrite is not supported",
     "authtype": "authentication is not supported; twisted_lb would let everyone in, so the "
     "line is refused: authenticate in the application",
@@ -389,14 +388,6 @@ REFUSED: dict[str, str] = {
     "authbasicprovider": "authentication is not supported; authenticate in the application",
     "authdigestprovider": "authentication is not supported; authenticate in the application",
     "authbasicauthoritative": "authentication is not supported; authenticate in the application",
-    "errordocument": "custom error pages are not supported; twisted_lb answers its own 502, 503 "
-    "and 504 pages, and passes the members' pages unchanged",
-    "redirectmatch": "regular-expression redirects are not supported; use Redirect with a path "
-    "prefix",
-    "redirectpermanent": "partial redirects are not supported; use Redirect / URL/ in a virtual "
-    "host of its own",
-    "redirecttemp": "partial redirects are not supported; use Redirect / URL/ in a virtual host "
-    "of its own",
     "proxypassmatch": "regular-expression routes are not supported; use ProxyPass with a path "
     "prefix (the longest prefix wins)",
     "proxyremote": "twisted_lb does not chain to another proxy; members are reached directly",
@@ -404,23 +395,12 @@ REFUSED: dict[str, str] = {
     "allowconnect": "CONNECT is never offered: twisted_lb is a reverse proxy only",
     "proxyblock": "forward proxying is never offered, so there is nothing to block",
     "proxydomain": "forward proxying is never offered",
-    "sslprotocol": "TLS protocol versions are not supported in Apache files yet; remove the "
-    "line to use twisted_lb's default (TLS 1.2 and 1.3)",
-    "sslciphersuite": "cipher lists are not supported in Apache files yet; remove the line to "
-    "use twisted_lb's default (OpenSSL's secure ciphers)",
-    "sslhonorcipherorder": "cipher order is not supported in Apache files yet; remove the line",
-    "sslverifyclient": "client certificates are not supported yet; remove the line (none is "
-    "what twisted_lb does)",
-    "sslverifydepth": "client certificates are not supported yet",
-    "sslcacertificatefile": "client certificates are not supported yet",
-    "sslcacertificatepath": "client certificates are not supported yet",
+    "sslcacertificatepath": "use SSLCACertificateFile (one PEM file of the CAs)",
     "sslcarevocationfile": "certificate revocation lists are not supported",
     "sslcarevocationpath": "certificate revocation lists are not supported",
     "sslcarevocationcheck": "certificate revocation lists are not supported",
     "sslproxyprotocol": "member TLS versions are not supported in Apache files; remove the line",
     "sslproxyciphersuite": "member cipher lists are not supported in Apache files; remove the line",
-    "sslproxycheckpeerexpire": "twisted_lb always checks the expiry of verified member "
-    "certificates; remove the line",
     "sslproxycacertificatepath": "use SSLProxyCACertificateFile",
     "sslproxycarevocationfile": "certificate revocation lists are not supported",
     "sslproxycarevocationpath": "certificate revocation lists are not supported",
@@ -432,11 +412,8 @@ REFUSED: dict[str, str] = {
     "sslrenegbuffersize": "renegotiation is not supported",
     "sslrequire": "access control by certificate expression is not supported",
     "sslusername": "authentication by certificate is not supported",
-    "proxyhcexpr": "health-check expressions are not supported; use the native health.expect "
-    "statuses",
     "proxyhctemplate": "health-check templates are not supported; put the hc* parameters on "
     "each BalancerMember",
-    "allowencodedslashes": "encoded slashes are not supported as a setting",
     "keptbodysize": "kept bodies are not supported",
 }
 

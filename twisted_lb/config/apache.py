@@ -21,6 +21,7 @@ import attrs
 from ..access import AccessRule, parse_network
 from ..header_edits import ACTIONS as HEADER_ACTIONS
 from ..header_edits import HeaderEdit
+from ..request_rules import Condition, RequestRule
 from ._apache_directives import (
     ACCEPTED,
     ACCEPTED_SECTIONS,
@@ -33,6 +34,7 @@ from ._build import build, resolve_path
 from .model import (
     DEFAULT_HOST,
     MEMBER_SCHEMES,
+    TLS_PROTOCOLS,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
@@ -97,6 +99,18 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyaddheaders",
         "limitrequestbody",
         "proxyvia",
+        "proxyhcexpr",
+        "redirectmatch",
+        "redirectpermanent",
+        "redirecttemp",
+        "rewriteengine",
+        "rewritecond",
+        "rewriterule",
+        "rewriteoptions",
+        "sslprotocol",
+        "sslciphersuite",
+        "sslhonorcipherorder",
+        "allowencodedslashes",
         "serveralias",
         "order",
         "requireany",
@@ -129,7 +143,23 @@ _MEMBER_PARAMS = {
     "iobuffersize": "packet_size",
 }
 #: mod_proxy_hcheck's BalancerMember parameters, read into the member's C{health}.
-_HEALTH_PARAMS = frozenset({"hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails"})
+_HEALTH_PARAMS = frozenset({"hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails", "hcexpr"})
+#: BalancerMember parameters read without effect, and why.
+_MEMBER_PARAMS_WITHOUT_EFFECT = {
+    "keepalive": "twisted_lb's pooled member connections are kept open by the pool (ttl=), "
+    "not by TCP keepalive probes",
+    "smax": "twisted_lb opens member connections as needed and closes idle ones after ttl=",
+    "min": "twisted_lb opens member connections as needed and closes idle ones after ttl=",
+    "disablereuse": "twisted_lb reuses a member connection only after a complete exchange, "
+    "and checks an idle one before reuse (ping=)",
+    "enablereuse": "twisted_lb reuses member connections",
+    "flushpackets": "twisted_lb passes every piece of a response on as it arrives",
+    "flushwait": "twisted_lb passes every piece of a response on as it arrives",
+    "acquire": "twisted_lb does not queue requests for a busy member; it answers 503 when no "
+    "member can take one",
+    "receivebuffersize": "twisted_lb leaves socket buffers to the kernel",
+    "addressttl": "twisted_lb resolves member names when it connects",
+}
 #: hcmethod values: the check kind and the HTTP method (C{OPTIONS11} etc. are
 #: the same requests in HTTP/1.1, which twisted_lb always speaks).
 _HC_METHODS = {
@@ -237,6 +267,10 @@ class _Scope:
     access: _Access | None = None
     #: ServerAlias names (VirtualHost only).
     aliases: list[str] = attrs.Factory(list)
+    #: Rules before routing written in this host (Redirect in <Location>, RedirectMatch).
+    rules: list[tuple[Node, _Scope, RequestRule]] = attrs.Factory(list)
+    #: RewriteCond lines waiting for their RewriteRule.
+    pending_conditions: list[Condition] = attrs.Factory(list)
 
     def get(self, name: str) -> tuple[Any, Node] | None:
         scope: _Scope | None = self
@@ -342,6 +376,10 @@ class _Reader:
         self.proxy_sections: list[_Scope] = []
         self.location_scopes: list[_Scope] = []
         self.route_paths: set[str] = set()
+        #: RewriteRule lines, built once the balancers are known.
+        self.pending_rules: list[tuple[Node, _Scope, int, str, str, dict[str, Any]]] = []
+        #: ProxyHCExpr names and the statuses they accept.
+        self.hc_exprs: dict[str, tuple[tuple[int, int], ...]] = {}
         self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
 
     def where(self, node: Node) -> str:
@@ -477,8 +515,12 @@ class _Reader:
     def d_proxy(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
             raise node.error("<Proxy> must be at the top level or in a <VirtualHost>")
-        url = _one_arg(node)
+        if not node.args:
+            raise node.error("<Proxy> needs a URL, balancer://name or *")
+        url = node.args[0]
         parsed = _balancer_name(url)
+        if parsed is None and len(node.args) > 1:
+            raise node.error(f"<Proxy {url}> takes parameters only for a balancer:// URL")
         if parsed is None:
             # <Proxy *> or <Proxy http://member...>: access rules and headers
             # for what is proxied there.
@@ -491,6 +533,8 @@ class _Reader:
         if path not in ("", "/"):
             raise node.error(f"<Proxy {url}>: a balancer URL here takes no path")
         balancer = self.balancer(node, name, scope)
+        if len(node.args) > 1:
+            self.balancer_params(node, balancer, _params(node, node.args[1:]), f"<Proxy {url}>")
         inner = _Scope("proxy", node, scope)
         inner.location = name
         self.proxy_sections.append(inner)
@@ -540,32 +584,176 @@ class _Reader:
             host = host[1:-1]
         self.listens.append((node, host, int(match.group(2))))
 
-    def d_redirect(self, node: Node, scope: _Scope) -> None:
+    def d_redirect(self, node: Node, scope: _Scope, default: int = 302) -> None:
+        if scope.kind not in ("main", "vhost", "location"):
+            raise node.error("Redirect belongs at the top level, in a <VirtualHost> or <Location>")
+        args = list(node.args)
+        status = default
+        keywords = {"permanent": 301, "temp": 302, "seeother": 303, "gone": 410}
+        if node.key == "redirect" and args and (args[0].lower() in keywords or args[0].isdigit()):
+            word = args.pop(0)
+            status = keywords.get(word.lower()) or int(word)
+        if status not in (301, 302, 303, 307, 308, 410):
+            raise node.error(
+                f"{node.name} with status {status} is not supported; twisted_lb redirects with "
+                "301, 302, 303, 307 or 308 (or answers 410 for gone)"
+            )
+        if scope.kind == "location":
+            assert scope.location is not None
+            args.insert(0, scope.location)
+        if status == 410:
+            if len(args) != 1:
+                raise node.error(f"{node.name} gone takes the URL path only")
+            args.append("-")
+        if not args:
+            raise node.error(f"{node.name} needs a URL path and a target URL")
+        if len(args) == 1:
+            raise node.error(
+                f"{node.name} {args[0]} has no target URL ({node.name} [status] /path URL)"
+            )
+        if len(args) > 2:
+            raise node.error(f"{node.name} takes [status] /path URL")
+        path, url = args
+        if not path.startswith("/"):
+            raise node.error(f"{node.name}: the URL path {path!r} must start with '/'")
+        if status != 410 and not urlsplit(url).scheme and not url.startswith("/"):
+            raise node.error(f"{node.name}: the target {url!r} must be a URL or start with '/'")
+        if scope.kind == "location":
+            scope.host.rules.append(
+                (node, scope, RequestRule(path, url, status, prefix=True, noescape=True))
+            )
+            return
+        scope.host.redirects.append((node, status, path, url))
+
+    def d_redirectpermanent(self, node: Node, scope: _Scope) -> None:
+        self.d_redirect(node, scope, 301)
+
+    def d_redirecttemp(self, node: Node, scope: _Scope) -> None:
+        self.d_redirect(node, scope, 302)
+
+    def d_redirectmatch(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
-            raise node.error("Redirect is supported at the top level or in a <VirtualHost> only")
+            raise node.error("RedirectMatch belongs at the top level or in a <VirtualHost>")
         args = list(node.args)
         status = 302
         keywords = {"permanent": 301, "temp": 302, "seeother": 303, "gone": 410}
-        if args and (args[0].lower() in keywords or args[0].isdigit()):
+        if len(args) == 3 or (args and args[0].lower() == "gone"):
             word = args.pop(0)
-            status = keywords.get(word.lower()) or int(word)
-        if status not in (301, 302, 303, 307, 308):
+            status = keywords.get(word.lower()) or (int(word) if word.isdigit() else 0)
+        if status == 410 and len(args) == 1:
+            args.append("-")
+        if len(args) != 2:
+            raise node.error("RedirectMatch takes [status] regex URL")
+        try:
+            rule = RequestRule(args[0], args[1], status, noescape=True, after_routes=True)
+        except ValueError as e:
+            raise node.error(f"RedirectMatch: {e}") from None
+        scope.host.rules.append((node, scope, rule))
+
+    # -- mod_rewrite subset ---------------------------------------------------
+
+    def d_rewriteengine(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        self.setting(node, scope, "rewriteengine", _on_off(node, _one_arg(node), node.name))
+
+    def d_rewritecond(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("main", "vhost"):
             raise node.error(
-                f"Redirect with status {status} is not supported; twisted_lb redirects with "
-                "301, 302, 303, 307 or 308"
+                "RewriteCond in a <Location> or <Directory> (per-directory rules) is not "
+                "supported; put the rules in the <VirtualHost>"
             )
-        if not args:
-            raise node.error("Redirect needs a URL path and a target URL")
-        if len(args) == 1:
-            raise node.error(f"Redirect {args[0]} has no target URL (Redirect [status] /path URL)")
-        if len(args) > 2:
-            raise node.error("Redirect takes [status] /path URL")
-        path, url = args
-        if not path.startswith("/"):
-            raise node.error(f"Redirect: the URL path {path!r} must start with '/'")
-        if not urlsplit(url).scheme:
-            raise node.error(f"Redirect: the target {url!r} must be an absolute URL")
-        scope.host.redirects.append((node, status, path, url))
+        if len(node.args) not in (2, 3):
+            raise node.error("RewriteCond takes TestString CondPattern [flags]")
+        flags = _rewrite_flags(node, node.args[2] if len(node.args) == 3 else "")
+        unknown = set(flags) - {"nc", "nocase", "or", "ornext"}
+        if unknown:
+            raise node.error(
+                f"RewriteCond flag {sorted(unknown)[0]!r} is not supported (NC and OR are)"
+            )
+        try:
+            condition = Condition(
+                node.args[0],
+                node.args[1],
+                nocase=bool({"nc", "nocase"} & set(flags)),
+                ornext=bool({"or", "ornext"} & set(flags)),
+            )
+        except ValueError as e:
+            raise node.error(f"RewriteCond: {e}") from None
+        scope.pending_conditions.append(condition)
+
+    def d_rewriterule(self, node: Node, scope: _Scope) -> None:
+        conditions = tuple(scope.pending_conditions)
+        scope.pending_conditions = []
+        if scope.kind not in ("main", "vhost"):
+            raise node.error(
+                "RewriteRule in a <Location> or <Directory> (per-directory rules) is not "
+                "supported; put the rules in the <VirtualHost>"
+            )
+        if len(node.args) not in (2, 3):
+            raise node.error("RewriteRule takes Pattern Substitution [flags]")
+        pattern, target = node.args[0], node.args[1]
+        flags = _rewrite_flags(node, node.args[2] if len(node.args) == 3 else "")
+        known = {
+            "l",
+            "last",
+            "end",
+            "nc",
+            "nocase",
+            "qsa",
+            "qsappend",
+            "ne",
+            "noescape",
+            "p",
+            "proxy",
+            "pt",
+            "passthrough",
+            "f",
+            "forbidden",
+            "g",
+            "gone",
+            "r",
+            "redirect",
+        }
+        unknown = [f for f in flags if f not in known]
+        if unknown:
+            raise node.error(
+                f"RewriteRule flag [{unknown[0].upper()}] is not supported (R, P, PT, F, G, L, "
+                "NC, QSA, NE are)"
+            )
+        kwargs: dict[str, Any] = {
+            "conditions": conditions,
+            "nocase": bool({"nc", "nocase"} & set(flags)),
+            "qsa": bool({"qsa", "qsappend"} & set(flags)),
+            "noescape": bool({"ne", "noescape"} & set(flags)),
+        }
+        if {"f", "forbidden"} & set(flags):
+            status = 403
+        elif {"g", "gone"} & set(flags):
+            status = 410
+        elif {"r", "redirect"} & set(flags):
+            status = flags.get("r") or flags.get("redirect") or 302
+        elif {"p", "proxy"} & set(flags):
+            status = 0
+        elif {"pt", "passthrough"} & set(flags):
+            raise node.error(
+                "RewriteRule … [PT] (rewrite, then route with ProxyPass) is not supported; "
+                "proxy with [P] to the balancer, or map the path with ProxyPass"
+            )
+        elif target == "-":
+            raise node.error("RewriteRule … - without [F], [G], [R] or [P] changes nothing here")
+        else:
+            raise node.error(
+                "RewriteRule without [R], [P], [F] or [G] rewrites to a file, and twisted_lb "
+                "serves no files: add [P] to proxy or [R] to redirect"
+            )
+        self.pending_rules.append((node, scope, status, pattern, target, kwargs))
+
+    def d_rewriteoptions(self, node: Node, scope: _Scope) -> None:
+        if any(a.lower().startswith("inherit") for a in node.args):
+            raise node.error(
+                "RewriteOptions Inherit is not supported: repeat the rules in each <VirtualHost>"
+            )
+        self.accept(node, "the other RewriteOptions do not change the supported rules")
 
     # -- TLS ------------------------------------------------------------------
 
@@ -602,8 +790,66 @@ class _Reader:
     def d_sslcertificatechainfile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "chain")
 
-    def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
-        self._file(node, scope, "client_ca")
+    def d_sslprotocol(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        known = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+        enabled: set[str] = set()
+        for word in node.args:
+            sign = word[0] if word[:1] in "+-" else ""
+            name = word[len(sign) :]
+            match = [k for k in known if k.lower() == name.lower()]
+            if name.lower() == "all":
+                versions = set(known)
+            elif match:
+                versions = {match[0]}
+            else:
+                raise node.error(
+                    f"SSLProtocol: {word!r} is not all, SSLv3, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3"
+                )
+            if sign == "+":
+                enabled |= versions
+            elif sign == "-":
+                enabled -= versions
+            else:
+                enabled = set(versions)
+        protocols = tuple(p for p in TLS_PROTOCOLS if p in enabled)
+        if not protocols:
+            raise node.error(
+                "SSLProtocol enables no TLS version twisted_lb offers (TLSv1.2, TLSv1.3)"
+            )
+        if enabled - set(TLS_PROTOCOLS):
+            self.warn_once(
+                "old-tls",
+                node,
+                f"SSLProtocol {' '.join(node.args)}: twisted_lb never offers "
+                f"{', '.join(sorted(enabled - set(TLS_PROTOCOLS)))} (older than TLS 1.2)",
+            )
+        self.setting(node, scope, "protocols", protocols)
+
+    def d_sslciphersuite(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        args = list(node.args)
+        if len(args) == 2 and args[0].upper() == "SSL":
+            args.pop(0)
+        elif len(args) == 2 and args[0].upper() == "TLSV1.3":
+            self.warn_once(
+                "tls13-ciphers",
+                node,
+                "SSLCipherSuite TLSv1.3 …: twisted_lb uses OpenSSL's TLS 1.3 cipher suites",
+            )
+            return
+        if len(args) != 1:
+            raise node.error("SSLCipherSuite takes [SSL|TLSv1.3] cipher-string")
+        self.setting(node, scope, "ciphers", args[0])
+
+    def d_sslhonorcipherorder(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        if not _on_off(node, _one_arg(node), "SSLHonorCipherOrder"):
+            self.warn(
+                node,
+                "SSLHonorCipherOrder off: twisted_lb always picks the cipher by the server's "
+                "order (as SSLHonorCipherOrder on)",
+            )
 
     def d_sslverifyclient(self, node: Node, scope: _Scope) -> None:
         self.host_only(node, scope)
@@ -613,6 +859,21 @@ class _Reader:
                 f"SSLVerifyClient {value}: use none, optional, require or optional_no_ca"
             )
         self.setting(node, scope, "client_certificates", value)
+
+    def d_allowencodedslashes(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value == "off":
+            self.accept(node, "twisted_lb refuses encoded slashes in paths (400), as Off does")
+            return
+        if value not in ("on", "nodecode"):
+            raise node.error(f"AllowEncodedSlashes must be On, Off or NoDecode, not {value!r}")
+        raise node.error(
+            f"AllowEncodedSlashes {_one_arg(node)} is not supported: twisted_lb refuses %2F in "
+            "paths (400) rather than pass it to a member; remove the line"
+        )
+
+    def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "client_ca")
 
     def d_sslproxycacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "ca_file", host=False)
@@ -695,6 +956,20 @@ class _Reader:
             raise node.error("ServerAlias needs one or more names")
         scope.aliases += [_host_of_name(node, name) for name in node.args]
 
+    def d_proxyhcexpr(self, node: Node, scope: _Scope) -> None:
+        if len(node.args) < 2:
+            raise node.error("ProxyHCExpr takes a name and an {expression}")
+        name = node.args[0]
+        text = " ".join(node.args[1:]).strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            raise node.error(
+                "ProxyHCExpr: the expression goes in braces: {%{REQUEST_STATUS} =~ /^[234]/}"
+            )
+        try:
+            self.hc_exprs[name] = _status_ranges(text[1:-1].strip())
+        except ValueError as e:
+            raise node.error(f"ProxyHCExpr {name}: {e}") from None
+
     def d_header(self, node: Node, scope: _Scope) -> None:
         self.header_edit(node, scope, request=False)
 
@@ -719,7 +994,9 @@ class _Reader:
                 "headers into responses or notes"
             )
         if action not in HEADER_ACTIONS:
-            raise node.error(f"{node.name}: {action!r} is not one of {', '.join(sorted(HEADER_ACTIONS))}")
+            raise node.error(
+                f"{node.name}: {action!r} is not one of {', '.join(sorted(HEADER_ACTIONS))}"
+            )
         if not args:
             raise node.error(f"{node.name} {action} needs a header name")
         name = args.pop(0)
@@ -797,8 +1074,7 @@ class _Reader:
         kind, rest = args[0], node.args[1:]
         if kind == "not":
             raise node.error(
-                "Require not … is not supported; list the addresses that may pass with "
-                "Require ip"
+                "Require not … is not supported; list the addresses that may pass with Require ip"
             )
         if kind in ("valid-user", "user", "group", "file-owner", "file-group"):
             raise node.error(
@@ -921,7 +1197,18 @@ class _Reader:
                 f"ProxyPass {path}: the path must start with '/' (ProxyPassMatch and "
                 "wildcards are not supported)"
             )
-        params = _params(node, args[2:])
+        rest = args[2:]
+        for flag in [a for a in rest if "=" not in a]:
+            if flag.lower() == "nocanon":
+                # twisted_lb passes the path on as the client sent it (after refusing
+                # dot segments and encoded slashes), which is what nocanon asks for.
+                rest.remove(flag)
+            else:
+                raise node.error(
+                    f"ProxyPass … {flag}: the flag is not supported by twisted_lb (nocanon is; "
+                    "interpolate and noquery are not)"
+                )
+        params = _params(node, rest)
         if target == "!" and params:
             raise node.error("ProxyPass /path ! takes no parameters")
         p = _Pass(node, path, target, params, scope)
@@ -1056,6 +1343,7 @@ class _Reader:
                 self.broken.add(b.name)
                 self.fail(b.node, e)
         routes = self.build_routes(balancers)
+        rules = self.build_rules(balancers, routes)
         listeners = self.build_listeners()
         self.check_reverses()
         if self.errors:
@@ -1072,6 +1360,7 @@ class _Reader:
                 "listeners": tuple(listeners),
                 "balancers": tuple(balancers.values()),
                 "routes": tuple(routes),
+                "rules": tuple(rules),
                 "source": self.path,
                 "timeout": float(timeout),
                 **self.top_level,
@@ -1090,6 +1379,14 @@ class _Reader:
         for key, value in params:
             if key in _HEALTH_PARAMS:
                 health[key] = value
+                continue
+            if key in _MEMBER_PARAMS_WITHOUT_EFFECT:
+                self.warn_once(
+                    ("param", key),
+                    node,
+                    f"{node.name} … {key}={value}: accepted without effect: "
+                    f"{_MEMBER_PARAMS_WITHOUT_EFFECT[key]}",
+                )
                 continue
             if key not in _MEMBER_PARAMS:
                 raise node.error(
@@ -1145,8 +1442,19 @@ class _Reader:
         }
         if kind == "http":
             kwargs["path"] = params.get("hcuri", "/")
+            if "hcexpr" in params:
+                name = params["hcexpr"]
+                if name not in self.hc_exprs:
+                    raise node.error(f"hcexpr={name}: no ProxyHCExpr {name} {{…}} defines it")
+                kwargs["expect"] = self.hc_exprs[name]
+        elif "hcexpr" in params:
+            raise node.error(
+                f"hcexpr is only used by HTTP checks, not hcmethod={params['hcmethod']}"
+            )
         elif "hcuri" in params:
-            raise node.error(f"hcuri is only used by HTTP checks, not hcmethod={params['hcmethod']}")
+            raise node.error(
+                f"hcuri is only used by HTTP checks, not hcmethod={params['hcmethod']}"
+            )
 
         def fail(field: str | None, problem: str) -> ConfigError:
             return node.error(problem)
@@ -1291,13 +1599,16 @@ class _Reader:
                     continue
                 if other == route and p.scope.host is not self.passes_scope(other_node):
                     continue
-                self.fail(p.node, p.node.error(
-                    f"ProxyPass {route.path} is mapped a second time (first at "
-                    f"{self.where(other_node)}); Apache would only use the first"
-                    if p.scope.host is self.passes_scope(other_node)
-                    else f"ProxyPass {route.path} maps the path differently from "
-                    f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
-                ))
+                self.fail(
+                    p.node,
+                    p.node.error(
+                        f"ProxyPass {route.path} is mapped a second time (first at "
+                        f"{self.where(other_node)}); Apache would only use the first"
+                        if p.scope.host is self.passes_scope(other_node)
+                        else f"ProxyPass {route.path} maps the path differently from "
+                        f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
+                    ),
+                )
                 continue
             routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
@@ -1375,7 +1686,8 @@ class _Reader:
             if loc.location == route.path or _covers(loc.location, route.path):
                 rules.append(loc.access.rule(route.path))
             elif _covers(route.path, loc.location) and not any(
-                len(other) > len(route.path) and (other == loc.location or _covers(other, loc.location))
+                len(other) > len(route.path)
+                and (other == loc.location or _covers(other, loc.location))
                 for other in self.route_paths
             ):
                 rules.append(loc.access.rule(loc.location))
@@ -1465,15 +1777,43 @@ class _Reader:
         return name, parts.path
 
     def check_shadowing(self) -> None:
+        """
+        Warn about rules Apache would never use, by its own precedence:
+        ProxyPass inside <Location> first, where the last matching
+        <Location> wins; then the other ProxyPass lines in file order, the
+        first match winning. twisted_lb uses the longest prefix instead.
+        """
         for host in [self.main, *self.vhosts]:
-            rules = [p for p in host.passes]
-            for i, later in enumerate(rules):
-                for earlier in rules[:i]:
+            located = [p for p in host.passes if p.scope.kind == "location"]
+            plain = [p for p in host.passes if p.scope.kind != "location"]
+            for i, later in enumerate(plain):
+                for earlier in plain[:i]:
                     if earlier.path != later.path and _covers(earlier.path, later.path):
                         self.warnings.append(
                             "Apache checks ProxyPass rules in file order, so "
                             f"{later.path} ({self.where(later.node)}) is shadowed by "
                             f"{earlier.path} ({self.where(earlier.node)}) there and never "
+                            "used; twisted_lb picks the longest prefix, so it is used here"
+                        )
+                        break
+            for i, earlier in enumerate(located):
+                for later in located[i + 1 :]:
+                    if earlier.path != later.path and _covers(later.path, earlier.path):
+                        self.warnings.append(
+                            "in Apache the last matching <Location> wins, so ProxyPass in "
+                            f"<Location {earlier.path}> ({self.where(earlier.node)}) is "
+                            f"shadowed by <Location {later.path}> ({self.where(later.node)}) "
+                            "there and never used; twisted_lb picks the longest prefix, so it "
+                            "is used here"
+                        )
+                        break
+            for rule in plain:
+                for loc in located:
+                    if loc.path != rule.path and _covers(loc.path, rule.path):
+                        self.warnings.append(
+                            "Apache checks ProxyPass in <Location> before the other ProxyPass "
+                            f"lines, so {rule.path} ({self.where(rule.node)}) is shadowed by "
+                            f"<Location {loc.path}> ({self.where(loc.node)}) there and never "
                             "used; twisted_lb picks the longest prefix, so it is used here"
                         )
                         break
@@ -1622,9 +1962,7 @@ class _Reader:
                     f"one ({self.where(default.node)}); twisted_lb serves one certificate per "
                     "port (no SNI): give them the same certificate, or another port"
                 )
-            if (vhost.redirects and not vhost.passes) != (
-                default.redirects and not default.passes
-            ):
+            if (vhost.redirects and not vhost.passes) != (default.redirects and not default.passes):
                 raise vhost.node.error(
                     f"port {port} has a virtual host that only redirects and one that "
                     "proxies; a twisted_lb listener either redirects everything or proxies: "
@@ -1666,10 +2004,12 @@ class _Reader:
                     "chain": scope.value("chain"),
                     "client_certificates": scope.value("client_certificates", "none"),
                     "client_ca": scope.value("client_ca"),
+                    "protocols": scope.value("protocols", TLS_PROTOCOLS),
+                    "ciphers": scope.value("ciphers"),
                 },
                 lambda field, problem: (verify[1] if verify is not None else node).error(problem),
             )
-        if scope.redirects:
+        if scope.redirects and self.redirects_whole_site(scope):
             kwargs.update(self.redirect(scope))
         server_name = scope.get("servername")
         if server_name is not None:
@@ -1681,6 +2021,127 @@ class _Reader:
                 server_name[1] if server_name is not None and field == "server_name" else node
             ).error(problem),
         )
+
+    def redirects_whole_site(self, scope: _Scope) -> bool:
+        """Whether C{scope} only redirects, all of it, so a redirect listener does it."""
+        if scope.passes or scope.rules or not scope.redirects:
+            return False
+        _, status, path, url = scope.redirects[0]
+        return path == "/" and status != 410 and _redirect_base(path, url) is not None
+
+    def build_rules(
+        self, balancers: dict[str, BalancerConfig], routes: list[RouteConfig]
+    ) -> list[RequestRule]:
+        """
+        The rules before routing, per host in Apache's order: RewriteRule,
+        then Redirect (mod_alias), which a ProxyPass covering its path
+        shadows in Apache as it does here.
+        """
+        out: list[RequestRule] = []
+        by_host: dict[int, list[tuple[Node, _Scope, RequestRule]]] = {}
+        for node, scope, status, pattern, target, kwargs in self.pending_rules:
+            host = scope.host
+            if host.value("rewriteengine") is not True:
+                self.warn_once(
+                    ("rewrite-off", id(host)),
+                    node,
+                    "RewriteRule without RewriteEngine On in its host: not used, as in Apache",
+                )
+                continue
+            if host is self.main and self.vhosts:
+                self.warn(
+                    node,
+                    "RewriteRule at the top level is not used by the <VirtualHost> sections "
+                    "(as in Apache without RewriteOptions Inherit)",
+                )
+                continue
+            try:
+                if status == 0:
+                    kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
+                rule = RequestRule(pattern, target, status, **kwargs)
+            except ValueError as e:
+                self.fail(node, node.error(f"RewriteRule: {e}"))
+                continue
+            except ConfigError as e:
+                self.fail(node, e)
+                continue
+            by_host.setdefault(id(host), []).append((node, scope, rule))
+        for host in [self.main, *self.vhosts]:
+            entries = by_host.get(id(host), []) + host.rules
+            if not self.redirects_whole_site(host):
+                for node, status, path, url in host.redirects:
+                    covering = [
+                        r.path
+                        for r in routes
+                        if r.balancer is not None
+                        and (r.path == path or _covers(r.path, path))
+                        and self.route_in_host(r, host)
+                    ]
+                    if covering:
+                        self.warn(
+                            node,
+                            f"{node.name} {path} is not used: ProxyPass {covering[0]} covers it, "
+                            "and Apache proxies such requests before it redirects (add ProxyPass "
+                            f"{path} ! to redirect)",
+                        )
+                        continue
+                    try:
+                        rule = RequestRule(
+                            path, url, status, prefix=True, noescape=True, after_routes=True
+                        )
+                    except ValueError as e:
+                        self.fail(node, node.error(str(e)))
+                        continue
+                    entries.append((node, host, rule))
+            for node, scope, rule in entries:
+                try:
+                    out.append(attrs.evolve(rule, hosts=self.host_names(scope.host)))
+                except ConfigError as e:
+                    self.fail(node, e)
+        return out
+
+    def route_in_host(self, route: RouteConfig, host: _Scope) -> bool:
+        names = self.host_names(host)
+        return not route.hosts or not names or bool(set(route.hosts) & set(names))
+
+    def host_names(self, vhost: _Scope) -> tuple[str, ...]:
+        """The hosts of routes and rules in C{vhost} (see L{with_hosts})."""
+        if vhost is self.main or not self.name_based:
+            return ()
+        names = self.vhost_names(vhost)
+        if any(group[0][0] is vhost for group in self.vhost_groups().values()):
+            return (DEFAULT_HOST, *names)
+        if not names:
+            assert vhost.node is not None
+            raise vhost.node.error(
+                "this <VirtualHost> shares its port with others but has no ServerName or "
+                "ServerAlias, so Apache would never choose it: add ServerName"
+            )
+        return names
+
+    def proxy_target(
+        self, node: Node, scope: _Scope, target: str, balancers: dict[str, BalancerConfig]
+    ) -> tuple[str, str]:
+        """The balancer and path template of a [P] rule's substitution."""
+        parsed = _balancer_name(target)
+        if parsed is not None:
+            name, path = parsed
+            if name not in balancers:
+                raise node.error(
+                    f"RewriteRule … [P] names balancer://{name}, which no <Proxy> defines"
+                )
+            return name, path or "/"
+        parts = urlsplit(target)
+        if not parts.scheme or not parts.netloc or any(c in parts.netloc for c in "$%{"):
+            raise node.error(
+                f"RewriteRule … [P]: {target!r} must be balancer://name/… or a member URL "
+                "whose host and port are written out"
+            )
+        base = f"{parts.scheme}://{parts.netloc}"
+        fake = _Pass(node, "/", base, [], scope)
+        name, _ = self.implicit(fake, balancers)
+        path = target[len(base) :] or "/"
+        return name, path
 
     def redirect(self, scope: _Scope) -> dict[str, Any]:
         if scope.passes:
@@ -1786,6 +2247,96 @@ def _version_matches(node: Node) -> bool:
             raise node.error(f"<IfVersion>: unknown operator {op!r}")
         result = compare[op]
     return result != negate
+
+
+_STATUS_TEST = re.compile(
+    r"%\{REQUEST_STATUS\}\s*(=~|!~|==|!=|<=|>=|<|>|-eq|-ne|-lt|-le|-gt|-ge)\s*(\S.*)"
+)
+
+
+def _status_ranges(expression: str) -> tuple[tuple[int, int], ...]:
+    """
+    The statuses (as ranges) for which a ProxyHCExpr of the status form
+    holds: C{%{REQUEST_STATUS} =~ /regex/}, C{!~}, or a comparison with a
+    number (C{<}, C{-lt}, C{==} ...).
+
+    @raise ValueError: for any other expression.
+    """
+    match = _STATUS_TEST.fullmatch(expression)
+    if match is None or "&&" in expression or "||" in expression:
+        raise ValueError(
+            "only the status form is supported (%{REQUEST_STATUS} =~ /^[234]/, or < 400 ...); "
+            "use the native health.expect"
+        )
+    op, operand = match.group(1), match.group(2).strip()
+    if op in ("=~", "!~"):
+        if not (len(operand) >= 2 and operand[0] == "/" and operand.endswith("/")):
+            raise ValueError(f"{operand!r} is not a /regular expression/")
+        try:
+            regex = re.compile(operand[1:-1])
+        except re.error as e:
+            raise ValueError(f"{operand!r}: {e}") from None
+
+        def test(status: int) -> bool:
+            return (regex.search(str(status)) is not None) == (op == "=~")
+
+    else:
+        try:
+            number = int(operand.strip("'\""))
+        except ValueError:
+            raise ValueError(f"{operand!r} is not a status number") from None
+        compare = {
+            "==": int.__eq__,
+            "-eq": int.__eq__,
+            "!=": int.__ne__,
+            "-ne": int.__ne__,
+            "<": int.__lt__,
+            "-lt": int.__lt__,
+            "<=": int.__le__,
+            "-le": int.__le__,
+            ">": int.__gt__,
+            "-gt": int.__gt__,
+            ">=": int.__ge__,
+            "-ge": int.__ge__,
+        }[op]
+
+        def test(status: int) -> bool:
+            return bool(compare(status, number))
+
+    ranges: list[tuple[int, int]] = []
+    for status in range(100, 600):
+        if test(status):
+            if ranges and ranges[-1][1] == status - 1:
+                ranges[-1] = (ranges[-1][0], status)
+            else:
+                ranges.append((status, status))
+    if not ranges:
+        raise ValueError("no status satisfies it")
+    return tuple(ranges)
+
+
+def _rewrite_flags(node: Node, text: str) -> dict[str, int]:
+    """C{[R=301,L,NC]} -> C{{"r": 301, "l": 0, "nc": 0}}."""
+    if not text:
+        return {}
+    if not (text.startswith("[") and text.endswith("]")):
+        raise node.error(f"{node.name}: flags go in brackets, not {text!r}")
+    flags: dict[str, int] = {}
+    for flag in text[1:-1].split(","):
+        name, _, value = flag.strip().partition("=")
+        name = name.lower()
+        if value:
+            if name not in ("r", "redirect"):
+                raise node.error(f"{node.name} flag [{flag.strip()}] is not supported")
+            code = {"permanent": 301, "temp": 302, "seeother": 303}.get(value.lower())
+            if code is None:
+                if not value.isdigit():
+                    raise node.error(f"{node.name} [R={value}]: not a status")
+                code = int(value)
+            flags[name] = code
+        else:
+            flags[name] = 0
+    return flags
 
 
 def _host_of_name(node: Node, value: str) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from ..request_rules import RequestRule
 from .model import (
     BackendTLSConfig,
     BalancerConfig,
@@ -95,6 +96,8 @@ def _listener(listener: ListenerConfig) -> list[str]:
             "key": listener.tls.key,
             "chain": listener.tls.chain,
             "client_certificates": listener.tls.client_certificates,
+            "protocols": list(listener.tls.protocols),
+            "ciphers": listener.tls.ciphers,
             "client_ca": listener.tls.client_ca,
         }
     if listener.redirect is not None:
@@ -209,6 +212,26 @@ def _route(route: RouteConfig) -> list[str]:
     return out
 
 
+def _rule(rule: RequestRule) -> list[str]:
+    items: dict[str, Any] = {"pattern": rule.pattern, "target": rule.target, "status": rule.status}
+    if rule.balancer:
+        items["balancer"] = rule.balancer
+    for key in ("nocase", "qsa", "noescape", "prefix", "after_routes"):
+        if getattr(rule, key):
+            items[key] = True
+    if rule.hosts:
+        items["hosts"] = list(rule.hosts)
+    out = ["[[rules]]", *_lines(items)]
+    for condition in rule.conditions:
+        fields: dict[str, Any] = {"test": condition.test, "pattern": condition.pattern}
+        if condition.nocase:
+            fields["nocase"] = True
+        if condition.ornext:
+            fields["ornext"] = True
+        out += ["", "[[rules.conditions]]", *_lines(fields)]
+    return out
+
+
 def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
     """
     Write C{config} as a native TOML configuration.
@@ -240,6 +263,8 @@ def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
     out += ["", "[limits]", *_lines(attrs.asdict(config.limits))]
     for listener in config.listeners:
         out += ["", *_listener(listener)]
+    for rule in config.rules:
+        out += ["", *_rule(rule)]
     for balancer in config.balancers:
         out += ["", *_balancer(balancer)]
     for route in config.routes:

@@ -22,6 +22,7 @@ import attrs
 from twisted_lb.access import AccessRule
 from twisted_lb.balancer.sticky import StickyConfig
 from twisted_lb.header_edits import HeaderEdit
+from twisted_lb.request_rules import RequestRule
 
 __all__ = [
     "DEFAULT_HOST",
@@ -63,6 +64,17 @@ def _check_hosts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[st
                 f"hosts: {name!r} is not a lower-case host name (without port), "
                 f"\"*.example.com\" or {DEFAULT_HOST!r}"
             )
+
+
+#: The TLS versions a listener may offer, oldest first.
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+
+
+def _check_protocols(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value or any(v not in TLS_PROTOCOLS for v in value):
+        raise ValueError(
+            f"protocols must list one or both of {', '.join(TLS_PROTOCOLS)}, not {list(value)!r}"
+        )
 
 
 class ConfigError(ValueError):
@@ -523,11 +535,17 @@ class TLSConfig:
     @ivar client_ca: PEM file of the CAs client certificates must come from
         (Apache's C{SSLCACertificateFile}); needed for C{optional} and
         C{require}.
+    @ivar protocols: the TLS versions offered, among C{TLSv1.2} and
+        C{TLSv1.3} (Apache's C{SSLProtocol}).
+    @ivar ciphers: an OpenSSL cipher string for TLS 1.2 (Apache's
+        C{SSLCipherSuite}), or C{None} for Twisted's default list.
     """
 
     certificate: str
     key: str
     chain: str | None = None
+    protocols: tuple[str, ...] = attrs.field(default=TLS_PROTOCOLS, validator=_check_protocols)
+    ciphers: str | None = None
     client_certificates: str = attrs.field(
         default="none", validator=_one_of("none", "optional", "require", "optional_no_ca")
     )
@@ -810,6 +828,9 @@ class ProxyConfig:
         (and WebSockets) finish before it closes them.
     @ivar admin: the admin listener; C{None} (the default) runs none.
     @ivar limits: what every listener accepts from its clients.
+    @ivar rules: checked before routing, in order (redirects, refusals,
+        proxying to a balancer; Apache's C{Redirect}, C{RedirectMatch},
+        C{RewriteRule}); each for its C{hosts} as routes are.
     @ivar workers: how many processes serve the listeners: C{"auto"} (the
         default: one per core, see L{effective_workers}) or a number; 1 runs
         everything in the one C{twistd} process.
@@ -832,6 +853,7 @@ class ProxyConfig:
     limits: LimitsConfig = LimitsConfig()
     workers: int | str = attrs.field(default="auto", validator=_workers)
     cluster: ClusterConfig | None = None
+    rules: tuple[RequestRule, ...] = ()
 
     @property
     def effective_workers(self) -> int:
@@ -846,6 +868,13 @@ class ProxyConfig:
             if names.count(name) > 1:
                 raise ConfigError(self.source, f"balancers.{name}", "is defined twice")
         known = set(names)
+        for i, rule in enumerate(self.rules):
+            if rule.status == 0 and rule.balancer not in known:
+                raise ConfigError(
+                    self.source,
+                    f"rules[{i}].balancer",
+                    f"names balancer {rule.balancer!r}, which is not defined",
+                )
         for i, route in enumerate(self.routes):
             if route.balancer is not None and route.balancer not in known:
                 raise ConfigError(

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - Python 3.10
 
 from ..access import AccessRule
 from ..header_edits import HeaderEdit
+from ..request_rules import Condition, RequestRule
 from ._build import base_dir_of, build, resolve_path
 from .model import (
     AdminConfig,
@@ -59,6 +60,7 @@ _TOP = {
     "balancers": "table",
     "routes": "tables",
     "admin": "table",
+    "rules": "tables",
     "cluster": "table",
 }
 _CLUSTER = {
@@ -74,6 +76,20 @@ _CLUSTER = {
     "password_file": "str",
     "timeout": "num",
 }
+_RULE = {
+    "pattern": "str",
+    "target": "str",
+    "status": "int",
+    "balancer": "str",
+    "conditions": "tables",
+    "nocase": "bool",
+    "qsa": "bool",
+    "noescape": "bool",
+    "prefix": "bool",
+    "hosts": "strlist",
+    "after_routes": "bool",
+}
+_CONDITION = {"test": "str", "pattern": "str", "nocase": "bool", "ornext": "bool"}
 _ADMIN = {
     "endpoint": "str",
     "user": "str",
@@ -106,6 +122,8 @@ _LISTEN_TLS = {
     "key": "str",
     "chain": "str",
     "client_certificates": "str",
+    "protocols": "strlist",
+    "ciphers": "str",
     "client_ca": "str",
 }
 _BALANCER = {
@@ -316,6 +334,10 @@ class _Reader:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         if "admin" in data:
             kwargs["admin"] = self.admin(data["admin"], "admin")
+        if "rules" in data:
+            kwargs["rules"] = tuple(
+                self.rule(t, f"rules[{i}]") for i, t in enumerate(data["rules"])
+            )
         if "cluster" in data:
             kwargs["cluster"] = self.cluster(data["cluster"], "cluster")
         config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
@@ -415,6 +437,13 @@ class _Reader:
                     "key": self.path(t["key"]) if "key" in t else certificate,
                     "chain": self.path(t.get("chain")),
                     "client_certificates": t.get("client_certificates", "none"),
+                    **(
+                        {"protocols": (t["protocols"],) if isinstance(t["protocols"], str)
+                         else tuple(t["protocols"])}
+                        if "protocols" in t
+                        else {}
+                    ),
+                    "ciphers": t.get("ciphers"),
                     "client_ca": self.path(t.get("client_ca")),
                 },
                 tls_prefix,
@@ -580,6 +609,25 @@ class _Reader:
             "deny": strings("deny"),
         }
         return self.model(AccessRule, kwargs, prefix, {})
+
+    def rule(self, table: dict[str, Any], prefix: str) -> RequestRule:
+        self.check(table, _RULE, prefix)
+        for key in ("pattern", "target", "status"):
+            if key not in table:
+                raise self.error(_join(prefix, key), "is required")
+        conditions = []
+        for i, t in enumerate(table.get("conditions", [])):
+            cprefix = f"{_join(prefix, 'conditions')}[{i}]"
+            self.check(t, _CONDITION, cprefix)
+            for key in ("test", "pattern"):
+                if key not in t:
+                    raise self.error(_join(cprefix, key), "is required")
+            conditions.append(self.model(Condition, dict(t), cprefix, {}))
+        kwargs = {k: v for k, v in table.items() if k not in ("conditions", "hosts")}
+        hosts = table.get("hosts", ())
+        kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+        kwargs["conditions"] = tuple(conditions)
+        return self.model(RequestRule, kwargs, prefix, {})
 
     def header_edit(self, table: dict[str, Any], prefix: str, request: bool) -> HeaderEdit:
         self.check(table, _HEADER_EDIT, prefix)
