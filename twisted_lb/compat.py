@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["tls_session_id"]
+__all__ = ["h2_connection_of", "tls_session_id"]
 
 
 # -- TLS session id (pyOpenSSL) ----------------------------------------------
@@ -79,3 +79,21 @@ def tls_session_id(connection: Any) -> bytes | None:
 
 
 # -- end of TLS session id -----------------------------------------------------
+
+
+# -- HTTP/2 stream -> connection (Twisted) --------------------------------------
+#
+# A request over HTTP/2 has an H2Stream as its channel, whose transport is
+# None: the TLS connection (for AJP's SSL attributes) is its H2Connection's,
+# which Twisted keeps in the private _conn.
+
+
+def h2_connection_of(channel: Any) -> Any | None:
+    """
+    The C{H2Connection} of a request's channel when it is Twisted's
+    C{H2Stream}, else C{None}.
+    """
+    return getattr(channel, "_conn", None)
+
+
+# -- end of HTTP/2 stream -> connection ------------------------------------------
