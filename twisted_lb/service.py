@@ -435,7 +435,7 @@ class ProxyService(MultiService):
                 config.limits,
                 self.reactor,
                 self.connections,
-                server_name=listener.server_name.encode("idna") if listener.server_name else None,
+                server_name=listener.server_name,
             )
         factory: Any = site
         if listener.tls is not None:
