@@ -448,3 +448,31 @@ class HTTPMemberParserProbes(SynchronousTestCase):
 
 
 # --- end of the HTTP members section ----------------------------------------
+
+
+# -- HTTP/2 stream -> connection (Twisted) --------------------------------------
+
+
+def test_h2_stream_has_its_connection_and_no_transport() -> None:
+    """An H2Stream (a request's channel) keeps its H2Connection in _conn; its transport is None."""
+    from twisted.internet.testing import StringTransport
+    from twisted.web._http2 import H2Connection, H2Stream
+    from twisted.web.http import Request
+
+    from twisted_lb.compat import h2_connection_of
+
+    connection = H2Connection()
+    connection.transport = StringTransport()
+    headers = [
+        (b":method", b"GET"),
+        (b":path", b"/"),
+        (b":authority", b"a"),
+        (b":scheme", b"https"),
+    ]
+    stream = H2Stream(1, connection, headers, Request, None, None)
+    assert stream.transport is None
+    assert h2_connection_of(stream) is connection
+    assert h2_connection_of(object()) is None
+
+
+# -- end of HTTP/2 stream -> connection ------------------------------------------

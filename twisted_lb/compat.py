@@ -23,15 +23,8 @@ except ImportError:  # twisted[http2] (h2, priority) is not installed: HTTP/2 is
     H2Connection = object  # type: ignore[assignment,misc]
 
 __all__ = [
-    "H2Connection",
-    "switch_to_http2",
+    "h2_connection_of",
     "tls_session_id",
-    "tls_write_now",
-    "autobahn_feed",
-    "autobahn_fail",
-    "autobahn_take_received",
-    "autobahn_put_received",
-    "on_raw_response_field",
 ]
 
 
@@ -345,3 +338,21 @@ def on_raw_response_field(protocol: Any, check: Any) -> None:
 
 
 # --- end of the HTTP members section ----------------------------------------
+
+
+# -- HTTP/2 stream -> connection (Twisted) --------------------------------------
+#
+# A request over HTTP/2 has an H2Stream as its channel, whose transport is
+# None: the TLS connection (for AJP's SSL attributes) is its H2Connection's,
+# which Twisted keeps in the private _conn.
+
+
+def h2_connection_of(channel: Any) -> Any | None:
+    """
+    The C{H2Connection} of a request's channel when it is Twisted's
+    C{H2Stream}, else C{None}.
+    """
+    return getattr(channel, "_conn", None)
+
+
+# -- end of HTTP/2 stream -> connection ------------------------------------------

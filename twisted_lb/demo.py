@@ -97,6 +97,7 @@ class DemoApp:
             "node": self.node,
             "method": f.method.decode("latin-1"),
             "protocol": f.protocol.decode("latin-1"),
+            "server_name": f.server_name.decode("latin-1"),
             "uri": f.req_uri.decode("latin-1"),
             "query": None if f.query_string is None else f.query_string.decode("latin-1"),
             "remote_addr": f.remote_addr.decode("latin-1"),

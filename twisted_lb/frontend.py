@@ -613,7 +613,7 @@ class FrontendSite(Site):
         reactor: Any = None,
         connections: ClientConnections | None = None,
         http2: bool = False,
-        server_name: bytes | None = None,
+        server_name: str | None = None,
     ) -> None:
         """
         @param server_name: the listener's C{server_name}, the host of
@@ -622,7 +622,8 @@ class FrontendSite(Site):
         super().__init__(resource, timeout=limits.idle_timeout, reactor=reactor)
         self.limits = limits
         self.http2 = http2
-        self.server_name = server_name
+        self.server_name: bytes | None = None
+        self.set_server_name(server_name)
         self.open_connections = 0
         #: The proxy's client connections (for a graceful stop), if it tracks them.
         self.connections = connections
@@ -630,6 +631,10 @@ class FrontendSite(Site):
         #: resource can (see L{twisted_lb.fastpath}); called with the channel
         #: and the L{SimpleHead}, returns whether it took the request.
         self.fast_lane = getattr(resource, "serve_fast", None)
+
+    def set_server_name(self, server_name: str | None) -> None:
+        """Use C{server_name} for the requests without C{Host} from now on (a reload)."""
+        self.server_name = server_name.encode("idna") if server_name else None
 
     def set_limits(self, limits: LimitsConfig) -> None:
         """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from http import HTTPStatus
@@ -26,6 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_lb.access import AccessRules
 from twisted_lb.balancer import StickyConfig, find_session_routes
+from twisted_lb.compat import h2_connection_of
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
@@ -525,17 +527,30 @@ def _edit_response(
     return target.header_edits.edit_response(headers, env, error)
 
 
+#: The TLS details of HTTP/2 connections, read once per connection.
+_H2_TLS: weakref.WeakKeyDictionary[Any, ConnectionInfo] = weakref.WeakKeyDictionary()
+
+
 def _request_info(request: Request) -> ConnectionInfo:
-    """What a twisted.web request knows of its connection (read once per HTTP/1.1 connection)."""
-    read_once = getattr(request.channel, "connection_info", None)
+    """What a twisted.web request knows of its connection (read once per connection)."""
+    channel = request.channel
+    read_once = getattr(channel, "connection_info", None)
     if read_once is not None:
         return read_once()  # type: ignore[no-any-return]
-    return ConnectionInfo.of_parts(
-        request.getClientAddress(),
-        request.getHost(),
-        bool(request.isSecure()),
-        request.channel.transport,
-    )
+    h2 = h2_connection_of(channel)
+    if h2 is None:
+        return ConnectionInfo.of_parts(
+            request.getClientAddress(), request.getHost(), bool(request.isSecure()),
+            channel.transport,
+        )
+    # An HTTP/2 stream: its connection holds the TLS transport.
+    info = _H2_TLS.get(h2)
+    if info is None:
+        info = _H2_TLS[h2] = ConnectionInfo.of_parts(
+            request.getClientAddress(), request.getHost(), bool(request.isSecure()),
+            h2.transport,
+        )
+    return info
 
 
 def _exchange_for(

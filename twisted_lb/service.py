@@ -550,7 +550,7 @@ class ProxyService(MultiService):
                 self.reactor,
                 self.connections,
                 listener.http2,
-                server_name=listener.server_name.encode("idna") if listener.server_name else None,
+                server_name=listener.server_name,
             )
         factory: Any = site
         if listener.tls is not None:

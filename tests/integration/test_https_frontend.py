@@ -378,10 +378,33 @@ class TLSAttributeTests(TestCase):
         self.assertIsNotNone(forward.ssl_key_size)
 
 
+    @defer.inlineCallbacks
+    def test_http2_streams_get_the_connections_tls_details(self):
+        """An HTTP/2 request's channel is a stream without transport: the connection's are used."""
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        negotiated, headers, _ = yield threads.deferToThread(h2_get, self.port, "/app")
+        self.assertEqual((negotiated, headers[b":status"]), (b"h2", b"200"))
+        forward = self.member.requests[-1].forward
+        self.assertEqual(forward.protocol, b"HTTP/2.0")
+        self.assertIsNotNone(forward.ssl_cipher)
+        self.assertIn(forward.ssl_key_size, (128, 256))
+        self.assertRegex(forward.ssl_session or b"", rb"^[0-9A-F]{64}$")
+        self.assertEqual(dict(forward.request_attributes)[b"AJP_SSL_PROTOCOL"], b"TLSv1.3")
+
+
 class RequiredClientCertificateTests(TLSAttributeTests):
     """C{require} with the client's CA: a client without a certificate does not get in."""
 
     mode = "require"
+
+    @defer.inlineCallbacks
+    def test_http2_streams_get_the_connections_tls_details(self):
+        """The HTTP/2 test client presents no certificate: it does not get in either."""
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        yield self.assertFailure(threads.deferToThread(h2_get, self.port, "/app"), Exception)
+        self.assertEqual(self.member.requests, [])
 
     @defer.inlineCallbacks
     def test_no_certificate_presented(self):
