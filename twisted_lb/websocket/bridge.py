@@ -31,7 +31,7 @@ from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
 from twisted_lb.compat import autobahn_fail, autobahn_take_received
 from twisted_lb.dispatch import attempt_failed
 from twisted_lb.errors import AttemptFailed, BackendProtocolError, status_for
-from twisted_lb.exchange import Exchange
+from twisted_lb.exchange import FORWARDING_FIELDS, Exchange, forwarding_headers
 
 from .frames import FrameScanner, rsv_rules
 from .member import MemberSide, UpgradeRefused, UpstreamRequest, WSMember
@@ -70,8 +70,6 @@ _OWN_HEADERS = frozenset(
     }
 )
 _XFF = b"x-forwarded-for"
-#: Replaced, not passed on, when the proxy adds X-Forwarded-* (as for HTTP members).
-_FORWARDED_SET = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})
 
 #: Close codes sent when a side vanished without a close frame (1006 can
 #: never be sent): the member's loss is an error on the server side (1011),
@@ -547,6 +545,7 @@ class WebSocketBridge:
         grouped: dict[bytes, list[bytes]] = {}
         origin = useragent = None
         extensions: list[bytes] = []
+        forwarded_for: list[bytes] = []
         x_forwarded = self.x_forwarded
         for name, value in exchange.headers:
             if name == b"sec-websocket-extensions":
@@ -555,14 +554,14 @@ class WebSocketBridge:
                 origin = value.decode("latin-1")
             elif name == b"user-agent":
                 useragent = value.decode("latin-1")
-            elif name not in _OWN_HEADERS and not (x_forwarded and name in _FORWARDED_SET):
+            elif x_forwarded and name in FORWARDING_FIELDS:
+                if name == _XFF:
+                    forwarded_for.append(value)
+            elif name not in _OWN_HEADERS:
                 grouped.setdefault(name, []).append(value)
         if x_forwarded:
-            if exchange.client_address:
-                grouped.setdefault(_XFF, []).append(exchange.client_address.encode("ascii"))
-            grouped[b"x-forwarded-proto"] = [b"https" if exchange.is_ssl else b"http"]
-            if exchange.host:
-                grouped[b"x-forwarded-host"] = [exchange.host]
+            for name, value in forwarding_headers(exchange, forwarded_for):
+                grouped[name] = [value]
         headers = {
             name.decode("latin-1"): (b"; " if name == b"cookie" else b", ").join(values).decode("latin-1")
             for name, values in grouped.items()
