@@ -38,7 +38,14 @@ from twisted_lb.quiet import QuietFactory
 from .handshake import MemberAnswer, read_answer, without_extensions
 from .relay import RelaySide
 
-__all__ = ["WSMember", "MemberSideOwner", "UpgradeRefused", "UpstreamRequest", "http_member"]
+__all__ = [
+    "WSMember",
+    "MemberSideOwner",
+    "TunnelBackend",
+    "UpgradeRefused",
+    "UpstreamRequest",
+    "http_member",
+]
 
 _log = Logger()
 
@@ -212,6 +219,33 @@ class MemberSide(RelaySide, WebSocketClientProtocol):  # type: ignore[misc]  # A
             why = self.tls_policy.verify_failure() if self.tls_policy is not None else None
             return TLSFailed(f"TLS handshake failed: {why or lost}")
         return ResponseNeverReceived(f"connection closed before the upgrade was answered: {lost}")
+
+
+class TunnelBackend(Protocol):
+    """
+    What the WebSocket bridge needs of a member's backend to open tunnels
+    there (L{WSMember}; its plain requests go through its
+    L{twisted_lb.dispatch.RequestBackend} side).
+
+    @ivar member: the member's configuration (its C{timeout} is a tunnel's
+        idle timeout when nothing else sets one).
+    @ivar tunnels: the open tunnels through the member (the bridge adds and
+        removes them; closing the backend shuts them down).
+    """
+
+    member: MemberConfig
+    tunnels: set[MemberSideOwner]
+
+    async def connect(
+        self, tunnel: MemberSideOwner, request: UpstreamRequest, options: Mapping[str, Any]
+    ) -> MemberSide:
+        """
+        Open the member side of C{tunnel}; returns once the member accepted
+        the upgrade.
+
+        @raise AttemptFailed: the member did not accept it.
+        @raise UpgradeRefused: the member answered with another status.
+        """
 
 
 class _MemberFactory(WebSocketClientFactory):
