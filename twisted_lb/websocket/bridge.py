@@ -449,7 +449,7 @@ class Tunnel:
             return
         self._throttled = False
         for side in (self.client, self.upstream):
-            transport = getattr(side, "transport", None)
+            transport = side.transport if side is not None else None
             if transport is not None:
                 transport.unregisterProducer()
                 transport.resumeProducing()
