@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import inspect
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
+import h2.config
+import h2.connection
+import h2.events
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from OpenSSL import SSL
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import client as web_client
 from twisted.web import http
 from twisted.web._newclient import HTTP11ClientProtocol, ResponseFailed
 from twisted.web._newclient import Request as ClientRequest
@@ -23,7 +32,15 @@ from twisted.web.http_headers import Headers as ClientHeaders
 from twisted.web.server import Request, Site
 
 from twisted_lb import compat
-from twisted_lb.compat import H2Connection, switch_to_http2, tls_session_id
+from twisted_lb.compat import (
+    H2_CONNECTION_PRIVATE,
+    H2Connection,
+    H2ConnectionBase,
+    listening_port,
+    quiet_pool_factory,
+    switch_to_http2,
+    tls_session_id,
+)
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.http2 import LimitedH2Connection
@@ -82,7 +99,7 @@ class HTTP2SwitchProbes(SynchronousTestCase):
         self.assertEqual(connection.timeOut, site.timeOut)
         self.assertIs(transport.producer, connection)
         self.assertTrue(transport.value().startswith(b"\x00\x00"))  # a SETTINGS frame
-        self.assertIs(H2Connection, type(connection).__mro__[1])
+        self.assertIsInstance(connection, H2Connection)
 
     def test_frontend_switches_a_negotiated_h2_connection(self):
         """FrontendSite's channel protocol switches on the first bytes of an h2 connection."""
@@ -222,6 +239,111 @@ def test_autobahn_fail_sends_the_code_and_closes():
     assert proto.state == WebSocketProtocol.STATE_CLOSING
     assert proto.localCloseCode == 1002
     assert "code" in inspect.signature(WebSocketProtocol._fail_connection).parameters
+
+
+# --- operator experience -----------------------------------------------------
+
+
+def test_pool_makes_connection_factories_with_its_factory_attribute() -> None:
+    """HTTPConnectionPool calls self._factory(quiescentCallback, metadata) per connection."""
+    pool = web_client.HTTPConnectionPool(MemoryReactorClock(), persistent=False)
+    assert pool._factory is web_client._HTTP11ClientFactory
+    pool._factory = quiet_pool_factory  # type: ignore[assignment]
+    factory = pool._factory(lambda p: None, "metadata")
+    assert isinstance(factory, web_client._HTTP11ClientFactory)
+    assert isinstance(factory, Factory) and factory.noisy is False
+    # And a plain one is noisy: what the quiet one is for.
+    assert web_client._HTTP11ClientFactory(lambda p: None, "m").noisy
+
+
+def test_endpoint_service_keeps_its_listen_outcome() -> None:
+    """StreamServerEndpointService keeps listen()'s Deferred in _waitingForPort."""
+    reactor = MemoryReactorClock()
+    service = StreamServerEndpointService(TCP4ServerEndpoint(reactor, 8080), Factory())
+    assert listening_port(service) is None
+    service.startService()
+    assert service._waitingForPort is not None and service._waitingForPort.called
+    port = listening_port(service)
+    assert port is not None and port.getHost().port == 8080
+    service.stopService()
+    assert listening_port(service) is None
+
+class H2ConnectionProbes(SynchronousTestCase):
+    def test_private_handlers_exist(self):
+        """Every private method H2ConnectionBase calls is still there, and is a method."""
+        for name in H2_CONNECTION_PRIVATE:
+            self.assertTrue(
+                callable(getattr(H2Connection, name, None)), f"H2Connection.{name} is gone"
+            )
+
+    def test_connection_lost_takes_cancel_timeouts(self):
+        """Twisted tears a connection down after its own errors with
+        connectionLost(reason, _cancelTimeouts=False): LimitedH2Connection tells that apart."""
+        parameters = inspect.signature(H2Connection.connectionLost).parameters
+        self.assertIn("_cancelTimeouts", parameters)
+        self.assertIn("_cancelTimeouts=False", inspect.getsource(H2Connection._terminate))
+
+    def test_our_attribute_names_are_not_twisteds(self):
+        """LimitedH2Connection's own attributes do not shadow any of Twisted's."""
+        twisted_names = set(vars(H2Connection(MemoryReactorClock()))) | set(dir(H2Connection))
+        ours = set(vars(LimitedH2Connection(LimitsConfig(), MemoryReactorClock())))
+        ours -= set(vars(H2Connection(MemoryReactorClock())))
+        self.assertTrue(ours)
+        self.assertEqual(ours & twisted_names, set())
+        base_methods = {n for n in vars(H2ConnectionBase) if not n.startswith("__")}
+        self.assertEqual(base_methods & set(dir(H2Connection)), set())
+
+    def test_handlers_serve_a_request(self):
+        """The handlers behind open_stream, stream_data, stream_ended, stream_reset and
+        forget_stream do what H2ConnectionBase says: a stream and its request are made,
+        the body reaches it, the end processes it; a reset or forget drops the stream."""
+        clock = MemoryReactorClock()
+        processed: list[bytes] = []
+
+        class Recording(Request):
+            def process(self) -> None:
+                processed.append(self.content.read())
+
+        connection = H2ConnectionBase(clock)
+        connection.requestFactory = Recording
+        connection.site = Site(None)  # type: ignore[arg-type]
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        head = [(":method", "POST"), (":path", "/"), (":authority", "x"), (":scheme", "https")]
+        client.send_headers(1, head)
+        client.send_data(1, b"body", end_stream=True)
+        client.send_headers(3, head)
+        events = connection.conn.receive_data(client.data_to_send())
+        kinds: dict[type, object] = {}
+        for event in events:
+            kinds.setdefault(type(event), event)
+        connection.open_stream(kinds[h2.events.RequestReceived])
+        self.assertIn(1, connection.streams)
+        connection.stream_data(kinds[h2.events.DataReceived])
+        connection.stream_ended(kinds[h2.events.StreamEnded])
+        self.assertEqual(processed, [b"body"])
+        request_3 = [e for e in events if isinstance(e, h2.events.RequestReceived)][1]
+        connection.open_stream(request_3)
+        client.reset_stream(3)
+        (reset,) = connection.conn.receive_data(client.data_to_send())
+        connection.stream_reset(reset)
+        self.assertNotIn(3, connection.streams)
+        connection.forget_stream(1)
+        self.assertNotIn(1, connection.streams)
+        self.assertTrue(connection.flush_control())
+
+
+def test_the_proxy_imports_without_h2() -> None:
+    """Without twisted[http2] (h2, priority) the proxy still imports and offers no HTTP/2."""
+    code = (
+        "import sys; sys.modules['h2'] = sys.modules['priority'] = None\n"
+        "import twisted_lb.compat, twisted_lb.frontend, twisted_lb.service\n"
+        "from twisted_lb.tls import h2_available\n"
+        "assert not h2_available()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # ---------------------------------------------------------------------------

@@ -135,3 +135,20 @@ def test_absolute_targets(target, authority, origin):
 def test_refused_absolute_targets(target, reason):
     with pytest.raises(ValueError, match=reason):
         absolute_target(target)
+
+
+def test_virtual_hosts_choose_by_host_name() -> None:
+    """VirtualHosts picks the router of the Host's name (port, case, trailing dot ignored)."""
+    from twisted_lb.routing import VirtualHosts, host_name
+
+    default = Router([("/", "default")])
+    api = Router([("/", "api")])
+    wild = Router([("/", "wild")])
+    hosts = VirtualHosts(default, {"api.example.com": api, "*.example.org": wild})
+    assert hosts.by_host and not default.by_host
+    assert hosts.match(b"/x", b"API.Example.com:8443").target == "api"
+    assert hosts.match(b"/x", b"api.example.com.").target == "api"
+    assert hosts.match(b"/x", b"a.b.example.org").target == "wild"
+    assert hosts.match(b"/x", b"example.org").target == "default"
+    assert hosts.match(b"/x", b"").target == "default"
+    assert host_name(b"[::1]:80") == b"[::1]"

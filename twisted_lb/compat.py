@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web._http2 import H2Connection
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.interfaces import IListeningPort
+from twisted.web import client as _web_client
+
+try:
+    from twisted.web._http2 import H2Connection
+except ImportError:  # twisted[http2] (h2, priority) is not installed: HTTP/2 is never offered
+    H2Connection = object  # type: ignore[assignment,misc]
 
 __all__ = [
     "H2Connection",
@@ -22,6 +29,10 @@ __all__ = [
     "autobahn_take_received",
     "autobahn_put_received",
     "on_raw_response_field",
+    "quiet_pool_factory",
+    "listening_port",
+    "H2ConnectionBase",
+    "H2_CONNECTION_PRIVATE",
 ]
 
 
@@ -29,6 +40,66 @@ __all__ = [
 # HTTP/2 (twisted_lb.http2): the HTTP/1.1-or-HTTP/2 switch of twisted.web
 # (_GenericHTTPChannelProtocol) and Twisted's H2Connection.
 # ---------------------------------------------------------------------------
+
+
+#: The private names of C{twisted.web._http2.H2Connection} used below (the
+#: probe test checks each one).
+H2_CONNECTION_PRIVATE = (
+    "_requestReceived",
+    "_requestDataReceived",
+    "_requestEnded",
+    "_requestAborted",
+    "_handleWindowUpdate",
+    "_handlePriorityUpdate",
+    "_tryToWriteControlData",
+    "_requestDone",
+)
+
+
+class H2ConnectionBase(H2Connection):
+    """
+    Twisted's C{H2Connection} with the private handlers it dispatches h2's
+    events to, and its stream bookkeeping, behind public names: a subclass
+    (L{twisted_lb.http2.LimitedH2Connection}) reads h2's events itself and
+    decides which of them Twisted gets to see.
+    """
+
+    def open_stream(self, event: Any) -> None:
+        """Create the stream and request of a C{RequestReceived} event."""
+        self._requestReceived(event)
+
+    def stream_data(self, event: Any) -> None:
+        """Hand a C{DataReceived} event's body bytes to its stream's request."""
+        self._requestDataReceived(event)
+
+    def stream_ended(self, event: Any) -> None:
+        """A C{StreamEnded} event: the request is complete and is processed now."""
+        self._requestEnded(event)
+
+    def stream_reset(self, event: Any) -> None:
+        """A C{StreamReset} event: the stream's request loses its client."""
+        self._requestAborted(event)
+
+    def window_updated(self, event: Any) -> None:
+        """A C{WindowUpdated} event: resume what flow control held back."""
+        self._handleWindowUpdate(event)
+
+    def priority_updated(self, event: Any) -> None:
+        """A C{PriorityUpdated} event: reorder the streams' responses."""
+        self._handlePriorityUpdate(event)
+
+    def flush_control(self) -> bool:
+        """
+        Write what h2 has to send (or buffer it behind a slow client).
+
+        @return: C{False} if the connection was aborted because the client
+            reads nothing of its control frames.
+        """
+        return bool(self._tryToWriteControlData())
+
+    def forget_stream(self, stream_id: int) -> None:
+        """Drop Twisted's state for a stream that is over."""
+        self._requestDone(stream_id)
 
 
 def switch_to_http2(generic: Any, connection: Any) -> None:
@@ -158,6 +229,44 @@ def autobahn_fail(protocol: Any, code: int, reason: str) -> None:
 
 
 # --- end of the Autobahn section --------------------------------------------
+
+
+# --- operator experience: quiet client factories, listening ports ----------
+# Read from Twisted 26.10.
+
+
+class _QuietHTTP11ClientFactory(_web_client._HTTP11ClientFactory):
+    """Twisted's factory of one pooled HTTP connection, without its log lines."""
+
+    noisy = False
+
+
+def quiet_pool_factory(quiescent_callback: Any, metadata: Any) -> Any:
+    """
+    What L{twisted.web.client.HTTPConnectionPool} calls (its private
+    C{_factory}) to make the factory of each new connection: Twisted's own,
+    with C{noisy = False}, so that a connection (a health check's, say) logs
+    no "Starting factory"/"Stopping factory" lines. Assign it to a pool's
+    C{_factory}.
+    """
+    return _QuietHTTP11ClientFactory(quiescent_callback, metadata)
+
+
+def listening_port(service: StreamServerEndpointService) -> IListeningPort | None:
+    """
+    The port a started L{StreamServerEndpointService} listens on, or C{None}
+    when it is not listening (yet, or any more, or it could not).
+
+    Twisted keeps the C{listen} outcome in the private C{_waitingForPort}.
+    """
+    waiting = getattr(service, "_waitingForPort", None)
+    if waiting is None or not waiting.called:
+        return None
+    port = getattr(waiting, "result", None)
+    return port if IListeningPort.providedBy(port) else None
+
+
+# --- end of operator experience ---------------------------------------------
 
 
 # ---------------------------------------------------------------------------

@@ -263,9 +263,17 @@ class ClientSink:
     L{_unregister} and L{_abort_transport}.
     """
 
-    __slots__ = ("started", "started_at", "bytes_written", "_gone", "_on_gone", "_producer")
+    __slots__ = (
+        "started", "started_at", "bytes_written", "_gone", "_on_gone", "_producer", "header_edit"
+    )
 
     def __init__(self) -> None:
+        #: Edits the response head before it is written: called with the
+        #: headers and whether this is the proxy's own error response; set
+        #: per request by the resource when the route has header edits.
+        self.header_edit: (
+            Callable[[Sequence[tuple[bytes, bytes]], bool], list[tuple[bytes, bytes]]] | None
+        ) = None
         self.started = False
         #: C{time.monotonic()} when the member's response began, or C{None}.
         self.started_at: float | None = None

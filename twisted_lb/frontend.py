@@ -38,7 +38,6 @@ from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
 from twisted_lb.fastpath import RawResponse, parse_simple_head
-from twisted_lb.http2 import LimitedH2Connection
 from twisted_lb.tls import h2_available
 
 __all__ = [
@@ -557,6 +556,9 @@ class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
             self._negotiatedProtocol is None
             and getattr(channel.transport, "negotiatedProtocol", None) == b"h2"
         ):
+            # Imported here: h2 is there (the site offered h2 only then).
+            from twisted_lb.http2 import LimitedH2Connection
+
             switch_to_http2(self, LimitedH2Connection(channel.limits, self._site.reactor))
         super().dataReceived(data)
         channel = self._channel
@@ -601,6 +603,8 @@ class FrontendSite(Site):
     """
 
     displayTracebacks = False
+    #: No "Starting factory"/"Stopping factory" lines: the proxy logs what it listens on.
+    noisy = False
 
     def __init__(
         self,

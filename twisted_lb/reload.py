@@ -358,6 +358,9 @@ def _start_listeners(
         listening = service.build_listener(new, i)
         try:
             listening.setServiceParent(service)
+        except ConfigError:
+            listening.disownServiceParent()
+            raise
         except Exception as e:
             listening.disownServiceParent()
             raise ConfigError(new.source, f"listen[{i}].endpoint", f"cannot listen: {e}") from None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
 
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from twisted_lb.access import AccessRules
 from twisted_lb.balancer import StickyConfig, find_session_routes
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
@@ -36,6 +38,7 @@ from twisted_lb.exchange import (
 )
 from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
 from twisted_lb.frontend import ConnectionInfo
+from twisted_lb.header_edits import HeaderEdits, balancer_variables
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import (
     Match,
@@ -78,6 +81,11 @@ class ProxyTarget:
     @ivar timeout: the route's answer (and WebSocket idle) timeout, or
         C{None} for the members' own.
     @ivar rewriting: the route's part in rewriting answers (cookie rules).
+    @ivar allow_trace: pass C{TRACE} on; when C{False} it is answered 405
+        (Apache's C{TraceEnable off}).
+    @ivar header_edits: the route's request and response header edits, or
+        C{None}.
+    @ivar access: who may use the route, or C{None} for everyone.
     """
 
     dispatcher: Dispatcher
@@ -87,6 +95,9 @@ class ProxyTarget:
     websocket: WebSocketBridge | None = None
     timeout: float | None = None
     rewriting: RouteRewriting | None = None
+    allow_trace: bool = True
+    header_edits: HeaderEdits | None = None
+    access: AccessRules | None = None
 
     @classmethod
     def for_route(
@@ -96,6 +107,7 @@ class ProxyTarget:
         *,
         sticky: StickyConfig | None = None,
         websocket: WebSocketBridge | None = None,
+        allow_trace: bool = True,
     ) -> ProxyTarget:
         """The target of a configured route, everything per route built now."""
         return cls(
@@ -108,6 +120,13 @@ class ProxyTarget:
             rewriting=RouteRewriting.for_route(
                 route.path, route.target_path, route.cookie_path, route.cookie_domain
             ),
+            allow_trace=allow_trace,
+            header_edits=(
+                HeaderEdits(route.request_headers, route.response_headers)
+                if route.request_headers or route.response_headers
+                else None
+            ),
+            access=AccessRules(route.access) if route.access else None,
         )
 
 
@@ -127,6 +146,8 @@ class RequestSink(ClientSink):
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         request = self._request
         self._started()
+        if self.header_edit is not None:
+            headers = self.header_edit(headers, False)
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
@@ -156,7 +177,10 @@ class RequestSink(ClientSink):
     def error(self, status: int, message: str) -> None:
         """Answer a plain-text error page (nothing of the member's was sent)."""
         request = self._request
-        request.write(_error_page(request, status, message))
+        body = _error_page(request, status, message)
+        if self.header_edit is not None:
+            _edit_error_headers(request, self.header_edit)
+        request.write(body)
         request.finish()
 
     def _register(self, producer: object) -> None:
@@ -169,6 +193,19 @@ class RequestSink(ClientSink):
         transport: Any = self._request.channel.transport if self._request.channel else None
         if transport is not None:
             transport.abortConnection()
+
+
+def _edit_error_headers(
+    request: Request,
+    edit: Callable[[Sequence[tuple[bytes, bytes]], bool], list[tuple[bytes, bytes]]],
+) -> None:
+    """Make a route's C{Header always} edits on an error page of the proxy's own."""
+    out = request.responseHeaders
+    edited = edit([(n, v) for n, values in out.getAllRawHeaders() for v in values], True)
+    for name, _ in list(out.getAllRawHeaders()):
+        out.removeHeader(name)
+    for name, value in edited:
+        out.addRawHeader(name, value)
 
 
 def _error_page(request: Request, status: int, message: str) -> bytes:
@@ -233,11 +270,22 @@ class ProxyResource(Resource):
         path, _, query = uri.partition(b"?")
         if unsafe_path(path) is not None:
             return False
-        match = self._router.match(path)
+        router = self._router
+        if router.by_host:
+            match = router.match(path, next((v for n, v in head.headers if n == b"host"), b""))
+        else:
+            match = router.match(path)
         if match is None or match.target is None:
             return False
         target = match.target
+        if target.access is not None:
+            # Refusals are answered by twisted.web's path.
+            info = channel.connection_info()
+            if not target.access.allows(path, info.client_host, info.local_host):
+                return False
         headers, cookies, host = _forwarded_headers(head.headers)
+        if target.header_edits is not None:
+            headers = target.header_edits.edit_request(headers)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
@@ -260,6 +308,8 @@ class ProxyResource(Resource):
     ) -> None:
         """Send C{exchange} to C{target}'s members; answer failures; log the request."""
         record = AttemptRecord()
+        if target.header_edits is not None and target.header_edits.response:
+            sink.header_edit = partial(_edit_response, target, record)
         started = time.monotonic()
         d = target.dispatcher.dispatch(exchange, sink, record)
         d.addErrback(self._failed, request, sink, target)
@@ -276,9 +326,16 @@ class ProxyResource(Resource):
         except RequestRefused as e:
             _log.info(
                 "refused {method} {uri} from {client}: {reason}",
-                method=request.method, uri=request.uri[:200], client=_client(request), reason=e,
+                method=request.method.decode("latin-1"), uri=request.uri[:200].decode("latin-1"),
+                client=_client(request), reason=e,
             )
-            return _error_page(request, e.status, str(e))
+            body = _error_page(request, e.status, str(e))
+            refused_for: ProxyTarget | None = getattr(e, "target", None)
+            if refused_for is not None and refused_for.header_edits is not None:
+                _edit_error_headers(
+                    request, partial(_edit_response, refused_for, AttemptRecord())
+                )
+            return body
         if bridge is not None:
             return bridge.render(request, exchange)
         self._dispatch(target, exchange, request, RequestSink(request))
@@ -306,10 +363,18 @@ class ProxyResource(Resource):
         reason = unsafe_path(path) or unsafe_query(query)
         if reason is not None:
             raise RequestRefused(400, reason)
-        match = self._router.match(path)
+        match = self._router.match(path, authority or request.getHeader(b"host") or b"")
         if match is None or match.target is None:
             raise RequestRefused(404, "no route for this path")
         target = match.target
+        if target.access is not None and not target.access.allows(
+            path, _client(request), getattr(request.getHost(), "host", None)
+        ):
+            refused = RequestRefused(403, "the route's access rules do not allow this client")
+            refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
+            raise refused
+        if method == b"TRACE" and not target.allow_trace:
+            raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
         if authority is not None:
             # RFC 9112 3.2.2: the target's host, not the Host header.
@@ -322,6 +387,8 @@ class ProxyResource(Resource):
                 getattr(getattr(request, "site", None), "server_name", None),
                 info.local_host, info.local_port, info.secure,
             )
+        if target.header_edits is not None:
+            headers = target.header_edits.edit_request(headers)
         body = request.content
         body_length = 0
         if body is not None:
@@ -352,11 +419,14 @@ class ProxyResource(Resource):
                 sink.error(error.status, str(error))
             return
         if not isinstance(error, (AttemptFailed, NoUsableMember)):
-            _log.failure("unexpected error proxying {uri}", failure, uri=request.uri[:200])
+            _log.failure(
+                "unexpected error proxying {uri}", failure, uri=request.uri[:200].decode("latin-1")
+            )
         else:
             _log.warn(
                 "{method} {uri} failed ({balancer}): {error}",
-                method=request.method, uri=request.uri[:200],
+                method=request.method.decode("latin-1"),
+                uri=request.uri[:200].decode("latin-1"),
                 balancer=target.dispatcher.balancer.name, error=error,
             )
         if sink.gone:
@@ -394,6 +464,25 @@ class ProxyResource(Resource):
                 "sticky": record.sticky,
             }
         )
+
+
+def _edit_response(
+    target: ProxyTarget,
+    record: AttemptRecord,
+    headers: Sequence[tuple[bytes, bytes]],
+    error: bool,
+) -> list[tuple[bytes, bytes]]:
+    """A response head with C{target}'s C{Header} edits made, for the member C{record} names."""
+    assert target.header_edits is not None
+    member = record.member
+    env = balancer_variables(
+        target.dispatcher.balancer.name,
+        member.name if member is not None else None,
+        member.route if member is not None else "",
+        target.sticky is not None,
+        record.sticky,
+    )
+    return target.header_edits.edit_response(headers, env, error)
 
 
 def _request_info(request: Request) -> ConnectionInfo:

@@ -9,8 +9,9 @@ C{/shareholders}.
 
 from __future__ import annotations
 
+import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Generic, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -19,6 +20,7 @@ import attrs
 __all__ = [
     "Router",
     "Match",
+    "VirtualHosts",
     "absolute_target",
     "fallback_host",
     "host_name",
@@ -61,16 +63,20 @@ class Match(Generic[T]):
 class Router(Generic[T]):
     """Longest-prefix lookup over a fixed set of path prefixes."""
 
+    #: Whether L{match} depends on the request's Host (see L{VirtualHosts}).
+    by_host = False
+
     def __init__(self, entries: Iterable[tuple[str, T | None]]) -> None:
         table = [(prefix.encode("utf-8"), target) for prefix, target in entries]
         table.sort(key=lambda e: len(e[0]), reverse=True)
         self._table = tuple(table)
 
-    def match(self, path: bytes) -> Match[T] | None:
+    def match(self, path: bytes, host: bytes = b"") -> Match[T] | None:
         """
         The mapping for C{path}, or C{None} when no prefix matches.
 
         @param path: the request path (%-encoded, without the query).
+        @param host: the request's Host value (used by L{VirtualHosts}).
         """
         for prefix, target in self._table:
             if path.startswith(prefix):
@@ -78,6 +84,55 @@ class Router(Generic[T]):
                 if n == len(path) or prefix.endswith(b"/") or path[n : n + 1] in (b"/", b";"):
                     return Match(target, prefix, path[n:])
         return None
+
+
+class VirtualHosts(Router[T]):
+    """
+    Name-based virtual hosts: a L{Router} per host name, chosen by the
+    request's Host, and the default one for every other name (Apache's
+    first virtual host on an address).
+
+    @param named: host names (lower case, without port; a leading C{*.}
+        matches any subdomain, as in C{ServerAlias}) and their routers.
+    """
+
+    by_host = True
+
+    def __init__(self, default: Router[T], named: Mapping[str, Router[T]]) -> None:
+        self.default = default
+        self._exact = {
+            name.encode("idna" if name.isascii() else "utf-8"): router
+            for name, router in named.items()
+            if "*" not in name and "?" not in name
+        }
+        self._patterns = tuple(
+            (name, router) for name, router in named.items() if "*" in name or "?" in name
+        )
+
+    def for_host(self, host: bytes) -> Router[T]:
+        """The router of the virtual host that serves C{host} (a Host value)."""
+        name = host_key(host)
+        router = self._exact.get(name)
+        if router is not None:
+            return router
+        if self._patterns:
+            text = name.decode("latin-1")
+            for pattern, router in self._patterns:
+                if fnmatch.fnmatchcase(text, pattern):
+                    return router
+        return self.default
+
+    def match(self, path: bytes, host: bytes = b"") -> Match[T] | None:
+        return self.for_host(host).match(path)
+
+
+def host_key(host: bytes) -> bytes:
+    """The name of a Host value as virtual hosts are chosen by it: lower case,
+    without port and trailing dot."""
+    host = host.strip(b" \t").lower()
+    if host.startswith(b"["):
+        return host.split(b"]", 1)[0] + b"]"
+    return host.rsplit(b":", 1)[0].rstrip(b".") if b":" in host else host.rstrip(b".")
 
 
 def unsafe_path(path: bytes) -> str | None:

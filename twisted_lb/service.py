@@ -15,19 +15,23 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
+from twisted_lb.compat import listening_port
 from twisted_lb.config.model import (
+    DEFAULT_HOST,
     BalancerConfig,
     ConfigError,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
+    RouteConfig,
 )
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
@@ -35,7 +39,7 @@ from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
-from twisted_lb.routing import Router
+from twisted_lb.routing import Router, VirtualHosts
 from twisted_lb.tls import server_context
 from twisted_lb.websocket import WebSocketBridge, WSMember
 
@@ -50,6 +54,7 @@ __all__ = [
     "backend_for",
     "open_access_log",
     "BuiltBalancer",
+    "ListenerService",
 ]
 
 _log = Logger()
@@ -196,6 +201,46 @@ class BuiltBalancer:
         ).addCallback(lambda _: None)
 
 
+class ListenerService(StreamServerEndpointService):
+    """
+    The listening service of one listener: a L{StreamServerEndpointService}
+    whose failure to listen (a port in use, say) is a L{ConfigError} naming
+    the listener, not a traceback.
+
+    @ivar index: the listener's place in C{listen}.
+    @ivar description: its endpoint string.
+    """
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Any, source: str, index: int,
+        description: str,
+    ) -> None:
+        super().__init__(endpoint, factory)
+        self.source = source
+        self.index = index
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now.
+
+        @raise ConfigError: the endpoint cannot listen.
+        """
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise ConfigError(
+                self.source, f"listen[{self.index}].endpoint",
+                f"{self.description!r}: cannot listen: {reason}",
+            ) from None
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The port it listens on, or C{None} when it does not listen."""
+        return listening_port(self)
+
+
 def _member_for(mconf: MemberConfig, taken: set[str], balancer: BalancerConfig) -> Member:
     """The balancer's member for C{mconf}; named by its URL if its name is taken."""
     health = balancer.health_of(mconf)
@@ -262,22 +307,40 @@ def build_balancer(
 
 
 def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Router[ProxyTarget]:
-    """The path router of C{config}'s routes onto C{balancers}."""
-    entries: list[tuple[str, ProxyTarget | None]] = []
+    """
+    The path router of C{config}'s routes onto C{balancers}: one L{Router},
+    or L{VirtualHosts} when routes belong to named virtual hosts.
+    """
+    entries: list[tuple[RouteConfig, ProxyTarget | None]] = []
     for route in config.routes:
         if route.balancer is None:
-            entries.append((route.path, None))
+            entries.append((route, None))
             continue
         built = balancers[route.balancer]
         entries.append(
             (
-                route.path,
+                route,
                 ProxyTarget.for_route(
-                    route, built.dispatcher, sticky=built.config.sticky, websocket=built.websocket
+                    route,
+                    built.dispatcher,
+                    sticky=built.config.sticky,
+                    websocket=built.websocket,
+                    allow_trace=config.allow_trace,
                 ),
             )
         )
-    return Router(entries)
+    if not any(route.hosts for route, _ in entries):
+        return Router((route.path, target) for route, target in entries)
+    names = {name for route, _ in entries for name in route.hosts if name != DEFAULT_HOST}
+
+    def router_for(name: str) -> Router[ProxyTarget]:
+        # The virtual host's own routes first: they win over routes for every
+        # host on the same path.
+        own = [(route.path, target) for route, target in entries if name in route.hosts]
+        shared = [(route.path, target) for route, target in entries if not route.hosts]
+        return Router(own + shared)
+
+    return VirtualHosts(router_for(DEFAULT_HOST), {name: router_for(name) for name in names})
 
 
 def build_resource(
@@ -335,6 +398,10 @@ class ProxyService(MultiService):
         super().__init__()
         self.reactor = reactor
         self.config = config
+        #: When it started (the reactor's clock), or C{None}.
+        self.started_at: float | None = None
+        #: The last reload: when, and what it changed (or why it was refused).
+        self.last_reload: tuple[float, str] | None = None
         self.connections = ClientConnections()
         #: Balancers taken out by a reload whose requests are still finishing.
         self.retired: set[BuiltBalancer] = set()
@@ -345,22 +412,41 @@ class ProxyService(MultiService):
             for b in config.balancers
         }
         self.access_log = open_access_log(config)
+        worker = None
+        if config.admin is not None or config.cluster is not None:
+            from twisted_lb.worker import identity
+
+            worker = identity()
+        #: The store shared with other proxies ([cluster]), or None.
+        self.cluster: Any = None
+        if config.cluster is not None:
+            from twisted_lb.cluster import ClusterService
+
+            self.cluster = ClusterService(
+                self, config.cluster, reactor,
+                # The process that serves the manager registers the proxy.
+                register=worker is None or worker.index == 0,
+                address=config.admin.endpoint if config.admin is not None else "",
+            )
         #: The admin listener (manager, API, metrics), when configured.
         self.admin: Any = None
         if config.admin is not None:
             from twisted_lb.admin import AdminService
-            from twisted_lb.worker import identity
 
-            worker = identity()
             if worker is None or worker.index == 0:
                 # With workers, worker 0 alone serves the admin listener.
-                self.admin = AdminService(self, config.admin, reactor, worker)
+                self.admin = AdminService(self, config.admin, reactor, worker, cluster=self.cluster)
+                if self.cluster is not None:
+                    from twisted_lb.cluster import ClusterCollector
+
+                    # /metrics says whether the store answers.
+                    self.admin.metrics.registry.register(ClusterCollector(self.cluster))
             else:
                 # The others record their requests for worker 0's /metrics
-                # and follow its manager through the state file.
+                # and follow its manager through the state file (or the store).
                 from twisted_lb.admin import WorkerAdmin
 
-                self.admin = WorkerAdmin(self, config.admin, reactor)
+                self.admin = WorkerAdmin(self, config.admin, reactor, cluster=self.cluster)
         self.resource = build_resource(config, self.balancers, self.request_hook())
         for built in self.balancers.values():
             self.attach(built)
@@ -369,8 +455,12 @@ class ProxyService(MultiService):
         self.adopting = endpoint_for is not None
         for i in range(len(config.listeners)):
             service = self.build_listener(config, i, endpoint_for)
-            service.setServiceParent(self)
+            if self.cluster is None:
+                service.setServiceParent(self)
+            # else: the listeners start once the shared state is applied (startService)
             self.listening.append(service)
+        if self.cluster is not None:
+            self.cluster.setServiceParent(self)
         if self.admin is not None:
             self.admin.setServiceParent(self)
 
@@ -450,7 +540,7 @@ class ProxyService(MultiService):
                 endpoint = endpoint_for(index, listener)
             else:
                 endpoint = serverFromString(self.reactor, with_default_backlog(listener.endpoint))
-        service = StreamServerEndpointService(endpoint, factory)
+        service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
         service._raiseSynchronously = True
         return service
 
@@ -465,9 +555,22 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
-        summary = reload_service(self, config)
-        if self.admin is not None:
-            # What the manager changed outlives a reload, as it outlives a restart.
+        if self.cluster is not None and self.running and not self.cluster.ready.called:
+            raise ConfigError(
+                self.config.source, "cluster",
+                "not reloaded: the proxy is still waiting for the shared store's state "
+                "before it serves; reload once it serves",
+            )
+        try:
+            summary = reload_service(self, config)
+        except ConfigError as e:
+            self.last_reload = (self.reactor.seconds(), f"refused: {e}")
+            raise
+        self.last_reload = (self.reactor.seconds(), summary.describe())
+        # What the manager changed outlives a reload, as it outlives a restart.
+        if self.cluster is not None:
+            self.cluster.reapply()
+        elif self.admin is not None:
             self.admin.reapply()
         return summary
 
@@ -483,7 +586,32 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.started_at = self.reactor.seconds()
         log_summary(self.config, self.balancers)
+        if self.cluster is not None:
+            # Serve only once the group's state is applied (or the store
+            # did not answer in time: then the file's states serve).
+            self.cluster.ready.addCallback(lambda _: self._listen())
+        else:
+            self._log_ready()
+
+    def _log_ready(self) -> None:
+        from twisted_lb.readiness import ready_line
+
+        _log.info("{line}", line=ready_line(self))
+
+    def _listen(self) -> None:
+        if not self.running:
+            return
+        try:
+            for service in self.listening:
+                if service.parent is None:
+                    service.setServiceParent(self)
+        except Exception:
+            _log.failure("starting the listeners")
+            self.reactor.stop()
+            return
+        self._log_ready()
 
     def stopService(self) -> defer.Deferred[None]:
         """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from twisted_lb.access import AccessRule
 from twisted_lb.config import (
     AdminConfig,
     BackendTLSConfig,
@@ -23,6 +24,7 @@ from twisted_lb.config import (
     load_toml,
     load_toml_text,
 )
+from twisted_lb.header_edits import HeaderEdit
 
 from .helpers import FIXTURES, fixture, write
 
@@ -143,16 +145,39 @@ def test_every_key() -> None:
                 preserve_host=True,
                 timeout=60.0,
                 cookie_path=(("/share/", "/share/"), ("/internal", "/")),
+                request_headers=(HeaderEdit("set", "X-Forwarded-Proto", "https"),),
+                response_headers=(
+                    HeaderEdit(
+                        "add",
+                        "Set-Cookie",
+                        "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/",
+                        condition="BALANCER_ROUTE_CHANGED",
+                    ),
+                    HeaderEdit(
+                        "edit*",
+                        "Location",
+                        "^http://",
+                        "https://",
+                        always=True,
+                        condition="BALANCER_ROUTE_CHANGED",
+                        negate=True,
+                    ),
+                ),
+                access=(
+                    AccessRule("/share", "require", ("10.0.0.0/8", "local")),
+                    AccessRule("/share/admin", "deny,allow", ("10.1.2.3",), ("all",)),
+                ),
                 cookie_domain=(("backend.internal", "example.com"),),
             ),
             RouteConfig("/", "tls nodes", "/"),
-            RouteConfig("/ws", "ws", ""),
+            RouteConfig("/ws", "ws", "", hosts=("_default_", "www.example.com", "*.example.org")),
             RouteConfig("/static", None, ""),
             RouteConfig("/admin", None, ""),
         ),
         source=fixture("every-key.toml"),
         timeout=120.0,
         x_forwarded=False,
+        allow_trace=False,
         access_log=d + "logs/access.log",
         admin=AdminConfig(
             endpoint="tcp:18081",

@@ -62,6 +62,8 @@ class H2Client:
         self.resets: dict[int, int] = {}
         self.bodies: dict[int, bytes] = {}
         self.ended: set[int] = set()
+        #: per stream, when its response headers arrived (time.monotonic()).
+        self.response_at: dict[int, float] = {}
         self._buffer = b""
         self.frames: list[Frame] = []
         #: Acknowledge the server's SETTINGS (not in the middle of a header block).
@@ -184,6 +186,7 @@ class H2Client:
                 headers = dict(self.h2.decoder.decode(frame.data, raw=True))
                 if b":status" in headers and int(headers[b":status"]) >= 200:
                     self.responses[frame.stream_id] = int(headers[b":status"])
+                    self.response_at[frame.stream_id] = time.monotonic()
                 if "END_STREAM" in frame.flags:
                     self.ended.add(frame.stream_id)
             elif isinstance(frame, DataFrame):

@@ -19,7 +19,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.interop.proxy_process import ProxyProcess, free_port, toml_config
-from twisted_lb.testing import FaultyAJPMember
+from twisted_lb.testing import Fault, FaultyAJPMember
 from twisted_lb.tls import h2_available, make_self_signed
 
 from .h2_client import H2Client, timed_get
@@ -35,6 +35,8 @@ class HostileHTTP2Case(TestCase):
 
     timeout = 60
     limits: dict[str, Any] = {}
+    #: more keys of the member's table
+    member_options: dict[str, Any] = {}
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -51,7 +53,7 @@ class HostileHTTP2Case(TestCase):
             tls_listen=[self.port],
             cert=cert,
             key=key,
-            members=[{"url": self.member.url, "route": "m1"}],
+            members=[{"url": self.member.url, "route": "m1", **self.member_options}],
             top={"workers": 1},
         )
         if self.limits:
@@ -180,3 +182,216 @@ class HeadTimeoutTests(HostileHTTP2Case):
         self.assertLess(result["after"], 1.0 + 1.0 + 1.5)  # the timeout, the grace, slack
         self.assertEqual(len(self.member.requests), self.warm_requests)
         self.assert_logged("a request head did not arrive in time")
+
+
+def post_head(client: H2Client, stream: int, length: int | None = None) -> bytes:
+    """HEADERS of a POST whose body is still to come."""
+    extra = [(b"content-length", b"%d" % length)] if length is not None else []
+    block = client.head_block(b"/app/upload", b"POST", extra)
+    return client.headers_frame(stream, block, end_stream=False)
+
+
+class StreamLimitTests(HostileHTTP2Case):
+    limits = {"body_timeout": 2.0, "max_body_bytes": 1000, "max_headers": 20}
+
+    @defer.inlineCallbacks
+    def test_slow_post_streams_get_408(self):
+        """50 POST streams on one connection sending a byte per stream every 0.5 s: each gets
+        408 (and RST_STREAM NO_ERROR) within body_timeout plus what its bytes earned, while a
+        normal client is served; no member sees any of them."""
+
+        def slow_posts() -> dict[str, Any]:
+            client = H2Client(self.port)
+            streams = [client.next_stream() for _ in range(50)]
+            client.send(b"".join(post_head(client, s, 500) for s in streams))
+            started = time.monotonic()
+            while time.monotonic() - started < 6 and len(client.responses) < len(streams):
+                client.send(
+                    b"".join(
+                        client.data_frame(s, b"x") for s in streams if s not in client.responses
+                    )
+                )
+                client.read(lambda: False, 0.5)
+            client.read(lambda: all(s in client.resets for s in streams), 1.0)
+            client.close()
+            return {
+                "statuses": [client.responses.get(s) for s in streams],
+                "resets": [client.resets.get(s) for s in streams],
+                "latest": max(client.response_at.values(), default=started) - started,
+            }
+
+        before = self.rss()
+        slowest, result = yield self.normal_clients_during(deferToThread(slow_posts))
+        after = self.rss()
+        print(
+            f"\n50 slow POST streams: 408 after at most {result['latest']:.2f} s "
+            f"(body_timeout 2 s), RSS {before / MiB:.1f} -> {after / MiB:.1f} MiB, "
+            f"slowest normal client {slowest * 1000:.0f} ms"
+        )
+        self.assertEqual(result["statuses"], [408] * 50)
+        self.assertEqual(result["resets"], [NO_ERROR] * 50)
+        self.assertGreater(result["latest"], 1.9)
+        self.assertLess(result["latest"], 2.0 + 1.5)
+        self.assertLess(slowest, 1.0)
+        self.assertEqual(len(self.member.requests), self.warm_requests + 3)
+        self.assert_logged("HTTP/2 request bodies too slow")
+
+    @defer.inlineCallbacks
+    def test_streams_beyond_the_limit_are_refused(self):
+        """SETTINGS say 100 concurrent streams; the 101st to 110th are refused with
+        REFUSED_STREAM, the connection goes on and the first stream is served."""
+
+        def many_streams() -> dict[str, Any]:
+            client = H2Client(self.port)
+            streams = [client.next_stream() for _ in range(110)]
+            client.send(b"".join(post_head(client, s, 1) for s in streams))
+            client.read(lambda: len(client.resets) >= 10, 3.0)
+            client.send(client.data_frame(streams[0], b"x", end_stream=True))
+            client.read(lambda: streams[0] in client.ended, 3.0)
+            settings = [f for f in client.frames if type(f).__name__ == "SettingsFrame"][0]
+            client.close()
+            return {
+                "max_streams": settings.settings.get(3),
+                "resets": client.resets,
+                "first": client.responses.get(streams[0]),
+                "refused": streams[100:],
+                "goaway": client.goaway,
+            }
+
+        result = yield deferToThread(many_streams)
+        self.assertEqual(result["max_streams"], 100)
+        self.assertEqual(result["resets"], {s: REFUSED_STREAM for s in result["refused"]})
+        self.assertEqual(result["first"], 200)
+        self.assertIsNone(result["goaway"])
+        self.assertEqual(len(self.member.requests), self.warm_requests + 1)
+
+    @defer.inlineCallbacks
+    def test_bodies_over_max_body_bytes_get_413(self):
+        """A Content-Length over max_body_bytes gets 413 at once; a body without one gets
+        413 when it grows past it; too many header fields get 431; no member sees them,
+        and the connection still serves a GET."""
+
+        def too_large() -> dict[str, Any]:
+            client = H2Client(self.port)
+            declared, streamed, fields = (
+                client.next_stream(),
+                client.next_stream(),
+                client.next_stream(),
+            )
+            client.send(post_head(client, declared, 5000))
+            client.send(post_head(client, streamed))
+            client.send(client.data_frame(streamed, b"x" * 600))
+            client.send(client.data_frame(streamed, b"x" * 600))
+            many = [(b"x-field-%d" % i, b"v") for i in range(21)]
+            client.send(client.headers_frame(fields, client.head_block(b"/app/x", extra=many)))
+            client.read(lambda: len(client.responses) == 3, 3.0)
+            get = client.get(b"/app/after")
+            client.read(lambda: get in client.ended, 3.0)
+            client.close()
+            return {
+                "statuses": [client.responses.get(s) for s in (declared, streamed, fields, get)],
+                "body": client.bodies.get(declared, b""),
+            }
+
+        result = yield deferToThread(too_large)
+        self.assertEqual(result["statuses"], [413, 413, 431, 200])
+        self.assertIn(b"larger than 1000 bytes", result["body"])
+        self.assertEqual(len(self.member.requests), self.warm_requests + 1)
+        self.assert_logged("413 for")
+
+
+def rapid_resets(port: int, pairs: int) -> dict[str, Any]:
+    """
+    HEADERS (a whole GET) then RST_STREAM (CANCEL) for stream after stream, each
+    pair in one write, on one connection; then read until the server closes.
+    """
+    client = H2Client(port)
+    sent = 0
+    for _ in range(pairs):
+        stream = client.next_stream()
+        pair = client.headers_frame(stream, client.head_block(b"/app/reset")) + client.rst_frame(
+            stream
+        )
+        if not client.send(pair):
+            break
+        sent += 1
+    client.read(lambda: client.closed, 5.0)
+    client.close()
+    return {
+        "sent": sent,
+        "goaway": client.goaway,
+        "closed": client.closed,
+        "answered": len(client.responses),
+    }
+
+
+class RapidResetTests(HostileHTTP2Case):
+    @defer.inlineCallbacks
+    def test_rapid_reset_reaches_no_member(self):
+        """CVE-2023-44487: 1 000+ streams opened and reset at once, 250 per connection: none
+        reaches the member (a reset stream is never dispatched), every connection ends with
+        GOAWAY (ENHANCE_YOUR_CALM) past the reset allowance, and normal clients are served."""
+
+        def attack() -> list[dict[str, Any]]:
+            return [rapid_resets(self.port, 250) for _ in range(5)]
+
+        before = self.rss()
+        slowest, runs = yield self.normal_clients_during(deferToThread(attack))
+        after = self.rss()
+        sent = sum(r["sent"] for r in runs)
+        print(
+            f"\nrapid reset: {sent} HEADERS+RST_STREAM pairs on {len(runs)} connections, "
+            f"{len(self.member.requests) - self.warm_requests - 3} reached the member, "
+            f"RSS {before / MiB:.1f} -> {after / MiB:.1f} MiB, slowest normal client "
+            f"{slowest * 1000:.0f} ms"
+        )
+        self.assertGreaterEqual(sent, 1000)
+        for run in runs:
+            self.assertEqual(run["goaway"][0], ENHANCE_YOUR_CALM, run)
+            self.assertTrue(run["closed"], run)
+        self.assertEqual(len(self.member.requests), self.warm_requests + 3)
+        self.assertLess(slowest, 1.0)
+        self.assertLess(after - before, 16 * MiB)
+        self.assert_logged("resets streams too fast")
+
+
+class ResetWhileWaitingTests(HostileHTTP2Case):
+    member_options = {"max": 1}
+
+    @defer.inlineCallbacks
+    def test_stream_reset_while_waiting_for_a_connection_is_not_sent(self):
+        """A request dispatched to a member whose only connection is busy, then reset by
+        the client: when the connection comes free, the request is not sent."""
+        self.member.schedule(Fault.STALL_BEFORE_HEADERS)
+        client = yield deferToThread(H2Client, self.port)
+        self.addCleanup(client.close)
+        slow = yield deferToThread(client.get, b"/app/slow")
+        self.assertTrue(
+            (yield wait_for(lambda: len(self.member.requests) == self.warm_requests + 1))
+        )
+        cancelled = yield deferToThread(client.get, b"/app/cancelled")
+        yield sleep(0.3)  # dispatched: waiting for the member's one connection
+        yield deferToThread(client.send, client.rst_frame(cancelled))
+        yield sleep(0.2)
+        self.assertEqual(self.member.answer_stalled(), 1)
+        answered = yield deferToThread(client.read, lambda: slow in client.ended, 3.0)
+        self.assertTrue(answered)
+        self.assertEqual(client.responses[slow], 200)
+        yield sleep(0.5)
+        paths = [r.forward.req_uri for r in self.member.requests[self.warm_requests :]]
+        self.assertEqual(len(paths), 1, paths)
+        # The connection is still there for the next request.
+        self.assertEqual((yield deferToThread(timed_get, self.port))[0], 200)
+
+
+async def _wait_for(predicate: Any, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await sleep(0.05)
+    return True
+
+
+def wait_for(predicate: Any, timeout: float = 3.0) -> defer.Deferred[bool]:
+    return defer.Deferred.fromCoroutine(_wait_for(predicate, timeout))

@@ -9,15 +9,15 @@ from typing import cast
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTCP
-from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from twisted_lb.ajp import AJPConnection, ForwardRequest, RequestTooLarge, Role
 from twisted_lb.ajp.pool import AJPConnectionPool
 from twisted_lb.ajp.protocol import AJPClientProtocol
 from twisted_lb.config.model import MemberConfig
-from twisted_lb.errors import AttemptFailed, RequestRefused
+from twisted_lb.errors import AttemptFailed, RequestRefused, ResponseAborted
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.quiet import QuietFactory
 from twisted_lb.rewrite import RewriterCache, RewritingSink, public_origin
 from twisted_lb.routing import host_name
 
@@ -122,6 +122,11 @@ class AJPBackend:
         self, forward: ForwardRequest, exchange: Exchange, sink: ResponseSink
     ) -> None:
         proto = await self.pool.acquire()
+        if getattr(sink, "gone", False):
+            # The client left (an HTTP/2 stream it reset) while a connection
+            # was made, checked or freed: the request is not sent at all.
+            self.pool.release(proto, True)
+            raise ResponseAborted("the client went away before the request was sent")
         await self._exchange(proto, forward, exchange, sink)
 
     def _exchange(
@@ -187,7 +192,7 @@ class AJPBackend:
         endpoint = HostnameEndpoint(
             self._reactor, self.member.host, self.member.port, timeout=self.member.connectiontimeout
         )
-        factory = Factory.forProtocol(
+        factory = QuietFactory.forProtocol(
             lambda: AJPClientProtocol(self._reactor, self.member.packet_size)  # type: ignore[arg-type]
         )
         try:

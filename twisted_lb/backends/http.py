@@ -25,7 +25,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import client as web_client
@@ -58,6 +58,7 @@ from twisted_lb.exchange import (
     member_path,
     response_head_problem,
 )
+from twisted_lb.quiet import QuietFactory
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
 __all__ = ["HTTPBackend"]
@@ -182,6 +183,8 @@ class _MemberClientProtocol(HTTP11ClientProtocol):
 class _MemberClientFactory(web_client._HTTP11ClientFactory):
     """Builds L{_MemberClientProtocol}s for one member."""
 
+    #: No "Starting factory"/"Stopping factory" line per connection to the member.
+    noisy = False
     member_name = ""
 
     def buildProtocol(self, addr: object) -> _MemberClientProtocol:
@@ -468,7 +471,7 @@ class HTTPBackend:
         is sent. Used by background probing; L{close} cancels it.
         """
         tls = self.tls is not None
-        connecting = self._endpoint.connect(Factory.forProtocol(lambda: ConnectProbe(tls)))
+        connecting = self._endpoint.connect(QuietFactory.forProtocol(lambda: ConnectProbe(tls)))
         try:
             proto: ConnectProbe = await self._bounded(connecting)
         except Exception:

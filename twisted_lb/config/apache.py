@@ -12,22 +12,35 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from ..access import AccessRule, parse_network
+from ..header_edits import ACTIONS as HEADER_ACTIONS
+from ..header_edits import HeaderEdit
+from ._apache_directives import (
+    ACCEPTED,
+    ACCEPTED_SECTIONS,
+    REFUSED,
+    REFUSED_SECTIONS,
+    accepted_reason,
+)
 from ._apache_syntax import Node, parse_file
 from ._build import build, resolve_path
 from .model import (
+    DEFAULT_HOST,
     MEMBER_SCHEMES,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
+    ConfigErrors,
     HealthCheckConfig,
     HealthCheckKind,
     LBMethodName,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     MemberState,
@@ -39,10 +52,9 @@ from .model import (
 
 __all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACHE_DIRECTIVES"]
 
-#: Directives that are read and have no effect on proxying.
-ACCEPTED_AND_IGNORED = frozenset(
-    {"loadmodule", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
-)
+#: Directives that are read and have no effect on proxying (each gets one
+#: warning saying why, however many lines use it).
+ACCEPTED_AND_IGNORED = frozenset(ACCEPTED)
 
 #: Directives (and sections) that twisted_lb gives a meaning.
 SUPPORTED_DIRECTIVES = frozenset(
@@ -76,13 +88,28 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyset",
         "location",
         "ifmodule",
+        "ifdefine",
+        "ifversion",
+        "iffile",
         "include",
         "includeoptional",
+        "traceenable",
+        "proxyaddheaders",
+        "limitrequestbody",
+        "proxyvia",
+        "serveralias",
+        "order",
+        "requireany",
+        "header",
+        "requestheader",
+        "require",
+        "allow",
+        "deny",
     }
 )
 
 #: Every directive name this reader knows (used to recognise Apache files).
-APACHE_DIRECTIVES = SUPPORTED_DIRECTIVES | ACCEPTED_AND_IGNORED
+APACHE_DIRECTIVES = SUPPORTED_DIRECTIVES | ACCEPTED_AND_IGNORED | frozenset(REFUSED)
 
 _UNSUPPORTED = "directive {!r} is not supported by twisted_lb (see docs/migrating-from-apache.md)"
 
@@ -204,6 +231,12 @@ class _Scope:
     redirects: list[tuple[Node, int, str, str]] = attrs.Factory(list)
     passes: list[_Pass] = attrs.Factory(list)
     location: str | None = None
+    #: Header and RequestHeader lines written in this scope, in order.
+    headers: list[tuple[Node, bool, HeaderEdit]] = attrs.Factory(list)
+    #: Require / Order / Allow / Deny lines of this section.
+    access: _Access | None = None
+    #: ServerAlias names (VirtualHost only).
+    aliases: list[str] = attrs.Factory(list)
 
     def get(self, name: str) -> tuple[Any, Node] | None:
         scope: _Scope | None = self
@@ -225,6 +258,39 @@ class _Scope:
             assert scope.parent is not None
             scope = scope.parent
         return scope
+
+
+@attrs.define(eq=False)
+class _Access:
+    """The access lines of one section: Apache 2.4's Require, or 2.2's Order/Allow/Deny."""
+
+    node: Node
+    require: list[str] | None = None
+    order: str | None = None
+    allow: list[str] = attrs.Factory(list)
+    deny: list[str] = attrs.Factory(list)
+
+    def rule(self, path: str) -> AccessRule:
+        """
+        The rule of this section for C{path}. With both kinds of lines
+        (files written for 2.2 and 2.4 alike), Apache 2.4 lets a client in
+        when both allow it; that is one rule when either lets everyone in.
+        """
+        compat = self.order is not None or self.allow or self.deny
+        if self.require is not None:
+            require = AccessRule(path, "require", tuple(self.require))
+            if not compat or self.require == ["all"]:
+                return require if not compat else self.compat_rule(path)
+            if self.compat_rule(path).lets_everyone_in:
+                return require
+            raise self.node.error(
+                "Require together with Order/Allow/Deny that both restrict clients: use "
+                "Require only"
+            )
+        return self.compat_rule(path)
+
+    def compat_rule(self, path: str) -> AccessRule:
+        return AccessRule(path, self.order or "deny,allow", tuple(self.allow), tuple(self.deny))
 
 
 @attrs.define(eq=False)
@@ -258,6 +324,25 @@ class _Reader:
         self.cookies: list[tuple[Node, str, str, str, _Scope]] = []
         self.timeout: tuple[float, Node] | None = None
         self.server_timeout: float | None = None
+        self.errors: list[ConfigError] = []
+        #: (file, "line N") -> position in the configuration, to sort errors.
+        self.order: dict[tuple[str, str], int] = {}
+        #: Scopes where a line was refused (their later checks would only repeat it).
+        self.failed_scopes: set[int] = set()
+        self.accepted: dict[str, list[Any]] = {}
+        #: Modules named by LoadModule so far (and those built into httpd);
+        #: None when the file loads none, so that every <IfModule> holds.
+        self.modules: set[str] | None = set(_BUILTIN_MODULES)
+        self.defines: set[str] = set()
+        self.broken: set[str] = set()
+        #: ProxyConfig fields set by directives (TraceEnable, ProxyAddHeaders ...).
+        self.top_level: dict[str, Any] = {}
+        self.top_value_nodes: dict[str, Node] = {}
+        #: <Proxy> sections (balancer:// URLs, other URLs and *), in file order.
+        self.proxy_sections: list[_Scope] = []
+        self.location_scopes: list[_Scope] = []
+        self.route_paths: set[str] = set()
+        self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
 
     def where(self, node: Node) -> str:
         if os.path.abspath(node.file) == os.path.abspath(self.path):
@@ -270,16 +355,100 @@ class _Reader:
     # -- walking the tree -------------------------------------------------
 
     def walk(self, nodes: list[Node], scope: _Scope) -> None:
+        """Read C{nodes} in C{scope}; a refused line is noted and reading goes on."""
         for node in nodes:
-            handler: Callable[[Node, _Scope], None] | None = getattr(self, "d_" + node.key, None)
-            if node.key in ACCEPTED_AND_IGNORED and node.children is None:
-                continue
-            if handler is None or (node.children is None) != (node.key not in _SECTIONS):
-                raise node.error(_UNSUPPORTED.format(node.display))
+            try:
+                self.visit(node, scope)
+            except ConfigError as e:
+                self.fail(node, e)
+                self.failed_scopes.add(id(scope.host))
+
+    def fail(self, node: Node, e: ConfigError) -> None:
+        """Note a problem; its message names the directive."""
+        if node.name.lower() not in e.problem.lower():
+            e = ConfigError(e.source, e.key, f"{node.display}: {e.problem}")
+        self.errors.append(e)
+
+    def visit(self, node: Node, scope: _Scope) -> None:
+        key = node.key
+        section = node.children is not None
+        handler: Callable[[Node, _Scope], None] | None = getattr(self, "d_" + key, None)
+        if handler is not None and section == (key in _SECTIONS):
             handler(node, scope)
+            return
+        reason = ACCEPTED_SECTIONS.get(key) if section else accepted_reason(key)
+        if reason is not None:
+            self.accept(node, reason)
+            return
+        refused = REFUSED_SECTIONS.get(key) if section else REFUSED.get(key)
+        if refused is not None:
+            raise node.error(f"{node.display} is not supported: {refused}")
+        raise node.error(_UNSUPPORTED.format(node.display))
+
+    def accept(self, node: Node, reason: str) -> None:
+        """Note a line read without effect; one warning per directive says why."""
+        seen = self.accepted.get(node.key)
+        if seen is None:
+            self.accepted[node.key] = [node, 1, reason]
+        else:
+            seen[1] += 1
+
+    def accepted_warnings(self) -> list[str]:
+        out = []
+        for node, count, reason in self.accepted.values():
+            more = f" and {count - 1} more line{'s' if count > 2 else ''}" if count > 1 else ""
+            out.append(
+                f"{self.where(node)}{more}: {node.display} is accepted and has no effect on "
+                f"proxying: {reason}"
+            )
+        return out
+
+    # -- conditional sections ---------------------------------------------
 
     def d_ifmodule(self, node: Node, scope: _Scope) -> None:
-        self.walk(node.children or [], scope)
+        name = _one_arg(node)
+        negate = name.startswith("!")
+        module = _module_id(name.lstrip("!"))
+        loaded = self.modules is None or module in self.modules
+        if loaded != negate:
+            self.walk(node.children or [], scope)
+        elif not negate and node.children:
+            self.warn_once(
+                ("module", module),
+                node,
+                f"<IfModule {name}> is skipped, as Apache would: the file loads modules with "
+                "LoadModule and not this one",
+            )
+
+    def d_loadmodule(self, node: Node, scope: _Scope) -> None:
+        if self.modules is not None and node.args:
+            self.modules.add(_module_id(node.args[0]))
+        self.accept(node, ACCEPTED["loadmodule"])
+
+    def d_define(self, node: Node, scope: _Scope) -> None:
+        if not 1 <= len(node.args) <= 2:
+            raise node.error("Define takes a name and an optional value")
+        self.defines.add(node.args[0])
+
+    def d_undefine(self, node: Node, scope: _Scope) -> None:
+        self.defines.discard(_one_arg(node))
+
+    def d_ifdefine(self, node: Node, scope: _Scope) -> None:
+        name = _one_arg(node)
+        if (name.lstrip("!") in self.defines) != name.startswith("!"):
+            self.walk(node.children or [], scope)
+
+    def d_ifversion(self, node: Node, scope: _Scope) -> None:
+        if _version_matches(node):
+            self.walk(node.children or [], scope)
+
+    def d_iffile(self, node: Node, scope: _Scope) -> None:
+        name = _one_arg(node)
+        path = name.lstrip("!")
+        if not os.path.isabs(path):
+            path = os.path.join(self.base_dir(node), path)
+        if os.path.exists(path) != name.startswith("!"):
+            self.walk(node.children or [], scope)
 
     def d_virtualhost(self, node: Node, scope: _Scope) -> None:
         if scope.kind != "main":
@@ -311,16 +480,20 @@ class _Reader:
         url = _one_arg(node)
         parsed = _balancer_name(url)
         if parsed is None:
-            raise node.error(
-                f"<Proxy {url}>: only <Proxy balancer://name> sections are supported; "
-                "twisted_lb is never a forward proxy and has no access control"
-            )
+            # <Proxy *> or <Proxy http://member...>: access rules and headers
+            # for what is proxied there.
+            inner = _Scope("proxyurl", node, scope)
+            inner.location = url
+            self.proxy_sections.append(inner)
+            self.walk(node.children or [], inner)
+            return
         name, path = parsed
         if path not in ("", "/"):
             raise node.error(f"<Proxy {url}>: a balancer URL here takes no path")
         balancer = self.balancer(node, name, scope)
         inner = _Scope("proxy", node, scope)
         inner.location = name
+        self.proxy_sections.append(inner)
         self.walk(node.children or [], inner)
         balancer.scope = inner if balancer.node is node else balancer.scope
 
@@ -337,8 +510,19 @@ class _Reader:
         path = _one_arg(node)
         if not path.startswith("/"):
             raise node.error(f"<Location {path}>: the path must start with '/'")
+        handler = _status_handler(node)
+        if handler is not None:
+            self.warn(
+                node,
+                f"<Location {path}> with SetHandler {handler}: twisted_lb shows its members, "
+                "their states and counters on the admin listener (the [admin] table of the "
+                f"native file), not at {path} on this listener; the access rules inside are "
+                "not used (the admin listener has its own password)",
+            )
+            return
         inner = _Scope("location", node, scope)
         inner.location = path
+        self.location_scopes.append(inner)
         self.walk(node.children or [], inner)
 
     # -- listeners ----------------------------------------------------------
@@ -394,12 +578,6 @@ class _Reader:
         if value.lower() == "optional":
             raise node.error("SSLEngine optional (TLS upgrade) is not supported; use On or Off")
         self.setting(node, scope, "sslengine", _on_off(node, value, "SSLEngine"))
-
-    def d_servername(self, node: Node, scope: _Scope) -> None:
-        self.host_only(node, scope)
-        value = _one_arg(node)
-        # ServerName [scheme://]domain-name|ip-address[:port]
-        self.setting(node, scope, "servername", value.partition("://")[2] or value)
 
     def host_only(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
@@ -467,6 +645,234 @@ class _Reader:
         self.setting(node, scope, "sslproxyverify", value)
 
     # -- proxy directives -----------------------------------------------------
+
+    def one_value(self, node: Node, field: str, value: Any) -> None:
+        """
+        Set the proxy-wide C{field}; Apache may set it per virtual host, so
+        a second, different value is an error.
+        """
+        if field in self.top_level and self.top_level[field] != value:
+            first = self.top_value_nodes[field]
+            raise node.error(
+                f"{node.name} differs from {first.name} at {self.where(first)}; twisted_lb has "
+                "one value for the whole proxy"
+            )
+        self.top_level[field] = value
+        self.top_value_nodes.setdefault(field, node)
+
+    def d_traceenable(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value == "extended":
+            raise node.error(
+                "TraceEnable extended (TRACE with a body) is not supported; use On or Off"
+            )
+        self.one_value(node, "allow_trace", _on_off(node, value, "TraceEnable"))
+
+    def d_proxyaddheaders(self, node: Node, scope: _Scope) -> None:
+        self.one_value(node, "x_forwarded", _on_off(node, _one_arg(node), "ProxyAddHeaders"))
+
+    def d_limitrequestbody(self, node: Node, scope: _Scope) -> None:
+        size = _number(node, "LimitRequestBody", _one_arg(node), integer=True)
+        if size < 0:
+            raise node.error("LimitRequestBody must be 0 (no limit) or a number of bytes")
+        self.one_value(node, "max_body_bytes", size)
+
+    def d_servername(self, node: Node, scope: _Scope) -> None:
+        # ServerName [scheme://]domain-name|ip-address[:port]: in a <VirtualHost>
+        # the name it serves; anywhere, the host of requests without a Host
+        # header (a virtual host without one inherits the main server's).
+        self.host_only(node, scope)
+        value = _one_arg(node)
+        name = _host_of_name(node, value)
+        if scope.kind == "vhost":
+            self.setting(node, scope, "vhost_name", name)
+        self.setting(node, scope, "servername", value.partition("://")[2] or value)
+
+    def d_serveralias(self, node: Node, scope: _Scope) -> None:
+        if scope.kind != "vhost":
+            raise node.error("ServerAlias belongs in a <VirtualHost>")
+        if not node.args:
+            raise node.error("ServerAlias needs one or more names")
+        scope.aliases += [_host_of_name(node, name) for name in node.args]
+
+    def d_header(self, node: Node, scope: _Scope) -> None:
+        self.header_edit(node, scope, request=False)
+
+    def d_requestheader(self, node: Node, scope: _Scope) -> None:
+        self.header_edit(node, scope, request=True)
+
+    def header_edit(self, node: Node, scope: _Scope, *, request: bool) -> None:
+        """
+        C{Header [always|onsuccess] action name [value [replacement]] [env=[!]VAR]}
+        and C{RequestHeader action name [value [replacement]] [env=[!]VAR]}.
+        """
+        args = list(node.args)
+        always = False
+        if not request and args and args[0].lower() in ("always", "onsuccess"):
+            always = args.pop(0).lower() == "always"
+        if not args:
+            raise node.error(f"{node.name} needs an action and a header name")
+        action = args.pop(0).lower()
+        if action in ("echo", "note"):
+            raise node.error(
+                f"{node.name} {action} is not supported; twisted_lb does not copy request "
+                "headers into responses or notes"
+            )
+        if action not in HEADER_ACTIONS:
+            raise node.error(f"{node.name}: {action!r} is not one of {', '.join(sorted(HEADER_ACTIONS))}")
+        if not args:
+            raise node.error(f"{node.name} {action} needs a header name")
+        name = args.pop(0)
+        wanted = {"unset": 0, "edit": 2, "edit*": 2}.get(action, 1)
+        values = args[:wanted]
+        rest = args[wanted:]
+        if len(values) < wanted:
+            raise node.error(
+                f"{node.name} {action} {name} needs "
+                + ("a regular expression and a replacement" if wanted == 2 else "a value")
+            )
+        condition, negate = None, False
+        if len(rest) > 1:
+            raise node.error(f"{node.name}: too many arguments ({' '.join(rest)})")
+        if rest:
+            extra = rest[0]
+            if extra.lower().startswith("env="):
+                condition = extra[4:]
+                negate = condition.startswith("!")
+                condition = condition.lstrip("!")
+            elif extra.lower() == "early":
+                raise node.error(f"{node.name} … early is not supported; remove 'early'")
+            elif extra.lower().startswith("expr="):
+                raise node.error(
+                    f"{node.name} … expr= conditions are not supported; use env=BALANCER_… "
+                    "or remove the condition"
+                )
+            else:
+                raise node.error(f"{node.name}: unexpected argument {extra!r}")
+        if any(v.lower().startswith("expr=") for v in values):
+            raise node.error(f"{node.name}: expr= values are not supported; give a plain value")
+        text = " ".join(values)
+        if request and (condition or "%{BALANCER_" in text):
+            raise node.error(
+                f"{node.name}: Apache edits request headers before it picks a member, so "
+                "BALANCER_* variables are not set there (and env= conditions on them never hold)"
+            )
+        try:
+            edit = HeaderEdit(
+                action,
+                name,
+                values[0] if values else "",
+                values[1] if len(values) > 1 else "",
+                always=always,
+                condition=condition,
+                negate=negate,
+            )
+        except ValueError as e:
+            raise node.error(f"{node.name}: {e}") from None
+        scope.headers.append((node, request, edit))
+
+    def d_proxyvia(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value != "off":
+            raise node.error(
+                f"ProxyVia {_one_arg(node)} is not supported: twisted_lb adds no Via header "
+                "(ProxyVia Off, Apache's default); remove the line"
+            )
+
+    def access_of(self, node: Node, scope: _Scope, *, require: bool) -> _Access:
+        if scope.kind not in ("proxy", "proxyurl", "location"):
+            raise node.error(
+                f"{node.name} belongs in a <Location> or <Proxy> section (Apache allows it in "
+                "directory sections only)"
+            )
+        access = scope.access
+        if access is None:
+            access = scope.access = _Access(node)
+        return access
+
+    def d_require(self, node: Node, scope: _Scope) -> None:
+        args = [a.lower() for a in node.args]
+        if not args:
+            raise node.error("Require needs a provider: all, ip, host or local")
+        kind, rest = args[0], node.args[1:]
+        if kind == "not":
+            raise node.error(
+                "Require not … is not supported; list the addresses that may pass with "
+                "Require ip"
+            )
+        if kind in ("valid-user", "user", "group", "file-owner", "file-group"):
+            raise node.error(
+                f"Require {kind} needs authentication, which twisted_lb does not do: "
+                "authenticate in the application"
+            )
+        if kind == "all":
+            if len(rest) == 1 and rest[0].lower() in ("granted", "denied"):
+                entries = ["all"] if rest[0].lower() == "granted" else []
+            else:
+                raise node.error("Require all takes granted or denied")
+        elif kind == "local":
+            entries = ["local"]
+        elif kind == "ip":
+            if not rest:
+                raise node.error("Require ip needs one or more addresses or networks")
+            entries = list(rest)
+        elif kind == "host":
+            if [r.lower() for r in rest] != ["localhost"]:
+                raise node.error(
+                    "Require host needs a reverse DNS lookup of every client, which twisted_lb "
+                    "does not do: use Require ip with the addresses (Require host localhost "
+                    "is accepted as Require local)"
+                )
+            entries = ["local"]
+        else:
+            raise node.error(
+                f"Require {node.args[0]} is not supported: twisted_lb checks Require all, ip, "
+                "local and host localhost"
+            )
+        for entry in entries:
+            try:
+                parse_network(entry)
+            except ValueError as e:
+                raise node.error(f"Require {kind}: {e}") from None
+        access = self.access_of(node, scope, require=True)
+        access.require = [*(access.require or []), *entries]
+
+    def d_order(self, node: Node, scope: _Scope) -> None:
+        value = "".join(node.args).lower().replace(" ", "")
+        if value not in ("deny,allow", "allow,deny"):
+            raise node.error(
+                f"Order {' '.join(node.args)}: twisted_lb supports Order deny,allow and "
+                "Order allow,deny (mutual-failure is not supported)"
+            )
+        self.access_of(node, scope, require=False).order = value
+
+    def _allow_deny(self, node: Node, scope: _Scope, which: str) -> None:
+        args = list(node.args)
+        if len(args) < 2 or args[0].lower() != "from":
+            raise node.error(f"{node.name} takes from and addresses: {node.name} from 10.0.0.0/8")
+        entries = args[1:]
+        for entry in entries:
+            if entry.lower().startswith("env="):
+                raise node.error(f"{node.name} from env=… is not supported")
+            try:
+                parse_network(entry)
+            except ValueError:
+                raise node.error(
+                    f"{node.name} from {entry}: host names need a reverse DNS lookup of every "
+                    "client, which twisted_lb does not do; give addresses or networks"
+                ) from None
+        access = self.access_of(node, scope, require=False)
+        getattr(access, which).extend(entries)
+
+    def d_allow(self, node: Node, scope: _Scope) -> None:
+        self._allow_deny(node, scope, "allow")
+
+    def d_deny(self, node: Node, scope: _Scope) -> None:
+        self._allow_deny(node, scope, "deny")
+
+    def d_requireany(self, node: Node, scope: _Scope) -> None:
+        # Require lines in one section already combine as "any".
+        self.walk(node.children or [], scope)
 
     def d_proxyrequests(self, node: Node, scope: _Scope) -> None:
         if _on_off(node, _one_arg(node), "ProxyRequests"):
@@ -616,7 +1022,16 @@ class _Reader:
     # -- building the model -------------------------------------------------
 
     def read(self) -> tuple[ProxyConfig, list[str]]:
-        self.walk(parse_file(self.path), self.main)
+        syntax: list[tuple[str, int, str]] = []
+        nodes = parse_file(self.path, syntax)
+        for file, line, message in syntax:
+            self.warnings.append(f"{self.where(Node(file, line, '', []))}: {message}")
+        for i, n in enumerate(_all_nodes(nodes)):
+            self.order.setdefault((n.file, n.where), i)
+        if not _any_node(nodes, "loadmodule"):
+            self.modules = None
+        self.walk(nodes, self.main)
+        self.warnings.extend(self.accepted_warnings())
         timeout = (
             self.timeout[0]
             if self.timeout
@@ -626,14 +1041,31 @@ class _Reader:
         )
         if timeout <= 0:
             node = self.timeout[1] if self.timeout else None
-            raise ConfigError(self.path, node.where if node else "timeout", "must be > 0")
+            self.errors.append(
+                ConfigError(self.path, node.where if node else "timeout", "must be > 0")
+            )
+            timeout = 300.0
         self.default_timeout = float(timeout)
         balancers: dict[str, BalancerConfig] = {}
         for b in self.balancers.values():
-            balancers[b.name] = self.build_balancer(b)
+            try:
+                balancers[b.name] = self.build_balancer(b)
+            except _Reported:
+                self.broken.add(b.name)
+            except ConfigError as e:
+                self.broken.add(b.name)
+                self.fail(b.node, e)
         routes = self.build_routes(balancers)
         listeners = self.build_listeners()
         self.check_reverses()
+        if self.errors:
+            errors = sorted(
+                self.errors, key=lambda e: self.order.get((e.source, e.key), len(self.order))
+            )
+            raise ConfigErrors(errors, self.warnings)
+        limits: dict[str, Any] = {}
+        if "max_body_bytes" in self.top_level:
+            limits["limits"] = LimitsConfig(max_body_bytes=self.top_level.pop("max_body_bytes"))
         config = build(
             ProxyConfig,
             {
@@ -642,6 +1074,8 @@ class _Reader:
                 "routes": tuple(routes),
                 "source": self.path,
                 "timeout": float(timeout),
+                **self.top_level,
+                **limits,
             },
             lambda field, problem: ConfigError(self.path, field or "config", problem),
         )
@@ -790,9 +1224,17 @@ class _Reader:
             self.warn(node, message)
 
     def build_balancer(self, b: _Balancer) -> BalancerConfig:
-        members = tuple(
-            self.member(node, url, params, scope) for node, url, params, scope in b.members
-        )
+        built = []
+        failed = False
+        for node, url, params, scope in b.members:
+            try:
+                built.append(self.member(node, url, params, scope))
+            except ConfigError as e:
+                self.fail(node, e)
+                failed = True
+        if failed:
+            raise _Reported()
+        members = tuple(built)
         if not members:
             raise b.node.error(f"balancer://{b.name} has no BalancerMember")
         kwargs: dict[str, Any] = {"name": b.name, "members": members, "sticky": None}
@@ -834,26 +1276,131 @@ class _Reader:
         return build(BalancerConfig, kwargs, fail)
 
     def build_routes(self, balancers: dict[str, BalancerConfig]) -> list[RouteConfig]:
-        routes: dict[str, tuple[RouteConfig, Node]] = {}
+        routes: dict[tuple[str, tuple[str, ...]], tuple[RouteConfig, Node]] = {}
         for p in self.passes:
-            route = self.route(p, balancers)
-            if route.path in routes:
-                other, other_node = routes[route.path]
+            try:
+                route = self.with_hosts(self.route(p, balancers), p)
+            except _Reported:
+                continue
+            except ConfigError as e:
+                self.fail(p.node, e)
+                continue
+            if (route.path, route.hosts) in routes:
+                other, other_node = routes[route.path, route.hosts]
                 if other_node is p.node:
                     continue
                 if other == route and p.scope.host is not self.passes_scope(other_node):
                     continue
-                raise p.node.error(
+                self.fail(p.node, p.node.error(
                     f"ProxyPass {route.path} is mapped a second time (first at "
                     f"{self.where(other_node)}); Apache would only use the first"
                     if p.scope.host is self.passes_scope(other_node)
                     else f"ProxyPass {route.path} maps the path differently from "
                     f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
-                )
-            routes[route.path] = (route, p.node)
+                ))
+                continue
+            routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
-        result = [r for r, _ in routes.values()]
-        return [self.with_cookies(r, routes[r.path][1]) for r in result]
+        out = []
+        self.route_paths = {path for path, _ in routes}
+        for r, node in routes.values():
+            try:
+                out.append(self.with_headers(self.with_cookies(r, node), node))
+            except ConfigError as e:
+                self.fail(node, e)
+        self.check_header_scopes(out)
+        return out
+
+    def with_headers(self, route: RouteConfig, node: Node) -> RouteConfig:
+        """
+        C{route} with the Header and RequestHeader edits that apply to it,
+        in Apache's order: the main server, the virtual host, the <Proxy>
+        of its balancer, then the <Location> sections that contain it.
+        """
+        owner = next(p for p in self.passes if p.node is node)
+        scopes = [self.main]
+        if owner.scope.host is not self.main:
+            scopes.append(owner.scope.host)
+        scopes += self.proxy_sections_for(owner)
+        scopes += [
+            loc
+            for loc in self.location_scopes
+            if loc.host in (self.main, owner.scope.host)
+            and loc.location is not None
+            and (loc.location == route.path or _covers(loc.location, route.path))
+        ]
+        edits = [(request, edit) for scope in scopes for _, request, edit in scope.headers]
+        access = self.access_rules(route, owner)
+        if not edits and not access:
+            return route
+        return attrs.evolve(
+            route,
+            request_headers=tuple(e for request, e in edits if request),
+            response_headers=tuple(e for request, e in edits if not request),
+            access=access,
+        )
+
+    def proxy_sections_for(self, owner: _Pass) -> list[_Scope]:
+        """The <Proxy> sections whose URL matches what C{owner} proxies to, in file order."""
+        target = owner.target.lower()
+        out = []
+        for section in self.proxy_sections:
+            if section.host not in (self.main, owner.scope.host) or target == "!":
+                continue
+            assert section.location is not None
+            url = section.location.lower()
+            if section.kind == "proxy":
+                parsed = _balancer_name(owner.target)
+                if parsed is not None and parsed[0] == section.location:
+                    out.append(section)
+            elif url == "*" or (
+                _balancer_name(owner.target) is None and target.startswith(url.rstrip("*"))
+            ):
+                out.append(section)
+        return out
+
+    def access_rules(self, route: RouteConfig, owner: _Pass) -> tuple[AccessRule, ...]:
+        """
+        C{route}'s access rules in Apache's merge order: its <Proxy>
+        sections, then the <Location>s that contain it or lie inside it.
+        """
+        rules: list[AccessRule] = []
+        for section in self.proxy_sections_for(owner):
+            if section.access is not None:
+                rules.append(section.access.rule(route.path))
+        for loc in self.location_scopes:
+            if loc.access is None or loc.host not in (self.main, owner.scope.host):
+                continue
+            assert loc.location is not None
+            if loc.location == route.path or _covers(loc.location, route.path):
+                rules.append(loc.access.rule(route.path))
+            elif _covers(route.path, loc.location) and not any(
+                len(other) > len(route.path) and (other == loc.location or _covers(other, loc.location))
+                for other in self.route_paths
+            ):
+                rules.append(loc.access.rule(loc.location))
+        return tuple(rules)
+
+    def check_header_scopes(self, routes: list[RouteConfig]) -> None:
+        """Header lines in a <Location> that covers only part of a route are refused."""
+        paths = {r.path for r in routes}
+        for loc in self.location_scopes:
+            if not loc.headers or loc.location in paths:
+                continue
+            assert loc.location is not None
+            wider = [p for p in paths if _covers(p, loc.location)]
+            node = loc.headers[0][0]
+            if wider:
+                self.fail(
+                    node,
+                    node.error(
+                        f"{node.name} in <Location {loc.location}> would apply to part of the "
+                        f"route {max(wider, key=len)} only; twisted_lb edits headers per route: "
+                        f"add ProxyPass {loc.location} … for that path, or move the line"
+                    ),
+                )
+            elif not any(_covers(loc.location, p) for p in paths):
+                self.warn(node, f"{node.name} in <Location {loc.location}>: no route uses it")
 
     def passes_scope(self, node: Node) -> _Scope:
         for p in self.passes:
@@ -868,6 +1415,8 @@ class _Reader:
             pass
         elif (parsed := _balancer_name(p.target)) is not None:
             name, path = parsed
+            if name in self.broken:
+                raise _Reported()
             if name not in balancers:
                 raise p.node.error(
                     f"ProxyPass {p.path} names balancer://{name}, which no <Proxy "
@@ -971,45 +1520,128 @@ class _Reader:
             if scope.kind == "location" and not any(p.path == scope.location for p in self.passes):
                 self.warn(cnode, f"{cnode.name} is in a <Location> without ProxyPass; unused")
 
-    def build_listeners(self) -> list[ListenerConfig]:
-        listeners: list[ListenerConfig] = []
-        used: dict[tuple[str, int], Node] = {}
-        vhost_ports: set[int] = set()
+    def vhost_groups(self) -> dict[int, list[tuple[_Scope, str]]]:
+        """
+        The virtual hosts on each port, in file order, with the address each
+        gives there (C{*} for any); the first on a port is its default.
+        """
+        if self._groups is not None:
+            return self._groups
+        groups: dict[int, list[tuple[_Scope, str]]] = {}
         for vhost in self.vhosts:
             assert vhost.node is not None
             for host, port in vhost.addresses:
                 if port is None:
                     candidates = sorted({p for _, _, p in self.listens})
                     if len(candidates) != 1:
-                        raise vhost.node.error(
-                            f"<VirtualHost {vhost.node.args[0]}>: give the port "
-                            "(e.g. *:443); twisted_lb derives a listener from each virtual host"
+                        self.fail(
+                            vhost.node,
+                            vhost.node.error(
+                                f"<VirtualHost {vhost.node.args[0]}>: give the port "
+                                "(e.g. *:443); twisted_lb derives a listener from each virtual "
+                                "host"
+                            ),
                         )
+                        continue
                     port = candidates[0]
-                if (host, port) in used:
-                    raise vhost.node.error(
-                        f"a second <VirtualHost> for {host}:{port} (the first is at "
-                        f"{self.where(used[host, port])}): name-based virtual hosts are not "
-                        "supported by twisted_lb"
-                    )
-                used[host, port] = vhost.node
-                vhost_ports.add(port)
-                if host == "*":
-                    listen_hosts = [h for _, h, p in self.listens if p == port and h]
-                    if len(listen_hosts) == 1:
-                        host = listen_hosts[0]
-                listeners.append(self.listener(vhost, vhost.node, host, port))
+                group = groups.setdefault(port, [])
+                if all(v is not vhost for v, _ in group):
+                    group.append((vhost, "127.0.0.1" if host == "localhost" else host))
+        self._groups = groups
+        return groups
+
+    @property
+    def name_based(self) -> bool:
+        """Whether some port has several virtual hosts (chosen by the Host header)."""
+        return any(len(group) > 1 for group in self.vhost_groups().values())
+
+    def vhost_names(self, vhost: _Scope) -> tuple[str, ...]:
+        """The ServerName and ServerAlias names of C{vhost}, lower case."""
+        names = []
+        name = vhost.settings.get("vhost_name")
+        if name is not None:
+            names.append(name[0])
+        names += vhost.aliases
+        return tuple(dict.fromkeys(names))
+
+    def with_hosts(self, route: RouteConfig, owner: _Pass) -> RouteConfig:
+        """With name-based virtual hosts, the names C{route}'s virtual host serves."""
+        vhost = owner.scope.host
+        if vhost is self.main or not self.name_based:
+            return route
+        names = self.vhost_names(vhost)
+        default = any(group[0][0] is vhost for group in self.vhost_groups().values())
+        if default:
+            names = (DEFAULT_HOST, *names)
+        elif not names:
+            assert vhost.node is not None
+            raise vhost.node.error(
+                "this <VirtualHost> shares its port with others but has no ServerName or "
+                "ServerAlias, so Apache would never choose it: add ServerName"
+            )
+        return attrs.evolve(route, hosts=names)
+
+    def build_listeners(self) -> list[ListenerConfig]:
+        listeners: list[ListenerConfig] = []
+        groups = self.vhost_groups()
+        for port, group in groups.items():
+            try:
+                listeners += self.port_listeners(port, group)
+            except ConfigError as e:
+                vhost = group[0][0]
+                assert vhost.node is not None
+                if id(vhost) not in self.failed_scopes:
+                    self.fail(vhost.node, e)
         for node, listen_host, port in self.listens:
-            if port in vhost_ports:
+            if port in groups:
                 continue
             listeners.append(self.listener(self.main, node, listen_host or "*", port))
-        if not listeners:
-            raise ConfigError(
-                self.path,
-                "listen",
-                "no listener is configured: add Listen or <VirtualHost *:PORT>",
+        if not listeners and not self.errors:
+            self.errors.append(
+                ConfigError(
+                    self.path,
+                    "listen",
+                    "no listener is configured: add Listen or <VirtualHost *:PORT>",
+                )
             )
         return listeners
+
+    def port_listeners(self, port: int, group: list[tuple[_Scope, str]]) -> list[ListenerConfig]:
+        """
+        The sockets for the virtual hosts on C{port}: one for any address
+        when one of them is C{*} (or C{_default_}), else one per address;
+        the first virtual host gives TLS and redirects.
+        """
+        default, _ = group[0]
+        assert default.node is not None
+        for vhost, _ in group[1:]:
+            assert vhost.node is not None
+            if self.tls_of(vhost) != self.tls_of(default):
+                raise vhost.node.error(
+                    f"this <VirtualHost> on port {port} has another certificate than the first "
+                    f"one ({self.where(default.node)}); twisted_lb serves one certificate per "
+                    "port (no SNI): give them the same certificate, or another port"
+                )
+            if (vhost.redirects and not vhost.passes) != (
+                default.redirects and not default.passes
+            ):
+                raise vhost.node.error(
+                    f"port {port} has a virtual host that only redirects and one that "
+                    "proxies; a twisted_lb listener either redirects everything or proxies: "
+                    "use a port for each"
+                )
+        hosts = [host for _, host in group]
+        if "*" in hosts:
+            listen_hosts = [h for _, h, p in self.listens if p == port and h]
+            addresses = [listen_hosts[0] if len(listen_hosts) == 1 else "*"]
+        else:
+            addresses = list(dict.fromkeys(hosts))
+        return [self.listener(default, default.node, host, port) for host in addresses]
+
+    def tls_of(self, scope: _Scope) -> tuple[Any, ...]:
+        if scope.value("sslengine") is not True:
+            return ()
+        return (scope.value("certificate"), scope.value("key"), scope.value("chain"))
 
     def listener(self, scope: _Scope, node: Node, host: str, port: int) -> ListenerConfig:
         if host == "*":
@@ -1082,7 +1714,117 @@ class _Reader:
         return {"redirect": chosen[0], "redirect_status": chosen[1]}
 
 
-_SECTIONS = frozenset({"virtualhost", "proxy", "location", "ifmodule"})
+_SECTIONS = frozenset(
+    {
+        "virtualhost",
+        "proxy",
+        "location",
+        "ifmodule",
+        "ifdefine",
+        "ifversion",
+        "iffile",
+        "requireany",
+    }
+)
+
+#: Modules compiled into Debian's httpd (C{apache2 -l}), which <IfModule> finds
+#: without LoadModule.
+_BUILTIN_MODULES = frozenset(
+    {"core", "so", "watchdog", "http_core", "log_config", "logio", "version", "unixd"}
+)
+
+#: The httpd version <IfVersion> compares with.
+_HTTPD_VERSION = (2, 4, 62)
+
+
+class _Reported(Exception):
+    """A part could not be built, and why was already noted."""
+
+
+def _module_id(name: str) -> str:
+    """C{mod_proxy.c} and C{proxy_module} both name module C{proxy}."""
+    name = name.strip().lower()
+    if name.endswith(".c"):
+        name = name[:-2]
+        name = name[4:] if name.startswith("mod_") else name
+        if name in ("event", "worker", "prefork"):
+            name = "mpm_" + name
+    elif name.endswith("_module"):
+        name = name[: -len("_module")]
+    return name
+
+
+def _version_matches(node: Node) -> bool:
+    """Whether <IfVersion [op] version> holds for L{_HTTPD_VERSION}."""
+    args = node.args
+    if len(args) == 1:
+        op, wanted = "=", args[0]
+    elif len(args) == 2:
+        op, wanted = args
+    else:
+        raise node.error("<IfVersion> takes [operator] version")
+    negate = op.startswith("!")
+    op = op.lstrip("!")
+    current = ".".join(map(str, _HTTPD_VERSION))
+    if op in ("~",) or (wanted.startswith("/") and wanted.endswith("/")):
+        result = re.search(wanted.strip("/"), current) is not None
+    else:
+        try:
+            parts = tuple(int(x) for x in wanted.split("."))
+        except ValueError:
+            raise node.error(f"<IfVersion>: {wanted!r} is not a version") from None
+        mine = _HTTPD_VERSION[: len(parts)]
+        compare = {
+            "=": mine == parts,
+            "==": mine == parts,
+            ">": mine > parts,
+            ">=": mine >= parts,
+            "<": mine < parts,
+            "<=": mine <= parts,
+        }
+        if op not in compare:
+            raise node.error(f"<IfVersion>: unknown operator {op!r}")
+        result = compare[op]
+    return result != negate
+
+
+def _host_of_name(node: Node, value: str) -> str:
+    """The host name of C{ServerName [scheme://]name[:port]}, lower case."""
+    text = value.lower()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    if text.startswith("["):
+        text = text.split("]", 1)[0] + "]"
+    elif ":" in text:
+        text = text.rsplit(":", 1)[0]
+    text = text.rstrip(".")
+    if not text or any(c in text for c in " /@"):
+        raise node.error(f"{node.name} {value!r} is not a host name")
+    return text
+
+
+def _status_handler(node: Node) -> str | None:
+    """C{server-status} or C{balancer-manager} when a <Location> sets that handler."""
+    for child in node.children or []:
+        if child.key == "sethandler" and child.args:
+            handler = child.args[0].lower()
+            if handler in ("server-status", "balancer-manager"):
+                return handler
+    return None
+
+
+def _all_nodes(nodes: list[Node]) -> Iterator[Node]:
+    """Every node, sections before their contents, in file order."""
+    for n in nodes:
+        yield n
+        if n.children is not None:
+            yield from _all_nodes(n.children)
+
+
+def _any_node(nodes: list[Node], key: str) -> bool:
+    return any(
+        n.key == key or (n.children is not None and _any_node(n.children, key)) for n in nodes
+    )
 
 
 def _covers(shorter: str, longer: str) -> bool:

@@ -13,15 +13,20 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from twisted_lb.access import AccessRule
 from twisted_lb.balancer.sticky import StickyConfig
+from twisted_lb.header_edits import HeaderEdit
 
 __all__ = [
+    "DEFAULT_HOST",
     "ConfigError",
+    "ConfigErrors",
     "MemberConfig",
     "StickySessionConfig",
     "BalancerConfig",
@@ -37,12 +42,27 @@ __all__ = [
     "HealthCheckKind",
     "MEMBER_SCHEMES",
     "AdminConfig",
+    "ClusterConfig",
     "endpoint_is_local",
     "PASSWORD_HASH_PREFIX",
 ]
 
 #: URL schemes a balancer member may use, and their default ports.
 MEMBER_SCHEMES: dict[str, int] = {"ajp": 8009, "http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+#: In L{RouteConfig.hosts}: the route serves the names no route lists (the
+#: default virtual host).
+DEFAULT_HOST = "_default_"
+
+
+def _check_hosts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for name in value:
+        if not name or name != name.lower() or any(c in name for c in " /:@"):
+            raise ValueError(
+                f"hosts: {name!r} is not a lower-case host name (without port), "
+                f"\"*.example.com\" or {DEFAULT_HOST!r}"
+            )
 
 
 class ConfigError(ValueError):
@@ -59,6 +79,28 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{source}: {key}: {problem}")
+
+
+class ConfigErrors(ConfigError):
+    """
+    Several problems found in one reading of a configuration, reported
+    together; its own C{source}, C{key} and C{problem} are the first one's.
+
+    @ivar errors: every problem, in the order of the file.
+    @ivar warnings: the reader's warnings, to show beside the errors.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError], warnings: Sequence[str] = ()) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        self.errors = tuple(errors)
+        self.warnings = tuple(warnings)
+        first = self.errors[0]
+        super().__init__(first.source, first.key, first.problem)
+        self.args = ("\n".join(str(e) for e in self.errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
 
 
 class MemberState(enum.Enum):
@@ -433,6 +475,16 @@ class RouteConfig:
         place (Apache's C{ProxyPassReverseCookiePath}).
     @ivar cookie_domain: C{(internal, public)} pairs for the C{Domain}
         attribute (Apache's C{ProxyPassReverseCookieDomain}).
+    @ivar request_headers: edits of the request headers before they are
+        sent (Apache's C{RequestHeader}), in order.
+    @ivar response_headers: edits of the response head (Apache's C{Header});
+        those marked C{always} also apply to the proxy's own error pages.
+    @ivar access: who may send requests (by client address), per path
+        prefix at or below C{path}; the last rule that covers a request's
+        path decides (403 when it refuses); none lets everyone in.
+    @ivar hosts: the virtual host names the route serves (lower case; a
+        leading C{*.} matches subdomains; L{DEFAULT_HOST} stands for every
+        name no route lists); empty (the default) serves every host.
     """
 
     path: str = attrs.field()
@@ -444,6 +496,10 @@ class RouteConfig:
     timeout: float | None = attrs.field(default=None, validator=_positive)
     cookie_path: tuple[tuple[str, str], ...] = ()
     cookie_domain: tuple[tuple[str, str], ...] = ()
+    request_headers: tuple[HeaderEdit, ...] = ()
+    response_headers: tuple[HeaderEdit, ...] = ()
+    access: tuple[AccessRule, ...] = ()
+    hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -601,6 +657,86 @@ class AdminConfig:
     state_file: str | None = None
 
 
+def _etcd_endpoints(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError("give at least one etcd endpoint (http://127.0.0.1:2379)")
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an etcd endpoint: give http(s)://HOST:PORT")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{url!r}: an etcd endpoint is http(s)://HOST:PORT, nothing more")
+        try:
+            _ = parts.port
+        except ValueError as e:
+            raise ValueError(f"{url!r}: {e}") from None
+
+
+def _cluster_prefix(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError(
+            f"{value!r} must start with '/' and name a key prefix without a trailing '/' "
+            "(/twisted_lb/NAME)"
+        )
+
+
+def _instance_name(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value):
+        raise ValueError(f"{value!r}: an instance name is 1-100 letters, digits, '_', '.', ':', '-'")
+
+
+def _default_instance() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.:-]", "-", socket.gethostname())[:100] or "instance"
+
+
+@attrs.frozen
+class ClusterConfig:
+    """
+    Several proxies sharing one runtime state (what operators change in the
+    balancer manager) through an etcd v3 cluster.
+
+    @ivar etcd: the etcd client URLs (C{http(s)://HOST:PORT}); the next one is
+        tried when one does not answer.
+    @ivar prefix: the key prefix of this group of proxies (every proxy of the
+        group uses the same one).
+    @ivar instance: this proxy's name in the group (the host name by
+        default); unique within the group.
+    @ivar address: how operators reach this proxy, shown in the manager
+        (its admin endpoint by default).
+    @ivar ca_file: the CA that signed the etcd servers' certificates
+        (C{https://} endpoints); the system's CAs when C{None}.
+    @ivar certificate: a PEM file with a client certificate (and its key,
+        unless C{key} is given) for etcd's client certificate authentication.
+    @ivar key: the client certificate's private key (PEM).
+    @ivar user: an etcd user (etcd's own authentication); C{None}: none.
+    @ivar password: that user's password.
+    @ivar timeout: seconds an etcd request may take before the next endpoint
+        is tried.
+    """
+
+    etcd: tuple[str, ...] = attrs.field(converter=tuple, validator=_etcd_endpoints)
+    prefix: str = attrs.field(default="/twisted_lb/default", validator=_cluster_prefix)
+    instance: str = attrs.field(factory=_default_instance, validator=_instance_name)
+    address: str = ""
+    ca_file: str | None = None
+    certificate: str | None = None
+    key: str | None = attrs.field(default=None)
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    timeout: float = attrs.field(default=2.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.password is None) != (self.user is None):
+            raise ValueError("give both user and password for etcd's authentication, or neither")
+
+    @key.validator
+    def _check_key(self, attribute: attrs.Attribute[Any], value: str | None) -> None:
+        if value is not None and self.certificate is None:
+            raise ValueError("a key without a certificate: give certificate too")
+
+
 @attrs.frozen
 class LimitsConfig:
     """
@@ -656,9 +792,15 @@ class ProxyConfig:
     """
     The whole configuration of one proxy.
 
+    @ivar listeners: where it listens. A configuration file needs at least
+        one; one built in code may have none, for a L{ProxyService
+        <twisted_lb.service.ProxyService>} whose resource is served by the
+        application's own C{Site} (see docs/embedding.md).
     @ivar source: where it came from, for messages.
     @ivar timeout: default seconds to wait for a member's answer.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} for HTTP members.
+    @ivar allow_trace: pass C{TRACE} requests to the members; when C{False}
+        they are answered 405 (Apache's C{TraceEnable off}).
     @ivar access_log: the access log file, or C{None} for none.
     @ivar access_log_format: C{combined} (Apache's combined format plus the
         balancer's fields) or C{json} (one JSON object per line).
@@ -671,6 +813,8 @@ class ProxyConfig:
     @ivar workers: how many processes serve the listeners: C{"auto"} (the
         default: one per core, see L{effective_workers}) or a number; 1 runs
         everything in the one C{twistd} process.
+    @ivar cluster: the etcd store shared with other proxies; C{None} (the
+        default): this proxy's manager changes are its own.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -679,6 +823,7 @@ class ProxyConfig:
     source: str = "<code>"
     timeout: float = attrs.field(default=300.0, validator=_positive)
     x_forwarded: bool = True
+    allow_trace: bool = True
     access_log: str | None = None
     access_log_format: str = attrs.field(default="combined", validator=_one_of("combined", "json"))
     log_format: str = attrs.field(default="text", validator=_one_of("text", "json"))
@@ -686,6 +831,7 @@ class ProxyConfig:
     admin: AdminConfig | None = None
     limits: LimitsConfig = LimitsConfig()
     workers: int | str = attrs.field(default="auto", validator=_workers)
+    cluster: ClusterConfig | None = None
 
     @property
     def effective_workers(self) -> int:
@@ -708,12 +854,11 @@ class ProxyConfig:
                     f"names balancer {route.balancer!r}, which is not defined "
                     f"(defined: {', '.join(sorted(known)) or 'none'})",
                 )
-        paths = [r.path for r in self.routes]
-        for path in paths:
-            if paths.count(path) > 1:
-                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice")
-        if not self.listeners:
-            raise ConfigError(self.source, "listen", "no listener is configured")
+        keys = [(r.path, r.hosts) for r in self.routes]
+        for path, hosts in keys:
+            if keys.count((path, hosts)) > 1:
+                which = f" for hosts {', '.join(hosts)}" if hosts else ""
+                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice{which}")
 
     def balancer(self, name: str) -> BalancerConfig:
         """

@@ -17,7 +17,6 @@ from autobahn.websocket.types import ConnectingRequest
 from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -34,6 +33,7 @@ from twisted_lb.errors import (
     TLSFailed,
 )
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.quiet import QuietFactory
 
 from .handshake import MemberAnswer, read_answer, without_extensions
 from .relay import RelaySide
@@ -197,6 +197,8 @@ class MemberSide(RelaySide, WebSocketClientProtocol):  # type: ignore[misc]  # A
 
 class _MemberFactory(WebSocketClientFactory):
     protocol = MemberSide
+    #: No "Starting factory"/"Stopping factory" line per WebSocket to the member.
+    noisy = False
     tunnel: Tunnel
     tls_policy: MemberTLSPolicy | None = None
     host_header: tuple[str, int] | None = None
@@ -255,7 +257,7 @@ class WSMember:
 
     async def probe(self) -> bool:
         """Whether the member accepts a connection (and completes TLS for C{wss})."""
-        factory = Factory.forProtocol(lambda: ConnectProbe(self._secure))
+        factory = QuietFactory.forProtocol(lambda: ConnectProbe(self._secure))
         try:
             proto = await self._endpoint().connect(factory)
         except Exception:

@@ -1,0 +1,338 @@
+"""
+Apache httpd files keep their meaning end to end: each test writes a file
+in the style of a real deployment, reads it with the Apache reader and
+sends real requests through the proxy it describes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import textwrap
+
+from twisted.internet import defer, reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from twisted_lb.config import read_apache
+from twisted_lb.service import ProxyService
+
+from .support import Node
+
+
+def raw_request(port: int, data: bytes) -> defer.Deferred[bytes]:
+    """Send C{data} to 127.0.0.1:C{port}; the first bytes of the answer."""
+
+    def talk() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(data)
+            return s.recv(65536)
+
+    return deferToThread(talk)
+
+
+class ApacheSite:
+    """An Apache file for the test, read and served on real sockets."""
+
+    def __init__(self, test: TestCase, text: str) -> None:
+        directory = tempfile.mkdtemp()
+        test.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        self.path = os.path.join(directory, "httpd.conf")
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.write(textwrap.dedent(text).lstrip("\n"))
+        self.config, self.warnings = read_apache(self.path)
+        self.service = ProxyService(self.config, reactor)
+
+    async def start(self) -> list[int]:
+        """Start the proxy; the ports of its listeners, in the file's order."""
+        self.service.startService()
+        ports = []
+        for listening in self.service.listening:
+            port = await listening._waitingForPort
+            ports.append(port.getHost().port)
+        return ports
+
+
+class TraceEnableTests(TestCase):
+    """TraceEnable Off (Debian's security.conf) answers TRACE with 405."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+
+    @defer.inlineCallbacks
+    def serve(self, trace: str) -> defer.Generator[defer.Deferred[object], object, int]:
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            {trace}
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+            </Proxy>
+            ProxyPass / balancer://app/
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        return port
+
+    @defer.inlineCallbacks
+    def test_trace_refused(self):
+        port = yield self.serve("TraceEnable Off")
+        answer = yield raw_request(port, b"TRACE /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 405"), answer[:60])
+        # Other methods still pass.
+        answer = yield raw_request(port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+
+    @defer.inlineCallbacks
+    def test_trace_passed_by_default(self):
+        port = yield self.serve("")
+        answer = yield raw_request(port, b"TRACE /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertFalse(answer.startswith(b"HTTP/1.1 405"), answer[:60])
+
+
+def _header(answer: bytes, name: bytes) -> list[bytes]:
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    prefix = name.lower() + b":"
+    return [
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")[1:]
+        if line.lower().startswith(prefix)
+    ]
+
+
+def _node_of(answer: bytes) -> str:
+    import json
+
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    if body[:1] != b"{":  # chunked
+        body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+    return json.loads(body)["node"]
+
+
+class RouteCookieTests(TestCase):
+    """
+    Apache's sticky-session idiom for members without jvmRoute: the proxy
+    sets its own ROUTEID cookie when the route changes, and follows it.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header add Set-Cookie "ROUTEID=.%{{BALANCER_WORKER_ROUTE}}e; path=/" env=BALANCER_ROUTE_CHANGED
+            Header always set X-Frame-Options SAMEORIGIN
+            Header set X-Served-By "%{{BALANCER_WORKER_NAME}}e"
+            RequestHeader set X-Forwarded-Proto "https"
+            RequestHeader unset X-Secret
+            <Proxy balancer://app>
+                BalancerMember {self.nodes[0].url} route=1
+                BalancerMember {self.nodes[1].url} route=2
+                ProxySet stickysession=ROUTEID
+            </Proxy>
+            ProxyPass / balancer://app/
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, cookie: bytes = b"", method: bytes = b"GET") -> defer.Deferred[bytes]:
+        extra = b"Cookie: " + cookie + b"\r\n" if cookie else b""
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method
+            + b" /echo HTTP/1.1\r\nHost: x\r\nX-Secret: s\r\nConnection: close\r\n"
+            + extra
+            + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_sticky_by_route_cookie_and_failover(self):
+        """A new session gets ROUTEID; it keeps the member; a failover moves and re-sets it."""
+        for method in (b"GET", b"POST"):  # the fast lane and twisted.web's
+            answer = yield self.get(method=method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+            [cookie] = _header(answer, b"set-cookie")
+            self.assertIn(cookie, (b"ROUTEID=.1; path=/", b"ROUTEID=.2; path=/"))
+            self.assertEqual(_header(answer, b"x-frame-options"), [b"SAMEORIGIN"])
+            first = _node_of(answer)
+            route = cookie.split(b";")[0]
+            self.assertEqual(route, b"ROUTEID=." + first[-1:].encode())
+            for _ in range(4):
+                answer = yield self.get(route, method)
+                self.assertEqual(_node_of(answer), first)
+                self.assertEqual(_header(answer, b"set-cookie"), [])
+                served_by = self.nodes[int(first[-1]) - 1].url.encode()
+                self.assertEqual(_header(answer, b"x-served-by"), [served_by])
+        # The member of the session goes away: the next request moves, with a new cookie.
+        yield self.nodes[int(first[-1]) - 1].stop()
+        answer = yield self.get(route)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertNotEqual(_node_of(answer), first)
+        other = b"2" if first.endswith("1") else b"1"
+        self.assertEqual(_header(answer, b"set-cookie"), [b"ROUTEID=." + other + b"; path=/"])
+
+    @defer.inlineCallbacks
+    def test_request_headers_edited(self):
+        """RequestHeader set and unset reach the member."""
+        import json
+
+        answer = yield self.get()
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        headers = json.loads(body)["headers"]
+        self.assertIn(["x-forwarded-proto", "https"], headers)
+        self.assertNotIn("x-secret", [n for n, _ in headers])
+
+    @defer.inlineCallbacks
+    def test_always_reaches_error_responses(self):
+        """Header always set is on the proxy's own 503; plain Header set is not."""
+        for node in self.nodes:
+            yield node.stop()
+        for method in (b"GET", b"POST"):
+            answer = yield self.get(method=method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 503"), answer[:80])
+            self.assertEqual(_header(answer, b"x-frame-options"), [b"SAMEORIGIN"])
+            self.assertEqual(_header(answer, b"x-served-by"), [])
+            self.assertEqual(_header(answer, b"set-cookie"), [])
+
+
+class AccessTests(TestCase):
+    """Require and Order/Allow/Deny answer 403 to clients they do not let in."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header always set X-Frame-Options DENY
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+                Require all granted
+            </Proxy>
+            ProxyPass / balancer://app/
+            ProxyPass /intranet balancer://app/intranet
+            <Location /intranet>
+                Require ip 10.0.0.0/8
+            </Location>
+            <Location /admin>
+                Order deny,allow
+                Deny from all
+                Allow from 192.168.1.0/24
+            </Location>
+            <Location /local>
+                Require local
+            </Location>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, path: bytes, method: bytes = b"GET") -> defer.Deferred[bytes]:
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_refused_and_allowed(self):
+        """From 127.0.0.1: 403 where the rules say so (on both lanes), 200 elsewhere."""
+        for method in (b"GET", b"POST"):
+            for path in (
+                b"/intranet/echo",
+                b"/admin",
+                b"/admin/x",
+                b"/%61dmin/x",
+                b"/admin;jsessionid=1/x",
+            ):
+                answer = yield self.request(path, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 403"), (method, path, answer[:60]))
+                self.assertEqual(_header(answer, b"x-frame-options"), [b"DENY"])
+            for path in (b"/echo", b"/administrator", b"/local/echo"):
+                answer = yield self.request(path, method)
+                self.assertFalse(answer.startswith(b"HTTP/1.1 403"), (method, path, answer[:60]))
+
+
+class VirtualHostTests(TestCase):
+    """Two name-based virtual hosts on one port: one socket, routes chosen by Host."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                ServerName www.example.com
+                ProxyPass / {self.nodes[0].url}/
+            </VirtualHost>
+            <VirtualHost 127.0.0.1:0>
+                ServerName api.example.com
+                ServerAlias *.api.example.com
+                ProxyPass / {self.nodes[1].url}/
+                <Location /private>
+                    Require all denied
+                </Location>
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, host: bytes, path: bytes = b"/echo", method: bytes = b"GET"):
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method
+            + b" "
+            + path
+            + b" HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nConnection: close\r\n"
+            + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_routes_by_host(self):
+        """Each name reaches its own member, on both lanes; other names get the first host."""
+        for method in (b"GET", b"POST"):
+            for host, node in (
+                (b"www.example.com", "node1"),
+                (b"API.example.com:80", "node2"),
+                (b"eu.api.example.com", "node2"),
+                (b"other.example.net", "node1"),
+                (b"127.0.0.1", "node1"),
+            ):
+                answer = yield self.request(host, method=method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (host, answer[:60]))
+                self.assertEqual(_node_of(answer), node, host)
+            # The second host's access rules are its own.
+            answer = yield self.request(b"api.example.com", b"/private/x", method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+            answer = yield self.request(b"www.example.com", b"/private/x", method)
+            self.assertFalse(answer.startswith(b"HTTP/1.1 403"), answer[:60])
