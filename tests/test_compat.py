@@ -241,6 +241,60 @@ def test_autobahn_fail_sends_the_code_and_closes():
     assert "code" in inspect.signature(WebSocketProtocol._fail_connection).parameters
 
 
+# ---------------------------------------------------------------------------
+# Twisted: a TLS write that reaches the socket at once
+# ---------------------------------------------------------------------------
+
+
+def _tcp_pair():
+    from twisted.internet import tcp
+    from twisted.internet.protocol import Protocol
+    from twisted.internet.testing import MemoryReactor
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+
+    class _Port:
+        sessionno = 0
+        _realPortNumber = 1
+        _type = "TCP"
+
+        def getHost(self):
+            return None
+
+    server = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), _Port(), 1, MemoryReactor())
+    return server, theirs
+
+
+def test_tcp_transports_buffer_writes_where_compat_looks():
+    server, theirs = _tcp_pair()
+    try:
+        server.write(b"one")
+        server.write(b"two")
+        assert server._tempDataBuffer == [b"one", b"two"]
+        assert server._tempDataLen == 6
+        assert not server.dataBuffer and not server._writeDisconnecting
+        compat._flush_tcp(server)
+        assert theirs.recv(100) == b"onetwo"
+        assert server._tempDataLen == 0 and not server.dataBuffer
+    finally:
+        server.socket.close()
+        theirs.close()
+
+
+def test_twisted_tls_aggregates_small_writes_in_a_flushable_buffer():
+    from twisted.protocols.tls import (
+        BufferingTLSTransport,
+        TLSMemoryBIOProtocol,
+        _AggregateSmallWrites,
+    )
+
+    assert "_aggregator" in BufferingTLSTransport.__init__.__code__.co_names
+    assert callable(_AggregateSmallWrites.flush)
+    assert BufferingTLSTransport.__mro__[1] is TLSMemoryBIOProtocol
+    assert "write" in TLSMemoryBIOProtocol.__dict__
+
+
 # --- operator experience -----------------------------------------------------
 
 

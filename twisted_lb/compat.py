@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import tcp
 from twisted.internet.interfaces import IListeningPort
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.web import client as _web_client
 
 try:
@@ -24,15 +26,12 @@ __all__ = [
     "H2Connection",
     "switch_to_http2",
     "tls_session_id",
+    "tls_write_now",
     "autobahn_feed",
     "autobahn_fail",
     "autobahn_take_received",
     "autobahn_put_received",
     "on_raw_response_field",
-    "quiet_pool_factory",
-    "listening_port",
-    "H2ConnectionBase",
-    "H2_CONNECTION_PRIVATE",
 ]
 
 
@@ -230,6 +229,51 @@ def autobahn_fail(protocol: Any, code: int, reason: str) -> None:
 
 # --- end of the Autobahn section --------------------------------------------
 
+
+# ---------------------------------------------------------------------------
+# Twisted (26.10.0): a TLS write that reaches the socket at once
+# (twisted_lb.websocket's relay).
+#
+# Twisted's TLS transport (BufferingTLSTransport) keeps small writes for a
+# later turn of the reactor (callLater(0)) to encrypt them together, and the
+# TCP transport under it buffers the encrypted bytes until a further turn
+# finds the socket writable: two turns of latency per relayed frame, and a
+# copy. The relay writes once per read anyway, so it encrypts at once
+# (after whatever Twisted still held, to keep the order) and sends the
+# result at once when nothing else is queued; whatever the kernel does not
+# take stays in the TCP buffer, where the reactor finds it as before.
+# ---------------------------------------------------------------------------
+
+_TCP_TRANSPORTS = frozenset({tcp.Server, tcp.Client})
+
+
+def tls_write_now(transport: Any, data: bytes) -> None:
+    """Write C{data} to C{transport}, a TLS transport, and send it at once when that is safe."""
+    aggregator = getattr(transport, "_aggregator", None)
+    if aggregator is not None:
+        aggregator.flush()  # what Twisted held back goes first
+    TLSMemoryBIOProtocol.write(transport, data)
+    _flush_tcp(transport.transport)
+
+
+def _flush_tcp(under: Any) -> None:
+    """Send now the bytes buffered in C{under}, a TCP transport, when they are all that is queued."""
+    if (
+        type(under) in _TCP_TRANSPORTS
+        and under._tempDataLen
+        and not under.dataBuffer
+        and under.connected
+        and not under.disconnecting
+        and not under._writeDisconnecting
+    ):
+        # What the reactor calls when the socket is writable: it sends what
+        # it can, stops watching for writability once all is sent and
+        # resumes a paused producer. An error is left for the reactor to
+        # meet on its own next call (the socket stays watched then).
+        under.doWrite()
+
+
+# --- end of the Twisted TLS section -----------------------------------------
 
 # --- operator experience: quiet client factories, listening ports ----------
 # Read from Twisted 26.10.

@@ -141,10 +141,25 @@ class FrameScanner:
             return data, n, None
         self._left = 0
         masked = self._masked
+        # The common frame, a whole small text or binary message, masked as
+        # it must be, is checked in one test; anything else takes the rules
+        # one by one below.
+        small_header = 6 if masked else 2
+        small_max = min(125, self._max) if self._max else 125
         while n - i >= 2:
             b0 = data[i]
             b1 = data[i + 1]
             length = b1 & 0x7F
+            if (
+                (b0 == 0x81 or b0 == 0x82)
+                and b1 & 0x80 == masked
+                and length <= small_max
+                and not self._in_message
+            ):
+                if n - i < small_header:
+                    break
+                i += small_header + length
+                continue
             header = (2 if length < 126 else 4 if length == 126 else 10) + (4 if b1 & 0x80 else 0)
             if n - i < header:
                 break
