@@ -254,7 +254,9 @@ class AJPConnectionPool:
         if isinstance(result, Failure):
             if waiting:
                 d.errback(result)
-            else:
+            elif not result.check(MemberBusy):
+                # (A busy member's slow CPING, with nobody waiting on it, is
+                # not worth a line per connection in a burst.)
                 _log.info(
                     "a connection to {host}:{port} opened for a request served meanwhile "
                     "failed: {error}",
