@@ -26,6 +26,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_lb.access import AccessRules
 from twisted_lb.balancer import StickyConfig, find_session_routes
+from twisted_lb.basic_auth import AuthRules
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
@@ -73,6 +74,7 @@ class ProxyTarget:
     @ivar header_edits: the route's request and response header edits, or
         C{None}.
     @ivar access: who may use the route, or C{None} for everyone.
+    @ivar auth: who must log in, or C{None} for nobody.
     """
 
     dispatcher: Dispatcher
@@ -85,6 +87,7 @@ class ProxyTarget:
     allow_trace: bool = True
     header_edits: HeaderEdits | None = None
     access: AccessRules | None = None
+    auth: AuthRules | None = None
 
     @classmethod
     def for_route(
@@ -114,6 +117,7 @@ class ProxyTarget:
                 else None
             ),
             access=AccessRules(route.access) if route.access else None,
+            auth=AuthRules(route.auth) if route.auth else None,
         )
 
 
@@ -267,6 +271,8 @@ class ProxyResource(Resource):
         if match is None or match.target is None or match.target.websocket is not None:
             return False
         target = match.target
+        if target.auth is not None:
+            return False  # logins are checked on twisted.web's path
         if target.access is not None:
             # Refusals are answered by twisted.web's path.
             info = channel.connection_info()
@@ -372,6 +378,13 @@ class ProxyResource(Resource):
             refused = RequestRefused(403, "the route's access rules do not allow this client")
             refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
             raise refused
+        if target.auth is not None:
+            challenge = target.auth.challenge(path, request.getHeader(b"authorization"))
+            if challenge is not None:
+                request.setHeader(b"www-authenticate", challenge)
+                refused = RequestRefused(401, "this path needs a login")
+                refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
+                raise refused
         if method == b"TRACE" and not target.allow_trace:
             raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from twisted_lb.access import AccessRule
+from twisted_lb.basic_auth import AuthRule
 from twisted_lb.config import (
     BackendTLSConfig,
     ConfigError,
@@ -1451,7 +1452,7 @@ def test_access_rules(tmp_path) -> None:
 @pytest.mark.parametrize(
     "line, problem",
     [
-        ("Require valid-user", "needs authentication"),
+        ("Require group admins", "Require group is not supported"),
         ("Require not ip 10.0.0.1", "Require not"),
         ("Require ip example.com", "is not an address"),
         ("Allow from .example.com", "reverse DNS"),
@@ -1603,3 +1604,44 @@ def test_shadowing_follows_location_precedence(tmp_path) -> None:
     assert len(shadowed) == 2
     assert "<Location /guacamole/websocket-tunnel> (line 3) is shadowed by <Location /guacamole/>" in shadowed[0]
     assert "/guacamole/x (line 8) is shadowed by <Location /guacamole/> (line 6)" in shadowed[1]
+
+
+def test_basic_authentication(tmp_path) -> None:
+    """AuthType Basic with an htpasswd file and Require valid-user/user become login rules."""
+    users = write(tmp_path, "users", "alice:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        ProxyPass / balancer://app/
+        <Location /admin>
+            AuthType Basic
+            AuthName "Admin area"
+            AuthBasicProvider file
+            AuthUserFile {users}
+            Require user alice
+        </Location>
+        <Location /admin/public>
+            Require all granted
+        </Location>
+        """,
+    )
+    [route] = config.routes
+    assert route.auth == (
+        AuthRule("/admin", "Admin area", users, ("alice",)),
+        AuthRule("/admin/public", "", ""),
+    )
+    bad = write(tmp_path, "bad", "bob:plaintext\n")
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\nAuthType Basic\n"
+        f"AuthUserFile {bad}\nRequire valid-user\n</Location>\n",
+    )
+    assert e.key == "line 9" and "not bcrypt, {SHA} or $apr1$" in e.problem
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\nRequire valid-user\n"
+        "</Location>\n",
+    )
+    assert "needs AuthType Basic and AuthUserFile" in e.problem

@@ -500,3 +500,70 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /app/echo")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+
+
+class BasicAuthTests(TestCase):
+    """AuthType Basic with an htpasswd file: 401 without credentials, 200 with them."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        import bcrypt
+
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        directory = tempfile.mkdtemp()
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        users = os.path.join(directory, "htpasswd")
+        hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(5)).replace(b"$2b$", b"$2y$", 1)
+        with open(users, "wb") as f:
+            f.write(b"alice:" + hashed + b"\n")
+            f.write(b"bob:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")  # pw
+            f.write(b"carol:$apr1$oOgdeThn$AP5uzEbsFWetWg01n4EUH0\n")  # pw2
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+            </Proxy>
+            ProxyPass / balancer://app/
+            <Location /private>
+                AuthType Basic
+                AuthName "Private area"
+                AuthUserFile {users}
+                Require valid-user
+            </Location>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, path: bytes, credentials: bytes | None = None, method: bytes = b"GET"):
+        import base64
+
+        extra = b""
+        if credentials is not None:
+            extra = b"Authorization: Basic " + base64.b64encode(credentials) + b"\r\n"
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + extra + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_login(self):
+        """Every htpasswd hash kind logs in; wrong or no credentials get 401 with the realm."""
+        for method in (b"GET", b"POST"):
+            for credentials in (None, b"alice:wrong", b"mallory:x", b"nocolon"):
+                answer = yield self.request(b"/private/echo", credentials, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 401"), (credentials, answer[:60]))
+                self.assertEqual(
+                    _header(answer, b"www-authenticate"), [b'Basic realm="Private area"']
+                )
+            for credentials in (b"alice:s3cret", b"bob:pw", b"carol:pw2"):
+                answer = yield self.request(b"/private/echo", credentials, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (credentials, answer[:60]))
+            answer = yield self.request(b"/echo", None, method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ..access import AccessRule, parse_network
+from ..basic_auth import AuthRule, read_htpasswd
 from ..header_edits import ACTIONS as HEADER_ACTIONS
 from ..header_edits import HeaderEdit
 from ..request_rules import Condition, RequestRule
@@ -97,6 +98,10 @@ SUPPORTED_DIRECTIVES = frozenset(
         "limitrequestbody",
         "proxyvia",
         "proxyhcexpr",
+        "authtype",
+        "authname",
+        "authbasicprovider",
+        "authuserfile",
         "redirectmatch",
         "redirectpermanent",
         "redirecttemp",
@@ -303,8 +308,32 @@ class _Access:
     order: str | None = None
     allow: list[str] = attrs.Factory(list)
     deny: list[str] = attrs.Factory(list)
+    #: Require valid-user (an empty list) or Require user NAME ... (the names).
+    users: list[str] | None = None
+
+    def auth_rule(self, path: str, scope: _Scope) -> AuthRule:
+        """The login rule of this section for C{path} (no login when it requires no user)."""
+        if self.users is None:
+            return AuthRule(path, "", "")
+        auth_type = scope.value("authtype")
+        user_file = scope.value("authuserfile")
+        if auth_type != "basic" or user_file is None:
+            raise self.node.error(
+                "Require valid-user/user needs AuthType Basic and AuthUserFile in its section"
+            )
+        return AuthRule(path, scope.value("authname", "Restricted"), user_file, tuple(self.users))
 
     def rule(self, path: str) -> AccessRule:
+        if self.users is not None:
+            if self.require or self.order is not None or self.allow or self.deny:
+                raise self.node.error(
+                    "a login (Require valid-user/user) and address rules in one section "
+                    "(either lets a client in, in Apache) are not supported: use one kind"
+                )
+            return AccessRule(path, "require", ("all",))
+        return self.address_rule(path)
+
+    def address_rule(self, path: str) -> AccessRule:
         """
         The rule of this section for C{path}. With both kinds of lines
         (files written for 2.2 and 2.4 alike), Apache 2.4 lets a client in
@@ -1084,10 +1113,16 @@ class _Reader:
             raise node.error(
                 "Require not … is not supported; list the addresses that may pass with Require ip"
             )
-        if kind in ("valid-user", "user", "group", "file-owner", "file-group"):
+        if kind in ("valid-user", "user"):
+            if kind == "user" and not rest:
+                raise node.error("Require user needs one or more user names")
+            access = self.access_of(node, scope, require=True)
+            access.users = [*(access.users or []), *rest]
+            return
+        if kind in ("group", "file-owner", "file-group"):
             raise node.error(
-                f"Require {kind} needs authentication, which twisted_lb does not do: "
-                "authenticate in the application"
+                f"Require {kind} is not supported: list the users (Require user …) or use "
+                "Require valid-user"
             )
         if kind == "all":
             if len(rest) == 1 and rest[0].lower() in ("granted", "denied"):
@@ -1120,6 +1155,40 @@ class _Reader:
                 raise node.error(f"Require {kind}: {e}") from None
         access = self.access_of(node, scope, require=True)
         access.require = [*(access.require or []), *entries]
+
+    def auth_setting(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("proxy", "proxyurl", "location"):
+            raise node.error(f"{node.name} belongs in a <Location> or <Proxy> section")
+
+    def d_authtype(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        value = _one_arg(node).lower()
+        if value not in ("basic", "none"):
+            raise node.error(f"AuthType {_one_arg(node)} is not supported (Basic is)")
+        self.setting(node, scope, "authtype", value)
+
+    def d_authname(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        self.setting(node, scope, "authname", _one_arg(node))
+
+    def d_authbasicprovider(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        if [a.lower() for a in node.args] != ["file"]:
+            raise node.error(
+                f"AuthBasicProvider {' '.join(node.args)} is not supported (file, with "
+                "AuthUserFile, is)"
+            )
+
+    def d_authuserfile(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        path = resolve_path(_one_arg(node), self.base_dir(node))
+        try:
+            read_htpasswd(path)
+        except OSError as e:
+            raise node.error(f"AuthUserFile {path}: cannot be read ({e.strerror or e})") from None
+        except ValueError as e:
+            raise node.error(f"AuthUserFile: {e}") from None
+        self.setting(node, scope, "authuserfile", path)
 
     def d_order(self, node: Node, scope: _Scope) -> None:
         value = "".join(node.args).lower().replace(" ", "")
@@ -1649,7 +1718,7 @@ class _Reader:
             and (loc.location == route.path or _covers(loc.location, route.path))
         ]
         edits = [(request, edit) for scope in scopes for _, request, edit in scope.headers]
-        access = self.access_rules(route, owner)
+        access, auth = self.access_rules(route, owner)
         if not edits and not access:
             return route
         return attrs.evolve(
@@ -1657,6 +1726,7 @@ class _Reader:
             request_headers=tuple(e for request, e in edits if request),
             response_headers=tuple(e for request, e in edits if not request),
             access=access,
+            auth=auth if any(a.user_file for a in auth) else (),
         )
 
     def proxy_sections_for(self, owner: _Pass) -> list[_Scope]:
@@ -1678,28 +1748,35 @@ class _Reader:
                 out.append(section)
         return out
 
-    def access_rules(self, route: RouteConfig, owner: _Pass) -> tuple[AccessRule, ...]:
+    def access_rules(
+        self, route: RouteConfig, owner: _Pass
+    ) -> tuple[tuple[AccessRule, ...], tuple[AuthRule, ...]]:
         """
-        C{route}'s access rules in Apache's merge order: its <Proxy>
-        sections, then the <Location>s that contain it or lie inside it.
+        C{route}'s access and login rules in Apache's merge order: its
+        <Proxy> sections, then the <Location>s that contain it or lie inside
+        it (one of each per section, so that a later section decides both).
         """
         rules: list[AccessRule] = []
+        auth: list[AuthRule] = []
         for section in self.proxy_sections_for(owner):
             if section.access is not None:
                 rules.append(section.access.rule(route.path))
+                auth.append(section.access.auth_rule(route.path, section))
         for loc in self.location_scopes:
             if loc.access is None or loc.host not in (self.main, owner.scope.host):
                 continue
             assert loc.location is not None
             if loc.location == route.path or _covers(loc.location, route.path):
                 rules.append(loc.access.rule(route.path))
+                auth.append(loc.access.auth_rule(route.path, loc))
             elif _covers(route.path, loc.location) and not any(
                 len(other) > len(route.path)
                 and (other == loc.location or _covers(other, loc.location))
                 for other in self.route_paths
             ):
                 rules.append(loc.access.rule(loc.location))
-        return tuple(rules)
+                auth.append(loc.access.auth_rule(loc.location, loc))
+        return tuple(rules), tuple(auth)
 
     def check_header_scopes(self, routes: list[RouteConfig]) -> None:
         """Header lines in a <Location> that covers only part of a route are refused."""
