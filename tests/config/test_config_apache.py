@@ -1645,3 +1645,26 @@ def test_basic_authentication(tmp_path) -> None:
         "</Location>\n",
     )
     assert "needs AuthType Basic and AuthUserFile" in e.problem
+
+
+def test_proxypassmatch(tmp_path) -> None:
+    """ProxyPassMatch becomes a proxying rule (or a 404 for !), before the prefix routes."""
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        ProxyPassMatch ^/static/ !
+        ProxyPassMatch ^/(.*\\.jsp)$ ajp://127.0.0.1:8009/app/$1
+        ProxyPassMatch ^/api/(.*)$ balancer://app/v2/$1
+        ProxyPass / balancer://app/
+        """,
+    )
+    rules = [(r.pattern, r.target, r.status, r.balancer) for r in config.rules]
+    assert rules == [
+        ("^/static/", "-", 404, ""),
+        ("^/(.*\\.jsp)$", "/app/$1", 0, "ajp-127.0.0.1-8009"),
+        ("^/api/(.*)$", "/v2/$1", 0, "app"),
+    ]
+    e = error(tmp_path, "Listen 80\nProxyPassMatch ^/(.*)$ http://h:1/$1 timeout=5\n")
+    assert e.key == "line 2" and "with parameters is not supported" in e.problem

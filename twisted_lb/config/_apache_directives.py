@@ -384,8 +384,6 @@ REFUSED: dict[str, str] = {
     "authgroupfile": "authentication is not supported; authenticate in the application",
     "authdigestprovider": "authentication is not supported; authenticate in the application",
     "authbasicauthoritative": "authentication is not supported; authenticate in the application",
-    "proxypassmatch": "regular-expression routes are not supported; use ProxyPass with a path "
-    "prefix (the longest prefix wins)",
     "proxyremote": "twisted_lb does not chain to another proxy; members are reached directly",
     "proxyremotematch": "twisted_lb does not chain to another proxy; members are reached directly",
     "allowconnect": "CONNECT is never offered: twisted_lb is a reverse proxy only",

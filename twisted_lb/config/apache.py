@@ -103,6 +103,7 @@ SUPPORTED_DIRECTIVES = frozenset(
         "authbasicprovider",
         "authuserfile",
         "redirectmatch",
+        "proxypassmatch",
         "redirectpermanent",
         "redirecttemp",
         "rewriteengine",
@@ -406,7 +407,8 @@ class _Reader:
         self.location_scopes: list[_Scope] = []
         self.route_paths: set[str] = set()
         #: RewriteRule lines, built once the balancers are known.
-        self.pending_rules: list[tuple[Node, _Scope, int, str, str, dict[str, Any]]] = []
+        #: (node, scope, status, pattern, target, RequestRule arguments, from ProxyPassMatch)
+        self.pending_rules: list[tuple[Node, _Scope, int, str, str, dict[str, Any], bool]] = []
         #: ProxyHCExpr names and the statuses they accept.
         self.hc_exprs: dict[str, tuple[tuple[int, int], ...]] = {}
         self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
@@ -775,7 +777,29 @@ class _Reader:
                 "RewriteRule without [R], [P], [F] or [G] rewrites to a file, and twisted_lb "
                 "serves no files: add [P] to proxy or [R] to redirect"
             )
-        self.pending_rules.append((node, scope, status, pattern, target, kwargs))
+        self.pending_rules.append((node, scope, status, pattern, target, kwargs, False))
+
+    def d_proxypassmatch(self, node: Node, scope: _Scope) -> None:
+        args = list(node.args)
+        if scope.kind == "location":
+            raise node.error(
+                "ProxyPassMatch inside <Location> is not supported; write it in the "
+                "<VirtualHost> with its regular expression"
+            )
+        if scope.kind not in ("main", "vhost"):
+            raise node.error("ProxyPassMatch belongs at the top level or in a <VirtualHost>")
+        if len(args) < 2:
+            raise node.error("ProxyPassMatch takes regex URL [key=value ...] (or regex !)")
+        pattern, target = args[0], args[1]
+        if len(args) > 2:
+            raise node.error(
+                "ProxyPassMatch with parameters is not supported: put them on the "
+                "BalancerMember lines (or use ProxyPass with a prefix)"
+            )
+        if target == "!":
+            self.pending_rules.append((node, scope, 404, pattern, "-", {}, True))
+            return
+        self.pending_rules.append((node, scope, 0, pattern, target, {"noescape": True}, True))
 
     def d_rewriteoptions(self, node: Node, scope: _Scope) -> None:
         if any(a.lower().startswith("inherit") for a in node.args):
@@ -2119,16 +2143,16 @@ class _Reader:
         """
         out: list[RequestRule] = []
         by_host: dict[int, list[tuple[Node, _Scope, RequestRule]]] = {}
-        for node, scope, status, pattern, target, kwargs in self.pending_rules:
+        for node, scope, status, pattern, target, kwargs, match in self.pending_rules:
             host = scope.host
-            if host.value("rewriteengine") is not True:
+            if not match and host.value("rewriteengine") is not True:
                 self.warn_once(
                     ("rewrite-off", id(host)),
                     node,
                     "RewriteRule without RewriteEngine On in its host: not used, as in Apache",
                 )
                 continue
-            if host is self.main and self.vhosts:
+            if host is self.main and self.vhosts and not match:
                 self.warn(
                     node,
                     "RewriteRule at the top level is not used by the <VirtualHost> sections "
@@ -2140,7 +2164,7 @@ class _Reader:
                     kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
                 rule = RequestRule(pattern, target, status, **kwargs)
             except ValueError as e:
-                self.fail(node, node.error(f"RewriteRule: {e}"))
+                self.fail(node, node.error(f"{node.name}: {e}"))
                 continue
             except ConfigError as e:
                 self.fail(node, e)
@@ -2207,15 +2231,13 @@ class _Reader:
         if parsed is not None:
             name, path = parsed
             if name not in balancers:
-                raise node.error(
-                    f"RewriteRule … [P] names balancer://{name}, which no <Proxy> defines"
-                )
+                raise node.error(f"{node.name} names balancer://{name}, which no <Proxy> defines")
             return name, path or "/"
         parts = urlsplit(target)
         if not parts.scheme or not parts.netloc or any(c in parts.netloc for c in "$%{"):
             raise node.error(
-                f"RewriteRule … [P]: {target!r} must be balancer://name/… or a member URL "
-                "whose host and port are written out"
+                f"{node.name}: {target!r} must be balancer://name/… or a member URL whose "
+                "host and port are written out"
             )
         base = f"{parts.scheme}://{parts.netloc}"
         fake = _Pass(node, "/", base, [], scope)
