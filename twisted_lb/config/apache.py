@@ -176,7 +176,15 @@ _HC_METHODS = {
 
 #: Balancer parameters (ProxySet on a balancer, ProxyPass to a balancer).
 _BALANCER_PARAMS = frozenset(
-    {"lbmethod", "stickysession", "stickysessionsep", "nofailover", "maxattempts", "timeout"}
+    {
+        "lbmethod",
+        "stickysession",
+        "stickysessionsep",
+        "nofailover",
+        "maxattempts",
+        "timeout",
+        "scolonpathdelim",
+    }
 )
 
 _STATUS_FLAGS = {
@@ -1395,6 +1403,15 @@ class _Reader:
                     f"{what}: balancer parameter {key!r} is not supported by twisted_lb (see "
                     "docs/migrating-from-apache.md)"
                 )
+            if key == "scolonpathdelim":
+                if not _on_off(node, value, "scolonpathdelim"):
+                    self.warn_once(
+                        "scolonpathdelim",
+                        node,
+                        f"{what} scolonpathdelim=Off: twisted_lb always ends a ;jsessionid= "
+                        "path parameter at the next ';' (as scolonpathdelim=On)",
+                    )
+                continue
             if key == "timeout":
                 self.warn(
                     node,
