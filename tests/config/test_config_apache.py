@@ -1668,3 +1668,31 @@ def test_proxypassmatch(tmp_path) -> None:
     ]
     e = error(tmp_path, "Listen 80\nProxyPassMatch ^/(.*)$ http://h:1/$1 timeout=5\n")
     assert e.key == "line 2" and "with parameters is not supported" in e.problem
+
+
+def test_worked_examples_in_the_migration_guide_load(tmp_path) -> None:
+    """Every Apache block under 'Worked examples' in docs/migrating-from-apache.md loads."""
+    import re
+
+    doc = open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "docs", "migrating-from-apache.md"),
+        encoding="utf-8",
+    ).read()
+    section = doc.split("## Worked examples", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    assert len(blocks) == 6
+    users = write(tmp_path, "reports.htpasswd", "bob:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")
+    cert = write(tmp_path, "chat.pem", "x")
+    prelude = "Listen 80\nListen 443\n" + "".join(
+        f"<Proxy balancer://{name}>\nBalancerMember http://127.0.0.1:{port}\n</Proxy>\n"
+        for name, port in (("www", 9001), ("api", 9002))
+    )
+    for block in blocks:
+        text = block.replace("/etc/apache2/reports.htpasswd", users)
+        text = text.replace("/etc/ssl/chat.pem", cert)
+        if "balancer://app" in text and "<Proxy balancer://app>" not in text:
+            text = APP + text
+        if "ProxyPass" not in text and "RewriteRule" not in text:
+            text += "\nProxyPass / http://127.0.0.1:9000/\n"
+        config, _ = read(tmp_path, prelude + text)
+        assert config.routes or config.rules
