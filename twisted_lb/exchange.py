@@ -93,6 +93,7 @@ class Exchange:
     @ivar is_ssl: whether the client came over TLS.
     @ivar ssl_protocol: the TLS version of the client connection, if any.
     @ivar ssl_cipher: the cipher of the client connection, if any.
+    @ivar ssl_cert: the client's certificate (PEM), if it sent one.
     @ivar body: the request body (seekable), or C{None} for none.
     @ivar body_length: the body's length in bytes.
     @ivar session_routes: candidate sticky routes found in the request.
@@ -120,6 +121,7 @@ class Exchange:
     body_length: int = 0
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
+    ssl_cert: bytes | None = None
     session_routes: Sequence[str] = ()
     public_prefix: bytes = b""
     target_path: bytes | None = None

@@ -79,6 +79,7 @@ class ConnectionInfo:
     @ivar client: the client's address (an C{IAddress}).
     @ivar ssl_protocol: the TLS version, when over TLS and known.
     @ivar ssl_cipher: the TLS cipher, when over TLS and known.
+    @ivar ssl_cert: the client's certificate (PEM), when it sent one.
     """
 
     client: Any
@@ -89,6 +90,7 @@ class ConnectionInfo:
     secure: bool
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
+    ssl_cert: bytes | None = None
 
     @classmethod
     def of(cls, channel: Any) -> ConnectionInfo:
@@ -101,9 +103,10 @@ class ConnectionInfo:
     @classmethod
     def of_parts(cls, client: Any, local: Any, secure: bool, transport: Any) -> ConnectionInfo:
         """The info from the two addresses, and the transport's TLS details if C{secure}."""
-        protocol = cipher = None
+        protocol = cipher = cert = None
         if secure:
             protocol, cipher = tls_details(transport)
+            cert = client_certificate(transport)
         return cls(
             client=client,
             client_host=getattr(client, "host", "") or "",
@@ -113,7 +116,21 @@ class ConnectionInfo:
             secure=secure,
             ssl_protocol=protocol,
             ssl_cipher=cipher,
+            ssl_cert=cert,
         )
+
+
+def client_certificate(transport: Any) -> bytes | None:
+    """The certificate the client presented (PEM), or C{None}."""
+    try:
+        certificate = transport.getPeerCertificate()
+    except Exception:
+        return None
+    if certificate is None:
+        return None
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return bytes(certificate.to_cryptography().public_bytes(Encoding.PEM))
 
 
 def tls_details(transport: Any) -> tuple[bytes | None, bytes | None]:

@@ -543,6 +543,7 @@ def _exchange_for(
         body_length=body_length,
         ssl_protocol=info.ssl_protocol,
         ssl_cipher=info.ssl_cipher,
+        ssl_cert=info.ssl_cert,
         session_routes=routes,
         public_prefix=match.prefix,
         target_path=target.target_path,

@@ -86,6 +86,7 @@ class AJPBackend:
             route=self._route,
             secret=self._secret,
             ssl_cipher=exchange.ssl_cipher if exchange.is_ssl else None,
+            ssl_cert=exchange.ssl_cert if exchange.is_ssl else None,
             request_attributes=tuple(attributes),
         )
 
@@ -167,6 +168,7 @@ class AJPBackend:
             bound += len(name) + len(value) + 7
         bound += len(forward.secret or b"") + len(forward.route or b"") + len(forward.method)
         bound += len(forward.remote_addr) + len(forward.server_name) + len(forward.ssl_cipher or b"")
+        bound += len(forward.ssl_cert or b"") + 3
         if bound <= self.member.packet_size - 4:
             return
         try:

@@ -922,13 +922,6 @@ class _Reader:
             )
         if value not in ("none", "optional", "require"):
             raise node.error(f"SSLVerifyClient must be none, optional or require, not {value!r}")
-        if value != "none":
-            self.warn_once(
-                "client-cert",
-                node,
-                f"SSLVerifyClient {value}: twisted_lb checks client certificates but does not "
-                "pass them to members (Tomcat sees no javax.servlet.request.X509Certificate)",
-            )
         self.setting(node, scope, "verify_client", value)
 
     def d_allowencodedslashes(self, node: Node, scope: _Scope) -> None:
