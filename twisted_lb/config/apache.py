@@ -1813,7 +1813,19 @@ class _Reader:
         return tuple(rules), tuple(auth)
 
     def check_header_scopes(self, routes: list[RouteConfig]) -> None:
-        """Header lines in a <Location> that covers only part of a route are refused."""
+        """
+        Header lines in a <Location> that covers only part of a route are
+        refused; those of a virtual host without routes get a warning.
+        """
+        for vhost in self.vhosts:
+            if vhost.headers and not vhost.passes:
+                node = vhost.headers[0][0]
+                self.warn(
+                    node,
+                    f"{node.name} in a <VirtualHost> without ProxyPass is not used: "
+                    "twisted_lb edits headers per route, and its redirect listeners and "
+                    "RewriteRule [P] answers get no Header edits",
+                )
         paths = {r.path for r in routes}
         for loc in self.location_scopes:
             if not loc.headers or loc.location in paths:
