@@ -280,7 +280,7 @@ class ProxyResource(Resource):
                 return False
         headers, cookies, host = _forwarded_headers(head.headers)
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers)
+            headers = target.header_edits.edit_request(headers, channel.connection_info().secure)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
@@ -304,7 +304,7 @@ class ProxyResource(Resource):
         """Send C{exchange} to C{target}'s members; answer failures; log the request."""
         record = AttemptRecord()
         if target.header_edits is not None and target.header_edits.response:
-            sink.header_edit = partial(_edit_response, target, record)
+            sink.header_edit = partial(_edit_response, target, record, exchange.is_ssl)
         started = time.monotonic()
         d = target.dispatcher.dispatch(exchange, sink, record)
         d.addErrback(self._failed, request, sink, target)
@@ -327,7 +327,8 @@ class ProxyResource(Resource):
             refused_for: ProxyTarget | None = getattr(e, "target", None)
             if refused_for is not None and refused_for.header_edits is not None:
                 _edit_error_headers(
-                    request, partial(_edit_response, refused_for, AttemptRecord())
+                    request,
+                    partial(_edit_response, refused_for, AttemptRecord(), bool(request.isSecure())),
                 )
             return body
         if bridge is not None:
@@ -389,7 +390,7 @@ class ProxyResource(Resource):
             raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers)
+            headers = target.header_edits.edit_request(headers, bool(request.isSecure()))
         body = request.content
         body_length = 0
         if body is not None:
@@ -488,6 +489,7 @@ def _rule_outcome(rules: Any, request: Request, path: bytes, query: bytes, after
 def _edit_response(
     target: ProxyTarget,
     record: AttemptRecord,
+    secure: bool,
     headers: Sequence[tuple[bytes, bytes]],
     error: bool,
 ) -> list[tuple[bytes, bytes]]:
@@ -500,6 +502,7 @@ def _edit_response(
         member.route if member is not None else "",
         target.sticky is not None,
         record.sticky,
+        secure,
     )
     return target.header_edits.edit_response(headers, env, error)
 

@@ -1386,7 +1386,8 @@ def test_header_scopes_in_apache_order(tmp_path) -> None:
         ("Header set X-A 1 early", "early is not supported"),
         ("Header set X-A 1 expr=%{REQUEST_STATUS}==200", "expr= conditions"),
         ("Header set X-T %t", "'%t' is not supported"),
-        ("Header set X-A 1 env=HTTPS", "only the balancer's variables"),
+        ("Header set X-A 1 env=FROM_SETENVIF", "only these variables"),
+        ("RequestHeader set X-P expr=%{HTTP_HOST}", "expr=%{REQUEST_SCHEME}"),
         ("RequestHeader set X-W %{BALANCER_WORKER_ROUTE}e", "before it picks a member"),
         ("Header frob X-A 1", "'frob' is not one of"),
         ("Header edit X-A (", "needs a regular expression and a replacement"),
@@ -1695,3 +1696,17 @@ def test_worked_examples_in_the_migration_guide_load(tmp_path) -> None:
             text += "\nProxyPass / http://127.0.0.1:9000/\n"
         config, _ = read(tmp_path, prelude + text)
         assert config.routes or config.rules
+
+
+def test_request_header_from_the_connection(tmp_path) -> None:
+    """RequestHeader … expr=%{REQUEST_SCHEME} and env=HTTPS read the client connection."""
+    config, _ = read(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n"
+        "RequestHeader set X-Forwarded-Proto expr=%{REQUEST_SCHEME}\n"
+        "RequestHeader set X-Forwarded-Ssl on env=HTTPS\n",
+    )
+    assert config.routes[0].request_headers == (
+        HeaderEdit("set", "X-Forwarded-Proto", "%{REQUEST_SCHEME}e"),
+        HeaderEdit("set", "X-Forwarded-Ssl", "on", condition="HTTPS"),
+    )

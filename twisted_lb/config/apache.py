@@ -1088,10 +1088,17 @@ class _Reader:
                 )
             else:
                 raise node.error(f"{node.name}: unexpected argument {extra!r}")
-        if any(v.lower().startswith("expr=") for v in values):
-            raise node.error(f"{node.name}: expr= values are not supported; give a plain value")
+        for i, v in enumerate(values):
+            if v.lower().startswith("expr="):
+                match = re.fullmatch(r"%\{(HTTPS|REQUEST_SCHEME)\}", v[5:].strip(), re.I)
+                if match is None:
+                    raise node.error(
+                        f"{node.name}: expr= values are not supported, except "
+                        "expr=%{REQUEST_SCHEME} and expr=%{HTTPS}; give a plain value"
+                    )
+                values[i] = "%{" + match.group(1).upper() + "}e"
         text = " ".join(values)
-        if request and (condition or "%{BALANCER_" in text):
+        if request and ((condition or "").startswith("BALANCER_") or "%{BALANCER_" in text):
             raise node.error(
                 f"{node.name}: Apache edits request headers before it picks a member, so "
                 "BALANCER_* variables are not set there (and env= conditions on them never hold)"
