@@ -187,8 +187,9 @@ class RequestRule:
     @ivar pattern: the regular expression on the decoded path.
     @ivar target: the template of the redirect URL or the proxied path, or
         C{-} for none.
-    @ivar status: 301, 302, 303, 307, 308 (a redirect), 403 (C{[F]}), 410
-        (C{[G]}), or 0 (proxy, C{[P]}).
+    @ivar status: 301, 302, 303, 307, 308 (a redirect), 403 (C{[F]}), 404
+        (an exclusion, C{ProxyPassMatch regex !}), 410 (C{[G]}), or 0 (proxy,
+        C{[P]}, C{ProxyPassMatch}).
     @ivar balancer: with status 0, the balancer to proxy to.
     @ivar conditions: all must hold (or, with C{ornext}, one of a run).
     @ivar nocase: the pattern ignores case (C{[NC]}).
@@ -217,8 +218,10 @@ class RequestRule:
     _regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.status not in (0, 301, 302, 303, 307, 308, 403, 410):
-            raise ValueError(f"status {self.status} is not a redirect (301-308), 403, 410 or 0")
+        if self.status not in (0, 301, 302, 303, 307, 308, 403, 404, 410):
+            raise ValueError(
+                f"status {self.status} is not a redirect (301-308), 403, 404, 410 or 0"
+            )
         if self.status == 0 and not self.balancer:
             raise ValueError("a proxying rule (status 0) needs a balancer")
         if self.status in range(300, 400) and self.target == "-":
@@ -245,7 +248,7 @@ class RequestRule:
         cond_groups: list[str | None] = []
         if not self._conditions_hold(request, rule_groups, cond_groups):
             return None
-        if self.status in (403, 410):
+        if self.status in (403, 404, 410):
             return Outcome(self.status)
         if self.prefix:
             target = self.target.rstrip("/") if not self.pattern.endswith("/") else self.target

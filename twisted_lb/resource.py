@@ -27,6 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_lb.access import AccessRules
 from twisted_lb.balancer import StickyConfig, find_session_routes
+from twisted_lb.basic_auth import AuthRules
 from twisted_lb.compat import h2_connection_of
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
@@ -90,6 +91,7 @@ class ProxyTarget:
     @ivar header_edits: the route's request and response header edits, or
         C{None}.
     @ivar access: who may use the route, or C{None} for everyone.
+    @ivar auth: who must log in, or C{None} for nobody.
     """
 
     dispatcher: Dispatcher
@@ -102,6 +104,7 @@ class ProxyTarget:
     allow_trace: bool = True
     header_edits: HeaderEdits | None = None
     access: AccessRules | None = None
+    auth: AuthRules | None = None
 
     @classmethod
     def for_route(
@@ -131,6 +134,7 @@ class ProxyTarget:
                 else None
             ),
             access=AccessRules(route.access) if route.access else None,
+            auth=AuthRules(route.auth) if route.auth else None,
         )
 
 
@@ -284,6 +288,8 @@ class ProxyResource(Resource):
         if match is None or match.target is None:
             return False
         target = match.target
+        if target.auth is not None:
+            return False  # logins are checked on twisted.web's path
         if target.access is not None:
             # Refusals are answered by twisted.web's path.
             info = channel.connection_info()
@@ -291,7 +297,7 @@ class ProxyResource(Resource):
                 return False
         headers, cookies, host = _forwarded_headers(head.headers)
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers)
+            headers = target.header_edits.edit_request(headers, channel.connection_info().secure)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
@@ -315,7 +321,7 @@ class ProxyResource(Resource):
         """Send C{exchange} to C{target}'s members; answer failures; log the request."""
         record = AttemptRecord()
         if target.header_edits is not None and target.header_edits.response:
-            sink.header_edit = partial(_edit_response, target, record)
+            sink.header_edit = partial(_edit_response, target, record, exchange.is_ssl)
         started = time.monotonic()
         d = target.dispatcher.dispatch(exchange, sink, record)
         d.addErrback(self._failed, request, sink, target)
@@ -339,7 +345,8 @@ class ProxyResource(Resource):
             refused_for: ProxyTarget | None = getattr(e, "target", None)
             if refused_for is not None and refused_for.header_edits is not None:
                 _edit_error_headers(
-                    request, partial(_edit_response, refused_for, AttemptRecord())
+                    request,
+                    partial(_edit_response, refused_for, AttemptRecord(), bool(request.isSecure())),
                 )
             return body
         if bridge is not None:
@@ -394,6 +401,13 @@ class ProxyResource(Resource):
             refused = RequestRefused(403, "the route's access rules do not allow this client")
             refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
             raise refused
+        if target.auth is not None:
+            challenge = target.auth.challenge(path, request.getHeader(b"authorization"))
+            if challenge is not None:
+                request.setHeader(b"www-authenticate", challenge)
+                refused = RequestRefused(401, "this path needs a login")
+                refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
+                raise refused
         if method == b"TRACE" and not target.allow_trace:
             raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
@@ -409,7 +423,7 @@ class ProxyResource(Resource):
                 info.local_host, info.local_port, info.secure,
             )
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers)
+            headers = target.header_edits.edit_request(headers, bool(request.isSecure()))
         body = request.content
         body_length = 0
         if body is not None:
@@ -511,6 +525,7 @@ def _rule_outcome(rules: Any, request: Request, path: bytes, query: bytes, after
 def _edit_response(
     target: ProxyTarget,
     record: AttemptRecord,
+    secure: bool,
     headers: Sequence[tuple[bytes, bytes]],
     error: bool,
 ) -> list[tuple[bytes, bytes]]:
@@ -523,6 +538,7 @@ def _edit_response(
         member.route if member is not None else "",
         target.sticky is not None,
         record.sticky,
+        secure,
     )
     return target.header_edits.edit_response(headers, env, error)
 

@@ -313,23 +313,23 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
     or L{VirtualHosts} when routes belong to named virtual hosts.
     """
     entries: list[tuple[RouteConfig, ProxyTarget | None]] = []
-    for route in config.routes:
+    for index, route in enumerate(config.routes):
         if route.balancer is None:
             entries.append((route, None))
             continue
         built = balancers[route.balancer]
-        entries.append(
-            (
+        try:
+            target = ProxyTarget.for_route(
                 route,
-                ProxyTarget.for_route(
-                    route,
-                    built.dispatcher,
-                    sticky=built.config.sticky,
-                    websocket=built.websocket,
-                    allow_trace=config.allow_trace,
-                ),
+                built.dispatcher,
+                sticky=built.config.sticky,
+                websocket=built.websocket,
+                allow_trace=config.allow_trace,
             )
-        )
+        except (OSError, ValueError) as e:
+            # An htpasswd file that cannot be read (start-up or reload).
+            raise ConfigError(config.source, f"routes[{index}].auth", str(e)) from None
+        entries.append((route, target))
     proxy_targets = {
         rule.balancer: ProxyTarget(
             dispatcher=balancers[rule.balancer].dispatcher,

@@ -380,16 +380,9 @@ ACCEPTED: dict[str, str] = {
 #: Directives refused, with the reason and what to do instead.
 REFUSED: dict[str, str] = {
     "rewritemap": "mod_rewrite is not supported",
-    "authtype": "authentication is not supported; twisted_lb would let everyone in, so the "
-    "line is refused: authenticate in the application",
-    "authname": "authentication is not supported; authenticate in the application",
-    "authuserfile": "authentication is not supported; authenticate in the application",
     "authgroupfile": "authentication is not supported; authenticate in the application",
-    "authbasicprovider": "authentication is not supported; authenticate in the application",
     "authdigestprovider": "authentication is not supported; authenticate in the application",
     "authbasicauthoritative": "authentication is not supported; authenticate in the application",
-    "proxypassmatch": "regular-expression routes are not supported; use ProxyPass with a path "
-    "prefix (the longest prefix wins)",
     "proxyremote": "twisted_lb does not chain to another proxy; members are reached directly",
     "proxyremotematch": "twisted_lb does not chain to another proxy; members are reached directly",
     "allowconnect": "CONNECT is never offered: twisted_lb is a reverse proxy only",

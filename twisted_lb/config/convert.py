@@ -204,6 +204,11 @@ def _route(route: RouteConfig) -> list[str]:
             if edit.condition is not None:
                 fields["env"] = ("!" if edit.negate else "") + edit.condition
             out += ["", f"[[routes.{key}]]", *_lines(fields)]
+    for auth in route.auth:
+        fields = {"path": auth.path, "realm": auth.realm, "user_file": auth.user_file}
+        if auth.users:
+            fields["users"] = list(auth.users)
+        out += ["", "[[routes.auth]]", *_lines(fields)]
     for rule in route.access:
         items = {"path": rule.path, "order": rule.order, "allow": list(rule.allow)}
         if rule.deny:

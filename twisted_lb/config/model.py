@@ -21,6 +21,7 @@ import attrs
 
 from twisted_lb.access import AccessRule
 from twisted_lb.balancer.sticky import StickyConfig
+from twisted_lb.basic_auth import AuthRule
 from twisted_lb.header_edits import HeaderEdit
 from twisted_lb.request_rules import RequestRule
 
@@ -494,6 +495,8 @@ class RouteConfig:
     @ivar access: who may send requests (by client address), per path
         prefix at or below C{path}; the last rule that covers a request's
         path decides (403 when it refuses); none lets everyone in.
+    @ivar auth: who must log in (HTTP Basic against an htpasswd file), per
+        path prefix as C{access}; a refused request gets 401.
     @ivar hosts: the virtual host names the route serves (lower case; a
         leading C{*.} matches subdomains; L{DEFAULT_HOST} stands for every
         name no route lists); empty (the default) serves every host.
@@ -512,6 +515,7 @@ class RouteConfig:
     response_headers: tuple[HeaderEdit, ...] = ()
     access: tuple[AccessRule, ...] = ()
     hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
+    auth: tuple[AuthRule, ...] = ()
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from ..access import AccessRule
+from ..basic_auth import AuthRule
 from ..header_edits import HeaderEdit
 from ..request_rules import Condition, RequestRule
 from ._build import base_dir_of, build, resolve_path
@@ -178,7 +179,9 @@ _ROUTE = {
     "response_headers": "tables",
     "access": "tables",
     "hosts": "strlist",
+    "auth": "tables",
 }
+_AUTH = {"path": "str", "realm": "str", "user_file": "str", "users": "strlist"}
 _ACCESS = {"path": "str", "order": "str", "allow": "strlist", "deny": "strlist"}
 _HEADER_EDIT = {
     "action": "str",
@@ -588,6 +591,26 @@ class _Reader:
         if "hosts" in table:
             hosts = table["hosts"]
             kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+        if "auth" in table:
+            auth = []
+            for i, t in enumerate(table["auth"]):
+                aprefix = f"{_join(prefix, 'auth')}[{i}]"
+                self.check(t, _AUTH, aprefix)
+                users = t.get("users", ())
+                auth.append(
+                    self.model(
+                        AuthRule,
+                        {
+                            "path": t.get("path", table["path"]),
+                            "realm": t.get("realm", "Restricted"),
+                            "user_file": self.path(t["user_file"]) if "user_file" in t else "",
+                            "users": (users,) if isinstance(users, str) else tuple(users),
+                        },
+                        aprefix,
+                        {},
+                    )
+                )
+            kwargs["auth"] = tuple(auth)
         if "access" in table:
             kwargs["access"] = tuple(
                 self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", table["path"])
