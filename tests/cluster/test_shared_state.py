@@ -60,6 +60,7 @@ workers = 1
 [[listen]]
 endpoint = "tcp:{self.port}:interface=127.0.0.1"
 [balancers.app]
+probe_interval = 0
 {members}
 [[routes]]
 path = "/"
@@ -146,7 +147,8 @@ class SharedStateTests(TestCase):
                 member.start()
         self.etcd.wait_healthy()
         self.prefix = f"/twisted_lb/{self.id().rsplit('.', 1)[-1]}"
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        # No keep-alive: no connection outlives its request (the reactor is clean at the end).
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = HTTPClient(Agent(reactor, pool=self.pool))
         self.nodes = [Node(route) for route in ROUTES]
         self.instances = [
@@ -165,6 +167,7 @@ class SharedStateTests(TestCase):
             yield node.stop()
         yield self.store.close()
         yield self.pool.closeCachedConnections()
+        yield sleep(0.1)  # the last closes reach both ends
 
     async def store_state(self) -> dict[str, dict[str, dict[str, Any]]]:
         kvs, _ = await self.store.range_prefix(self.prefix + "/state/")
@@ -347,7 +350,10 @@ class SharedStateTests(TestCase):
     async def _all_down(self) -> None:
         a, b, c = self.instances
         self.assertEqual((await a.act("node1", "drain"))[0], 200)
-        await self.until(lambda: c.members()["node1"][0] == "draining", 1.0, "drain applied")
+        await self.until(
+            lambda: all(i.members()["node1"][0] == "draining" for i in self.instances), 1.0,
+            "drain applied",
+        )
         for member in self.etcd.members:
             member.stop()
         for instance in self.instances:
@@ -447,6 +453,7 @@ class SharedStateTests(TestCase):
             lf = rng.randint(1, 100) if action == "loadfactor" else None
             code, _ = await instance.act(rng.choice(ROUTES), action, lf)
             outcomes[code] = outcomes.get(code, 0) + 1
+            await sleep(0.01)  # spread the actions over the members' stops and starts
         chaos_running[0] = False
         await chaos_done
         for member in self.etcd.members:
@@ -468,6 +475,11 @@ class SharedStateTests(TestCase):
         await self.until(converged, 10.0, f"every instance equal to the store ({outcomes})")
         for instance in self.instances:
             self.assertEqual((await instance.get("/api/cluster"))["state"], state)
+        # Every proxy takes changes again.
+        for instance in self.instances:
+            await self.until(lambda i=instance: i.service.cluster.shared.up, 5.0, "store up")
+            code, body = await instance.act("node1", "enable")
+            self.assertEqual(code, 200, body)
 
     def test_randomized_actions_while_etcd_members_come_and_go(self):
         return ensure(self._randomized())
