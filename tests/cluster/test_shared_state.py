@@ -351,7 +351,8 @@ class SharedStateTests(TestCase):
         a, b, c = self.instances
         self.assertEqual((await a.act("node1", "drain"))[0], 200)
         await self.until(
-            lambda: all(i.members()["node1"][0] == "draining" for i in self.instances), 1.0,
+            lambda: all(i.members()["node1"][0] == "draining" for i in self.instances),
+            1.0,
             "drain applied",
         )
         for member in self.etcd.members:
