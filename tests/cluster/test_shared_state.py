@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -343,6 +344,29 @@ class SharedStateTests(TestCase):
             2.0,
             "change after the leader died",
         )
+
+    async def _hung_member(self) -> None:
+        a, b, c = self.instances
+        hung = self.etcd.members[0]  # every proxy starts with the first endpoint
+        self.assertTrue(all(i.service.cluster.client.endpoint == hung.url for i in self.instances))
+        hung.process.send_signal(signal.SIGSTOP)
+        try:
+            code, body = await a.act("node3", "standby")  # times out there, then another member
+            self.assertEqual(code, 200, body)
+            # b and c watched the hung member: their next check moves them, and they catch up.
+            await self.until(
+                lambda: all(i.members()["node3"][0] == "standby" for i in (b, c)),
+                4.0,
+                "change applied by the proxies that watched the hung member",
+            )
+            self.assertTrue(
+                all(i.service.cluster.client.endpoint != hung.url for i in self.instances)
+            )
+        finally:
+            hung.process.send_signal(signal.SIGCONT)
+
+    def test_a_hung_etcd_member_is_left_for_another(self):
+        return ensure(self._hung_member())
 
     def test_killing_the_etcd_leader_changes_nothing_for_clients(self):
         return ensure(self._leader_killed())
