@@ -312,6 +312,37 @@ class SharedStateTests(TestCase):
     def test_reload_keeps_the_shared_state(self):
         return ensure(self._reload())
 
+    async def _compacted(self) -> None:
+        a, b, _ = self.instances
+        shared = b.service.cluster.shared
+        seen = shared.revision
+        await shared.stop()  # b is cut off
+        self.assertEqual((await a.act("node1", "drain"))[0], 200)
+        self.assertEqual((await a.act("node2", "loadfactor", 3))[0], 200)
+        revision = await self.store.put("/elsewhere", b"x")
+        await self.store.post("/v3/kv/compaction", {"revision": str(revision)})
+        self.assertEqual(b.members()["node1"], ("active", 1.0))
+        reloads = []
+        reload = shared.reload
+
+        async def counted() -> None:
+            reloads.append(shared.revision)
+            await reload()
+
+        shared.reload = counted  # type: ignore[method-assign]
+        shared.start(5.0)  # back: its revision is gone, so it reads the whole state
+        await self.until(
+            lambda: b.members()["node1"][0] == "draining" and b.members()["node2"][1] == 3.0,
+            3.0,
+            "caught up after the compaction",
+        )
+        self.assertEqual(reloads, [0])  # one whole reload, after the watch said "compacted"
+        self.assertGreater(shared.revision, seen)
+        self.assertEqual(shared.changes, await self.store_state())
+
+    def test_catching_up_past_a_compaction_reloads_the_whole_state(self):
+        return ensure(self._compacted())
+
     def test_a_change_from_a_stale_view_is_refused(self):
         return ensure(self._stale_write_conflicts())
 
