@@ -178,8 +178,8 @@ class SharedState:
         self._ready_timer = self._reactor.callLater(ready_timeout, not_ready)
         self._follow()
 
-    def stop(self) -> None:
-        """Stop following."""
+    def stop(self) -> defer.Deferred[None]:
+        """Stop following; fires once the watch's connection is closed."""
         self._running = False
         if self._restart is not None and self._restart.active():
             self._restart.cancel()
@@ -188,6 +188,8 @@ class SharedState:
         if self._watch is not None:
             watch, self._watch = self._watch, None
             watch.cancel()
+            return watch.closed
+        return defer.succeed(None)
 
     def _failover(self, endpoint: str) -> None:
         # Requests moved to another member: the watch may sit on a member that
@@ -213,6 +215,8 @@ class SharedState:
         else:
             # Ask through the failover logic first, so the watch goes to a member that answers.
             await self.client.get(self.prefix + "/state")
+        if not self._running or self._watch is not None:
+            return  # stopped meanwhile, or another catch-up got there first
         watch = self.client.watch(self.prefix + "/", self.revision + 1, self._events)
         self._watch = watch
         watch.done.addErrback(self._watch_ended, watch)
