@@ -23,6 +23,7 @@ from .healthz import with_healthz
 from .manager import Manager
 from .metrics import PUBLISH_INTERVAL, RequestMetrics
 from .pinned import PinnedSessions
+from .series import MemberSeries
 from .site import AdminRoot
 from .state import StateFile, apply_changes, follow_state
 
@@ -65,7 +66,14 @@ class AdminService(MultiService):
         self.reapply()
         self.pinned = PinnedSessions(balancers, reactor)
         self.metrics = RequestMetrics(balancers, self.pinned)
-        self.observe = self.metrics.observe
+        self.series = MemberSeries(reactor)
+        count, record = self.metrics.observe, self.series.observe
+
+        def observe(entry: dict[str, Any]) -> None:
+            count(entry)
+            record(entry)
+
+        self.observe = observe
         if self.metrics.members is not None:
             _Publisher(self.metrics, reactor).setServiceParent(self)
         self.guard = CrossSiteGuard()
@@ -82,6 +90,7 @@ class AdminService(MultiService):
         self.manager = Manager(balancers, state, self.metrics, reload, on_change)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
         self.root.note = note
+        self.root.series = self.series
         self.root.about = _about(proxy, reactor)
         site = _QuietSite(
             with_healthz(proxy, protect(self.root, config.user, config.password, reactor)),
