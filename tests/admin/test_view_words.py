@@ -27,17 +27,35 @@ def _member(**changes: Any) -> dict[str, Any]:
     [
         ({}, None, ("active", "active")),
         ({"in_error": True, "check": {"passes": 0}}, None, ("error", "in error")),
-        ({"status": "draining", "in_error": True, "check": {"passes": 0}}, None, ("error", "in error")),
-        ({"in_error": True, "check": {"running": True, "passes": 0}}, None, ("probing", "in error, probing")),
+        (
+            {"status": "draining", "in_error": True, "check": {"passes": 0}},
+            None,
+            ("error", "in error"),
+        ),
+        (
+            {"in_error": True, "check": {"running": True, "passes": 0}},
+            None,
+            ("probing", "in error, probing"),
+        ),
         ({"in_error": True, "check": {"passes": 1}}, None, ("probing", "in error, probing")),
-        ({"in_error": True, "check": {"passes": 0}}, "ajp://10.0.0.1:8009", ("probing", "in error, probing")),
+        (
+            {"in_error": True, "check": {"passes": 0}},
+            "ajp://10.0.0.1:8009",
+            ("probing", "in error, probing"),
+        ),
         ({"status": "disabled", "in_error": True}, None, ("disabled", "disabled")),
         ({"status": "draining"}, None, ("draining", "draining")),
         ({"status": "standby"}, None, ("standby", "hot standby")),
-        ({"ramp_since": 90.0, "weight": 1.0}, None, ("slowstart", "slow start (25% of its weight)")),
+        (
+            {"ramp_since": 90.0, "weight": 1.0},
+            None,
+            ("slowstart", "slow start (25% of its weight)"),
+        ),
     ],
 )
-def test_member_state(changes: dict[str, Any], trial: str | None, expected: tuple[str, str]) -> None:
+def test_member_state(
+    changes: dict[str, Any], trial: str | None, expected: tuple[str, str]
+) -> None:
     assert member_state(_member(**changes), trial) == expected
 
 
