@@ -6,13 +6,15 @@ Twisted release changed it: fix compat.py, not the callers.
 
 from __future__ import annotations
 
+import pytest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web import client as web_client
 
-from twisted_lb.compat import listening_port, quiet_pool_factory
+from twisted_lb.compat import listening_port, quiet_pool_factory, raise_listen_errors
 
 # --- operator experience -----------------------------------------------------
 
@@ -40,3 +42,21 @@ def test_endpoint_service_keeps_its_listen_outcome() -> None:
     assert port is not None and port.getHost().port == 8080
     service.stopService()
     assert listening_port(service) is None
+
+
+class _Refusing:
+    """A server endpoint whose listen fails at once, as a port in use does."""
+
+    def listen(self, factory: Factory):
+        from twisted.internet import defer
+
+        return defer.fail(CannotListenError("127.0.0.1", 8080, OSError(98, "in use")))
+
+
+def test_endpoint_service_raises_listen_errors_when_told() -> None:
+    """_raiseSynchronously makes privilegedStartService raise the listen failure."""
+    assert StreamServerEndpointService._raiseSynchronously is False
+    service = StreamServerEndpointService(_Refusing(), Factory())
+    raise_listen_errors(service)
+    with pytest.raises(CannotListenError):
+        service.privilegedStartService()

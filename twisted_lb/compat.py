@@ -14,7 +14,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.interfaces import IListeningPort
 from twisted.web import client as _web_client
 
-__all__ = ["quiet_pool_factory", "listening_port"]
+__all__ = ["quiet_pool_factory", "listening_port", "raise_listen_errors"]
 
 
 # --- operator experience: quiet client factories, listening ports ----------
@@ -36,6 +36,16 @@ def quiet_pool_factory(quiescent_callback: Any, metadata: Any) -> Any:
     C{_factory}.
     """
     return _QuietHTTP11ClientFactory(quiescent_callback, metadata)
+
+
+def raise_listen_errors(service: StreamServerEndpointService) -> None:
+    """
+    Make C{service} raise what C{listen} raises (a port in use) from
+    C{privilegedStartService}/C{startService}, instead of only logging it:
+    Twisted's private C{_raiseSynchronously}, which twistd's own C{strports}
+    services set.
+    """
+    service._raiseSynchronously = True
 
 
 def listening_port(service: StreamServerEndpointService) -> IListeningPort | None:

@@ -23,7 +23,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
-from twisted_lb.compat import listening_port
+from twisted_lb.compat import listening_port, raise_listen_errors
 from twisted_lb.config.model import (
     BalancerConfig,
     ConfigError,
@@ -491,7 +491,7 @@ class ProxyService(MultiService):
             else:
                 endpoint = serverFromString(self.reactor, listener.endpoint)
         service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
-        service._raiseSynchronously = True
+        raise_listen_errors(service)
         return service
 
     def reload(self, config: ProxyConfig | None = None) -> ReloadSummary:

@@ -14,6 +14,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from twisted_lb.compat import raise_listen_errors
 from twisted_lb.config.model import AdminConfig, endpoint_is_local
 from twisted_lb.endpoints import server_endpoint
 
@@ -100,7 +101,7 @@ class AdminService(MultiService):
         source = getattr(proxy.config, "source", "<config>")
         endpoint = server_endpoint(reactor, config.endpoint, source, "admin.endpoint")
         self.listening = StreamServerEndpointService(endpoint, site)
-        self.listening._raiseSynchronously = True
+        raise_listen_errors(self.listening)
         self.listening.setServiceParent(self)
 
     def reapply(self) -> None:
