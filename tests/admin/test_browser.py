@@ -198,6 +198,13 @@ def test_disable_in_the_browser_moves_the_traffic(demo: Demo, page) -> None:
     assert about.startswith("twisted_lb ") and "demo.toml" in about and " · up " in about
     assert "ok=" not in page.content()
 
+    # "Reload configuration" works in the demo (it used to answer 409): it reads demo.toml again.
+    page.click('button:has-text("Reload configuration")')
+    status = page.locator('[role="status"]')
+    status.wait_for()
+    assert status.inner_text().startswith("configuration reloaded")
+    assert "last reload" in page.locator("#about").inner_text()
+
     # Disabling the last member that takes new requests asks first.
     page.click('tr[data-route="node2"] button[data-action="enable"]')
     page.wait_for_selector('tr[data-route="node2"] [data-state="active"]')
