@@ -212,4 +212,6 @@ def to_toml(config: ProxyConfig) -> str:
         items = {"endpoint": admin.endpoint, "user": admin.user, "password": admin.password,
                  "state_file": admin.state_file}
         out += ["", "[admin]", *_lines(items)]
+    if config.error_pages:
+        out += ["", "[error_pages]", *_lines({str(k): v for k, v in config.error_pages})]
     return "\n".join(out) + "\n"
