@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
@@ -31,7 +31,14 @@ from twisted_lb.basic_auth import AuthRules
 from twisted_lb.compat import h2_connection_of
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
-from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
+from twisted_lb.errors import (
+    AttemptFailed,
+    ErrorPage,
+    NoUsableMember,
+    RequestRefused,
+    plain_error_page,
+    status_for,
+)
 from twisted_lb.exchange import (
     HOP_BY_HOP,
     ClientSink,
@@ -182,10 +189,13 @@ class RequestSink(ClientSink):
         if not self._gone:
             self._request.finish()
 
-    def error(self, status: int, message: str) -> None:
-        """Answer a plain-text error page (nothing of the member's was sent)."""
+    def error(self, status: int, message: str, page: ErrorPage | None = None) -> None:
+        """
+        Answer an error page (nothing of the member's was sent): C{page}, or
+        a plain-text one saying C{message}.
+        """
         request = self._request
-        body = _error_page(request, status, message)
+        body = _error_page(request, status, message, page)
         if self.header_edit is not None:
             _edit_error_headers(request, self.header_edit)
         request.write(body)
@@ -216,10 +226,12 @@ def _edit_error_headers(
         out.addRawHeader(name, value)
 
 
-def _error_page(request: Request, status: int, message: str) -> bytes:
+def _error_page(
+    request: Request, status: int, message: str, page: ErrorPage | None = None
+) -> bytes:
     request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    body = f"{status} {request.code_message.decode('latin-1')}\n{message}\n".encode()
+    content_type, body = page if page is not None else plain_error_page(status, message)
+    request.responseHeaders.setRawHeaders(b"content-type", [content_type])
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
     return body
 
@@ -245,23 +257,31 @@ class ProxyResource(Resource):
         router: Router[ProxyTarget],
         *,
         access_log: Callable[[dict[str, Any]], None] | None = None,
+        error_pages: Mapping[int, ErrorPage] | None = None,
     ) -> None:
+        """
+        @param error_pages: per status (502, 503, 504), the page answered
+            instead of the plain-text one when no member answered.
+        """
         super().__init__()
         self._router = router
         self._access_log = access_log
+        self._error_pages: Mapping[int, ErrorPage] = error_pages or {}
 
     def replace(
         self,
         router: Router[ProxyTarget],
         access_log: Callable[[dict[str, Any]], None] | None,
+        error_pages: Mapping[int, ErrorPage] | None = None,
     ) -> None:
         """
-        Serve the next requests with C{router} and log them to C{access_log}
-        (a reload); requests in flight finish on the target they started
-        with and are logged to the new access log.
+        Serve the next requests with C{router}, log them to C{access_log} and
+        answer C{error_pages} (a reload); requests in flight finish on the
+        target they started with and are logged to the new access log.
         """
         self._router = router
         self._access_log = access_log
+        self._error_pages = error_pages or {}
 
     def serve_fast(self, channel: LimitedHTTPChannel, head: SimpleHead) -> bool:
         """
@@ -469,7 +489,10 @@ class ProxyResource(Resource):
         if sink.started:
             sink.abort()
             return
-        sink.error(status_for(error), "the cluster could not answer this request")
+        status = status_for(error)
+        sink.error(
+            status, "the cluster could not answer this request", self._error_pages.get(status)
+        )
 
     def _logged(
         self,

@@ -8,6 +8,7 @@ Everything that does not change per request is built here, once.
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
-from twisted_lb.compat import listening_port
+from twisted_lb.compat import listening_port, raise_listen_errors
 from twisted_lb.config.model import (
     DEFAULT_HOST,
     BalancerConfig,
@@ -36,6 +37,7 @@ from twisted_lb.config.model import (
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
 from twisted_lb.endpoints import endpoint_errors, with_default_backlog
+from twisted_lb.errors import ErrorPage
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.request_rules import RequestRules
@@ -51,6 +53,7 @@ __all__ = [
     "ProxyService",
     "build_balancer",
     "build_resource",
+    "load_error_pages",
     "build_router",
     "backend_for",
     "open_access_log",
@@ -372,8 +375,45 @@ def build_resource(
     balancers: dict[str, BuiltBalancer],
     access_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> ProxyResource:
-    """The proxy resource serving C{config}'s routes with C{balancers}."""
-    return ProxyResource(build_router(config, balancers), access_log=access_log)
+    """
+    The proxy resource serving C{config}'s routes with C{balancers}.
+
+    @raise ConfigError: a file of C{error_pages} cannot be used.
+    """
+    return ProxyResource(
+        build_router(config, balancers), access_log=access_log,
+        error_pages=load_error_pages(config),
+    )
+
+
+#: The largest file C{error_pages} may name: a page, not a download.
+ERROR_PAGE_LIMIT = 1 << 20
+
+
+def load_error_pages(config: ProxyConfig) -> dict[int, ErrorPage]:
+    """
+    Read the files of C{config.error_pages} (at start-up and on reload): per
+    status, the content type (from the file name; text in UTF-8) and body.
+
+    @raise ConfigError: a file cannot be read, or is over 1 MiB.
+    """
+    pages: dict[int, ErrorPage] = {}
+    for status, path in config.error_pages:
+        key = f"error_pages.{status}"
+        try:
+            with open(path, "rb") as f:
+                body = f.read(ERROR_PAGE_LIMIT + 1)
+        except OSError as e:
+            raise ConfigError(
+                config.source, key, f"file {path} cannot be read: {e.strerror or e}"
+            ) from None
+        if len(body) > ERROR_PAGE_LIMIT:
+            raise ConfigError(config.source, key, f"file {path} is larger than 1 MiB")
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if kind.startswith("text/"):
+            kind += "; charset=utf-8"
+        pages[status] = (kind.encode("ascii"), body)
+    return pages
 
 
 def open_access_log(config: ProxyConfig) -> AccessLogFile | None:
@@ -565,7 +605,7 @@ class ProxyService(MultiService):
             else:
                 endpoint = serverFromString(self.reactor, with_default_backlog(listener.endpoint))
         service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
-        service._raiseSynchronously = True
+        raise_listen_errors(service)
         return service
 
     def reload(self, config: ProxyConfig | None = None) -> ReloadSummary:

@@ -293,4 +293,6 @@ def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
             "password": cluster.password,
             "timeout": float(cluster.timeout),
         })]
+    if config.error_pages:
+        out += ["", "[error_pages]", *_lines({str(k): v for k, v in config.error_pages})]
     return "\n".join(out) + "\n"

@@ -25,6 +25,7 @@ from ..header_edits import HeaderEdit
 from ..request_rules import Condition, RequestRule
 from ._build import base_dir_of, build, resolve_path
 from .model import (
+    ERROR_PAGE_STATUSES,
     AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
@@ -63,6 +64,7 @@ _TOP = {
     "admin": "table",
     "rules": "tables",
     "cluster": "table",
+    "error_pages": "table",
 }
 _CLUSTER = {
     "etcd": "strlist",
@@ -343,6 +345,8 @@ class _Reader:
             )
         if "cluster" in data:
             kwargs["cluster"] = self.cluster(data["cluster"], "cluster")
+        if "error_pages" in data:
+            kwargs["error_pages"] = self.error_pages(data["error_pages"])
         config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
         if not config.listeners:
             # (One built in code may have none: its resource served by another Site.)
@@ -414,6 +418,20 @@ class _Reader:
             kwargs["state_file"] = self.path(table["state_file"])
         names = {"password": "password_file" if "password_file" in table else "password"}
         return self.model(AdminConfig, kwargs, prefix, names)
+
+    def error_pages(self, table: dict[str, Any]) -> tuple[tuple[int, str], ...]:
+        pages = []
+        for key, value in table.items():
+            if key not in {str(s) for s in ERROR_PAGE_STATUSES}:
+                raise self.error(
+                    _join("error_pages", key),
+                    "not a status the proxy answers itself "
+                    f"(use {', '.join(map(str, ERROR_PAGE_STATUSES))})",
+                )
+            if not isinstance(value, str) or not value:
+                raise self.error(_join("error_pages", key), "must be the name of a file")
+            pages.append((int(key), resolve_path(value, self.base_dir)))
+        return tuple(pages)
 
     def limits(self, table: dict[str, Any]) -> LimitsConfig:
         self.check(table, _LIMITS, "limits")
