@@ -27,8 +27,9 @@ from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_options
-from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
+from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
+from twisted_lb.request_body import StreamedBody
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query, valid_host
 
@@ -203,20 +204,36 @@ class ProxyResource(Resource):
         self._router = router
         self._access_log = access_log
 
-    def serve_fast(self, channel: LimitedHTTPChannel, head: SimpleHead) -> bool:
+    def serve_fast(self, channel: LimitedHTTPChannel, head: RequestHead) -> bool:
         """
         Proxy a fast-lane request (see L{twisted_lb.fastpath}) and answer it
         on C{channel} with a L{RawResponse}.
 
         @return: C{False}, having done nothing, when the request needs
-            twisted.web's path (not in origin form, an unsafe path, no route,
-            an excluded path, a WebSocket-only route): that path answers it.
+            twisted.web's path (not in origin form, an unsafe path or query,
+            no route, an excluded path, a WebSocket-only route): that path
+            answers it.
         """
+        return self._serve_raw(channel, head, None)
+
+    def serve_stream(self, channel: LimitedHTTPChannel, head: RequestHead, body: StreamedBody) -> bool:
+        """
+        Proxy a fast-lane request with a body that C{channel} streams into
+        C{body}: it is sent to a member once the body is prefetched (see
+        L{StreamedBody.when_prefetched}), and read as the member asks.
+
+        @return: C{False}, having done nothing, as L{serve_fast}.
+        """
+        return self._serve_raw(channel, head, body)
+
+    def _serve_raw(
+        self, channel: LimitedHTTPChannel, head: RequestHead, body: StreamedBody | None
+    ) -> bool:
         uri = head.uri
         if uri[:1] != b"/":
             return False
         path, _, query = uri.partition(b"?")
-        if unsafe_path(path) is not None:
+        if unsafe_path(path) is not None or (query and unsafe_query(query) is not None):
             return False
         match = self._router.match(path)
         if match is None or match.target is None or match.target.websocket is not None:
@@ -227,13 +244,34 @@ class ProxyResource(Resource):
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
         info = channel.connection_info()
-        exchange = _exchange_for(
-            target, match, head.method, uri, query, headers, host, routes, info, None, 0
-        )
         request = FastRequest(head, info.client)
         sink = RawResponse(channel, request, head.keep_alive)
         channel.fast_request_started(sink)
-        self._dispatch(target, exchange, request, sink)
+
+        def dispatch() -> None:
+            body_length = 0
+            if body is not None:
+                if body.length is not None:
+                    body_length = body.length
+                elif body.ended:
+                    # A chunked body that ended before it was sent: its length is known.
+                    body_length = body.received
+                else:
+                    # An unknown length to the member (AJP: no Content-Length;
+                    # HTTP: chunked).
+                    body_length = -1
+                if body_length >= 0:
+                    headers.append((_CONTENT_LENGTH, b"%d" % body_length))
+            exchange = _exchange_for(
+                target, match, head.method, uri, query, headers, host, routes, info, None,
+                body_length, body,
+            )
+            self._dispatch(target, exchange, request, sink)
+
+        if body is None:
+            dispatch()
+        else:
+            body.when_prefetched(dispatch)
         return True
 
     def _dispatch(
@@ -388,6 +426,7 @@ def _exchange_for(
     info: ConnectionInfo,
     body: IO[bytes] | None,
     body_length: int,
+    body_stream: StreamedBody | None = None,
 ) -> Exchange:
     """The exchange of a request for C{target}, whichever lane it came by."""
     return Exchange(
@@ -403,6 +442,7 @@ def _exchange_for(
         is_ssl=info.secure,
         body=body,
         body_length=body_length,
+        body_stream=body_stream,
         ssl_protocol=info.ssl_protocol,
         ssl_cipher=info.ssl_cipher,
         session_routes=routes,
