@@ -140,3 +140,21 @@ class StreamedBodyTests(SynchronousTestCase):
         self.assertEqual(self.calls, ["pause", "resume"])
         self.body.feed(b"y" * 100)
         self.assertIsNone(self.body.read(10))
+
+
+class StreamedBodyReadTests(SynchronousTestCase):
+    def test_reads_of_every_size_give_the_bytes_in_order(self):
+        """Pieces of any size read in slices of any size: the same bytes, in order."""
+        data = bytes(range(256)) * 40
+        for piece in (1, 7, 100, 4096, len(data)):
+            for limit in (1, 5, 99, 1000, 20000):
+                body = StreamedBody(None, high_water=1 << 30)
+                for i in range(0, len(data), piece):
+                    body.feed(data[i : i + piece])
+                body.end()
+                out = b""
+                while chunk := body.read(limit):
+                    self.assertLessEqual(len(chunk), limit)
+                    out += chunk
+                self.assertEqual(out, data, (piece, limit))
+                self.assertEqual(body.sent, len(data))

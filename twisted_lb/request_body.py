@@ -184,6 +184,7 @@ class StreamedBody:
         "pause_client",
         "resume_client",
         "_chunks",
+        "_offset",
         "_held",
         "_high",
         "_prefetch",
@@ -205,6 +206,8 @@ class StreamedBody:
         self.pause_client: Callable[[], object] | None = None
         self.resume_client: Callable[[], object] | None = None
         self._chunks: deque[bytes] = deque()
+        #: How much of the first piece in L{_chunks} was read already.
+        self._offset = 0
         self._held = 0
         self._high = high_water
         self._prefetch = prefetch
@@ -244,6 +247,7 @@ class StreamedBody:
             return
         self.error = reason
         self._chunks.clear()
+        self._offset = 0
         self._held = 0
         self._prefetched = None
         self._fire_readable()
@@ -252,6 +256,7 @@ class StreamedBody:
         """Nobody will read the rest (the answer is complete): drop it as it comes."""
         self._discarding = True
         self._chunks.clear()
+        self._offset = 0
         self._held = 0
         self._readable = None
         self._resume()
@@ -286,20 +291,26 @@ class StreamedBody:
             return b"" if self.ended else None
         chunks = self._chunks
         first = chunks[0]
-        if len(first) > limit:
-            data = first[:limit]
-            chunks[0] = first[limit:]
+        offset = self._offset
+        if len(first) - offset > limit:
+            # Part of the first piece: a view moves along it (no copy of the rest).
+            end = offset + limit
+            data = bytes(memoryview(first)[offset:end])
+            self._offset = end
         else:
-            parts = [chunks.popleft()]
-            size = len(first)
-            while chunks and size + len(chunks[0]) <= limit:
-                size += len(chunks[0])
-                parts.append(chunks.popleft())
+            chunks.popleft()
+            data = first[offset:] if offset else first
+            self._offset = 0
+            size = len(data)
             if chunks and size < limit:
-                head = chunks[0]
-                parts.append(head[: limit - size])
-                chunks[0] = head[limit - size :]
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
+                parts = [data]
+                while chunks and size + len(chunks[0]) <= limit:
+                    size += len(chunks[0])
+                    parts.append(chunks.popleft())
+                if chunks and size < limit:
+                    self._offset = limit - size
+                    parts.append(chunks[0][: self._offset])
+                data = b"".join(parts)
         self._held -= len(data)
         self.sent += len(data)
         if self.paused and self._held <= self._high // 2:
