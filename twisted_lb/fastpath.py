@@ -17,7 +17,6 @@ check it has. The lane is chosen per request, on the same connection.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -28,7 +27,7 @@ import httptools
 from twisted.web.http_headers import Headers
 
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink, connection_options
-from twisted_lb.routing import valid_host
+from twisted_lb.http_rules import control_in_head, error_body, host_problem
 from twisted_lb.sendnow import send_now, send_parts_now
 
 if TYPE_CHECKING:
@@ -42,8 +41,6 @@ FAST_METHODS = frozenset({b"GET", b"HEAD"})
 _FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
 _TRANSFER_ENCODING = b"transfer-encoding"
 _EXPECT = b"expect"
-#: Control characters other than HTAB, CR and LF anywhere in the head.
-_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _HOST = b"host"
 _CONNECTION = b"connection"
 
@@ -174,7 +171,7 @@ def parse_head(data: bytes, max_headers: int) -> RequestHead | None:
     @return: the head, or C{None} when twisted.web's path must serve it
         (which answers whatever is wrong with it).
     """
-    if _CTL.search(data) is not None:
+    if control_in_head(data):
         return None
     collector = _Collector()
     parser = httptools.HttpRequestParser(collector)
@@ -190,7 +187,7 @@ def parse_head(data: bytes, max_headers: int) -> RequestHead | None:
     headers = collector.headers
     if len(headers) > max_headers:
         return None
-    hosts = 0
+    hosts: list[bytes] = []
     keep_alive = True
     length: int | None = None
     chunked = expect = False
@@ -211,12 +208,10 @@ def parse_head(data: bytes, max_headers: int) -> RequestHead | None:
             else:  # upgrade
                 return None
         elif name == _HOST:
-            if not valid_host(value):
-                return None
-            hosts += 1
+            hosts.append(value)
         elif name == _CONNECTION and b"close" in connection_options((value,)):
             keep_alive = False
-    if hosts != 1 or (chunked and length is not None):
+    if host_problem(hosts, True) is not None or (chunked and length is not None):
         return None
     if not chunked and length is None and collector.complete is False:
         return None
@@ -427,7 +422,7 @@ class RawResponse(ClientSink):
 
     def error(self, status: int, message: str) -> None:
         """Answer a plain-text error page (nothing of the member's was sent)."""
-        body = f"{status} {HTTPStatus(status).phrase}\n{message}\n".encode()
+        body = error_body(status, message)
         self.start(
             status,
             [

@@ -37,29 +37,12 @@ from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
 from twisted_lb.fastpath import RawResponse, parse_head, parse_simple_head
+from twisted_lb.http_rules import refusal
 from twisted_lb.request_body import BodyError, ChunkedDecoder, LengthDecoder, StreamedBody
 
 __all__ = ["ConnectionInfo", "FrontendSite", "LimitedHTTPChannel", "refusal", "tls_details"]
 
 _log = Logger()
-
-
-def refusal(status: int, reason: str, message: str) -> bytes:
-    """
-    A complete C{Connection: close} response for a request refused before
-    it was parsed.
-
-    @param status: the status code.
-    @param reason: its reason phrase.
-    @param message: a one-line explanation for the body.
-    """
-    body = message.encode("ascii") + b"\n"
-    return (
-        b"HTTP/1.1 %d %s\r\n"
-        b"Content-Type: text/plain; charset=utf-8\r\n"
-        b"Content-Length: %d\r\n"
-        b"Connection: close\r\n\r\n%s"
-    ) % (status, reason.encode("ascii"), len(body), body)
 
 
 def _asks_close(values: Sequence[bytes] | None) -> bool:

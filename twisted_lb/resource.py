@@ -10,7 +10,6 @@ L{twisted_lb.errors.status_for} and nowhere else.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from http import HTTPStatus
@@ -29,9 +28,10 @@ from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, sta
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_options
 from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
+from twisted_lb.http_rules import control_in_value, error_body, host_problem, response_fields
 from twisted_lb.request_body import StreamedBody
 from twisted_lb.rewrite import RouteRewriting
-from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query, valid_host
+from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -42,8 +42,6 @@ __all__ = ["ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
 _log = Logger()
 
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-#: Control characters other than HTAB: invalid in a field value (RFC 9110 §5.5).
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _COOKIE = b"cookie"
 _CONNECTION = b"connection"
 _CONTENT_LENGTH = b"content-length"
@@ -116,18 +114,10 @@ class RequestSink(ClientSink):
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
-        connection: list[bytes] = []
-        for name, value in headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                if lower == _CONNECTION:
-                    connection.append(value)
-                continue
+        for name, value in response_fields(headers):
             grouped.setdefault(name, []).append(value)
-        listed = connection_options(connection) if connection else frozenset()
         for name, values in grouped.items():
-            if name.lower() not in listed:
-                out.setRawHeaders(name, values)
+            out.setRawHeaders(name, values)
 
     def write(self, data: bytes) -> None:
         if not self._gone:
@@ -160,7 +150,7 @@ class RequestSink(ClientSink):
 def _error_page(request: Request, status: int, message: str) -> bytes:
     request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
     request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    body = f"{status} {request.code_message.decode('latin-1')}\n{message}\n".encode()
+    body = error_body(status, message)
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
     return body
 
@@ -492,14 +482,12 @@ def _malformed(request: Request) -> str | None:
     for value in headers.getRawHeaders(b"transfer-encoding", ()):
         if value.strip(b" \t").lower() != b"chunked":
             return "Transfer-Encoding other than chunked is not accepted"
-    hosts = headers.getRawHeaders(b"host", ())
-    if len(hosts) > 1 or (not hosts and request.clientproto == b"HTTP/1.1"):
-        return "an HTTP/1.1 request needs exactly one Host header"
-    if hosts and not valid_host(hosts[0].strip(b" \t")):
-        return "the Host header is not a host name or address with an optional port"
+    problem = host_problem(headers.getRawHeaders(b"host", ()), request.clientproto == b"HTTP/1.1")
+    if problem is not None:
+        return problem
     for name, values in headers.getAllRawHeaders():
         for value in values:
-            if _CTL.search(value):
+            if control_in_value(value):
                 return f"control character in the {name.decode('latin-1')} header"
     return None
 
