@@ -165,7 +165,7 @@ class Dispatcher:
     ) -> None:
         balancer = self.balancer
         balancer.request_finished(
-            member, bytes_in=getattr(sink, "bytes_written", 0), bytes_out=exchange.body_length
+            member, bytes_in=getattr(sink, "bytes_written", 0), bytes_out=exchange.body_bytes
         )
         if member.in_error:
             balancer.record_success(member)
@@ -203,6 +203,8 @@ class Dispatcher:
             or getattr(sink, "gone", False)  # nobody to answer
             or (error.reached_application and not exchange.retryable)
             or (exchange.body_length and isinstance(error, BackendRejected))
+            # A streamed body is read once: bytes that went out cannot be replayed.
+            or exchange.body_sent
         ):
             return False
         if exchange.body is not None:

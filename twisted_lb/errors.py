@@ -9,7 +9,7 @@ no member is usable, 504 on a timeout).
 
 from __future__ import annotations
 
-from http import HTTPStatus
+from twisted_lb.http_rules import error_body
 
 __all__ = [
     "AttemptFailed",
@@ -39,10 +39,7 @@ def plain_error_page(status: int, message: str) -> ErrorPage:
     The proxy's own error page: the status line's code and phrase, then
     C{message}, as plain text (both lanes answer this one).
     """
-    return (
-        b"text/plain; charset=utf-8",
-        f"{status} {HTTPStatus(status).phrase}\n{message}\n".encode(),
-    )
+    return (b"text/plain; charset=utf-8", error_body(status, message))
 
 
 class AttemptFailed(Exception):

@@ -10,7 +10,6 @@ L{twisted_lb.errors.status_for} and nowhere else.
 
 from __future__ import annotations
 
-import re
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -47,9 +46,11 @@ from twisted_lb.exchange import (
     request_protocol,
     wants_websocket,
 )
-from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
+from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.header_edits import HeaderEdits, balancer_variables
+from twisted_lb.http_rules import control_in_value, host_problem, response_fields
+from twisted_lb.request_body import StreamedBody
 from twisted_lb.request_rules import RuleRequest
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import (
@@ -59,7 +60,6 @@ from twisted_lb.routing import (
     fallback_host,
     unsafe_path,
     unsafe_query,
-    valid_host,
 )
 
 if TYPE_CHECKING:
@@ -71,8 +71,6 @@ __all__ = ["ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
 _log = Logger()
 
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-#: Control characters other than HTAB: invalid in a field value (RFC 9110 §5.5).
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _COOKIE = b"cookie"
 _CONNECTION = b"connection"
 _CONTENT_LENGTH = b"content-length"
@@ -166,18 +164,10 @@ class RequestSink(ClientSink):
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
-        connection: list[bytes] = []
-        for name, value in headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                if lower == _CONNECTION:
-                    connection.append(value)
-                continue
+        for name, value in response_fields(headers):
             grouped.setdefault(name, []).append(value)
-        listed = connection_options(connection) if connection else frozenset()
         for name, values in grouped.items():
-            if name.lower() not in listed:
-                out.setRawHeaders(name, values)
+            out.setRawHeaders(name, values)
 
     def write(self, data: bytes) -> None:
         if not self._gone:
@@ -283,20 +273,35 @@ class ProxyResource(Resource):
         self._access_log = access_log
         self._error_pages = error_pages or {}
 
-    def serve_fast(self, channel: LimitedHTTPChannel, head: SimpleHead) -> bool:
+    def serve_fast(self, channel: LimitedHTTPChannel, head: RequestHead) -> bool:
         """
         Proxy a fast-lane request (see L{twisted_lb.fastpath}) and answer it
         on C{channel} with a L{RawResponse}.
 
         @return: C{False}, having done nothing, when the request needs
-            twisted.web's path (not in origin form, an unsafe path, no route,
-            an excluded path): that path answers it.
+            twisted.web's path (not in origin form, an unsafe path or query,
+            no route, an excluded path): that path answers it.
         """
+        return self._serve_raw(channel, head, None)
+
+    def serve_stream(self, channel: LimitedHTTPChannel, head: RequestHead, body: StreamedBody) -> bool:
+        """
+        Proxy a fast-lane request with a body that C{channel} streams into
+        C{body}: it is sent to a member once the body is prefetched (see
+        L{StreamedBody.when_prefetched}), and read as the member asks.
+
+        @return: C{False}, having done nothing, as L{serve_fast}.
+        """
+        return self._serve_raw(channel, head, body)
+
+    def _serve_raw(
+        self, channel: LimitedHTTPChannel, head: RequestHead, body: StreamedBody | None
+    ) -> bool:
         uri = head.uri
         if uri[:1] != b"/":
             return False
         path, _, query = uri.partition(b"?")
-        if unsafe_path(path) is not None:
+        if unsafe_path(path) is not None or (query and unsafe_query(query) is not None):
             return False
         router = self._router
         if router.by_host:
@@ -322,13 +327,34 @@ class ProxyResource(Resource):
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
         info = channel.connection_info()
-        exchange = _exchange_for(
-            target, match, head.method, uri, query, headers, host, routes, info, None, 0
-        )
         request = FastRequest(head, info.client)
         sink = RawResponse(channel, request, head.keep_alive)
         channel.fast_request_started(sink)
-        self._dispatch(target, exchange, request, sink)
+
+        def dispatch() -> None:
+            body_length = 0
+            if body is not None:
+                if body.length is not None:
+                    body_length = body.length
+                elif body.ended:
+                    # A chunked body that ended before it was sent: its length is known.
+                    body_length = body.received
+                else:
+                    # An unknown length to the member (AJP: no Content-Length;
+                    # HTTP: chunked).
+                    body_length = -1
+                if body_length >= 0:
+                    headers.append((_CONTENT_LENGTH, b"%d" % body_length))
+            exchange = _exchange_for(
+                target, match, head.method, uri, query, headers, host, routes, info, None,
+                body_length, body_stream=body,
+            )
+            self._dispatch(target, exchange, request, sink)
+
+        if body is None:
+            dispatch()
+        else:
+            body.when_prefetched(dispatch)
         return True
 
     def _dispatch(
@@ -605,6 +631,7 @@ def _exchange_for(
     body: IO[bytes] | None,
     body_length: int,
     protocol: bytes = b"HTTP/1.1",
+    body_stream: StreamedBody | None = None,
 ) -> Exchange:
     """The exchange of a request for C{target}, whichever lane it came by."""
     return Exchange(
@@ -620,6 +647,7 @@ def _exchange_for(
         is_ssl=info.secure,
         body=body,
         body_length=body_length,
+        body_stream=body_stream,
         ssl_protocol=info.ssl_protocol,
         ssl_cipher=info.ssl_cipher,
         ssl_key_size=info.ssl_key_size,
@@ -664,14 +692,12 @@ def _malformed(request: Request) -> str | None:
     for value in headers.getRawHeaders(b"transfer-encoding", ()):
         if value.strip(b" \t").lower() != b"chunked":
             return "Transfer-Encoding other than chunked is not accepted"
-    hosts = headers.getRawHeaders(b"host", ())
-    if len(hosts) > 1 or (not hosts and request.clientproto == b"HTTP/1.1"):
-        return "an HTTP/1.1 request needs exactly one Host header"
-    if hosts and not valid_host(hosts[0].strip(b" \t")):
-        return "the Host header is not a host name or address with an optional port"
+    problem = host_problem(headers.getRawHeaders(b"host", ()), request.clientproto == b"HTTP/1.1")
+    if problem is not None:
+        return problem
     for name, values in headers.getAllRawHeaders():
         for value in values:
-            if _CTL.search(value):
+            if control_in_value(value):
                 return f"control character in the {name.decode('latin-1')} header"
     return None
 
