@@ -357,6 +357,14 @@ class ProxyResource(Resource):
         router = self._router.for_host(request.getHeader(b"host") or b"")
         rules = router.rules
         outcome = _rule_outcome(rules, request, path, query, False) if rules else None
+        if outcome is not None and outcome.status == 1:
+            # [PT]: the rewritten path is routed as if the client had asked for it.
+            path, query = outcome.path, outcome.query or b""
+            uri = path + (b"?" + query if outcome.query is not None else b"")
+            reason = unsafe_path(path)
+            if reason is not None:
+                raise RequestRefused(400, f"the rewritten path: {reason}")
+            outcome = None
         if outcome is not None and not outcome.status:
             target = router.proxy_targets[outcome.balancer]
             match: Match[ProxyTarget] | None = Match(target, b"", outcome.path)

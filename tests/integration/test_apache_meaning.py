@@ -442,6 +442,7 @@ class RewriteTests(TestCase):
                 RewriteCond %{{REQUEST_METHOD}} ^(PUT|DELETE)$
                 RewriteRule ^/readonly/ - [F]
                 RewriteRule ^/app$ /app/ [R]
+                RewriteRule ^/shop/(.*)$ /app/$1 [PT,QSA]
                 <Proxy balancer://app>
                     BalancerMember {self.node.url} route=node1
                 </Proxy>
@@ -486,6 +487,16 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /legacy/echo?a=1")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+        # [PT]: /shop/echo is routed as /app/echo (ProxyPass /app/ -> the member's /echo).
+        import json
+
+        answer = yield self.request(b"GET /shop/echo?b=2")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        echo = json.loads(body)
+        self.assertEqual((echo["uri"], echo["query"]), ("/echo", "b=2"))
 
     @defer.inlineCallbacks
     def test_upgrade_split(self):

@@ -774,16 +774,16 @@ class _Reader:
         elif {"p", "proxy"} & set(flags):
             status = 0
         elif {"pt", "passthrough"} & set(flags):
-            raise node.error(
-                "RewriteRule … [PT] (rewrite, then route with ProxyPass) is not supported; "
-                "proxy with [P] to the balancer, or map the path with ProxyPass"
-            )
+            if target == "-" or not target.startswith("/"):
+                raise node.error("RewriteRule … [PT] needs a path (starting with '/') to route")
+            status = 1
         elif target == "-":
             raise node.error("RewriteRule … - without [F], [G], [R] or [P] changes nothing here")
         else:
             raise node.error(
-                "RewriteRule without [R], [P], [F] or [G] rewrites to a file, and twisted_lb "
-                "serves no files: add [P] to proxy or [R] to redirect"
+                "RewriteRule without [R], [P], [PT], [F] or [G] rewrites to a file, and "
+                "twisted_lb serves no files: add [PT] to route the new path, [P] to proxy or "
+                "[R] to redirect"
             )
         self.pending_rules.append((node, scope, status, pattern, target, kwargs, False))
 
