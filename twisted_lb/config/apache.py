@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -1118,12 +1119,25 @@ class _Reader:
         scope.headers.append((node, request, edit))
 
     def d_proxyvia(self, node: Node, scope: _Scope) -> None:
+        """
+        C{ProxyVia On|Full} appends this proxy to C{Via} of requests and
+        answers, C{Block} removes C{Via} from requests: header edits of the
+        scope, as Apache's mod_proxy makes them.
+        """
+        self.host_only(node, scope)
         value = _one_arg(node).lower()
-        if value != "off":
-            raise node.error(
-                f"ProxyVia {_one_arg(node)} is not supported: twisted_lb adds no Via header "
-                "(ProxyVia Off, Apache's default); remove the line"
-            )
+        if value not in ("off", "on", "full", "block"):
+            raise node.error(f"ProxyVia must be Off, On, Full or Block, not {_one_arg(node)!r}")
+        if value == "off":
+            return
+        if value == "block":
+            scope.headers.append((node, True, HeaderEdit("unset", "Via")))
+            return
+        found = scope.get("servername")
+        name = found[0] if found is not None else socket.gethostname()
+        via = f"1.1 {name}" + (" (twisted_lb)" if value == "full" else "")
+        scope.headers.append((node, True, HeaderEdit("append", "Via", via)))
+        scope.headers.append((node, False, HeaderEdit("append", "Via", via, always=True)))
 
     def access_of(self, node: Node, scope: _Scope, *, require: bool) -> _Access:
         if scope.kind not in ("proxy", "proxyurl", "location"):
