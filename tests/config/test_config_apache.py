@@ -1726,3 +1726,19 @@ def test_proxy_via(tmp_path) -> None:
     config, _ = read(tmp_path, f"Listen 80\n{APP}ProxyVia Block\nProxyPass / balancer://app/\n")
     assert config.routes[0].request_headers == (HeaderEdit("unset", "Via"),)
     assert config.routes[0].response_headers == ()
+
+
+def test_first_hosts_of_two_ports_are_warned_about(tmp_path) -> None:
+    """Name-based hosts on one port and a proxying host on another: the difference is said."""
+    _, warnings = read(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\nProxyPass / http://h:1/\n</VirtualHost>\n"
+        "<VirtualHost *:80>\nServerName b\nProxyPass / http://h:2/\n</VirtualHost>\n"
+        "<VirtualHost *:8080>\nServerName c\nProxyPass / http://h:3/\n</VirtualHost>\n",
+    )
+    assert [w for w in warnings if "each the first on their port" in w] == [
+        "line 9: this <VirtualHost> and the one at line 1 are each the first on their port; "
+        "twisted_lb chooses virtual hosts by name on every port, so a name neither lists "
+        "reaches the routes of both (the first file's route wins on the same path), where "
+        "Apache would use the first host of the port the request came to"
+    ]

@@ -1744,6 +1744,7 @@ class _Reader:
                 continue
             routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
+        self.check_defaults_across_ports()
         out = []
         self.route_paths = {path for path, _ in routes}
         for r, node in routes.values():
@@ -1927,6 +1928,30 @@ class _Reader:
         else:
             balancers[name] = BalancerConfig(name=name, members=(member,), sticky=None)
         return name, parts.path
+
+    def check_defaults_across_ports(self) -> None:
+        """
+        With name-based virtual hosts, twisted_lb chooses by name on every
+        port; say so when two ports each have a proxying first host (Apache
+        would send other names to each port's own first host).
+        """
+        if not self.name_based:
+            return
+        defaults = []
+        for group in self.vhost_groups().values():
+            first = group[0][0]
+            if first.passes and all(first is not d for d in defaults):
+                defaults.append(first)
+        if len(defaults) > 1:
+            nodes = [d.node for d in defaults if d.node is not None]
+            self.warn(
+                nodes[1],
+                "this <VirtualHost> and the one at "
+                f"{self.where(nodes[0])} are each the first on their port; twisted_lb chooses "
+                "virtual hosts by name on every port, so a name neither lists reaches the "
+                "routes of both (the first file's route wins on the same path), where Apache "
+                "would use the first host of the port the request came to",
+            )
 
     def check_shadowing(self) -> None:
         """
