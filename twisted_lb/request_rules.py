@@ -22,6 +22,9 @@ from urllib.parse import quote, unquote
 
 import attrs
 
+from twisted_lb.access import AccessRule
+from twisted_lb.basic_auth import AuthRule
+
 __all__ = [
     "VARIABLES",
     "Condition",
@@ -177,6 +180,8 @@ class Outcome:
     balancer: str = ""
     path: bytes = b""
     query: bytes | None = None
+    #: The proxying rule that decided (its access rules and balancer).
+    rule: RequestRule | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -203,6 +208,10 @@ class RequestRule:
     @ivar after_routes: checked only for requests no route serves (or an
         exclusion route): Apache's C{Redirect} and C{RedirectMatch}, which
         it checks after C{ProxyPass}.
+    @ivar access: for a proxying rule, the access rules of the request's own
+        path (its host's C{<Location>} and C{<Proxy>} sections), checked as a
+        route's are, since Apache checks them against the requested URL.
+    @ivar auth: likewise, the login rules.
     """
 
     pattern: str
@@ -216,6 +225,8 @@ class RequestRule:
     prefix: bool = False
     hosts: tuple[str, ...] = ()
     after_routes: bool = False
+    access: tuple[AccessRule, ...] = ()
+    auth: tuple[AuthRule, ...] = ()
     _regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -269,6 +280,7 @@ class RequestRule:
                 url = "/" + url
             return Outcome(
                 self.status,
+                rule=self,
                 balancer=self.balancer,
                 path=url.encode("utf-8"),
                 query=query.encode("utf-8") if (query or question or request.query) else None,

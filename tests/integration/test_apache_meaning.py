@@ -450,6 +450,9 @@ class RewriteTests(TestCase):
                 ProxyPass /app/ balancer://app/
                 ProxyPass /secure balancer://app/
                 ProxyPass /readonly/ balancer://app/
+                <Location /legacy/private>
+                    Require all denied
+                </Location>
                 RedirectMatch 301 ^/old/(.*)$ /app/$1
                 Redirect permanent /docs https://docs.example.com/manual
             </VirtualHost>
@@ -487,6 +490,11 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /legacy/echo?a=1")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+        # A <Location> guards the requested path also when a rule proxies it (as Apache).
+        answer = yield self.request(b"GET /legacy/private/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        answer = yield self.request(b"GET /legacy/%70rivate/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
         # [PT]: /shop/echo is routed as /app/echo (ProxyPass /app/ -> the member's /echo).
         import json
 

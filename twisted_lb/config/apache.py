@@ -1937,7 +1937,7 @@ class _Reader:
         """
         if not self.name_based:
             return
-        defaults = []
+        defaults: list[_Scope] = []
         for group in self.vhost_groups().values():
             first = group[0][0]
             if first.passes and all(first is not d for d in defaults):
@@ -2229,7 +2229,9 @@ class _Reader:
                 continue
             try:
                 if status == 0:
+                    url = target
                     kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
+                    kwargs["access"], kwargs["auth"] = self.site_access(node, scope, url)
                 rule = RequestRule(pattern, target, status, **kwargs)
             except ValueError as e:
                 self.fail(node, node.error(f"{node.name}: {e}"))
@@ -2290,6 +2292,29 @@ class _Reader:
                 "ServerAlias, so Apache would never choose it: add ServerName"
             )
         return names
+
+    def site_access(
+        self, node: Node, scope: _Scope, url: str
+    ) -> tuple[tuple[AccessRule, ...], tuple[AuthRule, ...]]:
+        """
+        The access and login rules of a proxying rule: those of the <Proxy>
+        sections its URL matches, then every <Location> of its host, each
+        for its own path (Apache checks them against the requested URL).
+        """
+        fake = _Pass(node, "/", url, [], scope)
+        access: list[AccessRule] = []
+        auth: list[AuthRule] = []
+        for section in self.proxy_sections_for(fake):
+            if section.access is not None:
+                access.append(section.access.rule("/"))
+                auth.append(section.access.auth_rule("/", section))
+        for loc in self.location_scopes:
+            if loc.access is None or loc.host not in (self.main, scope.host):
+                continue
+            assert loc.location is not None
+            access.append(loc.access.rule(loc.location))
+            auth.append(loc.access.auth_rule(loc.location, loc))
+        return tuple(access), tuple(auth) if any(a.user_file for a in auth) else ()
 
     def proxy_target(
         self, node: Node, scope: _Scope, target: str, balancers: dict[str, BalancerConfig]
