@@ -424,9 +424,21 @@ class ProxyResource(Resource):
             raise RequestRefused(400, reason)
         router = self._router.for_host(authority or request.getHeader(b"host") or b"")
         rules = router.rules
+        # Access rules and logins are for the path the client asked for
+        # (Apache's <Location>), also when a rule proxies it elsewhere.
+        asked = path
         outcome = _rule_outcome(rules, request, path, query, False) if rules else None
+        if outcome is not None and outcome.status == 1:
+            # [PT]: the rewritten path is routed as if the client had asked for it.
+            path, query = outcome.path, outcome.query or b""
+            uri = path + (b"?" + query if outcome.query is not None else b"")
+            asked = path
+            reason = unsafe_path(path)
+            if reason is not None:
+                raise RequestRefused(400, f"the rewritten path: {reason}")
+            outcome = None
         if outcome is not None and not outcome.status:
-            target = router.proxy_targets[outcome.balancer]
+            target = router.proxy_targets[outcome.rule]
             match: Match[ProxyTarget] | None = Match(target, b"", outcome.path)
             path, query = outcome.path, outcome.query or b""
             uri = path + (b"?" + query if outcome.query is not None else b"")
@@ -442,13 +454,13 @@ class ProxyResource(Resource):
             raise RequestRefused(404, "no route for this path")
         target = match.target
         if target.access is not None and not target.access.allows(
-            path, _client(request), getattr(request.getHost(), "host", None)
+            asked, _client(request), getattr(request.getHost(), "host", None)
         ):
             refused = RequestRefused(403, "the route's access rules do not allow this client")
             refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
             raise refused
         if target.auth is not None:
-            challenge = target.auth.challenge(path, request.getHeader(b"authorization"))
+            challenge = target.auth.challenge(asked, request.getHeader(b"authorization"))
             if challenge is not None:
                 request.setHeader(b"www-authenticate", challenge)
                 refused = RequestRefused(401, "this path needs a login")

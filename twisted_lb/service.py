@@ -21,9 +21,11 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from twisted_lb.access import AccessRules
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
+from twisted_lb.basic_auth import AuthRules
 from twisted_lb.compat import listening_port, raise_listen_errors
 from twisted_lb.config.model import (
     DEFAULT_HOST,
@@ -40,7 +42,7 @@ from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.errors import ErrorPage
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
-from twisted_lb.request_rules import RequestRules
+from twisted_lb.request_rules import RequestRule, RequestRules
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router, VirtualHosts
 from twisted_lb.tls import server_context
@@ -333,16 +335,22 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
             # An htpasswd file that cannot be read (start-up or reload).
             raise ConfigError(config.source, f"routes[{index}].auth", str(e)) from None
         entries.append((route, target))
-    proxy_targets = {
-        rule.balancer: ProxyTarget(
+    proxy_targets: dict[RequestRule, ProxyTarget] = {}
+    for index, rule in enumerate(config.rules):
+        if rule.status != 0:
+            continue
+        try:
+            auth = AuthRules(rule.auth) if rule.auth else None
+        except (OSError, ValueError) as e:
+            raise ConfigError(config.source, f"rules[{index}].auth", str(e)) from None
+        proxy_targets[rule] = ProxyTarget(
             dispatcher=balancers[rule.balancer].dispatcher,
             sticky=balancers[rule.balancer].config.sticky,
             websocket=balancers[rule.balancer].websocket,
             allow_trace=config.allow_trace,
+            access=AccessRules(rule.access) if rule.access else None,
+            auth=auth,
         )
-        for rule in config.rules
-        if rule.status == 0
-    }
 
     def with_rules(router: Router[ProxyTarget], name: str | None) -> Router[ProxyTarget]:
         rules = tuple(

@@ -442,6 +442,7 @@ class RewriteTests(TestCase):
                 RewriteCond %{{REQUEST_METHOD}} ^(PUT|DELETE)$
                 RewriteRule ^/readonly/ - [F]
                 RewriteRule ^/app$ /app/ [R]
+                RewriteRule ^/shop/(.*)$ /app/$1 [PT,QSA]
                 <Proxy balancer://app>
                     BalancerMember {self.node.url} route=node1
                 </Proxy>
@@ -449,6 +450,9 @@ class RewriteTests(TestCase):
                 ProxyPass /app/ balancer://app/
                 ProxyPass /secure balancer://app/
                 ProxyPass /readonly/ balancer://app/
+                <Location /legacy/private>
+                    Require all denied
+                </Location>
                 RedirectMatch 301 ^/old/(.*)$ /app/$1
                 Redirect permanent /docs https://docs.example.com/manual
             </VirtualHost>
@@ -486,6 +490,21 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /legacy/echo?a=1")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+        # A <Location> guards the requested path also when a rule proxies it (as Apache).
+        answer = yield self.request(b"GET /legacy/private/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        answer = yield self.request(b"GET /legacy/%70rivate/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        # [PT]: /shop/echo is routed as /app/echo (ProxyPass /app/ -> the member's /echo).
+        import json
+
+        answer = yield self.request(b"GET /shop/echo?b=2")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        echo = json.loads(body)
+        self.assertEqual((echo["uri"], echo["query"]), ("/echo", "b=2"))
 
     @defer.inlineCallbacks
     def test_upgrade_split(self):

@@ -227,6 +227,24 @@ def _rule(rule: RequestRule) -> list[str]:
     if rule.hosts:
         items["hosts"] = list(rule.hosts)
     out = ["[[rules]]", *_lines(items)]
+    for access in rule.access:
+        rfields: dict[str, Any] = {
+            "path": access.path,
+            "order": access.order,
+            "allow": list(access.allow),
+        }
+        if access.deny:
+            rfields["deny"] = list(access.deny)
+        out += ["", "[[rules.access]]", *_lines(rfields)]
+    for auth in rule.auth:
+        afields: dict[str, Any] = {
+            "path": auth.path,
+            "realm": auth.realm,
+            "user_file": auth.user_file,
+        }
+        if auth.users:
+            afields["users"] = list(auth.users)
+        out += ["", "[[rules.auth]]", *_lines(afields)]
     for condition in rule.conditions:
         fields: dict[str, Any] = {"test": condition.test, "pattern": condition.pattern}
         if condition.nocase:

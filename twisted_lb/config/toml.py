@@ -91,6 +91,8 @@ _RULE = {
     "prefix": "bool",
     "hosts": "strlist",
     "after_routes": "bool",
+    "access": "tables",
+    "auth": "tables",
 }
 _CONDITION = {"test": "str", "pattern": "str", "nocase": "bool", "ornext": "bool"}
 _ADMIN = {
@@ -610,31 +612,36 @@ class _Reader:
             hosts = table["hosts"]
             kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         if "auth" in table:
-            auth = []
-            for i, t in enumerate(table["auth"]):
-                aprefix = f"{_join(prefix, 'auth')}[{i}]"
-                self.check(t, _AUTH, aprefix)
-                users = t.get("users", ())
-                auth.append(
-                    self.model(
-                        AuthRule,
-                        {
-                            "path": t.get("path", table["path"]),
-                            "realm": t.get("realm", "Restricted"),
-                            "user_file": self.path(t["user_file"]) if "user_file" in t else "",
-                            "users": (users,) if isinstance(users, str) else tuple(users),
-                        },
-                        aprefix,
-                        {},
-                    )
-                )
-            kwargs["auth"] = tuple(auth)
+            kwargs["auth"] = self.auth_rules(table["auth"], prefix, table["path"])
         if "access" in table:
             kwargs["access"] = tuple(
                 self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", table["path"])
                 for i, t in enumerate(table["access"])
             )
         return self.model(RouteConfig, kwargs, prefix, {})
+
+    def auth_rules(
+        self, tables: list[dict[str, Any]], prefix: str, default_path: str
+    ) -> tuple[AuthRule, ...]:
+        auth = []
+        for i, t in enumerate(tables):
+            aprefix = f"{_join(prefix, 'auth')}[{i}]"
+            self.check(t, _AUTH, aprefix)
+            users = t.get("users", ())
+            auth.append(
+                self.model(
+                    AuthRule,
+                    {
+                        "path": t.get("path", default_path),
+                        "realm": t.get("realm", "Restricted"),
+                        "user_file": self.path(t["user_file"]) if "user_file" in t else "",
+                        "users": (users,) if isinstance(users, str) else tuple(users),
+                    },
+                    aprefix,
+                    {},
+                )
+            )
+        return tuple(auth)
 
     def access_rule(self, table: dict[str, Any], prefix: str, route_path: str) -> AccessRule:
         self.check(table, _ACCESS, prefix)
@@ -664,7 +671,14 @@ class _Reader:
                 if key not in t:
                     raise self.error(_join(cprefix, key), "is required")
             conditions.append(self.model(Condition, dict(t), cprefix, {}))
-        kwargs = {k: v for k, v in table.items() if k not in ("conditions", "hosts")}
+        kwargs = {
+            k: v for k, v in table.items() if k not in ("conditions", "hosts", "access", "auth")
+        }
+        kwargs["access"] = tuple(
+            self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", "/")
+            for i, t in enumerate(table.get("access", []))
+        )
+        kwargs["auth"] = self.auth_rules(table.get("auth", []), prefix, "/")
         hosts = table.get("hosts", ())
         kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         kwargs["conditions"] = tuple(conditions)
