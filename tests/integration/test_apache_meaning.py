@@ -432,6 +432,7 @@ class RewriteTests(TestCase):
             Listen 127.0.0.1:0
             <VirtualHost 127.0.0.1:0>
                 ServerName app.example.com
+                Header always set X-Site app
                 RewriteEngine On
                 RewriteCond %{{HTTP:Upgrade}} websocket [NC]
                 RewriteCond %{{HTTP:Connection}} upgrade [NC]
@@ -490,6 +491,8 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /legacy/echo?a=1")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+        # The host's Header lines reach answers proxied by a rule too.
+        self.assertEqual(_header(answer, b"x-site"), [b"app"])
         # A <Location> guards the requested path also when a rule proxies it (as Apache).
         answer = yield self.request(b"GET /legacy/private/echo")
         self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
