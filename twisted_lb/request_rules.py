@@ -24,6 +24,7 @@ import attrs
 
 from twisted_lb.access import AccessRule
 from twisted_lb.basic_auth import AuthRule
+from twisted_lb.header_edits import HeaderEdit
 
 __all__ = [
     "VARIABLES",
@@ -212,6 +213,9 @@ class RequestRule:
         path (its host's C{<Location>} and C{<Proxy>} sections), checked as a
         route's are, since Apache checks them against the requested URL.
     @ivar auth: likewise, the login rules.
+    @ivar request_headers: for a proxying rule, the C{RequestHeader} edits
+        of its host (top level, virtual host, matching C{<Proxy>} sections).
+    @ivar response_headers: likewise, the C{Header} edits.
     """
 
     pattern: str
@@ -227,6 +231,8 @@ class RequestRule:
     after_routes: bool = False
     access: tuple[AccessRule, ...] = ()
     auth: tuple[AuthRule, ...] = ()
+    request_headers: tuple[HeaderEdit, ...] = ()
+    response_headers: tuple[HeaderEdit, ...] = ()
     _regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:

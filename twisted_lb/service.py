@@ -41,6 +41,7 @@ from twisted_lb.drain import ClientConnections, wait_until
 from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.errors import ErrorPage
 from twisted_lb.frontend import FrontendSite
+from twisted_lb.header_edits import HeaderEdits
 from twisted_lb.health import HealthChecker, Prober
 from twisted_lb.request_rules import RequestRule, RequestRules
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
@@ -350,6 +351,11 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
             allow_trace=config.allow_trace,
             access=AccessRules(rule.access) if rule.access else None,
             auth=auth,
+            header_edits=(
+                HeaderEdits(rule.request_headers, rule.response_headers)
+                if rule.request_headers or rule.response_headers
+                else None
+            ),
         )
 
     def with_rules(router: Router[ProxyTarget], name: str | None) -> Router[ProxyTarget]:

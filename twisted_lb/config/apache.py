@@ -1838,14 +1838,16 @@ class _Reader:
         Header lines in a <Location> that covers only part of a route are
         refused; those of a virtual host without routes get a warning.
         """
+        proxying_hosts = {
+            id(scope.host) for _, scope, status, *_ in self.pending_rules if status == 0
+        }
         for vhost in self.vhosts:
-            if vhost.headers and not vhost.passes:
+            if vhost.headers and not vhost.passes and id(vhost) not in proxying_hosts:
                 node = vhost.headers[0][0]
                 self.warn(
                     node,
-                    f"{node.name} in a <VirtualHost> without ProxyPass is not used: "
-                    "twisted_lb edits headers per route, and its redirect listeners and "
-                    "RewriteRule [P] answers get no Header edits",
+                    f"{node.name} in a <VirtualHost> that proxies nothing is not used "
+                    "(twisted_lb's redirect listeners add no headers)",
                 )
         paths = {r.path for r in routes}
         for loc in self.location_scopes:
@@ -2236,6 +2238,9 @@ class _Reader:
                     url = target
                     kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
                     kwargs["access"], kwargs["auth"] = self.site_access(node, scope, url)
+                    edits = self.site_headers(node, scope, url)
+                    kwargs["request_headers"] = tuple(e for request, e in edits if request)
+                    kwargs["response_headers"] = tuple(e for request, e in edits if not request)
                 rule = RequestRule(pattern, target, status, **kwargs)
             except ValueError as e:
                 self.fail(node, node.error(f"{node.name}: {e}"))
@@ -2296,6 +2301,17 @@ class _Reader:
                 "ServerAlias, so Apache would never choose it: add ServerName"
             )
         return names
+
+    def site_headers(self, node: Node, scope: _Scope, url: str) -> list[tuple[bool, HeaderEdit]]:
+        """
+        The Header and RequestHeader edits of a proxying rule: the top
+        level, its virtual host and the <Proxy> sections its URL matches
+        (a <Location>'s edits are per route, and a warning says so).
+        """
+        fake = _Pass(node, "/", url, [], scope)
+        scopes = [self.main] if scope.host is self.main else [self.main, scope.host]
+        scopes += self.proxy_sections_for(fake)
+        return [(request, edit) for s in scopes for _, request, edit in s.headers]
 
     def site_access(
         self, node: Node, scope: _Scope, url: str

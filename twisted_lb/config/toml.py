@@ -93,6 +93,8 @@ _RULE = {
     "after_routes": "bool",
     "access": "tables",
     "auth": "tables",
+    "request_headers": "tables",
+    "response_headers": "tables",
 }
 _CONDITION = {"test": "str", "pattern": "str", "nocase": "bool", "ornext": "bool"}
 _ADMIN = {
@@ -672,8 +674,16 @@ class _Reader:
                     raise self.error(_join(cprefix, key), "is required")
             conditions.append(self.model(Condition, dict(t), cprefix, {}))
         kwargs = {
-            k: v for k, v in table.items() if k not in ("conditions", "hosts", "access", "auth")
+            k: v
+            for k, v in table.items()
+            if k
+            not in ("conditions", "hosts", "access", "auth", "request_headers", "response_headers")
         }
+        for key in ("request_headers", "response_headers"):
+            kwargs[key] = tuple(
+                self.header_edit(t, f"{_join(prefix, key)}[{i}]", key == "request_headers")
+                for i, t in enumerate(table.get(key, []))
+            )
         kwargs["access"] = tuple(
             self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", "/")
             for i, t in enumerate(table.get("access", []))
