@@ -151,6 +151,8 @@ class _SendRequest:
             or sink.gone  # nobody to answer
             or (error.reached_application and not exchange.retryable)
             or (exchange.body_length and isinstance(error, BackendRejected))
+            # A streamed body is read once: bytes that went out cannot be replayed.
+            or exchange.body_sent
         ):
             return False
         if exchange.body is not None:
@@ -159,7 +161,7 @@ class _SendRequest:
 
     def succeeded(self, balancer: Balancer, member: Member) -> None:
         balancer.request_finished(
-            member, bytes_in=self._sink.bytes_written, bytes_out=self._exchange.body_length
+            member, bytes_in=self._sink.bytes_written, bytes_out=self._exchange.body_bytes
         )
 
 

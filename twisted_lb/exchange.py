@@ -16,6 +16,7 @@ from typing import IO, Any, Protocol
 
 import attrs
 
+from twisted_lb.request_body import StreamedBody
 from twisted_lb.rewrite import RouteRewriting
 
 __all__ = [
@@ -225,7 +226,10 @@ class Exchange:
     @ivar ssl_cert: the client's certificate chain (PEM, its own first), if
         it presented one.
     @ivar body: the request body (seekable), or C{None} for none.
-    @ivar body_length: the body's length in bytes.
+    @ivar body_length: the body's length in bytes; -1 for a streamed body of
+        unknown length (chunked).
+    @ivar body_stream: the request body when it is streamed from the client
+        as it arrives (then L{body} is C{None}): read once, never replayed.
     @ivar session_routes: candidate sticky routes found in the request.
     @ivar preserve_host: send the client's Host to HTTP members.
     @ivar public_prefix: the route's public path prefix (for rewriting answers).
@@ -249,6 +253,7 @@ class Exchange:
     is_ssl: bool
     body: IO[bytes] | None = None
     body_length: int = 0
+    body_stream: StreamedBody | None = None
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
     ssl_key_size: int | None = None
@@ -266,6 +271,18 @@ class Exchange:
     def retryable(self) -> bool:
         """Whether the request may be replayed after it may have reached a member."""
         return self.method in IDEMPOTENT_METHODS and self.body_length == 0
+
+    @property
+    def body_sent(self) -> bool:
+        """Whether bytes of a streamed body went to a member (it cannot be sent again)."""
+        stream = self.body_stream
+        return stream is not None and stream.sent > 0
+
+    @property
+    def body_bytes(self) -> int:
+        """The body bytes sent to the member (for a streamed body: so far)."""
+        stream = self.body_stream
+        return self.body_length if stream is None else stream.sent
 
 
 class ResponseSink(Protocol):

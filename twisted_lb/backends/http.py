@@ -61,6 +61,7 @@ from twisted_lb.exchange import (
     response_head_problem,
 )
 from twisted_lb.quiet import QuietFactory
+from twisted_lb.request_body import BodyError, StreamedBody
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
 __all__ = ["HTTPBackend"]
@@ -504,6 +505,69 @@ class _Dropper(Protocol):
         self.transport.stopProducing()  # type: ignore[union-attr]
 
 
+@implementer(IBodyProducer)
+class _StreamProducer:
+    """
+    Streams a body from the client (L{StreamedBody}) to the member as it
+    arrives: with its C{Content-Length}, or chunked when its length is
+    unknown. The member connection pauses it when its buffer is full; the
+    client is paused in turn when too much waits here.
+    """
+
+    def __init__(self, stream: StreamedBody, on_write: Callable[[], None]) -> None:
+        self._stream = stream
+        self.length = stream.length if stream.length is not None else web_client.UNKNOWN_LENGTH
+        self._on_write = on_write
+        self._consumer: IConsumer | None = None
+        self._done: defer.Deferred[None] | None = None
+        self._paused = False
+        self._waiting = False
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self._consumer = consumer
+        self._done = done = defer.Deferred[None]()
+        self._pump()
+        return done
+
+    def _pump(self) -> None:
+        stream = self._stream
+        while self._done is not None and not self._paused:
+            try:
+                data = stream.read(_READ_SIZE)
+            except BodyError as e:
+                done, self._done = self._done, None
+                done.errback(OSError(f"the client's request body failed: {e}"))
+                return
+            if data is None:
+                if not self._waiting:
+                    self._waiting = True
+                    stream.when_readable(self._readable)
+                return
+            if not data:
+                done, self._done = self._done, None
+                done.callback(None)
+                return
+            self._on_write()
+            assert self._consumer is not None
+            self._consumer.write(data)
+
+    def _readable(self) -> None:
+        self._waiting = False
+        self._pump()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._pump()
+
+    def stopProducing(self) -> None:
+        # Stopped: the Deferred never fires, as IBodyProducer wants.
+        self._done = None
+
+
 @implementer(IPushProducer)
 class _Attempt(Protocol):
     """
@@ -536,8 +600,10 @@ class _Attempt(Protocol):
         sink.on_client_gone(self._on_client_gone)
         if self._client_gone:
             raise ResponseAborted("client went away before the request was sent")
-        body = None
-        if exchange.body_length > 0 or any(n == b"content-length" for n, _ in exchange.headers):
+        body: _BodyProducer | _StreamProducer | None = None
+        if exchange.body_stream is not None:
+            body = _StreamProducer(exchange.body_stream, self._rearm)
+        elif exchange.body_length > 0 or any(n == b"content-length" for n, _ in exchange.headers):
             # The client framed a body (maybe an empty one): so does the member request.
             body = _BodyProducer(exchange.body, exchange.body_length, self._rearm)
         try:
