@@ -1,6 +1,6 @@
 """
 The forwarding fields (X-Forwarded-*) are built in one place,
-L{twisted_lb.exchange.forwarding_headers}, and an HTTP member's request and a
+L{twisted_lb.http_rules.forwarding_headers}, and an HTTP member's request and a
 WebSocket member's upgrade get the same ones.
 """
 
@@ -11,7 +11,8 @@ from twisted.internet.testing import MemoryReactorClock
 
 from twisted_lb.backends.http import HTTPBackend
 from twisted_lb.config.model import BalancerConfig, MemberConfig
-from twisted_lb.exchange import Exchange, forwarding_headers
+from twisted_lb.exchange import Exchange
+from twisted_lb.http_rules import forwarding_headers
 from twisted_lb.service import build_balancer
 
 

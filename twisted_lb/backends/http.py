@@ -52,14 +52,13 @@ from twisted_lb.errors import (
     TLSFailed,
 )
 from twisted_lb.exchange import (
-    FORWARDING_FIELDS,
     Exchange,
     ResponseSink,
     field_problem,
-    forwarding_headers,
     member_path,
     response_head_problem,
 )
+from twisted_lb.http_rules import FORWARDING_FIELDS, forwarding_headers
 from twisted_lb.quiet import QuietFactory
 from twisted_lb.request_body import BodyError, StreamedBody
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin

@@ -32,7 +32,8 @@ from twisted_lb.balancer import Member
 from twisted_lb.compat import autobahn_fail, autobahn_take_received
 from twisted_lb.dispatch import Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, status_for
-from twisted_lb.exchange import FORWARDING_FIELDS, Exchange, forwarding_headers
+from twisted_lb.exchange import Exchange
+from twisted_lb.http_rules import FORWARDING_FIELDS, forwarding_headers
 
 from .frames import FrameScanner, rsv_rules
 from .member import MemberSide, TunnelBackend, UpgradeRefused, UpstreamRequest
