@@ -3,5 +3,5 @@
 # https://localhost:8443/ (http://localhost:8080/ redirects there); the balancer manager on http://localhost:8081/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/venv.sh
+bash scripts/venv.sh runtime
 exec .venv/bin/twistd -n lbproxy --demo "$@"

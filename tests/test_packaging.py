@@ -1,7 +1,7 @@
 """
 The built wheel carries the twistd plugin, and an install into a clean
 virtual environment runs C{twistd lbproxy --help} (the plugin is easy to
-lose: see style-anchors §8).
+lose: see style-anchors §8), prints twisted_lb's version and serves.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -51,3 +52,42 @@ def test_wheel_has_plugin_and_installs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "--config" in result.stdout and "--demo" in result.stdout
+    # Its own version, not Twisted's, from both commands.
+    from twisted_lb import __version__
+
+    for argv in (
+        [str(venv / "bin" / "twistd"), "lbproxy", "--version"],
+        [str(python), "-m", "twisted_lb", "--version"],
+    ):
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=CLEAN_ENV
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"twisted_lb {__version__} ("), result.stdout
+    # And it runs: a configuration checked, then served until it says it is ready.
+    config = tmp_path / "site.toml"
+    config.write_text(
+        'workers = 1\n[[listen]]\nendpoint = "tcp:0:interface=127.0.0.1"\n'
+        '[balancers.app]\n[[balancers.app.members]]\nurl = "ajp://127.0.0.1:1"\n'
+        '[[routes]]\npath = "/"\nbalancer = "app"\n'
+    )
+    twistd = str(venv / "bin" / "twistd")
+    check = subprocess.run(
+        [twistd, "-n", "lbproxy", "--check", "--config", str(config)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=CLEAN_ENV,
+    )
+    assert check.returncode == 0 and "configuration OK" in check.stderr, check.stderr
+    log = tmp_path / "proxy.log"
+    with log.open("wb") as out:
+        proxy = subprocess.Popen(
+            [twistd, "-n", "lbproxy", "--config", str(config)],
+            cwd=tmp_path, env=CLEAN_ENV, stdout=out, stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "ready: listening on 127.0.0.1:" not in log.read_text():
+                assert proxy.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        finally:
+            proxy.terminate()
+            proxy.wait(30)

@@ -75,14 +75,20 @@ def test_demo_option() -> None:
     [
         [],
         ["--demo", "--config", __file__],
-        ["--config", "/nonexistent/site.toml"],
     ],
-    ids=["neither", "both", "missing-file"],
+    ids=["neither", "both"],
 )
 def test_usage_errors(argv: list[str]) -> None:
-    """Neither option, both options, or a missing file raise UsageError."""
+    """Neither option or both options raise UsageError."""
     with pytest.raises(usage.UsageError):
         _options(*argv)
+
+
+def test_missing_file_is_one_line() -> None:
+    """A missing file ends the program with one line (twistd prints usage for a UsageError)."""
+    with pytest.raises(SystemExit) as raised:
+        _options("--config", "/nonexistent/site.toml")
+    assert str(raised.value) == "twisted_lb: /nonexistent/site.toml: no such configuration file"
 
 
 def test_demo_service_builds(tmp_path: Path) -> None:
@@ -159,3 +165,43 @@ def test_endpoint_file_errors_are_configuration_errors(
     message = str(raised.value)
     assert message.startswith(f"twisted_lb: configuration error: {config}: {key}: ")
     assert str(pem) in message and problem in message
+
+
+def test_check_lists_every_refused_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    --check on an Apache file with five refused lines names all five (file,
+    line, directive, reason) in one run and exits non-zero; the warnings
+    for accepted lines are printed once per directive.
+    """
+    config = tmp_path / "httpd.conf"
+    config.write_text(
+        "Listen 127.0.0.1:0\n"
+        "LogFormat a\n"
+        "LogFormat b\n"
+        "RewriteRule ^/(.*) http://x/$1 [P,CO=a:b:c]\n"
+        "<Proxy balancer://app>\n"
+        "  BalancerMember ajp://127.0.0.1:8009 route=n1 frobnicate=2\n"
+        "</Proxy>\n"
+        "ProxyPass /app balancer://app\n"
+        "Frobnicate yes\n"
+        "ProxyRequests On\n"
+        "<LocationMatch ^/x>\n"
+        "</LocationMatch>\n"
+    )
+    with pytest.raises(SystemExit) as raised:
+        tap._make_service(_options("--config", str(config), "--check"), MemoryReactorClock())
+    message = str(raised.value)
+    lines = message.splitlines()
+    assert lines[0] == "twisted_lb: 5 configuration errors:"
+    for line, (number, name) in zip(
+        lines[1:],
+        [(4, "RewriteRule"), (6, "BalancerMember"), (9, "Frobnicate"), (10, "ProxyRequests"),
+         (11, "<LocationMatch>")],
+        strict=True,
+    ):
+        assert line.startswith(f"  {config}: line {number}: ") and name in line
+    warnings = capsys.readouterr().err.splitlines()
+    assert [w for w in warnings if "LogFormat" in w] == [
+        "warning: line 2 and 1 more line: LogFormat is accepted and has no effect on proxying: "
+        "twisted_lb writes its own logs (access_log and log_format in the native file)"
+    ]

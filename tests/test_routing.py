@@ -4,7 +4,14 @@ import itertools
 
 import pytest
 
-from twisted_lb.routing import Router, _segment_problem, unsafe_path, unsafe_query, valid_host
+from twisted_lb.routing import (
+    Router,
+    _segment_problem,
+    absolute_target,
+    unsafe_path,
+    unsafe_query,
+    valid_host,
+)
 
 
 @pytest.mark.parametrize(
@@ -96,3 +103,52 @@ def test_router_longest_prefix_at_segment_boundary():
     assert router.match(b"/share;jsessionid=1").rest == b";jsessionid=1"
     assert router.match(b"/shareholders").target == "root"
     assert Router([("/app", "app")]).match(b"/other") is None
+
+
+@pytest.mark.parametrize(
+    ("target", "authority", "origin"),
+    [
+        (b"http://example.com/app?a=1", b"example.com", b"/app?a=1"),
+        (b"HTTPS://Example.com:8443/a/b", b"Example.com:8443", b"/a/b"),
+        (b"http://example.com", b"example.com", b"/"),
+        (b"http://example.com?a=1", b"example.com", b"/?a=1"),
+        (b"http://[::1]:8080/x", b"[::1]:8080", b"/x"),
+        (b"http://h/a?b=http://c/d", b"h", b"/a?b=http://c/d"),
+    ],
+)
+def test_absolute_targets(target, authority, origin):
+    assert absolute_target(target) == (authority, origin)
+
+
+@pytest.mark.parametrize(
+    ("target", "reason"),
+    [
+        (b"ftp://example.com/", "origin-form"),
+        (b"example.com/app", "origin-form"),
+        (b"*", "origin-form"),
+        (b"http://u@example.com/", "user information"),
+        (b"http:///app", "host"),
+        (b"http://a b/app", "host"),
+        (b"http://a/app#x", "fragment"),
+    ],
+)
+def test_refused_absolute_targets(target, reason):
+    with pytest.raises(ValueError, match=reason):
+        absolute_target(target)
+
+
+def test_virtual_hosts_choose_by_host_name() -> None:
+    """VirtualHosts picks the router of the Host's name (port, case, trailing dot ignored)."""
+    from twisted_lb.routing import VirtualHosts, host_name
+
+    default = Router([("/", "default")])
+    api = Router([("/", "api")])
+    wild = Router([("/", "wild")])
+    hosts = VirtualHosts(default, {"api.example.com": api, "*.example.org": wild})
+    assert hosts.by_host and not default.by_host
+    assert hosts.match(b"/x", b"API.Example.com:8443").target == "api"
+    assert hosts.match(b"/x", b"api.example.com.").target == "api"
+    assert hosts.match(b"/x", b"a.b.example.org").target == "wild"
+    assert hosts.match(b"/x", b"example.org").target == "default"
+    assert hosts.match(b"/x", b"").target == "default"
+    assert host_name(b"[::1]:80") == b"[::1]"

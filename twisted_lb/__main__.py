@@ -16,11 +16,14 @@ def _convert(args: argparse.Namespace) -> int:
     try:
         config, warnings = read_config(args.file)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        for warning in getattr(e, "warnings", ()):
+            print(f"warning: {args.file}: {warning}", file=sys.stderr)
+        for error in getattr(e, "errors", (e,)):
+            print(f"error: {error}", file=sys.stderr)
         return 2
     for warning in warnings:
         print(f"warning: {args.file}: {warning}", file=sys.stderr)
-    sys.stdout.write(to_toml(config))
+    sys.stdout.write(to_toml(config, warnings))
     return 0
 
 
@@ -49,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m twisted_lb",
         description="twisted_lb, a load-balancing reverse proxy for Tomcat clusters.",
     )
+    from twisted_lb.tap import version_line
+
+    parser.add_argument("--version", action="version", version=version_line())
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     convert = commands.add_parser(
         "convert",

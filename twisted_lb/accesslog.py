@@ -7,10 +7,15 @@ the upstream time), or the same fields as one JSON object per line.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import IO, Any
 
-__all__ = ["AccessLog", "AccessLogFile", "ACCESS_LOG_FORMATS"]
+__all__ = ["AccessLog", "AccessLogFile", "ACCESS_LOG_FORMATS", "STDOUT"]
+
+#: The C{access_log} that means standard output (the demo's; with C{twistd -n}
+#: each line lands in twistd's log).
+STDOUT = "-"
 
 #: The formats of the access log (the config key C{access_log_format}).
 ACCESS_LOG_FORMATS = ("combined", "json")
@@ -96,7 +101,8 @@ class AccessLog:
 class AccessLogFile(AccessLog):
     """
     An L{AccessLog} appending to a file that can be reopened (after a log
-    rotation moved it away) and closed.
+    rotation moved it away) and closed; or, when its path is L{STDOUT}
+    (C{"-"}), writing to standard output.
 
     @ivar path: the file's name.
     @raise OSError: when the file cannot be opened.
@@ -105,19 +111,26 @@ class AccessLogFile(AccessLog):
     def __init__(self, path: str, log_format: str = "combined") -> None:
         self.path = path
         self.log_format = log_format
+        if path == STDOUT:
+            # Looked up now: under twistd, its log (each line one event).
+            super().__init__(sys.stdout, log_format)
+            return
         super().__init__(open(path, "a", encoding="utf-8"), log_format)  # noqa: SIM115
 
     def reopen(self) -> None:
         """
         Open the file by its name again (a new file if it was moved away),
-        then close the old one.
+        then close the old one. Standard output stays as it is.
 
         @raise OSError: when the file cannot be opened; the old one is kept.
         """
+        if self.path == STDOUT:
+            return
         stream = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
         old, self._stream = self._stream, stream
         old.close()
 
     def close(self) -> None:
-        """Close the file."""
-        self._stream.close()
+        """Close the file (not standard output)."""
+        if self.path != STDOUT:
+            self._stream.close()

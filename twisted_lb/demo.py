@@ -26,6 +26,7 @@ from twisted_lb.ajp.container import AJPContainerFactory, ContainerRequest, Cont
 from twisted_lb.config.model import (
     AdminConfig,
     BalancerConfig,
+    ConfigError,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
@@ -34,7 +35,7 @@ from twisted_lb.config.model import (
 )
 from twisted_lb.testing import body_pattern
 
-__all__ = ["DemoApp", "DemoService", "demo_config"]
+__all__ = ["DemoApp", "DemoService", "demo_config", "write_demo_config"]
 
 _JSON = ((b"Content-Type", b"application/json"),)
 _PAGE = """<!doctype html>
@@ -95,10 +96,13 @@ class DemoApp:
         body = {
             "node": self.node,
             "method": f.method.decode("latin-1"),
+            "protocol": f.protocol.decode("latin-1"),
+            "server_name": f.server_name.decode("latin-1"),
             "uri": f.req_uri.decode("latin-1"),
             "query": None if f.query_string is None else f.query_string.decode("latin-1"),
             "remote_addr": f.remote_addr.decode("latin-1"),
             "is_ssl": f.is_ssl,
+            "ssl_cert": None if f.ssl_cert is None else f.ssl_cert.decode("latin-1"),
             "route": None if f.route is None else f.route.decode("latin-1"),
             "secret_sent": f.secret is not None,
             "attributes": {k.decode("latin-1"): v.decode("latin-1") for k, v in f.request_attributes},
@@ -157,8 +161,28 @@ def demo_config(
         balancers=(BalancerConfig("demo", members),),
         routes=(RouteConfig("/", "demo"),),
         source="<demo>",
+        access_log="-",
+        workers=1,
         admin=None if admin_endpoint is None else AdminConfig(endpoint=admin_endpoint),
     )
+
+
+def write_demo_config(config: ProxyConfig, path: Path) -> ProxyConfig:
+    """
+    Write C{config} to C{path} as TOML and read it back: the same
+    configuration, with C{path} as its source.
+    """
+    from twisted_lb.config import read_config, to_toml
+
+    text = to_toml(config).replace(
+        "# twisted_lb configuration (from <demo>)",
+        "# twisted_lb demo configuration, written again at each start of the demo\n"
+        "# (the node ports change): edit it while the demo runs, then reload it\n"
+        "# (the manager's \"Reload configuration\", or kill -HUP).",
+        1,
+    )
+    path.write_text(text)
+    return read_config(str(path))[0]
 
 
 def _stop_listening(_: object, port: IListeningPort) -> defer.Deferred[None] | None:
@@ -206,9 +230,16 @@ class DemoService(MultiService):
         config = demo_config(
             nodes, self._directory, self._https, self._http, https_port, self._admin
         )
+        # Written to a file and read from it, so that the manager's "Reload
+        # configuration" (and SIGHUP) has a file to read again: edit it and reload.
+        config = write_demo_config(config, self._directory / "demo.toml")
         self.proxy = ProxyService(config, self._reactor)
         self.proxy.setServiceParent(self)
-        super().startService()
+        try:
+            super().startService()
+        except ConfigError as e:
+            # A port in use: one line naming it, not a traceback.
+            raise SystemExit(f"twisted_lb demo: {e}") from None
         for name, port in nodes:
             print(f"twisted_lb demo: AJP node {name} on 127.0.0.1:{port}")
         print(f"twisted_lb demo: HTTPS on https://localhost:{https_port}/  ({self._https})")

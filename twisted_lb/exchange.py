@@ -8,8 +8,10 @@ knows about sockets or members.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
+from itertools import chain
 from typing import IO, Any, Protocol
 
 import attrs
@@ -24,7 +26,11 @@ __all__ = [
     "ResponseSink",
     "IDEMPOTENT_METHODS",
     "connection_options",
+    "field_problem",
     "member_path",
+    "response_head_problem",
+    "request_protocol",
+    "wants_websocket",
 ]
 
 #: Headers that describe one connection, not the message (RFC 9110 §7.6.1):
@@ -52,6 +58,83 @@ def connection_options(values: Iterable[bytes]) -> frozenset[bytes]:
     return frozenset(
         token for value in values for token in (t.strip().lower() for t in value.split(b",")) if token
     )
+
+
+#: What no field name or value of a member's response may hold: NUL, CR and
+#: LF (RFC 9110 5.5, RFC 9112 2.2). Passed on, CR and LF would split the
+#: client's response head (response splitting).
+_BAD_FIELD_BYTE = re.compile(rb"[\x00\r\n]")
+_BYTE_NAMES = {0: "NUL", 13: "CR", 10: "LF"}
+
+
+def response_head_problem(status: int, headers: Sequence[tuple[bytes, bytes]]) -> str | None:
+    """
+    What makes a member's response head unfit to pass on, in words, or
+    C{None} when it is fit.
+
+    The one rule every backend applies before a response starts: the status
+    must be a three-digit code from 100 to 599 (RFC 9110 15), and no field
+    name or value may hold NUL, CR or LF. A head that breaks it is the
+    member's protocol error (a 502, its connection closed), never sent to a
+    client, whichever lane the client came on.
+
+    @param status: the member's status code.
+    @param headers: the member's fields, C{(name, value)} as received.
+    """
+    if not 100 <= status <= 599:
+        return f"status {status} is outside 100-599"
+    # One scan of every name and value together; the culprit only when found.
+    if _BAD_FIELD_BYTE.search(b"".join(chain.from_iterable(headers))) is None:
+        return None
+    for name, value in headers:
+        problem = field_problem(name, value)
+        if problem is not None:
+            return problem
+    return None  # unreachable: the joined scan found a byte in one of them
+
+
+def field_problem(name: bytes, value: bytes) -> str | None:
+    """
+    What makes one field of a member's response unfit to pass on (NUL, CR
+    or LF in its name or value), in words, or C{None}: the field part of
+    L{response_head_problem}, for a backend that sees fields one by one.
+    """
+    for part, what in ((name, "name"), (value, "value")):
+        found = _BAD_FIELD_BYTE.search(part)
+        if found is not None:
+            byte = _BYTE_NAMES[found.group()[0]]
+            return f"header {what} {name[:64]!r} holds {byte}"
+    return None
+def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
+    """
+    Whether a request asks for a WebSocket: a C{GET} whose C{Upgrade} field
+    values list C{websocket} (RFC 6455 4.1). A route that cannot carry one
+    serves the request as a plain one instead (RFC 9110 7.8 lets a server
+    ignore C{Upgrade}).
+
+    @param upgrade: the request's C{Upgrade} field values, or C{None}.
+    """
+    return method == b"GET" and upgrade is not None and any(
+        token.strip().lower() == b"websocket" for value in upgrade for token in value.split(b",")
+    )
+
+
+#: The client's protocol as a member is told it (AJP's C{protocol} field):
+#: twisted.web calls HTTP/2 C{HTTP/2}, Apache (and so Tomcat's apps behind
+#: mod_proxy_ajp) C{HTTP/2.0}.
+_PROTOCOLS = {b"HTTP/1.0": b"HTTP/1.0", b"HTTP/1.1": b"HTTP/1.1", b"HTTP/2": b"HTTP/2.0"}
+
+
+def request_protocol(clientproto: bytes) -> bytes:
+    """
+    The protocol a member is told the client spoke (AJP's C{protocol}
+    field, Tomcat's C{getProtocol()}), as C{mod_proxy_ajp} sends Apache's
+    C{r->protocol}: C{HTTP/1.0}, C{HTTP/1.1} or C{HTTP/2.0}.
+
+    @param clientproto: the request's version as twisted.web read it.
+    """
+    return _PROTOCOLS.get(clientproto, b"HTTP/1.1")
+
 
 #: Methods that may be sent again when no response byte came back (RFC 9110).
 IDEMPOTENT_METHODS = frozenset(
@@ -86,7 +169,10 @@ class Exchange:
     @ivar query: the query string without C{?}, or C{None}.
     @ivar headers: end-to-end request headers (hop-by-hop ones removed),
         names in lower case, in the client's order.
-    @ivar host: the client's Host header.
+    @ivar host: the client's Host header; for a request without one
+        (HTTP/1.0), the listener's C{server_name} or address
+        (L{twisted_lb.routing.fallback_host}), never empty.
+    @ivar protocol: the client's protocol (see L{request_protocol}).
     @ivar client_address: the client's IP address.
     @ivar client_port: the client's port.
     @ivar local_address: the address the client connected to.
@@ -94,6 +180,10 @@ class Exchange:
     @ivar is_ssl: whether the client came over TLS.
     @ivar ssl_protocol: the TLS version of the client connection, if any.
     @ivar ssl_cipher: the cipher of the client connection, if any.
+    @ivar ssl_key_size: the cipher's secret bits, if known.
+    @ivar ssl_session: the TLS session id (upper-case hex), if there is one.
+    @ivar ssl_cert: the client's certificate chain (PEM, its own first), if
+        it presented one.
     @ivar body: the request body (seekable), or C{None} for none.
     @ivar body_length: the body's length in bytes; -1 for a streamed body of
         unknown length (chunked).
@@ -125,12 +215,16 @@ class Exchange:
     body_stream: StreamedBody | None = None
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
+    ssl_key_size: int | None = None
+    ssl_session: bytes | None = None
+    ssl_cert: bytes | None = None
     session_routes: Sequence[str] = ()
     public_prefix: bytes = b""
     target_path: bytes | None = None
     preserve_host: bool = False
     rewriting: RouteRewriting | None = None
     timeout: float | None = None
+    protocol: bytes = b"HTTP/1.1"
 
     @property
     def retryable(self) -> bool:
@@ -186,9 +280,17 @@ class ClientSink:
     L{_unregister} and L{_abort_transport}.
     """
 
-    __slots__ = ("started", "started_at", "bytes_written", "_gone", "_on_gone", "_producer")
+    __slots__ = (
+        "started", "started_at", "bytes_written", "_gone", "_on_gone", "_producer", "header_edit"
+    )
 
     def __init__(self) -> None:
+        #: Edits the response head before it is written: called with the
+        #: headers and whether this is the proxy's own error response; set
+        #: per request by the resource when the route has header edits.
+        self.header_edit: (
+            Callable[[Sequence[tuple[bytes, bytes]], bool], list[tuple[bytes, bytes]]] | None
+        ) = None
         self.started = False
         #: C{time.monotonic()} when the member's response began, or C{None}.
         self.started_at: float | None = None

@@ -315,6 +315,11 @@ class RawResponse(ClientSink):
             super().client_lost(reason)
 
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
+        if self.header_edit is not None:
+            headers = self.header_edit(headers, False)
+        self._start(status, headers)
+
+    def _start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         self._started()
         self.request.code = status
         head, lines = self._head(status, headers)
@@ -423,13 +428,13 @@ class RawResponse(ClientSink):
     def error(self, status: int, message: str) -> None:
         """Answer a plain-text error page (nothing of the member's was sent)."""
         body = error_body(status, message)
-        self.start(
-            status,
-            [
-                (b"Content-Type", b"text/plain; charset=utf-8"),
-                (b"Content-Length", b"%d" % len(body)),
-            ],
-        )
+        headers = [
+            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Length", b"%d" % len(body)),
+        ]
+        if self.header_edit is not None:
+            headers = self.header_edit(headers, True)
+        self._start(status, headers)
         self.write(body)
         self.finish()
 

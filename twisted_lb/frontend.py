@@ -33,14 +33,23 @@ from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from twisted_lb.compat import switch_to_http2, tls_session_id
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
 from twisted_lb.fastpath import RawResponse, parse_head, parse_simple_head
 from twisted_lb.http_rules import refusal
 from twisted_lb.request_body import BodyError, ChunkedDecoder, LengthDecoder, StreamedBody
+from twisted_lb.tls import h2_available
 
-__all__ = ["ConnectionInfo", "FrontendSite", "LimitedHTTPChannel", "refusal", "tls_details"]
+__all__ = [
+    "ConnectionInfo",
+    "FrontendSite",
+    "LimitedHTTPChannel",
+    "TLSDetails",
+    "refusal",
+    "tls_details",
+]
 
 _log = Logger()
 
@@ -63,6 +72,10 @@ class ConnectionInfo:
     @ivar client: the client's address (an C{IAddress}).
     @ivar ssl_protocol: the TLS version, when over TLS and known.
     @ivar ssl_cipher: the TLS cipher, when over TLS and known.
+    @ivar ssl_key_size: the cipher's secret bits, when over TLS and known.
+    @ivar ssl_session: the TLS session id (upper-case hex), when there is one.
+    @ivar ssl_cert: the client's certificate chain as PEM (its own
+        certificate first), when it presented one.
     """
 
     client: Any
@@ -73,6 +86,9 @@ class ConnectionInfo:
     secure: bool
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
+    ssl_key_size: int | None = None
+    ssl_session: bytes | None = None
+    ssl_cert: bytes | None = None
 
     @classmethod
     def of(cls, channel: Any) -> ConnectionInfo:
@@ -85,9 +101,7 @@ class ConnectionInfo:
     @classmethod
     def of_parts(cls, client: Any, local: Any, secure: bool, transport: Any) -> ConnectionInfo:
         """The info from the two addresses, and the transport's TLS details if C{secure}."""
-        protocol = cipher = None
-        if secure:
-            protocol, cipher = tls_details(transport)
+        tls = tls_details(transport) if secure else _NO_TLS
         return cls(
             client=client,
             client_host=getattr(client, "host", "") or "",
@@ -95,23 +109,69 @@ class ConnectionInfo:
             local_host=getattr(local, "host", "") or "",
             local_port=getattr(local, "port", 0) or 0,
             secure=secure,
-            ssl_protocol=protocol,
-            ssl_cipher=cipher,
+            ssl_protocol=tls.protocol,
+            ssl_cipher=tls.cipher,
+            ssl_key_size=tls.key_size,
+            ssl_session=tls.session,
+            ssl_cert=tls.client_chain,
         )
 
 
-def tls_details(transport: Any) -> tuple[bytes | None, bytes | None]:
-    """The TLS version and cipher of a client's connection, when known."""
+@attrs.frozen
+class TLSDetails:
+    """
+    What a TLS connection tells a member (AJP's SSL attributes, as Apache's
+    C{mod_proxy_ajp} sends C{SSL_PROTOCOL}, C{SSL_CIPHER},
+    C{SSL_CIPHER_USEKEYSIZE}, C{SSL_SESSION_ID} and C{SSL_CLIENT_CERT}).
+    """
+
+    protocol: bytes | None = None
+    cipher: bytes | None = None
+    key_size: int | None = None
+    session: bytes | None = None
+    client_chain: bytes | None = None
+
+
+_NO_TLS = TLSDetails()
+
+
+def tls_details(transport: Any) -> TLSDetails:
+    """The TLS details of a client's connection, as far as they are known."""
     try:
         handle = transport.getHandle()
         protocol = handle.get_protocol_version_name()
         cipher = handle.get_cipher_name()
+        bits = handle.get_cipher_bits()
     except Exception:
-        return None, None
-    return (
-        protocol.encode("ascii") if protocol else None,
-        cipher.encode("ascii") if cipher else None,
+        return _NO_TLS
+    try:
+        session = tls_session_id(handle)
+    except Exception:
+        session = None
+    return TLSDetails(
+        protocol=protocol.encode("ascii") if protocol else None,
+        cipher=cipher.encode("ascii") if cipher else None,
+        key_size=bits if isinstance(bits, int) and bits > 0 else None,
+        session=session,
+        client_chain=_client_chain(handle),
     )
+
+
+def _client_chain(handle: Any) -> bytes | None:
+    """The certificates the client presented, as PEM, its own first; C{None} for none."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    try:
+        leaf = handle.get_peer_certificate()
+        if leaf is None:
+            return None
+        chain = [c.to_cryptography() for c in handle.get_peer_cert_chain() or ()]
+        first = leaf.to_cryptography()
+    except Exception:
+        return None
+    # A server's view of the chain may or may not hold the client's own certificate.
+    certificates = [first, *(c for c in chain if c != first)]
+    return b"".join(c.public_bytes(Encoding.PEM) for c in certificates)
 
 
 def _drop(data: bytes) -> None:
@@ -401,12 +461,18 @@ class LimitedHTTPChannel(TrackedChannel):
         Whether the connection stays open after C{request}'s response:
         not when any C{Connection} field value lists C{close} (Twisted reads
         only the first token of the first field); otherwise as Twisted
-        decides (HTTP/1.0 and older close) and a stopping proxy decides.
+        decides (HTTP/1.0 and older close, C{Connection: keep-alive} or not)
+        and a stopping proxy decides. A response after which the connection
+        closes says C{Connection: close} (RFC 9112 9.6), for HTTP/1.0 too,
+        where Twisted says nothing and a keep-alive client would wait.
         """
         if _asks_close(request.requestHeaders.getRawHeaders(b"connection")):
+            persistent = False
+        else:
+            persistent = bool(super().checkPersistence(request, version))
+        if not persistent:
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-            return False
-        return bool(super().checkPersistence(request, version))
+        return persistent
 
     def allHeadersReceived(self) -> None:
         """
@@ -607,9 +673,20 @@ class _CountedChannelProtocol(_GenericHTTPChannelProtocol):
         super().makeConnection(transport)
 
     def dataReceived(self, data: bytes) -> None:
-        # The first bytes settle HTTP/1.1 or HTTP/2 (Twisted's switch); an
-        # HTTP/2 connection is made known to the graceful stop. Later reads go
-        # straight to the channel that serves the connection.
+        # The first bytes settle HTTP/1.1 or HTTP/2: a TLS connection that
+        # negotiated h2 is served by a LimitedH2Connection (with the limits
+        # its HTTP/1.1 channel was accepted with), and made known to the
+        # graceful stop. Later reads go straight to the channel that serves
+        # the connection.
+        channel = self._channel
+        if (
+            self._negotiatedProtocol is None
+            and getattr(channel.transport, "negotiatedProtocol", None) == b"h2"
+        ):
+            # Imported here: h2 is there (the site offered h2 only then).
+            from twisted_lb.http2 import LimitedH2Connection
+
+            switch_to_http2(self, LimitedH2Connection(channel.limits, self._site.reactor))
         super().dataReceived(data)
         channel = self._channel
         if self._negotiatedProtocol == b"h2":
@@ -639,17 +716,22 @@ class _Refused(Protocol):
 
 class FrontendSite(Site):
     """
-    The C{Site} of a listener: L{LimitedHTTPChannel}s (HTTP/2 still offered
-    over ALPN), no tracebacks in error pages, request logging left to
+    The C{Site} of a listener: L{LimitedHTTPChannel}s (and, for TLS
+    connections that negotiated C{h2} over ALPN,
+    L{twisted_lb.http2.LimitedH2Connection}s), no tracebacks in error pages, request logging left to
     twisted_lb's access log, and at most C{limits.max_connections} open
     connections.
 
     @ivar limits: the limits of the connections accepted from now on (see
         L{set_limits}).
+    @ivar http2: offer HTTP/2 over ALPN (on a TLS listener), when
+        twisted.web can serve it.
     @ivar open_connections: client connections open now.
     """
 
     displayTracebacks = False
+    #: No "Starting factory"/"Stopping factory" lines: the proxy logs what it listens on.
+    noisy = False
 
     def __init__(
         self,
@@ -657,9 +739,18 @@ class FrontendSite(Site):
         limits: LimitsConfig,
         reactor: Any = None,
         connections: ClientConnections | None = None,
+        http2: bool = False,
+        server_name: str | None = None,
     ) -> None:
+        """
+        @param server_name: the listener's C{server_name}, the host of
+            requests without a C{Host} (see L{twisted_lb.routing.fallback_host}).
+        """
         super().__init__(resource, timeout=limits.idle_timeout, reactor=reactor)
         self.limits = limits
+        self.http2 = http2
+        self.server_name: bytes | None = None
+        self.set_server_name(server_name)
         self.open_connections = 0
         #: The proxy's client connections (for a graceful stop), if it tracks them.
         self.connections = connections
@@ -673,6 +764,10 @@ class FrontendSite(Site):
         #: the request (and then dispatches it when the body is prefetched).
         self.stream_lane = getattr(resource, "serve_stream", None)
 
+    def set_server_name(self, server_name: str | None) -> None:
+        """Use C{server_name} for the requests without C{Host} from now on (a reload)."""
+        self.server_name = server_name.encode("idna") if server_name else None
+
     def set_limits(self, limits: LimitsConfig) -> None:
         """
         Use C{limits} for the connections accepted from now on (a reload).
@@ -685,6 +780,15 @@ class FrontendSite(Site):
         self.limits = limits
         # Twisted's HTTPFactory gives each new channel the site's timeOut.
         self.timeOut = limits.idle_timeout
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """
+        What a TLS listener offers over ALPN (Twisted asks the site it
+        wraps): C{h2} first when L{http2} is on and twisted.web can serve it.
+        """
+        if self.http2 and h2_available():
+            return [b"h2", b"http/1.1"]
+        return [b"http/1.1"]
 
     def protocol(self) -> _GenericHTTPChannelProtocol:  # type: ignore[override]
         return _CountedChannelProtocol(LimitedHTTPChannel(self.limits, self.reactor))

@@ -53,6 +53,7 @@ from twisted_lb.config.model import (
     BalancerConfig,
     ConfigError,
     LimitsConfig,
+    ListenerConfig,
     MemberConfig,
     ProxyConfig,
 )
@@ -295,6 +296,10 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
     for factory, creator, _ in certificates:
         # New connections only: a connection made before keeps its TLS session.
         setattr(factory, _CREATOR, creator)
+    for i, listening in kept.items():
+        site = _site_of(listening)
+        if site is not None:
+            site.set_server_name(config.listeners[i].server_name)
     limits_changed = _limits_changes(old.limits, config.limits)
     if limits_changed:
         # New listeners were built with them; kept ones take them for new connections.
@@ -333,6 +338,19 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
     return summary
 
 
+def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:
+    """
+    Whether C{new} is C{old} with at most its C{server_name} or its TLS files
+    and client-certificate settings changed: the listener is kept (its
+    socket and connections) and takes those in place.
+    """
+    if (old.tls is None) != (new.tls is None):
+        return False
+    return attrs.evolve(old, tls=None, server_name=None) == attrs.evolve(
+        new, tls=None, server_name=None
+    )
+
+
 def _start_listeners(
     service: ProxyService,
     old: ProxyConfig,
@@ -350,7 +368,7 @@ def _start_listeners(
     kept: dict[int, StreamServerEndpointService] = {}
     added = []
     for i, listener in enumerate(new.listeners):
-        match = next((pair for pair in unused if pair[0] == listener), None)
+        match = next((pair for pair in unused if _same_socket(pair[0], listener)), None)
         if match is not None:
             unused.remove(match)
             kept[i] = match[1]
@@ -358,6 +376,9 @@ def _start_listeners(
         listening = service.build_listener(new, i)
         try:
             listening.setServiceParent(service)
+        except ConfigError:
+            listening.disownServiceParent()
+            raise
         except Exception as e:
             listening.disownServiceParent()
             raise ConfigError(new.source, f"listen[{i}].endpoint", f"cannot listen: {e}") from None

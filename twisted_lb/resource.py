@@ -11,9 +11,12 @@ L{twisted_lb.errors.status_for} and nowhere else.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 import attrs
 from twisted.logger import Logger
@@ -21,17 +24,36 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from twisted_lb.access import AccessRules
 from twisted_lb.balancer import StickyConfig, find_session_routes
+from twisted_lb.basic_auth import AuthRules
+from twisted_lb.compat import h2_connection_of
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
-from twisted_lb.exchange import HOP_BY_HOP, ClientSink, Exchange, connection_options
+from twisted_lb.exchange import (
+    HOP_BY_HOP,
+    ClientSink,
+    Exchange,
+    connection_options,
+    request_protocol,
+    wants_websocket,
+)
 from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
+from twisted_lb.header_edits import HeaderEdits, balancer_variables
 from twisted_lb.http_rules import control_in_value, error_body, host_problem, response_fields
 from twisted_lb.request_body import StreamedBody
+from twisted_lb.request_rules import RuleRequest
 from twisted_lb.rewrite import RouteRewriting
-from twisted_lb.routing import Match, Router, unsafe_path, unsafe_query
+from twisted_lb.routing import (
+    Match,
+    Router,
+    absolute_target,
+    fallback_host,
+    unsafe_path,
+    unsafe_query,
+)
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
@@ -62,6 +84,12 @@ class ProxyTarget:
     @ivar timeout: the route's answer (and WebSocket idle) timeout, or
         C{None} for the members' own.
     @ivar rewriting: the route's part in rewriting answers (cookie rules).
+    @ivar allow_trace: pass C{TRACE} on; when C{False} it is answered 405
+        (Apache's C{TraceEnable off}).
+    @ivar header_edits: the route's request and response header edits, or
+        C{None}.
+    @ivar access: who may use the route, or C{None} for everyone.
+    @ivar auth: who must log in, or C{None} for nobody.
     """
 
     dispatcher: Dispatcher
@@ -71,6 +99,10 @@ class ProxyTarget:
     websocket: WebSocketBridge | None = None
     timeout: float | None = None
     rewriting: RouteRewriting | None = None
+    allow_trace: bool = True
+    header_edits: HeaderEdits | None = None
+    access: AccessRules | None = None
+    auth: AuthRules | None = None
 
     @classmethod
     def for_route(
@@ -80,6 +112,7 @@ class ProxyTarget:
         *,
         sticky: StickyConfig | None = None,
         websocket: WebSocketBridge | None = None,
+        allow_trace: bool = True,
     ) -> ProxyTarget:
         """The target of a configured route, everything per route built now."""
         return cls(
@@ -92,6 +125,14 @@ class ProxyTarget:
             rewriting=RouteRewriting.for_route(
                 route.path, route.target_path, route.cookie_path, route.cookie_domain
             ),
+            allow_trace=allow_trace,
+            header_edits=(
+                HeaderEdits(route.request_headers, route.response_headers)
+                if route.request_headers or route.response_headers
+                else None
+            ),
+            access=AccessRules(route.access) if route.access else None,
+            auth=AuthRules(route.auth) if route.auth else None,
         )
 
 
@@ -111,6 +152,8 @@ class RequestSink(ClientSink):
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         request = self._request
         self._started()
+        if self.header_edit is not None:
+            headers = self.header_edit(headers, False)
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
@@ -132,7 +175,10 @@ class RequestSink(ClientSink):
     def error(self, status: int, message: str) -> None:
         """Answer a plain-text error page (nothing of the member's was sent)."""
         request = self._request
-        request.write(_error_page(request, status, message))
+        body = _error_page(request, status, message)
+        if self.header_edit is not None:
+            _edit_error_headers(request, self.header_edit)
+        request.write(body)
         request.finish()
 
     def _register(self, producer: object) -> None:
@@ -145,6 +191,19 @@ class RequestSink(ClientSink):
         transport: Any = self._request.channel.transport if self._request.channel else None
         if transport is not None:
             transport.abortConnection()
+
+
+def _edit_error_headers(
+    request: Request,
+    edit: Callable[[Sequence[tuple[bytes, bytes]], bool], list[tuple[bytes, bytes]]],
+) -> None:
+    """Make a route's C{Header always} edits on an error page of the proxy's own."""
+    out = request.responseHeaders
+    edited = edit([(n, v) for n, values in out.getAllRawHeaders() for v in values], True)
+    for name, _ in list(out.getAllRawHeaders()):
+        out.removeHeader(name)
+    for name, value in edited:
+        out.addRawHeader(name, value)
 
 
 def _error_page(request: Request, status: int, message: str) -> bytes:
@@ -201,8 +260,7 @@ class ProxyResource(Resource):
 
         @return: C{False}, having done nothing, when the request needs
             twisted.web's path (not in origin form, an unsafe path or query,
-            no route, an excluded path, a WebSocket-only route): that path
-            answers it.
+            no route, an excluded path): that path answers it.
         """
         return self._serve_raw(channel, head, None)
 
@@ -225,11 +283,26 @@ class ProxyResource(Resource):
         path, _, query = uri.partition(b"?")
         if unsafe_path(path) is not None or (query and unsafe_query(query) is not None):
             return False
-        match = self._router.match(path)
-        if match is None or match.target is None or match.target.websocket is not None:
+        router = self._router
+        if router.by_host:
+            router = router.for_host(next((v for n, v in head.headers if n == b"host"), b""))
+        if router.rules is not None:
+            # Rules before routing are checked on twisted.web's path.
+            return False
+        match = router.match(path)
+        if match is None or match.target is None:
             return False
         target = match.target
+        if target.auth is not None:
+            return False  # logins are checked on twisted.web's path
+        if target.access is not None:
+            # Refusals are answered by twisted.web's path.
+            info = channel.connection_info()
+            if not target.access.allows(path, info.client_host, info.local_host):
+                return False
         headers, cookies, host = _forwarded_headers(head.headers)
+        if target.header_edits is not None:
+            headers = target.header_edits.edit_request(headers, channel.connection_info().secure)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
@@ -254,7 +327,7 @@ class ProxyResource(Resource):
                     headers.append((_CONTENT_LENGTH, b"%d" % body_length))
             exchange = _exchange_for(
                 target, match, head.method, uri, query, headers, host, routes, info, None,
-                body_length, body,
+                body_length, body_stream=body,
             )
             self._dispatch(target, exchange, request, sink)
 
@@ -273,6 +346,8 @@ class ProxyResource(Resource):
     ) -> None:
         """Send C{exchange} to C{target}'s members; answer failures; log the request."""
         record = AttemptRecord()
+        if target.header_edits is not None and target.header_edits.response:
+            sink.header_edit = partial(_edit_response, target, record, exchange.is_ssl)
         started = time.monotonic()
         d = target.dispatcher.dispatch(exchange, sink, record)
         d.addErrback(self._failed, request, sink, target)
@@ -289,9 +364,17 @@ class ProxyResource(Resource):
         except RequestRefused as e:
             _log.info(
                 "refused {method} {uri} from {client}: {reason}",
-                method=request.method, uri=request.uri[:200], client=_client(request), reason=e,
+                method=request.method.decode("latin-1"), uri=request.uri[:200].decode("latin-1"),
+                client=_client(request), reason=e,
             )
-            return _error_page(request, e.status, str(e))
+            body = _error_page(request, e.status, str(e))
+            refused_for: ProxyTarget | None = getattr(e, "target", None)
+            if refused_for is not None and refused_for.header_edits is not None:
+                _edit_error_headers(
+                    request,
+                    partial(_edit_response, refused_for, AttemptRecord(), bool(request.isSecure())),
+                )
+            return body
         if bridge is not None:
             return bridge.render(request, exchange)
         self._dispatch(target, exchange, request, RequestSink(request))
@@ -309,17 +392,64 @@ class ProxyResource(Resource):
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             raise RequestRefused(400, malformed)
         uri = request.uri
+        authority = None
         if not uri.startswith(b"/"):
-            raise RequestRefused(400, "absolute-form requests are not served: this is a reverse proxy")
+            try:
+                authority, uri = absolute_target(uri)
+            except ValueError as e:
+                raise RequestRefused(400, str(e)) from None
         path, _, query = uri.partition(b"?")
         reason = unsafe_path(path) or unsafe_query(query)
         if reason is not None:
             raise RequestRefused(400, reason)
-        match = self._router.match(path)
+        router = self._router.for_host(authority or request.getHeader(b"host") or b"")
+        rules = router.rules
+        outcome = _rule_outcome(rules, request, path, query, False) if rules else None
+        if outcome is not None and not outcome.status:
+            target = router.proxy_targets[outcome.balancer]
+            match: Match[ProxyTarget] | None = Match(target, b"", outcome.path)
+            path, query = outcome.path, outcome.query or b""
+            uri = path + (b"?" + query if outcome.query is not None else b"")
+        elif outcome is None:
+            match = router.match(path)
+            if (match is None or match.target is None) and rules is not None and rules.has_after:
+                outcome = _rule_outcome(rules, request, path, query, True)
+        if outcome is not None and outcome.status:
+            if outcome.location:
+                request.setHeader(b"location", outcome.location.encode("utf-8"))
+            raise RequestRefused(outcome.status, f"the site's rules answer {outcome.status}")
         if match is None or match.target is None:
             raise RequestRefused(404, "no route for this path")
         target = match.target
+        if target.access is not None and not target.access.allows(
+            path, _client(request), getattr(request.getHost(), "host", None)
+        ):
+            refused = RequestRefused(403, "the route's access rules do not allow this client")
+            refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
+            raise refused
+        if target.auth is not None:
+            challenge = target.auth.challenge(path, request.getHeader(b"authorization"))
+            if challenge is not None:
+                request.setHeader(b"www-authenticate", challenge)
+                refused = RequestRefused(401, "this path needs a login")
+                refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
+                raise refused
+        if method == b"TRACE" and not target.allow_trace:
+            raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
+        if authority is not None:
+            # RFC 9112 3.2.2: the target's host, not the Host header.
+            host = authority
+            headers = [(n, v) for n, v in headers if n != _HOST]
+            headers.insert(0, (_HOST, authority))
+        info = _request_info(request)
+        if not host:
+            host = fallback_host(
+                getattr(getattr(request, "site", None), "server_name", None),
+                info.local_host, info.local_port, info.secure,
+            )
+        if target.header_edits is not None:
+            headers = target.header_edits.edit_request(headers, bool(request.isSecure()))
         body = request.content
         body_length = 0
         if body is not None:
@@ -332,8 +462,8 @@ class ProxyResource(Resource):
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
         exchange = _exchange_for(
-            target, match, method, uri, query, headers, host, routes, _request_info(request),
-            body if body_length else None, body_length,
+            target, match, method, uri, query, headers, host, routes, info,
+            body if body_length else None, body_length, request_protocol(request.clientproto),
         )
         return target, exchange
 
@@ -350,11 +480,14 @@ class ProxyResource(Resource):
                 sink.error(error.status, str(error))
             return
         if not isinstance(error, (AttemptFailed, NoUsableMember)):
-            _log.failure("unexpected error proxying {uri}", failure, uri=request.uri[:200])
+            _log.failure(
+                "unexpected error proxying {uri}", failure, uri=request.uri[:200].decode("latin-1")
+            )
         else:
             _log.warn(
                 "{method} {uri} failed ({balancer}): {error}",
-                method=request.method, uri=request.uri[:200],
+                method=request.method.decode("latin-1"),
+                uri=request.uri[:200].decode("latin-1"),
                 balancer=target.dispatcher.balancer.name, error=error,
             )
         if sink.gone:
@@ -394,14 +527,72 @@ class ProxyResource(Resource):
         )
 
 
-def _request_info(request: Request) -> ConnectionInfo:
-    """What a twisted.web request knows of its connection."""
-    return ConnectionInfo.of_parts(
-        request.getClientAddress(),
-        request.getHost(),
-        bool(request.isSecure()),
-        request.channel.transport,
+def _rule_outcome(rules: Any, request: Request, path: bytes, query: bytes, after: bool) -> Any:
+    """What the rules before (or after) routing decide for C{request}, or C{None}."""
+    headers = request.requestHeaders
+
+    def header(name: str) -> str:
+        values = headers.getRawHeaders(name.encode("latin-1"), ())
+        return ", ".join(v.decode("latin-1") for v in values)
+
+    return rules.apply(
+        RuleRequest(
+            method=request.method.decode("latin-1"),
+            path=unquote_to_bytes(path).decode("utf-8", "surrogateescape"),
+            query=query.decode("latin-1"),
+            https=bool(request.isSecure()),
+            host=header("host"),
+            header=header,
+        ),
+        after,
     )
+
+
+def _edit_response(
+    target: ProxyTarget,
+    record: AttemptRecord,
+    secure: bool,
+    headers: Sequence[tuple[bytes, bytes]],
+    error: bool,
+) -> list[tuple[bytes, bytes]]:
+    """A response head with C{target}'s C{Header} edits made, for the member C{record} names."""
+    assert target.header_edits is not None
+    member = record.member
+    env = balancer_variables(
+        target.dispatcher.balancer.name,
+        member.name if member is not None else None,
+        member.route if member is not None else "",
+        target.sticky is not None,
+        record.sticky,
+        secure,
+    )
+    return target.header_edits.edit_response(headers, env, error)
+
+
+#: The TLS details of HTTP/2 connections, read once per connection.
+_H2_TLS: weakref.WeakKeyDictionary[Any, ConnectionInfo] = weakref.WeakKeyDictionary()
+
+
+def _request_info(request: Request) -> ConnectionInfo:
+    """What a twisted.web request knows of its connection (read once per connection)."""
+    channel = request.channel
+    read_once = getattr(channel, "connection_info", None)
+    if read_once is not None:
+        return read_once()  # type: ignore[no-any-return]
+    h2 = h2_connection_of(channel)
+    if h2 is None:
+        return ConnectionInfo.of_parts(
+            request.getClientAddress(), request.getHost(), bool(request.isSecure()),
+            channel.transport,
+        )
+    # An HTTP/2 stream: its connection holds the TLS transport.
+    info = _H2_TLS.get(h2)
+    if info is None:
+        info = _H2_TLS[h2] = ConnectionInfo.of_parts(
+            request.getClientAddress(), request.getHost(), bool(request.isSecure()),
+            h2.transport,
+        )
+    return info
 
 
 def _exchange_for(
@@ -416,6 +607,7 @@ def _exchange_for(
     info: ConnectionInfo,
     body: IO[bytes] | None,
     body_length: int,
+    protocol: bytes = b"HTTP/1.1",
     body_stream: StreamedBody | None = None,
 ) -> Exchange:
     """The exchange of a request for C{target}, whichever lane it came by."""
@@ -435,12 +627,16 @@ def _exchange_for(
         body_stream=body_stream,
         ssl_protocol=info.ssl_protocol,
         ssl_cipher=info.ssl_cipher,
+        ssl_key_size=info.ssl_key_size,
+        ssl_session=info.ssl_session,
+        ssl_cert=info.ssl_cert,
         session_routes=routes,
         public_prefix=match.prefix,
         target_path=target.target_path,
         preserve_host=target.preserve_host,
         rewriting=target.rewriting,
         timeout=target.timeout,
+        protocol=protocol,
     )
 
 
@@ -448,25 +644,16 @@ def _websocket_bridge(request: Request, target: ProxyTarget) -> WebSocketBridge 
     """
     The bridge that takes C{request} over, or C{None} for a plain request.
 
-    @raise RequestRefused: a WebSocket upgrade on a path whose members cannot
-        carry it (AJP), or a plain request on a WebSocket-only path.
+    A plain request on a WebSocket route goes to the same node over
+    C{http(s)://} (see L{twisted_lb.websocket.member.WSMember.send}); an
+    upgrade on a route whose members cannot carry it (AJP, HTTP) is served
+    as a plain request, the C{Upgrade} ignored (RFC 9110 7.8), as Apache does.
     """
-    upgrade = request.method == b"GET" and any(
-        token.strip().lower() == b"websocket"
-        for value in request.requestHeaders.getRawHeaders(b"upgrade", [])
-        for token in value.split(b",")
-    )
     if target.websocket is None:
-        if upgrade:
-            raise RequestRefused(
-                400, "WebSocket upgrades are not served on this path: its members cannot carry them"
-            )
         return None
-    if not upgrade:
-        request.responseHeaders.setRawHeaders(b"upgrade", [b"websocket"])
-        request.responseHeaders.setRawHeaders(b"connection", [b"Upgrade"])
-        raise RequestRefused(426, "this path only serves WebSocket connections")
-    return target.websocket
+    if wants_websocket(request.method, request.requestHeaders.getRawHeaders(b"upgrade")):
+        return target.websocket
+    return None
 
 
 def _malformed(request: Request) -> str | None:

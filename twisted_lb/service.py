@@ -15,27 +15,32 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
 from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
+from twisted_lb.compat import listening_port
 from twisted_lb.config.model import (
+    DEFAULT_HOST,
     BalancerConfig,
     ConfigError,
     ListenerConfig,
     MemberConfig,
     ProxyConfig,
+    RouteConfig,
 )
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
-from twisted_lb.endpoints import endpoint_errors
+from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.health import HealthChecker, Prober
+from twisted_lb.request_rules import RequestRules
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
-from twisted_lb.routing import Router
+from twisted_lb.routing import Router, VirtualHosts
 from twisted_lb.tls import server_context
 from twisted_lb.websocket import WebSocketBridge, WSMember
 
@@ -50,6 +55,7 @@ __all__ = [
     "backend_for",
     "open_access_log",
     "BuiltBalancer",
+    "ListenerService",
 ]
 
 _log = Logger()
@@ -196,6 +202,46 @@ class BuiltBalancer:
         ).addCallback(lambda _: None)
 
 
+class ListenerService(StreamServerEndpointService):
+    """
+    The listening service of one listener: a L{StreamServerEndpointService}
+    whose failure to listen (a port in use, say) is a L{ConfigError} naming
+    the listener, not a traceback.
+
+    @ivar index: the listener's place in C{listen}.
+    @ivar description: its endpoint string.
+    """
+
+    def __init__(
+        self, endpoint: IStreamServerEndpoint, factory: Any, source: str, index: int,
+        description: str,
+    ) -> None:
+        super().__init__(endpoint, factory)
+        self.source = source
+        self.index = index
+        self.description = description
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen now.
+
+        @raise ConfigError: the endpoint cannot listen.
+        """
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise ConfigError(
+                self.source, f"listen[{self.index}].endpoint",
+                f"{self.description!r}: cannot listen: {reason}",
+            ) from None
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """The port it listens on, or C{None} when it does not listen."""
+        return listening_port(self)
+
+
 def _member_for(mconf: MemberConfig, taken: set[str], balancer: BalancerConfig) -> Member:
     """The balancer's member for C{mconf}; named by its URL if its name is taken."""
     health = balancer.health_of(mconf)
@@ -228,7 +274,7 @@ def backend_for(member: MemberConfig, reactor: Any, x_forwarded: bool = True) ->
     @raise ConfigError: the member cannot be used (its TLS files, say).
     """
     if member.scheme in ("ws", "wss"):
-        return WSMember(reactor, member)
+        return WSMember(reactor, member, x_forwarded=x_forwarded)
     if member.scheme == "ajp":
         return AJPBackend(reactor, member)
     if member.scheme in ("http", "https"):
@@ -262,22 +308,63 @@ def build_balancer(
 
 
 def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Router[ProxyTarget]:
-    """The path router of C{config}'s routes onto C{balancers}."""
-    entries: list[tuple[str, ProxyTarget | None]] = []
-    for route in config.routes:
+    """
+    The path router of C{config}'s routes onto C{balancers}: one L{Router},
+    or L{VirtualHosts} when routes belong to named virtual hosts.
+    """
+    entries: list[tuple[RouteConfig, ProxyTarget | None]] = []
+    for index, route in enumerate(config.routes):
         if route.balancer is None:
-            entries.append((route.path, None))
+            entries.append((route, None))
             continue
         built = balancers[route.balancer]
-        entries.append(
-            (
-                route.path,
-                ProxyTarget.for_route(
-                    route, built.dispatcher, sticky=built.config.sticky, websocket=built.websocket
-                ),
+        try:
+            target = ProxyTarget.for_route(
+                route,
+                built.dispatcher,
+                sticky=built.config.sticky,
+                websocket=built.websocket,
+                allow_trace=config.allow_trace,
             )
+        except (OSError, ValueError) as e:
+            # An htpasswd file that cannot be read (start-up or reload).
+            raise ConfigError(config.source, f"routes[{index}].auth", str(e)) from None
+        entries.append((route, target))
+    proxy_targets = {
+        rule.balancer: ProxyTarget(
+            dispatcher=balancers[rule.balancer].dispatcher,
+            sticky=balancers[rule.balancer].config.sticky,
+            websocket=balancers[rule.balancer].websocket,
+            allow_trace=config.allow_trace,
         )
-    return Router(entries)
+        for rule in config.rules
+        if rule.status == 0
+    }
+
+    def with_rules(router: Router[ProxyTarget], name: str | None) -> Router[ProxyTarget]:
+        rules = tuple(
+            r for r in config.rules if not r.hosts or name is None or name in r.hosts
+        )
+        if rules:
+            router.rules = RequestRules(rules)
+            router.proxy_targets = proxy_targets
+        return router
+
+    if not any(route.hosts for route, _ in entries) and not any(
+        rule.hosts for rule in config.rules
+    ):
+        return with_rules(Router((route.path, target) for route, target in entries), None)
+    names = {name for route, _ in entries for name in route.hosts if name != DEFAULT_HOST}
+    names |= {name for rule in config.rules for name in rule.hosts if name != DEFAULT_HOST}
+
+    def router_for(name: str) -> Router[ProxyTarget]:
+        # The virtual host's own routes first: they win over routes for every
+        # host on the same path.
+        own = [(route.path, target) for route, target in entries if name in route.hosts]
+        shared = [(route.path, target) for route, target in entries if not route.hosts]
+        return with_rules(Router(own + shared), name)
+
+    return VirtualHosts(router_for(DEFAULT_HOST), {name: router_for(name) for name in names})
 
 
 def build_resource(
@@ -335,6 +422,10 @@ class ProxyService(MultiService):
         super().__init__()
         self.reactor = reactor
         self.config = config
+        #: When it started (the reactor's clock), or C{None}.
+        self.started_at: float | None = None
+        #: The last reload: when, and what it changed (or why it was refused).
+        self.last_reload: tuple[float, str] | None = None
         self.connections = ClientConnections()
         #: Balancers taken out by a reload whose requests are still finishing.
         self.retired: set[BuiltBalancer] = set()
@@ -345,22 +436,41 @@ class ProxyService(MultiService):
             for b in config.balancers
         }
         self.access_log = open_access_log(config)
+        worker = None
+        if config.admin is not None or config.cluster is not None:
+            from twisted_lb.worker import identity
+
+            worker = identity()
+        #: The store shared with other proxies ([cluster]), or None.
+        self.cluster: Any = None
+        if config.cluster is not None:
+            from twisted_lb.cluster import ClusterService
+
+            self.cluster = ClusterService(
+                self, config.cluster, reactor,
+                # The process that serves the manager registers the proxy.
+                register=worker is None or worker.index == 0,
+                address=config.admin.endpoint if config.admin is not None else "",
+            )
         #: The admin listener (manager, API, metrics), when configured.
         self.admin: Any = None
         if config.admin is not None:
             from twisted_lb.admin import AdminService
-            from twisted_lb.worker import identity
 
-            worker = identity()
             if worker is None or worker.index == 0:
                 # With workers, worker 0 alone serves the admin listener.
-                self.admin = AdminService(self, config.admin, reactor, worker)
+                self.admin = AdminService(self, config.admin, reactor, worker, cluster=self.cluster)
+                if self.cluster is not None:
+                    from twisted_lb.cluster import ClusterCollector
+
+                    # /metrics says whether the store answers.
+                    self.admin.metrics.registry.register(ClusterCollector(self.cluster))
             else:
                 # The others record their requests for worker 0's /metrics
-                # and follow its manager through the state file.
+                # and follow its manager through the state file (or the store).
                 from twisted_lb.admin import WorkerAdmin
 
-                self.admin = WorkerAdmin(self, config.admin, reactor)
+                self.admin = WorkerAdmin(self, config.admin, reactor, cluster=self.cluster)
         self.resource = build_resource(config, self.balancers, self.request_hook())
         for built in self.balancers.values():
             self.attach(built)
@@ -369,8 +479,12 @@ class ProxyService(MultiService):
         self.adopting = endpoint_for is not None
         for i in range(len(config.listeners)):
             service = self.build_listener(config, i, endpoint_for)
-            service.setServiceParent(self)
+            if self.cluster is None:
+                service.setServiceParent(self)
+            # else: the listeners start once the shared state is applied (startService)
             self.listening.append(service)
+        if self.cluster is not None:
+            self.cluster.setServiceParent(self)
         if self.admin is not None:
             self.admin.setServiceParent(self)
 
@@ -427,10 +541,17 @@ class ProxyService(MultiService):
         if listener.redirect:
             site = FrontendSite(
                 RedirectResource(listener.redirect, listener.redirect_status),
-                config.limits, self.reactor, self.connections,
+                config.limits, self.reactor, self.connections, listener.http2,
             )
         else:
-            site = FrontendSite(self.resource, config.limits, self.reactor, self.connections)
+            site = FrontendSite(
+                self.resource,
+                config.limits,
+                self.reactor,
+                self.connections,
+                listener.http2,
+                server_name=listener.server_name,
+            )
         factory: Any = site
         if listener.tls is not None:
             try:
@@ -442,8 +563,8 @@ class ProxyService(MultiService):
             if endpoint_for is not None:
                 endpoint = endpoint_for(index, listener)
             else:
-                endpoint = serverFromString(self.reactor, listener.endpoint)
-        service = StreamServerEndpointService(endpoint, factory)
+                endpoint = serverFromString(self.reactor, with_default_backlog(listener.endpoint))
+        service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
         service._raiseSynchronously = True
         return service
 
@@ -458,9 +579,22 @@ class ProxyService(MultiService):
         """
         from twisted_lb.reload import reload_service
 
-        summary = reload_service(self, config)
-        if self.admin is not None:
-            # What the manager changed outlives a reload, as it outlives a restart.
+        if self.cluster is not None and self.running and not self.cluster.ready.called:
+            raise ConfigError(
+                self.config.source, "cluster",
+                "not reloaded: the proxy is still waiting for the shared store's state "
+                "before it serves; reload once it serves",
+            )
+        try:
+            summary = reload_service(self, config)
+        except ConfigError as e:
+            self.last_reload = (self.reactor.seconds(), f"refused: {e}")
+            raise
+        self.last_reload = (self.reactor.seconds(), summary.describe())
+        # What the manager changed outlives a reload, as it outlives a restart.
+        if self.cluster is not None:
+            self.cluster.reapply()
+        elif self.admin is not None:
             self.admin.reapply()
         return summary
 
@@ -476,7 +610,32 @@ class ProxyService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        self.started_at = self.reactor.seconds()
         log_summary(self.config, self.balancers)
+        if self.cluster is not None:
+            # Serve only once the group's state is applied (or the store
+            # did not answer in time: then the file's states serve).
+            self.cluster.ready.addCallback(lambda _: self._listen())
+        else:
+            self._log_ready()
+
+    def _log_ready(self) -> None:
+        from twisted_lb.readiness import ready_line
+
+        _log.info("{line}", line=ready_line(self))
+
+    def _listen(self) -> None:
+        if not self.running:
+            return
+        try:
+            for service in self.listening:
+                if service.parent is None:
+                    service.setServiceParent(self)
+        except Exception:
+            _log.failure("starting the listeners")
+            self.reactor.stop()
+            return
+        self._log_ready()
 
     def stopService(self) -> defer.Deferred[None]:
         """

@@ -8,6 +8,8 @@ C{twistd lbproxy}: command-line options and the service they make.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from twisted.python import usage
 
 from twisted_lb.config.model import ConfigError
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "makeService", "version_line"]
 
 DEFAULT_DEMO_DIR = Path.home() / ".cache" / "twisted_lb-demo"
 
@@ -43,13 +45,56 @@ class Options(usage.Options):
         ["check", None, "Check the configuration (and the files it names), say whether it is OK, and exit."],
     ]
 
+    def opt_version(self) -> None:
+        """Print twisted_lb's version (and Twisted's, and Python's) and exit."""
+        print(version_line())
+        raise SystemExit(0)
+
     def postOptions(self) -> None:
         if self["demo"] and self["config"]:
             raise usage.UsageError("give either --config or --demo, not both")
         if not self["demo"] and not self["config"]:
             raise usage.UsageError("give --config FILE (or --demo to try it out)")
         if self["config"] and not Path(self["config"]).is_file():
-            raise usage.UsageError(f"{self['config']}: no such file")
+            # One line, not twistd's page of usage before it.
+            raise SystemExit(f"twisted_lb: {self['config']}: no such configuration file")
+        parent = getattr(self, "parent", None)
+        if parent is not None:
+            _no_default_pidfile(parent, check=self["check"])
+
+
+def version_line() -> str:
+    """What C{--version} prints: twisted_lb's version, then Twisted's and Python's."""
+    import platform
+
+    import twisted
+    from twisted_lb import __version__
+
+    return (
+        f"twisted_lb {__version__} (Twisted {twisted.__version__}, "
+        f"Python {platform.python_version()})"
+    )
+
+
+def _no_default_pidfile(twistd_options: Any, *, check: bool, argv: list[str] | None = None) -> None:
+    """
+    Write no C{twistd.pid} where it only gets in the way.
+
+    twistd writes C{twistd.pid} into the current directory unless told
+    otherwise, and refuses to start while one names a live process: a proxy
+    run in the foreground (C{-n}) from a directory would block C{--check}
+    and every other C{twistd} started there. C{--check} runs no server, so
+    it never needs one; in the foreground (where systemd or a terminal keeps
+    the process) no pid file is written unless C{--pidfile} is given. A
+    daemon keeps twistd's default, which is how it is found to be stopped.
+    """
+    if check:
+        twistd_options["pidfile"] = ""
+        return
+    argv = sys.argv[1:] if argv is None else argv
+    given = any(arg == "--pidfile" or arg.startswith("--pidfile=") for arg in argv)
+    if twistd_options.get("nodaemon") and not given:
+        twistd_options["pidfile"] = ""
 
 
 def makeService(options: Options) -> IService:
@@ -57,6 +102,21 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     return _make_service(options, reactor)
+
+
+def _config_errors(e: ConfigError) -> str:
+    """
+    The message that ends a start or C{--check} refused for C{e}: every
+    problem of the file, one a line (after the reader's warnings, printed
+    to standard error).
+    """
+    errors = getattr(e, "errors", (e,))
+    for warning in getattr(e, "warnings", ()):
+        print(f"warning: {warning}", file=sys.stderr)
+    if len(errors) == 1:
+        return f"twisted_lb: configuration error: {errors[0]}"
+    lines = "\n".join(f"  {error}" for error in errors)
+    return f"twisted_lb: {len(errors)} configuration errors:\n{lines}"
 
 
 def _make_service(options: Options, reactor: Any) -> IService:
@@ -80,7 +140,12 @@ def _make_service(options: Options, reactor: Any) -> IService:
         proxy = ProxyService(config, reactor)
         service: IService = proxy
         workers = config.effective_workers
-        if workers > 1 and config.admin is not None and not config.admin.state_file:
+        if (
+            workers > 1
+            and config.admin is not None
+            and not config.admin.state_file
+            and config.cluster is None
+        ):
             raise ConfigError(
                 config.source,
                 "admin.state_file",
@@ -94,7 +159,7 @@ def _make_service(options: Options, reactor: Any) -> IService:
             proxy.discard()
             service = WorkerSupervisor(config, options["config"], reactor, workers)
     except ConfigError as e:
-        raise SystemExit(f"twisted_lb: configuration error: {e}") from None
+        raise SystemExit(_config_errors(e)) from None
     if options["check"]:
         print(f"{options['config']}: configuration OK", file=sys.stderr)
         raise SystemExit(0)
@@ -142,3 +207,35 @@ class _Root(MultiService):
                 signals = LogFileSignals(self.log_file, self.reactor, rotate=self.single_process)
                 signals.setServiceParent(self)
         super().setServiceParent(parent)
+
+    def privilegedStartService(self) -> None:
+        with _exit_on_config_error():
+            super().privilegedStartService()
+
+    def startService(self) -> None:
+        with _exit_on_config_error():
+            super().startService()
+        if self.single_process:
+            # With workers, the supervisor says so once every worker serves.
+            from twisted_lb.readiness import notify
+
+            # Once the reactor runs: its signal handlers (SIGTERM) are set by then.
+            self.reactor.callWhenRunning(notify, "READY=1\nSTATUS=serving")
+
+    def stopService(self) -> Any:
+        from twisted_lb.readiness import notify
+
+        notify("STOPPING=1")
+        return super().stopService()
+
+
+@contextmanager
+def _exit_on_config_error() -> Iterator[None]:
+    """
+    A listener that cannot listen (a port in use) ends twistd with one line
+    naming it, as a configuration error does, not with a traceback.
+    """
+    try:
+        yield
+    except ConfigError as e:
+        raise SystemExit(f"twisted_lb: {e}") from None

@@ -109,9 +109,24 @@ class Fault(enum.Enum):
     #: Tomcat's answer to a missing or wrong secret: 403, an HTML page,
     #: END_RESPONSE reuse=0, close.
     SECRET_REJECTED = "secret-rejected"
+    #: A normal answer with the status 65000 (outside 100-599).
+    INVALID_STATUS = "invalid-status"
+    #: A normal answer with CR LF inside a header name (a second header
+    #: smuggled into the client's response, if passed on).
+    CRLF_IN_HEADER_NAME = "crlf-in-header-name"
+    #: A normal answer with NUL inside a header value.
+    NUL_IN_HEADER_VALUE = "nul-in-header-value"
+    #: A normal answer with a bare LF inside a header value.
+    LF_IN_HEADER_VALUE = "lf-in-header-value"
 
 
 _MID_BODY = frozenset({Fault.STALL_MID_BODY, Fault.RESET_MID_BODY})
+#: The header each bad-head fault adds to a normal answer.
+_BAD_HEADS = {
+    Fault.CRLF_IN_HEADER_NAME: ((b"X-Split\r\nSet-Cookie: smuggled=1", b"x"),),
+    Fault.NUL_IN_HEADER_VALUE: ((b"X-Nul", b"a\x00b"),),
+    Fault.LF_IN_HEADER_VALUE: ((b"X-Split", b"a\nSet-Cookie: smuggled=1"),),
+}
 _TOMCAT_403 = (
     b'<!doctype html><html lang="en"><head><title>HTTP Status 403 \xe2\x80\x93 Forbidden'
     b"</title></head><body><h1>HTTP Status 403 \xe2\x80\x93 Forbidden</h1></body></html>"
@@ -167,6 +182,8 @@ class _MemberConnection(Protocol):
 
     def connectionMade(self) -> None:
         self._member._open.add(self)
+        if self._member.no_delay:
+            self.transport.setTcpNoDelay(True)  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._member._open.discard(self)
@@ -196,6 +213,9 @@ class _LoopbackMember(Factory):
 
     scheme = ""
     connection: type[_MemberConnection]
+    #: Set TCP_NODELAY on each connection (as Tomcat's connectors do by
+    #: default); off, an answer written in pieces may wait for delayed ACKs.
+    no_delay = False
 
     def __init__(self, reactor: Any) -> None:
         if reactor is None:
@@ -210,9 +230,9 @@ class _LoopbackMember(Factory):
         self._open: set[Any] = set()
         self._port: IListeningPort | None = None
 
-    def start(self: _M) -> _M:
+    def start(self: _M, backlog: int = 50) -> _M:
         """Listen on an ephemeral port of 127.0.0.1; returns C{self}."""
-        self._port = self._reactor.listenTCP(0, self, interface="127.0.0.1")
+        self._port = self._reactor.listenTCP(0, self, backlog=backlog, interface="127.0.0.1")
         return self
 
     def stop(self) -> defer.Deferred[None]:
@@ -267,6 +287,8 @@ class _FaultyProtocol(_MemberConnection):
         self._chunks: Iterator[bytes] | None = None
         self._then: Callable[[], None] | None = None
         self._hung = False
+        self._pinged = False
+        self._cpong_later: Any = None
         self.stalled = False
 
     # -- connection ------------------------------------------------------
@@ -274,6 +296,8 @@ class _FaultyProtocol(_MemberConnection):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         super().connectionLost(reason)
         self._chunks = None
+        if self._cpong_later is not None and self._cpong_later.active():
+            self._cpong_later.cancel()
 
     def _reset(self) -> None:
         """Close with a TCP reset (SO_LINGER 0)."""
@@ -302,8 +326,13 @@ class _FaultyProtocol(_MemberConnection):
         member = self._member
         if kind is CPing:
             member.cpings += 1
+            first, self._pinged = not self._pinged, True
             if self._hung or member._take_fault(cping=True) is Fault.NO_CPONG:
                 self._hung = True
+            elif first and member.first_cpong_delay > 0:
+                self._cpong_later = member._reactor.callLater(
+                    member.first_cpong_delay, self._late_cpong
+                )
             else:
                 self._write(self._codec.send(CPong()))
         elif kind is ForwardRequest:
@@ -356,6 +385,10 @@ class _FaultyProtocol(_MemberConnection):
             return
         self._respond(fault)
 
+    def _late_cpong(self) -> None:
+        self._cpong_later = None
+        self._write(self._codec.send(CPong()))
+
     # -- answering -------------------------------------------------------
 
     def _respond(self, fault: Fault) -> None:
@@ -391,11 +424,16 @@ class _FaultyProtocol(_MemberConnection):
             # type, status 200, reason string claiming 0x0F00 bytes: "200\0".
             self._write(_packet(b"\x04\x00\xc8\x0f\x00200\x00\x00\x00"))
             return
-        size = member.head_body_size if fault is Fault.HEAD_WITH_BODY else member.body_size
+        if fault is Fault.HEAD_WITH_BODY:
+            size = member.head_body_size
+        else:
+            size = member.path_sizes.get(forward.req_uri, member.body_size)
         headers: tuple[tuple[bytes, bytes], ...] = ((b"Content-Type", b"application/octet-stream"),)
         if member.content_length:
             headers += ((b"Content-Length", b"%d" % size),)
-        data = send(SendHeaders(member.status, b"%d" % member.status, headers))
+        headers += _BAD_HEADS.get(fault, ())
+        status = 65000 if fault is Fault.INVALID_STATUS else member.status
+        data = send(SendHeaders(status, b"%d" % status, headers))
         if fault is Fault.WRONG_MAGIC:
             self._write(b"XY" + data[2:])
             return
@@ -496,6 +534,10 @@ class FaultyAJPMember(_LoopbackMember):
     @ivar bytes_sent: bytes written to the proxy in all.
     @ivar proxy_errors: protocol errors the member saw in what the proxy
         sent (should stay empty).
+    @ivar path_sizes: body sizes by request path, instead of C{body_size}.
+    @ivar first_cpong_delay: seconds the first CPING of each new connection
+        waits for its CPONG (a busy container slow to take new connections
+        while it answers on its others); 0 answers at once.
     """
 
     scheme = "ajp"
@@ -525,6 +567,8 @@ class FaultyAJPMember(_LoopbackMember):
         self.cpings = 0
         self.extra_body_bytes = 0
         self.proxy_errors: list[str] = []
+        self.first_cpong_delay = 0.0
+        self.path_sizes: dict[bytes, int] = {}
         self._scheduled: deque[Fault] = deque()
 
     # -- life --------------------------------------------------------------
@@ -609,6 +653,12 @@ class HTTPFault(enum.Enum):
     STALL_BEFORE_HEADERS = "stall-before-headers"
     #: The head and half the body, then silence.
     STALL_MID_BODY = "stall-mid-body"
+    #: A normal answer with the status C{65000 Unknown} (outside 100-599).
+    INVALID_STATUS = "invalid-status"
+    #: A normal answer with NUL inside a header value.
+    NUL_IN_HEADER_VALUE = "nul-in-header-value"
+    #: A normal answer with a bare CR inside a header value.
+    BARE_CR_IN_HEADER_VALUE = "bare-cr-in-header-value"
 
 
 #: The unsolicited response L{HTTPFault.LONG_BODY} appends.
@@ -735,6 +785,12 @@ class _FaultyHTTPProtocol(_MemberConnection):
         elif fault is HTTPFault.REJECT_BEFORE_BODY:
             self._write(self._head(b"Connection: close\r\n", 0, b"413 Payload Too Large"))
             self._close()
+        elif fault is HTTPFault.INVALID_STATUS:
+            self._write(self._head(status=b"65000 Unknown") + body)
+        elif fault is HTTPFault.NUL_IN_HEADER_VALUE:
+            self._write(self._head(b"X-Nul: a\x00b\r\n") + body)
+        elif fault is HTTPFault.BARE_CR_IN_HEADER_VALUE:
+            self._write(self._head(b"X-Split: a\rSet-Cookie: smuggled=1\r\n") + body)
         else:
             self._write(self._head() + body)
             if fault is HTTPFault.CLOSE_ON_NEXT_REQUEST:

@@ -13,6 +13,7 @@ from typing import Any
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
 
 from twisted_lb.config.model import TLSConfig
 
@@ -41,8 +42,10 @@ def openssl_reason(error: Exception) -> str:
 def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
     """
     The server-side TLS context for a listener: TLS 1.2 or newer, Twisted's
-    (Mozilla-derived) cipher list, the chain file appended, HTTP/2 over ALPN
-    when available.
+    (Mozilla-derived) cipher list, the chain file appended, HTTP/1.1 over
+    ALPN; Twisted adds the protocols of the site it wraps
+    (L{twisted_lb.frontend.FrontendSite.acceptableProtocols}: C{h2} first
+    when the listener offers HTTP/2).
 
     @raise OSError: a file cannot be read.
     @raise ValueError: the certificate or key cannot be parsed.
@@ -58,15 +61,92 @@ def server_context(tls: TLSConfig) -> IOpenSSLServerConnectionCreator:
         ]
     except (crypto.Error, SSL.Error) as e:
         files = ", ".join(dict.fromkeys(f for f in (tls.certificate, tls.key, tls.chain) if f))
-        raise ValueError(f"{files}: not a PEM certificate and private key ({openssl_reason(e)})") from None
-    protocols = [b"h2", b"http/1.1"] if h2_available() else [b"http/1.1"]
-    return ssl.CertificateOptions(
+        raise ValueError(
+            f"{files}: not a PEM certificate and private key ({openssl_reason(e)})"
+        ) from None
+    settings: dict[str, Any] = {}
+    if tls.ciphers:
+        try:
+            SSL.Context(SSL.TLS_METHOD).set_cipher_list(tls.ciphers.encode("ascii"))
+        except (SSL.Error, UnicodeEncodeError) as e:
+            raise ValueError(f"ciphers {tls.ciphers!r}: no cipher OpenSSL knows ({e})") from None
+        settings["acceptableCiphers"] = ssl.AcceptableCiphers.fromOpenSSLCipherString(tls.ciphers)
+    if "TLSv1.3" not in tls.protocols:
+        settings["lowerMaximumSecurityTo"] = ssl.TLSVersion.TLSv1_2
+    options = ssl.CertificateOptions(
         privateKey=certificate.privateKey.original,
         certificate=certificate.original,
         extraCertChain=chain or None,
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
-        acceptableProtocols=protocols,
+        raiseMinimumTo=(
+            ssl.TLSVersion.TLSv1_2 if "TLSv1.2" in tls.protocols else ssl.TLSVersion.TLSv1_3
+        ),
+        acceptableProtocols=[b"http/1.1"],
+        **settings,
     )
+    if tls.client_certificates != "none":
+        return _ClientCertificateOptions(options, tls)
+    return options
+
+
+def _accept_any(connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:
+    """C{optional_no_ca}: any client certificate is taken, the application decides."""
+    return True
+
+
+def _as_checked(connection: Any, certificate: Any, errno: int, depth: int, ok: int) -> bool:
+    """C{optional}, C{require}: OpenSSL's verdict against C{client_ca}."""
+    return bool(ok)
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _ClientCertificateOptions:
+    """
+    Twisted's C{CertificateOptions}, whose contexts also ask clients for a
+    certificate, as Apache's C{SSLVerifyClient}.
+    """
+
+    def __init__(self, options: ssl.CertificateOptions, tls: TLSConfig) -> None:
+        self._options = options
+        self._mode = tls.client_certificates
+        self._cas: list[Any] = []
+        if tls.client_ca:
+            pem = Path(tls.client_ca).read_bytes()
+            try:
+                self._cas = [
+                    crypto.load_certificate(
+                        crypto.FILETYPE_PEM, block + b"-----END CERTIFICATE-----\n"
+                    )
+                    for block in pem.split(b"-----END CERTIFICATE-----")[:-1]
+                ]
+            except crypto.Error as e:
+                raise ValueError(
+                    f"{tls.client_ca}: not PEM certificates ({openssl_reason(e)})"
+                ) from None
+            if not self._cas:
+                raise ValueError(f"{tls.client_ca}: no PEM certificate in it")
+        self._context: SSL.Context | None = None
+
+    def getContext(self) -> SSL.Context:  # noqa: N802 (Twisted's name)
+        if self._context is None:
+            context = self._options.getContext()
+            flags = SSL.VERIFY_PEER
+            if self._mode == "require":
+                flags |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+            store = context.get_cert_store()
+            for ca in self._cas:
+                if store is not None:
+                    store.add_cert(ca)
+                context.add_client_ca(ca)
+            context.set_verify(
+                flags, _accept_any if self._mode == "optional_no_ca" else _as_checked
+            )
+            # Sessions of a context that checks peers need an id context to be resumed.
+            context.set_session_id(b"twisted_lb")
+            self._context = context
+        return self._context
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:  # noqa: N802, N803
+        return SSL.Connection(self.getContext(), None)
 
 
 def make_self_signed(cert_path: Path, key_path: Path, hostname: str = "localhost") -> None:

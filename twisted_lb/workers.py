@@ -50,6 +50,8 @@ from twisted.python.failure import Failure
 from twisted_lb.admin.metrics import MULTIPROCESS_ENV
 from twisted_lb.config import read_config
 from twisted_lb.config.model import ConfigError, ProxyConfig
+from twisted_lb.endpoints import with_default_backlog
+from twisted_lb.readiness import notify
 
 __all__ = ["ListenerSockets", "WorkerSupervisor", "open_listener_sockets", "EXIT_CONFIG"]
 
@@ -171,7 +173,7 @@ def open_listener_sockets(config: ProxyConfig, count: int) -> list[ListenerSocke
             opener = _SocketOpener(count)
             key = f"listen[{i}].endpoint"
             try:
-                endpoint = serverFromString(opener, listener.endpoint)
+                endpoint = serverFromString(opener, with_default_backlog(listener.endpoint))
                 outcome: list[object] = []
                 endpoint.listen(None).addBoth(outcome.append)  # type: ignore[arg-type]
                 if isinstance(outcome[0], Failure):
@@ -233,6 +235,7 @@ class _WorkerProcess(ProcessProtocol):
             event = json.loads(line)
             if event.get("ready"):
                 self.ready = True
+                self.supervisor.worker_ready(self)
             level, text = LogLevel.levelWithName(event["level"]), event["text"]
         except (ValueError, KeyError, TypeError, AttributeError):
             pass
@@ -288,6 +291,8 @@ class WorkerSupervisor(Service):
         self._failures: dict[int, int] = {}
         self._restarts: dict[int, Any] = {}
         self._stopping = False
+        #: Whether the ready line was logged (and systemd told).
+        self._announced = False
         #: The workers' prometheus_client multiprocess directory, while running.
         self.metrics_dir: str | None = None
 
@@ -314,6 +319,24 @@ class WorkerSupervisor(Service):
         if self.install_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGHUP, signal.SIGUSR1):
                 signal.signal(signum, self._on_signal)
+
+    def worker_ready(self, worker: _WorkerProcess) -> None:
+        """
+        A worker said it serves: once all of them have (the first time),
+        log the ready line and tell systemd (C{READY=1}) when it asked.
+        """
+        if self._announced or len(self.workers) < self.count:
+            return
+        if not all(w.ready for w in self.workers.values()):
+            return
+        self._announced = True
+        listeners = ", ".join(listener.endpoint for listener in self.config.listeners)
+        balancers = ", ".join(b.name for b in self.config.balancers)
+        _log.info(
+            "ready: listening on {listeners} with {count} workers; balancers {balancers}",
+            listeners=listeners, count=self.count, balancers=balancers or "none",
+        )
+        notify(f"READY=1\nSTATUS=serving with {self.count} workers")
 
     def _on_signal(self, signum: int, frame: object) -> None:
         name = signal.Signals(signum).name[3:]
@@ -344,7 +367,8 @@ class WorkerSupervisor(Service):
             args += ["--listen", f"{3 + i}:{listener.family}"]
         worker = _WorkerProcess(self, index)
         self.workers[index] = worker
-        env = dict(os.environ)
+        # The supervisor alone speaks to systemd.
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         if self.metrics_dir is not None:
             env[MULTIPROCESS_ENV] = self.metrics_dir
         self.reactor.spawnProcess(worker, sys.executable, args, env=env, childFDs=child_fds)

@@ -172,3 +172,26 @@ def test_disable_in_the_browser_moves_the_traffic(demo: Demo, page) -> None:
     page.click('tr[data-route="node1"] button[data-action="loadfactor"]')
     page.wait_for_selector('[role="status"]')
     assert page.locator('input[aria-label="load factor of node1"]').input_value() == "3"
+
+    # The page says what runs, and the last check in words.
+    about = page.locator("#about").inner_text()
+    assert about.startswith("twisted_lb ") and "demo.toml" in about and " · up " in about
+    assert "ok=" not in page.content()
+
+    # Disabling the last member that takes new requests asks first.
+    page.click('tr[data-route="node2"] button[data-action="enable"]')
+    page.wait_for_selector('tr[data-route="node2"] [data-state="active"]')
+    page.click('tr[data-route="node1"] button[data-action="disable"]')
+    page.wait_for_selector('tr[data-route="node1"] [data-state="disabled"]')
+    page.click('tr[data-route="node2"] button[data-action="disable"]')
+    question = page.locator('[role="alertdialog"]')
+    question.wait_for()
+    assert "node2 is the last member of balancer demo that takes new requests" in question.inner_text()
+    assert _state(page, "node2") == "active"  # nothing done yet
+    _shot(page, "manager-confirm.png")
+    page.click('[role="alertdialog"] button[data-confirm="yes"]')
+    page.wait_for_selector('tr[data-route="node2"] [data-state="disabled"]')
+    for route in ("node1", "node2"):
+        page.click(f'tr[data-route="{route}"] button[data-action="enable"]')
+        page.wait_for_selector(f'tr[data-route="{route}"] [data-state="active"]')
+    assert {demo.session()["node"] for _ in range(6)} == {"node1", "node2"}

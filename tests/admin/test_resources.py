@@ -213,17 +213,25 @@ def test_check_results_in_metrics_and_page(admin: AdminRoot, proxy: FakeProxy, m
     member = proxy.member("node1")
     original = type(member).to_dict
 
+    now = proxy.reactor.seconds()
+
     def with_check(self):
         d = original(self)
         if self is member:
-            d["check"] = {"ok": False, "detail": "CPING timed out"}
+            d["checked"] = True
+            d["check"] = {
+                "ok": False, "detail": "CPING timed out", "at": now - 3, "duration": 2.0,
+                "passes": 0, "fails": 9, "running": False, "next_at": now + 4,
+            }  # fmt: skip
         return d
 
     monkeypatch.setattr(type(member), "to_dict", with_check)
     s = samples(exchange(admin, "GET", "/metrics").text)
     labels = (("balancer", "app"), ("member", member.name), ("route", "node1"))
     assert s[("twisted_lb_member_check_up", labels)] == 0
-    assert "detail=CPING timed out" in exchange(admin, "GET", "/").text
+    page = exchange(admin, "GET", "/").text
+    assert "CPING timed out in 2000 ms, 9 fails, 3 s ago, next check in 4 s" in page
+    assert "ok=False" not in page  # words, not the record
 
 
 def test_pinned_sessions_on_a_draining_member(admin: AdminRoot, proxy: FakeProxy) -> None:
@@ -283,3 +291,51 @@ def test_member_counters_publish_increases(proxy: FakeProxy) -> None:
     del proxy.balancers["app"]
     counters.publish()
     assert value("twisted_lb_member_in_flight") == 0
+
+
+def test_state_shown_as_it_really_is(admin: AdminRoot, proxy: FakeProxy) -> None:
+    """A member in error is shown 'in error' (red), not a green 'active'; slow start too."""
+    balancer = proxy.balancers["app"].balancer
+    node1 = proxy.member("node1")
+    balancer.record_failure(node1, "cannot connect to 127.0.0.1:9001: connection refused")
+    page = exchange(admin, "GET", "/").text
+    row = page.split('data-route="node1"', 1)[1].split("</tr>", 1)[0]
+    assert 'class="state error" data-state="error">in error</span>' in row
+    assert 'data-state="active"' not in row
+    assert page.count('data-state="active"') == 1  # node2
+    api = exchange(admin, "GET", "/api/balancers/app/members/node1").json()
+    assert api["state"] == "error" and api["state_text"] == "in error"
+
+
+def test_last_usable_member_asks_first(admin: AdminRoot, proxy: FakeProxy) -> None:
+    """
+    Disabling or draining the last member that takes new requests shows a
+    question first; the confirmed form does it. Other members need no question.
+    """
+    r = post_form(admin, {"token": TOKEN, "balancer": "app", "route": "node1", "action": "disable"})
+    assert r.status == 303  # node2 still takes new requests
+    for action in ("drain", "disable"):
+        fields = {"token": TOKEN, "balancer": "app", "route": "node2", "action": action}
+        r = post_form(admin, fields)
+        assert r.status == 200 and 'role="alertdialog"' in r.text
+        assert "node2 is the last member of balancer app that takes new requests" in r.text
+        assert 'name="confirmed" value="1"' in r.text
+        assert proxy.member("node2").status is MemberStatus.ACTIVE  # nothing done yet
+    r = post_form(admin, {**fields, "confirmed": "1"})
+    assert r.status == 303
+    assert proxy.member("node2").status is MemberStatus.DISABLED
+
+
+def test_page_says_version_uptime_file_and_last_reload(admin: AdminRoot, proxy: FakeProxy) -> None:
+    from twisted_lb import __version__
+
+    proxy.reactor.advance(130)
+    admin.about = lambda: {
+        "version": __version__, "started": 10.0, "now": proxy.reactor.seconds(),
+        "source": "/etc/twisted_lb/site.toml", "last_reload": (70.0, "members added: app/node3"),
+    }  # fmt: skip
+    page = exchange(admin, "GET", "/").text
+    assert (
+        f"twisted_lb {__version__} · up 2 min · configuration /etc/twisted_lb/site.toml · "
+        "last reload 60 s ago: members added: app/node3"
+    ) in page

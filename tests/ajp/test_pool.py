@@ -26,6 +26,7 @@ from twisted_lb.ajp import (
     EndResponse,
     ForwardRequest,
     Role,
+    SendBodyChunk,
     SendHeaders,
 )
 from twisted_lb.ajp.pool import AJPConnectionPool
@@ -437,3 +438,234 @@ class CapTests(PoolTestCase):
         new.pong()
         assert self.successResultOf(d) is new.proto
         assert self.pool.open_count == 1
+
+
+class _BurstPool(PoolTestCase):
+    """A pool that opens at most two connections at once."""
+
+    max_connections = 50
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pool = AJPConnectionPool(
+            self.reactor,
+            "tomcat.example",
+            8009,
+            max_connections=self.max_connections,
+            ping_timeout=PING_TIMEOUT,
+            acquire_timeout=ACQUIRE_TIMEOUT,
+            endpoint_factory=lambda: self.endpoint,
+            max_opening=2,
+        )
+
+
+class BurstTests(_BurstPool):
+    """A burst of requests: connections opened a few at a time, slow CPINGs of a busy member."""
+
+    def test_opening_is_bounded_and_the_rest_wait_in_line(self) -> None:
+        """Five requests at once: two connections opening, the others wait, served in order."""
+        waiting = [self.acquire() for _ in range(5)]
+        assert len(self.endpoint.members) == 2
+        assert (self.pool.opening_count, self.pool.waiting_count) == (2, 5)
+        first, second = self.endpoint.members
+        first.pong()
+        assert self.successResultOf(waiting[0]) is first.proto
+        # The place it left is given to the next request without a connection.
+        assert len(self.endpoint.members) == 3
+        second.pong()
+        assert self.successResultOf(waiting[1]) is second.proto
+        # A released connection serves the oldest waiter before its own opens.
+        self.pool.release(first.proto, self.exchange(first))
+        assert self.successResultOf(waiting[2]) is first.proto
+        for member in self.endpoint.members[2:]:
+            member.pong()
+        for d in waiting[3:]:
+            self.successResultOf(d)
+        # The connection opened for the request a release served went to the next one.
+        assert self.pool.opened == 4
+        assert self.pool.waiting_count == 0
+        assert self.pool.opening_count == 0
+
+    def test_connection_opened_for_a_request_served_meanwhile_goes_idle(self) -> None:
+        """A request served by a release before its CPONG: its new connection is kept idle."""
+        busy = self.connected()
+        d = self.acquire()
+        new = self.endpoint.members[1]
+        self.pool.release(busy.proto, self.exchange(busy))
+        assert self.successResultOf(d) is busy.proto
+        new.pong()
+        assert self.pool.idle_count == 1
+        assert self.pool.take_ready() is new.proto
+
+    def test_slow_cping_while_the_member_answers_elsewhere_is_busy_not_down(self) -> None:
+        """
+        A new connection's CPING times out while another connection of the
+        member received bytes within the ping timeout: the connection is
+        dropped, the request waits in line again and gets the first
+        connection the member frees; nothing puts the member in error.
+        """
+        busy = self.connected()
+        d = self.acquire()
+        slow = self.endpoint.members[1]
+        assert slow.received() == [CPing()]
+        self.reactor.advance(PING_TIMEOUT / 2)
+        # The member answers on its other connection meanwhile.
+        request = busy.proto.request(ForwardRequest(b"GET", b"/"), None, 0, _Sink(), 10.0)
+        busy.received()
+        busy.answer(SendHeaders(200, b"200", ()))
+        self.reactor.advance(PING_TIMEOUT / 2)
+        assert slow.transport.aborted
+        self.assertNoResult(d)
+        assert self.pool.waiting_count == 1
+        busy.answer(EndResponse(True))
+        busy.codec.start_next_cycle()
+        self.pool.release(busy.proto, self.successResultOf(request))
+        assert self.successResultOf(d) is busy.proto
+        assert self.pool.waiting_count == 0
+
+    def test_busy_member_waits_at_most_acquire_timeout(self) -> None:
+        """
+        New connections that never answer CPING while the member keeps
+        answering on another: the request gives up with MemberBusy (503,
+        retried elsewhere, the member not put in error) after acquire_timeout.
+        """
+        busy = self.connected()
+        request = busy.proto.request(ForwardRequest(b"GET", b"/"), None, 0, _Sink(), 60.0)
+        busy.received()
+        busy.answer(SendHeaders(200, b"200", ()))
+        d = self.acquire()
+        elapsed = 0.0
+        while not d.called and elapsed < ACQUIRE_TIMEOUT * 3:
+            # A body chunk on the busy connection every half ping timeout.
+            busy.answer(SendBodyChunk(b"x"))
+            self.reactor.advance(PING_TIMEOUT / 2)
+            elapsed += PING_TIMEOUT / 2
+        failure = self.failureResultOf(d, MemberBusy)
+        assert not failure.value.marks_member_down
+        assert not failure.value.reached_application
+        assert ACQUIRE_TIMEOUT <= elapsed <= ACQUIRE_TIMEOUT + 2 * PING_TIMEOUT
+        assert len(self.endpoint.members) > 2  # it tried new connections meanwhile
+        assert self.pool.waiting_count == 0
+        self.assertNoResult(request)
+
+    def test_slow_cping_with_no_sign_of_life_is_ping_failed(self) -> None:
+        """Nothing from the member on any connection during the CPING: PingFailed, member down."""
+        self.connected()
+        self.reactor.advance(PING_TIMEOUT * 3)
+        d = self.acquire()
+        self.reactor.advance(PING_TIMEOUT)
+        failure = self.failureResultOf(d, PingFailed)
+        assert failure.value.marks_member_down
+
+    def test_waiter_without_an_opening_connection_times_out_busy(self) -> None:
+        """At the opening bound a waiter gets MemberBusy after acquire_timeout if nothing frees."""
+        owners = [self.acquire(), self.acquire()]
+        third = self.acquire()
+        self.reactor.advance(ACQUIRE_TIMEOUT)
+        # The two opening connections never answered: PingFailed for their owners.
+        for d in owners:
+            self.failureResultOf(d, PingFailed)
+        # The third got its own opening connection when a place freed; it may still be pending.
+        if not third.called:
+            self.reactor.advance(PING_TIMEOUT)
+        self.failureResultOf(third)
+        assert self.pool.waiting_count == 0
+
+
+class _RandomBurst:
+    """Random acquires, releases, CPONGs, silences, closes and clock turns on one pool."""
+
+    def __init__(self, case: _BurstPool, seed: int) -> None:
+        import random
+
+        self.case = case
+        self.random = random.Random(seed)
+        self.waiting: list[defer.Deferred[AJPClientProtocol]] = []
+        self.held: list[AJPClientProtocol] = []
+        #: how acquires ended, by result
+        self.outcomes: dict[str, int] = {}
+
+    def step(self) -> None:
+        case, pool, rnd = self.case, self.case.pool, self.random
+        members = [m for m in case.endpoint.members if m.transport.connected]
+        choice = rnd.randrange(6)
+        if choice == 0:
+            self.waiting.append(case.acquire())
+        elif choice == 1 and members:
+            member = rnd.choice(members)
+            if member.transport.value():
+                member.pong()
+        elif choice == 2 and self.held:
+            proto = self.held.pop(rnd.randrange(len(self.held)))
+            pool.release(proto, rnd.random() < 0.8)
+        elif choice == 3 and members:
+            rnd.choice(members).close()
+        else:
+            case.reactor.advance(rnd.choice([0, 0.1, PING_TIMEOUT / 2, PING_TIMEOUT]))
+        for d in list(self.waiting):
+            if d.called:
+                self.waiting.remove(d)
+                outcome: list[object] = []
+                d.addBoth(outcome.append)
+                if isinstance(outcome[0], AJPClientProtocol):
+                    self.held.append(outcome[0])
+                    self.outcomes["served"] = self.outcomes.get("served", 0) + 1
+                else:
+                    name = type(outcome[0].value).__name__  # type: ignore[attr-defined]
+                    self.outcomes[name] = self.outcomes.get(name, 0) + 1
+        self.check()
+
+    def check(self) -> None:
+        pool = self.case.pool
+        assert pool._opening >= 0 and pool._spare >= 0
+        assert len(pool._owners) + pool._spare == pool._opening
+        assert pool._owners <= set(pool._waiters)
+        assert all(not d.called for d in pool._waiters)
+        assert set(pool._timers) <= set(pool._waiters)
+        assert set(pool._deadlines) == set(pool._waiters)
+        assert pool._opening <= 2 and pool.open_count <= _BurstPool.max_connections
+        assert len(set(self.held)) == len(self.held)
+        assert not set(self.held) & set(pool._idle)
+
+
+class RandomBurstTests(_BurstPool):
+    """The pool's bookkeeping holds whatever happens in whatever order."""
+
+    def test_random_sequences(self) -> None:
+        outcomes: dict[str, int] = {}
+        for seed in range(40):
+            self.setUp()
+            burst = _RandomBurst(self, seed)
+            for _ in range(300):
+                burst.step()
+            # Whatever is still waiting ends by its deadline.
+            self.reactor.advance(ACQUIRE_TIMEOUT + PING_TIMEOUT * 2)
+            for member in self.endpoint.members:
+                if member.transport.connected and member.transport.value():
+                    member.pong()
+            self.reactor.advance(ACQUIRE_TIMEOUT + PING_TIMEOUT * 2)
+            assert self.pool.waiting_count == 0, seed
+            assert self.pool.opening_count == 0, seed
+            for d in burst.waiting:
+                assert d.called, seed
+                d.addErrback(lambda f: None)
+            for name, count in burst.outcomes.items():
+                outcomes[name] = outcomes.get(name, 0) + count
+        # Every way an acquire ends was taken.
+        assert {"served", "MemberBusy", "PingFailed"} <= set(outcomes), outcomes
+
+
+def test_member_endpoint_connects_to_addresses_directly() -> None:
+    """An address needs no name resolution (no thread); a name goes through HostnameEndpoint."""
+    from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+
+    from twisted_lb.ajp.pool import member_endpoint
+
+    reactor = MemoryReactorClock()
+    assert isinstance(member_endpoint(reactor, "127.0.0.1", 8009, 1.0), TCP4ClientEndpoint)
+    assert isinstance(member_endpoint(reactor, "::1", 8009, 1.0), TCP6ClientEndpoint)
+    assert isinstance(member_endpoint(reactor, "tomcat.example", 8009, 1.0), HostnameEndpoint)
+    four = member_endpoint(reactor, "127.0.0.1", 8009, 2.5)
+    four.connect(Factory())  # type: ignore[attr-defined]
+    host, port, _, timeout, _ = reactor.tcpClients[-1]
+    assert (host, port, timeout) == ("127.0.0.1", 8009, 2.5)

@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
             key=key,
             members=[{"url": f"wss://127.0.0.1:{wss_port}", "route": "m1"}],
             path=PATH,
+            # One process, so that the profile is of the process that relays.
+            top={"workers": 1} if args.profile else None,
         ).replace('route = "m1"', 'route = "m1"\ntls = { verify = false }')
         (directory / "site.toml").write_text(config)
         twistd = ["-m", "tests.bench.ws_echo", "twistd", "-n", "--pidfile=", "--logfile", "proxy.log", "lbproxy"]

@@ -6,9 +6,12 @@ import os
 
 import pytest
 
+from twisted_lb.access import AccessRule
+from twisted_lb.basic_auth import AuthRule
 from twisted_lb.config import (
     BackendTLSConfig,
     ConfigError,
+    ConfigErrors,
     LBMethodName,
     ListenerConfig,
     MemberState,
@@ -18,6 +21,7 @@ from twisted_lb.config import (
     read_apache,
 )
 from twisted_lb.config.apache import ACCEPTED_AND_IGNORED
+from twisted_lb.header_edits import HeaderEdit
 
 from .helpers import write
 
@@ -46,34 +50,91 @@ def error(tmp_path, text: str, name: str = "httpd.conf") -> ConfigError:
 
 def test_unsupported_directive_names_file_line_and_directive(tmp_path) -> None:
     """An unknown directive is an error with the file, the line and the directive's name."""
-    e = error(tmp_path, "Listen 8080\n\nRewriteEngine On\n")
+    e = error(tmp_path, "Listen 8080\n\nFrobnicate On\n")
     assert e.source == str(tmp_path / "httpd.conf")
     assert e.key == "line 3"
     assert e.problem == (
-        "directive 'RewriteEngine' is not supported by twisted_lb "
+        "directive 'Frobnicate' is not supported by twisted_lb "
         "(see docs/migrating-from-apache.md)"
     )
 
 
-def test_unsupported_section(tmp_path) -> None:
-    """An unknown section such as <Directory> is reported by name and line."""
-    e = error(tmp_path, "Listen 8080\n<Directory /var/www>\n</Directory>\n")
+def test_refused_directive_gives_the_reason(tmp_path) -> None:
+    """A directive twisted_lb refuses on purpose says why and what to do."""
+    e = error(tmp_path, "Listen 8080\nRewriteRule ^/old /new [CO=a:b:c]\n")
     assert e.key == "line 2"
-    assert "'<Directory>' is not supported" in e.problem
+    assert e.problem.startswith("RewriteRule flag [CO=a:b:c] is not supported")
+
+
+def test_unsupported_section(tmp_path) -> None:
+    """An unknown section such as <LocationMatch> is reported by name, line and reason."""
+    e = error(tmp_path, "Listen 8080\n<LocationMatch ^/a>\n</LocationMatch>\n")
+    assert e.key == "line 2"
+    assert "<LocationMatch> is not supported: regular-expression locations" in e.problem
 
 
 def test_unsupported_directive_inside_proxy(tmp_path) -> None:
-    """Access control inside <Proxy> is not silently dropped."""
+    """Access rules twisted_lb cannot check inside <Proxy> are not silently dropped."""
     e = error(
         tmp_path,
         "Listen 80\n<Proxy balancer://app>\n  BalancerMember ajp://h:8009\n"
-        "  Require all granted\n</Proxy>\n",
+        "  Require host example.com\n</Proxy>\n",
     )
-    assert e.key == "line 4" and "'Require'" in e.problem
+    assert e.key == "line 4" and "reverse DNS" in e.problem
+
+
+def test_every_problem_in_one_run(tmp_path) -> None:
+    """Five refused lines give five errors at once, each with file, line and directive."""
+    path = write(
+        tmp_path,
+        "httpd.conf",
+        """
+        Listen 8080
+        RewriteRule ^/(.*) http://x/$1 [P,CO=a:b:c]
+        <Proxy balancer://app>
+            BalancerMember ajp://127.0.0.1:8009 route=n1 frobnicate=2
+        </Proxy>
+        ProxyPass /app balancer://app
+        Frobnicate yes
+        ProxyRequests On
+        <LocationMatch ^/x>
+            ProxyPass http://127.0.0.1:8080
+        </LocationMatch>
+        """,
+    )
+    with pytest.raises(ConfigErrors) as info:
+        read_apache(path)
+    errors = info.value.errors
+    assert [(e.source, e.key) for e in errors] == [
+        (path, "line 2"),
+        (path, "line 4"),
+        (path, "line 7"),
+        (path, "line 8"),
+        (path, "line 9"),
+    ]
+    names = ["RewriteRule", "BalancerMember", "Frobnicate", "ProxyRequests", "<LocationMatch>"]
+    for e, name in zip(errors, names, strict=True):
+        assert name in e.problem
+    assert str(info.value).count("\n") == 4
+    # The first error is also the exception's own, for callers that read one.
+    assert (info.value.key, info.value.problem) == ("line 2", errors[0].problem)
+
+
+def test_errors_in_included_files_name_those_files(tmp_path) -> None:
+    """Problems in several included files are all reported, each with its file."""
+    a = write(tmp_path, "conf.d/a.conf", "Frobnicate 1\n")
+    b = write(tmp_path, "conf.d/b.conf", "ServerName x\nHeader set X-A 1 early\n")
+    e = error(tmp_path, "Listen 80\nInclude conf.d/*.conf\nFrobnicate 2\n")
+    assert isinstance(e, ConfigErrors)
+    assert [(x.source, x.key) for x in e.errors] == [
+        (a, "line 1"),
+        (b, "line 2"),
+        (str(tmp_path / "httpd.conf"), "line 3"),
+    ]
 
 
 def test_accepted_and_ignored_directives(tmp_path) -> None:
-    """LoadModule, ServerName, ServerAdmin, DocumentRoot, ErrorLog, CustomLog, LogLevel are read."""
+    """Lines with no effect on proxying are read; one warning per directive says why."""
     config, warnings = read(
         tmp_path,
         """
@@ -83,15 +144,149 @@ def test_accepted_and_ignored_directives(tmp_path) -> None:
         DocumentRoot /var/www/html
         ErrorLog logs/error_log
         CustomLog logs/access_log combined
+        CustomLog logs/ssl_log "%t %h"
         LogLevel warn
+        LogFormat "%h %l %u %t" common
+        TransferLog logs/transfer
+        NameVirtualHost *:8080
+        SetEnvIf User-Agent ".*MSIE.*" nokeepalive
+        AddDefaultCharset UTF-8
+        PidFile /run/httpd.pid
+        User apache
+        Group apache
+        StartServers 4
+        MaxRequestWorkers 400
+        SSLSessionCache shmcb:/run/ssl_scache(512000)
+        CacheEnable disk /
+        CacheRoot /var/cache/httpd
+        ServerSignature Off
+        ServerTokens Prod
+        Options -Indexes
+        AllowOverride None
+        Mutex file:/run/lock default
+        <Directory /var/www>
+            Require all denied
+        </Directory>
+        <FilesMatch "\\.php$">
+            SetHandler application/x-httpd-php
+        </FilesMatch>
         Listen 8080
         """,
     )
-    assert {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog"} <= set(
-        ACCEPTED_AND_IGNORED
+    assert {"loadmodule", "serveradmin", "documentroot", "errorlog"} <= set(ACCEPTED_AND_IGNORED)
+    # ServerName names the host of requests that come without a Host header.
+    assert config.listeners == (ListenerConfig("tcp:8080", server_name="proxy.example.com"),)
+    assert len(warnings) == 26
+    assert warnings[0] == (
+        "line 1: LoadModule is accepted and has no effect on proxying: twisted_lb has no "
+        "loadable modules; what it supports is built in"
     )
-    assert config.listeners == (ListenerConfig("tcp:8080"),)
-    assert warnings == []
+    assert any(w.startswith("line 6 and 1 more line: CustomLog is accepted") for w in warnings)
+    assert any(w.startswith("line 27: <Directory> is accepted") for w in warnings)
+
+
+def test_accepted_directives_loaded_twice_warn_once(tmp_path) -> None:
+    """Three LogFormat lines give one warning that counts them."""
+    _, warnings = read(tmp_path, "Listen 80\nLogFormat a\nLogFormat b\nLogFormat c\n")
+    assert warnings == [
+        "line 2 and 2 more lines: LogFormat is accepted and has no effect on proxying: "
+        "twisted_lb writes its own logs (access_log and log_format in the native file)"
+    ]
+
+
+def test_lines_with_a_proxy_meaning_are_kept(tmp_path) -> None:
+    """TraceEnable, ProxyAddHeaders, LimitRequestBody and ProxyVia Off keep their meaning."""
+    config, _ = read(
+        tmp_path,
+        "Listen 80\nTraceEnable Off\nProxyAddHeaders Off\nLimitRequestBody 1048576\n"
+        "ProxyVia Off\n",
+    )
+    assert config.allow_trace is False
+    assert config.x_forwarded is False
+    assert config.limits.max_body_bytes == 1048576
+    config, _ = read(tmp_path, "Listen 80\n")
+    assert (config.allow_trace, config.x_forwarded) == (True, True)
+    e = error(tmp_path, "Listen 80\nProxyVia On\n")
+    assert "adds no Via header" in e.problem
+    e = error(
+        tmp_path,
+        "Listen 80\nLimitRequestBody 10\n<VirtualHost *:80>\nLimitRequestBody 20\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4" and "one value for the whole proxy" in e.problem
+
+
+def test_access_rules_for_both_apache_versions(tmp_path) -> None:
+    """Require next to Order/Allow that lets everyone in (files for 2.2 and 2.4) is one rule."""
+    config, _ = read(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\nRequire ip 10.0.0.0/8\n"
+        "Order allow,deny\nAllow from all\n</Proxy>\nProxyPass / balancer://app/\n",
+    )
+    assert config.routes[0].access == (AccessRule("/", "require", ("10.0.0.0/8",)),)
+    config, _ = read(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember ajp://h:1\nRequire all granted\n"
+        "Order allow,deny\nAllow from all\n</Proxy>\nProxyPass / balancer://app/\n",
+    )
+    assert config.routes[0].access[0].lets_everyone_in
+
+
+def test_server_name_per_virtual_host(tmp_path) -> None:
+    """
+    ServerName becomes the listener's server_name (the host of requests
+    without Host); a virtual host without one inherits the main server's.
+    """
+    config, _ = read(
+        tmp_path,
+        """
+        ServerName main.example
+        <VirtualHost *:8080>
+          ServerName https://www.example.com:8443
+        </VirtualHost>
+        <VirtualHost *:8081>
+        </VirtualHost>
+        """,
+    )
+    assert [(lst.endpoint, lst.server_name) for lst in config.listeners] == [
+        ("tcp:8080", "www.example.com:8443"),
+        ("tcp:8081", "main.example"),
+    ]
+
+
+def test_ssl_verify_client(tmp_path) -> None:
+    """SSLVerifyClient and SSLCACertificateFile ask clients for certificates, as in Apache."""
+    config, _ = read(
+        tmp_path,
+        """
+        <VirtualHost *:8443>
+          SSLEngine on
+          SSLCertificateFile /etc/ssl/c.pem
+          SSLVerifyClient require
+          SSLCACertificateFile /etc/ssl/ca.pem
+        </VirtualHost>
+        """,
+    )
+    tls = config.listeners[0].tls
+    assert tls is not None
+    assert (tls.client_certificates, tls.client_ca) == ("require", "/etc/ssl/ca.pem")
+    e = error(
+        tmp_path,
+        "<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile /c.pem\nSSLVerifyClient optional\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4" and "client_ca" in e.problem
+    e = error(
+        tmp_path,
+        "<VirtualHost *:8443>\nSSLEngine on\nSSLCertificateFile /c.pem\nSSLVerifyClient maybe\n"
+        "</VirtualHost>\n",
+    )
+    assert e.key == "line 4"
+
+
+def test_server_name_that_is_no_host(tmp_path) -> None:
+    e = error(tmp_path, "Listen 8080\n<VirtualHost *:8080>\nServerName a/b\n</VirtualHost>\n")
+    assert e.key == "line 3" and "not a host name" in e.problem
 
 
 def test_case_insensitive_names_comments_and_ifmodule(tmp_path) -> None:
@@ -156,10 +351,85 @@ def test_quoted_arguments(tmp_path) -> None:
     assert config.routes[0] == RouteConfig("/my app", "app", "/x")
 
 
-def test_unterminated_quote(tmp_path) -> None:
-    """An unterminated quote is an error on its line."""
-    e = error(tmp_path, 'Listen 8080\nServerName "oops\n')
-    assert e.key == "line 2" and "quote" in e.problem
+def test_quotes_as_httpd_reads_them(tmp_path) -> None:
+    """An unclosed quote runs to the end of the line; a quote inside a word is a character."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 8080
+        <Proxy balancer://app>
+            BalancerMember ajp://127.0.0.1:8009 route=a"b "secret=open to end
+        </Proxy>
+        ProxyPass /app balancer://app
+        """,
+    )
+    member = config.balancers[0].members[0]
+    assert (member.route, member.secret) == ('a"b', "open to end")
+
+
+def test_conditional_section_open_at_the_end(tmp_path) -> None:
+    """An <IfModule> left open at the end of a file is closed there, with a warning."""
+    inc = write(tmp_path, "site.conf", "<IfModule mod_proxy.c>\nProxyPass /app balancer://app\n")
+    config, warnings = read(tmp_path, f"Listen 80\n{APP}Include {inc}\n")
+    assert config.routes[0].path == "/app"
+    assert f"{inc} line 1: <IfModule> is not closed before the end of the file" in warnings[0]
+    e = error(tmp_path, "Listen 80\n<IfModule x>\n<Location /a>\n")
+    assert "<Location> is never closed" in e.problem
+
+
+def test_ifmodule_follows_loadmodule(tmp_path) -> None:
+    """With LoadModule lines, <IfModule> holds for the loaded (and built-in) modules only."""
+    config, warnings = read(
+        tmp_path,
+        """
+        LoadModule proxy_module modules/mod_proxy.so
+        <IfModule mod_proxy.c>
+            Listen 80
+        </IfModule>
+        <IfModule ssl_module>
+            Listen 443
+        </IfModule>
+        <IfModule !mod_ssl.c>
+            Listen 81
+        </IfModule>
+        <IfModule log_config_module>
+            Listen 82
+        </IfModule>
+        """,
+    )
+    assert [x.endpoint for x in config.listeners] == ["tcp:80", "tcp:81", "tcp:82"]
+    assert any("<IfModule ssl_module> is skipped" in w for w in warnings)
+
+
+def test_define_ifdefine_and_variables(tmp_path, monkeypatch) -> None:
+    """Define and environment variables fill ${NAME}; <IfDefine> and <IfVersion> are evaluated."""
+    monkeypatch.setenv("LB_TEST_PORT", "8081")
+    config, _ = read(
+        tmp_path,
+        """
+        Define HTTP_PORT 8080
+        Listen ${HTTP_PORT}
+        Listen ${LB_TEST_PORT}
+        <IfDefine HTTP_PORT>
+            Listen 8082
+        </IfDefine>
+        <IfDefine !HTTP_PORT>
+            Listen 8083
+        </IfDefine>
+        <IfVersion >= 2.4>
+            Listen 8084
+        </IfVersion>
+        <IfVersion < 2.2>
+            Listen 8085
+        </IfVersion>
+        """,
+    )
+    assert [x.endpoint for x in config.listeners] == [
+        "tcp:8080",
+        "tcp:8081",
+        "tcp:8082",
+        "tcp:8084",
+    ]
 
 
 def test_unclosed_and_mismatched_sections(tmp_path) -> None:
@@ -265,14 +535,85 @@ def test_virtualhost_listeners(tmp_path) -> None:
     ]
 
 
-def test_name_based_virtual_hosts_are_refused(tmp_path) -> None:
-    """Two <VirtualHost> on one address would need name-based hosting: an error."""
+def test_name_based_virtual_hosts(tmp_path) -> None:
+    """
+    Several <VirtualHost> on one port share one socket and are chosen by
+    name; the first is the default for other names.
+    """
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        <VirtualHost *:80>
+            ServerName www.example.com
+            ProxyPass / http://127.0.0.1:9001/
+        </VirtualHost>
+        <VirtualHost *:80>
+            ServerName API.example.com:80
+            ServerAlias *.api.example.com api
+            ProxyPass / http://127.0.0.1:9002/
+            ProxyPass /v1 http://127.0.0.1:9003/
+        </VirtualHost>
+        """,
+    )
+    # The first virtual host on the port is the default: its name serves
+    # requests without a Host.
+    assert config.listeners == (ListenerConfig("tcp:80", server_name="www.example.com"),)
+    routes = {(r.path, r.hosts): r.balancer for r in config.routes}
+    assert routes == {
+        ("/", ("_default_", "www.example.com")): "http-127.0.0.1-9001",
+        ("/", ("api.example.com", "*.api.example.com", "api")): "http-127.0.0.1-9002",
+        ("/v1", ("api.example.com", "*.api.example.com", "api")): "http-127.0.0.1-9003",
+    }
+
+
+def test_localhost_next_to_default_virtual_host_is_one_socket(tmp_path) -> None:
+    """<VirtualHost localhost:443> next to <VirtualHost _default_:443>: one socket on 443."""
+    cert = write(tmp_path, "cert.pem", "x")
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 443
+        <VirtualHost _default_:443>
+            SSLEngine on
+            SSLCertificateFile {cert}
+            ProxyPass / http://127.0.0.1:9001/
+        </VirtualHost>
+        <VirtualHost localhost:443>
+            ServerName localhost
+            SSLEngine on
+            SSLCertificateFile {cert}
+            ProxyPass / http://127.0.0.1:9002/
+        </VirtualHost>
+        """,
+    )
+    assert [listener.endpoint for listener in config.listeners] == ["tcp:443"]
+
+
+def test_virtual_hosts_on_one_port_that_cannot_share_it(tmp_path) -> None:
+    """Other certificates, redirect next to proxy, or no name at all are errors with the reason."""
+    a = write(tmp_path, "a.pem", "x")
+    b = write(tmp_path, "b.pem", "x")
     e = error(
         tmp_path,
-        "<VirtualHost *:80>\nServerName a\n</VirtualHost>\n<VirtualHost *:80>\n"
-        "ServerName b\n</VirtualHost>\n",
+        f"<VirtualHost *:443>\nServerName a\nSSLEngine on\nSSLCertificateFile {a}\n"
+        "ProxyPass / http://h:1/\n</VirtualHost>\n"
+        f"<VirtualHost *:443>\nServerName b\nSSLEngine on\nSSLCertificateFile {b}\n"
+        "ProxyPass / http://h:2/\n</VirtualHost>\n",
     )
-    assert e.key == "line 4" and "name-based" in e.problem
+    assert e.key == "line 7" and "no SNI" in e.problem
+    e = error(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\nRedirect / https://a/\n</VirtualHost>\n"
+        "<VirtualHost *:80>\nServerName b\nProxyPass / http://h:2/\n</VirtualHost>\n",
+    )
+    assert e.key == "line 5" and "only redirects" in e.problem
+    e = error(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\nProxyPass / http://h:1/\n</VirtualHost>\n"
+        "<VirtualHost *:80>\nProxyPass / http://h:2/\n</VirtualHost>\n",
+    )
+    assert e.key == "line 5" and "no ServerName" in e.problem
 
 
 def test_no_listener(tmp_path) -> None:
@@ -342,22 +683,40 @@ def test_redirect_listener(tmp_path, status: str, expected: int) -> None:
     )
 
 
-def test_redirect_errors(tmp_path) -> None:
-    """Redirect gone, partial redirects, a target that drops the path, and mixing are errors."""
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect gone /\n</VirtualHost>\n")
-    assert e.key == "line 2" and "410" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect /old https://h/new\n</VirtualHost>\n")
-    assert "part of the site" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / https://h\n</VirtualHost>\n")
-    assert "must end with '/'" in e.problem
-    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / relative/\n</VirtualHost>\n")
-    assert "absolute URL" in e.problem
-    e = error(
+def test_redirect_rules(tmp_path) -> None:
+    """
+    Redirects that do not cover a whole site become rules before routing;
+    one shadowed by a ProxyPass is not used, as in Apache.
+    """
+    config, warnings = read(
         tmp_path,
-        APP + "<VirtualHost *:80>\n Redirect / https://h/\n ProxyPass /a balancer://app\n"
-        "</VirtualHost>\n",
+        APP
+        + """<VirtualHost *:80>
+ Redirect gone /old
+ Redirect /moved https://h/new
+ RedirectPermanent /perm /elsewhere/
+ RedirectMatch 301 ^/(.*)\\.php$ /$1
+ ProxyPass /a balancer://app
+ Redirect /a/b https://h/b
+ <Location /loc>
+  Redirect 307 https://h/loc
+ </Location>
+</VirtualHost>
+""",
     )
-    assert "Redirect together with ProxyPass" in e.problem
+    rules = [(r.pattern, r.target, r.status, r.prefix) for r in config.rules]
+    assert rules == [
+        ("^/(.*)\\.php$", "/$1", 301, False),
+        ("/loc", "https://h/loc", 307, True),
+        ("/old", "-", 410, True),
+        ("/moved", "https://h/new", 302, True),
+        ("/perm", "/elsewhere/", 301, True),
+    ]
+    assert any("Redirect /a/b is not used: ProxyPass /a covers it" in w for w in warnings)
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect / relative/\n</VirtualHost>\n")
+    assert "must be a URL or start with '/'" in e.problem
+    e = error(tmp_path, "<VirtualHost *:80>\n Redirect 200 / https://h/\n</VirtualHost>\n")
+    assert "status 200 is not supported" in e.problem
 
 
 def test_redirect_consistent_and_shadowed_rules(tmp_path) -> None:
@@ -578,8 +937,8 @@ def test_proxypass_direct_url_errors(tmp_path) -> None:
     assert "balancer parameter" in e.problem and e.key == "line 2"
     e = error(tmp_path, "Listen 80\nProxyPass /a fcgi://h:1\n")
     assert "scheme 'fcgi'" in e.problem
-    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 nocanon\n")
-    assert "nocanon" in e.problem
+    e = error(tmp_path, "Listen 80\nProxyPass /a http://h:1 noquery\n")
+    assert "noquery" in e.problem and "not supported" in e.problem
 
 
 def test_proxypass_exclusion(tmp_path) -> None:
@@ -768,8 +1127,8 @@ def test_member_errors(tmp_path) -> None:
     assert e.key == "line 3" and "loadfactor must be between 1 and 100" in e.problem
     e = error(tmp_path, head + "BalancerMember ajp://h:1 loadfactor=many\n</Proxy>\n")
     assert "loadfactor must be a number" in e.problem
-    e = error(tmp_path, head + "BalancerMember ajp://h:1 smax=3\n</Proxy>\n")
-    assert "parameter 'smax' is not supported" in e.problem
+    e = error(tmp_path, head + "BalancerMember ajp://h:1 redirect=n2\n</Proxy>\n")
+    assert "parameter 'redirect' is not supported" in e.problem
     e = error(tmp_path, head + "BalancerMember ajp://h:1 iobuffersize=1024\n</Proxy>\n")
     assert "packet_size" in e.problem
     e = error(tmp_path, head + "BalancerMember gopher://h:1\n</Proxy>\n")
@@ -833,9 +1192,10 @@ def test_balancer_outside_proxy_section(tmp_path) -> None:
 
 
 def test_non_balancer_proxy_section(tmp_path) -> None:
-    """<Proxy *> (forward-proxy access control) is refused."""
-    e = error(tmp_path, "Listen 80\n<Proxy *>\n</Proxy>\n")
-    assert e.key == "line 2" and "forward proxy" in e.problem
+    """<Proxy *> holds access rules and headers, not members."""
+    e = error(tmp_path, "Listen 80\n<Proxy *>\nBalancerMember ajp://h:1\n</Proxy>\n")
+    assert e.key == "line 3"
+    assert "BalancerMember belongs inside <Proxy balancer://name>" in e.problem
 
 
 def test_proxy_sections_for_one_balancer_merge(tmp_path) -> None:
@@ -925,3 +1285,475 @@ def test_hcheck_errors_name_the_line(tmp_path) -> None:
     )
     with pytest.raises(ConfigError):
         read_apache(path)
+
+
+# -- whole sites ----------------------------------------------------------------
+
+DEBIAN_SITE = """
+<VirtualHost *:80>
+    ServerName app.example.com
+    ServerAdmin webmaster@example.com
+    ProxyRequests Off
+    ProxyPreserveHost On
+    <Proxy balancer://tomcats>
+        BalancerMember ajp://127.0.0.1:8009 route=node1
+        BalancerMember ajp://127.0.0.1:8010 route=node2
+        ProxySet stickysession=JSESSIONID|jsessionid
+    </Proxy>
+    ProxyPass /balancer-manager !
+    ProxyPass / balancer://tomcats/
+    ProxyPassReverse / balancer://tomcats/
+    <Location /balancer-manager>
+        SetHandler balancer-manager
+        Require host localhost
+    </Location>
+    ErrorLog ${APACHE_LOG_DIR}/app_error.log
+    CustomLog ${APACHE_LOG_DIR}/app_access.log combined
+</VirtualHost>
+"""
+
+
+@pytest.mark.skipif(
+    not os.path.exists("/etc/apache2/apache2.conf"), reason="Debian's apache2 is not installed"
+)
+def test_debian_apache2_conf_with_a_balancer_site(tmp_path) -> None:
+    """
+    Debian's whole /etc/apache2 (apache2.conf, its modules, ports.conf,
+    conf-enabled, the default site) plus a balancer site loads, with the
+    proxy meaning of the site and of security.conf's TraceEnable Off.
+    """
+    import shutil
+
+    root = tmp_path / "apache2"
+    shutil.copytree("/etc/apache2", root, symlinks=False)
+    write(root, "sites-enabled/app.conf", DEBIAN_SITE)
+    config, warnings = read_apache(str(root / "apache2.conf"))
+    # The site is a name-based virtual host next to Debian's default site.
+    assert [x.endpoint for x in config.listeners] == ["tcp:80"]
+    assert set(config.routes) == {
+        RouteConfig("/", "tomcats", "/", preserve_host=True, hosts=("app.example.com",)),
+        RouteConfig(
+            "/balancer-manager", None, preserve_host=True, hosts=("app.example.com",)
+        ),
+    }
+    [tomcats] = config.balancers
+    assert [m.route for m in tomcats.members] == ["node1", "node2"]
+    assert tomcats.sticky is not None
+    assert config.allow_trace is False  # conf-enabled/security.conf
+    # One warning per kind of accepted line, however many lines there are.
+    assert len([w for w in warnings if "AddLanguage is accepted" in w]) == 1
+    assert any("SetHandler balancer-manager" in w and "admin listener" in w for w in warnings)
+    # ssl_module is not loaded by Debian's default modules: no 443 listener.
+    assert any("<IfModule ssl_module> is skipped" in w for w in warnings)
+
+
+def test_every_classified_directive_is_documented() -> None:
+    """docs/migrating-from-apache.md names every accepted and refused directive."""
+    import re
+
+    from twisted_lb.config import _apache_directives as d
+
+    doc = open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "docs", "migrating-from-apache.md"),
+        encoding="utf-8",
+    ).read()
+    named = {m.lower() for m in re.findall(r"`<?/?([A-Za-z0-9]+)\*?[ >`]", doc)}
+    families = {m.lower() for m in re.findall(r"`<?([A-Za-z0-9]+)\*`", doc)}
+    families -= {"sslproxy", "hc"}  # too wide to vouch for a directive
+    missing = [
+        key
+        for key in [*d.ACCEPTED, *d.REFUSED, *d.ACCEPTED_SECTIONS, *d.REFUSED_SECTIONS]
+        if key not in named and not any(key.startswith(f) for f in families)
+    ]
+    assert missing == []
+
+
+# -- Header and RequestHeader ------------------------------------------------------
+
+
+def test_route_cookie_idiom(tmp_path) -> None:
+    """Apache's documented ROUTEID idiom becomes a conditional edit on the route."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        Header add Set-Cookie "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/" env=BALANCER_ROUTE_CHANGED
+        <Proxy balancer://app>
+            BalancerMember http://127.0.0.1:8080 route=1
+            BalancerMember http://127.0.0.1:8081 route=2
+            ProxySet stickysession=ROUTEID
+        </Proxy>
+        ProxyPass / balancer://app/
+        """,
+    )
+    [route] = config.routes
+    assert route.response_headers == (
+        HeaderEdit(
+            "add",
+            "Set-Cookie",
+            "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/",
+            condition="BALANCER_ROUTE_CHANGED",
+        ),
+    )
+    assert config.balancers[0].sticky == StickySessionConfig.from_apache("ROUTEID", ".")
+
+
+def test_header_scopes_in_apache_order(tmp_path) -> None:
+    """Main server, virtual host, <Proxy>, then the <Location> holding the route."""
+    config, _ = read(
+        tmp_path,
+        """
+        Header set X-1 main
+        <VirtualHost *:80>
+            Header always set X-2 vhost
+            RequestHeader set X-Forwarded-Proto https
+            <Proxy balancer://app>
+                BalancerMember http://127.0.0.1:8080
+                Header set X-3 proxy
+            </Proxy>
+            <Location /app>
+                ProxyPass balancer://app/
+                Header unset X-1
+                RequestHeader unset Authorization
+            </Location>
+            ProxyPass /other http://127.0.0.1:9000/
+        </VirtualHost>
+        """,
+    )
+    routes = {r.path: r for r in config.routes}
+    app = routes["/app"]
+    assert [(e.action, e.name, e.value, e.always) for e in app.response_headers] == [
+        ("set", "X-1", "main", False),
+        ("set", "X-2", "vhost", True),
+        ("set", "X-3", "proxy", False),
+        ("unset", "X-1", "", False),
+    ]
+    assert [(e.action, e.name) for e in app.request_headers] == [
+        ("set", "X-Forwarded-Proto"),
+        ("unset", "Authorization"),
+    ]
+    other = routes["/other"]
+    assert [e.name for e in other.response_headers] == ["X-1", "X-2"]
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("Header echo X-A", "echo is not supported"),
+        ("Header set X-A", "needs a value"),
+        ("Header set X-A 1 early", "early is not supported"),
+        ("Header set X-A 1 expr=%{REQUEST_STATUS}==200", "expr= conditions"),
+        ("Header set X-T %t", "'%t' is not supported"),
+        ("Header set X-A 1 env=FROM_SETENVIF", "only these variables"),
+        ("RequestHeader set X-P expr=%{HTTP_HOST}", "expr=%{REQUEST_SCHEME}"),
+        ("RequestHeader set X-W %{BALANCER_WORKER_ROUTE}e", "before it picks a member"),
+        ("Header frob X-A 1", "'frob' is not one of"),
+        ("Header edit X-A (", "needs a regular expression and a replacement"),
+    ],
+)
+def test_header_errors(tmp_path, line: str, problem: str) -> None:
+    """Header lines twisted_lb cannot honour are errors naming the line and the reason."""
+    e = error(tmp_path, f"Listen 80\n{APP}ProxyPass / balancer://app/\n{line}\n")
+    assert e.key == "line 7" and problem in e.problem
+
+
+def test_header_in_location_covering_part_of_a_route(tmp_path) -> None:
+    """A Header in a <Location> narrower than any route is refused, not applied wider."""
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location /admin>\n"
+        "Header set X-Admin 1\n</Location>\n",
+    )
+    assert e.key == "line 8" and "part of the route /" in e.problem
+
+
+# -- access rules -------------------------------------------------------------------
+
+
+def test_access_rules(tmp_path) -> None:
+    """Require and Order/Allow/Deny become per-route rules in Apache's merge order."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        <Proxy *>
+            Require all granted
+        </Proxy>
+        <Proxy balancer://app>
+            BalancerMember ajp://h:1
+            Require ip 10.0.0.0/8 192.168.1
+            Require local
+        </Proxy>
+        ProxyPass / balancer://app/
+        ProxyPass /direct http://127.0.0.1:9000/
+        <Location /admin>
+            Order deny,allow
+            Deny from all
+            Allow from 10.1.2.3
+        </Location>
+        <Location /direct>
+            Require all denied
+        </Location>
+        """,
+    )
+    routes = {r.path: r for r in config.routes}
+    assert routes["/"].access == (
+        AccessRule("/", "require", ("all",)),
+        AccessRule("/", "require", ("10.0.0.0/8", "192.168.1", "local")),
+        AccessRule("/admin", "deny,allow", ("10.1.2.3",), ("all",)),
+    )
+    assert routes["/direct"].access == (
+        AccessRule("/direct", "require", ("all",)),
+        AccessRule("/direct", "require", ()),
+    )
+
+
+@pytest.mark.parametrize(
+    "line, problem",
+    [
+        ("Require group admins", "Require group is not supported"),
+        ("Require not ip 10.0.0.1", "Require not"),
+        ("Require ip example.com", "is not an address"),
+        ("Allow from .example.com", "reverse DNS"),
+        ("Order mutual-failure", "mutual-failure"),
+        ("Require env LET_IN", "is not supported"),
+    ],
+)
+def test_access_errors(tmp_path, line: str, problem: str) -> None:
+    """Access lines that cannot be checked are refused with the reason."""
+    text = f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\n{line}\n</Location>\n"
+    e = error(tmp_path, text)
+    assert e.key == "line 8" and problem in e.problem
+
+
+def test_require_outside_a_section(tmp_path) -> None:
+    """Require at the top level is refused, as Apache refuses it."""
+    e = error(tmp_path, "Listen 80\nRequire all denied\n")
+    assert "belongs in a <Location> or <Proxy>" in e.problem
+
+
+def test_parameters_on_the_proxy_line_and_flags(tmp_path) -> None:
+    """<Proxy balancer://x key=value> sets the balancer; nocanon is accepted; others warn once."""
+    config, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Proxy balancer://app lbmethod=bybusyness stickysession=ROUTEID>
+            BalancerMember http://127.0.0.1:8080 route=1 keepalive=On smax=5 ttl=120
+            BalancerMember http://127.0.0.1:8081 route=2 keepalive=On flushpackets=on
+        </Proxy>
+        ProxyPass /app balancer://app/ nocanon
+        """,
+    )
+    [app] = config.balancers
+    assert app.lbmethod == LBMethodName.BYBUSYNESS
+    assert app.sticky == StickySessionConfig.from_apache("ROUTEID", ".")
+    assert app.members[0].ttl == 120
+    assert len([w for w in warnings if "keepalive=On: accepted without effect" in w]) == 1
+    assert any("flushpackets=on: accepted without effect" in w for w in warnings)
+
+
+def test_proxyhcexpr_status_form(tmp_path) -> None:
+    """hcexpr names a ProxyHCExpr of the status form; it becomes the check's expected statuses."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 80
+        ProxyHCExpr ok234 {%{REQUEST_STATUS} =~ /^[234]/}
+        ProxyHCExpr below500 {%{REQUEST_STATUS} -lt 500}
+        <Proxy balancer://app>
+            BalancerMember http://127.0.0.1:8080 hcmethod=GET hcuri=/up hcexpr=ok234
+            BalancerMember http://127.0.0.1:8081 hcmethod=HEAD hcexpr=below500
+        </Proxy>
+        ProxyPass / balancer://app/
+        """,
+    )
+    first, second = config.balancers[0].members
+    assert first.health is not None and first.health.expect == ((200, 499),)
+    assert second.health is not None and second.health.expect == ((100, 499),)
+    e = error(
+        tmp_path,
+        "Listen 80\nProxyHCExpr body {hc('body') !~ /Out of Order/}\n",
+    )
+    assert e.key == "line 2" and "only the status form" in e.problem
+    e = error(
+        tmp_path,
+        "Listen 80\n<Proxy balancer://app>\nBalancerMember http://h:1 hcmethod=GET hcexpr=nope\n"
+        "</Proxy>\n",
+    )
+    assert e.key == "line 3" and "no ProxyHCExpr nope" in e.problem
+
+
+@pytest.mark.parametrize(
+    "line, protocols",
+    [
+        ("SSLProtocol -all +TLSv1.3", ("TLSv1.3",)),
+        ("SSLProtocol all -SSLv3 -TLSv1 -TLSv1.1", ("TLSv1.2", "TLSv1.3")),
+        ("SSLProtocol TLSv1.2", ("TLSv1.2",)),
+        ("SSLProtocol +TLSv1.2 +TLSv1.3", ("TLSv1.2", "TLSv1.3")),
+        ("", ("TLSv1.2", "TLSv1.3")),
+    ],
+)
+def test_ssl_protocol(tmp_path, line: str, protocols: tuple[str, ...]) -> None:
+    """SSLProtocol is read as Apache reads it, into the TLS versions offered."""
+    cert = write(tmp_path, "cert.pem", "x")
+    config, _ = read(
+        tmp_path,
+        f"Listen 443\n{line}\n<VirtualHost *:443>\nSSLEngine on\nSSLCertificateFile {cert}\n"
+        "SSLCipherSuite HIGH:!aNULL:!MD5\nSSLHonorCipherOrder on\n</VirtualHost>\n",
+    )
+    tls = config.listeners[0].tls
+    assert tls is not None
+    assert (tls.protocols, tls.ciphers) == (protocols, "HIGH:!aNULL:!MD5")
+
+
+def test_ssl_protocol_enabling_nothing_offered(tmp_path) -> None:
+    """SSLProtocol that leaves neither TLS 1.2 nor 1.3 names its line."""
+    cert = write(tmp_path, "cert.pem", "x")
+    head = f"Listen 443\n<VirtualHost *:443>\nSSLEngine on\nSSLCertificateFile {cert}\n"
+    e = error(tmp_path, head + "SSLProtocol -all +TLSv1.1\n</VirtualHost>\n")
+    assert e.key == "line 5" and "enables no TLS version" in e.problem
+
+
+def test_shadowing_follows_location_precedence(tmp_path) -> None:
+    """
+    Guacamole's layout (ProxyPass in <Location>, the WebSocket location
+    last) gets no warning: in Apache the last matching <Location> wins.
+    The reverse order, and a plain ProxyPass under a <Location> one, do.
+    """
+    _, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Location /guacamole/>
+            ProxyPass http://127.0.0.1:8080/guacamole/ flushpackets=on
+        </Location>
+        <Location /guacamole/websocket-tunnel>
+            ProxyPass ws://127.0.0.1:8080/guacamole/websocket-tunnel
+        </Location>
+        """,
+    )
+    assert not [w for w in warnings if "shadowed" in w]
+    _, warnings = read(
+        tmp_path,
+        """
+        Listen 80
+        <Location /guacamole/websocket-tunnel>
+            ProxyPass ws://127.0.0.1:8080/guacamole/websocket-tunnel
+        </Location>
+        <Location /guacamole/>
+            ProxyPass http://127.0.0.1:8080/guacamole/
+        </Location>
+        ProxyPass /guacamole/x http://127.0.0.1:9000/
+        """,
+    )
+    shadowed = [w for w in warnings if "shadowed" in w]
+    assert len(shadowed) == 2
+    assert "<Location /guacamole/websocket-tunnel> (line 3) is shadowed by <Location /guacamole/>" in shadowed[0]
+    assert "/guacamole/x (line 8) is shadowed by <Location /guacamole/> (line 6)" in shadowed[1]
+
+
+def test_basic_authentication(tmp_path) -> None:
+    """AuthType Basic with an htpasswd file and Require valid-user/user become login rules."""
+    users = write(tmp_path, "users", "alice:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        ProxyPass / balancer://app/
+        <Location /admin>
+            AuthType Basic
+            AuthName "Admin area"
+            AuthBasicProvider file
+            AuthUserFile {users}
+            Require user alice
+        </Location>
+        <Location /admin/public>
+            Require all granted
+        </Location>
+        """,
+    )
+    [route] = config.routes
+    assert route.auth == (
+        AuthRule("/admin", "Admin area", users, ("alice",)),
+        AuthRule("/admin/public", "", ""),
+    )
+    bad = write(tmp_path, "bad", "bob:plaintext\n")
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\nAuthType Basic\n"
+        f"AuthUserFile {bad}\nRequire valid-user\n</Location>\n",
+    )
+    assert e.key == "line 9" and "not bcrypt, {SHA} or $apr1$" in e.problem
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\nRequire valid-user\n"
+        "</Location>\n",
+    )
+    assert "needs AuthType Basic and AuthUserFile" in e.problem
+
+
+def test_proxypassmatch(tmp_path) -> None:
+    """ProxyPassMatch becomes a proxying rule (or a 404 for !), before the prefix routes."""
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        ProxyPassMatch ^/static/ !
+        ProxyPassMatch ^/(.*\\.jsp)$ ajp://127.0.0.1:8009/app/$1
+        ProxyPassMatch ^/api/(.*)$ balancer://app/v2/$1
+        ProxyPass / balancer://app/
+        """,
+    )
+    rules = [(r.pattern, r.target, r.status, r.balancer) for r in config.rules]
+    assert rules == [
+        ("^/static/", "-", 404, ""),
+        ("^/(.*\\.jsp)$", "/app/$1", 0, "ajp-127.0.0.1-8009"),
+        ("^/api/(.*)$", "/v2/$1", 0, "app"),
+    ]
+    e = error(tmp_path, "Listen 80\nProxyPassMatch ^/(.*)$ http://h:1/$1 timeout=5\n")
+    assert e.key == "line 2" and "with parameters is not supported" in e.problem
+
+
+def test_worked_examples_in_the_migration_guide_load(tmp_path) -> None:
+    """Every Apache block under 'Worked examples' in docs/migrating-from-apache.md loads."""
+    import re
+
+    doc = open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "docs", "migrating-from-apache.md"),
+        encoding="utf-8",
+    ).read()
+    section = doc.split("## Worked examples", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    assert len(blocks) == 6
+    users = write(tmp_path, "reports.htpasswd", "bob:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")
+    cert = write(tmp_path, "chat.pem", "x")
+    prelude = "Listen 80\nListen 443\n" + "".join(
+        f"<Proxy balancer://{name}>\nBalancerMember http://127.0.0.1:{port}\n</Proxy>\n"
+        for name, port in (("www", 9001), ("api", 9002))
+    )
+    for block in blocks:
+        text = block.replace("/etc/apache2/reports.htpasswd", users)
+        text = text.replace("/etc/ssl/chat.pem", cert)
+        if "balancer://app" in text and "<Proxy balancer://app>" not in text:
+            text = APP + text
+        if "ProxyPass" not in text and "RewriteRule" not in text:
+            text += "\nProxyPass / http://127.0.0.1:9000/\n"
+        config, _ = read(tmp_path, prelude + text)
+        assert config.routes or config.rules
+
+
+def test_request_header_from_the_connection(tmp_path) -> None:
+    """RequestHeader … expr=%{REQUEST_SCHEME} and env=HTTPS read the client connection."""
+    config, _ = read(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n"
+        "RequestHeader set X-Forwarded-Proto expr=%{REQUEST_SCHEME}\n"
+        "RequestHeader set X-Forwarded-Ssl on env=HTTPS\n",
+    )
+    assert config.routes[0].request_headers == (
+        HeaderEdit("set", "X-Forwarded-Proto", "%{REQUEST_SCHEME}e"),
+        HeaderEdit("set", "X-Forwarded-Ssl", "on", condition="HTTPS"),
+    )

@@ -124,15 +124,37 @@ def test_cli_convert_seed() -> None:
     config = load_config(fixture("seed-000.conf"))
     assert load_toml_text(result.stdout, config.source) == config
     assert "warning:" in result.stderr and "shadowed by /" in result.stderr
+    # The output says it too, as comments.
+    assert "\n# - " in result.stdout and "shadowed by /" in result.stdout
+
+
+def test_cli_convert_comments_accepted_lines(tmp_path) -> None:
+    """Each kind of line accepted without effect is a comment in the converted file."""
+    path = write(
+        tmp_path,
+        "site.conf",
+        "Listen 80\nLogFormat a\nLogFormat b\nUser www-data\n<Proxy balancer://a>\n"
+        "BalancerMember ajp://h:1\n</Proxy>\nProxyPass / balancer://a/\n",
+    )
+    result = _run("convert", path)
+    assert result.returncode == 0, result.stderr
+    comments = [line for line in result.stdout.splitlines() if line.startswith("# - ")]
+    assert comments == [
+        "# - line 2 and 1 more line: LogFormat is accepted and has no effect on proxying: "
+        "twisted_lb writes its own logs (access_log and log_format in the native file)",
+        "# - line 4: User is accepted and has no effect on proxying: twisted_lb's processes are "
+        "set by twistd and the workers setting, not by Apache's process and MPM settings",
+    ]
+    assert load_toml_text(result.stdout, path) == load_config(path)
 
 
 def test_cli_convert_error(tmp_path) -> None:
     """An invalid file gives its error on stderr and exit status 2."""
-    path = write(tmp_path, "bad.conf", "Listen 80\nRewriteEngine On\n")
+    path = write(tmp_path, "bad.conf", "Listen 80\nFrobnicate On\n")
     result = _run("convert", path)
     assert result.returncode == 2
     assert result.stdout == ""
-    assert f"{path}: line 2: directive 'RewriteEngine' is not supported" in result.stderr
+    assert f"{path}: line 2: directive 'Frobnicate' is not supported" in result.stderr
 
 
 def test_cli_usage_error() -> None:
@@ -147,9 +169,15 @@ def test_documented_examples_load() -> None:
 
     with open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8") as f:
         blocks = re.findall(r"```toml\n(.*?)```", f.read(), re.S)
-    assert len(blocks) == 4
+    assert len(blocks) == 7
     configs = [load_toml_text(block, "<docs>") for block in blocks]
     assert configs[0].balancers[0].members[1].health.path == "/health"
     seed_000 = load_config(fixture("seed-000.conf"))
-    assert [r.path for r in configs[2].routes] == [r.path for r in seed_000.routes]
-    assert configs[2].balancers[0].members[0].tls.verify is False
+    assert [r.status for r in configs[1].rules] == [0, 301]
+    assert [r.path for r in configs[2].routes[0].access] == ["/", "/admin"]
+    assert [e.name for e in configs[3].routes[0].response_headers] == [
+        "Set-Cookie",
+        "Strict-Transport-Security",
+    ]
+    assert [r.path for r in configs[5].routes] == [r.path for r in seed_000.routes]
+    assert configs[5].balancers[0].members[0].tls.verify is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from twisted_lb.access import AccessRule
 from twisted_lb.config import (
     AdminConfig,
     BackendTLSConfig,
@@ -23,6 +24,8 @@ from twisted_lb.config import (
     load_toml,
     load_toml_text,
 )
+from twisted_lb.header_edits import HeaderEdit
+from twisted_lb.request_rules import Condition, RequestRule
 
 from .helpers import FIXTURES, fixture, write
 
@@ -55,7 +58,15 @@ def test_every_key() -> None:
         listeners=(
             ListenerConfig(
                 "tcp:18443:interface=127.0.0.1",
-                tls=TLSConfig(d + "tls/cert.pem", d + "tls/key.pem", d + "tls/chain.pem"),
+                tls=TLSConfig(
+                    d + "tls/cert.pem",
+                    d + "tls/key.pem",
+                    d + "tls/chain.pem",
+                    client_certificates="optional",
+                    client_ca=d + "tls/ca.pem",
+                ),
+                server_name="www.example.com",
+                http2=False,
             ),
             ListenerConfig("tcp:18080", redirect="https://localhost:18443", redirect_status=308),
         ),
@@ -135,16 +146,39 @@ def test_every_key() -> None:
                 preserve_host=True,
                 timeout=60.0,
                 cookie_path=(("/share/", "/share/"), ("/internal", "/")),
+                request_headers=(HeaderEdit("set", "X-Forwarded-Proto", "https"),),
+                response_headers=(
+                    HeaderEdit(
+                        "add",
+                        "Set-Cookie",
+                        "ROUTEID=.%{BALANCER_WORKER_ROUTE}e; path=/",
+                        condition="BALANCER_ROUTE_CHANGED",
+                    ),
+                    HeaderEdit(
+                        "edit*",
+                        "Location",
+                        "^http://",
+                        "https://",
+                        always=True,
+                        condition="BALANCER_ROUTE_CHANGED",
+                        negate=True,
+                    ),
+                ),
+                access=(
+                    AccessRule("/share", "require", ("10.0.0.0/8", "local")),
+                    AccessRule("/share/admin", "deny,allow", ("10.1.2.3",), ("all",)),
+                ),
                 cookie_domain=(("backend.internal", "example.com"),),
             ),
             RouteConfig("/", "tls nodes", "/"),
-            RouteConfig("/ws", "ws", ""),
+            RouteConfig("/ws", "ws", "", hosts=("_default_", "www.example.com", "*.example.org")),
             RouteConfig("/static", None, ""),
             RouteConfig("/admin", None, ""),
         ),
         source=fixture("every-key.toml"),
         timeout=120.0,
         x_forwarded=False,
+        allow_trace=False,
         access_log=d + "logs/access.log",
         admin=AdminConfig(
             endpoint="tcp:18081",
@@ -165,6 +199,22 @@ def test_every_key() -> None:
             max_body_bytes=52428800,
         ),
         workers=2,
+        rules=(
+            RequestRule(
+                "(.*)",
+                "https://%{HTTP_HOST}$1",
+                301,
+                conditions=(
+                    Condition("%{HTTPS}", "off", nocase=True, ornext=True),
+                    Condition("%{HTTP:X-Forwarded-Proto}", "=http"),
+                ),
+                hosts=("www.example.com",),
+            ),
+            RequestRule(
+                "^/ws/(.*)", "/ws/$1", 0, balancer="ws", nocase=True, qsa=True, noescape=True
+            ),
+            RequestRule("/old", "https://example.com/new", 302, prefix=True, after_routes=True),
+        ),
     )
 
 
@@ -197,6 +247,13 @@ def test_tls_key_defaults_to_certificate(tmp_path) -> None:
     )
     tls = load_toml(path).listeners[0].tls
     assert tls == TLSConfig(str(tmp_path / "both.pem"), str(tmp_path / "both.pem"))
+
+
+def test_listener_http2_is_on_by_default_and_a_boolean() -> None:
+    """http2 in a listen table is true (the default) or false, nothing else."""
+    assert load_toml_text(MINIMAL, "test.toml").listeners[0].http2
+    e = error(MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nhttp2 = "yes"'))
+    assert e.key == "listen[0].http2" and "true or false" in e.problem
 
 
 def test_unknown_key_with_suggestion() -> None:
@@ -312,6 +369,14 @@ def test_listener_errors() -> None:
         MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nredirect = "https://h"\nredirect_status = 200')
     )
     assert e.key == "listen[0].redirect_status"
+    e = error(
+        MINIMAL.replace(
+            '"tcp:8080"', '"tcp:8080"\ntls = { certificate = "c", client_certificates = "require" }'
+        )
+    )
+    assert e.key.startswith("listen[0].tls") and "client_ca" in e.problem
+    e = error(MINIMAL.replace('"tcp:8080"', '"tcp:8080"\nserver_name = "a b"'))
+    assert e.key == "listen[0].server_name" and "host name" in e.problem
     e = error(MINIMAL.replace('[[listen]]\nendpoint = "tcp:8080"', ""))
     assert e.key == "listen" and "no listener" in e.problem
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import json
+import socket
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -147,11 +149,10 @@ class HTTPSFrontendTests(TestCase):
         return self.start_proxy()
 
     @defer.inlineCallbacks
-    def start_proxy(self):
+    def start_proxy(self, http2=True):
+        tls = TLSConfig(str(self.cert), str(self.key))
         config = ProxyConfig(
-            listeners=(
-                ListenerConfig("tcp:0:interface=127.0.0.1", tls=TLSConfig(str(self.cert), str(self.key))),
-            ),
+            listeners=(ListenerConfig("tcp:0:interface=127.0.0.1", tls=tls, http2=http2),),
             balancers=(BalancerConfig("cluster", (MemberConfig(url=self.node.url, route="node1"),)),),
             routes=(RouteConfig("/", "cluster"),),
         )
@@ -193,6 +194,15 @@ class HTTPSFrontendTests(TestCase):
         self.assertEqual(headers[b":status"], b"200")
         self.assertEqual(json.loads(body)["node"], "node1")
         self.assertIn(b"JSESSIONID=", headers[b"set-cookie"])
+
+    @defer.inlineCallbacks
+    def test_h2_is_not_offered_when_the_listener_turns_it_off(self):
+        """http2 = false on the listener: a client offering h2 gets HTTP/1.1."""
+        yield self.proxy.stopService()
+        yield self.start_proxy(http2=False)
+        conn = yield self.in_thread(tls_client, self.port, alpn=[b"h2", b"http/1.1"])
+        self.assertEqual(conn.get_alpn_proto_negotiated(), b"http/1.1")
+        conn.close()
 
     @defer.inlineCallbacks
     def test_h2_is_not_offered_when_twisted_cannot_serve_it(self):
@@ -269,3 +279,152 @@ class HTTP2GracefulStopTests(TestCase):
         yield stopped
         gone = yield wait_until(reactor, lambda: len(proxy.connections) == 0, 5)
         self.assertTrue(gone, "the HTTP/2 connection is still tracked")
+
+
+def _https_get(
+    port: int, path: str, client_cert: Path | None = None, client_key: Path | None = None
+) -> bytes:
+    """One HTTP/1.1 GET over TLS, optionally with a client certificate; the whole answer."""
+    context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    if client_cert is not None:
+        context.use_certificate_file(str(client_cert))
+        context.use_privatekey_file(str(client_key or client_cert))
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setblocking(True)  # pyOpenSSL blocks on a blocking socket; SO_RCVTIMEO bounds it
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+    conn = SSL.Connection(context, sock)
+    conn.set_connect_state()
+    try:
+        conn.do_handshake()
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except (SSL.ZeroReturnError, SSL.SysCallError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        sock.close()
+
+
+class TLSAttributeTests(TestCase):
+    """
+    What an AJP member learns of the client's TLS connection: as Apache's
+    mod_proxy_ajp sends it, the protocol, cipher, key size, session id
+    and, when the client presented one, its certificate chain (Tomcat's
+    jakarta.servlet.request.* attributes).
+    """
+
+    timeout = 30
+    mode = "optional_no_ca"
+
+    def setUp(self) -> defer.Deferred[None]:
+        directory = Path(tempfile.mkdtemp())
+        self.cert, self.key = directory / "cert.pem", directory / "key.pem"
+        self.client_cert, self.client_key = directory / "client.pem", directory / "client-key.pem"
+        make_self_signed(self.cert, self.key)
+        make_self_signed(self.client_cert, self.client_key, "client.example")
+        self.member = FaultyAJPMember().start()
+        self.addCleanup(self.member.stop)
+        tls = TLSConfig(
+            str(self.cert),
+            str(self.key),
+            client_certificates=self.mode,
+            client_ca=None if self.mode == "optional_no_ca" else str(self.client_cert),
+        )
+        self.proxy = ProxyService(
+            ProxyConfig(
+                listeners=(ListenerConfig("tcp:0:interface=127.0.0.1", tls=tls),),
+                balancers=(BalancerConfig("app", (MemberConfig(url=self.member.url, route="n1"),)),),
+                routes=(RouteConfig("/", "app"),),
+            ),
+            reactor,
+        )
+        self.proxy.startService()
+        return defer.Deferred.fromCoroutine(_port(self.proxy)).addCallback(self._started)
+
+    def _started(self, port: int) -> None:
+        self.port = port
+
+    def tearDown(self) -> defer.Deferred[None]:
+        return self.proxy.stopService()
+
+    @defer.inlineCallbacks
+    def test_client_certificate_and_tls_attributes(self):
+        answer = yield threads.deferToThread(
+            _https_get, self.port, "/app", self.client_cert, self.client_key
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        forward = self.member.requests[-1].forward
+        self.assertTrue(forward.is_ssl)
+        self.assertEqual(forward.ssl_cert, self.client_cert.read_bytes())
+        self.assertIsNotNone(forward.ssl_cipher)
+        self.assertIn(forward.ssl_key_size, (128, 256))
+        # TLS 1.3 (the client's default here) gives every session an id.
+        self.assertRegex(forward.ssl_session or b"", rb"^[0-9A-F]{64}$")
+        attributes = dict(forward.request_attributes)
+        self.assertEqual(attributes[b"AJP_SSL_PROTOCOL"], b"TLSv1.3")
+
+    @defer.inlineCallbacks
+    def test_no_certificate_presented(self):
+        answer = yield threads.deferToThread(_https_get, self.port, "/app")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), answer[:200])
+        forward = self.member.requests[-1].forward
+        self.assertIsNone(forward.ssl_cert)
+        self.assertIsNotNone(forward.ssl_key_size)
+
+
+    @defer.inlineCallbacks
+    def test_http2_streams_get_the_connections_tls_details(self):
+        """An HTTP/2 request's channel is a stream without transport: the connection's are used."""
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        negotiated, headers, _ = yield threads.deferToThread(h2_get, self.port, "/app")
+        self.assertEqual((negotiated, headers[b":status"]), (b"h2", b"200"))
+        forward = self.member.requests[-1].forward
+        self.assertEqual(forward.protocol, b"HTTP/2.0")
+        self.assertIsNotNone(forward.ssl_cipher)
+        self.assertIn(forward.ssl_key_size, (128, 256))
+        self.assertRegex(forward.ssl_session or b"", rb"^[0-9A-F]{64}$")
+        self.assertEqual(dict(forward.request_attributes)[b"AJP_SSL_PROTOCOL"], b"TLSv1.3")
+
+
+class RequiredClientCertificateTests(TLSAttributeTests):
+    """C{require} with the client's CA: a client without a certificate does not get in."""
+
+    mode = "require"
+
+    @defer.inlineCallbacks
+    def test_http2_streams_get_the_connections_tls_details(self):
+        """The HTTP/2 test client presents no certificate: it does not get in either."""
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        yield self.assertFailure(threads.deferToThread(h2_get, self.port, "/app"), Exception)
+        self.assertEqual(self.member.requests, [])
+
+    @defer.inlineCallbacks
+    def test_no_certificate_presented(self):
+        failed = yield threads.deferToThread(_https_get, self.port, "/app").addErrback(
+            lambda f: f.value
+        )
+        if isinstance(failed, bytes):
+            # TLS 1.3: the refusal arrives as an alert after the client's handshake ended.
+            self.assertEqual(failed, b"")
+        else:
+            self.assertIsInstance(failed, SSL.Error)
+        self.assertEqual(self.member.requests, [])
+
+
+class HTTP2ProtocolTests(HTTPSFrontendTests):
+    @defer.inlineCallbacks
+    def test_http2_reaches_ajp_as_http_2_0(self):
+        """AJP's protocol field says HTTP/2.0 for an HTTP/2 client (as mod_proxy_ajp does)."""
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        negotiated, headers, body = yield self.in_thread(h2_get, self.port, "/echo")
+        self.assertEqual(negotiated, b"h2")
+        self.assertEqual(json.loads(body)["protocol"], "HTTP/2.0")

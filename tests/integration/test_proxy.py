@@ -180,8 +180,15 @@ class ProxyTests(TestCase):
 
     @defer.inlineCallbacks
     def test_no_forward_proxy(self):
-        """Absolute-form and CONNECT requests are refused: this is no open proxy."""
+        """
+        No open proxy: an absolute-form target is served from the proxy's own routes
+        (RFC 9112 3.2.2; example.com is never contacted), a non-HTTP one is refused, and
+        CONNECT too.
+        """
         answer = yield self._raw(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:40])
+        self.assertIn(b"node", answer)
+        answer = yield self._raw(b"GET ftp://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
         self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer[:40])
         answer = yield self._raw(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com\r\n\r\n")
         self.assertTrue(answer.startswith(b"HTTP/1.1 405"), answer[:40])

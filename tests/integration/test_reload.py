@@ -194,6 +194,29 @@ class ReloadTests(TestCase):
         self.assertEqual(retired.backends, {})
 
     @defer.inlineCallbacks
+    def test_changed_server_name_keeps_the_listener(self):
+        """
+        A listener whose server_name changed is the same socket: kept, and requests without
+        Host get the new name at once (the reload used to try a second socket on the port).
+        """
+        base = self.start(config(BalancerConfig("app", (member(self.nodes[0], "n1"),))))
+        port = int(base.rsplit(":", 1)[1])
+        listening = self.proxy.listening[0]
+
+        def server_name():
+            d = raw_exchange(port, b"GET /echo HTTP/1.0\r\n\r\n")
+            return d.addCallback(lambda a: json.loads(a.partition(b"\r\n\r\n")[2])["server_name"])
+
+        self.assertEqual((yield server_name()), "127.0.0.1")
+        named = attrs.evolve(LISTEN, server_name="www.example.com")
+        summary = self.proxy.reload(
+            config(BalancerConfig("app", (member(self.nodes[0], "n1"),)), listeners=(named,))
+        )
+        self.assertIs(self.proxy.listening[0], listening)
+        self.assertEqual(summary.listeners_added, ())
+        self.assertEqual((yield server_name()), "www.example.com")
+
+    @defer.inlineCallbacks
     def test_invalid_configuration_changes_nothing(self):
         """A listener that cannot listen, or a bad file, leaves everything as it was."""
         n1, n2, _ = self.nodes

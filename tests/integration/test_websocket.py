@@ -47,6 +47,11 @@ class EchoNode(WebSocketServerProtocol):
             raise ConnectionDeny(403, "Forbidden")
         return "chat" if "chat" in request.protocols else None
 
+    def sendServerStatus(self, redirectUrl: str | None = None, redirectAfter: int = 0) -> None:
+        # A plain GET (no upgrade): a page naming the node.
+        self.factory.node.pages.append(self.http_request_uri)
+        self.sendHtml(f"page from {self.factory.node.name}")
+
     def onOpen(self) -> None:
         self.factory.node.open.append(self)
         self.sendMessage(f"hello from {self.factory.node.name}".encode())
@@ -75,6 +80,8 @@ class WSNode:
     def __init__(self, name: str, tls: Any = None) -> None:
         self.name = name
         self.requests: list[Any] = []
+        #: The paths of plain (non-upgrade) requests it answered.
+        self.pages: list[str] = []
         self.closes: list[tuple[int | None, str | None]] = []
         self.open: list[EchoNode] = []
         self.factory = WebSocketServerFactory(reactor=reactor)
@@ -387,23 +394,43 @@ class WebSocketTests(TestCase):
         self.assertEqual(member.in_flight, 0)
 
     @defer.inlineCallbacks
-    def test_plain_get_on_ws_path_is_426(self):
-        """A plain request on the WebSocket path: 426 with Upgrade: websocket."""
-        answer = yield defer.Deferred.fromCoroutine(raw_request(
-            self.port, b"GET " + WS_PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        ))
-        head, _, body = answer.partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1.1 426 "), head)
-        self.assertIn(b"\r\nUpgrade: websocket", head)
-        self.assertIn(b"only serves WebSocket", body)
+    def test_plain_get_on_ws_path_goes_to_the_node_over_http(self):
+        """
+        A plain request on the WebSocket path goes to a node of the ws://
+        balancer over http:// (as Apache 2.4.47+ does), the same node its
+        session's route picks for the WebSocket; on both lanes (the fast
+        lane, and twisted.web's for a request with a body).
+        """
+        for request in (
+            b"GET " + WS_PATH.encode() + b"/chat.xhtml?a=1 HTTP/1.1\r\nHost: x\r\n"
+            b"Cookie: JSESSIONID=abc.node2\r\nConnection: close\r\n\r\n",
+            b"GET " + WS_PATH.encode() + b"/chat.xhtml?a=1 HTTP/1.1\r\nHost: x\r\n"
+            b"Cookie: JSESSIONID=abc.node2\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        ):
+            answer = yield defer.Deferred.fromCoroutine(raw_request(self.port, request))
+            head, _, body = answer.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+            self.assertIn(b"page from node2", body)
+        self.assertEqual(self.ws_nodes[1].pages, [WS_PATH + "/chat.xhtml?a=1"] * 2)
+        self.assertEqual(self.ws_nodes[0].pages, [])
+        c = yield self.open(cookie="JSESSIONID=abc.node2")
+        self.assertEqual(c.messages[0], (b"hello from node2", False))
 
     @defer.inlineCallbacks
-    def test_upgrade_on_ajp_route_is_400(self):
-        c = WSClient(f"ws://127.0.0.1:{self.port}/chat")
-        self.clients.append(c)
-        failure = yield self.assertFailure(c.opened.addTimeout(10, reactor), HandshakeRefused)
-        self.assertIn("400", str(failure))
-
+    def test_upgrade_on_ajp_route_is_served_as_a_page(self):
+        """
+        An upgrade on a route of AJP members: the Upgrade is ignored (RFC
+        9110 7.8) and the request served as a plain one, as Apache does.
+        """
+        answer = yield defer.Deferred.fromCoroutine(raw_request(
+            self.port,
+            b"GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ))
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 200 "), head)
+        self.assertNotIn(b"upgrade", head.lower())
+        self.assertIn(b"node1", body)
 
     @defer.inlineCallbacks
     def test_member_refusal_passes_through(self):

@@ -469,6 +469,24 @@ class ClusterMember:
     host: str = LOOPBACK
 
 
+#: What each node logs per request in C{logs/attributes.log} (see L{TomcatNode.attribute_log}):
+#: what the application saw of the request, the connector's protocol and TLS attributes
+#: included, C{|}-separated, C{-} for what is missing.
+ATTRIBUTE_LOG_FIELDS = (
+    ("line", "%r"),
+    ("protocol", "%H"),
+    ("server_name", "%v"),
+    ("server_port", "%p"),
+    ("status", "%s"),
+    ("cipher", "%{jakarta.servlet.request.cipher_suite}r"),
+    ("key_size", "%{jakarta.servlet.request.key_size}r"),
+    ("session_id", "%{jakarta.servlet.request.ssl_session_id}r"),
+    ("certificates", "%{jakarta.servlet.request.X509Certificate}r"),
+    ("secure_protocol", "%{org.apache.tomcat.util.net.secure_protocol_version}r"),
+)
+ATTRIBUTE_LOG_PATTERN = "|".join(code for _, code in ATTRIBUTE_LOG_FIELDS)
+
+
 @attrs.define(eq=False)
 class TomcatNode:
     """One private Tomcat instance: its own C{CATALINA_BASE}, ports, and process.
@@ -660,6 +678,16 @@ class TomcatNode:
         except OSError:
             return ""
 
+    def attribute_log(self) -> list[dict[str, str]]:
+        """The requests this node logged in C{logs/attributes.log}, oldest first, as dicts
+        keyed by the names of L{ATTRIBUTE_LOG_FIELDS}."""
+        try:
+            text = (self.logs_dir / "attributes.log").read_text("utf-8", "replace")
+        except OSError:
+            return []
+        names = [name for name, _ in ATTRIBUTE_LOG_FIELDS]
+        return [dict(zip(names, line.split("|"), strict=False)) for line in text.splitlines()]
+
     # -- configuration -------------------------------------------------------------------
 
     def _connector(self, attributes: dict[str, str], extra: dict[str, str], body: str = "") -> str:
@@ -767,6 +795,9 @@ class TomcatNode:
         <Valve className="org.apache.catalina.valves.AccessLogValve" directory="logs"
                prefix="access" suffix=".log" buffered="false"
                pattern="%h %l %u %t &quot;%r&quot; %s %b %D %S" />
+        <Valve className="org.apache.catalina.valves.AccessLogValve" directory="logs"
+               prefix="attributes" suffix=".log" rotatable="false" buffered="false"
+               pattern={quoteattr(ATTRIBUTE_LOG_PATTERN)} />
       </Host>
     </Engine>
   </Service>

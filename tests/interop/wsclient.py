@@ -119,9 +119,9 @@ class RawWebSocket:
 
     # -- frames ----------------------------------------------------------------------------
 
-    def send_frame(self, opcode: int, payload: bytes, fin: bool = True) -> None:
-        """Send one masked frame."""
-        first = (0x80 if fin else 0) | opcode
+    def send_frame(self, opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> None:
+        """Send one masked frame (C{rsv}: the RSV bits, e.g. 0x40 for a compressed message)."""
+        first = (0x80 if fin else 0) | rsv | opcode
         n = len(payload)
         if n < 126:
             header = struct.pack("!BB", first, 0x80 | n)
@@ -162,6 +162,10 @@ class RawWebSocket:
 
     def recv_frame(self) -> tuple[bool, int, bytes]:
         """Read one frame: C{(fin, opcode, payload)}."""
+        return self.recv_frame_rsv()[:3]  # type: ignore[return-value]
+
+    def recv_frame_rsv(self) -> tuple[bool, int, bytes, int]:
+        """Read one frame: C{(fin, opcode, payload, rsv)} (C{rsv}: the RSV bits, 0x70 masked)."""
         b0, b1 = self._read_exact(2)
         n = b1 & 0x7F
         if n == 126:
@@ -172,7 +176,7 @@ class RawWebSocket:
         payload = self._read_exact(n)
         if mask:
             payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        return bool(b0 & 0x80), b0 & 0x0F, payload
+        return bool(b0 & 0x80), b0 & 0x0F, payload, b0 & 0x70
 
     def recv_message(self) -> tuple[int, bytes]:
         """Read one whole message (joining fragments, answering pings): C{(opcode, payload)}.

@@ -15,7 +15,7 @@ from twisted.internet import defer
 
 from twisted_lb.testing import FaultyHTTPMember, HTTPFault
 
-from .support import FaultyMemberCase, wait_until
+from .support import FaultyMemberCase, raw_exchange, wait_until
 
 SIZE = 20_000
 POST_BODY = bytes((i * 7) % 256 for i in range(2 * 1024 * 1024))
@@ -49,6 +49,12 @@ SINGLE = {
     HTTPFault.BAD_CHUNKED: (None, ("mid-response",)),
     HTTPFault.STALL_BEFORE_HEADERS: (504, ("did not answer within 1 s",)),
     HTTPFault.STALL_MID_BODY: (None, ("sent nothing for 1 s",)),
+    HTTPFault.INVALID_STATUS: (502, ("cannot be passed on: status 65000 is outside 100-599",)),
+    HTTPFault.NUL_IN_HEADER_VALUE: (502, ("cannot be passed on: header value b'X-Nul' holds NUL",)),
+    HTTPFault.BARE_CR_IN_HEADER_VALUE: (
+        502,
+        ("cannot be passed on: header value b'X-Split' holds CR",),
+    ),
 }
 
 
@@ -103,6 +109,41 @@ class SpecificFaultTests(_ProxyCase):
         self.assertEqual(self.member.errors, 0)
         yield self.assert_connection_dropped()
         yield self.assert_next_request_fine()
+
+    @defer.inlineCallbacks
+    def test_bad_heads_are_502_on_both_lanes(self):
+        """
+        An invalid status, a NUL or a bare CR in a value: the fast lane and
+        twisted.web's lane (HTTP/1.0) both answer 502 with nothing of the
+        member's head, log it once, and close the member connection.
+        """
+        yield self.start()
+        port = int(self.base.rsplit(":", 1)[1])
+        requests = {
+            "fast lane": b"GET /app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "twisted.web": b"GET /app HTTP/1.0\r\nHost: x\r\n\r\n",
+        }
+        faults = (
+            HTTPFault.INVALID_STATUS,
+            HTTPFault.NUL_IN_HEADER_VALUE,
+            HTTPFault.BARE_CR_IN_HEADER_VALUE,
+        )
+        for fault in faults:
+            for lane, request in requests.items():
+                self.logs.lines.clear()
+                closed = self.faulty.closed_by_proxy
+                self.faulty.schedule(fault)
+                answer = yield raw_exchange(port, request)
+                self.assertRegex(answer[:13], rb"^HTTP/1\.[01] 502 ", (fault, lane, answer[:200]))
+                self.assertNotIn(b"65000", answer)
+                self.assertNotIn(b"\x00", answer)
+                self.assertNotIn(b"X-Nul", answer)
+                self.assertNotIn(b"smuggled", answer)
+                logged = [line for line in self.logs.lines if "cannot be passed on" in line]
+                self.assertEqual(len(logged), 1, (fault, lane, self.logs.lines))
+                yield wait_until(lambda: self.faulty.open_connections == 0)
+                self.assertEqual(self.faulty.closed_by_proxy, closed + 1)
+        self.assertEqual(self.member.in_flight, 0)
 
     @defer.inlineCallbacks
     def test_long_body_does_not_leak_into_the_next_response(self):

@@ -16,7 +16,7 @@ from twisted.internet import defer
 
 from twisted_lb.testing import Fault, FaultyAJPMember, body_pattern
 
-from .support import FaultyMemberCase, Result, wait_until
+from .support import FaultyMemberCase, Result, raw_exchange, wait_until
 
 SIZE = 20_000
 TO_FAULTY = {b"Cookie": [b"JSESSIONID=0123456789ABCDEF.faulty"]}
@@ -75,6 +75,10 @@ SINGLE = {
     Fault.RESET_MID_BODY: (None, False),
     Fault.STALL_BEFORE_HEADERS: (504, False),
     Fault.SECRET_REJECTED: (502, True),
+    Fault.INVALID_STATUS: (502, False),
+    Fault.CRLF_IN_HEADER_NAME: (502, False),
+    Fault.NUL_IN_HEADER_VALUE: (502, False),
+    Fault.LF_IN_HEADER_VALUE: (502, False),
 }
 
 
@@ -263,6 +267,53 @@ class SpecificFaultTests(_ProxyCase):
         self.assertTrue(self.member.in_error)
         self.assertEqual(self.faulty.requests, [])
         yield self.assert_connection_dropped()
+
+
+class BadHeadTests(_ProxyCase):
+    """A response head that cannot be passed on: a 502 on every lane, logged once."""
+
+    @defer.inlineCallbacks
+    def test_bad_heads_are_502_on_both_lanes(self):
+        """
+        An invalid status, CR LF in a header name, NUL or LF in a value: the
+        fast lane (a simple GET), twisted.web's lane (HTTP/1.0, a POST) all
+        answer 502 without a byte of the member's head; the member
+        connection is dropped each time; one log line each says why.
+        """
+        yield self.start()
+        port = int(self.base.rsplit(":", 1)[1])
+        requests = {
+            "fast lane": b"GET /app HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            "twisted.web": b"GET /app HTTP/1.0\r\nHost: x\r\n\r\n",
+            "twisted.web POST": (
+                b"POST /app HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                b"Connection: close\r\n\r\nabc"
+            ),
+        }
+        faults = {
+            Fault.INVALID_STATUS: "status 65000 is outside 100-599",
+            Fault.CRLF_IN_HEADER_NAME: "holds CR",
+            Fault.NUL_IN_HEADER_VALUE: "holds NUL",
+            Fault.LF_IN_HEADER_VALUE: "holds LF",
+        }
+        for fault, words in faults.items():
+            for lane, request in requests.items():
+                self.logs.lines.clear()
+                self.faulty.schedule(fault)
+                answer = yield raw_exchange(port, request)
+                head = answer.split(b"\r\n\r\n", 1)[0]
+                self.assertRegex(answer[:13], rb"^HTTP/1\.[01] 502 ", (fault, lane, answer[:200]))
+                self.assertNotIn(b"smuggled", answer, (fault, lane))
+                self.assertNotIn(b"65000", head, (fault, lane))
+                self.assertNotIn(b"\x00", answer, (fault, lane))
+                self.assertIn(b"could not answer", answer)
+                logged = [line for line in self.logs.lines if "cannot be passed on" in line]
+                self.assertEqual(len(logged), 1, (fault, lane, self.logs.lines))
+                self.assertIn(words, logged[0])
+                yield self.assert_connection_dropped()
+        self.assertEqual(self.member.errors, 0)
+        self.assertEqual(self.member.in_flight, 0)
+        yield self.assert_next_request_fine()
 
 
 # -- a faulty and a healthy member: failover and replay rules -------------------------------------

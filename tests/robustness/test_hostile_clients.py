@@ -223,16 +223,34 @@ class MalformedRequestTests(_Case):
         yield self.assert_served()
 
     @defer.inlineCallbacks
-    def test_absolute_uri_and_connect_refused(self):
-        """This is no forward proxy: absolute-form 400, CONNECT 405, never forwarded."""
-        yield self.assert_refused(
-            b"GET http://example.com/app HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
-            400,
+    def test_absolute_uri_is_no_forward_proxy_and_connect_refused(self):
+        """
+        This is no forward proxy: an absolute-form target is served from this
+        proxy's own routes (its host becomes the Host, RFC 9112 3.2.2), as
+        Apache with ProxyRequests Off does; the named host is never
+        contacted. Other schemes, user information and bad hosts are 400;
+        CONNECT 405.
+        """
+        answer = yield self.send(
+            b"GET http://example.com/app?a=1 HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n"
         )
-        yield self.assert_refused(
-            b"GET https://example.com:8443/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-            400,
-        )
+        self.assertEqual(_status(answer), 200, answer[:300])
+        request = self.members[0].requests[-1]
+        self.assertEqual(request.forward.req_uri, b"/app")
+        self.assertEqual(request.forward.query_string, b"a=1")
+        self.assertEqual(request.header(b"host"), b"example.com")
+        self.assertEqual(request.forward.server_name, b"example.com")
+        for target in (
+            b"ftp://example.com/app",
+            b"http://user:pw@example.com/app",
+            b"http:///app",
+            b"http://exa mple.com/app",
+            b"http://example.com/app#frag",
+            b"http://a/b/../../app",
+        ):
+            yield self.assert_refused(
+                b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % target, 400
+            )
         yield self.assert_refused(
             b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nConnection: close\r\n\r\n",
             405,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import txaio
 from autobahn.twisted.websocket import (
     WebSocketClientFactory,
     WebSocketClientProtocol,
@@ -126,7 +127,7 @@ class MemberPeer(WebSocketServerProtocol):
         self.close_info: tuple[int | None, str | None] | None = None
         if self.factory.refuse is not None:
             raise ConnectionDeny(*self.factory.refuse)
-        return "chat" if "chat" in request.protocols else None
+        return ("chat" if "chat" in request.protocols else None), self.factory.answer_headers
 
     def onOpen(self) -> None:
         factory = self.factory
@@ -142,6 +143,11 @@ class MemberPeer(WebSocketServerProtocol):
         if self.factory.echo:
             self.sendMessage(payload, isBinary)
 
+    def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
+        if self.factory.last_words is not None and self.state == self.STATE_OPEN:
+            self.sendMessage(self.factory.last_words)
+        return super().onCloseFrame(code, reasonRaw)
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.close_info = (code, reason)
 
@@ -151,6 +157,7 @@ class ClientPeer(WebSocketClientProtocol):
 
     def onConnect(self, response: Any) -> None:
         self.subprotocol = response.protocol
+        self.response = response
 
     def onOpen(self) -> None:
         self.opened = True
@@ -180,6 +187,8 @@ class Harness:
         **balancer: Any,
     ) -> None:
         self.reactor = MemoryReactorClock()
+        # Autobahn's timers too (conftest.py puts the global one back).
+        txaio.config.loop = self.reactor
         self.network = Network()
         members = tuple(
             MemberConfig(url=f"ws://127.0.0.1:{9000 + i}", route=name, timeout=member_timeout)
@@ -201,6 +210,8 @@ class Harness:
             factory.name = name
             factory.peers = []
             factory.refuse = None
+            factory.answer_headers = {}
+            factory.last_words = None
             factory.greeting = True
             factory.echo = True
             factory.burst = []
@@ -214,13 +225,23 @@ class Harness:
         return self.member_factories[port]
 
     def open_client(
-        self, path: str = WS_PATH, headers: dict[str, str] | None = None, protocols: list[str] | None = None
+        self,
+        path: str = WS_PATH,
+        headers: dict[str, str] | None = None,
+        protocols: list[str] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> tuple[ClientPeer, Link]:
-        """A client connection to the proxy (its upgrade request is written, not yet delivered)."""
+        """
+        A client connection to the proxy (its upgrade request is written, not yet delivered).
+
+        @param options: Autobahn protocol options of the client.
+        """
         factory = WebSocketClientFactory(
             f"ws://127.0.0.1:8080{path}", headers=headers, protocols=protocols, reactor=self.reactor
         )
         factory.protocol = ClientPeer
+        if options:
+            factory.setProtocolOptions(**options)
         client: ClientPeer = factory.buildProtocol(PROXY)
         client.messages = []
         client.opened = False

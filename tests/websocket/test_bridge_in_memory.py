@@ -220,3 +220,224 @@ def test_too_big_from_the_member_is_1009_for_both():
     assert client.close_info is not None and client.close_info[0] == 1009
     assert peer.close_info is not None and peer.close_info[0] == 1009
     assert client.messages == [(b"hello from a", False)]
+
+
+# -- frames, not messages ------------------------------------------------------------------
+
+
+def _member_link(h: Harness, client_link):
+    (link,) = [link for link in h.network.links if link is not client_link]
+    return link
+
+
+def test_frames_pass_byte_for_byte_both_ways():
+    """
+    The client's masked frames reach the member as the client sent them
+    (same mask), fragments and pings included; the member's frames reach
+    the client as the member sent them.
+    """
+    h = Harness()
+    h.member(9001).echo = False
+    client, client_link = _open(h)
+    member_link = _member_link(h, client_link)
+    (peer,) = h.member(9001).peers
+    sent_before = len(client_link.left.value())
+    assert sent_before == 0
+    client.beginMessage(isBinary=True)
+    client.sendMessageFrame(b"part one ")
+    client.sendPing(b"are you there")
+    client.sendMessageFrame(b"part two")
+    client.endMessage()
+    upstream = client_link.left.value()  # what the client wrote, before the proxy read it
+    received_before = len(member_link.received[member_link.right])
+    h.settle()
+    assert bytes(member_link.received[member_link.right])[received_before:] == upstream
+    assert peer.messages == [(b"part one part two", True)]
+    down_before = len(client_link.received[client_link.left])
+    peer.sendMessage(("é" * 100).encode())
+    downstream = member_link.right.value()
+    h.settle()
+    assert bytes(client_link.received[client_link.left])[down_before:].startswith(downstream)
+    assert client.messages[-1] == ("é".encode() * 100, False)
+
+
+def test_a_large_frame_is_passed_on_before_it_is_whole():
+    h = Harness()
+    h.member(9001).echo = False
+    client, client_link = _open(h)
+    member_link = _member_link(h, client_link)
+    before = len(member_link.received[member_link.right])
+    # One binary frame declaring 10 MB, of which 100 kB arrived so far.
+    head = bytes([0x82, 0x80 | 127]) + (10_000_000).to_bytes(8, "big") + b"\0\0\0\0"
+    client_link.left.write(head + b"q" * 100_000)
+    h.settle()
+    assert len(member_link.received[member_link.right]) - before == len(head) + 100_000
+
+
+def test_an_unmasked_frame_from_the_client_is_1002_for_both_and_not_passed_on():
+    h = Harness()
+    client, client_link = _open(h)
+    member_link = _member_link(h, client_link)
+    (peer,) = h.member(9001).peers
+    before = len(member_link.received[member_link.right])
+    client_link.left.write(b"\x81\x05hello")
+    h.settle()
+    h.reactor.advance(2)
+    h.settle()
+    assert client.close_info is not None and client.close_info[0] == 1002
+    assert peer.close_info is not None and peer.close_info[0] == 1002
+    assert b"hello" not in bytes(member_link.received[member_link.right])[before:]
+    assert peer.messages == []
+
+
+def test_rsv_bits_without_an_extension_are_1002():
+    h = Harness()
+    client, client_link = _open(h)
+    (peer,) = h.member(9001).peers
+    client_link.left.write(b"\xc1\x85\0\0\0\0hello")  # RSV1 set, nothing negotiated
+    h.settle()
+    assert client.close_info is not None and client.close_info[0] == 1002
+    assert peer.messages == []
+
+
+def test_close_during_a_relayed_frame_ends_the_connection_instead():
+    """
+    The member closes while a frame from it is half relayed to the client:
+    a close frame cannot be written there, so the client's connection ends.
+    """
+    h = Harness()
+    h.member(9001).echo = False
+    client, client_link = _open(h)
+    member_link = _member_link(h, client_link)
+    member_link.right.write(bytes([0x82, 126]) + (1000).to_bytes(2, "big") + b"r" * 10)
+    h.settle()
+    assert not client_link.right.disconnecting
+    member_link.right.loseConnection()
+    h.settle()
+    assert client_link.lost
+    assert client.close_info is not None and client.close_info[0] == 1006
+
+
+# -- the handshake: extensions and the member's 101 headers ------------------------------
+
+
+def _deflate_options():
+    from autobahn.websocket.compress import (
+        PerMessageDeflateOffer,
+        PerMessageDeflateOfferAccept,
+        PerMessageDeflateResponse,
+        PerMessageDeflateResponseAccept,
+    )
+
+    def accept_offer(offers):
+        for offer in offers:
+            if isinstance(offer, PerMessageDeflateOffer):
+                return PerMessageDeflateOfferAccept(offer)
+        return None
+
+    client = {
+        "perMessageCompressionOffers": [PerMessageDeflateOffer()],
+        "perMessageCompressionAccept": lambda response: (
+            PerMessageDeflateResponseAccept(response) if isinstance(response, PerMessageDeflateResponse) else None
+        ),
+    }
+    member = {"perMessageCompressionAccept": accept_offer}
+    return client, member
+
+
+def test_permessage_deflate_is_agreed_end_to_end_and_frames_stay_compressed():
+    h = Harness()
+    client_options, member_options = _deflate_options()
+    h.member(9001).setProtocolOptions(**member_options)
+    client, client_link = h.open_client(options=client_options)
+    h.settle()
+    assert client.opened
+    (peer,) = h.member(9001).peers
+    assert "permessage-deflate" in peer.request.headers["sec-websocket-extensions"]
+    assert [e.EXTENSION_NAME for e in client.websocket_extensions_in_use] == ["permessage-deflate"]
+    member_link = _member_link(h, client_link)
+    text = "compress me " * 500
+    before = len(member_link.received[member_link.right])
+    client.sendMessage(text.encode())
+    h.settle()
+    relayed = bytes(member_link.received[member_link.right])[before:]
+    assert relayed[0] & 0x40  # RSV1: compressed, not inflated by the proxy
+    assert len(relayed) < len(text) // 4
+    assert peer.messages == [(text.encode(), False)]
+    assert client.messages[-1] == (text.encode(), False)  # the echo, compressed by the member
+
+
+def test_no_extension_unless_the_member_agrees():
+    h = Harness()
+    client_options, _ = _deflate_options()
+    client, _ = h.open_client(options=client_options)
+    h.settle()
+    assert client.opened and client.websocket_extensions_in_use == []
+    assert "sec-websocket-extensions" not in client.response.headers
+
+
+def test_the_members_101_headers_reach_the_client():
+    h = Harness()
+    h.member(9001).answer_headers = {
+        "Set-Cookie": ["a=1; Path=/", "b=2; Path=/"],
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Keep-Alive": "timeout=5",
+    }
+    client, link = _open(h)
+    head = bytes(link.received[link.left]).split(b"\r\n\r\n")[0].decode()
+    lines = head.split("\r\n")
+    assert "Set-Cookie: a=1; Path=/" in lines and "Set-Cookie: b=2; Path=/" in lines
+    assert "X-Frame-Options: DENY" in lines
+    assert "X-Content-Type-Options: nosniff" in lines
+    assert not any(line.lower().startswith("keep-alive") for line in lines)
+
+
+def test_an_extension_nobody_offered_is_502():
+    h = Harness()
+    h.member(9001).answer_headers = {"Sec-WebSocket-Extensions": "permessage-deflate"}
+    client, link = h.open_client()
+    h.settle()
+    h.reactor.advance(2)
+    h.settle()
+    assert not client.opened
+    assert bytes(link.received[link.left]).startswith(b"HTTP/1.1 502 ")
+
+
+# -- the close handshake through the tunnel -----------------------------------------------
+
+
+def test_what_the_member_sends_before_answering_a_close_reaches_the_client():
+    """
+    The client's close goes to the member, and the client is answered with
+    the member's answer: a message the member sent before it still arrives.
+    """
+    h = Harness()
+    h.member(9001).last_words = b"last words"
+    client, _ = _open(h)
+    (peer,) = h.member(9001).peers
+    client.sendClose(4001, "bye")
+    h.settle()
+    assert client.messages[-1] == (b"last words", False)
+    assert client.close_info == (4001, "bye")
+    assert peer.close_info == (4001, "bye")
+
+
+def test_a_close_never_answered_is_dropped_after_an_idle_period():
+    h = Harness(member_timeout=30.0)
+    client, client_link = _open(h, options={"closeHandshakeTimeout": 0})  # the client waits
+    member_link = _member_link(h, client_link)
+    (peer,) = h.member(9001).peers
+    # The member stops reading: the client's close waits for an answer that never comes.
+    member_link.right.pauseProducing()
+    client.sendClose(1000)
+    h.settle()
+    assert client.close_info is None and not client_link.lost
+    h.reactor.advance(29)
+    h.settle()
+    assert not client_link.lost
+    h.reactor.advance(1.1)  # no answer for an idle period: the member is dropped,
+    h.settle()  # and the client answered
+    assert member_link.left.disconnecting  # the proxy's end of the member connection
+    assert client_link.lost
+    assert client.close_info == (1000, None)

@@ -18,7 +18,15 @@ from twisted_lb.config.model import ConfigError, MemberConfig
 if TYPE_CHECKING:
     from twisted_lb.service import BuiltBalancer
 
-__all__ = ["ActionError", "MEMBER_ACTIONS", "add_member", "find_member", "member_action"]
+__all__ = [
+    "ActionError",
+    "MEMBER_ACTIONS",
+    "add_member",
+    "find_member",
+    "member_action",
+    "plan_action",
+    "plan_add",
+]
 
 _log = Logger()
 
@@ -75,6 +83,28 @@ def _loadfactor(value: Any) -> float:
     return number
 
 
+def plan_action(built: BuiltBalancer, route: str, action: str, loadfactor: Any = None) -> dict[str, Any]:
+    """
+    Check one action on the member with C{route} and say what it would
+    change, without changing anything (a shared store records it first).
+
+    @return: C{{"status": ...}}, C{{"loadfactor": ...}} or C{{"removed": True}}.
+    @raise ActionError: an unknown action or member, a bad load factor, or
+        removing the last member.
+    """
+    if action not in MEMBER_ACTIONS:
+        raise ActionError(400, f"unknown action {action!r} (known: {', '.join(MEMBER_ACTIONS)})")
+    find_member(built, route)
+    status = MEMBER_ACTIONS[action]
+    if status is not None:
+        return {"status": status.value}
+    if action == "loadfactor":
+        return {"loadfactor": _loadfactor(loadfactor)}
+    if len(built.balancer.members) == 1:
+        raise ActionError(409, "the last member of a balancer cannot be removed; disable it instead")
+    return {"removed": True}
+
+
 def member_action(
     built: BuiltBalancer, route: str, action: str, loadfactor: Any = None
 ) -> dict[str, Any]:
@@ -83,29 +113,51 @@ def member_action(
 
     @param action: one of L{MEMBER_ACTIONS}.
     @param loadfactor: the new load factor, for C{"loadfactor"}.
-    @return: what changed, for the state file: C{{"status": ...}},
-        C{{"loadfactor": ...}} or C{{"removed": True}}.
+    @return: what changed, for the state file (see L{plan_action}).
     @raise ActionError: an unknown action or member, a bad load factor, or
         removing the last member.
     """
-    if action not in MEMBER_ACTIONS:
-        raise ActionError(400, f"unknown action {action!r} (known: {', '.join(MEMBER_ACTIONS)})")
+    change = plan_action(built, route, action, loadfactor)
     member = find_member(built, route)
     balancer = built.balancer
-    status = MEMBER_ACTIONS[action]
-    if status is not None:
-        balancer.set_status(member, status)
-        return {"status": status.value}
-    if action == "loadfactor":
-        value = _loadfactor(loadfactor)
-        balancer.set_loadfactor(member, value)
-        return {"loadfactor": value}
-    if len(balancer.members) == 1:
-        raise ActionError(409, "the last member of a balancer cannot be removed; disable it instead")
-    built.remove_member(member).addErrback(
-        lambda f: _log.failure("closing removed member {member}", f, member=member.name)
-    )
-    return {"removed": True}
+    if "status" in change:
+        balancer.set_status(member, MemberStatus(change["status"]))
+    elif "loadfactor" in change:
+        balancer.set_loadfactor(member, change["loadfactor"])
+    else:
+        built.remove_member(member).addErrback(
+            lambda f: _log.failure("closing removed member {member}", f, member=member.name)
+        )
+    return change
+
+
+def plan_add(built: BuiltBalancer, url: str, route: str = "", loadfactor: Any = 1.0) -> MemberConfig:
+    """
+    Check a member to add (see L{add_member}) without adding it.
+
+    @return: its configuration.
+    @raise ActionError: 400 for a bad URL, route or load factor, or a scheme
+        this balancer does not take; 409 when the route is taken.
+    """
+    try:
+        mconf = MemberConfig(
+            url=url.strip(),
+            route=route.strip(),
+            loadfactor=_loadfactor(loadfactor),
+            timeout=built.default_timeout,
+        )
+    except (ValueError, TypeError) as e:
+        raise ActionError(400, str(e)) from None
+    if (mconf.scheme in ("ws", "wss")) != built.config.websocket:
+        kinds = "ws(s)://" if built.config.websocket else "ajp://, http(s)://"
+        raise ActionError(
+            400, f"balancer {built.config.name!r} takes {kinds} members, not {mconf.scheme}://"
+        )
+    if built.balancer.member_by_route(mconf.effective_route) is not None:
+        raise ActionError(
+            409, f"route {mconf.effective_route!r} is already used in {built.config.name!r}"
+        )
+    return mconf
 
 
 def add_member(built: BuiltBalancer, url: str, route: str = "", loadfactor: Any = 1.0) -> Member:

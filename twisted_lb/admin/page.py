@@ -2,7 +2,9 @@
 The balancer manager's HTML page: server-rendered, one small form (POST, with
 the cross-site token) per action, so that it works without JavaScript; a few
 lines of inline script only refresh it every few seconds while no field is
-being edited.  No external assets.
+being edited.  No external assets.  Draining or disabling the last member
+that takes new requests asks first (a page with the question, so that it
+works without JavaScript too).
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ h1{font-size:1.4em}h2{font-size:1.15em;margin-top:1.6em}
 table{border-collapse:collapse;font-size:.9em}
 th,td{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.n{text-align:right}
-.state{font-weight:bold;padding:.1em .4em;border-radius:.3em}
-.active{background:#d4f4dd}.draining{background:#fff1c2}.disabled{background:#f8d0d0}
-.standby{background:#dde6fb}.error{color:#b00;font-weight:bold}
+.state{font-weight:bold;padding:.1em .4em;border-radius:.3em;white-space:nowrap}
+.state.active{background:#d4f4dd}.state.draining{background:#fff1c2}
+.state.disabled{background:#ddd;color:#444}.state.standby{background:#dde6fb}
+.state.error{background:#c62828;color:#fff}.state.probing{background:#f6c48a}
+.state.slowstart{background:#c9eef2}.error{color:#b00;font-weight:bold}
+.confirm{padding:.6em;background:#fff4e0;border:2px solid #e0a040;max-width:60em}
 form{display:inline;margin:0}button{margin:.1em}
 input[type=number]{width:4.5em}.msg{padding:.5em;background:#eef6ee;border:1px solid #9c9}
 .err{padding:.5em;background:#fbeaea;border:1px solid #c99}.small{color:#666;font-size:.85em}
@@ -65,11 +70,9 @@ def _form(token: str, balancer: str, route: str, action: str, inner: str, label:
     )
 
 
-def _check(check: Any) -> str:
-    if not isinstance(check, dict) or not check:
-        return '<span class="small">none</span>'
-    parts = [f"{escape(str(k))}={escape(str(v))}" for k, v in check.items()]
-    return "<br>".join(parts)
+def _check(m: dict[str, Any]) -> str:
+    css = ' class="error"' if (m.get("check") or {}).get("ok") is False else ""
+    return f"<span{css}>{escape(m['last_check'])}</span>"
 
 
 def _pinned(pinned: dict[str, Any] | None) -> str:
@@ -104,14 +107,14 @@ def _member_row(token: str, balancer: str, m: dict[str, Any]) -> str:
         f'<tr data-route="{escape(route)}">'
         f"<td>{escape(m['name'])}{url}</td>"
         f"<td>{escape(route)}</td>"
-        f'<td><span class="state {escape(m["status"])}" data-state="{escape(m["status"])}">'
-        f"{escape(m['status'])}</span>{_pinned(m['pinned'])}</td>"
+        f'<td><span class="state {escape(m["state"])}" data-state="{escape(m["state"])}">'
+        f"{escape(m['state_text'])}</span>{_pinned(m['pinned'])}</td>"
         f"<td{why_class}>{usable}: {escape(m['why'])}</td>"
         f"<td>{loadfactor}</td><td class=\"n\">{m['lbset']}</td>"
         f"<td class=\"n\">{m['in_flight']}</td><td class=\"n\">{m['elected']}</td>"
         f"<td class=\"n\">{m['errors']}</td>"
         f"<td class=\"n\">{_size(m['bytes_in'])} / {_size(m['bytes_out'])}</td>"
-        f"<td>{_check(m.get('check'))}</td><td>{buttons} {remove}</td></tr>"
+        f"<td>{_check(m)}</td><td>{buttons} {remove}</td></tr>"
     )
 
 
@@ -148,8 +151,60 @@ def _balancer(token: str, b: dict[str, Any]) -> str:
     )
 
 
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 48 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _about(about: dict[str, Any] | None) -> str:
+    if not about:
+        return ""
+    parts = [f"twisted_lb {about['version']}"]
+    if about.get("started") is not None:
+        parts.append(f"up {_ago(about['now'] - about['started'])}")
+    parts.append(f"configuration {about['source']}")
+    reload = about.get("last_reload")
+    if reload is None:
+        parts.append("not reloaded since start")
+    else:
+        parts.append(f"last reload {_ago(about['now'] - reload[0])} ago: {reload[1]}")
+    return '<p class="small" id="about">' + escape(" · ".join(parts)) + "</p>"
+
+
+def _confirmation(token: str, confirm: dict[str, str]) -> str:
+    """The question asked before the last member taking new requests is drained or disabled."""
+    action, balancer, route = confirm["action"], confirm["balancer"], confirm["route"]
+    doing = "disabling" if action == "disable" else "draining"
+    text = (
+        f"{route} is the last member of balancer {balancer} that takes new requests: "
+        f"{doing} it leaves new sessions without a member (they get 503)."
+    )
+    go = _form(
+        token, balancer, route, action, '<input type="hidden" name="confirmed" value="1">',
+        f"{action.capitalize()} {route} anyway",
+    ).replace('data-action="', 'data-confirm="yes" data-action="', 1)
+    return (
+        f'<div class="confirm" role="alertdialog"><p>{escape(text)}</p>'
+        f'<p>{go} <a href="./">Cancel</a></p></div>'
+    )
+
+
 def render_page(
-    balancers: list[dict[str, Any]], token: str, message: str = "", error: str = "", note: str = ""
+    balancers: list[dict[str, Any]],
+    token: str,
+    message: str = "",
+    error: str = "",
+    note: str = "",
+    *,
+    about: dict[str, Any] | None = None,
+    confirm: dict[str, str] | None = None,
+    extra: str = "",
 ) -> bytes:
     """
     The whole page.
@@ -159,17 +214,26 @@ def render_page(
     @param message: a confirmation of the last action, if any.
     @param error: why the last action failed, if it did.
     @param note: which process this page shows, when there are several.
+    @param about: the version, C{started} and C{now} (clock times), the
+        configuration C{source} and the C{last_reload} (when, what).
+    @param confirm: an action (C{action}, C{balancer}, C{route}) to confirm
+        before it is done.
+    @param extra: more HTML after the balancers (the group of proxies, see
+        L{cluster_view <twisted_lb.admin.cluster_view>}).
     """
     notice = ""
     if message:
         notice = f'<p class="msg" role="status">{escape(message)}</p>'
     if error:
         notice = f'<p class="err" role="alert">{escape(error)}</p>'
+    if confirm:
+        notice = _confirmation(token, confirm)
     body = "".join(_balancer(token, b) for b in balancers)
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         "<title>twisted_lb balancer manager</title>"
         f"<style>{_STYLE}</style></head><body><h1>twisted_lb balancer manager</h1>"
+        + _about(about)
         + (f'<p class="small" id="process">{escape(note)}</p>' if note else "")
         + '<p class="small"><label><input type="checkbox" id="refresh"> refresh every 5 s</label>'
         ' · <a href="api/balancers">JSON</a> · <a href="metrics">metrics</a> · '
@@ -177,6 +241,6 @@ def render_page(
         f'<input type="hidden" name="token" value="{escape(token)}">'
         '<input type="hidden" name="action" value="reload">'
         '<button type="submit">Reload configuration</button></form></p>'
-        f"{notice}{body}<script>{SCRIPT}</script></body></html>"
+        f"{notice}{body}{extra}<script>{SCRIPT}</script></body></html>"
     )
     return html.encode("utf-8")

@@ -19,6 +19,7 @@ from twisted_lb.endpoints import server_endpoint
 
 from .auth import protect
 from .csrf import CrossSiteGuard
+from .healthz import with_healthz
 from .manager import Manager
 from .metrics import PUBLISH_INTERVAL, RequestMetrics
 from .pinned import PinnedSessions
@@ -32,6 +33,9 @@ _log = Logger()
 
 class _QuietSite(Site):
     """Admin requests are not access-logged; changes are logged by the manager."""
+
+    #: No "Starting factory"/"Stopping factory" lines.
+    noisy = False
 
     def log(self, request: object) -> None:
         pass
@@ -47,16 +51,21 @@ class AdminService(MultiService):
     @ivar listening: the listening service.
     """
 
-    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any, worker: Any = None) -> None:
+    def __init__(
+        self, proxy: Any, config: AdminConfig, reactor: Any, worker: Any = None, cluster: Any = None
+    ) -> None:
         """
         @param worker: this process's L{WorkerIdentity <twisted_lb.worker.WorkerIdentity>}
             when C{workers} > 1 (the admin listener runs in worker 0 only), else C{None}.
+        @param cluster: the L{ClusterService <twisted_lb.cluster.ClusterService>}
+            when the proxy shares its state ([cluster]): changes are written to
+            the store first, and the state file is not used.
         @raise ConfigError: the endpoint string, or a file it names, is not usable.
         """
         super().__init__()
         self.config = config
         balancers = proxy.balancers
-        state = StateFile(config.state_file)
+        state = StateFile(config.state_file if cluster is None else None)
         self._balancers, self._state = balancers, state
         self.reapply()
         self.pinned = PinnedSessions(balancers, reactor)
@@ -75,10 +84,21 @@ class AdminService(MultiService):
                 "shown are this process's (/metrics sums the counters of every worker); changes "
                 "reach every worker through the state file"
             )
-        self.manager = Manager(balancers, state, self.metrics, reload, on_change)
+            if cluster is not None:
+                # Every worker follows the store itself: no signal needed.
+                on_change = None
+                note = note.replace("the state file", "the shared store")
+        store = cluster.shared if cluster is not None else None
+        self.manager = Manager(balancers, state, self.metrics, reload, on_change, store=store)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
         self.root.note = note
-        site = _QuietSite(protect(self.root, config.user, config.password, reactor), timeout=60)
+        self.root.about = _about(proxy, reactor)
+        if cluster is not None:
+            self.root.cluster = cluster
+        site = _QuietSite(
+            with_healthz(proxy, protect(self.root, config.user, config.password, reactor)),
+            timeout=60,
+        )
         site.displayTracebacks = False
         source = getattr(proxy.config, "source", "<config>")
         endpoint = server_endpoint(reactor, config.endpoint, source, "admin.endpoint")
@@ -121,10 +141,11 @@ class WorkerAdmin(MultiService):
     the manager's changes.
     """
 
-    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any) -> None:
+    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any, cluster: Any = None) -> None:
         super().__init__()
         self._proxy = proxy
-        self._state_file = config.state_file
+        # With a shared store, the worker follows it (ProxyService.cluster) instead.
+        self._state_file = config.state_file if cluster is None else None
         self.reapply()
         self.metrics = RequestMetrics(proxy.balancers)
         self.observe = self.metrics.observe
@@ -178,3 +199,19 @@ def _all_workers(proxy: Any, worker: Any) -> tuple[Any, Any]:
         os.kill(worker.supervisor_pid, signal.SIGUSR1)
 
     return reload, on_change
+
+
+def _about(proxy: Any, reactor: Any) -> Any:
+    """What the manager page says of the proxy itself: version, uptime, file, last reload."""
+    from twisted_lb import __version__
+
+    def about() -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "started": getattr(proxy, "started_at", None),
+            "now": reactor.seconds(),
+            "source": getattr(proxy.config, "source", "<code>"),
+            "last_reload": getattr(proxy, "last_reload", None),
+        }
+
+    return about

@@ -179,6 +179,8 @@ class AJPContainerProtocol(Protocol):
 class AJPContainerFactory(Factory):
     """Builds L{AJPContainerProtocol}s serving C{app}."""
 
+    noisy = False
+
     def __init__(self, app: Application, packet_size: int = 8192) -> None:
         self.app = app
         self.packet_size = packet_size

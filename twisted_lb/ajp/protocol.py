@@ -6,6 +6,7 @@ turns its events into calls on a L{ResponseSink}.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable
 from typing import IO, Any, cast
@@ -25,7 +26,7 @@ from twisted_lb.errors import (
     ResponseAborted,
     ResponseNeverReceived,
 )
-from twisted_lb.exchange import ResponseSink
+from twisted_lb.exchange import ResponseSink, response_head_problem
 from twisted_lb.request_body import BodyError, StreamedBody
 from twisted_lb.sendnow import send_now
 
@@ -72,6 +73,7 @@ class AJPClientProtocol(Protocol):
     @ivar last_used: the clock time the last exchange ended (or the
         connection was made).
     @ivar on_lost: called once when the connection closes.
+    @ivar last_received: the clock time bytes last came from the member.
     """
 
     def __init__(self, clock: IReactorTime, packet_size: int = 8192) -> None:
@@ -83,6 +85,8 @@ class AJPClientProtocol(Protocol):
         self.connected = False
         self.last_used = clock.seconds()
         self.on_lost: Callable[[AJPClientProtocol], None] | None = None
+        #: the clock time bytes last came from the member (a sign of life)
+        self.last_received = -math.inf
         self._waiting: defer.Deferred[bool] | None = None
         self._ping: defer.Deferred[None] | None = None
         self._timer: IDelayedCall | None = None
@@ -390,6 +394,7 @@ class AJPClientProtocol(Protocol):
             # Bytes already read when the connection was dropped (perhaps by
             # a sink callback below) belong to nobody.
             return
+        self.last_received = self._clock.seconds()
         try:
             self._codec.receive_data(data)
             while not self._aborted:
@@ -482,6 +487,12 @@ class AJPClientProtocol(Protocol):
             self._watch(self._timeout)
 
     def _on_headers(self, event: SendHeaders) -> None:
+        problem = response_head_problem(event.status, event.headers)
+        if problem is not None:
+            # Nothing of it reaches the client: a 502, this connection dropped.
+            raise BackendProtocolError(
+                f"member {self._peer()} sent a response head that cannot be passed on: {problem}"
+            )
         self._response_bytes = True
         self._rearm()
         if event.status in (204, 304):

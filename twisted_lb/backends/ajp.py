@@ -9,23 +9,23 @@ from typing import cast
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.interfaces import IReactorTCP
-from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from twisted_lb.ajp import AJPConnection, ForwardRequest, RequestTooLarge, Role
 from twisted_lb.ajp.pool import AJPConnectionPool
 from twisted_lb.ajp.protocol import AJPClientProtocol
 from twisted_lb.config.model import MemberConfig
-from twisted_lb.errors import AttemptFailed, RequestRefused
+from twisted_lb.errors import AttemptFailed, RequestRefused, ResponseAborted
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.quiet import QuietFactory
 from twisted_lb.rewrite import RewriterCache, RewritingSink, public_origin
+from twisted_lb.routing import host_name
 
 __all__ = ["AJPBackend"]
 
 _REMOTE_PORT = b"AJP_REMOTE_PORT"
 _LOCAL_ADDR = b"AJP_LOCAL_ADDR"
 _SSL_PROTOCOL = b"AJP_SSL_PROTOCOL"
-_PROTOCOL = b"HTTP/1.1"
 
 
 class AJPBackend:
@@ -75,10 +75,10 @@ class AJPBackend:
         return ForwardRequest(
             method=exchange.method,
             req_uri=member_path(self._prefix, exchange.path),
-            protocol=_PROTOCOL,
+            protocol=exchange.protocol,
             remote_addr=exchange.client_address.encode("ascii"),
             remote_host=None,
-            server_name=exchange.host.split(b":")[0] if exchange.host else b"",
+            server_name=host_name(exchange.host),
             server_port=exchange.local_port,
             is_ssl=exchange.is_ssl,
             headers=tuple(exchange.headers),
@@ -86,6 +86,9 @@ class AJPBackend:
             route=self._route,
             secret=self._secret,
             ssl_cipher=exchange.ssl_cipher if exchange.is_ssl else None,
+            ssl_key_size=exchange.ssl_key_size if exchange.is_ssl else None,
+            ssl_session=exchange.ssl_session if exchange.is_ssl else None,
+            ssl_cert=exchange.ssl_cert if exchange.is_ssl else None,
             request_attributes=tuple(attributes),
         )
 
@@ -119,6 +122,11 @@ class AJPBackend:
         self, forward: ForwardRequest, exchange: Exchange, sink: ResponseSink
     ) -> None:
         proto = await self.pool.acquire()
+        if getattr(sink, "gone", False):
+            # The client left (an HTTP/2 stream it reset) while a connection
+            # was made, checked or freed: the request is not sent at all.
+            self.pool.release(proto, True)
+            raise ResponseAborted("the client went away before the request was sent")
         await self._exchange(proto, forward, exchange, sink)
 
     def _exchange(
@@ -167,6 +175,7 @@ class AJPBackend:
             bound += len(name) + len(value) + 7
         bound += len(forward.secret or b"") + len(forward.route or b"") + len(forward.method)
         bound += len(forward.remote_addr) + len(forward.server_name) + len(forward.ssl_cipher or b"")
+        bound += len(forward.ssl_session or b"") + len(forward.ssl_cert or b"") + 16
         if bound <= self.member.packet_size - 4:
             return
         try:
@@ -183,7 +192,7 @@ class AJPBackend:
         endpoint = HostnameEndpoint(
             self._reactor, self.member.host, self.member.port, timeout=self.member.connectiontimeout
         )
-        factory = Factory.forProtocol(
+        factory = QuietFactory.forProtocol(
             lambda: AJPClientProtocol(self._reactor, self.member.packet_size)  # type: ignore[arg-type]
         )
         try:

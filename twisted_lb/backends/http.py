@@ -25,7 +25,7 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IStreamClientEndpoint,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import client as web_client
@@ -37,6 +37,7 @@ from zope.interface import implementer
 
 from twisted_lb.backends.connect_probe import ConnectProbe
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
+from twisted_lb.compat import on_raw_response_field
 from twisted_lb.config.model import MemberConfig
 from twisted_lb.errors import (
     AttemptFailed,
@@ -50,7 +51,14 @@ from twisted_lb.errors import (
     ResponseNeverReceived,
     TLSFailed,
 )
-from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.exchange import (
+    Exchange,
+    ResponseSink,
+    field_problem,
+    member_path,
+    response_head_problem,
+)
+from twisted_lb.quiet import QuietFactory
 from twisted_lb.request_body import BodyError, StreamedBody
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
@@ -118,15 +126,31 @@ def _unforwardable(name: str, reason: ValueError) -> RequestRefused:
     return RequestRefused(400, "request cannot be forwarded: it cannot be written as HTTP/1.1")
 
 
+class BadResponseField(ValueError):
+    """A member's response field holds NUL, CR or LF (see L{field_problem})."""
+
+
+def _refuse_bad_field(name: bytes, value: bytes) -> None:
+    problem = field_problem(name, value)
+    if problem is not None:
+        raise BadResponseField(problem)
+
+
 class _MemberClientProtocol(HTTP11ClientProtocol):
     """
     Twisted's HTTP/1.1 client connection, which ignores bytes that follow a
     response and would pool the connection anyway; here such a connection
     is closed (with a log line), so those bytes can never be read as the
-    answer to the next request.
+    answer to the next request. A response field with NUL, CR or LF fails
+    the response (Twisted would store a CR as a space).
     """
 
     member_name = ""
+
+    def request(self, request: Any) -> defer.Deferred[IResponse]:
+        d = super().request(request)
+        on_raw_response_field(self, _refuse_bad_field)
+        return d
 
     def _finishResponse_WAITING(self, rest: bytes) -> None:
         if rest and self._currentRequest is not None:
@@ -135,6 +159,10 @@ class _MemberClientProtocol(HTTP11ClientProtocol):
                 member=self.member_name,
                 count=len(rest),
             )
+            self._currentRequest.persistent = False
+        elif self._currentRequest is not None and getattr(self.transport, "disconnecting", False):
+            # Closed while its response was read (a head that could not be
+            # passed on, see _Dropper): never back to the pool.
             self._currentRequest.persistent = False
         super()._finishResponse_WAITING(rest)
 
@@ -156,6 +184,8 @@ class _MemberClientProtocol(HTTP11ClientProtocol):
 class _MemberClientFactory(web_client._HTTP11ClientFactory):
     """Builds L{_MemberClientProtocol}s for one member."""
 
+    #: No "Starting factory"/"Stopping factory" line per connection to the member.
+    noisy = False
     member_name = ""
 
     def buildProtocol(self, addr: object) -> _MemberClientProtocol:
@@ -442,7 +472,7 @@ class HTTPBackend:
         is sent. Used by background probing; L{close} cancels it.
         """
         tls = self.tls is not None
-        connecting = self._endpoint.connect(Factory.forProtocol(lambda: ConnectProbe(tls)))
+        connecting = self._endpoint.connect(QuietFactory.forProtocol(lambda: ConnectProbe(tls)))
         try:
             proto: ConnectProbe = await self._bounded(connecting)
         except Exception:
@@ -654,6 +684,11 @@ class _Attempt(Protocol):
                 f"request to {name} could not be written: {_describe(error)}"
             )
         if isinstance(error, web_client.ResponseFailed):
+            for reason in _reasons(error):
+                if isinstance(reason, BadResponseField):
+                    return BackendProtocolError(
+                        f"{name} sent a response head that cannot be passed on: {reason}"
+                    )
             return BackendProtocolError(f"{name} sent a broken response head ({_describe(error)})")
         if isinstance(error, _CONNECT_ERRORS):
             return ConnectFailed(f"cannot connect to {name}: {_describe(error)}")
@@ -672,6 +707,12 @@ class _Attempt(Protocol):
                 f"{self._backend.name} sent a response head of {len(headers)} fields, "
                 f"{size} bytes (limits: {_MAX_RESPONSE_HEADERS} fields, "
                 f"{_MAX_RESPONSE_HEAD_BYTES} bytes)"
+            )
+        problem = response_head_problem(response.code, headers)
+        if problem is not None:
+            response.deliverBody(_Dropper())
+            raise BackendProtocolError(
+                f"{self._backend.name} sent a response head that cannot be passed on: {problem}"
             )
         length = response.length
         if (

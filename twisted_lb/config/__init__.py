@@ -18,7 +18,9 @@ from .model import (
     AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
+    ClusterConfig,
     ConfigError,
+    ConfigErrors,
     HealthCheckConfig,
     HealthCheckKind,
     LBMethodName,
@@ -35,7 +37,9 @@ from .toml import load_toml, load_toml_text
 
 __all__ = [
     "AdminConfig",
+    "ClusterConfig",
     "ConfigError",
+    "ConfigErrors",
     "MemberConfig",
     "StickySessionConfig",
     "BalancerConfig",

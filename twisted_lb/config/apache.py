@@ -12,22 +12,38 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from ..access import AccessRule, parse_network
+from ..basic_auth import AuthRule, read_htpasswd
+from ..header_edits import ACTIONS as HEADER_ACTIONS
+from ..header_edits import HeaderEdit
+from ..request_rules import Condition, RequestRule
+from ._apache_directives import (
+    ACCEPTED,
+    ACCEPTED_SECTIONS,
+    REFUSED,
+    REFUSED_SECTIONS,
+    accepted_reason,
+)
 from ._apache_syntax import Node, parse_file
 from ._build import build, resolve_path
 from .model import (
+    DEFAULT_HOST,
     MEMBER_SCHEMES,
+    TLS_PROTOCOLS,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
+    ConfigErrors,
     HealthCheckConfig,
     HealthCheckKind,
     LBMethodName,
+    LimitsConfig,
     ListenerConfig,
     MemberConfig,
     MemberState,
@@ -39,21 +55,23 @@ from .model import (
 
 __all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACHE_DIRECTIVES"]
 
-#: Directives that are read and have no effect on proxying.
-ACCEPTED_AND_IGNORED = frozenset(
-    {"loadmodule", "servername", "serveradmin", "documentroot", "errorlog", "customlog", "loglevel"}
-)
+#: Directives that are read and have no effect on proxying (each gets one
+#: warning saying why, however many lines use it).
+ACCEPTED_AND_IGNORED = frozenset(ACCEPTED)
 
 #: Directives (and sections) that twisted_lb gives a meaning.
 SUPPORTED_DIRECTIVES = frozenset(
     {
         "listen",
         "virtualhost",
+        "servername",
         "redirect",
         "sslengine",
         "sslcertificatefile",
         "sslcertificatekeyfile",
         "sslcertificatechainfile",
+        "sslverifyclient",
+        "sslcacertificatefile",
         "sslproxyengine",
         "sslproxyverify",
         "sslproxycheckpeercn",
@@ -73,13 +91,45 @@ SUPPORTED_DIRECTIVES = frozenset(
         "proxyset",
         "location",
         "ifmodule",
+        "ifdefine",
+        "ifversion",
+        "iffile",
         "include",
         "includeoptional",
+        "traceenable",
+        "proxyaddheaders",
+        "limitrequestbody",
+        "proxyvia",
+        "proxyhcexpr",
+        "authtype",
+        "authname",
+        "authbasicprovider",
+        "authuserfile",
+        "redirectmatch",
+        "proxypassmatch",
+        "redirectpermanent",
+        "redirecttemp",
+        "rewriteengine",
+        "rewritecond",
+        "rewriterule",
+        "rewriteoptions",
+        "sslprotocol",
+        "sslciphersuite",
+        "sslhonorcipherorder",
+        "allowencodedslashes",
+        "serveralias",
+        "order",
+        "requireany",
+        "header",
+        "requestheader",
+        "require",
+        "allow",
+        "deny",
     }
 )
 
 #: Every directive name this reader knows (used to recognise Apache files).
-APACHE_DIRECTIVES = SUPPORTED_DIRECTIVES | ACCEPTED_AND_IGNORED
+APACHE_DIRECTIVES = SUPPORTED_DIRECTIVES | ACCEPTED_AND_IGNORED | frozenset(REFUSED)
 
 _UNSUPPORTED = "directive {!r} is not supported by twisted_lb (see docs/migrating-from-apache.md)"
 
@@ -99,7 +149,23 @@ _MEMBER_PARAMS = {
     "iobuffersize": "packet_size",
 }
 #: mod_proxy_hcheck's BalancerMember parameters, read into the member's C{health}.
-_HEALTH_PARAMS = frozenset({"hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails"})
+_HEALTH_PARAMS = frozenset({"hcmethod", "hcuri", "hcinterval", "hcpasses", "hcfails", "hcexpr"})
+#: BalancerMember parameters read without effect, and why.
+_MEMBER_PARAMS_WITHOUT_EFFECT = {
+    "keepalive": "twisted_lb's pooled member connections are kept open by the pool (ttl=), "
+    "not by TCP keepalive probes",
+    "smax": "twisted_lb opens member connections as needed and closes idle ones after ttl=",
+    "min": "twisted_lb opens member connections as needed and closes idle ones after ttl=",
+    "disablereuse": "twisted_lb reuses a member connection only after a complete exchange, "
+    "and checks an idle one before reuse (ping=)",
+    "enablereuse": "twisted_lb reuses member connections",
+    "flushpackets": "twisted_lb passes every piece of a response on as it arrives",
+    "flushwait": "twisted_lb passes every piece of a response on as it arrives",
+    "acquire": "twisted_lb does not queue requests for a busy member; it answers 503 when no "
+    "member can take one",
+    "receivebuffersize": "twisted_lb leaves socket buffers to the kernel",
+    "addressttl": "twisted_lb resolves member names when it connects",
+}
 #: hcmethod values: the check kind and the HTTP method (C{OPTIONS11} etc. are
 #: the same requests in HTTP/1.1, which twisted_lb always speaks).
 _HC_METHODS = {
@@ -110,7 +176,15 @@ _HC_METHODS = {
 
 #: Balancer parameters (ProxySet on a balancer, ProxyPass to a balancer).
 _BALANCER_PARAMS = frozenset(
-    {"lbmethod", "stickysession", "stickysessionsep", "nofailover", "maxattempts", "timeout"}
+    {
+        "lbmethod",
+        "stickysession",
+        "stickysessionsep",
+        "nofailover",
+        "maxattempts",
+        "timeout",
+        "scolonpathdelim",
+    }
 )
 
 _STATUS_FLAGS = {
@@ -201,6 +275,16 @@ class _Scope:
     redirects: list[tuple[Node, int, str, str]] = attrs.Factory(list)
     passes: list[_Pass] = attrs.Factory(list)
     location: str | None = None
+    #: Header and RequestHeader lines written in this scope, in order.
+    headers: list[tuple[Node, bool, HeaderEdit]] = attrs.Factory(list)
+    #: Require / Order / Allow / Deny lines of this section.
+    access: _Access | None = None
+    #: ServerAlias names (VirtualHost only).
+    aliases: list[str] = attrs.Factory(list)
+    #: Rules before routing written in this host (Redirect in <Location>, RedirectMatch).
+    rules: list[tuple[Node, _Scope, RequestRule]] = attrs.Factory(list)
+    #: RewriteCond lines waiting for their RewriteRule.
+    pending_conditions: list[Condition] = attrs.Factory(list)
 
     def get(self, name: str) -> tuple[Any, Node] | None:
         scope: _Scope | None = self
@@ -222,6 +306,63 @@ class _Scope:
             assert scope.parent is not None
             scope = scope.parent
         return scope
+
+
+@attrs.define(eq=False)
+class _Access:
+    """The access lines of one section: Apache 2.4's Require, or 2.2's Order/Allow/Deny."""
+
+    node: Node
+    require: list[str] | None = None
+    order: str | None = None
+    allow: list[str] = attrs.Factory(list)
+    deny: list[str] = attrs.Factory(list)
+    #: Require valid-user (an empty list) or Require user NAME ... (the names).
+    users: list[str] | None = None
+
+    def auth_rule(self, path: str, scope: _Scope) -> AuthRule:
+        """The login rule of this section for C{path} (no login when it requires no user)."""
+        if self.users is None:
+            return AuthRule(path, "", "")
+        auth_type = scope.value("authtype")
+        user_file = scope.value("authuserfile")
+        if auth_type != "basic" or user_file is None:
+            raise self.node.error(
+                "Require valid-user/user needs AuthType Basic and AuthUserFile in its section"
+            )
+        return AuthRule(path, scope.value("authname", "Restricted"), user_file, tuple(self.users))
+
+    def rule(self, path: str) -> AccessRule:
+        if self.users is not None:
+            if self.require or self.order is not None or self.allow or self.deny:
+                raise self.node.error(
+                    "a login (Require valid-user/user) and address rules in one section "
+                    "(either lets a client in, in Apache) are not supported: use one kind"
+                )
+            return AccessRule(path, "require", ("all",))
+        return self.address_rule(path)
+
+    def address_rule(self, path: str) -> AccessRule:
+        """
+        The rule of this section for C{path}. With both kinds of lines
+        (files written for 2.2 and 2.4 alike), Apache 2.4 lets a client in
+        when both allow it; that is one rule when either lets everyone in.
+        """
+        compat = self.order is not None or self.allow or self.deny
+        if self.require is not None:
+            require = AccessRule(path, "require", tuple(self.require))
+            if not compat or self.require == ["all"]:
+                return require if not compat else self.compat_rule(path)
+            if self.compat_rule(path).lets_everyone_in:
+                return require
+            raise self.node.error(
+                "Require together with Order/Allow/Deny that both restrict clients: use "
+                "Require only"
+            )
+        return self.compat_rule(path)
+
+    def compat_rule(self, path: str) -> AccessRule:
+        return AccessRule(path, self.order or "deny,allow", tuple(self.allow), tuple(self.deny))
 
 
 @attrs.define(eq=False)
@@ -255,6 +396,30 @@ class _Reader:
         self.cookies: list[tuple[Node, str, str, str, _Scope]] = []
         self.timeout: tuple[float, Node] | None = None
         self.server_timeout: float | None = None
+        self.errors: list[ConfigError] = []
+        #: (file, "line N") -> position in the configuration, to sort errors.
+        self.order: dict[tuple[str, str], int] = {}
+        #: Scopes where a line was refused (their later checks would only repeat it).
+        self.failed_scopes: set[int] = set()
+        self.accepted: dict[str, list[Any]] = {}
+        #: Modules named by LoadModule so far (and those built into httpd);
+        #: None when the file loads none, so that every <IfModule> holds.
+        self.modules: set[str] | None = set(_BUILTIN_MODULES)
+        self.defines: set[str] = set()
+        self.broken: set[str] = set()
+        #: ProxyConfig fields set by directives (TraceEnable, ProxyAddHeaders ...).
+        self.top_level: dict[str, Any] = {}
+        self.top_value_nodes: dict[str, Node] = {}
+        #: <Proxy> sections (balancer:// URLs, other URLs and *), in file order.
+        self.proxy_sections: list[_Scope] = []
+        self.location_scopes: list[_Scope] = []
+        self.route_paths: set[str] = set()
+        #: RewriteRule lines, built once the balancers are known.
+        #: (node, scope, status, pattern, target, RequestRule arguments, from ProxyPassMatch)
+        self.pending_rules: list[tuple[Node, _Scope, int, str, str, dict[str, Any], bool]] = []
+        #: ProxyHCExpr names and the statuses they accept.
+        self.hc_exprs: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
 
     def where(self, node: Node) -> str:
         if os.path.abspath(node.file) == os.path.abspath(self.path):
@@ -267,16 +432,100 @@ class _Reader:
     # -- walking the tree -------------------------------------------------
 
     def walk(self, nodes: list[Node], scope: _Scope) -> None:
+        """Read C{nodes} in C{scope}; a refused line is noted and reading goes on."""
         for node in nodes:
-            handler: Callable[[Node, _Scope], None] | None = getattr(self, "d_" + node.key, None)
-            if node.key in ACCEPTED_AND_IGNORED and node.children is None:
-                continue
-            if handler is None or (node.children is None) != (node.key not in _SECTIONS):
-                raise node.error(_UNSUPPORTED.format(node.display))
+            try:
+                self.visit(node, scope)
+            except ConfigError as e:
+                self.fail(node, e)
+                self.failed_scopes.add(id(scope.host))
+
+    def fail(self, node: Node, e: ConfigError) -> None:
+        """Note a problem; its message names the directive."""
+        if node.name.lower() not in e.problem.lower():
+            e = ConfigError(e.source, e.key, f"{node.display}: {e.problem}")
+        self.errors.append(e)
+
+    def visit(self, node: Node, scope: _Scope) -> None:
+        key = node.key
+        section = node.children is not None
+        handler: Callable[[Node, _Scope], None] | None = getattr(self, "d_" + key, None)
+        if handler is not None and section == (key in _SECTIONS):
             handler(node, scope)
+            return
+        reason = ACCEPTED_SECTIONS.get(key) if section else accepted_reason(key)
+        if reason is not None:
+            self.accept(node, reason)
+            return
+        refused = REFUSED_SECTIONS.get(key) if section else REFUSED.get(key)
+        if refused is not None:
+            raise node.error(f"{node.display} is not supported: {refused}")
+        raise node.error(_UNSUPPORTED.format(node.display))
+
+    def accept(self, node: Node, reason: str) -> None:
+        """Note a line read without effect; one warning per directive says why."""
+        seen = self.accepted.get(node.key)
+        if seen is None:
+            self.accepted[node.key] = [node, 1, reason]
+        else:
+            seen[1] += 1
+
+    def accepted_warnings(self) -> list[str]:
+        out = []
+        for node, count, reason in self.accepted.values():
+            more = f" and {count - 1} more line{'s' if count > 2 else ''}" if count > 1 else ""
+            out.append(
+                f"{self.where(node)}{more}: {node.display} is accepted and has no effect on "
+                f"proxying: {reason}"
+            )
+        return out
+
+    # -- conditional sections ---------------------------------------------
 
     def d_ifmodule(self, node: Node, scope: _Scope) -> None:
-        self.walk(node.children or [], scope)
+        name = _one_arg(node)
+        negate = name.startswith("!")
+        module = _module_id(name.lstrip("!"))
+        loaded = self.modules is None or module in self.modules
+        if loaded != negate:
+            self.walk(node.children or [], scope)
+        elif not negate and node.children:
+            self.warn_once(
+                ("module", module),
+                node,
+                f"<IfModule {name}> is skipped, as Apache would: the file loads modules with "
+                "LoadModule and not this one",
+            )
+
+    def d_loadmodule(self, node: Node, scope: _Scope) -> None:
+        if self.modules is not None and node.args:
+            self.modules.add(_module_id(node.args[0]))
+        self.accept(node, ACCEPTED["loadmodule"])
+
+    def d_define(self, node: Node, scope: _Scope) -> None:
+        if not 1 <= len(node.args) <= 2:
+            raise node.error("Define takes a name and an optional value")
+        self.defines.add(node.args[0])
+
+    def d_undefine(self, node: Node, scope: _Scope) -> None:
+        self.defines.discard(_one_arg(node))
+
+    def d_ifdefine(self, node: Node, scope: _Scope) -> None:
+        name = _one_arg(node)
+        if (name.lstrip("!") in self.defines) != name.startswith("!"):
+            self.walk(node.children or [], scope)
+
+    def d_ifversion(self, node: Node, scope: _Scope) -> None:
+        if _version_matches(node):
+            self.walk(node.children or [], scope)
+
+    def d_iffile(self, node: Node, scope: _Scope) -> None:
+        name = _one_arg(node)
+        path = name.lstrip("!")
+        if not os.path.isabs(path):
+            path = os.path.join(self.base_dir(node), path)
+        if os.path.exists(path) != name.startswith("!"):
+            self.walk(node.children or [], scope)
 
     def d_virtualhost(self, node: Node, scope: _Scope) -> None:
         if scope.kind != "main":
@@ -305,19 +554,29 @@ class _Reader:
     def d_proxy(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
             raise node.error("<Proxy> must be at the top level or in a <VirtualHost>")
-        url = _one_arg(node)
+        if not node.args:
+            raise node.error("<Proxy> needs a URL, balancer://name or *")
+        url = node.args[0]
         parsed = _balancer_name(url)
+        if parsed is None and len(node.args) > 1:
+            raise node.error(f"<Proxy {url}> takes parameters only for a balancer:// URL")
         if parsed is None:
-            raise node.error(
-                f"<Proxy {url}>: only <Proxy balancer://name> sections are supported; "
-                "twisted_lb is never a forward proxy and has no access control"
-            )
+            # <Proxy *> or <Proxy http://member...>: access rules and headers
+            # for what is proxied there.
+            inner = _Scope("proxyurl", node, scope)
+            inner.location = url
+            self.proxy_sections.append(inner)
+            self.walk(node.children or [], inner)
+            return
         name, path = parsed
         if path not in ("", "/"):
             raise node.error(f"<Proxy {url}>: a balancer URL here takes no path")
         balancer = self.balancer(node, name, scope)
+        if len(node.args) > 1:
+            self.balancer_params(node, balancer, _params(node, node.args[1:]), f"<Proxy {url}>")
         inner = _Scope("proxy", node, scope)
         inner.location = name
+        self.proxy_sections.append(inner)
         self.walk(node.children or [], inner)
         balancer.scope = inner if balancer.node is node else balancer.scope
 
@@ -334,8 +593,19 @@ class _Reader:
         path = _one_arg(node)
         if not path.startswith("/"):
             raise node.error(f"<Location {path}>: the path must start with '/'")
+        handler = _status_handler(node)
+        if handler is not None:
+            self.warn(
+                node,
+                f"<Location {path}> with SetHandler {handler}: twisted_lb shows its members, "
+                "their states and counters on the admin listener (the [admin] table of the "
+                f"native file), not at {path} on this listener; the access rules inside are "
+                "not used (the admin listener has its own password)",
+            )
+            return
         inner = _Scope("location", node, scope)
         inner.location = path
+        self.location_scopes.append(inner)
         self.walk(node.children or [], inner)
 
     # -- listeners ----------------------------------------------------------
@@ -353,32 +623,198 @@ class _Reader:
             host = host[1:-1]
         self.listens.append((node, host, int(match.group(2))))
 
-    def d_redirect(self, node: Node, scope: _Scope) -> None:
+    def d_redirect(self, node: Node, scope: _Scope, default: int = 302) -> None:
+        if scope.kind not in ("main", "vhost", "location"):
+            raise node.error("Redirect belongs at the top level, in a <VirtualHost> or <Location>")
+        args = list(node.args)
+        status = default
+        keywords = {"permanent": 301, "temp": 302, "seeother": 303, "gone": 410}
+        if node.key == "redirect" and args and (args[0].lower() in keywords or args[0].isdigit()):
+            word = args.pop(0)
+            status = keywords.get(word.lower()) or int(word)
+        if status not in (301, 302, 303, 307, 308, 410):
+            raise node.error(
+                f"{node.name} with status {status} is not supported; twisted_lb redirects with "
+                "301, 302, 303, 307 or 308 (or answers 410 for gone)"
+            )
+        if scope.kind == "location":
+            assert scope.location is not None
+            args.insert(0, scope.location)
+        if status == 410:
+            if len(args) != 1:
+                raise node.error(f"{node.name} gone takes the URL path only")
+            args.append("-")
+        if not args:
+            raise node.error(f"{node.name} needs a URL path and a target URL")
+        if len(args) == 1:
+            raise node.error(
+                f"{node.name} {args[0]} has no target URL ({node.name} [status] /path URL)"
+            )
+        if len(args) > 2:
+            raise node.error(f"{node.name} takes [status] /path URL")
+        path, url = args
+        if not path.startswith("/"):
+            raise node.error(f"{node.name}: the URL path {path!r} must start with '/'")
+        if status != 410 and not urlsplit(url).scheme and not url.startswith("/"):
+            raise node.error(f"{node.name}: the target {url!r} must be a URL or start with '/'")
+        if scope.kind == "location":
+            scope.host.rules.append(
+                (node, scope, RequestRule(path, url, status, prefix=True, noescape=True))
+            )
+            return
+        scope.host.redirects.append((node, status, path, url))
+
+    def d_redirectpermanent(self, node: Node, scope: _Scope) -> None:
+        self.d_redirect(node, scope, 301)
+
+    def d_redirecttemp(self, node: Node, scope: _Scope) -> None:
+        self.d_redirect(node, scope, 302)
+
+    def d_redirectmatch(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
-            raise node.error("Redirect is supported at the top level or in a <VirtualHost> only")
+            raise node.error("RedirectMatch belongs at the top level or in a <VirtualHost>")
         args = list(node.args)
         status = 302
         keywords = {"permanent": 301, "temp": 302, "seeother": 303, "gone": 410}
-        if args and (args[0].lower() in keywords or args[0].isdigit()):
+        if len(args) == 3 or (args and args[0].lower() == "gone"):
             word = args.pop(0)
-            status = keywords.get(word.lower()) or int(word)
-        if status not in (301, 302, 303, 307, 308):
+            status = keywords.get(word.lower()) or (int(word) if word.isdigit() else 0)
+        if status == 410 and len(args) == 1:
+            args.append("-")
+        if len(args) != 2:
+            raise node.error("RedirectMatch takes [status] regex URL")
+        try:
+            rule = RequestRule(args[0], args[1], status, noescape=True, after_routes=True)
+        except ValueError as e:
+            raise node.error(f"RedirectMatch: {e}") from None
+        scope.host.rules.append((node, scope, rule))
+
+    # -- mod_rewrite subset ---------------------------------------------------
+
+    def d_rewriteengine(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        self.setting(node, scope, "rewriteengine", _on_off(node, _one_arg(node), node.name))
+
+    def d_rewritecond(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("main", "vhost"):
             raise node.error(
-                f"Redirect with status {status} is not supported; twisted_lb redirects with "
-                "301, 302, 303, 307 or 308"
+                "RewriteCond in a <Location> or <Directory> (per-directory rules) is not "
+                "supported; put the rules in the <VirtualHost>"
             )
-        if not args:
-            raise node.error("Redirect needs a URL path and a target URL")
-        if len(args) == 1:
-            raise node.error(f"Redirect {args[0]} has no target URL (Redirect [status] /path URL)")
+        if len(node.args) not in (2, 3):
+            raise node.error("RewriteCond takes TestString CondPattern [flags]")
+        flags = _rewrite_flags(node, node.args[2] if len(node.args) == 3 else "")
+        unknown = set(flags) - {"nc", "nocase", "or", "ornext"}
+        if unknown:
+            raise node.error(
+                f"RewriteCond flag {sorted(unknown)[0]!r} is not supported (NC and OR are)"
+            )
+        try:
+            condition = Condition(
+                node.args[0],
+                node.args[1],
+                nocase=bool({"nc", "nocase"} & set(flags)),
+                ornext=bool({"or", "ornext"} & set(flags)),
+            )
+        except ValueError as e:
+            raise node.error(f"RewriteCond: {e}") from None
+        scope.pending_conditions.append(condition)
+
+    def d_rewriterule(self, node: Node, scope: _Scope) -> None:
+        conditions = tuple(scope.pending_conditions)
+        scope.pending_conditions = []
+        if scope.kind not in ("main", "vhost"):
+            raise node.error(
+                "RewriteRule in a <Location> or <Directory> (per-directory rules) is not "
+                "supported; put the rules in the <VirtualHost>"
+            )
+        if len(node.args) not in (2, 3):
+            raise node.error("RewriteRule takes Pattern Substitution [flags]")
+        pattern, target = node.args[0], node.args[1]
+        flags = _rewrite_flags(node, node.args[2] if len(node.args) == 3 else "")
+        known = {
+            "l",
+            "last",
+            "end",
+            "nc",
+            "nocase",
+            "qsa",
+            "qsappend",
+            "ne",
+            "noescape",
+            "p",
+            "proxy",
+            "pt",
+            "passthrough",
+            "f",
+            "forbidden",
+            "g",
+            "gone",
+            "r",
+            "redirect",
+        }
+        unknown = [f for f in flags if f not in known]
+        if unknown:
+            raise node.error(
+                f"RewriteRule flag [{unknown[0].upper()}] is not supported (R, P, PT, F, G, L, "
+                "NC, QSA, NE are)"
+            )
+        kwargs: dict[str, Any] = {
+            "conditions": conditions,
+            "nocase": bool({"nc", "nocase"} & set(flags)),
+            "qsa": bool({"qsa", "qsappend"} & set(flags)),
+            "noescape": bool({"ne", "noescape"} & set(flags)),
+        }
+        if {"f", "forbidden"} & set(flags):
+            status = 403
+        elif {"g", "gone"} & set(flags):
+            status = 410
+        elif {"r", "redirect"} & set(flags):
+            status = flags.get("r") or flags.get("redirect") or 302
+        elif {"p", "proxy"} & set(flags):
+            status = 0
+        elif {"pt", "passthrough"} & set(flags):
+            raise node.error(
+                "RewriteRule … [PT] (rewrite, then route with ProxyPass) is not supported; "
+                "proxy with [P] to the balancer, or map the path with ProxyPass"
+            )
+        elif target == "-":
+            raise node.error("RewriteRule … - without [F], [G], [R] or [P] changes nothing here")
+        else:
+            raise node.error(
+                "RewriteRule without [R], [P], [F] or [G] rewrites to a file, and twisted_lb "
+                "serves no files: add [P] to proxy or [R] to redirect"
+            )
+        self.pending_rules.append((node, scope, status, pattern, target, kwargs, False))
+
+    def d_proxypassmatch(self, node: Node, scope: _Scope) -> None:
+        args = list(node.args)
+        if scope.kind == "location":
+            raise node.error(
+                "ProxyPassMatch inside <Location> is not supported; write it in the "
+                "<VirtualHost> with its regular expression"
+            )
+        if scope.kind not in ("main", "vhost"):
+            raise node.error("ProxyPassMatch belongs at the top level or in a <VirtualHost>")
+        if len(args) < 2:
+            raise node.error("ProxyPassMatch takes regex URL [key=value ...] (or regex !)")
+        pattern, target = args[0], args[1]
         if len(args) > 2:
-            raise node.error("Redirect takes [status] /path URL")
-        path, url = args
-        if not path.startswith("/"):
-            raise node.error(f"Redirect: the URL path {path!r} must start with '/'")
-        if not urlsplit(url).scheme:
-            raise node.error(f"Redirect: the target {url!r} must be an absolute URL")
-        scope.host.redirects.append((node, status, path, url))
+            raise node.error(
+                "ProxyPassMatch with parameters is not supported: put them on the "
+                "BalancerMember lines (or use ProxyPass with a prefix)"
+            )
+        if target == "!":
+            self.pending_rules.append((node, scope, 404, pattern, "-", {}, True))
+            return
+        self.pending_rules.append((node, scope, 0, pattern, target, {"noescape": True}, True))
+
+    def d_rewriteoptions(self, node: Node, scope: _Scope) -> None:
+        if any(a.lower().startswith("inherit") for a in node.args):
+            raise node.error(
+                "RewriteOptions Inherit is not supported: repeat the rules in each <VirtualHost>"
+            )
+        self.accept(node, "the other RewriteOptions do not change the supported rules")
 
     # -- TLS ------------------------------------------------------------------
 
@@ -415,6 +851,91 @@ class _Reader:
     def d_sslcertificatechainfile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "chain")
 
+    def d_sslprotocol(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        known = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
+        enabled: set[str] = set()
+        for word in node.args:
+            sign = word[0] if word[:1] in "+-" else ""
+            name = word[len(sign) :]
+            match = [k for k in known if k.lower() == name.lower()]
+            if name.lower() == "all":
+                versions = set(known)
+            elif match:
+                versions = {match[0]}
+            else:
+                raise node.error(
+                    f"SSLProtocol: {word!r} is not all, SSLv3, TLSv1, TLSv1.1, TLSv1.2 or TLSv1.3"
+                )
+            if sign == "+":
+                enabled |= versions
+            elif sign == "-":
+                enabled -= versions
+            else:
+                enabled = set(versions)
+        protocols = tuple(p for p in TLS_PROTOCOLS if p in enabled)
+        if not protocols:
+            raise node.error(
+                "SSLProtocol enables no TLS version twisted_lb offers (TLSv1.2, TLSv1.3)"
+            )
+        if enabled - set(TLS_PROTOCOLS):
+            self.warn_once(
+                "old-tls",
+                node,
+                f"SSLProtocol {' '.join(node.args)}: twisted_lb never offers "
+                f"{', '.join(sorted(enabled - set(TLS_PROTOCOLS)))} (older than TLS 1.2)",
+            )
+        self.setting(node, scope, "protocols", protocols)
+
+    def d_sslciphersuite(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        args = list(node.args)
+        if len(args) == 2 and args[0].upper() == "SSL":
+            args.pop(0)
+        elif len(args) == 2 and args[0].upper() == "TLSV1.3":
+            self.warn_once(
+                "tls13-ciphers",
+                node,
+                "SSLCipherSuite TLSv1.3 …: twisted_lb uses OpenSSL's TLS 1.3 cipher suites",
+            )
+            return
+        if len(args) != 1:
+            raise node.error("SSLCipherSuite takes [SSL|TLSv1.3] cipher-string")
+        self.setting(node, scope, "ciphers", args[0])
+
+    def d_sslhonorcipherorder(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        if not _on_off(node, _one_arg(node), "SSLHonorCipherOrder"):
+            self.warn(
+                node,
+                "SSLHonorCipherOrder off: twisted_lb always picks the cipher by the server's "
+                "order (as SSLHonorCipherOrder on)",
+            )
+
+    def d_sslverifyclient(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        value = _one_arg(node).lower()
+        if value not in ("none", "optional", "require", "optional_no_ca"):
+            raise node.error(
+                f"SSLVerifyClient {value}: use none, optional, require or optional_no_ca"
+            )
+        self.setting(node, scope, "client_certificates", value)
+
+    def d_allowencodedslashes(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value == "off":
+            self.accept(node, "twisted_lb refuses encoded slashes in paths (400), as Off does")
+            return
+        if value not in ("on", "nodecode"):
+            raise node.error(f"AllowEncodedSlashes must be On, Off or NoDecode, not {value!r}")
+        raise node.error(
+            f"AllowEncodedSlashes {_one_arg(node)} is not supported: twisted_lb refuses %2F in "
+            "paths (400) rather than pass it to a member; remove the line"
+        )
+
+    def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
+        self._file(node, scope, "client_ca")
+
     def d_sslproxycacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "ca_file", host=False)
 
@@ -446,6 +967,296 @@ class _Reader:
         self.setting(node, scope, "sslproxyverify", value)
 
     # -- proxy directives -----------------------------------------------------
+
+    def one_value(self, node: Node, field: str, value: Any) -> None:
+        """
+        Set the proxy-wide C{field}; Apache may set it per virtual host, so
+        a second, different value is an error.
+        """
+        if field in self.top_level and self.top_level[field] != value:
+            first = self.top_value_nodes[field]
+            raise node.error(
+                f"{node.name} differs from {first.name} at {self.where(first)}; twisted_lb has "
+                "one value for the whole proxy"
+            )
+        self.top_level[field] = value
+        self.top_value_nodes.setdefault(field, node)
+
+    def d_traceenable(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value == "extended":
+            raise node.error(
+                "TraceEnable extended (TRACE with a body) is not supported; use On or Off"
+            )
+        self.one_value(node, "allow_trace", _on_off(node, value, "TraceEnable"))
+
+    def d_proxyaddheaders(self, node: Node, scope: _Scope) -> None:
+        self.one_value(node, "x_forwarded", _on_off(node, _one_arg(node), "ProxyAddHeaders"))
+
+    def d_limitrequestbody(self, node: Node, scope: _Scope) -> None:
+        size = _number(node, "LimitRequestBody", _one_arg(node), integer=True)
+        if size < 0:
+            raise node.error("LimitRequestBody must be 0 (no limit) or a number of bytes")
+        self.one_value(node, "max_body_bytes", size)
+
+    def d_servername(self, node: Node, scope: _Scope) -> None:
+        # ServerName [scheme://]domain-name|ip-address[:port]: in a <VirtualHost>
+        # the name it serves; anywhere, the host of requests without a Host
+        # header (a virtual host without one inherits the main server's).
+        self.host_only(node, scope)
+        value = _one_arg(node)
+        name = _host_of_name(node, value)
+        if scope.kind == "vhost":
+            self.setting(node, scope, "vhost_name", name)
+        self.setting(node, scope, "servername", value.partition("://")[2] or value)
+
+    def d_serveralias(self, node: Node, scope: _Scope) -> None:
+        if scope.kind != "vhost":
+            raise node.error("ServerAlias belongs in a <VirtualHost>")
+        if not node.args:
+            raise node.error("ServerAlias needs one or more names")
+        scope.aliases += [_host_of_name(node, name) for name in node.args]
+
+    def d_proxyhcexpr(self, node: Node, scope: _Scope) -> None:
+        if len(node.args) < 2:
+            raise node.error("ProxyHCExpr takes a name and an {expression}")
+        name = node.args[0]
+        text = " ".join(node.args[1:]).strip()
+        if not (text.startswith("{") and text.endswith("}")):
+            raise node.error(
+                "ProxyHCExpr: the expression goes in braces: {%{REQUEST_STATUS} =~ /^[234]/}"
+            )
+        try:
+            self.hc_exprs[name] = _status_ranges(text[1:-1].strip())
+        except ValueError as e:
+            raise node.error(f"ProxyHCExpr {name}: {e}") from None
+
+    def d_header(self, node: Node, scope: _Scope) -> None:
+        self.header_edit(node, scope, request=False)
+
+    def d_requestheader(self, node: Node, scope: _Scope) -> None:
+        self.header_edit(node, scope, request=True)
+
+    def header_edit(self, node: Node, scope: _Scope, *, request: bool) -> None:
+        """
+        C{Header [always|onsuccess] action name [value [replacement]] [env=[!]VAR]}
+        and C{RequestHeader action name [value [replacement]] [env=[!]VAR]}.
+        """
+        args = list(node.args)
+        always = False
+        if not request and args and args[0].lower() in ("always", "onsuccess"):
+            always = args.pop(0).lower() == "always"
+        if not args:
+            raise node.error(f"{node.name} needs an action and a header name")
+        action = args.pop(0).lower()
+        if action in ("echo", "note"):
+            raise node.error(
+                f"{node.name} {action} is not supported; twisted_lb does not copy request "
+                "headers into responses or notes"
+            )
+        if action not in HEADER_ACTIONS:
+            raise node.error(
+                f"{node.name}: {action!r} is not one of {', '.join(sorted(HEADER_ACTIONS))}"
+            )
+        if not args:
+            raise node.error(f"{node.name} {action} needs a header name")
+        name = args.pop(0)
+        wanted = {"unset": 0, "edit": 2, "edit*": 2}.get(action, 1)
+        values = args[:wanted]
+        rest = args[wanted:]
+        if len(values) < wanted:
+            raise node.error(
+                f"{node.name} {action} {name} needs "
+                + ("a regular expression and a replacement" if wanted == 2 else "a value")
+            )
+        condition, negate = None, False
+        if len(rest) > 1:
+            raise node.error(f"{node.name}: too many arguments ({' '.join(rest)})")
+        if rest:
+            extra = rest[0]
+            if extra.lower().startswith("env="):
+                condition = extra[4:]
+                negate = condition.startswith("!")
+                condition = condition.lstrip("!")
+            elif extra.lower() == "early":
+                raise node.error(f"{node.name} … early is not supported; remove 'early'")
+            elif extra.lower().startswith("expr="):
+                raise node.error(
+                    f"{node.name} … expr= conditions are not supported; use env=BALANCER_… "
+                    "or remove the condition"
+                )
+            else:
+                raise node.error(f"{node.name}: unexpected argument {extra!r}")
+        for i, v in enumerate(values):
+            if v.lower().startswith("expr="):
+                match = re.fullmatch(r"%\{(HTTPS|REQUEST_SCHEME)\}", v[5:].strip(), re.I)
+                if match is None:
+                    raise node.error(
+                        f"{node.name}: expr= values are not supported, except "
+                        "expr=%{REQUEST_SCHEME} and expr=%{HTTPS}; give a plain value"
+                    )
+                values[i] = "%{" + match.group(1).upper() + "}e"
+        text = " ".join(values)
+        if request and ((condition or "").startswith("BALANCER_") or "%{BALANCER_" in text):
+            raise node.error(
+                f"{node.name}: Apache edits request headers before it picks a member, so "
+                "BALANCER_* variables are not set there (and env= conditions on them never hold)"
+            )
+        try:
+            edit = HeaderEdit(
+                action,
+                name,
+                values[0] if values else "",
+                values[1] if len(values) > 1 else "",
+                always=always,
+                condition=condition,
+                negate=negate,
+            )
+        except ValueError as e:
+            raise node.error(f"{node.name}: {e}") from None
+        scope.headers.append((node, request, edit))
+
+    def d_proxyvia(self, node: Node, scope: _Scope) -> None:
+        value = _one_arg(node).lower()
+        if value != "off":
+            raise node.error(
+                f"ProxyVia {_one_arg(node)} is not supported: twisted_lb adds no Via header "
+                "(ProxyVia Off, Apache's default); remove the line"
+            )
+
+    def access_of(self, node: Node, scope: _Scope, *, require: bool) -> _Access:
+        if scope.kind not in ("proxy", "proxyurl", "location"):
+            raise node.error(
+                f"{node.name} belongs in a <Location> or <Proxy> section (Apache allows it in "
+                "directory sections only)"
+            )
+        access = scope.access
+        if access is None:
+            access = scope.access = _Access(node)
+        return access
+
+    def d_require(self, node: Node, scope: _Scope) -> None:
+        args = [a.lower() for a in node.args]
+        if not args:
+            raise node.error("Require needs a provider: all, ip, host or local")
+        kind, rest = args[0], node.args[1:]
+        if kind == "not":
+            raise node.error(
+                "Require not … is not supported; list the addresses that may pass with Require ip"
+            )
+        if kind in ("valid-user", "user"):
+            if kind == "user" and not rest:
+                raise node.error("Require user needs one or more user names")
+            access = self.access_of(node, scope, require=True)
+            access.users = [*(access.users or []), *rest]
+            return
+        if kind in ("group", "file-owner", "file-group"):
+            raise node.error(
+                f"Require {kind} is not supported: list the users (Require user …) or use "
+                "Require valid-user"
+            )
+        if kind == "all":
+            if len(rest) == 1 and rest[0].lower() in ("granted", "denied"):
+                entries = ["all"] if rest[0].lower() == "granted" else []
+            else:
+                raise node.error("Require all takes granted or denied")
+        elif kind == "local":
+            entries = ["local"]
+        elif kind == "ip":
+            if not rest:
+                raise node.error("Require ip needs one or more addresses or networks")
+            entries = list(rest)
+        elif kind == "host":
+            if [r.lower() for r in rest] != ["localhost"]:
+                raise node.error(
+                    "Require host needs a reverse DNS lookup of every client, which twisted_lb "
+                    "does not do: use Require ip with the addresses (Require host localhost "
+                    "is accepted as Require local)"
+                )
+            entries = ["local"]
+        else:
+            raise node.error(
+                f"Require {node.args[0]} is not supported: twisted_lb checks Require all, ip, "
+                "local and host localhost"
+            )
+        for entry in entries:
+            try:
+                parse_network(entry)
+            except ValueError as e:
+                raise node.error(f"Require {kind}: {e}") from None
+        access = self.access_of(node, scope, require=True)
+        access.require = [*(access.require or []), *entries]
+
+    def auth_setting(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("proxy", "proxyurl", "location"):
+            raise node.error(f"{node.name} belongs in a <Location> or <Proxy> section")
+
+    def d_authtype(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        value = _one_arg(node).lower()
+        if value not in ("basic", "none"):
+            raise node.error(f"AuthType {_one_arg(node)} is not supported (Basic is)")
+        self.setting(node, scope, "authtype", value)
+
+    def d_authname(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        self.setting(node, scope, "authname", _one_arg(node))
+
+    def d_authbasicprovider(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        if [a.lower() for a in node.args] != ["file"]:
+            raise node.error(
+                f"AuthBasicProvider {' '.join(node.args)} is not supported (file, with "
+                "AuthUserFile, is)"
+            )
+
+    def d_authuserfile(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        path = resolve_path(_one_arg(node), self.base_dir(node))
+        try:
+            read_htpasswd(path)
+        except OSError as e:
+            raise node.error(f"AuthUserFile {path}: cannot be read ({e.strerror or e})") from None
+        except ValueError as e:
+            raise node.error(f"AuthUserFile: {e}") from None
+        self.setting(node, scope, "authuserfile", path)
+
+    def d_order(self, node: Node, scope: _Scope) -> None:
+        value = "".join(node.args).lower().replace(" ", "")
+        if value not in ("deny,allow", "allow,deny"):
+            raise node.error(
+                f"Order {' '.join(node.args)}: twisted_lb supports Order deny,allow and "
+                "Order allow,deny (mutual-failure is not supported)"
+            )
+        self.access_of(node, scope, require=False).order = value
+
+    def _allow_deny(self, node: Node, scope: _Scope, which: str) -> None:
+        args = list(node.args)
+        if len(args) < 2 or args[0].lower() != "from":
+            raise node.error(f"{node.name} takes from and addresses: {node.name} from 10.0.0.0/8")
+        entries = args[1:]
+        for entry in entries:
+            if entry.lower().startswith("env="):
+                raise node.error(f"{node.name} from env=… is not supported")
+            try:
+                parse_network(entry)
+            except ValueError:
+                raise node.error(
+                    f"{node.name} from {entry}: host names need a reverse DNS lookup of every "
+                    "client, which twisted_lb does not do; give addresses or networks"
+                ) from None
+        access = self.access_of(node, scope, require=False)
+        getattr(access, which).extend(entries)
+
+    def d_allow(self, node: Node, scope: _Scope) -> None:
+        self._allow_deny(node, scope, "allow")
+
+    def d_deny(self, node: Node, scope: _Scope) -> None:
+        self._allow_deny(node, scope, "deny")
+
+    def d_requireany(self, node: Node, scope: _Scope) -> None:
+        # Require lines in one section already combine as "any".
+        self.walk(node.children or [], scope)
 
     def d_proxyrequests(self, node: Node, scope: _Scope) -> None:
         if _on_off(node, _one_arg(node), "ProxyRequests"):
@@ -494,7 +1305,18 @@ class _Reader:
                 f"ProxyPass {path}: the path must start with '/' (ProxyPassMatch and "
                 "wildcards are not supported)"
             )
-        params = _params(node, args[2:])
+        rest = args[2:]
+        for flag in [a for a in rest if "=" not in a]:
+            if flag.lower() == "nocanon":
+                # twisted_lb passes the path on as the client sent it (after refusing
+                # dot segments and encoded slashes), which is what nocanon asks for.
+                rest.remove(flag)
+            else:
+                raise node.error(
+                    f"ProxyPass … {flag}: the flag is not supported by twisted_lb (nocanon is; "
+                    "interpolate and noquery are not)"
+                )
+        params = _params(node, rest)
         if target == "!" and params:
             raise node.error("ProxyPass /path ! takes no parameters")
         p = _Pass(node, path, target, params, scope)
@@ -580,6 +1402,15 @@ class _Reader:
                     f"{what}: balancer parameter {key!r} is not supported by twisted_lb (see "
                     "docs/migrating-from-apache.md)"
                 )
+            if key == "scolonpathdelim":
+                if not _on_off(node, value, "scolonpathdelim"):
+                    self.warn_once(
+                        "scolonpathdelim",
+                        node,
+                        f"{what} scolonpathdelim=Off: twisted_lb always ends a ;jsessionid= "
+                        "path parameter at the next ';' (as scolonpathdelim=On)",
+                    )
+                continue
             if key == "timeout":
                 self.warn(
                     node,
@@ -595,7 +1426,16 @@ class _Reader:
     # -- building the model -------------------------------------------------
 
     def read(self) -> tuple[ProxyConfig, list[str]]:
-        self.walk(parse_file(self.path), self.main)
+        syntax: list[tuple[str, int, str]] = []
+        nodes = parse_file(self.path, syntax)
+        for file, line, message in syntax:
+            self.warnings.append(f"{self.where(Node(file, line, '', []))}: {message}")
+        for i, n in enumerate(_all_nodes(nodes)):
+            self.order.setdefault((n.file, n.where), i)
+        if not _any_node(nodes, "loadmodule"):
+            self.modules = None
+        self.walk(nodes, self.main)
+        self.warnings.extend(self.accepted_warnings())
         timeout = (
             self.timeout[0]
             if self.timeout
@@ -605,22 +1445,43 @@ class _Reader:
         )
         if timeout <= 0:
             node = self.timeout[1] if self.timeout else None
-            raise ConfigError(self.path, node.where if node else "timeout", "must be > 0")
+            self.errors.append(
+                ConfigError(self.path, node.where if node else "timeout", "must be > 0")
+            )
+            timeout = 300.0
         self.default_timeout = float(timeout)
         balancers: dict[str, BalancerConfig] = {}
         for b in self.balancers.values():
-            balancers[b.name] = self.build_balancer(b)
+            try:
+                balancers[b.name] = self.build_balancer(b)
+            except _Reported:
+                self.broken.add(b.name)
+            except ConfigError as e:
+                self.broken.add(b.name)
+                self.fail(b.node, e)
         routes = self.build_routes(balancers)
+        rules = self.build_rules(balancers, routes)
         listeners = self.build_listeners()
         self.check_reverses()
+        if self.errors:
+            errors = sorted(
+                self.errors, key=lambda e: self.order.get((e.source, e.key), len(self.order))
+            )
+            raise ConfigErrors(errors, self.warnings)
+        limits: dict[str, Any] = {}
+        if "max_body_bytes" in self.top_level:
+            limits["limits"] = LimitsConfig(max_body_bytes=self.top_level.pop("max_body_bytes"))
         config = build(
             ProxyConfig,
             {
                 "listeners": tuple(listeners),
                 "balancers": tuple(balancers.values()),
                 "routes": tuple(routes),
+                "rules": tuple(rules),
                 "source": self.path,
                 "timeout": float(timeout),
+                **self.top_level,
+                **limits,
             },
             lambda field, problem: ConfigError(self.path, field or "config", problem),
         )
@@ -635,6 +1496,14 @@ class _Reader:
         for key, value in params:
             if key in _HEALTH_PARAMS:
                 health[key] = value
+                continue
+            if key in _MEMBER_PARAMS_WITHOUT_EFFECT:
+                self.warn_once(
+                    ("param", key),
+                    node,
+                    f"{node.name} … {key}={value}: accepted without effect: "
+                    f"{_MEMBER_PARAMS_WITHOUT_EFFECT[key]}",
+                )
                 continue
             if key not in _MEMBER_PARAMS:
                 raise node.error(
@@ -690,8 +1559,19 @@ class _Reader:
         }
         if kind == "http":
             kwargs["path"] = params.get("hcuri", "/")
+            if "hcexpr" in params:
+                name = params["hcexpr"]
+                if name not in self.hc_exprs:
+                    raise node.error(f"hcexpr={name}: no ProxyHCExpr {name} {{…}} defines it")
+                kwargs["expect"] = self.hc_exprs[name]
+        elif "hcexpr" in params:
+            raise node.error(
+                f"hcexpr is only used by HTTP checks, not hcmethod={params['hcmethod']}"
+            )
         elif "hcuri" in params:
-            raise node.error(f"hcuri is only used by HTTP checks, not hcmethod={params['hcmethod']}")
+            raise node.error(
+                f"hcuri is only used by HTTP checks, not hcmethod={params['hcmethod']}"
+            )
 
         def fail(field: str | None, problem: str) -> ConfigError:
             return node.error(problem)
@@ -769,9 +1649,17 @@ class _Reader:
             self.warn(node, message)
 
     def build_balancer(self, b: _Balancer) -> BalancerConfig:
-        members = tuple(
-            self.member(node, url, params, scope) for node, url, params, scope in b.members
-        )
+        built = []
+        failed = False
+        for node, url, params, scope in b.members:
+            try:
+                built.append(self.member(node, url, params, scope))
+            except ConfigError as e:
+                self.fail(node, e)
+                failed = True
+        if failed:
+            raise _Reported()
+        members = tuple(built)
         if not members:
             raise b.node.error(f"balancer://{b.name} has no BalancerMember")
         kwargs: dict[str, Any] = {"name": b.name, "members": members, "sticky": None}
@@ -813,26 +1701,155 @@ class _Reader:
         return build(BalancerConfig, kwargs, fail)
 
     def build_routes(self, balancers: dict[str, BalancerConfig]) -> list[RouteConfig]:
-        routes: dict[str, tuple[RouteConfig, Node]] = {}
+        routes: dict[tuple[str, tuple[str, ...]], tuple[RouteConfig, Node]] = {}
         for p in self.passes:
-            route = self.route(p, balancers)
-            if route.path in routes:
-                other, other_node = routes[route.path]
+            try:
+                route = self.with_hosts(self.route(p, balancers), p)
+            except _Reported:
+                continue
+            except ConfigError as e:
+                self.fail(p.node, e)
+                continue
+            if (route.path, route.hosts) in routes:
+                other, other_node = routes[route.path, route.hosts]
                 if other_node is p.node:
                     continue
                 if other == route and p.scope.host is not self.passes_scope(other_node):
                     continue
-                raise p.node.error(
-                    f"ProxyPass {route.path} is mapped a second time (first at "
-                    f"{self.where(other_node)}); Apache would only use the first"
-                    if p.scope.host is self.passes_scope(other_node)
-                    else f"ProxyPass {route.path} maps the path differently from "
-                    f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
+                self.fail(
+                    p.node,
+                    p.node.error(
+                        f"ProxyPass {route.path} is mapped a second time (first at "
+                        f"{self.where(other_node)}); Apache would only use the first"
+                        if p.scope.host is self.passes_scope(other_node)
+                        else f"ProxyPass {route.path} maps the path differently from "
+                        f"{self.where(other_node)}; twisted_lb routes the same way on every listener"
+                    ),
                 )
-            routes[route.path] = (route, p.node)
+                continue
+            routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
-        result = [r for r, _ in routes.values()]
-        return [self.with_cookies(r, routes[r.path][1]) for r in result]
+        out = []
+        self.route_paths = {path for path, _ in routes}
+        for r, node in routes.values():
+            try:
+                out.append(self.with_headers(self.with_cookies(r, node), node))
+            except ConfigError as e:
+                self.fail(node, e)
+        self.check_header_scopes(out)
+        return out
+
+    def with_headers(self, route: RouteConfig, node: Node) -> RouteConfig:
+        """
+        C{route} with the Header and RequestHeader edits that apply to it,
+        in Apache's order: the main server, the virtual host, the <Proxy>
+        of its balancer, then the <Location> sections that contain it.
+        """
+        owner = next(p for p in self.passes if p.node is node)
+        scopes = [self.main]
+        if owner.scope.host is not self.main:
+            scopes.append(owner.scope.host)
+        scopes += self.proxy_sections_for(owner)
+        scopes += [
+            loc
+            for loc in self.location_scopes
+            if loc.host in (self.main, owner.scope.host)
+            and loc.location is not None
+            and (loc.location == route.path or _covers(loc.location, route.path))
+        ]
+        edits = [(request, edit) for scope in scopes for _, request, edit in scope.headers]
+        access, auth = self.access_rules(route, owner)
+        if not edits and not access:
+            return route
+        return attrs.evolve(
+            route,
+            request_headers=tuple(e for request, e in edits if request),
+            response_headers=tuple(e for request, e in edits if not request),
+            access=access,
+            auth=auth if any(a.user_file for a in auth) else (),
+        )
+
+    def proxy_sections_for(self, owner: _Pass) -> list[_Scope]:
+        """The <Proxy> sections whose URL matches what C{owner} proxies to, in file order."""
+        target = owner.target.lower()
+        out = []
+        for section in self.proxy_sections:
+            if section.host not in (self.main, owner.scope.host) or target == "!":
+                continue
+            assert section.location is not None
+            url = section.location.lower()
+            if section.kind == "proxy":
+                parsed = _balancer_name(owner.target)
+                if parsed is not None and parsed[0] == section.location:
+                    out.append(section)
+            elif url == "*" or (
+                _balancer_name(owner.target) is None and target.startswith(url.rstrip("*"))
+            ):
+                out.append(section)
+        return out
+
+    def access_rules(
+        self, route: RouteConfig, owner: _Pass
+    ) -> tuple[tuple[AccessRule, ...], tuple[AuthRule, ...]]:
+        """
+        C{route}'s access and login rules in Apache's merge order: its
+        <Proxy> sections, then the <Location>s that contain it or lie inside
+        it (one of each per section, so that a later section decides both).
+        """
+        rules: list[AccessRule] = []
+        auth: list[AuthRule] = []
+        for section in self.proxy_sections_for(owner):
+            if section.access is not None:
+                rules.append(section.access.rule(route.path))
+                auth.append(section.access.auth_rule(route.path, section))
+        for loc in self.location_scopes:
+            if loc.access is None or loc.host not in (self.main, owner.scope.host):
+                continue
+            assert loc.location is not None
+            if loc.location == route.path or _covers(loc.location, route.path):
+                rules.append(loc.access.rule(route.path))
+                auth.append(loc.access.auth_rule(route.path, loc))
+            elif _covers(route.path, loc.location) and not any(
+                len(other) > len(route.path)
+                and (other == loc.location or _covers(other, loc.location))
+                for other in self.route_paths
+            ):
+                rules.append(loc.access.rule(loc.location))
+                auth.append(loc.access.auth_rule(loc.location, loc))
+        return tuple(rules), tuple(auth)
+
+    def check_header_scopes(self, routes: list[RouteConfig]) -> None:
+        """
+        Header lines in a <Location> that covers only part of a route are
+        refused; those of a virtual host without routes get a warning.
+        """
+        for vhost in self.vhosts:
+            if vhost.headers and not vhost.passes:
+                node = vhost.headers[0][0]
+                self.warn(
+                    node,
+                    f"{node.name} in a <VirtualHost> without ProxyPass is not used: "
+                    "twisted_lb edits headers per route, and its redirect listeners and "
+                    "RewriteRule [P] answers get no Header edits",
+                )
+        paths = {r.path for r in routes}
+        for loc in self.location_scopes:
+            if not loc.headers or loc.location in paths:
+                continue
+            assert loc.location is not None
+            wider = [p for p in paths if _covers(p, loc.location)]
+            node = loc.headers[0][0]
+            if wider:
+                self.fail(
+                    node,
+                    node.error(
+                        f"{node.name} in <Location {loc.location}> would apply to part of the "
+                        f"route {max(wider, key=len)} only; twisted_lb edits headers per route: "
+                        f"add ProxyPass {loc.location} … for that path, or move the line"
+                    ),
+                )
+            elif not any(_covers(loc.location, p) for p in paths):
+                self.warn(node, f"{node.name} in <Location {loc.location}>: no route uses it")
 
     def passes_scope(self, node: Node) -> _Scope:
         for p in self.passes:
@@ -847,6 +1864,8 @@ class _Reader:
             pass
         elif (parsed := _balancer_name(p.target)) is not None:
             name, path = parsed
+            if name in self.broken:
+                raise _Reported()
             if name not in balancers:
                 raise p.node.error(
                     f"ProxyPass {p.path} names balancer://{name}, which no <Proxy "
@@ -895,15 +1914,43 @@ class _Reader:
         return name, parts.path
 
     def check_shadowing(self) -> None:
+        """
+        Warn about rules Apache would never use, by its own precedence:
+        ProxyPass inside <Location> first, where the last matching
+        <Location> wins; then the other ProxyPass lines in file order, the
+        first match winning. twisted_lb uses the longest prefix instead.
+        """
         for host in [self.main, *self.vhosts]:
-            rules = [p for p in host.passes]
-            for i, later in enumerate(rules):
-                for earlier in rules[:i]:
+            located = [p for p in host.passes if p.scope.kind == "location"]
+            plain = [p for p in host.passes if p.scope.kind != "location"]
+            for i, later in enumerate(plain):
+                for earlier in plain[:i]:
                     if earlier.path != later.path and _covers(earlier.path, later.path):
                         self.warnings.append(
                             "Apache checks ProxyPass rules in file order, so "
                             f"{later.path} ({self.where(later.node)}) is shadowed by "
                             f"{earlier.path} ({self.where(earlier.node)}) there and never "
+                            "used; twisted_lb picks the longest prefix, so it is used here"
+                        )
+                        break
+            for i, earlier in enumerate(located):
+                for later in located[i + 1 :]:
+                    if earlier.path != later.path and _covers(later.path, earlier.path):
+                        self.warnings.append(
+                            "in Apache the last matching <Location> wins, so ProxyPass in "
+                            f"<Location {earlier.path}> ({self.where(earlier.node)}) is "
+                            f"shadowed by <Location {later.path}> ({self.where(later.node)}) "
+                            "there and never used; twisted_lb picks the longest prefix, so it "
+                            "is used here"
+                        )
+                        break
+            for rule in plain:
+                for loc in located:
+                    if loc.path != rule.path and _covers(loc.path, rule.path):
+                        self.warnings.append(
+                            "Apache checks ProxyPass in <Location> before the other ProxyPass "
+                            f"lines, so {rule.path} ({self.where(rule.node)}) is shadowed by "
+                            f"<Location {loc.path}> ({self.where(loc.node)}) there and never "
                             "used; twisted_lb picks the longest prefix, so it is used here"
                         )
                         break
@@ -950,45 +1997,126 @@ class _Reader:
             if scope.kind == "location" and not any(p.path == scope.location for p in self.passes):
                 self.warn(cnode, f"{cnode.name} is in a <Location> without ProxyPass; unused")
 
-    def build_listeners(self) -> list[ListenerConfig]:
-        listeners: list[ListenerConfig] = []
-        used: dict[tuple[str, int], Node] = {}
-        vhost_ports: set[int] = set()
+    def vhost_groups(self) -> dict[int, list[tuple[_Scope, str]]]:
+        """
+        The virtual hosts on each port, in file order, with the address each
+        gives there (C{*} for any); the first on a port is its default.
+        """
+        if self._groups is not None:
+            return self._groups
+        groups: dict[int, list[tuple[_Scope, str]]] = {}
         for vhost in self.vhosts:
             assert vhost.node is not None
             for host, port in vhost.addresses:
                 if port is None:
                     candidates = sorted({p for _, _, p in self.listens})
                     if len(candidates) != 1:
-                        raise vhost.node.error(
-                            f"<VirtualHost {vhost.node.args[0]}>: give the port "
-                            "(e.g. *:443); twisted_lb derives a listener from each virtual host"
+                        self.fail(
+                            vhost.node,
+                            vhost.node.error(
+                                f"<VirtualHost {vhost.node.args[0]}>: give the port "
+                                "(e.g. *:443); twisted_lb derives a listener from each virtual "
+                                "host"
+                            ),
                         )
+                        continue
                     port = candidates[0]
-                if (host, port) in used:
-                    raise vhost.node.error(
-                        f"a second <VirtualHost> for {host}:{port} (the first is at "
-                        f"{self.where(used[host, port])}): name-based virtual hosts are not "
-                        "supported by twisted_lb"
-                    )
-                used[host, port] = vhost.node
-                vhost_ports.add(port)
-                if host == "*":
-                    listen_hosts = [h for _, h, p in self.listens if p == port and h]
-                    if len(listen_hosts) == 1:
-                        host = listen_hosts[0]
-                listeners.append(self.listener(vhost, vhost.node, host, port))
+                group = groups.setdefault(port, [])
+                if all(v is not vhost for v, _ in group):
+                    group.append((vhost, "127.0.0.1" if host == "localhost" else host))
+        self._groups = groups
+        return groups
+
+    @property
+    def name_based(self) -> bool:
+        """Whether some port has several virtual hosts (chosen by the Host header)."""
+        return any(len(group) > 1 for group in self.vhost_groups().values())
+
+    def vhost_names(self, vhost: _Scope) -> tuple[str, ...]:
+        """The ServerName and ServerAlias names of C{vhost}, lower case."""
+        names = []
+        name = vhost.settings.get("vhost_name")
+        if name is not None:
+            names.append(name[0])
+        names += vhost.aliases
+        return tuple(dict.fromkeys(names))
+
+    def with_hosts(self, route: RouteConfig, owner: _Pass) -> RouteConfig:
+        """With name-based virtual hosts, the names C{route}'s virtual host serves."""
+        vhost = owner.scope.host
+        if vhost is self.main or not self.name_based:
+            return route
+        names = self.vhost_names(vhost)
+        default = any(group[0][0] is vhost for group in self.vhost_groups().values())
+        if default:
+            names = (DEFAULT_HOST, *names)
+        elif not names:
+            assert vhost.node is not None
+            raise vhost.node.error(
+                "this <VirtualHost> shares its port with others but has no ServerName or "
+                "ServerAlias, so Apache would never choose it: add ServerName"
+            )
+        return attrs.evolve(route, hosts=names)
+
+    def build_listeners(self) -> list[ListenerConfig]:
+        listeners: list[ListenerConfig] = []
+        groups = self.vhost_groups()
+        for port, group in groups.items():
+            try:
+                listeners += self.port_listeners(port, group)
+            except ConfigError as e:
+                vhost = group[0][0]
+                assert vhost.node is not None
+                if id(vhost) not in self.failed_scopes:
+                    self.fail(vhost.node, e)
         for node, listen_host, port in self.listens:
-            if port in vhost_ports:
+            if port in groups:
                 continue
             listeners.append(self.listener(self.main, node, listen_host or "*", port))
-        if not listeners:
-            raise ConfigError(
-                self.path,
-                "listen",
-                "no listener is configured: add Listen or <VirtualHost *:PORT>",
+        if not listeners and not self.errors:
+            self.errors.append(
+                ConfigError(
+                    self.path,
+                    "listen",
+                    "no listener is configured: add Listen or <VirtualHost *:PORT>",
+                )
             )
         return listeners
+
+    def port_listeners(self, port: int, group: list[tuple[_Scope, str]]) -> list[ListenerConfig]:
+        """
+        The sockets for the virtual hosts on C{port}: one for any address
+        when one of them is C{*} (or C{_default_}), else one per address;
+        the first virtual host gives TLS and redirects.
+        """
+        default, _ = group[0]
+        assert default.node is not None
+        for vhost, _ in group[1:]:
+            assert vhost.node is not None
+            if self.tls_of(vhost) != self.tls_of(default):
+                raise vhost.node.error(
+                    f"this <VirtualHost> on port {port} has another certificate than the first "
+                    f"one ({self.where(default.node)}); twisted_lb serves one certificate per "
+                    "port (no SNI): give them the same certificate, or another port"
+                )
+            if (vhost.redirects and not vhost.passes) != (default.redirects and not default.passes):
+                raise vhost.node.error(
+                    f"port {port} has a virtual host that only redirects and one that "
+                    "proxies; a twisted_lb listener either redirects everything or proxies: "
+                    "use a port for each"
+                )
+        hosts = [host for _, host in group]
+        if "*" in hosts:
+            listen_hosts = [h for _, h, p in self.listens if p == port and h]
+            addresses = [listen_hosts[0] if len(listen_hosts) == 1 else "*"]
+        else:
+            addresses = list(dict.fromkeys(hosts))
+        return [self.listener(default, default.node, host, port) for host in addresses]
+
+    def tls_of(self, scope: _Scope) -> tuple[Any, ...]:
+        if scope.value("sslengine") is not True:
+            return ()
+        return (scope.value("certificate"), scope.value("key"), scope.value("chain"))
 
     def listener(self, scope: _Scope, node: Node, host: str, port: int) -> ListenerConfig:
         if host == "*":
@@ -1004,14 +2132,151 @@ class _Reader:
                 on = scope.get("sslengine")
                 assert on is not None
                 raise on[1].error("SSLEngine On without SSLCertificateFile")
-            kwargs["tls"] = TLSConfig(
-                certificate=certificate,
-                key=scope.value("key", certificate),
-                chain=scope.value("chain"),
+            verify = scope.get("client_certificates")
+            kwargs["tls"] = build(
+                TLSConfig,
+                {
+                    "certificate": certificate,
+                    "key": scope.value("key", certificate),
+                    "chain": scope.value("chain"),
+                    "client_certificates": scope.value("client_certificates", "none"),
+                    "client_ca": scope.value("client_ca"),
+                    "protocols": scope.value("protocols", TLS_PROTOCOLS),
+                    "ciphers": scope.value("ciphers"),
+                },
+                lambda field, problem: (verify[1] if verify is not None else node).error(problem),
             )
-        if scope.redirects:
+        if scope.redirects and self.redirects_whole_site(scope):
             kwargs.update(self.redirect(scope))
-        return build(ListenerConfig, kwargs, lambda field, problem: node.error(problem))
+        server_name = scope.get("servername")
+        if server_name is not None:
+            kwargs["server_name"] = server_name[0]
+        return build(
+            ListenerConfig,
+            kwargs,
+            lambda field, problem: (
+                server_name[1] if server_name is not None and field == "server_name" else node
+            ).error(problem),
+        )
+
+    def redirects_whole_site(self, scope: _Scope) -> bool:
+        """Whether C{scope} only redirects, all of it, so a redirect listener does it."""
+        if scope.passes or scope.rules or not scope.redirects:
+            return False
+        _, status, path, url = scope.redirects[0]
+        return path == "/" and status != 410 and _redirect_base(path, url) is not None
+
+    def build_rules(
+        self, balancers: dict[str, BalancerConfig], routes: list[RouteConfig]
+    ) -> list[RequestRule]:
+        """
+        The rules before routing, per host in Apache's order: RewriteRule,
+        then Redirect (mod_alias), which a ProxyPass covering its path
+        shadows in Apache as it does here.
+        """
+        out: list[RequestRule] = []
+        by_host: dict[int, list[tuple[Node, _Scope, RequestRule]]] = {}
+        for node, scope, status, pattern, target, kwargs, match in self.pending_rules:
+            host = scope.host
+            if not match and host.value("rewriteengine") is not True:
+                self.warn_once(
+                    ("rewrite-off", id(host)),
+                    node,
+                    "RewriteRule without RewriteEngine On in its host: not used, as in Apache",
+                )
+                continue
+            if host is self.main and self.vhosts and not match:
+                self.warn(
+                    node,
+                    "RewriteRule at the top level is not used by the <VirtualHost> sections "
+                    "(as in Apache without RewriteOptions Inherit)",
+                )
+                continue
+            try:
+                if status == 0:
+                    kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
+                rule = RequestRule(pattern, target, status, **kwargs)
+            except ValueError as e:
+                self.fail(node, node.error(f"{node.name}: {e}"))
+                continue
+            except ConfigError as e:
+                self.fail(node, e)
+                continue
+            by_host.setdefault(id(host), []).append((node, scope, rule))
+        for host in [self.main, *self.vhosts]:
+            entries = by_host.get(id(host), []) + host.rules
+            if not self.redirects_whole_site(host):
+                for node, status, path, url in host.redirects:
+                    covering = [
+                        r.path
+                        for r in routes
+                        if r.balancer is not None
+                        and (r.path == path or _covers(r.path, path))
+                        and self.route_in_host(r, host)
+                    ]
+                    if covering:
+                        self.warn(
+                            node,
+                            f"{node.name} {path} is not used: ProxyPass {covering[0]} covers it, "
+                            "and Apache proxies such requests before it redirects (add ProxyPass "
+                            f"{path} ! to redirect)",
+                        )
+                        continue
+                    try:
+                        rule = RequestRule(
+                            path, url, status, prefix=True, noescape=True, after_routes=True
+                        )
+                    except ValueError as e:
+                        self.fail(node, node.error(str(e)))
+                        continue
+                    entries.append((node, host, rule))
+            for node, scope, rule in entries:
+                try:
+                    out.append(attrs.evolve(rule, hosts=self.host_names(scope.host)))
+                except ConfigError as e:
+                    self.fail(node, e)
+        return out
+
+    def route_in_host(self, route: RouteConfig, host: _Scope) -> bool:
+        names = self.host_names(host)
+        return not route.hosts or not names or bool(set(route.hosts) & set(names))
+
+    def host_names(self, vhost: _Scope) -> tuple[str, ...]:
+        """The hosts of routes and rules in C{vhost} (see L{with_hosts})."""
+        if vhost is self.main or not self.name_based:
+            return ()
+        names = self.vhost_names(vhost)
+        if any(group[0][0] is vhost for group in self.vhost_groups().values()):
+            return (DEFAULT_HOST, *names)
+        if not names:
+            assert vhost.node is not None
+            raise vhost.node.error(
+                "this <VirtualHost> shares its port with others but has no ServerName or "
+                "ServerAlias, so Apache would never choose it: add ServerName"
+            )
+        return names
+
+    def proxy_target(
+        self, node: Node, scope: _Scope, target: str, balancers: dict[str, BalancerConfig]
+    ) -> tuple[str, str]:
+        """The balancer and path template of a [P] rule's substitution."""
+        parsed = _balancer_name(target)
+        if parsed is not None:
+            name, path = parsed
+            if name not in balancers:
+                raise node.error(f"{node.name} names balancer://{name}, which no <Proxy> defines")
+            return name, path or "/"
+        parts = urlsplit(target)
+        if not parts.scheme or not parts.netloc or any(c in parts.netloc for c in "$%{"):
+            raise node.error(
+                f"{node.name}: {target!r} must be balancer://name/… or a member URL whose "
+                "host and port are written out"
+            )
+        base = f"{parts.scheme}://{parts.netloc}"
+        fake = _Pass(node, "/", base, [], scope)
+        name, _ = self.implicit(fake, balancers)
+        path = target[len(base) :] or "/"
+        return name, path
 
     def redirect(self, scope: _Scope) -> dict[str, Any]:
         if scope.passes:
@@ -1045,7 +2310,207 @@ class _Reader:
         return {"redirect": chosen[0], "redirect_status": chosen[1]}
 
 
-_SECTIONS = frozenset({"virtualhost", "proxy", "location", "ifmodule"})
+_SECTIONS = frozenset(
+    {
+        "virtualhost",
+        "proxy",
+        "location",
+        "ifmodule",
+        "ifdefine",
+        "ifversion",
+        "iffile",
+        "requireany",
+    }
+)
+
+#: Modules compiled into Debian's httpd (C{apache2 -l}), which <IfModule> finds
+#: without LoadModule.
+_BUILTIN_MODULES = frozenset(
+    {"core", "so", "watchdog", "http_core", "log_config", "logio", "version", "unixd"}
+)
+
+#: The httpd version <IfVersion> compares with.
+_HTTPD_VERSION = (2, 4, 62)
+
+
+class _Reported(Exception):
+    """A part could not be built, and why was already noted."""
+
+
+def _module_id(name: str) -> str:
+    """C{mod_proxy.c} and C{proxy_module} both name module C{proxy}."""
+    name = name.strip().lower()
+    if name.endswith(".c"):
+        name = name[:-2]
+        name = name[4:] if name.startswith("mod_") else name
+        if name in ("event", "worker", "prefork"):
+            name = "mpm_" + name
+    elif name.endswith("_module"):
+        name = name[: -len("_module")]
+    return name
+
+
+def _version_matches(node: Node) -> bool:
+    """Whether <IfVersion [op] version> holds for L{_HTTPD_VERSION}."""
+    args = node.args
+    if len(args) == 1:
+        op, wanted = "=", args[0]
+    elif len(args) == 2:
+        op, wanted = args
+    else:
+        raise node.error("<IfVersion> takes [operator] version")
+    negate = op.startswith("!")
+    op = op.lstrip("!")
+    current = ".".join(map(str, _HTTPD_VERSION))
+    if op in ("~",) or (wanted.startswith("/") and wanted.endswith("/")):
+        result = re.search(wanted.strip("/"), current) is not None
+    else:
+        try:
+            parts = tuple(int(x) for x in wanted.split("."))
+        except ValueError:
+            raise node.error(f"<IfVersion>: {wanted!r} is not a version") from None
+        mine = _HTTPD_VERSION[: len(parts)]
+        compare = {
+            "=": mine == parts,
+            "==": mine == parts,
+            ">": mine > parts,
+            ">=": mine >= parts,
+            "<": mine < parts,
+            "<=": mine <= parts,
+        }
+        if op not in compare:
+            raise node.error(f"<IfVersion>: unknown operator {op!r}")
+        result = compare[op]
+    return result != negate
+
+
+_STATUS_TEST = re.compile(
+    r"%\{REQUEST_STATUS\}\s*(=~|!~|==|!=|<=|>=|<|>|-eq|-ne|-lt|-le|-gt|-ge)\s*(\S.*)"
+)
+
+
+def _status_ranges(expression: str) -> tuple[tuple[int, int], ...]:
+    """
+    The statuses (as ranges) for which a ProxyHCExpr of the status form
+    holds: C{%{REQUEST_STATUS} =~ /regex/}, C{!~}, or a comparison with a
+    number (C{<}, C{-lt}, C{==} ...).
+
+    @raise ValueError: for any other expression.
+    """
+    match = _STATUS_TEST.fullmatch(expression)
+    if match is None or "&&" in expression or "||" in expression:
+        raise ValueError(
+            "only the status form is supported (%{REQUEST_STATUS} =~ /^[234]/, or < 400 ...); "
+            "use the native health.expect"
+        )
+    op, operand = match.group(1), match.group(2).strip()
+    if op in ("=~", "!~"):
+        if not (len(operand) >= 2 and operand[0] == "/" and operand.endswith("/")):
+            raise ValueError(f"{operand!r} is not a /regular expression/")
+        try:
+            regex = re.compile(operand[1:-1])
+        except re.error as e:
+            raise ValueError(f"{operand!r}: {e}") from None
+
+        def test(status: int) -> bool:
+            return (regex.search(str(status)) is not None) == (op == "=~")
+
+    else:
+        try:
+            number = int(operand.strip("'\""))
+        except ValueError:
+            raise ValueError(f"{operand!r} is not a status number") from None
+        compare = {
+            "==": int.__eq__,
+            "-eq": int.__eq__,
+            "!=": int.__ne__,
+            "-ne": int.__ne__,
+            "<": int.__lt__,
+            "-lt": int.__lt__,
+            "<=": int.__le__,
+            "-le": int.__le__,
+            ">": int.__gt__,
+            "-gt": int.__gt__,
+            ">=": int.__ge__,
+            "-ge": int.__ge__,
+        }[op]
+
+        def test(status: int) -> bool:
+            return bool(compare(status, number))
+
+    ranges: list[tuple[int, int]] = []
+    for status in range(100, 600):
+        if test(status):
+            if ranges and ranges[-1][1] == status - 1:
+                ranges[-1] = (ranges[-1][0], status)
+            else:
+                ranges.append((status, status))
+    if not ranges:
+        raise ValueError("no status satisfies it")
+    return tuple(ranges)
+
+
+def _rewrite_flags(node: Node, text: str) -> dict[str, int]:
+    """C{[R=301,L,NC]} -> C{{"r": 301, "l": 0, "nc": 0}}."""
+    if not text:
+        return {}
+    if not (text.startswith("[") and text.endswith("]")):
+        raise node.error(f"{node.name}: flags go in brackets, not {text!r}")
+    flags: dict[str, int] = {}
+    for flag in text[1:-1].split(","):
+        name, _, value = flag.strip().partition("=")
+        name = name.lower()
+        if value:
+            if name not in ("r", "redirect"):
+                raise node.error(f"{node.name} flag [{flag.strip()}] is not supported")
+            code = {"permanent": 301, "temp": 302, "seeother": 303}.get(value.lower())
+            if code is None:
+                if not value.isdigit():
+                    raise node.error(f"{node.name} [R={value}]: not a status")
+                code = int(value)
+            flags[name] = code
+        else:
+            flags[name] = 0
+    return flags
+
+
+def _host_of_name(node: Node, value: str) -> str:
+    """The host name of C{ServerName [scheme://]name[:port]}, lower case."""
+    text = value.lower()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    if text.startswith("["):
+        text = text.split("]", 1)[0] + "]"
+    elif ":" in text:
+        text = text.rsplit(":", 1)[0]
+    text = text.rstrip(".")
+    if not text or any(c in text for c in " /@"):
+        raise node.error(f"{node.name} {value!r} is not a host name")
+    return text
+
+
+def _status_handler(node: Node) -> str | None:
+    """C{server-status} or C{balancer-manager} when a <Location> sets that handler."""
+    for child in node.children or []:
+        if child.key == "sethandler" and child.args:
+            handler = child.args[0].lower()
+            if handler in ("server-status", "balancer-manager"):
+                return handler
+    return None
+
+
+def _all_nodes(nodes: list[Node]) -> Iterator[Node]:
+    """Every node, sections before their contents, in file order."""
+    for n in nodes:
+        yield n
+        if n.children is not None:
+            yield from _all_nodes(n.children)
+
+
+def _any_node(nodes: list[Node], key: str) -> bool:
+    return any(
+        n.key == key or (n.children is not None and _any_node(n.children, key)) for n in nodes
+    )
 
 
 def _covers(shorter: str, longer: str) -> bool:

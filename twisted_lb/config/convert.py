@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
+from ..request_rules import RequestRule
 from .model import (
     BackendTLSConfig,
     BalancerConfig,
@@ -93,10 +95,17 @@ def _listener(listener: ListenerConfig) -> list[str]:
             "certificate": listener.tls.certificate,
             "key": listener.tls.key,
             "chain": listener.tls.chain,
+            "client_certificates": listener.tls.client_certificates,
+            "protocols": list(listener.tls.protocols),
+            "ciphers": listener.tls.ciphers,
+            "client_ca": listener.tls.client_ca,
         }
     if listener.redirect is not None:
         items["redirect"] = listener.redirect
         items["redirect_status"] = listener.redirect_status
+    items["http2"] = listener.http2
+    if listener.server_name is not None:
+        items["server_name"] = listener.server_name
     return ["[[listen]]", *_lines(items)]
 
 
@@ -173,26 +182,82 @@ def _route(route: RouteConfig) -> list[str]:
         "preserve_host": route.preserve_host,
         "timeout": None if route.timeout is None else float(route.timeout),
     }
+    if route.hosts:
+        items["hosts"] = list(route.hosts)
     if route.cookie_path:
         items["cookie_path"] = dict(route.cookie_path)
     if route.cookie_domain:
         items["cookie_domain"] = dict(route.cookie_domain)
-    return ["[[routes]]", *_lines(items)]
+    out = ["[[routes]]", *_lines(items)]
+    for key, edits in (
+        ("request_headers", route.request_headers),
+        ("response_headers", route.response_headers),
+    ):
+        for edit in edits:
+            fields: dict[str, Any] = {"action": edit.action, "name": edit.name}
+            if edit.value:
+                fields["value"] = edit.value
+            if edit.replacement:
+                fields["replacement"] = edit.replacement
+            if edit.always:
+                fields["always"] = True
+            if edit.condition is not None:
+                fields["env"] = ("!" if edit.negate else "") + edit.condition
+            out += ["", f"[[routes.{key}]]", *_lines(fields)]
+    for auth in route.auth:
+        fields = {"path": auth.path, "realm": auth.realm, "user_file": auth.user_file}
+        if auth.users:
+            fields["users"] = list(auth.users)
+        out += ["", "[[routes.auth]]", *_lines(fields)]
+    for rule in route.access:
+        items = {"path": rule.path, "order": rule.order, "allow": list(rule.allow)}
+        if rule.deny:
+            items["deny"] = list(rule.deny)
+        out += ["", "[[routes.access]]", *_lines(items)]
+    return out
 
 
-def to_toml(config: ProxyConfig) -> str:
+def _rule(rule: RequestRule) -> list[str]:
+    items: dict[str, Any] = {"pattern": rule.pattern, "target": rule.target, "status": rule.status}
+    if rule.balancer:
+        items["balancer"] = rule.balancer
+    for key in ("nocase", "qsa", "noescape", "prefix", "after_routes"):
+        if getattr(rule, key):
+            items[key] = True
+    if rule.hosts:
+        items["hosts"] = list(rule.hosts)
+    out = ["[[rules]]", *_lines(items)]
+    for condition in rule.conditions:
+        fields: dict[str, Any] = {"test": condition.test, "pattern": condition.pattern}
+        if condition.nocase:
+            fields["nocase"] = True
+        if condition.ornext:
+            fields["ornext"] = True
+        out += ["", "[[rules.conditions]]", *_lines(fields)]
+    return out
+
+
+def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
     """
     Write C{config} as a native TOML configuration.
 
     File names are written as they are in the model (the readers make them
     absolute), so the output reads back the same from any directory.
+
+    @param notes: the reader's warnings (lines accepted without effect,
+        differences from Apache), written as comments at the top.
     """
     source = re.sub(r"[\x00-\x1f\x7f]", " ", config.source)
     out = [f"# twisted_lb configuration (from {source})", ""]
+    if notes:
+        out.append("# What the source said that has no effect here, or another one:")
+        out += ["# - " + re.sub(r"[\x00-\x1f\x7f]", " ", note) for note in notes]
+        out.append("")
     out += _lines(
         {
             "timeout": float(config.timeout),
             "x_forwarded": config.x_forwarded,
+            "allow_trace": config.allow_trace,
             "access_log": config.access_log,
             "access_log_format": config.access_log_format,
             "log_format": config.log_format,
@@ -203,6 +268,8 @@ def to_toml(config: ProxyConfig) -> str:
     out += ["", "[limits]", *_lines(attrs.asdict(config.limits))]
     for listener in config.listeners:
         out += ["", *_listener(listener)]
+    for rule in config.rules:
+        out += ["", *_rule(rule)]
     for balancer in config.balancers:
         out += ["", *_balancer(balancer)]
     for route in config.routes:
@@ -212,4 +279,18 @@ def to_toml(config: ProxyConfig) -> str:
         items = {"endpoint": admin.endpoint, "user": admin.user, "password": admin.password,
                  "state_file": admin.state_file}
         out += ["", "[admin]", *_lines(items)]
+    if config.cluster is not None:
+        cluster = config.cluster
+        out += ["", "[cluster]", *_lines({
+            "etcd": list(cluster.etcd),
+            "prefix": cluster.prefix,
+            "instance": cluster.instance,
+            "address": cluster.address,
+            "ca_file": cluster.ca_file,
+            "certificate": cluster.certificate,
+            "key": cluster.key,
+            "user": cluster.user,
+            "password": cluster.password,
+            "timeout": float(cluster.timeout),
+        })]
     return "\n".join(out) + "\n"

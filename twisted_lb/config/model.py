@@ -13,15 +13,22 @@ from __future__ import annotations
 import enum
 import os
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
+from twisted_lb.access import AccessRule
 from twisted_lb.balancer.sticky import StickyConfig
+from twisted_lb.basic_auth import AuthRule
+from twisted_lb.header_edits import HeaderEdit
+from twisted_lb.request_rules import RequestRule
 
 __all__ = [
+    "DEFAULT_HOST",
     "ConfigError",
+    "ConfigErrors",
     "MemberConfig",
     "StickySessionConfig",
     "BalancerConfig",
@@ -37,12 +44,38 @@ __all__ = [
     "HealthCheckKind",
     "MEMBER_SCHEMES",
     "AdminConfig",
+    "ClusterConfig",
     "endpoint_is_local",
     "PASSWORD_HASH_PREFIX",
 ]
 
 #: URL schemes a balancer member may use, and their default ports.
 MEMBER_SCHEMES: dict[str, int] = {"ajp": 8009, "http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+#: In L{RouteConfig.hosts}: the route serves the names no route lists (the
+#: default virtual host).
+DEFAULT_HOST = "_default_"
+
+
+def _check_hosts(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for name in value:
+        if not name or name != name.lower() or any(c in name for c in " /:@"):
+            raise ValueError(
+                f"hosts: {name!r} is not a lower-case host name (without port), "
+                f"\"*.example.com\" or {DEFAULT_HOST!r}"
+            )
+
+
+#: The TLS versions a listener may offer, oldest first.
+TLS_PROTOCOLS = ("TLSv1.2", "TLSv1.3")
+
+
+def _check_protocols(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value or any(v not in TLS_PROTOCOLS for v in value):
+        raise ValueError(
+            f"protocols must list one or both of {', '.join(TLS_PROTOCOLS)}, not {list(value)!r}"
+        )
 
 
 class ConfigError(ValueError):
@@ -59,6 +92,28 @@ class ConfigError(ValueError):
         self.key = key
         self.problem = problem
         super().__init__(f"{source}: {key}: {problem}")
+
+
+class ConfigErrors(ConfigError):
+    """
+    Several problems found in one reading of a configuration, reported
+    together; its own C{source}, C{key} and C{problem} are the first one's.
+
+    @ivar errors: every problem, in the order of the file.
+    @ivar warnings: the reader's warnings, to show beside the errors.
+    """
+
+    def __init__(self, errors: Sequence[ConfigError], warnings: Sequence[str] = ()) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        self.errors = tuple(errors)
+        self.warnings = tuple(warnings)
+        first = self.errors[0]
+        super().__init__(first.source, first.key, first.problem)
+        self.args = ("\n".join(str(e) for e in self.errors),)
+
+    def __str__(self) -> str:
+        return "\n".join(str(e) for e in self.errors)
 
 
 class MemberState(enum.Enum):
@@ -354,10 +409,11 @@ class BalancerConfig:
         members when unset.
     @ivar probe_interval: seconds between background probes of a member in
         error; 0 switches probing off, so that Apache's retry timer applies.
-    @ivar ws_max_message_size: the largest WebSocket message (and frame), in
-        bytes, relayed by a balancer of C{ws(s)://} members; a larger one
-        closes the WebSocket with 1009. The idle timeout of a WebSocket is the
-        member's C{timeout}, as in Apache's tunnel.
+    @ivar ws_max_message_size: the largest WebSocket message, in bytes,
+        relayed by a balancer of C{ws(s)://} members (a larger one closes the
+        WebSocket with 1009); 0, the default, for no limit (frames are relayed
+        as they arrive, so a large message costs no memory). The idle timeout
+        of a WebSocket is the member's C{timeout}, as in Apache's tunnel.
     @ivar health: active health checks of the members; C{None} for none (members
         in error are still probed every C{probe_interval}). A member's own
         C{health} replaces it.
@@ -370,7 +426,7 @@ class BalancerConfig:
     nofailover: bool = False
     maxattempts: int | None = attrs.field(default=None, validator=_positive)
     probe_interval: float = attrs.field(default=1.0, validator=_not_negative)
-    ws_max_message_size: int = attrs.field(default=16 * 1024 * 1024, validator=_positive)
+    ws_max_message_size: int = attrs.field(default=0, validator=_not_negative)
     health: HealthCheckConfig | None = None
 
     @members.validator
@@ -432,6 +488,18 @@ class RouteConfig:
         place (Apache's C{ProxyPassReverseCookiePath}).
     @ivar cookie_domain: C{(internal, public)} pairs for the C{Domain}
         attribute (Apache's C{ProxyPassReverseCookieDomain}).
+    @ivar request_headers: edits of the request headers before they are
+        sent (Apache's C{RequestHeader}), in order.
+    @ivar response_headers: edits of the response head (Apache's C{Header});
+        those marked C{always} also apply to the proxy's own error pages.
+    @ivar access: who may send requests (by client address), per path
+        prefix at or below C{path}; the last rule that covers a request's
+        path decides (403 when it refuses); none lets everyone in.
+    @ivar auth: who must log in (HTTP Basic against an htpasswd file), per
+        path prefix as C{access}; a refused request gets 401.
+    @ivar hosts: the virtual host names the route serves (lower case; a
+        leading C{*.} matches subdomains; L{DEFAULT_HOST} stands for every
+        name no route lists); empty (the default) serves every host.
     """
 
     path: str = attrs.field()
@@ -443,6 +511,11 @@ class RouteConfig:
     timeout: float | None = attrs.field(default=None, validator=_positive)
     cookie_path: tuple[tuple[str, str], ...] = ()
     cookie_domain: tuple[tuple[str, str], ...] = ()
+    request_headers: tuple[HeaderEdit, ...] = ()
+    response_headers: tuple[HeaderEdit, ...] = ()
+    access: tuple[AccessRule, ...] = ()
+    hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
+    auth: tuple[AuthRule, ...] = ()
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -458,11 +531,47 @@ class TLSConfig:
     @ivar certificate: PEM certificate file.
     @ivar key: PEM private key file (may be the certificate file).
     @ivar chain: PEM file of intermediate certificates.
+    @ivar client_certificates: whether clients are asked for a certificate,
+        as Apache's C{SSLVerifyClient}: C{none} (the default), C{optional}
+        and C{require} (checked against C{client_ca}), C{optional_no_ca}
+        (any certificate is accepted, unchecked: the application decides).
+        A presented certificate chain reaches AJP members (C{ssl_cert}).
+    @ivar client_ca: PEM file of the CAs client certificates must come from
+        (Apache's C{SSLCACertificateFile}); needed for C{optional} and
+        C{require}.
+    @ivar protocols: the TLS versions offered, among C{TLSv1.2} and
+        C{TLSv1.3} (Apache's C{SSLProtocol}).
+    @ivar ciphers: an OpenSSL cipher string for TLS 1.2 (Apache's
+        C{SSLCipherSuite}), or C{None} for Twisted's default list.
     """
 
     certificate: str
     key: str
     chain: str | None = None
+    protocols: tuple[str, ...] = attrs.field(default=TLS_PROTOCOLS, validator=_check_protocols)
+    ciphers: str | None = None
+    client_certificates: str = attrs.field(
+        default="none", validator=_one_of("none", "optional", "require", "optional_no_ca")
+    )
+    client_ca: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.client_certificates in ("optional", "require") and not self.client_ca:
+            raise ValueError(
+                f"client_certificates = {self.client_certificates!r} needs client_ca, the CAs "
+                "to check client certificates against (or use 'optional_no_ca')"
+            )
+
+
+#: A host name or address with an optional port (RFC 3986 3.2.2).
+_SERVER_NAME = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?")
+
+
+def _server_name(instance: Any, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and _SERVER_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"server_name must be a host name or address with an optional port, not {value!r}"
+        )
 
 
 @attrs.frozen
@@ -477,12 +586,22 @@ class ListenerConfig:
         plus the request's path (the HTTP → HTTPS listener).
     @ivar redirect_status: the status of that redirect: 301 (permanent, the
         default), 302 (the default of Apache's C{Redirect}), 303, 307 or 308.
+    @ivar http2: offer HTTP/2 over ALPN on a TLS listener (a C{tls} table or
+        an C{ssl:} endpoint), when twisted.web can serve it (the C{h2} and
+        C{priority} packages are installed); HTTP/2 connections keep to the
+        same C{[limits]} as HTTP/1.1 ones (see L{twisted_lb.http2}).
+    @ivar server_name: the host name (and port) of requests that come
+        without a C{Host} (HTTP/1.0), as Apache's C{ServerName}: members
+        build their URLs from it. Without it, the address the client
+        connected to.
     """
 
     endpoint: str
     tls: TLSConfig | None = None
     redirect: str | None = None
     redirect_status: int = attrs.field(default=301)
+    http2: bool = True
+    server_name: str | None = attrs.field(default=None, validator=_server_name)
 
     @redirect_status.validator
     def _check_redirect_status(self, attribute: attrs.Attribute[Any], value: int) -> None:
@@ -560,6 +679,86 @@ class AdminConfig:
     state_file: str | None = None
 
 
+def _etcd_endpoints(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ValueError("give at least one etcd endpoint (http://127.0.0.1:2379)")
+    for url in value:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an etcd endpoint: give http(s)://HOST:PORT")
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            raise ValueError(f"{url!r}: an etcd endpoint is http(s)://HOST:PORT, nothing more")
+        try:
+            _ = parts.port
+        except ValueError as e:
+            raise ValueError(f"{url!r}: {e}") from None
+
+
+def _cluster_prefix(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not value.startswith("/") or value.endswith("/") or "//" in value:
+        raise ValueError(
+            f"{value!r} must start with '/' and name a key prefix without a trailing '/' "
+            "(/twisted_lb/NAME)"
+        )
+
+
+def _instance_name(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,100}", value):
+        raise ValueError(f"{value!r}: an instance name is 1-100 letters, digits, '_', '.', ':', '-'")
+
+
+def _default_instance() -> str:
+    import socket
+
+    return re.sub(r"[^A-Za-z0-9_.:-]", "-", socket.gethostname())[:100] or "instance"
+
+
+@attrs.frozen
+class ClusterConfig:
+    """
+    Several proxies sharing one runtime state (what operators change in the
+    balancer manager) through an etcd v3 cluster.
+
+    @ivar etcd: the etcd client URLs (C{http(s)://HOST:PORT}); the next one is
+        tried when one does not answer.
+    @ivar prefix: the key prefix of this group of proxies (every proxy of the
+        group uses the same one).
+    @ivar instance: this proxy's name in the group (the host name by
+        default); unique within the group.
+    @ivar address: how operators reach this proxy, shown in the manager
+        (its admin endpoint by default).
+    @ivar ca_file: the CA that signed the etcd servers' certificates
+        (C{https://} endpoints); the system's CAs when C{None}.
+    @ivar certificate: a PEM file with a client certificate (and its key,
+        unless C{key} is given) for etcd's client certificate authentication.
+    @ivar key: the client certificate's private key (PEM).
+    @ivar user: an etcd user (etcd's own authentication); C{None}: none.
+    @ivar password: that user's password.
+    @ivar timeout: seconds an etcd request may take before the next endpoint
+        is tried.
+    """
+
+    etcd: tuple[str, ...] = attrs.field(converter=tuple, validator=_etcd_endpoints)
+    prefix: str = attrs.field(default="/twisted_lb/default", validator=_cluster_prefix)
+    instance: str = attrs.field(factory=_default_instance, validator=_instance_name)
+    address: str = ""
+    ca_file: str | None = None
+    certificate: str | None = None
+    key: str | None = attrs.field(default=None)
+    user: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+    timeout: float = attrs.field(default=2.0, validator=_positive)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.password is None) != (self.user is None):
+            raise ValueError("give both user and password for etcd's authentication, or neither")
+
+    @key.validator
+    def _check_key(self, attribute: attrs.Attribute[Any], value: str | None) -> None:
+        if value is not None and self.certificate is None:
+            raise ValueError("a key without a certificate: give certificate too")
+
+
 @attrs.frozen
 class LimitsConfig:
     """
@@ -615,9 +814,15 @@ class ProxyConfig:
     """
     The whole configuration of one proxy.
 
+    @ivar listeners: where it listens. A configuration file needs at least
+        one; one built in code may have none, for a L{ProxyService
+        <twisted_lb.service.ProxyService>} whose resource is served by the
+        application's own C{Site} (see docs/embedding.md).
     @ivar source: where it came from, for messages.
     @ivar timeout: default seconds to wait for a member's answer.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} for HTTP members.
+    @ivar allow_trace: pass C{TRACE} requests to the members; when C{False}
+        they are answered 405 (Apache's C{TraceEnable off}).
     @ivar access_log: the access log file, or C{None} for none.
     @ivar access_log_format: C{combined} (Apache's combined format plus the
         balancer's fields) or C{json} (one JSON object per line).
@@ -627,9 +832,14 @@ class ProxyConfig:
         (and WebSockets) finish before it closes them.
     @ivar admin: the admin listener; C{None} (the default) runs none.
     @ivar limits: what every listener accepts from its clients.
+    @ivar rules: checked before routing, in order (redirects, refusals,
+        proxying to a balancer; Apache's C{Redirect}, C{RedirectMatch},
+        C{RewriteRule}); each for its C{hosts} as routes are.
     @ivar workers: how many processes serve the listeners: C{"auto"} (the
         default: one per core, see L{effective_workers}) or a number; 1 runs
         everything in the one C{twistd} process.
+    @ivar cluster: the etcd store shared with other proxies; C{None} (the
+        default): this proxy's manager changes are its own.
     """
 
     listeners: tuple[ListenerConfig, ...]
@@ -638,6 +848,7 @@ class ProxyConfig:
     source: str = "<code>"
     timeout: float = attrs.field(default=300.0, validator=_positive)
     x_forwarded: bool = True
+    allow_trace: bool = True
     access_log: str | None = None
     access_log_format: str = attrs.field(default="combined", validator=_one_of("combined", "json"))
     log_format: str = attrs.field(default="text", validator=_one_of("text", "json"))
@@ -645,6 +856,8 @@ class ProxyConfig:
     admin: AdminConfig | None = None
     limits: LimitsConfig = LimitsConfig()
     workers: int | str = attrs.field(default="auto", validator=_workers)
+    cluster: ClusterConfig | None = None
+    rules: tuple[RequestRule, ...] = ()
 
     @property
     def effective_workers(self) -> int:
@@ -659,6 +872,13 @@ class ProxyConfig:
             if names.count(name) > 1:
                 raise ConfigError(self.source, f"balancers.{name}", "is defined twice")
         known = set(names)
+        for i, rule in enumerate(self.rules):
+            if rule.status == 0 and rule.balancer not in known:
+                raise ConfigError(
+                    self.source,
+                    f"rules[{i}].balancer",
+                    f"names balancer {rule.balancer!r}, which is not defined",
+                )
         for i, route in enumerate(self.routes):
             if route.balancer is not None and route.balancer not in known:
                 raise ConfigError(
@@ -667,12 +887,11 @@ class ProxyConfig:
                     f"names balancer {route.balancer!r}, which is not defined "
                     f"(defined: {', '.join(sorted(known)) or 'none'})",
                 )
-        paths = [r.path for r in self.routes]
-        for path in paths:
-            if paths.count(path) > 1:
-                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice")
-        if not self.listeners:
-            raise ConfigError(self.source, "listen", "no listener is configured")
+        keys = [(r.path, r.hosts) for r in self.routes]
+        for path, hosts in keys:
+            if keys.count((path, hosts)) > 1:
+                which = f" for hosts {', '.join(hosts)}" if hosts else ""
+                raise ConfigError(self.source, "routes", f"path {path!r} is mapped twice{which}")
 
     def balancer(self, name: str) -> BalancerConfig:
         """

@@ -19,11 +19,16 @@ try:
 except ImportError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
+from ..access import AccessRule
+from ..basic_auth import AuthRule
+from ..header_edits import HeaderEdit
+from ..request_rules import Condition, RequestRule
 from ._build import base_dir_of, build, resolve_path
 from .model import (
     AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
+    ClusterConfig,
     ConfigError,
     HealthCheckConfig,
     HealthCheckKind,
@@ -45,6 +50,7 @@ __all__ = ["load_toml", "load_toml_text"]
 _TOP = {
     "timeout": "num",
     "x_forwarded": "bool",
+    "allow_trace": "bool",
     "access_log": "str",
     "access_log_format": "str",
     "log_format": "str",
@@ -55,7 +61,36 @@ _TOP = {
     "balancers": "table",
     "routes": "tables",
     "admin": "table",
+    "rules": "tables",
+    "cluster": "table",
 }
+_CLUSTER = {
+    "etcd": "strlist",
+    "prefix": "str",
+    "instance": "str",
+    "address": "str",
+    "ca_file": "str",
+    "certificate": "str",
+    "key": "str",
+    "user": "str",
+    "password": "str",
+    "password_file": "str",
+    "timeout": "num",
+}
+_RULE = {
+    "pattern": "str",
+    "target": "str",
+    "status": "int",
+    "balancer": "str",
+    "conditions": "tables",
+    "nocase": "bool",
+    "qsa": "bool",
+    "noescape": "bool",
+    "prefix": "bool",
+    "hosts": "strlist",
+    "after_routes": "bool",
+}
+_CONDITION = {"test": "str", "pattern": "str", "nocase": "bool", "ornext": "bool"}
 _ADMIN = {
     "endpoint": "str",
     "user": "str",
@@ -75,8 +110,23 @@ _LIMITS = {
     "max_connections": "int",
     "max_body_bytes": "int",
 }
-_LISTEN = {"endpoint": "str", "tls": "table", "redirect": "str", "redirect_status": "int"}
-_LISTEN_TLS = {"certificate": "str", "key": "str", "chain": "str"}
+_LISTEN = {
+    "endpoint": "str",
+    "tls": "table",
+    "redirect": "str",
+    "redirect_status": "int",
+    "http2": "bool",
+    "server_name": "str",
+}
+_LISTEN_TLS = {
+    "certificate": "str",
+    "key": "str",
+    "chain": "str",
+    "client_certificates": "str",
+    "protocols": "strlist",
+    "ciphers": "str",
+    "client_ca": "str",
+}
 _BALANCER = {
     "lbmethod": "str",
     "stickysession": "sticky",
@@ -125,6 +175,21 @@ _ROUTE = {
     "timeout": "num",
     "cookie_path": "strmap",
     "cookie_domain": "strmap",
+    "request_headers": "tables",
+    "response_headers": "tables",
+    "access": "tables",
+    "hosts": "strlist",
+    "auth": "tables",
+}
+_AUTH = {"path": "str", "realm": "str", "user_file": "str", "users": "strlist"}
+_ACCESS = {"path": "str", "order": "str", "allow": "strlist", "deny": "strlist"}
+_HEADER_EDIT = {
+    "action": "str",
+    "name": "str",
+    "value": "str",
+    "replacement": "str",
+    "always": "bool",
+    "env": "str",
 }
 
 _KIND_WORDS = {
@@ -257,7 +322,11 @@ class _Reader:
             "source": self.source,
             "timeout": float(timeout),
             "x_forwarded": data.get("x_forwarded", True),
-            "access_log": self.path(data.get("access_log")),
+            "allow_trace": data.get("allow_trace", True),
+            # "-" is standard output, not a file named "-".
+            "access_log": (
+                "-" if data.get("access_log") == "-" else self.path(data.get("access_log"))
+            ),
             "limits": self.limits(data.get("limits", {})),
             "workers": data.get("workers", "auto"),
         }
@@ -268,7 +337,60 @@ class _Reader:
             kwargs["shutdown_timeout"] = float(data["shutdown_timeout"])
         if "admin" in data:
             kwargs["admin"] = self.admin(data["admin"], "admin")
-        return self.model(ProxyConfig, kwargs, "", {})
+        if "rules" in data:
+            kwargs["rules"] = tuple(
+                self.rule(t, f"rules[{i}]") for i, t in enumerate(data["rules"])
+            )
+        if "cluster" in data:
+            kwargs["cluster"] = self.cluster(data["cluster"], "cluster")
+        config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
+        if not config.listeners:
+            # (One built in code may have none: its resource served by another Site.)
+            raise self.error("listen", "no listener is configured")
+        return config
+
+    def read_secret(self, key: str, name: str) -> str:
+        """The first line of the file C{name} (a password kept out of the configuration)."""
+        try:
+            with open(self.path(name), encoding="utf-8") as f:  # type: ignore[arg-type]
+                return f.read().strip()
+        except OSError as e:
+            raise self.error(key, f"cannot be read: {e.strerror or e}") from None
+
+    def cluster(self, table: dict[str, Any], prefix: str) -> ClusterConfig:
+        self.check(table, _CLUSTER, prefix)
+        if "etcd" not in table:
+            raise self.error(_join(prefix, "etcd"), 'is required: etcd = ["http://127.0.0.1:2379"]')
+        etcd = table["etcd"]
+        kwargs: dict[str, Any] = {"etcd": (etcd,) if isinstance(etcd, str) else tuple(etcd)}
+        for key in ("prefix", "instance", "address", "user", "password"):
+            if key in table:
+                kwargs[key] = table[key]
+        for key in ("ca_file", "certificate", "key"):
+            if key in table:
+                kwargs[key] = self.path(table[key])
+        if "timeout" in table:
+            kwargs["timeout"] = float(table["timeout"])
+        if "password_file" in table:
+            if "password" in table:
+                raise self.error(
+                    _join(prefix, "password_file"), "give password or password_file, not both"
+                )
+            kwargs["password"] = self.read_secret(
+                _join(prefix, "password_file"), table["password_file"]
+            )
+        if "key" in kwargs and "certificate" not in kwargs:
+            raise self.error(
+                _join(prefix, "key"), "a key without a certificate: give certificate too"
+            )
+        if ("user" in kwargs) != ("password" in kwargs):
+            missing = "user" if "user" not in kwargs else "password"
+            raise self.error(
+                _join(prefix, missing),
+                "is missing: give both user and password for etcd's authentication, or neither",
+            )
+        names = {"password": "password_file" if "password_file" in table else "password"}
+        return self.model(ClusterConfig, kwargs, prefix, names)
 
     def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
         self.check(table, _ADMIN, prefix)
@@ -317,6 +439,15 @@ class _Reader:
                     "certificate": certificate,
                     "key": self.path(t["key"]) if "key" in t else certificate,
                     "chain": self.path(t.get("chain")),
+                    "client_certificates": t.get("client_certificates", "none"),
+                    **(
+                        {"protocols": (t["protocols"],) if isinstance(t["protocols"], str)
+                         else tuple(t["protocols"])}
+                        if "protocols" in t
+                        else {}
+                    ),
+                    "ciphers": t.get("ciphers"),
+                    "client_ca": self.path(t.get("client_ca")),
                 },
                 tls_prefix,
                 {},
@@ -326,6 +457,10 @@ class _Reader:
             kwargs["redirect"] = table["redirect"]
         if "redirect_status" in table:
             kwargs["redirect_status"] = table["redirect_status"]
+        if "http2" in table:
+            kwargs["http2"] = table["http2"]
+        if "server_name" in table:
+            kwargs["server_name"] = table["server_name"]
         return self.model(ListenerConfig, kwargs, prefix, {})
 
     def sticky(self, value: Any, key: str) -> StickySessionConfig | None:
@@ -447,7 +582,94 @@ class _Reader:
         for key in ("cookie_path", "cookie_domain"):
             if key in table:
                 kwargs[key] = tuple(table[key].items())
+        for key in ("request_headers", "response_headers"):
+            if key in table:
+                kwargs[key] = tuple(
+                    self.header_edit(t, f"{_join(prefix, key)}[{i}]", key == "request_headers")
+                    for i, t in enumerate(table[key])
+                )
+        if "hosts" in table:
+            hosts = table["hosts"]
+            kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+        if "auth" in table:
+            auth = []
+            for i, t in enumerate(table["auth"]):
+                aprefix = f"{_join(prefix, 'auth')}[{i}]"
+                self.check(t, _AUTH, aprefix)
+                users = t.get("users", ())
+                auth.append(
+                    self.model(
+                        AuthRule,
+                        {
+                            "path": t.get("path", table["path"]),
+                            "realm": t.get("realm", "Restricted"),
+                            "user_file": self.path(t["user_file"]) if "user_file" in t else "",
+                            "users": (users,) if isinstance(users, str) else tuple(users),
+                        },
+                        aprefix,
+                        {},
+                    )
+                )
+            kwargs["auth"] = tuple(auth)
+        if "access" in table:
+            kwargs["access"] = tuple(
+                self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", table["path"])
+                for i, t in enumerate(table["access"])
+            )
         return self.model(RouteConfig, kwargs, prefix, {})
+
+    def access_rule(self, table: dict[str, Any], prefix: str, route_path: str) -> AccessRule:
+        self.check(table, _ACCESS, prefix)
+
+        def strings(key: str) -> tuple[str, ...]:
+            value = table.get(key, ())
+            return (value,) if isinstance(value, str) else tuple(value)
+
+        kwargs: dict[str, Any] = {
+            "path": table.get("path", route_path),
+            "order": table.get("order", "require"),
+            "allow": strings("allow"),
+            "deny": strings("deny"),
+        }
+        return self.model(AccessRule, kwargs, prefix, {})
+
+    def rule(self, table: dict[str, Any], prefix: str) -> RequestRule:
+        self.check(table, _RULE, prefix)
+        for key in ("pattern", "target", "status"):
+            if key not in table:
+                raise self.error(_join(prefix, key), "is required")
+        conditions = []
+        for i, t in enumerate(table.get("conditions", [])):
+            cprefix = f"{_join(prefix, 'conditions')}[{i}]"
+            self.check(t, _CONDITION, cprefix)
+            for key in ("test", "pattern"):
+                if key not in t:
+                    raise self.error(_join(cprefix, key), "is required")
+            conditions.append(self.model(Condition, dict(t), cprefix, {}))
+        kwargs = {k: v for k, v in table.items() if k not in ("conditions", "hosts")}
+        hosts = table.get("hosts", ())
+        kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+        kwargs["conditions"] = tuple(conditions)
+        return self.model(RequestRule, kwargs, prefix, {})
+
+    def header_edit(self, table: dict[str, Any], prefix: str, request: bool) -> HeaderEdit:
+        self.check(table, _HEADER_EDIT, prefix)
+        for key in ("action", "name"):
+            if key not in table:
+                raise self.error(_join(prefix, key), "is required")
+        if request and table.get("always"):
+            raise self.error(_join(prefix, "always"), "is for response headers only")
+        env = table.get("env")
+        kwargs: dict[str, Any] = {
+            "action": table["action"],
+            "name": table["name"],
+            "value": table.get("value", ""),
+            "replacement": table.get("replacement", ""),
+            "always": table.get("always", False),
+            "condition": env.lstrip("!") if env else None,
+            "negate": bool(env and env.startswith("!")),
+        }
+        return self.model(HeaderEdit, kwargs, prefix, {"condition": "env"})
 
 
 def load_toml_text(text: str, source: str = "<string>") -> ProxyConfig:

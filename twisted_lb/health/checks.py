@@ -22,7 +22,6 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.interfaces import IPushProducer, IStreamClientEndpoint
-from twisted.internet.protocol import Factory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -33,7 +32,9 @@ from zope.interface import implementer
 from twisted_lb.ajp.protocol import AJPClientProtocol
 from twisted_lb.backends.connect_probe import ConnectProbe
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
+from twisted_lb.compat import quiet_pool_factory
 from twisted_lb.config.model import HealthCheckConfig, HealthCheckKind, MemberConfig
+from twisted_lb.quiet import QuietFactory
 
 __all__ = ["CheckResult", "MemberCheck", "build_check", "describe_failure"]
 
@@ -117,7 +118,7 @@ class TCPCheck:
         proto: ConnectProbe | None = None
         try:
             proto = await self._endpoint.connect(
-                Factory.forProtocol(lambda: ConnectProbe(self._tls is not None))
+                QuietFactory.forProtocol(lambda: ConnectProbe(self._tls is not None))
             )
             lost = await proto.ready
             if lost is not None:
@@ -140,7 +141,7 @@ class CPingCheck:
         self._reactor = reactor
         self._timeout = timeout
         self._endpoint: Any = _endpoint(reactor, member, None, timeout)
-        self._factory = Factory.forProtocol(
+        self._factory = QuietFactory.forProtocol(
             lambda: AJPClientProtocol(reactor, member.packet_size)
         )
 
@@ -205,6 +206,7 @@ class HTTPCheck:
         self._health = health
         self._method = health.method.encode("ascii")
         pool = HTTPConnectionPool(reactor, persistent=False)
+        pool._factory = quiet_pool_factory  # type: ignore[assignment]
         self._agent = Agent.usingEndpointFactory(
             reactor, _OneEndpoint(_endpoint(reactor, member, tls, timeout)), pool=pool
         )

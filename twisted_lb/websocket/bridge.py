@@ -1,12 +1,14 @@
 """
 The WebSocket bridge: a client's upgrade request is accepted only after a
-member of the balancer accepted it, then messages, close codes and
+member of the balancer accepted it, then frames, close codes and
 backpressure pass between the two connections.
 
 One L{Tunnel} serves one client. It picks the member by the same rules as
 HTTP (session route first, then the balancer's method; a member that cannot
-be reached is put in error and the next one is tried), queues whatever one
-side sends before the other is open, and ends both sides together.
+be reached is put in error and the next one is tried), offers the member
+the extensions the client offered and gives the client the member's answer
+and its other 101 headers, relays frames both ways (see L{relay}), and ends
+both sides together.
 """
 
 from __future__ import annotations
@@ -26,19 +28,27 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
+from twisted_lb.compat import autobahn_fail, autobahn_take_received
 from twisted_lb.dispatch import attempt_failed
 from twisted_lb.errors import AttemptFailed, BackendProtocolError, status_for
 from twisted_lb.exchange import Exchange
 
-from .hot_path import HotPath
+from .frames import FrameScanner, rsv_rules
 from .member import MemberSide, UpgradeRefused, UpstreamRequest, WSMember
+from .relay import Relay, RelaySide
 
 __all__ = ["WebSocketBridge", "Tunnel", "DEFAULT_MAX_MESSAGE_SIZE"]
 
 _log = Logger()
 
-#: The largest message relayed when nothing else is configured (16 MiB).
-DEFAULT_MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: The largest message relayed when nothing else is configured: no limit
+#: (frames are relayed as they arrive, so a message's size costs no memory).
+DEFAULT_MAX_MESSAGE_SIZE = 0
+
+#: What Autobahn itself may read in one frame or message: after the opening
+#: handshake it only ever parses close frames (at most 125 bytes), and
+#: whatever a peer sends after its close frame.
+_AUTOBAHN_MAX_PAYLOAD = 64 * 1024
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CLOSED = WebSocketProtocol.STATE_CLOSED
@@ -91,7 +101,21 @@ class _Throttle:
         """Ending a side is the tunnel's business, not the transport's."""
 
 
-class ClientSide(HotPath, WebSocketServerProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
+def _valid_close(code: int | None, reason: bytes | None) -> bool:
+    """Whether a close frame's code and reason are valid (RFC 6455 section 7.4)."""
+    if code is not None and not (
+        3000 <= code <= 4999 or code in WebSocketProtocol.CLOSE_STATUS_CODES_ALLOWED
+    ):
+        return False
+    if reason:
+        try:
+            reason.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+class ClientSide(RelaySide, WebSocketServerProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
     """The connection from the client to the proxy."""
 
     tunnel: Tunnel
@@ -101,13 +125,6 @@ class ClientSide(HotPath, WebSocketServerProtocol):  # type: ignore[misc]  # Aut
 
     def onOpen(self) -> None:
         self.tunnel.client_opened()
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.tunnel.relay(self, payload, isBinary)
-
-    def onPing(self, payload: bytes) -> None:
-        self.tunnel.activity()
-        super().onPing(payload)
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
         return self.tunnel.close_frame(self, code, reasonRaw, super().onCloseFrame)
@@ -146,26 +163,36 @@ class Tunnel:
         self.upstream: MemberSide | None = None
         self.member: Member | None = None
         self.finished: defer.Deferred[None] = defer.Deferred()
-        self._to_client: deque[tuple[bool, bytes, Any]] = deque()
+        #: Close frames for the client before it had its 101.
+        self._to_client: deque[tuple[int | None, bytes]] = deque()
         self._client_open = False
         self._throttled = False
         self._client_gone = False
         self._bridge_closed: set[object] = set()
+        #: Sides whose close frame waits for the other side's answer, with
+        #: Autobahn's handling of it.
+        self._unanswered: dict[Any, tuple[Callable[[Any, Any], Any], int | None, bytes | None]] = {}
         self._idle: Any = None
         self._idle_seconds = 0.0
         self._last_activity = 0.0
         self._seconds: Callable[[], float] = bridge.reactor.seconds
-        self._to_member = 0
-        self._from_member = 0
+        #: Frames from the client to the member, and back.
+        self._up: Relay | None = None
+        self._down: Relay | None = None
 
     # -- opening ---------------------------------------------------------
 
-    def open(self, client: ClientSide, protocols: list[str]) -> defer.Deferred[str | None]:
-        """Connect a member; fires with the subprotocol it chose."""
+    def open(
+        self, client: ClientSide, protocols: list[str]
+    ) -> defer.Deferred[tuple[str | None, dict[str, list[str]]]]:
+        """
+        Connect a member; fires with the subprotocol it chose and the
+        headers of its answer the client gets (its extensions, cookies...).
+        """
         self.client = client
         return defer.Deferred.fromCoroutine(self._open(protocols))
 
-    async def _open(self, protocols: list[str]) -> str | None:
+    async def _open(self, protocols: list[str]) -> tuple[str | None, dict[str, list[str]]]:
         bridge = self.bridge
         balancer = bridge.balancer
         tried: list[Member] = []
@@ -206,7 +233,13 @@ class Tunnel:
             self.member = member
             self.upstream = upstream
             backend.tunnels.add(self)
-            return upstream.websocket_protocol_in_use
+            headers: dict[str, list[str]] = {}
+            answer = upstream.answer
+            for name, value in answer.headers:
+                headers.setdefault(name, []).append(value)
+            if answer.extensions is not None:
+                headers["Sec-WebSocket-Extensions"] = [answer.extensions]
+            return upstream.websocket_protocol_in_use, headers
         raise self._deny(last or NoMemberAvailable("no attempt left", balancer.name))
 
     def _deny(self, error: Exception) -> ConnectionDeny:
@@ -220,11 +253,31 @@ class Tunnel:
         )
         return ConnectionDeny(status, _REASONS.get(status, "Bad Gateway"))
 
+    def member_opened(self, upstream: MemberSide) -> None:
+        """
+        The member accepted: its frames are read by a relay from now on,
+        kept until the client has its 101.
+        """
+        scanner = FrameScanner(
+            masked=False, rsv=rsv_rules(upstream.answer.extension_names),
+            max_message_size=self.bridge.max_message_size,
+        )
+        self._down = upstream.relay = Relay(self, upstream, None, scanner, wait=True)
+        early = autobahn_take_received(upstream)
+        if early:
+            self._down.data_received(early)
+
     def client_opened(self) -> None:
         """The client got its 101: start relaying, throttling and the idle timer."""
         client, upstream = self.client, self.upstream
         assert client is not None and upstream is not None
         self._client_open = True
+        scanner = FrameScanner(
+            masked=True, rsv=rsv_rules(upstream.answer.extension_names),
+            max_message_size=self.bridge.max_message_size,
+        )
+        self._up = client.relay = Relay(self, client, upstream, scanner)
+        early = autobahn_take_received(client)
         to_client: Any = client.transport
         to_member: Any = upstream.transport
         # Each side pauses reading on the other while its own writes are
@@ -243,12 +296,12 @@ class Tunnel:
         self._idle_seconds = timeout
         self._last_activity = self._seconds()
         self._idle = self.bridge.reactor.callLater(timeout, self._idle_check)
+        assert self._down is not None
+        self._down.release(client)
         while self._to_client:
-            is_close, payload, extra = self._to_client.popleft()
-            if is_close:
-                self._close(client, (extra, payload))
-            else:
-                client.sendMessage(payload, extra)
+            self._close(client, self._to_client.popleft())
+        if early and client.relay is self._up:
+            self._up.data_received(early)
 
     # -- relaying --------------------------------------------------------
 
@@ -260,20 +313,28 @@ class Tunnel:
         """
         self._last_activity = self._seconds()
 
-    def relay(self, source: Any, payload: bytes, is_binary: bool) -> None:
-        """A message from one side goes to the other, in order."""
-        self.activity()
-        if source is self.client:
-            self._to_member += len(payload)
-            upstream = self.upstream
-            if upstream is not None and upstream.state == _OPEN:
-                upstream.sendMessage(payload, is_binary)
-        elif source is self.upstream:
-            self._from_member += len(payload)
-            if not self._client_open:
-                self._to_client.append((False, payload, is_binary))
-            elif self.client is not None and self.client.state == _OPEN:
-                self.client.sendMessage(payload, is_binary)
+    def broken(self, side: Any, code: int, reason: str) -> None:
+        """
+        A frame header from C{side} broke the protocol (or a message went
+        over the size limit): fail that side with C{code}, and close the
+        other with the same code, as a direct connection would have.
+        """
+        who = "client" if side is self.client else "member"
+        _log.warn(
+            "WebSocket closed with {code}: the {who} sent {reason} ({balancer})",
+            code=code, who=who, reason=reason, balancer=self.bridge.balancer.name,
+        )
+        self._bridge_closed.add(side)
+        if side.state == _OPEN and self._writing_mid_frame(side):
+            side.dropConnection(abort=False)
+        else:
+            autobahn_fail(side, code, reason)
+        self._close(self._other(side), (code, reason.encode("utf-8")[:123]))
+
+    def _writing_mid_frame(self, side: Any) -> bool:
+        """Whether the frames relayed to C{side} stopped inside a frame (no frame of ours fits now)."""
+        relay = self._up if side is self.upstream else self._down
+        return relay is not None and relay.mid_frame
 
     def _idle_check(self) -> None:
         """The idle timer fired: close the tunnel, or wait for the rest of the time."""
@@ -282,9 +343,26 @@ class Tunnel:
         if left > 0.001:  # more than float noise left
             self._idle = self.bridge.reactor.callLater(left, self._idle_check)
             return
-        _log.info("WebSocket idle for {seconds}s; closing", seconds=seconds)
-        for side in (self.client, self.upstream):
-            self._close(side, _IDLE)
+        # Sides still closing after a whole idle period (a peer that never
+        # answered a close frame, which Autobahn does not time here: a
+        # relayed close may wait behind much data) are dropped; open ones
+        # are closed, and checked again after another period.
+        sides = [side for side in (self.client, self.upstream) if side is not None]
+        for side in sides:
+            if side.state == _CLOSING:
+                side.dropConnection(abort=True)
+                self._answer(self._other(side))
+        closing = False
+        for side in sides:
+            if side.state == _OPEN and side in self._unanswered:
+                self._answer(side)
+            elif side.state not in (_CLOSED, _CLOSING):
+                if not closing:
+                    _log.info("WebSocket idle for {seconds}s; closing", seconds=seconds)
+                closing = True
+                self._close(side, _IDLE)
+        if closing and not self.finished.called:
+            self._idle = self.bridge.reactor.callLater(seconds, self._idle_check)
 
     # -- closing ---------------------------------------------------------
 
@@ -297,23 +375,57 @@ class Tunnel:
             return
         code, reason = close
         if side is self.client and not self._client_open:
-            self._to_client.append((True, reason or b"", code))
+            self._to_client.append((code, reason or b""))
             return
         if side.state == _OPEN:
             self._bridge_closed.add(side)
-            side.sendCloseFrame(code=code, reasonUtf8=(reason or None) if code is not None else None)
+            if self._writing_mid_frame(side):
+                # A close frame now would land inside a frame: end the connection instead.
+                side.dropConnection(abort=False)
+            else:
+                side.sendCloseFrame(code=code, reasonUtf8=(reason or None) if code is not None else None)
         self._unthrottle()
 
     def close_frame(
         self, side: Any, code: int | None, reason: bytes | None, default: Callable[[Any, Any], Any]
     ) -> Any:
-        """A close frame arrived on C{side}: answer it, and pass it on unless it was our own."""
-        replying = side.state == _CLOSING  # the answer to a close we sent
-        result = default(code, reason)
-        if not replying and not result:  # a true result: Autobahn failed the side
-            text = side.remoteCloseReason
-            self._close(self._other(side), (side.remoteCloseCode, text.encode("utf-8") if text else None))
-        return result
+        """
+        A close frame arrived on C{side}. The answer to a close we sent
+        completes that side's handshake (and answers the close the other
+        side sent, if it waits for one). A close C{side} starts goes on to
+        the other side, and C{side} is answered when the other side
+        answered, as a direct connection would be: frames the other side
+        sent before its answer still reach C{side}.
+
+        @param default: Autobahn's own handling of the close frame.
+        """
+        other = self._other(side)
+        if side.state == _CLOSING:  # the answer to a close we sent
+            result = default(code, reason)
+            self._answer(other)
+            return result
+        if not _valid_close(code, reason) or other is None or other.state != _OPEN:
+            # Autobahn fails a bad close frame itself (1002, 1007); with
+            # nobody to pass it to, the close is answered at once.
+            result = default(code, reason)
+            if not result:  # a true result: Autobahn failed the side
+                text = side.remoteCloseReason
+                self._close(other, (side.remoteCloseCode, text.encode("utf-8") if text else None))
+            return result
+        self._unanswered[side] = (default, code, reason)
+        self._close(other, (code, reason))
+        return None
+
+    def _answer(self, side: Any) -> None:
+        """Answer the close C{side} sent, if it waits for an answer."""
+        waiting = self._unanswered.pop(side, None)
+        if waiting is None or side.state != _OPEN:
+            return
+        default, code, reason = waiting
+        if self._writing_mid_frame(side):
+            side.dropConnection(abort=False)  # no close frame fits there now
+        else:
+            default(code, reason)
 
     def closed(self, side: Any) -> None:
         """One side's connection is gone."""
@@ -322,7 +434,9 @@ class Tunnel:
         if side is self.client:
             self._client_gone = True
         other = self._other(side)
-        if other is not None and other.state not in (_CLOSED, _CLOSING):
+        if other in self._unanswered:
+            self._answer(other)
+        elif other is not None and other.state not in (_CLOSED, _CLOSING):
             local = side.localCloseCode
             if local is not None and side not in self._bridge_closed:
                 # Autobahn failed this side (1009 too big, 1002, 1007): say so.
@@ -353,7 +467,9 @@ class Tunnel:
             self._idle.cancel()
         if self.member is not None:
             self.bridge.balancer.request_finished(
-                self.member, bytes_in=self._from_member, bytes_out=self._to_member
+                self.member,
+                bytes_in=self._down.octets if self._down is not None else 0,
+                bytes_out=self._up.octets if self._up is not None else 0,
             )
             self.bridge.members[self.member].tunnels.discard(self)
         self.finished.callback(None)
@@ -371,9 +487,11 @@ class WebSocketBridge:
 
     @ivar balancer: decides which member serves each tunnel.
     @ivar members: the backend of each member.
-    @ivar idle_timeout: seconds without a message before a tunnel is closed;
+    @ivar idle_timeout: seconds without a frame before a tunnel is closed;
         C{None} uses the route's C{timeout}, else the member's (as Apache's
         tunnel does).
+    @ivar max_message_size: the largest message relayed (1009 beyond it);
+        0 for no limit.
     @ivar x_forwarded: add C{X-Forwarded-For/-Proto/-Host} to the upgrade
         request; without it the client's own are passed on unchanged.
     """
@@ -393,10 +511,14 @@ class WebSocketBridge:
         self.reactor = reactor
         self.idle_timeout = idle_timeout
         self.x_forwarded = x_forwarded
+        self.max_message_size = max_message_size
         self.options: dict[str, Any] = {
-            "maxMessagePayloadSize": max_message_size,
-            "maxFramePayloadSize": max_message_size,
+            "maxMessagePayloadSize": _AUTOBAHN_MAX_PAYLOAD,
+            "maxFramePayloadSize": _AUTOBAHN_MAX_PAYLOAD,
             "openHandshakeTimeout": 0,  # the tunnel times the member itself
+            # A relayed close may wait behind much data in flight: the
+            # tunnel's idle timer ends a close handshake that never ends.
+            "closeHandshakeTimeout": 0,
             "echoCloseCodeReason": True,
             "failByDrop": False,  # send 1009/1002 before dropping
         }
@@ -424,9 +546,12 @@ class WebSocketBridge:
             resource += "?" + exchange.query.decode("latin-1")
         grouped: dict[bytes, list[bytes]] = {}
         origin = useragent = None
+        extensions: list[bytes] = []
         x_forwarded = self.x_forwarded
         for name, value in exchange.headers:
-            if name == b"origin":
+            if name == b"sec-websocket-extensions":
+                extensions.append(value)
+            elif name == b"origin":
                 origin = value.decode("latin-1")
             elif name == b"user-agent":
                 useragent = value.decode("latin-1")
@@ -448,6 +573,7 @@ class WebSocketBridge:
         return UpstreamRequest(
             resource=resource,
             protocols=tuple(protocols),
+            extensions=b", ".join(extensions).decode("latin-1") if extensions else None,
             headers=headers,
             origin=origin,
             useragent=useragent,

@@ -1,7 +1,9 @@
 """
-The backend of a C{ws://} or C{wss://} member: probes it, and opens the
+The backend of a C{ws://} or C{wss://} member: probes it, opens the
 member side of a tunnel (an Autobahn client connection) that reports
-through the tunnel it serves.
+through the tunnel it serves, and sends the plain requests of a WebSocket
+route to the same node over C{http://} or C{https://} (as Apache httpd
+2.4.47+ does), so that a page and its WebSocket share one mapping.
 """
 
 from __future__ import annotations
@@ -15,29 +17,31 @@ from autobahn.websocket.types import ConnectingRequest
 from OpenSSL import SSL
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_lb.backends.connect_probe import ConnectProbe
+from twisted_lb.backends.http import HTTPBackend
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
+from twisted_lb.compat import autobahn_put_received, autobahn_take_received
 from twisted_lb.config.model import ConfigError, MemberConfig
 from twisted_lb.errors import (
     BackendProtocolError,
     BackendTimeout,
     ConnectFailed,
-    RequestRefused,
     ResponseNeverReceived,
     TLSFailed,
 )
 from twisted_lb.exchange import Exchange, ResponseSink, member_path
+from twisted_lb.quiet import QuietFactory
 
-from .hot_path import HotPath
+from .handshake import MemberAnswer, read_answer, without_extensions
+from .relay import RelaySide
 
 if TYPE_CHECKING:
     from .bridge import Tunnel
 
-__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest"]
+__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest", "http_member"]
 
 _log = Logger()
 
@@ -49,6 +53,8 @@ class UpstreamRequest:
 
     @ivar resource: the path and query on the member (its own path first).
     @ivar protocols: the subprotocols the client offered.
+    @ivar extensions: the C{Sec-WebSocket-Extensions} the client offered,
+        offered to the member as they are.
     @ivar headers: further request headers (Cookie, Authorization,
         X-Forwarded-*...), one value each.
     @ivar origin: the client's Origin, if any.
@@ -61,6 +67,7 @@ class UpstreamRequest:
 
     resource: str
     protocols: tuple[str, ...] = ()
+    extensions: str | None = None
     headers: Mapping[str, str] = attrs.field(factory=dict, eq=False)
     origin: str | None = None
     useragent: str | None = None
@@ -81,25 +88,52 @@ class UpgradeRefused(Exception):
         self.reason = reason
 
 
-class MemberSide(HotPath, WebSocketClientProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
+class MemberSide(RelaySide, WebSocketClientProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
     """
     The connection from the proxy to the member.
 
     @ivar tunnel: the tunnel this connection serves.
     @ivar opened: fires with this protocol once the member accepted the
         upgrade, or fails with L{AttemptFailed} or L{UpgradeRefused}.
+    @ivar answer: what of the member's 101 answer the client gets.
     """
 
     tunnel: Tunnel
     opened: defer.Deferred[MemberSide]
+    answer: MemberAnswer
     answered = False
+    _answer_head: bytes | None = None
     tls_policy: MemberTLSPolicy | None = None
     _failure: Exception | None = None
     _lost_reason: BaseException | None = None
 
     def dataReceived(self, data: bytes) -> None:
         self.answered = True
-        self._dataReceived(data)
+        super().dataReceived(data)
+
+    def processHandshake(self) -> None:
+        """
+        Keep the member's answer as it came, and let Autobahn check it
+        without its C{Sec-WebSocket-Extensions}: the extensions are the
+        client's and the member's business (Autobahn would refuse those it
+        did not offer itself); L{onConnect} checks them.
+        """
+        if self._answer_head is None:
+            data = autobahn_take_received(self)
+            end = data.find(b"\r\n\r\n")
+            if end >= 0:
+                self._answer_head = data[: end + 4]
+                data = without_extensions(self._answer_head) + data[end + 4 :]
+            autobahn_put_received(self, data)
+        super().processHandshake()
+
+    def onConnect(self, response: object) -> None:
+        assert self._answer_head is not None
+        try:
+            self.answer = read_answer(self._answer_head, self.factory.extensions)
+        except ValueError as e:
+            self._failure = BackendProtocolError(f"invalid upgrade answer: {e}")
+            raise
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:
         self._lost_reason = reason.value
@@ -128,14 +162,8 @@ class MemberSide(HotPath, WebSocketClientProtocol):  # type: ignore[misc]  # Aut
 
     def onOpen(self) -> None:
         if not self.opened.called:
+            self.tunnel.member_opened(self)
             self.opened.callback(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.tunnel.relay(self, payload, isBinary)
-
-    def onPing(self, payload: bytes) -> None:
-        self.tunnel.activity()
-        super().onPing(payload)
 
     def onCloseFrame(self, code: int | None, reasonRaw: bytes | None) -> Any:
         return self.tunnel.close_frame(self, code, reasonRaw, super().onCloseFrame)
@@ -169,9 +197,12 @@ class MemberSide(HotPath, WebSocketClientProtocol):  # type: ignore[misc]  # Aut
 
 class _MemberFactory(WebSocketClientFactory):
     protocol = MemberSide
+    #: No "Starting factory"/"Stopping factory" line per WebSocket to the member.
+    noisy = False
     tunnel: Tunnel
     tls_policy: MemberTLSPolicy | None = None
     host_header: tuple[str, int] | None = None
+    extensions: str | None = None
 
     def buildProtocol(self, addr: object) -> MemberSide:
         proto: Any = super().buildProtocol(addr)  # type: ignore[arg-type]
@@ -187,9 +218,16 @@ class WSMember:
 
     @ivar member: its configuration.
     @ivar tunnels: the open tunnels through it.
+    @ivar http: the backend of the same node over C{http(s)://}, for the
+        plain requests of the route.
     """
 
-    def __init__(self, reactor: Any, member: MemberConfig) -> None:
+    def __init__(self, reactor: Any, member: MemberConfig, *, x_forwarded: bool = True) -> None:
+        """
+        @param x_forwarded: add C{X-Forwarded-For/-Proto/-Host} to the plain
+            requests sent to the node (the bridge adds them to upgrades).
+        @raise ConfigError: a TLS file of a C{wss://} member is not usable.
+        """
         self.member = member
         self._reactor = reactor
         self._secure = member.scheme == "wss"
@@ -204,6 +242,10 @@ class WSMember:
         self._path = member.path.encode("utf-8")
         self.tunnels: set[Tunnel] = set()
         self._connecting: set[defer.Deferred[Any]] = set()
+        try:
+            self.http = HTTPBackend(reactor, http_member(member), x_forwarded=x_forwarded)
+        except (OSError, ValueError, SSL.Error) as e:
+            raise ConfigError("<config>", f"members.{member.url}.tls", str(e)) from None
 
     def _endpoint(self) -> Any:
         endpoint: Any = HostnameEndpoint(
@@ -215,7 +257,7 @@ class WSMember:
 
     async def probe(self) -> bool:
         """Whether the member accepts a connection (and completes TLS for C{wss})."""
-        factory = Factory.forProtocol(lambda: ConnectProbe(self._secure))
+        factory = QuietFactory.forProtocol(lambda: ConnectProbe(self._secure))
         try:
             proto = await self._endpoint().connect(factory)
         except Exception:
@@ -232,8 +274,12 @@ class WSMember:
         return ok
 
     async def send(self, exchange: Exchange, sink: ResponseSink) -> None:
-        """Plain HTTP requests are not served by a WebSocket member."""
-        raise RequestRefused(426, "this path only serves WebSocket connections")
+        """
+        Send a plain request (not an upgrade) to the node over C{http://}
+        (C{https://} for a C{wss://} member), as Apache's C{mod_proxy_wstunnel}
+        hands plain requests on to C{mod_proxy_http} since httpd 2.4.47.
+        """
+        await self.http.send(exchange, sink)
 
     def url(self, resource: str) -> str:
         """
@@ -255,10 +301,13 @@ class WSMember:
         @raise AttemptFailed: connect failure, timeout, no or a broken answer.
         @raise UpgradeRefused: the member answered with another status.
         """
+        headers = dict(request.headers)
+        if request.extensions is not None:
+            headers["Sec-WebSocket-Extensions"] = request.extensions
         factory = _MemberFactory(
             url=self.url(request.resource),
             protocols=list(request.protocols),
-            headers=dict(request.headers),
+            headers=headers,
             origin=request.origin,
             useragent=request.useragent or "",
             reactor=self._reactor,
@@ -267,6 +316,7 @@ class WSMember:
         factory.tunnel = tunnel
         factory.tls_policy = self.tls
         factory.host_header = request.host
+        factory.extensions = request.extensions
         connecting = self._endpoint().connect(factory)
         self._connecting.add(connecting)
         try:
@@ -292,4 +342,15 @@ class WSMember:
         for d in list(self._connecting):
             d.cancel()
         pending = [t.shutdown() for t in list(self.tunnels)]
+        pending.append(defer.maybeDeferred(self.http.close))
         return defer.gatherResults(pending).addCallback(lambda _: None)
+
+
+def http_member(member: MemberConfig) -> MemberConfig:
+    """
+    The C{http://} (for C{ws://}) or C{https://} (for C{wss://}) member on
+    the same host, port and path, with the same settings.
+    """
+    scheme = "https" if member.scheme == "wss" else "http"
+    # ws:// and http:// share their default port (80), wss:// and https:// theirs (443).
+    return attrs.evolve(member, url=scheme + member.url[len(member.scheme) :])

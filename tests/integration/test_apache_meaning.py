@@ -1,0 +1,656 @@
+"""
+Apache httpd files keep their meaning end to end: each test writes a file
+in the style of a real deployment, reads it with the Apache reader and
+sends real requests through the proxy it describes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import textwrap
+
+from twisted.internet import defer, reactor
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from twisted_lb.config import read_apache
+from twisted_lb.service import ProxyService
+
+from .support import Node
+
+
+def raw_request(port: int, data: bytes) -> defer.Deferred[bytes]:
+    """Send C{data} to 127.0.0.1:C{port}; the first bytes of the answer."""
+
+    def talk() -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(data)
+            return s.recv(65536)
+
+    return deferToThread(talk)
+
+
+class ApacheSite:
+    """An Apache file for the test, read and served on real sockets."""
+
+    def __init__(self, test: TestCase, text: str) -> None:
+        directory = tempfile.mkdtemp()
+        test.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        self.path = os.path.join(directory, "httpd.conf")
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.write(textwrap.dedent(text).lstrip("\n"))
+        self.config, self.warnings = read_apache(self.path)
+        self.service = ProxyService(self.config, reactor)
+
+    async def start(self) -> list[int]:
+        """Start the proxy; the ports of its listeners, in the file's order."""
+        self.service.startService()
+        ports = []
+        for listening in self.service.listening:
+            port = await listening._waitingForPort
+            ports.append(port.getHost().port)
+        return ports
+
+
+class TraceEnableTests(TestCase):
+    """TraceEnable Off (Debian's security.conf) answers TRACE with 405."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+
+    @defer.inlineCallbacks
+    def serve(self, trace: str) -> defer.Generator[defer.Deferred[object], object, int]:
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            {trace}
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+            </Proxy>
+            ProxyPass / balancer://app/
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        return port
+
+    @defer.inlineCallbacks
+    def test_trace_refused(self):
+        port = yield self.serve("TraceEnable Off")
+        answer = yield raw_request(port, b"TRACE /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 405"), answer[:60])
+        # Other methods still pass.
+        answer = yield raw_request(port, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+
+    @defer.inlineCallbacks
+    def test_trace_passed_by_default(self):
+        port = yield self.serve("")
+        answer = yield raw_request(port, b"TRACE /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertFalse(answer.startswith(b"HTTP/1.1 405"), answer[:60])
+
+
+def _header(answer: bytes, name: bytes) -> list[bytes]:
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    prefix = name.lower() + b":"
+    return [
+        line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")[1:]
+        if line.lower().startswith(prefix)
+    ]
+
+
+def _node_of(answer: bytes) -> str:
+    import json
+
+    body = answer.split(b"\r\n\r\n", 1)[1]
+    if body[:1] != b"{":  # chunked
+        body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+    return json.loads(body)["node"]
+
+
+class RouteCookieTests(TestCase):
+    """
+    Apache's sticky-session idiom for members without jvmRoute: the proxy
+    sets its own ROUTEID cookie when the route changes, and follows it.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header add Set-Cookie "ROUTEID=.%{{BALANCER_WORKER_ROUTE}}e; path=/" env=BALANCER_ROUTE_CHANGED
+            Header always set X-Frame-Options SAMEORIGIN
+            Header set X-Served-By "%{{BALANCER_WORKER_NAME}}e"
+            RequestHeader set X-Forwarded-Proto "https"
+            RequestHeader unset X-Secret
+            <Proxy balancer://app>
+                BalancerMember {self.nodes[0].url} route=1
+                BalancerMember {self.nodes[1].url} route=2
+                ProxySet stickysession=ROUTEID
+            </Proxy>
+            ProxyPass / balancer://app/
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, cookie: bytes = b"", method: bytes = b"GET") -> defer.Deferred[bytes]:
+        extra = b"Cookie: " + cookie + b"\r\n" if cookie else b""
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method
+            + b" /echo HTTP/1.1\r\nHost: x\r\nX-Secret: s\r\nConnection: close\r\n"
+            + extra
+            + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_sticky_by_route_cookie_and_failover(self):
+        """A new session gets ROUTEID; it keeps the member; a failover moves and re-sets it."""
+        for method in (b"GET", b"POST"):  # the fast lane and twisted.web's
+            answer = yield self.get(method=method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+            [cookie] = _header(answer, b"set-cookie")
+            self.assertIn(cookie, (b"ROUTEID=.1; path=/", b"ROUTEID=.2; path=/"))
+            self.assertEqual(_header(answer, b"x-frame-options"), [b"SAMEORIGIN"])
+            first = _node_of(answer)
+            route = cookie.split(b";")[0]
+            self.assertEqual(route, b"ROUTEID=." + first[-1:].encode())
+            for _ in range(4):
+                answer = yield self.get(route, method)
+                self.assertEqual(_node_of(answer), first)
+                self.assertEqual(_header(answer, b"set-cookie"), [])
+                served_by = self.nodes[int(first[-1]) - 1].url.encode()
+                self.assertEqual(_header(answer, b"x-served-by"), [served_by])
+        # The member of the session goes away: the next request moves, with a new cookie.
+        yield self.nodes[int(first[-1]) - 1].stop()
+        answer = yield self.get(route)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertNotEqual(_node_of(answer), first)
+        other = b"2" if first.endswith("1") else b"1"
+        self.assertEqual(_header(answer, b"set-cookie"), [b"ROUTEID=." + other + b"; path=/"])
+
+    @defer.inlineCallbacks
+    def test_request_headers_edited(self):
+        """RequestHeader set and unset reach the member."""
+        import json
+
+        answer = yield self.get()
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        headers = json.loads(body)["headers"]
+        self.assertIn(["x-forwarded-proto", "https"], headers)
+        self.assertNotIn("x-secret", [n for n, _ in headers])
+
+    @defer.inlineCallbacks
+    def test_always_reaches_error_responses(self):
+        """Header always set is on the proxy's own 503; plain Header set is not."""
+        for node in self.nodes:
+            yield node.stop()
+        for method in (b"GET", b"POST"):
+            answer = yield self.get(method=method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 503"), answer[:80])
+            self.assertEqual(_header(answer, b"x-frame-options"), [b"SAMEORIGIN"])
+            self.assertEqual(_header(answer, b"x-served-by"), [])
+            self.assertEqual(_header(answer, b"set-cookie"), [])
+
+
+class AccessTests(TestCase):
+    """Require and Order/Allow/Deny answer 403 to clients they do not let in."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header always set X-Frame-Options DENY
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+                Require all granted
+            </Proxy>
+            ProxyPass / balancer://app/
+            ProxyPass /intranet balancer://app/intranet
+            <Location /intranet>
+                Require ip 10.0.0.0/8
+            </Location>
+            <Location /admin>
+                Order deny,allow
+                Deny from all
+                Allow from 192.168.1.0/24
+            </Location>
+            <Location /local>
+                Require local
+            </Location>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, path: bytes, method: bytes = b"GET") -> defer.Deferred[bytes]:
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_refused_and_allowed(self):
+        """From 127.0.0.1: 403 where the rules say so (on both lanes), 200 elsewhere."""
+        for method in (b"GET", b"POST"):
+            for path in (
+                b"/intranet/echo",
+                b"/admin",
+                b"/admin/x",
+                b"/%61dmin/x",
+                b"/admin;jsessionid=1/x",
+            ):
+                answer = yield self.request(path, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 403"), (method, path, answer[:60]))
+                self.assertEqual(_header(answer, b"x-frame-options"), [b"DENY"])
+            for path in (b"/echo", b"/administrator", b"/local/echo"):
+                answer = yield self.request(path, method)
+                self.assertFalse(answer.startswith(b"HTTP/1.1 403"), (method, path, answer[:60]))
+
+
+class VirtualHostTests(TestCase):
+    """Two name-based virtual hosts on one port: one socket, routes chosen by Host."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                ServerName www.example.com
+                ProxyPass / {self.nodes[0].url}/
+            </VirtualHost>
+            <VirtualHost 127.0.0.1:0>
+                ServerName api.example.com
+                ServerAlias *.api.example.com
+                ProxyPass / {self.nodes[1].url}/
+                <Location /private>
+                    Require all denied
+                </Location>
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, host: bytes, path: bytes = b"/echo", method: bytes = b"GET"):
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method
+            + b" "
+            + path
+            + b" HTTP/1.1\r\nHost: "
+            + host
+            + b"\r\nConnection: close\r\n"
+            + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_routes_by_host(self):
+        """Each name reaches its own member, on both lanes; other names get the first host."""
+        for method in (b"GET", b"POST"):
+            for host, node in (
+                (b"www.example.com", "node1"),
+                (b"API.example.com:80", "node2"),
+                (b"eu.api.example.com", "node2"),
+                (b"other.example.net", "node1"),
+                (b"127.0.0.1", "node1"),
+            ):
+                answer = yield self.request(host, method=method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (host, answer[:60]))
+                self.assertEqual(_node_of(answer), node, host)
+            # The second host's access rules are its own.
+            answer = yield self.request(b"api.example.com", b"/private/x", method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+            answer = yield self.request(b"www.example.com", b"/private/x", method)
+            self.assertFalse(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+
+
+class TLSProtocolTests(TestCase):
+    """SSLProtocol and SSLCipherSuite decide what the HTTPS listener offers, for real."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def serve(self, lines: str):
+        from pathlib import Path
+
+        from twisted_lb.tls import make_self_signed
+
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                {lines}
+                ProxyPass / {node.url}/
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        return port
+
+    def handshake(self, port: int, max_version: int | None) -> defer.Deferred[str]:
+        from OpenSSL import SSL
+
+        from .support import tls_client
+
+        def run() -> str:
+            try:
+                conn = tls_client(port, max_version=max_version)
+            except SSL.Error:
+                return "refused"
+            try:
+                return conn.get_protocol_version_name()
+            finally:
+                conn.sock_shutdown(2)
+                conn.close()
+
+        return deferToThread(run)
+
+    @defer.inlineCallbacks
+    def test_tls13_only_refuses_tls12(self):
+        """SSLProtocol -all +TLSv1.3: a TLS 1.2 client is refused, a TLS 1.3 one served."""
+        from OpenSSL import SSL
+
+        port = yield self.serve("SSLProtocol -all +TLSv1.3")
+        result = yield self.handshake(port, SSL.TLS1_2_VERSION)
+        self.assertEqual(result, "refused")
+        result = yield self.handshake(port, None)
+        self.assertEqual(result, "TLSv1.3")
+
+    @defer.inlineCallbacks
+    def test_tls12_only_and_default(self):
+        """SSLProtocol TLSv1.2 offers 1.2 only; without SSLProtocol 1.2 clients are served."""
+        from OpenSSL import SSL
+
+        port = yield self.serve("SSLProtocol TLSv1.2\n                SSLCipherSuite ECDHE+AESGCM")
+        result = yield self.handshake(port, None)
+        self.assertEqual(result, "TLSv1.2")
+        port = yield self.serve("")
+        result = yield self.handshake(port, SSL.TLS1_2_VERSION)
+        self.assertEqual(result, "TLSv1.2")
+
+
+class RewriteTests(TestCase):
+    """The mod_rewrite subset and redirects, on real sockets."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from .test_websocket import WSNode
+
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        self.ws = WSNode("ws1")
+        self.addCleanup(self.ws.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                ServerName app.example.com
+                RewriteEngine On
+                RewriteCond %{{HTTP:Upgrade}} websocket [NC]
+                RewriteCond %{{HTTP:Connection}} upgrade [NC]
+                RewriteRule ^/?(.*) "{self.ws.url}/$1" [P,L]
+                RewriteCond %{{HTTPS}} off
+                RewriteCond %{{REQUEST_URI}} ^/secure
+                RewriteRule (.*) https://%{{HTTP_HOST}}$1 [R=301,L]
+                RewriteCond %{{REQUEST_METHOD}} ^(PUT|DELETE)$
+                RewriteRule ^/readonly/ - [F]
+                RewriteRule ^/app$ /app/ [R]
+                <Proxy balancer://app>
+                    BalancerMember {self.node.url} route=node1
+                </Proxy>
+                RewriteRule ^/legacy/(.*)$ balancer://app/$1 [P,QSA]
+                ProxyPass /app/ balancer://app/
+                ProxyPass /secure balancer://app/
+                ProxyPass /readonly/ balancer://app/
+                RedirectMatch 301 ^/old/(.*)$ /app/$1
+                Redirect permanent /docs https://docs.example.com/manual
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, line: bytes, extra: bytes = b"") -> defer.Deferred[bytes]:
+        return raw_request(
+            self.port,
+            line + b" HTTP/1.1\r\nHost: app.example.com\r\nConnection: close\r\n" + extra + b"\r\n",
+        )
+
+    @defer.inlineCallbacks
+    def test_redirects(self):
+        """[R=301] with %{HTTP_HOST}, [R], RedirectMatch and Redirect give their Location."""
+        for line, status, location in (
+            (b"GET /secure/x?a=1", b"301", b"https://app.example.com/secure/x?a=1"),
+            (b"GET /app", b"302", b"/app/"),
+            (b"GET /old/page?q=2", b"301", b"/app/page?q=2"),
+            (b"GET /docs/install", b"301", b"https://docs.example.com/manual/install"),
+        ):
+            answer = yield self.request(line)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), (line, answer[:60]))
+            self.assertEqual(_header(answer, b"location"), [location], line)
+
+    @defer.inlineCallbacks
+    def test_forbidden_and_proxy(self):
+        """[F] under its conditions; [P] to a balancer with the query kept."""
+        answer = yield self.request(b"DELETE /readonly/x")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        answer = yield self.request(b"GET /readonly/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        answer = yield self.request(b"GET /legacy/echo?a=1")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        self.assertEqual(_node_of(answer), "node1")
+
+    @defer.inlineCallbacks
+    def test_upgrade_split(self):
+        """The WebSocket guide's idiom: an upgrade goes to the ws member, a page to the page member."""
+        answer = yield self.request(
+            b"GET /chat",
+            b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 101"), answer[:80])
+        self.assertEqual(self.ws.requests[-1].path, "/chat")
+        answer = yield self.request(b"GET /app/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        self.assertEqual(_node_of(answer), "node1")
+
+
+class BasicAuthTests(TestCase):
+    """AuthType Basic with an htpasswd file: 401 without credentials, 200 with them."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        import bcrypt
+
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        directory = tempfile.mkdtemp()
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        users = os.path.join(directory, "htpasswd")
+        hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(5)).replace(b"$2b$", b"$2y$", 1)
+        with open(users, "wb") as f:
+            f.write(b"alice:" + hashed + b"\n")
+            f.write(b"bob:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")  # pw
+            f.write(b"carol:$apr1$oOgdeThn$AP5uzEbsFWetWg01n4EUH0\n")  # pw2
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+            </Proxy>
+            ProxyPass / balancer://app/
+            <Location /private>
+                AuthType Basic
+                AuthName "Private area"
+                AuthUserFile {users}
+                Require valid-user
+            </Location>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, path: bytes, credentials: bytes | None = None, method: bytes = b"GET"):
+        import base64
+
+        extra = b""
+        if credentials is not None:
+            extra = b"Authorization: Basic " + base64.b64encode(credentials) + b"\r\n"
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + extra + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_login(self):
+        """Every htpasswd hash kind logs in; wrong or no credentials get 401 with the realm."""
+        for method in (b"GET", b"POST"):
+            for credentials in (None, b"alice:wrong", b"mallory:x", b"nocolon"):
+                answer = yield self.request(b"/private/echo", credentials, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 401"), (credentials, answer[:60]))
+                self.assertEqual(
+                    _header(answer, b"www-authenticate"), [b'Basic realm="Private area"']
+                )
+            for credentials in (b"alice:s3cret", b"bob:pw", b"carol:pw2"):
+                answer = yield self.request(b"/private/echo", credentials, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (credentials, answer[:60]))
+            answer = yield self.request(b"/echo", None, method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+
+
+class ClientCertificateTests(TestCase):
+    """SSLVerifyClient require: no certificate, no connection; a good one reaches AJP members."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from pathlib import Path
+
+        from twisted_lb.tls import make_self_signed
+
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        # A self-signed client certificate is its own CA.
+        make_self_signed(directory / "client.pem", directory / "client-key.pem", "client")
+        self.directory = directory
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                SSLVerifyClient require
+                SSLCACertificateFile {directory}/client.pem
+                ProxyPass / {self.node.url}/
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, with_certificate: bool) -> defer.Deferred[bytes | str]:
+        from OpenSSL import SSL
+
+        def run() -> bytes | str:
+            context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+            if with_certificate:
+                context.use_certificate_file(str(self.directory / "client.pem"))
+                context.use_privatekey_file(str(self.directory / "client-key.pem"))
+            import struct
+
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            sock.setblocking(True)  # pyOpenSSL blocks on a blocking socket; SO_RCVTIMEO bounds it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+            conn = SSL.Connection(context, sock)
+            conn.set_connect_state()
+            data = b""
+            try:
+                conn.do_handshake()
+                conn.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except (SSL.ZeroReturnError, SSL.SysCallError):
+                pass  # the end of the answer (with or without close_notify)
+            except (SSL.Error, OSError) as e:
+                return f"refused: {e!r}"
+            finally:
+                sock.close()
+            return data if data else "refused: no answer"
+
+        return deferToThread(run)
+
+    @defer.inlineCallbacks
+    def test_client_certificate(self):
+        """Without a certificate the TLS connection fails; with one, Tomcat's attribute gets it."""
+        answer = yield self.get(with_certificate=False)
+        self.assertIsInstance(answer, str)
+        answer = yield self.get(with_certificate=True)
+        self.assertIsInstance(answer, bytes, answer)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        import json
+
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        pem = (self.directory / "client.pem").read_text()
+        self.assertEqual(json.loads(body)["ssl_cert"].strip(), pem.strip())

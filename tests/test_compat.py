@@ -1,0 +1,478 @@
+"""
+Probes for every private attribute of Twisted, Autobahn or pyOpenSSL that
+L{twisted_lb.compat} uses: each fails loudly, naming the attribute, when a
+release changes it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import h2.config
+import h2.connection
+import h2.events
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from OpenSSL import SSL
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import client as web_client
+from twisted.web import http
+from twisted.web._newclient import HTTP11ClientProtocol, ResponseFailed
+from twisted.web._newclient import Request as ClientRequest
+from twisted.web.http_headers import Headers as ClientHeaders
+from twisted.web.server import Request, Site
+
+from twisted_lb import compat
+from twisted_lb.compat import (
+    H2_CONNECTION_PRIVATE,
+    H2Connection,
+    H2ConnectionBase,
+    listening_port,
+    quiet_pool_factory,
+    switch_to_http2,
+    tls_session_id,
+)
+from twisted_lb.config.model import LimitsConfig
+from twisted_lb.frontend import FrontendSite
+from twisted_lb.http2 import LimitedH2Connection
+from twisted_lb.tls import make_self_signed
+
+from .websocket.conftest import txaio_clock  # noqa: F401  (no timer on the global reactor)
+from .websocket.memory import SocketTransport
+
+# -- HTTP/2 (twisted_lb.http2) -----------------------------------------------------------------
+
+
+class _TLSLikeTransport(StringTransport):
+    """A transport that negotiated h2 over ALPN."""
+
+    negotiatedProtocol = b"h2"
+
+
+class HTTP2SwitchProbes(SynchronousTestCase):
+    def test_generic_channel_protocol_attributes(self):
+        """The attributes of twisted.web's HTTP/1.1-or-HTTP/2 switch that switch_to_http2
+        reads and sets exist, with the values HTTPFactory gives them."""
+        site = Site(None, reactor=MemoryReactorClock())  # type: ignore[arg-type]
+        generic = site.buildProtocol(None)
+        for name in (
+            "_channel",
+            "_negotiatedProtocol",
+            "_requestFactory",
+            "_site",
+            "_factory",
+            "_timeOut",
+            "_callLater",
+        ):
+            self.assertTrue(hasattr(generic, name), f"_GenericHTTPChannelProtocol.{name} is gone")
+        self.assertIsInstance(generic._channel, http.HTTPChannel)
+        self.assertIs(generic._site, site)
+        self.assertIsNone(generic._negotiatedProtocol)
+        generic.makeConnection(StringTransport())
+        self.assertTrue(
+            hasattr(generic._channel, "_networkProducer"), "HTTPChannel._networkProducer is gone"
+        )
+
+    def test_switch_to_http2_serves_with_our_connection(self):
+        """After the switch, our connection is the channel, the transport's producer,
+        has the site and sends its SETTINGS; the switch itself does nothing more."""
+        clock = MemoryReactorClock()
+        site = FrontendSite(None, LimitsConfig(), clock, http2=True)  # type: ignore[arg-type]
+        generic = site.buildProtocol(None)
+        transport = _TLSLikeTransport()
+        generic.makeConnection(transport)
+        connection = LimitedH2Connection(LimitsConfig(), clock)
+        switch_to_http2(generic, connection)
+        self.assertIs(generic._channel, connection)
+        self.assertEqual(generic._negotiatedProtocol, b"h2")
+        self.assertIs(connection.site, site)
+        self.assertIs(connection.requestFactory, site.requestFactory)
+        self.assertEqual(connection.timeOut, site.timeOut)
+        self.assertIs(transport.producer, connection)
+        self.assertTrue(transport.value().startswith(b"\x00\x00"))  # a SETTINGS frame
+        self.assertIsInstance(connection, H2Connection)
+
+    def test_frontend_switches_a_negotiated_h2_connection(self):
+        """FrontendSite's channel protocol switches on the first bytes of an h2 connection."""
+        clock = MemoryReactorClock()
+        site = FrontendSite(None, LimitsConfig(), clock, http2=True)  # type: ignore[arg-type]
+        generic = site.buildProtocol(None)
+        generic.makeConnection(_TLSLikeTransport())
+        generic.dataReceived(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        self.assertIsInstance(generic._channel, LimitedH2Connection)
+        self.assertIs(generic._channel.requestFactory, Request)
+
+# -- TLS session id (pyOpenSSL) ----------------------------------------------
+
+
+def _handshake(
+    tmp_path: Path, version: int, no_ticket: bool = False
+) -> tuple[SSL.Connection, SSL.Connection]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key)
+    server_context = SSL.Context(SSL.TLS_METHOD)
+    server_context.use_certificate_file(str(cert))
+    server_context.use_privatekey_file(str(key))
+    server_context.set_max_proto_version(version)
+    if no_ticket:
+        server_context.set_options(SSL.OP_NO_TICKET)
+    a, b = socket.socketpair()
+    server = SSL.Connection(server_context, a)
+    server.set_accept_state()
+    client = SSL.Connection(SSL.Context(SSL.TLS_METHOD), b)
+    client.set_connect_state()
+    server.setblocking(False)
+    client.setblocking(False)
+    done = set()
+    for _ in range(50):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+                done.add(side)
+            except SSL.WantReadError:
+                pass
+        if len(done) == 2:
+            break
+    assert len(done) == 2, "the in-memory handshake did not complete"
+    return server, client
+
+
+def test_private_names_exist() -> None:
+    """pyOpenSSL's bindings and the connection's SSL pointer, as tls_session_id reads them."""
+    from OpenSSL.SSL import _ffi, _lib
+
+    assert callable(_lib.SSL_get_session)
+    assert callable(_lib.i2d_SSL_SESSION)
+    assert _ffi.NULL is not None
+    connection = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    assert connection._ssl is not None
+
+
+def test_tls_session_id_tls13(tmp_path: Path) -> None:
+    server, client = _handshake(tmp_path, SSL.TLS1_3_VERSION)
+    session = tls_session_id(server)
+    assert session is not None and len(session) == 64, session
+    int(session, 16)
+    assert session == session.upper()
+
+
+def test_tls_session_id_tls12_without_tickets(tmp_path: Path) -> None:
+    """TLS 1.2 has a server-side id when no ticket replaces it; the client sees the same."""
+    server, client = _handshake(tmp_path, SSL.TLS1_2_VERSION, no_ticket=True)
+    session = tls_session_id(server)
+    assert session is not None and len(session) == 64, session
+    assert tls_session_id(client) == session
+
+
+def test_no_session_before_a_handshake() -> None:
+    assert tls_session_id(SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)) is None
+
+
+# -- end of TLS session id -----------------------------------------------------
+
+# ---------------------------------------------------------------------------
+# Autobahn: the WebSocket frame relay
+# ---------------------------------------------------------------------------
+
+_UPGRADE = (
+    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+#: A masked close frame, code 1000 (the key is zero: the payload is as it is).
+_CLOSE_1000 = b"\x88\x82\x00\x00\x00\x00\x03\xe8"
+
+
+def _server() -> tuple[WebSocketServerProtocol, SocketTransport]:
+    factory = WebSocketServerFactory(reactor=MemoryReactorClock())  # no timer on the global reactor
+    factory.protocol = WebSocketServerProtocol
+    factory.setProtocolOptions(failByDrop=False)
+    proto = factory.buildProtocol(None)
+    transport = SocketTransport()
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def test_autobahn_buffers_what_follows_the_handshake_in_data():
+    """Bytes past the upgrade request wait in C{data} while the handshake is not done."""
+    proto, transport = _server()
+    proto.onConnect = lambda request: Deferred()  # the handshake waits
+    compat.autobahn_feed(proto, _UPGRADE + b"\x81\x80")
+    assert proto.state == WebSocketProtocol.STATE_CONNECTING
+    assert compat.autobahn_take_received(proto) == b"\x81\x80"
+    assert proto.data == b""
+    compat.autobahn_put_received(proto, b"xy")
+    assert proto.data == b"xy"
+
+
+def test_autobahn_feed_runs_the_close_handshake():
+    """A close frame fed after the handshake: Autobahn answers it and reports the code."""
+    proto, transport = _server()
+    compat.autobahn_feed(proto, _UPGRADE)
+    assert proto.state == WebSocketProtocol.STATE_OPEN
+    assert transport.value().startswith(b"HTTP/1.1 101 ")
+    transport.clear()
+    seen = []
+    proto.onCloseFrame = lambda code, reason, default=proto.onCloseFrame: (
+        seen.append(code),
+        default(code, reason),
+    )[1]
+    compat.autobahn_feed(proto, _CLOSE_1000)
+    assert seen == [1000]
+    assert transport.value() == b"\x88\x02\x03\xe8"  # the answer, unmasked
+
+
+def test_autobahn_fail_sends_the_code_and_closes():
+    proto, transport = _server()
+    compat.autobahn_feed(proto, _UPGRADE)
+    transport.clear()
+    compat.autobahn_fail(proto, 1002, "broken")
+    assert transport.value() == b"\x88\x08\x03\xeabroken"
+    assert proto.state == WebSocketProtocol.STATE_CLOSING
+    assert proto.localCloseCode == 1002
+    assert "code" in inspect.signature(WebSocketProtocol._fail_connection).parameters
+
+
+# ---------------------------------------------------------------------------
+# Twisted: a TLS write that reaches the socket at once
+# ---------------------------------------------------------------------------
+
+
+def _tcp_pair():
+    from twisted.internet import tcp
+    from twisted.internet.protocol import Protocol
+    from twisted.internet.testing import MemoryReactor
+
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+
+    class _Port:
+        sessionno = 0
+        _realPortNumber = 1
+        _type = "TCP"
+
+        def getHost(self):
+            return None
+
+    server = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), _Port(), 1, MemoryReactor())
+    return server, theirs
+
+
+def test_tcp_transports_buffer_writes_where_compat_looks():
+    server, theirs = _tcp_pair()
+    try:
+        server.write(b"one")
+        server.write(b"two")
+        assert server._tempDataBuffer == [b"one", b"two"]
+        assert server._tempDataLen == 6
+        assert not server.dataBuffer and not server._writeDisconnecting
+        compat._flush_tcp(server)
+        assert theirs.recv(100) == b"onetwo"
+        assert server._tempDataLen == 0 and not server.dataBuffer
+    finally:
+        server.socket.close()
+        theirs.close()
+
+
+def test_twisted_tls_aggregates_small_writes_in_a_flushable_buffer():
+    from twisted.protocols.tls import (
+        BufferingTLSTransport,
+        TLSMemoryBIOProtocol,
+        _AggregateSmallWrites,
+    )
+
+    assert "_aggregator" in BufferingTLSTransport.__init__.__code__.co_names
+    assert callable(_AggregateSmallWrites.flush)
+    assert BufferingTLSTransport.__mro__[1] is TLSMemoryBIOProtocol
+    assert "write" in TLSMemoryBIOProtocol.__dict__
+
+
+# --- operator experience -----------------------------------------------------
+
+
+def test_pool_makes_connection_factories_with_its_factory_attribute() -> None:
+    """HTTPConnectionPool calls self._factory(quiescentCallback, metadata) per connection."""
+    pool = web_client.HTTPConnectionPool(MemoryReactorClock(), persistent=False)
+    assert pool._factory is web_client._HTTP11ClientFactory
+    pool._factory = quiet_pool_factory  # type: ignore[assignment]
+    factory = pool._factory(lambda p: None, "metadata")
+    assert isinstance(factory, web_client._HTTP11ClientFactory)
+    assert isinstance(factory, Factory) and factory.noisy is False
+    # And a plain one is noisy: what the quiet one is for.
+    assert web_client._HTTP11ClientFactory(lambda p: None, "m").noisy
+
+
+def test_endpoint_service_keeps_its_listen_outcome() -> None:
+    """StreamServerEndpointService keeps listen()'s Deferred in _waitingForPort."""
+    reactor = MemoryReactorClock()
+    service = StreamServerEndpointService(TCP4ServerEndpoint(reactor, 8080), Factory())
+    assert listening_port(service) is None
+    service.startService()
+    assert service._waitingForPort is not None and service._waitingForPort.called
+    port = listening_port(service)
+    assert port is not None and port.getHost().port == 8080
+    service.stopService()
+    assert listening_port(service) is None
+
+class H2ConnectionProbes(SynchronousTestCase):
+    def test_private_handlers_exist(self):
+        """Every private method H2ConnectionBase calls is still there, and is a method."""
+        for name in H2_CONNECTION_PRIVATE:
+            self.assertTrue(
+                callable(getattr(H2Connection, name, None)), f"H2Connection.{name} is gone"
+            )
+
+    def test_connection_lost_takes_cancel_timeouts(self):
+        """Twisted tears a connection down after its own errors with
+        connectionLost(reason, _cancelTimeouts=False): LimitedH2Connection tells that apart."""
+        parameters = inspect.signature(H2Connection.connectionLost).parameters
+        self.assertIn("_cancelTimeouts", parameters)
+        self.assertIn("_cancelTimeouts=False", inspect.getsource(H2Connection._terminate))
+
+    def test_our_attribute_names_are_not_twisteds(self):
+        """LimitedH2Connection's own attributes do not shadow any of Twisted's."""
+        twisted_names = set(vars(H2Connection(MemoryReactorClock()))) | set(dir(H2Connection))
+        ours = set(vars(LimitedH2Connection(LimitsConfig(), MemoryReactorClock())))
+        ours -= set(vars(H2Connection(MemoryReactorClock())))
+        self.assertTrue(ours)
+        self.assertEqual(ours & twisted_names, set())
+        base_methods = {n for n in vars(H2ConnectionBase) if not n.startswith("__")}
+        self.assertEqual(base_methods & set(dir(H2Connection)), set())
+
+    def test_handlers_serve_a_request(self):
+        """The handlers behind open_stream, stream_data, stream_ended, stream_reset and
+        forget_stream do what H2ConnectionBase says: a stream and its request are made,
+        the body reaches it, the end processes it; a reset or forget drops the stream."""
+        clock = MemoryReactorClock()
+        processed: list[bytes] = []
+
+        class Recording(Request):
+            def process(self) -> None:
+                processed.append(self.content.read())
+
+        connection = H2ConnectionBase(clock)
+        connection.requestFactory = Recording
+        connection.site = Site(None)  # type: ignore[arg-type]
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        client.initiate_connection()
+        head = [(":method", "POST"), (":path", "/"), (":authority", "x"), (":scheme", "https")]
+        client.send_headers(1, head)
+        client.send_data(1, b"body", end_stream=True)
+        client.send_headers(3, head)
+        events = connection.conn.receive_data(client.data_to_send())
+        kinds: dict[type, object] = {}
+        for event in events:
+            kinds.setdefault(type(event), event)
+        connection.open_stream(kinds[h2.events.RequestReceived])
+        self.assertIn(1, connection.streams)
+        connection.stream_data(kinds[h2.events.DataReceived])
+        connection.stream_ended(kinds[h2.events.StreamEnded])
+        self.assertEqual(processed, [b"body"])
+        request_3 = [e for e in events if isinstance(e, h2.events.RequestReceived)][1]
+        connection.open_stream(request_3)
+        client.reset_stream(3)
+        (reset,) = connection.conn.receive_data(client.data_to_send())
+        connection.stream_reset(reset)
+        self.assertNotIn(3, connection.streams)
+        connection.forget_stream(1)
+        self.assertNotIn(1, connection.streams)
+        self.assertTrue(connection.flush_control())
+
+
+def test_the_proxy_imports_without_h2() -> None:
+    """Without twisted[http2] (h2, priority) the proxy still imports and offers no HTTP/2."""
+    code = (
+        "import sys; sys.modules['h2'] = sys.modules['priority'] = None\n"
+        "import twisted_lb.compat, twisted_lb.frontend, twisted_lb.service\n"
+        "from twisted_lb.tls import h2_available\n"
+        "assert not h2_available()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------
+# HTTP members (twisted_lb.backends.http): the response parser of Twisted's
+# HTTP/1.1 client, kept in HTTP11ClientProtocol._parser.
+# ---------------------------------------------------------------------------
+
+
+class HTTPMemberParserProbes(SynchronousTestCase):
+    """on_raw_response_field sees each raw field before Twisted stores it."""
+
+    def _request(self) -> tuple[HTTP11ClientProtocol, StringTransport, Deferred]:
+        proto = HTTP11ClientProtocol()
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        d = proto.request(ClientRequest(b"GET", b"/", ClientHeaders({b"host": [b"member"]}), None))
+        return proto, transport, d
+
+    def test_raw_fields_and_a_refusal(self) -> None:
+        """
+        The check gets each field as the member sent it (a CR inside a value
+        kept, which Twisted's Headers would turn into a space); what it
+        raises fails the response as a broken one and closes the connection.
+        """
+        proto, transport, d = self._request()
+        self.assertIsNotNone(proto._parser, "HTTP11ClientProtocol._parser is gone")
+        seen = []
+
+        def check(name: bytes, value: bytes) -> None:
+            seen.append((name, value))
+            if b"\r" in value:
+                raise ValueError("bare CR")
+
+        compat.on_raw_response_field(proto, check)
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nX-B: a\rb\r\nContent-Length: 0\r\n\r\n")
+        self.assertEqual(seen, [(b"X-A", b"1"), (b"X-B", b"a\rb")])
+        failure = self.failureResultOf(d, ResponseFailed)
+        self.assertTrue(any(r.check(ValueError) for r in failure.value.reasons))
+        self.assertTrue(transport.disconnecting)
+
+    def test_fields_kept_when_accepted(self) -> None:
+        """A check that raises nothing leaves the response as Twisted makes it."""
+        proto, _, d = self._request()
+        compat.on_raw_response_field(proto, lambda name, value: None)
+        proto.dataReceived(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 0\r\n\r\n")
+        response = self.successResultOf(d)
+        self.assertEqual(response.headers.getRawHeaders(b"x-a"), [b"1"])
+
+
+# --- end of the HTTP members section ----------------------------------------
+
+
+# -- HTTP/2 stream -> connection (Twisted) --------------------------------------
+
+
+def test_h2_stream_has_its_connection_and_no_transport() -> None:
+    """An H2Stream (a request's channel) keeps its H2Connection in _conn; its transport is None."""
+    from twisted.internet.testing import StringTransport
+    from twisted.web._http2 import H2Connection, H2Stream
+    from twisted.web.http import Request
+
+    from twisted_lb.compat import h2_connection_of
+
+    connection = H2Connection()
+    connection.transport = StringTransport()
+    headers = [
+        (b":method", b"GET"),
+        (b":path", b"/"),
+        (b":authority", b"a"),
+        (b":scheme", b"https"),
+    ]
+    stream = H2Stream(1, connection, headers, Request, None, None)
+    assert stream.transport is None
+    assert h2_connection_of(stream) is connection
+    assert h2_connection_of(object()) is None
+
+
+# -- end of HTTP/2 stream -> connection ------------------------------------------
