@@ -23,10 +23,12 @@ __all__ = [
     "HOP_BY_HOP",
     "ClientSink",
     "Exchange",
+    "FORWARDING_FIELDS",
     "ResponseSink",
     "IDEMPOTENT_METHODS",
     "connection_options",
     "field_problem",
+    "forwarding_headers",
     "member_path",
     "response_head_problem",
     "request_protocol",
@@ -105,6 +107,45 @@ def field_problem(name: bytes, value: bytes) -> str | None:
             byte = _BYTE_NAMES[found.group()[0]]
             return f"header {what} {name[:64]!r} holds {byte}"
     return None
+_XFF = b"x-forwarded-for"
+_XFP = b"x-forwarded-proto"
+_XFH = b"x-forwarded-host"
+_HTTPS, _HTTP = b"https", b"http"
+
+#: The request fields the proxy builds itself when it adds forwarding
+#: fields (L{forwarding_headers}): a client's own are not passed on
+#: (its C{X-Forwarded-For} values are carried into the proxy's).
+FORWARDING_FIELDS = frozenset({_XFF, _XFP, _XFH})
+
+
+def forwarding_headers(
+    exchange: Exchange, forwarded_for: Sequence[bytes] = ()
+) -> list[tuple[bytes, bytes]]:
+    """
+    The forwarding fields a member gets with C{exchange}, for every kind of
+    member (HTTP requests and WebSocket upgrades alike): C{X-Forwarded-For},
+    the chain the client came through followed by the client's address (as
+    Apache's C{ProxyAddHeaders On} appends it); C{X-Forwarded-Proto}, the
+    scheme the client used; C{X-Forwarded-Host}, the client's Host. The
+    caller leaves the client's own fields of these names
+    (L{FORWARDING_FIELDS}) out.
+
+    @param forwarded_for: the client's own C{X-Forwarded-For} values, in
+        order.
+    @return: C{(name, value)} pairs, names in lower case.
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    chain = list(forwarded_for)
+    if exchange.client_address:
+        chain.append(exchange.client_address.encode("ascii"))
+    if chain:
+        fields.append((_XFF, b", ".join(chain)))
+    fields.append((_XFP, _HTTPS if exchange.is_ssl else _HTTP))
+    if exchange.host:
+        fields.append((_XFH, exchange.host))
+    return fields
+
+
 def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
     """
     Whether a request asks for a WebSocket: a C{GET} whose C{Upgrade} field
@@ -250,6 +291,14 @@ class ResponseSink(Protocol):
     @property
     def started(self) -> bool:
         """Whether the status line was written."""
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client disconnected (nobody is left to answer)."""
+
+    @property
+    def bytes_written(self) -> int:
+        """The body bytes written so far."""
 
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """Begin the response with a status and headers (names as sent)."""

@@ -125,7 +125,7 @@ class BuiltBalancer:
         self.websocket: WebSocketBridge | None = None
         if config.websocket:
             self.websocket = WebSocketBridge(
-                self.balancer, backends, reactor,  # type: ignore[arg-type]
+                self.dispatcher, backends, reactor,  # type: ignore[arg-type]
                 max_message_size=config.ws_max_message_size,
                 x_forwarded=x_forwarded,
             )
