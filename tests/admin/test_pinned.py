@@ -1,13 +1,26 @@
 """
 The approximate distinct counter behind "sessions pinned per member": its
-accuracy on known inputs, its fixed memory, and its window on an injected clock.
+accuracy on known inputs, its fixed memory, and its window on an injected clock;
+and how L{PinnedSessions} finds a request's session.
 """
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from twisted_lb.admin.pinned import RELATIVE_ERROR, DistinctCounter
+import attrs
+import pytest
+from twisted.web.test.requesthelper import DummyRequest
+
+from twisted_lb.admin.pinned import (
+    RECENT_LIMIT,
+    RELATIVE_ERROR,
+    DistinctCounter,
+    PinnedSessions,
+)
+from twisted_lb.balancer import MemberStatus, StickyConfig
+
+from .helpers import FakeProxy
 
 
 def ids(count: int, start: int = 0) -> list[bytes]:
@@ -69,3 +82,59 @@ def test_window_expires_on_the_clock() -> None:
 def test_precision_is_checked() -> None:
     with pytest.raises(ValueError, match="precision must be between 4 and 16"):
         DistinctCounter(precision=20)
+
+
+def sticky_entry(
+    proxy: FakeProxy, route: str, *cookies: bytes, uri: bytes = b"/app"
+) -> dict[str, Any]:
+    request = DummyRequest([b""])
+    request.uri = uri
+    if cookies:
+        request.requestHeaders.setRawHeaders(b"cookie", list(cookies))
+    return {"request": request, "balancer": "app", "member": proxy.member(route).name}
+
+
+def test_a_cookie_header_is_read_again_when_the_sticky_settings_change() -> None:
+    """A remembered Cookie header is not trusted once the balancer's sticky cookie changed."""
+    proxy = FakeProxy()
+    pinned = PinnedSessions(proxy.balancers, proxy.reactor)
+    header = b"JSESSIONID=A.node1; OTHER=B.node1"
+    for _ in range(3):
+        pinned.observe(sticky_entry(proxy, "node1", header))
+    assert pinned.estimate("app", proxy.member("node1").name) == 1
+    built = proxy.balancers["app"]
+    built.config = attrs.evolve(built.config, sticky=StickyConfig(cookie_names=("OTHER",)))
+    pinned.observe(sticky_entry(proxy, "node1", header))  # now session B
+    assert pinned.estimate("app", proxy.member("node1").name) == 2
+
+
+def test_the_session_naming_the_member_is_counted() -> None:
+    """With several session ids, the one whose route names the member counts, on each member."""
+    proxy = FakeProxy()
+    pinned = PinnedSessions(proxy.balancers, proxy.reactor)
+    for route in ("node1", "node2"):
+        proxy.balancers["app"].balancer.set_status(proxy.member(route), MemberStatus.DRAINING)
+    both = b"JSESSIONID=A.node2; JSESSIONID=B.node1"
+    pinned.observe(sticky_entry(proxy, "node2", both))
+    pinned.observe(sticky_entry(proxy, "node1", both))
+    pinned.observe(sticky_entry(proxy, "node1", b"JSESSIONID=B.node1"))
+    pinned.observe(sticky_entry(proxy, "node2", b"JSESSIONID=A.node2"))
+    pinned.observe(sticky_entry(proxy, "node1", uri=b"/app;jsessionid=B.node1"))
+    pinned.observe(sticky_entry(proxy, "node1", b"lang=en"))  # no session: not counted
+    for route in ("node1", "node2"):
+        assert pinned.summary("app", proxy.member(route).name)["sessions"] == 1
+        assert pinned.estimate("app", proxy.member(route).name) == 1
+
+
+def test_remembered_cookie_headers_are_bounded() -> None:
+    """However many distinct Cookie headers come, at most RECENT_LIMIT are remembered."""
+    proxy = FakeProxy()
+    pinned = PinnedSessions(proxy.balancers, proxy.reactor)
+    long = b"JSESSIONID=L.node1; pad=" + b"x" * 2000
+    pinned.observe(sticky_entry(proxy, "node1", long))
+    for i in range(RECENT_LIMIT + 10):
+        pinned.observe(sticky_entry(proxy, "node1", b"JSESSIONID=%d.node1" % i))
+        assert len(pinned._recent["app"][1]) <= RECENT_LIMIT
+    assert long not in pinned._recent["app"][1]  # too long to be remembered
+    estimate = pinned.estimate("app", proxy.member("node1").name)
+    assert abs(estimate - (RECENT_LIMIT + 11)) <= 3 * RELATIVE_ERROR * RECENT_LIMIT

@@ -8,9 +8,11 @@ because of its session route is noted with its session id.
 For every member, the distinct sessions seen in the last L{WINDOW} seconds
 are estimated by a L{DistinctCounter}: a HyperLogLog sketch per minute, the
 sketches of the window merged when the figure is read.  Each sticky request
-costs one hash and one register update; each member costs a fixed
-C{BUCKETS * 2 ** PRECISION} bytes (22 KiB), whatever the traffic.  The
-estimate's relative standard error is L{RELATIVE_ERROR} (2.3 %).
+costs at most one hash and one register update; each member costs a fixed
+11 sketches of C{2 ** PRECISION} bytes (22 KiB), whatever the traffic.  The
+estimate's relative standard error is L{RELATIVE_ERROR} (2.3 %).  The session
+id found in a C{Cookie} header is remembered by that header (a bounded table
+per balancer), so a session's later requests neither parse nor hash it again.
 
 A draining member is counted exactly as well (pitfall 9: draining must not
 drop logged-in users): its sessions are remembered with the time each was
@@ -31,6 +33,7 @@ from twisted_lb.balancer import MemberStatus, find_session_ids
 
 __all__ = [
     "BUCKET",
+    "RECENT_LIMIT",
     "PRECISION",
     "RELATIVE_ERROR",
     "WINDOW",
@@ -49,7 +52,13 @@ PRECISION = 11
 #: The relative standard error of an estimate (1.04 / sqrt(registers)).
 RELATIVE_ERROR = 1.04 / math.sqrt(2**PRECISION)
 
+#: At most this many Cookie headers per balancer are remembered with their session id.
+RECENT_LIMIT = 4096
+#: Longer Cookie headers are not remembered (so the table stays under 5 MiB per balancer).
+RECENT_MAX_HEADER = 1024
+
 _DRAINING = MemberStatus.DRAINING
+_UNKNOWN: Any = object()
 _from_bytes = int.from_bytes
 _HASH_BITS = 64
 #: 2 ** -k for every register value k.
@@ -114,9 +123,12 @@ class DistinctCounter:
 
     def add(self, key: bytes, now: float) -> None:
         """Note C{key} seen at C{now}."""
+        self.add_hash(hash_key(key), now)
+
+    def add_hash(self, h: int, now: float) -> None:
+        """Note a key seen at C{now}, given its L{hash_key}."""
         if not self._current_from <= now < self._current_until:
             self._rotate(now)
-        h = _from_bytes(_blake2b(key, digest_size=8).digest(), "big")
         rank = self._rest_bits - (h & self._rest_mask).bit_length() + 1
         index = h >> self._rest_bits
         sketch = self._current
@@ -153,6 +165,11 @@ class DistinctCounter:
         return _estimate(merged)
 
 
+def hash_key(key: bytes) -> int:
+    """The 64-bit hash a L{DistinctCounter} counts C{key} by (BLAKE2b, the same in every process)."""
+    return _from_bytes(_blake2b(key, digest_size=8).digest(), "big")
+
+
 def _estimate(registers: bytes) -> int:
     m = len(registers)
     zeros = registers.count(0)
@@ -178,6 +195,8 @@ class PinnedSessions:
         self.window = window
         self._seen: dict[tuple[str, str], dict[bytes, float]] = {}
         self._counters: dict[tuple[str, str], DistinctCounter] = {}
+        #: Per balancer: the sticky settings, and the session (id, hash) of recent Cookie headers.
+        self._recent: dict[str, tuple[Any, dict[bytes, tuple[bytes, int] | None]]] = {}
 
     def observe(self, entry: dict[str, Any]) -> None:
         """Note a finished request (an access-log entry) that was routed by its session."""
@@ -187,21 +206,16 @@ class PinnedSessions:
         member = built.balancer.member_by_name(entry["member"])
         if member is None:
             return
-        request = entry["request"]
-        cookies = request.requestHeaders.getRawHeaders(b"cookie", [])
-        ids = find_session_ids(cookies, request.uri, built.config.sticky)
-        if not ids:
+        found = self._session(entry["balancer"], built.config.sticky, member, entry["request"])
+        if found is None:
             return
-        session = ids[0]
-        if len(ids) > 1:
-            suffix = (built.config.sticky.separator + member.route).encode("latin-1", "replace")
-            session = next((i for i in ids if i.endswith(suffix)), session)
+        session, h = found
         key = (entry["balancer"], member.name)
         now = self._clock.seconds()
         counter = self._counters.get(key)
         if counter is None:
             counter = self._counters[key] = DistinctCounter(self.window)
-        counter.add(session, now)
+        counter.add_hash(h, now)
         if member.status is not _DRAINING:
             return
         seen = self._seen.setdefault(key, {})
@@ -210,6 +224,44 @@ class PinnedSessions:
             if len(seen) >= LIMIT:
                 return
         seen[session] = now
+
+    def _session(
+        self, balancer: str, sticky: Any, member: Any, request: Any
+    ) -> tuple[bytes, int] | None:
+        """
+        The session id a request was routed by, and its L{hash_key}.
+
+        A browser sends the same C{Cookie} header with every request of a
+        session, so the answer for a request with one short C{Cookie} header
+        and no path parameter is remembered by that header (up to
+        L{RECENT_LIMIT} headers per balancer, forgotten all at once past
+        that, and when the balancer's sticky settings change).
+        """
+        cookies = request.requestHeaders.getRawHeaders(b"cookie", [])
+        uri = request.uri
+        table: dict[bytes, tuple[bytes, int] | None] | None = None
+        if len(cookies) == 1 and len(cookies[0]) <= RECENT_MAX_HEADER and b";" not in uri:
+            recent = self._recent.get(balancer)
+            if recent is None or recent[0] is not sticky:
+                recent = self._recent[balancer] = (sticky, {})
+            table = recent[1]
+            known = table.get(cookies[0], _UNKNOWN)
+            if known is not _UNKNOWN:
+                return known
+        ids = find_session_ids(cookies, uri, sticky)
+        if not ids:
+            found = None
+        elif len(ids) == 1:
+            found = (ids[0], hash_key(ids[0]))
+        else:  # the one naming this member, which depends on the member: not remembered
+            suffix = (sticky.separator + member.route).encode("latin-1", "replace")
+            session = next((i for i in ids if i.endswith(suffix)), ids[0])
+            return session, hash_key(session)
+        if table is not None:
+            if len(table) >= RECENT_LIMIT:
+                table.clear()
+            table[cookies[0]] = found
+        return found
 
     def _prune(self, seen: dict[bytes, float], now: float) -> None:
         old = [key for key, at in seen.items() if now - at > self.window]
