@@ -12,12 +12,14 @@ import attrs
 import pytest
 from twisted.web.test.requesthelper import DummyRequest
 
+from twisted_lb.admin.metrics import RequestMetrics
 from twisted_lb.admin.pinned import (
     RECENT_LIMIT,
     RELATIVE_ERROR,
     DistinctCounter,
     PinnedSessions,
 )
+from twisted_lb.admin.view import describe_balancer
 from twisted_lb.balancer import MemberStatus, StickyConfig
 
 from .helpers import FakeProxy
@@ -138,3 +140,16 @@ def test_remembered_cookie_headers_are_bounded() -> None:
     assert long not in pinned._recent["app"][1]  # too long to be remembered
     estimate = pinned.estimate("app", proxy.member("node1").name)
     assert abs(estimate - (RECENT_LIMIT + 11)) <= 3 * RELATIVE_ERROR * RECENT_LIMIT
+
+
+def test_no_figure_for_a_balancer_without_stickiness() -> None:
+    """A balancer without stickysession shows no sessions (nothing could be counted)."""
+    proxy = FakeProxy()
+    pinned = PinnedSessions(proxy.balancers, proxy.reactor)
+    built = proxy.balancers["app"]
+    assert all(m["pinned"]["sessions"] == 0 for m in describe_balancer(built, pinned)["members"])
+    built.config = attrs.evolve(built.config, sticky=None)
+    pinned.observe(sticky_entry(proxy, "node1", b"JSESSIONID=A.node1"))
+    assert all(m["pinned"] is None for m in describe_balancer(built, pinned)["members"])
+    text = RequestMetrics(proxy.balancers, pinned).render()[0].decode()
+    assert "twisted_lb_member_pinned_sessions{" not in text
