@@ -153,3 +153,18 @@ def test_no_figure_for_a_balancer_without_stickiness() -> None:
     assert all(m["pinned"] is None for m in describe_balancer(built, pinned)["members"])
     text = RequestMetrics(proxy.balancers, pinned).render()[0].decode()
     assert "twisted_lb_member_pinned_sessions{" not in text
+
+
+def test_a_removed_member_is_forgotten() -> None:
+    """What is kept for a member goes when the member is removed (memory follows the members)."""
+    proxy = FakeProxy()
+    pinned = PinnedSessions(proxy.balancers, proxy.reactor)
+    member = proxy.member("node2")
+    proxy.balancers["app"].balancer.set_status(member, MemberStatus.DRAINING)
+    pinned.observe(sticky_entry(proxy, "node2", b"JSESSIONID=A.node2"))
+    assert ("app", member.name) in pinned._counters and ("app", member.name) in pinned._seen
+    proxy.balancers["app"].balancer.remove_member(member)
+    proxy.reactor.advance(60)
+    assert pinned.summary("app", member.name)["sessions"] == 0
+    assert ("app", member.name) not in pinned._counters
+    assert ("app", member.name) not in pinned._seen

@@ -197,6 +197,7 @@ class PinnedSessions:
         self._counters: dict[tuple[str, str], DistinctCounter] = {}
         #: Per balancer: the sticky settings, and the session (id, hash) of recent Cookie headers.
         self._recent: dict[str, tuple[Any, dict[bytes, tuple[bytes, int] | None]]] = {}
+        self._next_forget = 0.0
 
     def observe(self, entry: dict[str, Any]) -> None:
         """Note a finished request (an access-log entry) that was routed by its session."""
@@ -268,6 +269,16 @@ class PinnedSessions:
         for key in old:
             del seen[key]
 
+    def _forget_removed(self) -> None:
+        """Drop what is kept for members (or balancers) that are gone, so memory follows the members."""
+        for key in [*self._counters, *self._seen]:
+            built = self._balancers.get(key[0])
+            if built is None or built.balancer.member_by_name(key[1]) is None:
+                self._counters.pop(key, None)
+                self._seen.pop(key, None)
+        for balancer in [b for b in self._recent if b not in self._balancers]:
+            del self._recent[balancer]
+
     def estimate(self, balancer: str, member: str) -> int:
         """The estimated distinct sessions seen on a member in the window."""
         counter = self._counters.get((balancer, member))
@@ -286,6 +297,9 @@ class PinnedSessions:
         found = built.balancer.member_by_name(member) if built is not None else None
         draining = found is not None and found.status is _DRAINING
         now = self._clock.seconds()
+        if now >= self._next_forget:
+            self._forget_removed()
+            self._next_forget = now + BUCKET
         out: dict[str, Any] = {
             "exact": draining,
             "last_seen_seconds_ago": None,
