@@ -4,7 +4,8 @@ Playwright) against a real proxy process (C{twistd -n lbproxy --demo} on free
 loopback ports, stopped by PID): the page lists both nodes, clicking
 "Disable" changes the member's state on the page and the traffic follows
 (every request then reaches the other node, even one whose session named the
-disabled node); draining keeps sticky users and shows them as pinned.
+disabled node); draining keeps sticky users and shows them as pinned, and an
+active member shows its sticky sessions estimated.
 
 Skipped when chromium or Playwright is missing, unless C{LB_REQUIRE_BROWSER=1}
 (CI), which turns the skip into a failure.  With C{LB_SCREENSHOT_DIR} set, the
@@ -182,9 +183,12 @@ def test_disable_in_the_browser_moves_the_traffic(demo: Demo, page) -> None:
     page.wait_for_selector('tr[data-route="node2"] [data-state="draining"]')
     assert {demo.session()["node"] for _ in range(4)} == {"node1"}
     assert demo.session(node2_session)["node"] == "node2"
+    for _ in range(3):  # node1's session, sticky again: estimated on the active member
+        assert demo.session(node1_session)["node"] == "node1"
     page.reload()
     row = page.locator('tr[data-route="node2"]').inner_text()
     assert "1 session(s) in the last 10 min" in row
+    assert "\u2248 1 session (10 min)" in page.locator('tr[data-route="node1"]').inner_text()
     _shot(page, "manager-draining.png")
 
     # A load factor typed into the page.

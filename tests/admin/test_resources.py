@@ -339,3 +339,30 @@ def test_page_says_version_uptime_file_and_last_reload(admin: AdminRoot, proxy: 
         f"twisted_lb {__version__} · up 2 min · configuration /etc/twisted_lb/site.toml · "
         "last reload 60 s ago: members added: app/node3"
     ) in page
+
+
+def test_sessions_estimated_on_every_member(admin: AdminRoot, proxy: FakeProxy) -> None:
+    """
+    An active member's distinct sticky sessions are estimated and shown on the
+    page, in the API and in /metrics; they leave the window after 10 to 11 minutes.
+    """
+    metrics = admin.children[b"metrics"]._metrics
+    for i in range(120):
+        for _ in range(2):
+            metrics.observe(entry(proxy, "node1", sticky=True,
+                                  headers={b"cookie": b"JSESSIONID=S%d.node1" % i}))
+    metrics.observe(entry(proxy, "node2", sticky=False, headers={b"cookie": b"JSESSIONID=X.node2"}))
+    node1, node2 = proxy.member("node1").name, proxy.member("node2").name
+    described = exchange(admin, "GET", "/api/balancers/app/members/node1").json()["pinned"]
+    assert described["exact"] is False and described["window_seconds"] == 600
+    assert abs(described["sessions"] - 120) <= 3 and described["relative_error"] < 0.025
+    assert exchange(admin, "GET", "/api/balancers/app/members/node2").json()["pinned"]["sessions"] == 0
+    page = exchange(admin, "GET", "/").text
+    assert f"\u2248 {described['sessions']} sessions (10 min)" in page
+    assert "\u2248 0 sessions (10 min)" in page  # node2: its only request was not sticky
+    s = samples(exchange(admin, "GET", "/metrics").text)
+    labels = lambda member, route: (("balancer", "app"), ("member", member), ("route", route))  # noqa: E731
+    assert s[("twisted_lb_member_pinned_sessions", labels(node1, "node1"))] == described["sessions"]
+    assert s[("twisted_lb_member_pinned_sessions", labels(node2, "node2"))] == 0
+    proxy.reactor.advance(660)
+    assert exchange(admin, "GET", "/api/balancers/app/members/node1").json()["pinned"]["sessions"] == 0

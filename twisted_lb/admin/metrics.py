@@ -259,7 +259,8 @@ class SnapshotCollector(Collector):
         lbset = gauge("twisted_lb_member_lbset", "The member's lbset.")
         check = gauge("twisted_lb_member_check_up", "1 when the member's last health check passed.")
         pinned = gauge("twisted_lb_member_pinned_sessions",
-                       "Sessions seen on a draining member within the manager's window.")
+                       "Distinct sticky sessions seen on the member within the manager's window "
+                       "(exact while it drains, else estimated).")
         counters = [(key, counter(name, text)) for key, name, text in _MEMBER_COUNTERS]
         for name, built in list(self._balancers.items()):
             for m in built.balancer.snapshot()["members"]:
@@ -274,7 +275,7 @@ class SnapshotCollector(Collector):
                 ok = _check_ok(m.get("check"))
                 if ok is not None:
                     check.add_metric(key, 1.0 if ok else 0.0)
-                if self._pinned is not None and m["status"] == "draining":
+                if self._pinned is not None and built.config.sticky is not None:
                     pinned.add_metric(key, self._pinned.summary(name, m["name"])["sessions"])
                 for field, family in counters:
                     family.add_metric(key, m[field])

@@ -81,6 +81,11 @@ def _pinned(pinned: dict[str, Any] | None) -> str:
     if pinned is None:
         return ""
     minutes = pinned["window_seconds"] / 60
+    if not pinned["exact"]:
+        count = pinned["sessions"]
+        text = f"\u2248 {count} session{'' if count == 1 else 's'} ({minutes:g} min)"
+        error = f"estimated, \u00b1{pinned['relative_error']:.1%}"
+        return f'<br><span class="small" title="{error}">{escape(text)}</span>'
     text = f"{pinned['sessions']} session(s) in the last {minutes:g} min"
     if pinned["last_seen_seconds_ago"] is not None:
         text += f", last {pinned['last_seen_seconds_ago']:g} s ago"

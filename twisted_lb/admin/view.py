@@ -2,8 +2,9 @@
 What the manager shows of the running balancers, as plain JSON-able values:
 the balancers' own snapshots plus each member's URL, a sentence saying whether
 and why it takes requests, the state it is really in and its last check in
-words, whether it is the last member taking new requests, and, for a
-draining member, the sessions still pinned to it.  The HTML page and the JSON API both show exactly this.
+words, whether it is the last member taking new requests, and the sticky
+sessions pinned to it (estimated, exact for a draining member).  The HTML page
+and the JSON API both show exactly this.
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def describe_member(
     )
     out["pinned"] = (
         pinned.summary(built.config.name, m["name"])
-        if pinned is not None and m["status"] == "draining"
+        if pinned is not None and built.config.sticky is not None
         else None
     )
     return out
