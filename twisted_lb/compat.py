@@ -253,12 +253,13 @@ _TCP_TRANSPORTS = frozenset({tcp.Server, tcp.Client})
 #: The largest plaintext of one TLS record (what Twisted encrypts per call too).
 _TLS_RECORD = 2**14
 
+_bio_get_mem_data = SSL._lib.BIO_get_mem_data  # type: ignore[attr-defined]
+_NULL = SSL._ffi.NULL  # type: ignore[attr-defined]
+
 
 def _bio_pending(bio: Any) -> int:
     """The bytes waiting in C{bio}, a memory BIO of a pyOpenSSL C{Connection}."""
-    from OpenSSL.SSL import _ffi, _lib
-
-    return int(_lib.BIO_get_mem_data(bio, _ffi.NULL))
+    return int(_bio_get_mem_data(bio, _NULL))
 
 
 def _tls_ready(transport: Any) -> bool:
