@@ -100,6 +100,7 @@ def test_templates_and_errors() -> None:
     assert parse_template("a%%b%{BALANCER_NAME}ec") == ("a%b", ("BALANCER_NAME",), "c")
     with pytest.raises(TemplateError, match="%t"):
         parse_template("t=%t")
+    assert parse_template("%{REQUEST_SCHEME}e") == (("REQUEST_SCHEME",),)
     with pytest.raises(TemplateError, match="HOME"):
         parse_template("%{HOME}e")
     with pytest.raises(TemplateError, match="env=foo"):
@@ -117,9 +118,33 @@ def test_balancer_variables() -> None:
         "BALANCER_WORKER_NAME": "ajp://h:1",
         "BALANCER_WORKER_ROUTE": "n1",
         "BALANCER_ROUTE_CHANGED": "1",
+        "REQUEST_SCHEME": "http",
     }
     assert "BALANCER_ROUTE_CHANGED" not in balancer_variables("app", "ajp://h:1", "n1", True, True)
     assert "BALANCER_ROUTE_CHANGED" not in balancer_variables(
         "app", "ajp://h:1", "n1", False, False
     )
-    assert balancer_variables("app", None, "", True, False) == {"BALANCER_NAME": "balancer://app"}
+    assert balancer_variables("app", None, "", True, False) == {
+        "BALANCER_NAME": "balancer://app",
+        "REQUEST_SCHEME": "http",
+    }
+
+
+def test_connection_variables() -> None:
+    """HTTPS and REQUEST_SCHEME tell TLS clients apart, in requests and responses."""
+    edits = HeaderEdits(
+        request=(
+            HeaderEdit("set", "X-Forwarded-Proto", "%{REQUEST_SCHEME}e"),
+            HeaderEdit("set", "X-Secure", "1", condition="HTTPS"),
+        ),
+        response=(HeaderEdit("set", "Strict-Transport-Security", "max-age=1", condition="HTTPS"),),
+    )
+    assert edits.edit_request([], secure=True) == [
+        (b"x-forwarded-proto", b"https"),
+        (b"x-secure", b"1"),
+    ]
+    assert edits.edit_request([], secure=False) == [(b"x-forwarded-proto", b"http")]
+    secure = balancer_variables("app", None, "", False, False, secure=True)
+    assert edits.edit_response([], secure, False) == [(b"Strict-Transport-Security", b"max-age=1")]
+    plain = balancer_variables("app", None, "", False, False)
+    assert edits.edit_response([], plain, False) == []

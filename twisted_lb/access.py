@@ -19,7 +19,7 @@ from urllib.parse import unquote_to_bytes
 
 import attrs
 
-__all__ = ["ORDERS", "AccessRule", "AccessRules", "parse_network"]
+__all__ = ["ORDERS", "AccessRule", "AccessRules", "parse_network", "plain_path"]
 
 #: How a rule combines its lists: C{require} (in C{allow}, Apache 2.4's
 #: C{Require}), C{deny,allow} (not in C{deny} or in C{allow}: allowed by
@@ -142,14 +142,14 @@ class AccessRules:
         with C{;} parameters) from C{client} may pass: the last rule that
         covers the path decides.
         """
-        plain = _plain_path(path)
+        plain = plain_path(path)
         for rule in reversed(self.rules):
             if rule.covers(plain):
                 return rule.allows(client, local)
         return True
 
 
-def _plain_path(path: bytes) -> bytes:
+def plain_path(path: bytes) -> bytes:
     """The path as rules see it: percent-decoded, without C{;} parameters in any segment."""
     if b";" in path:
         path = b"/".join(segment.split(b";", 1)[0] for segment in path.split(b"/"))

@@ -102,6 +102,7 @@ class DemoApp:
             "query": None if f.query_string is None else f.query_string.decode("latin-1"),
             "remote_addr": f.remote_addr.decode("latin-1"),
             "is_ssl": f.is_ssl,
+            "ssl_cert": None if f.ssl_cert is None else f.ssl_cert.decode("latin-1"),
             "route": None if f.route is None else f.route.decode("latin-1"),
             "secret_sent": f.secret is not None,
             "attributes": {k.decode("latin-1"): v.decode("latin-1") for k, v in f.request_attributes},

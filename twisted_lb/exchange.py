@@ -16,16 +16,19 @@ from typing import IO, Any, Protocol
 
 import attrs
 
+from twisted_lb.request_body import StreamedBody
 from twisted_lb.rewrite import RouteRewriting
 
 __all__ = [
     "HOP_BY_HOP",
     "ClientSink",
     "Exchange",
+    "FORWARDING_FIELDS",
     "ResponseSink",
     "IDEMPOTENT_METHODS",
     "connection_options",
     "field_problem",
+    "forwarding_headers",
     "member_path",
     "response_head_problem",
     "request_protocol",
@@ -104,6 +107,45 @@ def field_problem(name: bytes, value: bytes) -> str | None:
             byte = _BYTE_NAMES[found.group()[0]]
             return f"header {what} {name[:64]!r} holds {byte}"
     return None
+_XFF = b"x-forwarded-for"
+_XFP = b"x-forwarded-proto"
+_XFH = b"x-forwarded-host"
+_HTTPS, _HTTP = b"https", b"http"
+
+#: The request fields the proxy builds itself when it adds forwarding
+#: fields (L{forwarding_headers}): a client's own are not passed on
+#: (its C{X-Forwarded-For} values are carried into the proxy's).
+FORWARDING_FIELDS = frozenset({_XFF, _XFP, _XFH})
+
+
+def forwarding_headers(
+    exchange: Exchange, forwarded_for: Sequence[bytes] = ()
+) -> list[tuple[bytes, bytes]]:
+    """
+    The forwarding fields a member gets with C{exchange}, for every kind of
+    member (HTTP requests and WebSocket upgrades alike): C{X-Forwarded-For},
+    the chain the client came through followed by the client's address (as
+    Apache's C{ProxyAddHeaders On} appends it); C{X-Forwarded-Proto}, the
+    scheme the client used; C{X-Forwarded-Host}, the client's Host. The
+    caller leaves the client's own fields of these names
+    (L{FORWARDING_FIELDS}) out.
+
+    @param forwarded_for: the client's own C{X-Forwarded-For} values, in
+        order.
+    @return: C{(name, value)} pairs, names in lower case.
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    chain = list(forwarded_for)
+    if exchange.client_address:
+        chain.append(exchange.client_address.encode("ascii"))
+    if chain:
+        fields.append((_XFF, b", ".join(chain)))
+    fields.append((_XFP, _HTTPS if exchange.is_ssl else _HTTP))
+    if exchange.host:
+        fields.append((_XFH, exchange.host))
+    return fields
+
+
 def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
     """
     Whether a request asks for a WebSocket: a C{GET} whose C{Upgrade} field
@@ -184,7 +226,10 @@ class Exchange:
     @ivar ssl_cert: the client's certificate chain (PEM, its own first), if
         it presented one.
     @ivar body: the request body (seekable), or C{None} for none.
-    @ivar body_length: the body's length in bytes.
+    @ivar body_length: the body's length in bytes; -1 for a streamed body of
+        unknown length (chunked).
+    @ivar body_stream: the request body when it is streamed from the client
+        as it arrives (then L{body} is C{None}): read once, never replayed.
     @ivar session_routes: candidate sticky routes found in the request.
     @ivar preserve_host: send the client's Host to HTTP members.
     @ivar public_prefix: the route's public path prefix (for rewriting answers).
@@ -208,6 +253,7 @@ class Exchange:
     is_ssl: bool
     body: IO[bytes] | None = None
     body_length: int = 0
+    body_stream: StreamedBody | None = None
     ssl_protocol: bytes | None = None
     ssl_cipher: bytes | None = None
     ssl_key_size: int | None = None
@@ -226,6 +272,18 @@ class Exchange:
         """Whether the request may be replayed after it may have reached a member."""
         return self.method in IDEMPOTENT_METHODS and self.body_length == 0
 
+    @property
+    def body_sent(self) -> bool:
+        """Whether bytes of a streamed body went to a member (it cannot be sent again)."""
+        stream = self.body_stream
+        return stream is not None and stream.sent > 0
+
+    @property
+    def body_bytes(self) -> int:
+        """The body bytes sent to the member (for a streamed body: so far)."""
+        stream = self.body_stream
+        return self.body_length if stream is None else stream.sent
+
 
 class ResponseSink(Protocol):
     """Where a backend writes the member's response."""
@@ -233,6 +291,14 @@ class ResponseSink(Protocol):
     @property
     def started(self) -> bool:
         """Whether the status line was written."""
+
+    @property
+    def gone(self) -> bool:
+        """Whether the client disconnected (nobody is left to answer)."""
+
+    @property
+    def bytes_written(self) -> int:
+        """The body bytes written so far."""
 
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """Begin the response with a status and headers (names as sent)."""

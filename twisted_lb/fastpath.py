@@ -17,7 +17,6 @@ check it has. The lane is chosen per request, on the same connection.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -27,22 +26,22 @@ import attrs
 import httptools
 from twisted.web.http_headers import Headers
 
+from twisted_lb.errors import ErrorPage, plain_error_page
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink, connection_options
-from twisted_lb.routing import valid_host
+from twisted_lb.http_rules import control_in_head, host_problem
 from twisted_lb.sendnow import send_now, send_parts_now
 
 if TYPE_CHECKING:
     from twisted_lb.frontend import LimitedHTTPChannel
 
-__all__ = ["SimpleHead", "parse_simple_head", "RawResponse", "FastRequest"]
+__all__ = ["RequestHead", "SimpleHead", "parse_head", "parse_simple_head", "RawResponse", "FastRequest"]
 
 #: Methods the fast lane serves: no request body, safe to retry.
 FAST_METHODS = frozenset({b"GET", b"HEAD"})
-#: Request headers that send a request to twisted.web's path (a body, an
-#: upgrade, a 100-continue).
-_FULL_PATH_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
-#: Control characters other than HTAB, CR and LF anywhere in the head.
-_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: Request headers that frame a body or change how the head is answered.
+_FRAMING_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"upgrade", b"expect"})
+_TRANSFER_ENCODING = b"transfer-encoding"
+_EXPECT = b"expect"
 _HOST = b"host"
 _CONNECTION = b"connection"
 
@@ -86,31 +85,48 @@ date_header = _DateHeader()
 
 
 @attrs.frozen
-class SimpleHead:
+class RequestHead:
     """
     A request head the fast lane serves.
 
-    @ivar method: C{GET} or C{HEAD}.
+    @ivar method: the request method.
     @ivar uri: the request target as sent (origin form is checked later).
     @ivar headers: C{(lower-case name, value)} pairs in the client's order.
     @ivar keep_alive: whether the client lets the connection stay open.
+    @ivar length: the body's C{Content-Length}, or C{None} (no body, or a
+        chunked one).
+    @ivar chunked: whether the body comes with C{Transfer-Encoding: chunked}.
+    @ivar expect_continue: whether the client waits for C{100 Continue}.
     """
 
     method: bytes
     uri: bytes
     headers: list[tuple[bytes, bytes]]
     keep_alive: bool
+    length: int | None = None
+    chunked: bool = False
+    expect_continue: bool = False
+
+    @property
+    def has_body(self) -> bool:
+        """Whether a body follows the head (framed by a length or chunks)."""
+        return self.chunked or self.length is not None
+
+
+#: The name the fast lane's GET/HEAD heads had first.
+SimpleHead = RequestHead
 
 
 class _Collector:
     """httptools callbacks: collect the URL and the headers."""
 
-    __slots__ = ("url", "headers", "complete")
+    __slots__ = ("url", "headers", "complete", "head_done")
 
     def __init__(self) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.complete = False
+        self.head_done = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -118,16 +134,19 @@ class _Collector:
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
+    def on_headers_complete(self) -> None:
+        self.head_done = True
+
     def on_message_complete(self) -> None:
         self.complete = True
 
 
-def parse_simple_head(data: bytes, max_headers: int) -> SimpleHead | None:
+def parse_simple_head(data: bytes, max_headers: int) -> RequestHead | None:
     """
     Parse C{data} when it is exactly one simple request head.
 
     Simple means: the whole head and nothing else (it ends with the empty
-    line), HTTP/1.1, C{GET} or C{HEAD}, exactly one C{Host}, no
+    line), HTTP/1.1, C{GET} or C{HEAD}, exactly one valid C{Host}, no
     C{Content-Length}, C{Transfer-Encoding}, C{Upgrade} or C{Expect}, no
     control characters, at most C{max_headers} fields, and valid for llhttp.
 
@@ -136,7 +155,24 @@ def parse_simple_head(data: bytes, max_headers: int) -> SimpleHead | None:
     """
     if data.find(b"\r\n\r\n") != len(data) - 4:
         return None
-    if _CTL.search(data) is not None:
+    head = parse_head(data, max_headers)
+    if head is None or head.method not in FAST_METHODS or head.has_body or head.expect_continue:
+        return None
+    return head
+
+
+def parse_head(data: bytes, max_headers: int) -> RequestHead | None:
+    """
+    Parse C{data}, one whole request head (up to and with its empty line),
+    for the fast lane: HTTP/1.1, exactly one valid C{Host}, no C{Upgrade},
+    no control characters, at most C{max_headers} fields, valid for llhttp,
+    a body framed by one C{Content-Length} or by C{Transfer-Encoding:
+    chunked} alone, C{Expect} only C{100-continue}, not C{CONNECT}.
+
+    @return: the head, or C{None} when twisted.web's path must serve it
+        (which answers whatever is wrong with it).
+    """
+    if control_in_head(data):
         return None
     collector = _Collector()
     parser = httptools.HttpRequestParser(collector)
@@ -144,28 +180,43 @@ def parse_simple_head(data: bytes, max_headers: int) -> SimpleHead | None:
         parser.feed_data(data)
     except Exception:  # HttpParserError, HttpParserUpgrade, HttpParserInvalidMethodError ...
         return None
-    if not collector.complete or parser.get_http_version() != "1.1":
+    if not collector.head_done or parser.get_http_version() != "1.1":
         return None
     method = parser.get_method()
-    if method not in FAST_METHODS:
+    if method == b"CONNECT":
         return None
     headers = collector.headers
     if len(headers) > max_headers:
         return None
-    hosts = 0
+    hosts: list[bytes] = []
     keep_alive = True
+    length: int | None = None
+    chunked = expect = False
     for name, value in headers:
-        if name in _FULL_PATH_HEADERS:
-            return None
-        if name == _HOST:
-            if not valid_host(value):
+        if name in _FRAMING_HEADERS:
+            if name == _CONTENT_LENGTH:
+                if length is not None or not value.isdigit() or len(value) > 18:
+                    return None
+                length = int(value)
+            elif name == _TRANSFER_ENCODING:
+                if chunked or value.strip(b" \t").lower() != b"chunked":
+                    return None
+                chunked = True
+            elif name == _EXPECT:
+                if expect or value.strip(b" \t").lower() != b"100-continue":
+                    return None
+                expect = True
+            else:  # upgrade
                 return None
-            hosts += 1
+        elif name == _HOST:
+            hosts.append(value)
         elif name == _CONNECTION and b"close" in connection_options((value,)):
             keep_alive = False
-    if hosts != 1:
+    if host_problem(hosts, True) is not None or (chunked and length is not None):
         return None
-    return SimpleHead(method, collector.url, headers, keep_alive)
+    if not chunked and length is None and collector.complete is False:
+        return None
+    return RequestHead(method, collector.url, headers, keep_alive, length, chunked, expect)
 
 
 class FastRequest:
@@ -313,7 +364,9 @@ class RawResponse(ClientSink):
         if not has_length and not self._bodiless:
             self._chunked = True
             parts.append(b"Transfer-Encoding: chunked\r\n")
-        if not self.keep_alive or self._channel.closing:
+        if not self.keep_alive or self._channel.closing or self._channel.body_pending:
+            # A request body still arriving is never read to its end: the
+            # connection ends with this answer.
             self.keep_alive = False
             parts.append(b"Connection: close\r\n")
         parts.append(b"\r\n")
@@ -373,11 +426,15 @@ class RawResponse(ClientSink):
             send_now(self._channel.transport, b"".join(out))
         self._channel.fast_request_done(self)
 
-    def error(self, status: int, message: str) -> None:
-        """Answer a plain-text error page (nothing of the member's was sent)."""
-        body = f"{status} {HTTPStatus(status).phrase}\n{message}\n".encode()
+    def error(self, status: int, message: str, page: ErrorPage | None = None) -> None:
+        """
+        Answer an error page (nothing of the member's was sent): C{page}, or
+        a plain-text one saying C{message}; with the route's C{Header always}
+        edits, if any.
+        """
+        content_type, body = page if page is not None else plain_error_page(status, message)
         headers = [
-            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Type", content_type),
             (b"Content-Length", b"%d" % len(body)),
         ]
         if self.header_edit is not None:

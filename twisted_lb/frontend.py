@@ -37,7 +37,9 @@ from twisted_lb.compat import switch_to_http2, tls_session_id
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
-from twisted_lb.fastpath import RawResponse, parse_simple_head
+from twisted_lb.fastpath import RawResponse, parse_head, parse_simple_head
+from twisted_lb.http_rules import refusal
+from twisted_lb.request_body import BodyError, ChunkedDecoder, LengthDecoder, StreamedBody
 from twisted_lb.tls import h2_available
 
 __all__ = [
@@ -50,24 +52,6 @@ __all__ = [
 ]
 
 _log = Logger()
-
-
-def refusal(status: int, reason: str, message: str) -> bytes:
-    """
-    A complete C{Connection: close} response for a request refused before
-    it was parsed.
-
-    @param status: the status code.
-    @param reason: its reason phrase.
-    @param message: a one-line explanation for the body.
-    """
-    body = message.encode("ascii") + b"\n"
-    return (
-        b"HTTP/1.1 %d %s\r\n"
-        b"Content-Type: text/plain; charset=utf-8\r\n"
-        b"Content-Length: %d\r\n"
-        b"Connection: close\r\n\r\n%s"
-    ) % (status, reason.encode("ascii"), len(body), body)
 
 
 def _asks_close(values: Sequence[bytes] | None) -> bool:
@@ -228,11 +212,20 @@ class LimitedHTTPChannel(TrackedChannel):
         self._send_call: IDelayedCall | None = None
         #: The fast-lane response in flight (see L{twisted_lb.fastpath}).
         self._fast: RawResponse | None = None
+        #: The fast-lane request body being received: its decoder and stream.
+        self._body_in: tuple[LengthDecoder | ChunkedDecoder, StreamedBody] | None = None
+        #: When the body's reading was paused for a slow member (the body
+        #: deadline does not run meanwhile), or C{None}.
+        self._paused_at: float | None = None
         self._connection_info: ConnectionInfo | None = None
 
     # -- reading -----------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._body_in is not None:
+            self._received += len(data)
+            self._body_received(data)
+            return
         if self._phase is _Phase.IDLE and data:
             if self._fast_lane(data):
                 return
@@ -250,7 +243,6 @@ class LimitedHTTPChannel(TrackedChannel):
         serve = getattr(getattr(self, "site", None), "fast_lane", None)
         if (
             serve is None
-            or len(data) > self.limits.max_header_bytes
             or not self.line_mode
             or self._handlingRequest
             or self._buffer  # type: ignore[attr-defined]
@@ -258,11 +250,121 @@ class LimitedHTTPChannel(TrackedChannel):
             or not self._HTTPChannel__first_line  # type: ignore[attr-defined]
         ):
             return False
-        head = parse_simple_head(data, self.limits.max_headers)
+        head = None
+        if len(data) <= self.limits.max_header_bytes:
+            head = parse_simple_head(data, self.limits.max_headers)
         if head is None:
-            return False
+            return self._stream_lane(data)
         self.resetTimeout()
         return bool(serve(self, head))
+
+    def _stream_lane(self, data: bytes) -> bool:
+        """
+        Serve C{data} in the fast lane if it starts with one whole request
+        head with a body (a C{Content-Length} within C{max_body_bytes}, or
+        chunked) and the site's resource takes it: the body is then decoded
+        here as it arrives and streamed to the member (see
+        L{twisted_lb.request_body}); nothing of it is spooled.
+        """
+        serve = getattr(getattr(self, "site", None), "stream_lane", None)
+        end = data.find(b"\r\n\r\n")
+        if serve is None or end < 0 or end + 4 > self.limits.max_header_bytes:
+            return False
+        head = parse_head(data[: end + 4], self.limits.max_headers)
+        if head is None or not head.has_body:
+            return False
+        limit = self.limits.max_body_bytes
+        if limit and head.length is not None and head.length > limit:
+            # twisted.web's path answers the 413, before any 100 Continue.
+            return False
+        decoder: LengthDecoder | ChunkedDecoder = (
+            ChunkedDecoder() if head.chunked else LengthDecoder(head.length or 0)
+        )
+        body = StreamedBody(head.length)
+        body.pause_client = self._pause_body
+        body.resume_client = self._resume_body
+        self.resetTimeout()
+        if not serve(self, head, body):
+            return False
+        rest = data[end + 4 :]
+        if head.expect_continue and not rest and not decoder.done:
+            # Admitted (a route, a length within the limit): the client may send.
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # type: ignore[union-attr]
+        self._body_in = (decoder, body)
+        self._start(_Phase.BODY, self.limits.body_timeout)
+        self._received = len(rest)
+        self._body_received(rest)
+        return True
+
+    def _body_received(self, data: bytes) -> None:
+        """Bytes of the fast-lane request body (and maybe what follows it)."""
+        assert self._body_in is not None
+        decoder, body = self._body_in
+        try:
+            pieces, rest = decoder.feed(data)
+        except BodyError as e:
+            self._body_failed(400, "Bad Request", f"the chunked body is malformed: {e}")
+            return
+        limit = self.limits.max_body_bytes
+        for piece in pieces:
+            if limit and body.length is None and body.received + len(piece) > limit:
+                self._body_failed(413, "Content Too Large", "")
+                return
+            body.feed(piece)
+        if not decoder.done:
+            return
+        self._body_in = None
+        self._paused_at = None
+        self._cancel_deadline()
+        if self._fast is not None:
+            self._phase = _Phase.HANDLING
+        body.end()
+        if rest:
+            # The next request waits for the end of this one's answer.
+            self._dataBuffer.append(rest)
+            if self.transport is not None:
+                self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def _body_failed(self, status: int, reason: str, message: str) -> None:
+        """
+        The fast-lane body cannot be completed: answer C{status} if nothing
+        of the answer went out yet, else cut the connection.
+        """
+        decoder_body, self._body_in = self._body_in, None
+        fast = self._fast
+        if status == 413:
+            transport = self.transport
+            limit = self.limits.max_body_bytes
+            _log.info(
+                "413 for {peer}: the chunked body is larger than {limit} bytes",
+                peer=str(transport.getPeer()) if transport is not None else "?",
+                limit=limit,
+            )
+            message = f"the request body is larger than {limit} bytes"
+        if decoder_body is not None:
+            decoder_body[1].fail(message)
+        if fast is not None and fast.started:
+            fast.abort()
+            return
+        if fast is not None:
+            # Nothing of this request reaches the client but the refusal.
+            self._fast = None
+            fast.client_lost()
+        self._refuse(status, reason, message)
+
+    def _pause_body(self) -> None:
+        """The member reads slower than the client sends: stop reading the client."""
+        self._paused_at = self._clock.seconds()
+        if self.transport is not None:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+
+    def _resume_body(self) -> None:
+        if self._paused_at is not None:
+            # The body deadline does not count the time the member took.
+            self._started += self._clock.seconds() - self._paused_at
+            self._paused_at = None
+        if self.transport is not None and self._body_in is not None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def fast_request_started(self, response: RawResponse) -> None:
         """A fast-lane request is being answered: hold what comes next, as twisted.web does."""
@@ -279,6 +381,14 @@ class LimitedHTTPChannel(TrackedChannel):
         if response is not self._fast:
             return
         self._fast = None
+        if self._body_in is not None:
+            # Answered before the whole body came (the member did not read
+            # it): nobody reads the rest (what comes is decoded and dropped),
+            # and the connection ends here.
+            self._paused_at = None
+            self._cancel_deadline()
+            self._body_in[1].discard()
+            response.keep_alive = False
         self._phase = _Phase.IDLE
         if self.transport is None:
             return
@@ -301,6 +411,11 @@ class LimitedHTTPChannel(TrackedChannel):
             self.setTimeout(self.timeOut)
             return
         super().timeoutConnection()
+
+    @property
+    def body_pending(self) -> bool:
+        """Whether a fast-lane request body is still arriving."""
+        return self._body_in is not None
 
     @property
     def busy(self) -> bool:
@@ -407,6 +522,12 @@ class LimitedHTTPChannel(TrackedChannel):
         if self._phase not in (_Phase.HEAD, _Phase.BODY) or self.transport is None:
             return
         now = self._clock.seconds()
+        if self._paused_at is not None:
+            # Paused for a slow member: the client is not the slow side.
+            self._deadline_call = self._clock.callLater(
+                self.limits.body_timeout, self._check_deadline
+            )
+            return
         left = self._deadline() - now
         if left > 0:
             self._deadline_call = self._clock.callLater(left, self._check_deadline)
@@ -419,6 +540,9 @@ class LimitedHTTPChannel(TrackedChannel):
             received=self._received,
             seconds=now - self._started,
         )
+        if self._body_in is not None:
+            self._body_failed(408, "Request Timeout", f"the {what} did not arrive in time")
+            return
         self._refuse(408, "Request Timeout", f"the {what} did not arrive in time")
 
     def _cancel_deadline(self) -> None:
@@ -526,6 +650,9 @@ class LimitedHTTPChannel(TrackedChannel):
         cast(ITCPTransport, self.transport).abortConnection()
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        body_in, self._body_in = self._body_in, None
+        if body_in is not None:
+            body_in[1].fail("the client went away during the upload")
         fast, self._fast = self._fast, None
         if fast is not None:
             fast.client_lost()
@@ -631,6 +758,11 @@ class FrontendSite(Site):
         #: resource can (see L{twisted_lb.fastpath}); called with the channel
         #: and the L{SimpleHead}, returns whether it took the request.
         self.fast_lane = getattr(resource, "serve_fast", None)
+        #: Serves requests with a body the same way, the body streamed (see
+        #: L{LimitedHTTPChannel._stream_lane}); called with the channel, the
+        #: L{RequestHead} and the L{StreamedBody}, returns whether it took
+        #: the request (and then dispatches it when the body is prefetched).
+        self.stream_lane = getattr(resource, "serve_stream", None)
 
     def set_server_name(self, server_name: str | None) -> None:
         """Use C{server_name} for the requests without C{Host} from now on (a reload)."""

@@ -25,6 +25,8 @@ import attrs
 __all__ = [
     "ACTIONS",
     "BALANCER_VARIABLES",
+    "CONNECTION_VARIABLES",
+    "VARIABLES",
     "HeaderEdit",
     "HeaderEdits",
     "TemplateError",
@@ -44,6 +46,13 @@ BALANCER_VARIABLES = frozenset(
         "BALANCER_ROUTE_CHANGED",
     }
 )
+#: Variables of the client connection, set for requests and responses alike:
+#: C{HTTPS} (C{on}, only over TLS) and C{REQUEST_SCHEME} (C{https} or C{http}).
+CONNECTION_VARIABLES = frozenset({"HTTPS", "REQUEST_SCHEME"})
+#: Every variable a value or a condition may name.
+VARIABLES = BALANCER_VARIABLES | CONNECTION_VARIABLES
+_SECURE = {"HTTPS": "on", "REQUEST_SCHEME": "https"}
+_PLAIN = {"REQUEST_SCHEME": "http"}
 
 _SPECIFIER = re.compile(r"%(?:%|\{([^}]*)\}([a-zA-Z])|(.?))")
 
@@ -71,12 +80,12 @@ def parse_template(text: str) -> tuple[str | tuple[str], ...]:
         name, kind, other = match.groups()
         if match.group(0) == "%%":
             parts.append("%")
-        elif name is not None and kind == "e" and name in BALANCER_VARIABLES:
+        elif name is not None and kind == "e" and name in VARIABLES:
             parts.append((name,))
         elif name is not None and kind == "e":
             raise TemplateError(
-                f"%{{{name}}}e: only the balancer's variables are known here "
-                f"({', '.join(sorted(BALANCER_VARIABLES))})"
+                f"%{{{name}}}e: only these variables are known here "
+                f"({', '.join(sorted(VARIABLES))})"
             )
         else:
             raise TemplateError(
@@ -135,10 +144,10 @@ class HeaderEdit:
     def __attrs_post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"header action {self.action!r} is not one of {sorted(ACTIONS)}")
-        if self.condition is not None and self.condition not in BALANCER_VARIABLES:
+        if self.condition is not None and self.condition not in VARIABLES:
             raise TemplateError(
-                f"env={self.condition}: only the balancer's variables can be tested "
-                f"({', '.join(sorted(BALANCER_VARIABLES))})"
+                f"env={self.condition}: only these variables can be tested "
+                f"({', '.join(sorted(VARIABLES))})"
             )
         object.__setattr__(self, "_lower", self.name.lower().encode("latin-1"))
         regex = None
@@ -218,11 +227,15 @@ class HeaderEdits:
     def __attrs_post_init__(self) -> None:
         object.__setattr__(self, "_always", tuple(e for e in self.response if e.always))
 
-    def edit_request(self, headers: Headers) -> Headers:
-        """The request headers (names in lower case) with the C{RequestHeader} edits made."""
+    def edit_request(self, headers: Headers, secure: bool = False) -> Headers:
+        """
+        The request headers (names in lower case) with the C{RequestHeader}
+        edits made, for a client connection over TLS or not.
+        """
+        env = _SECURE if secure else _PLAIN
         for edit in self.request:
-            if edit.applies(_NO_VARIABLES):
-                headers = edit.apply(headers, _NO_VARIABLES, True)
+            if edit.applies(env):
+                headers = edit.apply(headers, env, True)
         return headers
 
     def edit_response(
@@ -240,15 +253,13 @@ class HeaderEdits:
         return out
 
 
-_NO_VARIABLES: Mapping[str, str] = {}
-
-
 def balancer_variables(
     balancer: str,
     member_url: str | None,
     member_route: str,
     sticky: bool,
     chosen_by_route: bool,
+    secure: bool = False,
 ) -> dict[str, str]:
     """
     The variables of one response, as mod_proxy_balancer sets them.
@@ -259,8 +270,10 @@ def balancer_variables(
     @param sticky: whether the balancer has sticky sessions.
     @param chosen_by_route: whether the member was picked by the request's
         session route.
+    @param secure: whether the client connection is over TLS (C{HTTPS},
+        C{REQUEST_SCHEME}).
     """
-    env = {"BALANCER_NAME": f"balancer://{balancer}"}
+    env = {"BALANCER_NAME": f"balancer://{balancer}", **(_SECURE if secure else _PLAIN)}
     if member_url is None:
         return env
     env["BALANCER_WORKER_NAME"] = member_url

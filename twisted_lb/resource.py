@@ -10,10 +10,9 @@ L{twisted_lb.errors.status_for} and nowhere else.
 
 from __future__ import annotations
 
-import re
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
@@ -27,10 +26,18 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from twisted_lb.access import AccessRules
 from twisted_lb.balancer import StickyConfig, find_session_routes
+from twisted_lb.basic_auth import AuthRules
 from twisted_lb.compat import h2_connection_of
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
-from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
+from twisted_lb.errors import (
+    AttemptFailed,
+    ErrorPage,
+    NoUsableMember,
+    RequestRefused,
+    plain_error_page,
+    status_for,
+)
 from twisted_lb.exchange import (
     HOP_BY_HOP,
     ClientSink,
@@ -39,9 +46,11 @@ from twisted_lb.exchange import (
     request_protocol,
     wants_websocket,
 )
-from twisted_lb.fastpath import FastRequest, RawResponse, SimpleHead
+from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.header_edits import HeaderEdits, balancer_variables
+from twisted_lb.http_rules import control_in_value, host_problem, response_fields
+from twisted_lb.request_body import StreamedBody
 from twisted_lb.request_rules import RuleRequest
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import (
@@ -51,7 +60,6 @@ from twisted_lb.routing import (
     fallback_host,
     unsafe_path,
     unsafe_query,
-    valid_host,
 )
 
 if TYPE_CHECKING:
@@ -63,8 +71,6 @@ __all__ = ["ProxyTarget", "ProxyResource", "RedirectResource", "RequestSink"]
 _log = Logger()
 
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-#: Control characters other than HTAB: invalid in a field value (RFC 9110 §5.5).
-_CTL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _COOKIE = b"cookie"
 _CONNECTION = b"connection"
 _CONTENT_LENGTH = b"content-length"
@@ -90,6 +96,7 @@ class ProxyTarget:
     @ivar header_edits: the route's request and response header edits, or
         C{None}.
     @ivar access: who may use the route, or C{None} for everyone.
+    @ivar auth: who must log in, or C{None} for nobody.
     """
 
     dispatcher: Dispatcher
@@ -102,6 +109,7 @@ class ProxyTarget:
     allow_trace: bool = True
     header_edits: HeaderEdits | None = None
     access: AccessRules | None = None
+    auth: AuthRules | None = None
 
     @classmethod
     def for_route(
@@ -131,6 +139,7 @@ class ProxyTarget:
                 else None
             ),
             access=AccessRules(route.access) if route.access else None,
+            auth=AuthRules(route.auth) if route.auth else None,
         )
 
 
@@ -155,18 +164,10 @@ class RequestSink(ClientSink):
         request.setResponseCode(status)
         out = request.responseHeaders
         grouped: dict[bytes, list[bytes]] = {}
-        connection: list[bytes] = []
-        for name, value in headers:
-            lower = name.lower()
-            if lower in HOP_BY_HOP:
-                if lower == _CONNECTION:
-                    connection.append(value)
-                continue
+        for name, value in response_fields(headers):
             grouped.setdefault(name, []).append(value)
-        listed = connection_options(connection) if connection else frozenset()
         for name, values in grouped.items():
-            if name.lower() not in listed:
-                out.setRawHeaders(name, values)
+            out.setRawHeaders(name, values)
 
     def write(self, data: bytes) -> None:
         if not self._gone:
@@ -178,10 +179,13 @@ class RequestSink(ClientSink):
         if not self._gone:
             self._request.finish()
 
-    def error(self, status: int, message: str) -> None:
-        """Answer a plain-text error page (nothing of the member's was sent)."""
+    def error(self, status: int, message: str, page: ErrorPage | None = None) -> None:
+        """
+        Answer an error page (nothing of the member's was sent): C{page}, or
+        a plain-text one saying C{message}.
+        """
         request = self._request
-        body = _error_page(request, status, message)
+        body = _error_page(request, status, message, page)
         if self.header_edit is not None:
             _edit_error_headers(request, self.header_edit)
         request.write(body)
@@ -212,10 +216,12 @@ def _edit_error_headers(
         out.addRawHeader(name, value)
 
 
-def _error_page(request: Request, status: int, message: str) -> bytes:
+def _error_page(
+    request: Request, status: int, message: str, page: ErrorPage | None = None
+) -> bytes:
     request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    body = f"{status} {request.code_message.decode('latin-1')}\n{message}\n".encode()
+    content_type, body = page if page is not None else plain_error_page(status, message)
+    request.responseHeaders.setRawHeaders(b"content-type", [content_type])
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
     return body
 
@@ -241,38 +247,61 @@ class ProxyResource(Resource):
         router: Router[ProxyTarget],
         *,
         access_log: Callable[[dict[str, Any]], None] | None = None,
+        error_pages: Mapping[int, ErrorPage] | None = None,
     ) -> None:
+        """
+        @param error_pages: per status (502, 503, 504), the page answered
+            instead of the plain-text one when no member answered.
+        """
         super().__init__()
         self._router = router
         self._access_log = access_log
+        self._error_pages: Mapping[int, ErrorPage] = error_pages or {}
 
     def replace(
         self,
         router: Router[ProxyTarget],
         access_log: Callable[[dict[str, Any]], None] | None,
+        error_pages: Mapping[int, ErrorPage] | None = None,
     ) -> None:
         """
-        Serve the next requests with C{router} and log them to C{access_log}
-        (a reload); requests in flight finish on the target they started
-        with and are logged to the new access log.
+        Serve the next requests with C{router}, log them to C{access_log} and
+        answer C{error_pages} (a reload); requests in flight finish on the
+        target they started with and are logged to the new access log.
         """
         self._router = router
         self._access_log = access_log
+        self._error_pages = error_pages or {}
 
-    def serve_fast(self, channel: LimitedHTTPChannel, head: SimpleHead) -> bool:
+    def serve_fast(self, channel: LimitedHTTPChannel, head: RequestHead) -> bool:
         """
         Proxy a fast-lane request (see L{twisted_lb.fastpath}) and answer it
         on C{channel} with a L{RawResponse}.
 
         @return: C{False}, having done nothing, when the request needs
-            twisted.web's path (not in origin form, an unsafe path, no route,
-            an excluded path): that path answers it.
+            twisted.web's path (not in origin form, an unsafe path or query,
+            no route, an excluded path): that path answers it.
         """
+        return self._serve_raw(channel, head, None)
+
+    def serve_stream(self, channel: LimitedHTTPChannel, head: RequestHead, body: StreamedBody) -> bool:
+        """
+        Proxy a fast-lane request with a body that C{channel} streams into
+        C{body}: it is sent to a member once the body is prefetched (see
+        L{StreamedBody.when_prefetched}), and read as the member asks.
+
+        @return: C{False}, having done nothing, as L{serve_fast}.
+        """
+        return self._serve_raw(channel, head, body)
+
+    def _serve_raw(
+        self, channel: LimitedHTTPChannel, head: RequestHead, body: StreamedBody | None
+    ) -> bool:
         uri = head.uri
         if uri[:1] != b"/":
             return False
         path, _, query = uri.partition(b"?")
-        if unsafe_path(path) is not None:
+        if unsafe_path(path) is not None or (query and unsafe_query(query) is not None):
             return False
         router = self._router
         if router.by_host:
@@ -284,6 +313,8 @@ class ProxyResource(Resource):
         if match is None or match.target is None:
             return False
         target = match.target
+        if target.auth is not None:
+            return False  # logins are checked on twisted.web's path
         if target.access is not None:
             # Refusals are answered by twisted.web's path.
             info = channel.connection_info()
@@ -291,18 +322,39 @@ class ProxyResource(Resource):
                 return False
         headers, cookies, host = _forwarded_headers(head.headers)
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers)
+            headers = target.header_edits.edit_request(headers, channel.connection_info().secure)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
         info = channel.connection_info()
-        exchange = _exchange_for(
-            target, match, head.method, uri, query, headers, host, routes, info, None, 0
-        )
         request = FastRequest(head, info.client)
         sink = RawResponse(channel, request, head.keep_alive)
         channel.fast_request_started(sink)
-        self._dispatch(target, exchange, request, sink)
+
+        def dispatch() -> None:
+            body_length = 0
+            if body is not None:
+                if body.length is not None:
+                    body_length = body.length
+                elif body.ended:
+                    # A chunked body that ended before it was sent: its length is known.
+                    body_length = body.received
+                else:
+                    # An unknown length to the member (AJP: no Content-Length;
+                    # HTTP: chunked).
+                    body_length = -1
+                if body_length >= 0:
+                    headers.append((_CONTENT_LENGTH, b"%d" % body_length))
+            exchange = _exchange_for(
+                target, match, head.method, uri, query, headers, host, routes, info, None,
+                body_length, body_stream=body,
+            )
+            self._dispatch(target, exchange, request, sink)
+
+        if body is None:
+            dispatch()
+        else:
+            body.when_prefetched(dispatch)
         return True
 
     def _dispatch(
@@ -315,7 +367,7 @@ class ProxyResource(Resource):
         """Send C{exchange} to C{target}'s members; answer failures; log the request."""
         record = AttemptRecord()
         if target.header_edits is not None and target.header_edits.response:
-            sink.header_edit = partial(_edit_response, target, record)
+            sink.header_edit = partial(_edit_response, target, record, exchange.is_ssl)
         started = time.monotonic()
         d = target.dispatcher.dispatch(exchange, sink, record)
         d.addErrback(self._failed, request, sink, target)
@@ -339,7 +391,8 @@ class ProxyResource(Resource):
             refused_for: ProxyTarget | None = getattr(e, "target", None)
             if refused_for is not None and refused_for.header_edits is not None:
                 _edit_error_headers(
-                    request, partial(_edit_response, refused_for, AttemptRecord())
+                    request,
+                    partial(_edit_response, refused_for, AttemptRecord(), bool(request.isSecure())),
                 )
             return body
         if bridge is not None:
@@ -371,9 +424,21 @@ class ProxyResource(Resource):
             raise RequestRefused(400, reason)
         router = self._router.for_host(authority or request.getHeader(b"host") or b"")
         rules = router.rules
+        # Access rules and logins are for the path the client asked for
+        # (Apache's <Location>), also when a rule proxies it elsewhere.
+        asked = path
         outcome = _rule_outcome(rules, request, path, query, False) if rules else None
+        if outcome is not None and outcome.status == 1:
+            # [PT]: the rewritten path is routed as if the client had asked for it.
+            path, query = outcome.path, outcome.query or b""
+            uri = path + (b"?" + query if outcome.query is not None else b"")
+            asked = path
+            reason = unsafe_path(path)
+            if reason is not None:
+                raise RequestRefused(400, f"the rewritten path: {reason}")
+            outcome = None
         if outcome is not None and not outcome.status:
-            target = router.proxy_targets[outcome.balancer]
+            target = router.proxy_targets[outcome.rule]
             match: Match[ProxyTarget] | None = Match(target, b"", outcome.path)
             path, query = outcome.path, outcome.query or b""
             uri = path + (b"?" + query if outcome.query is not None else b"")
@@ -389,11 +454,18 @@ class ProxyResource(Resource):
             raise RequestRefused(404, "no route for this path")
         target = match.target
         if target.access is not None and not target.access.allows(
-            path, _client(request), getattr(request.getHost(), "host", None)
+            asked, _client(request), getattr(request.getHost(), "host", None)
         ):
             refused = RequestRefused(403, "the route's access rules do not allow this client")
             refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
             raise refused
+        if target.auth is not None:
+            challenge = target.auth.challenge(asked, request.getHeader(b"authorization"))
+            if challenge is not None:
+                request.setHeader(b"www-authenticate", challenge)
+                refused = RequestRefused(401, "this path needs a login")
+                refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
+                raise refused
         if method == b"TRACE" and not target.allow_trace:
             raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
@@ -409,7 +481,7 @@ class ProxyResource(Resource):
                 info.local_host, info.local_port, info.secure,
             )
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers)
+            headers = target.header_edits.edit_request(headers, bool(request.isSecure()))
         body = request.content
         body_length = 0
         if body is not None:
@@ -455,7 +527,10 @@ class ProxyResource(Resource):
         if sink.started:
             sink.abort()
             return
-        sink.error(status_for(error), "the cluster could not answer this request")
+        status = status_for(error)
+        sink.error(
+            status, "the cluster could not answer this request", self._error_pages.get(status)
+        )
 
     def _logged(
         self,
@@ -511,6 +586,7 @@ def _rule_outcome(rules: Any, request: Request, path: bytes, query: bytes, after
 def _edit_response(
     target: ProxyTarget,
     record: AttemptRecord,
+    secure: bool,
     headers: Sequence[tuple[bytes, bytes]],
     error: bool,
 ) -> list[tuple[bytes, bytes]]:
@@ -523,6 +599,7 @@ def _edit_response(
         member.route if member is not None else "",
         target.sticky is not None,
         record.sticky,
+        secure,
     )
     return target.header_edits.edit_response(headers, env, error)
 
@@ -566,6 +643,7 @@ def _exchange_for(
     body: IO[bytes] | None,
     body_length: int,
     protocol: bytes = b"HTTP/1.1",
+    body_stream: StreamedBody | None = None,
 ) -> Exchange:
     """The exchange of a request for C{target}, whichever lane it came by."""
     return Exchange(
@@ -581,6 +659,7 @@ def _exchange_for(
         is_ssl=info.secure,
         body=body,
         body_length=body_length,
+        body_stream=body_stream,
         ssl_protocol=info.ssl_protocol,
         ssl_cipher=info.ssl_cipher,
         ssl_key_size=info.ssl_key_size,
@@ -625,14 +704,12 @@ def _malformed(request: Request) -> str | None:
     for value in headers.getRawHeaders(b"transfer-encoding", ()):
         if value.strip(b" \t").lower() != b"chunked":
             return "Transfer-Encoding other than chunked is not accepted"
-    hosts = headers.getRawHeaders(b"host", ())
-    if len(hosts) > 1 or (not hosts and request.clientproto == b"HTTP/1.1"):
-        return "an HTTP/1.1 request needs exactly one Host header"
-    if hosts and not valid_host(hosts[0].strip(b" \t")):
-        return "the Host header is not a host name or address with an optional port"
+    problem = host_problem(headers.getRawHeaders(b"host", ()), request.clientproto == b"HTTP/1.1")
+    if problem is not None:
+        return problem
     for name, values in headers.getAllRawHeaders():
         for value in values:
-            if _CTL.search(value):
+            if control_in_value(value):
                 return f"control character in the {name.decode('latin-1')} header"
     return None
 

@@ -281,7 +281,8 @@ class _FaultyProtocol(_MemberConnection):
         self._forward: ForwardRequest | None = None
         self._fault = Fault.NONE
         self._body: list[bytes] = []
-        self._body_left = 0
+        #: Body bytes still expected; C{None} for a body of unknown length.
+        self._body_left: int | None = 0
         self._extra_ask = False
         self._chunks: Iterator[bytes] | None = None
         self._then: Callable[[], None] | None = None
@@ -343,6 +344,11 @@ class _FaultyProtocol(_MemberConnection):
             for name, value in event.headers:  # type: ignore[attr-defined]
                 if name.lower() == b"content-length":
                     length = int(value)
+            if length is None and event.method in (b"POST", b"PUT", b"PATCH"):  # type: ignore[attr-defined]
+                # No length (a chunked upload): ask until the empty packet, as Tomcat does.
+                self._body_left = None
+                self._write(self._codec.send(GetBodyChunk(self._body_max)))
+                return
             self._body_left = length or 0
             if not self._body_left:
                 self._body_complete()
@@ -354,11 +360,13 @@ class _FaultyProtocol(_MemberConnection):
                 self._respond(Fault.NONE)
                 return
             self._body.append(data)
-            self._body_left -= len(data)
-            if self._body_left <= 0 or not data:
+            if self._body_left is not None:
+                self._body_left -= len(data)
+            if not data or (self._body_left is not None and self._body_left <= 0):
                 self._body_complete()
             else:
-                ask = min(self._body_left, self._body_max)
+                left = self._body_left
+                ask = self._body_max if left is None else min(left, self._body_max)
                 self._write(self._codec.send(GetBodyChunk(ask)))
         elif kind is ConnectionClosed:
             self._close()

@@ -653,3 +653,19 @@ class RandomBurstTests(_BurstPool):
                 outcomes[name] = outcomes.get(name, 0) + count
         # Every way an acquire ends was taken.
         assert {"served", "MemberBusy", "PingFailed"} <= set(outcomes), outcomes
+
+
+def test_member_endpoint_connects_to_addresses_directly() -> None:
+    """An address needs no name resolution (no thread); a name goes through HostnameEndpoint."""
+    from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
+
+    from twisted_lb.ajp.pool import member_endpoint
+
+    reactor = MemoryReactorClock()
+    assert isinstance(member_endpoint(reactor, "127.0.0.1", 8009, 1.0), TCP4ClientEndpoint)
+    assert isinstance(member_endpoint(reactor, "::1", 8009, 1.0), TCP6ClientEndpoint)
+    assert isinstance(member_endpoint(reactor, "tomcat.example", 8009, 1.0), HostnameEndpoint)
+    four = member_endpoint(reactor, "127.0.0.1", 8009, 2.5)
+    four.connect(Factory())  # type: ignore[attr-defined]
+    host, port, _, timeout, _ = reactor.tcpClients[-1]
+    assert (host, port, timeout) == ("127.0.0.1", 8009, 2.5)

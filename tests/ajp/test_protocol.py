@@ -38,6 +38,7 @@ from twisted_lb.errors import (
     ResponseAborted,
     ResponseNeverReceived,
 )
+from twisted_lb.request_body import StreamedBody
 
 TIMEOUT = 10.0
 GET = ForwardRequest(
@@ -750,3 +751,74 @@ class BackpressureTests(ProtocolTestCase):
         d2 = self.get(FakeSink())
         self.clock.advance(TIMEOUT)
         self.failureResultOf(d2, BackendTimeout)
+
+
+class StreamedBodyTests(ProtocolTestCase):
+    """A body streamed from the client (L{StreamedBody}) goes out as the member asks and it arrives."""
+
+    def stream(self, length: int | None):
+        body = StreamedBody(length, prefetch=1, high_water=1 << 20)
+        headers = ((b"content-length", b"%d" % length),) if length is not None else ()
+        forward = ForwardRequest(b"POST", b"/app/upload", headers=headers)
+        d = self.proto.request(
+            forward, None, -1 if length is None else length, self.sink, TIMEOUT, body
+        )
+        return body, forward, d
+
+    def test_length_first_packet_waits_for_the_client(self) -> None:
+        """With a Content-Length the first packet goes unasked, once the client's bytes are here."""
+        body, forward, d = self.stream(10)
+        assert self.received() == [forward]
+        body.feed(b"01234")
+        assert self.received() == [RequestBody(b"01234")]
+        self.answer(GetBodyChunk(8186))
+        assert self.received() == []
+        body.feed(b"56789")
+        body.end()
+        assert self.received() == [RequestBody(b"56789")]
+        self.ok()
+        assert self.successResultOf(d) is True
+        assert body.sent == 10
+
+    def test_chunked_is_an_unknown_length(self) -> None:
+        """No Content-Length: no unasked packet; each ask answered; the empty packet ends it."""
+        body, forward, d = self.stream(None)
+        body.feed(b"abc")
+        assert self.received() == [forward]
+        assert self.member.body_packets_allowed == 0
+        self.answer(GetBodyChunk(8186))
+        assert self.received() == [RequestBody(b"abc")]
+        self.answer(GetBodyChunk(2))
+        body.feed(b"defg")
+        assert self.received() == [RequestBody(b"de")]
+        self.answer(GetBodyChunk(8186))
+        assert self.received() == [RequestBody(b"fg")]
+        self.answer(GetBodyChunk(8186))
+        body.end()
+        assert self.received() == [RequestBody(b"")]
+        self.ok()
+        assert self.successResultOf(d) is True
+
+    def test_member_timeout_does_not_run_while_waiting_for_the_client(self) -> None:
+        """The client's body has its own deadline: a member waiting for it is not slow."""
+        body, forward, d = self.stream(None)
+        self.received()
+        self.answer(GetBodyChunk(8186))
+        self.clock.advance(TIMEOUT * 3)
+        self.assertNoResult(d)
+        body.feed(b"late")
+        body.end()
+        assert self.received() == [RequestBody(b"late")]
+        self.answer(GetBodyChunk(8186))
+        assert self.received() == [RequestBody(b"")]
+        self.clock.advance(TIMEOUT + 1)
+        self.failureResultOf(d, BackendTimeout)
+
+    def test_client_body_failure_aborts_the_attempt(self) -> None:
+        body, forward, d = self.stream(None)
+        self.received()
+        self.answer(GetBodyChunk(8186))
+        body.fail("the client went away during the upload")
+        failure = self.failureResultOf(d, ResponseAborted)
+        assert "the client went away" in str(failure.value)
+        assert self.transport.aborted

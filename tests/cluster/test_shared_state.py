@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ workers = 1
 [[listen]]
 endpoint = "tcp:{self.port}:interface=127.0.0.1"
 [balancers.app]
+probe_interval = 0
 {members}
 [[routes]]
 path = "/"
@@ -146,7 +148,8 @@ class SharedStateTests(TestCase):
                 member.start()
         self.etcd.wait_healthy()
         self.prefix = f"/twisted_lb/{self.id().rsplit('.', 1)[-1]}"
-        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        # No keep-alive: no connection outlives its request (the reactor is clean at the end).
+        self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.http = HTTPClient(Agent(reactor, pool=self.pool))
         self.nodes = [Node(route) for route in ROUTES]
         self.instances = [
@@ -165,6 +168,7 @@ class SharedStateTests(TestCase):
             yield node.stop()
         yield self.store.close()
         yield self.pool.closeCachedConnections()
+        yield sleep(0.1)  # the last closes reach both ends
 
     async def store_state(self) -> dict[str, dict[str, dict[str, Any]]]:
         kvs, _ = await self.store.range_prefix(self.prefix + "/state/")
@@ -258,13 +262,18 @@ class SharedStateTests(TestCase):
     async def _stale_write_conflicts(self) -> None:
         a, b, _ = self.instances
         # b has not applied a's change yet when it writes: its revision check fails.
-        b.service.cluster.shared.stop()  # b stops following
+        await b.service.cluster.shared.stop()  # b stops following
+        self.assertEqual((await a.act("node1", "standby"))[0], 200)
         self.assertEqual((await a.act("node3", "drain"))[0], 200)
         code, body = await b.act("node3", "disable")
         self.assertEqual(code, 409, body)
         self.assertIn('"status": "draining"', body["error"])
-        # The refusal brought b up to date.
+        # The refusal brought b's node3 up to date, and only node3.
         self.assertEqual(b.members()["node3"][0], "draining")
+        self.assertEqual(b.members()["node1"][0], "active")
+        # Following again, b gets the change made before (the refusal did not move it past it).
+        b.service.cluster.shared.start(5.0)
+        await self.until(lambda: b.members()["node1"][0] == "standby", 2.0, "earlier change")
 
     async def _form(self) -> None:
         a, b, c = self.instances
@@ -308,6 +317,37 @@ class SharedStateTests(TestCase):
     def test_reload_keeps_the_shared_state(self):
         return ensure(self._reload())
 
+    async def _compacted(self) -> None:
+        a, b, _ = self.instances
+        shared = b.service.cluster.shared
+        seen = shared.revision
+        await shared.stop()  # b is cut off
+        self.assertEqual((await a.act("node1", "drain"))[0], 200)
+        self.assertEqual((await a.act("node2", "loadfactor", 3))[0], 200)
+        revision = await self.store.put("/elsewhere", b"x")
+        await self.store.post("/v3/kv/compaction", {"revision": str(revision)})
+        self.assertEqual(b.members()["node1"], ("active", 1.0))
+        reloads = []
+        reload = shared.reload
+
+        async def counted() -> None:
+            reloads.append(shared.revision)
+            await reload()
+
+        shared.reload = counted  # type: ignore[method-assign]
+        shared.start(5.0)  # back: its revision is gone, so it reads the whole state
+        await self.until(
+            lambda: b.members()["node1"][0] == "draining" and b.members()["node2"][1] == 3.0,
+            3.0,
+            "caught up after the compaction",
+        )
+        self.assertEqual(reloads, [0])  # one whole reload, after the watch said "compacted"
+        self.assertGreater(shared.revision, seen)
+        self.assertEqual(shared.changes, await self.store_state())
+
+    def test_catching_up_past_a_compaction_reloads_the_whole_state(self):
+        return ensure(self._compacted())
+
     def test_a_change_from_a_stale_view_is_refused(self):
         return ensure(self._stale_write_conflicts())
 
@@ -341,13 +381,40 @@ class SharedStateTests(TestCase):
             "change after the leader died",
         )
 
+    async def _hung_member(self) -> None:
+        a, b, c = self.instances
+        hung = self.etcd.members[0]  # every proxy starts with the first endpoint
+        self.assertTrue(all(i.service.cluster.client.endpoint == hung.url for i in self.instances))
+        hung.process.send_signal(signal.SIGSTOP)
+        try:
+            code, body = await a.act("node3", "standby")  # times out there, then another member
+            self.assertEqual(code, 200, body)
+            # b and c watched the hung member: their next check moves them, and they catch up.
+            await self.until(
+                lambda: all(i.members()["node3"][0] == "standby" for i in (b, c)),
+                4.0,
+                "change applied by the proxies that watched the hung member",
+            )
+            self.assertTrue(
+                all(i.service.cluster.client.endpoint != hung.url for i in self.instances)
+            )
+        finally:
+            hung.process.send_signal(signal.SIGCONT)
+
+    def test_a_hung_etcd_member_is_left_for_another(self):
+        return ensure(self._hung_member())
+
     def test_killing_the_etcd_leader_changes_nothing_for_clients(self):
         return ensure(self._leader_killed())
 
     async def _all_down(self) -> None:
         a, b, c = self.instances
         self.assertEqual((await a.act("node1", "drain"))[0], 200)
-        await self.until(lambda: c.members()["node1"][0] == "draining", 1.0, "drain applied")
+        await self.until(
+            lambda: all(i.members()["node1"][0] == "draining" for i in self.instances),
+            1.0,
+            "drain applied",
+        )
         for member in self.etcd.members:
             member.stop()
         for instance in self.instances:
@@ -447,6 +514,7 @@ class SharedStateTests(TestCase):
             lf = rng.randint(1, 100) if action == "loadfactor" else None
             code, _ = await instance.act(rng.choice(ROUTES), action, lf)
             outcomes[code] = outcomes.get(code, 0) + 1
+            await sleep(0.01)  # spread the actions over the members' stops and starts
         chaos_running[0] = False
         await chaos_done
         for member in self.etcd.members:
@@ -468,6 +536,11 @@ class SharedStateTests(TestCase):
         await self.until(converged, 10.0, f"every instance equal to the store ({outcomes})")
         for instance in self.instances:
             self.assertEqual((await instance.get("/api/cluster"))["state"], state)
+        # Every proxy takes changes again.
+        for instance in self.instances:
+            await self.until(lambda i=instance: i.service.cluster.shared.up, 5.0, "store up")
+            code, body = await instance.act("node1", "enable")
+            self.assertEqual(code, 200, body)
 
     def test_randomized_actions_while_etcd_members_come_and_go(self):
         return ensure(self._randomized())

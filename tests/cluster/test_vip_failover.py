@@ -31,11 +31,13 @@ PROXY_PORT, ADMIN_PORT, NODE_PORTS = 8080, 8081, (8009, 8010)
 
 CHECK = """#!/bin/sh
 # Readiness of the proxy in this namespace: GET /healthz on its admin
-# listener; a proxy without /healthz (404) is ready when its admin API answers.
+# listener; a proxy without /healthz (404) is ready when its admin API answers
+# and its listener gives an HTTP answer (any status).
 code=$(curl -s -o /dev/null -w '%{{http_code}}' --max-time 1 http://127.0.0.1:{admin}/healthz)
 [ "$code" = 200 ] && exit 0
 [ "$code" = 404 ] || exit 1
-exec curl -sf -o /dev/null --max-time 1 http://127.0.0.1:{admin}/api/balancers
+curl -sf -o /dev/null --max-time 1 http://127.0.0.1:{admin}/api/balancers || exit 1
+exec curl -s -o /dev/null --max-time 1 http://127.0.0.1:{port}/
 """
 
 KEEPALIVED = """global_defs {{
@@ -249,7 +251,7 @@ def test_sigkill_of_the_active_proxy_moves_the_vip_and_keeps_the_session(lab: La
             f"{role}-twistd.log",
         )
         check = lab.dir / f"{role}-check.sh"
-        check.write_text(CHECK.format(admin=ADMIN_PORT))
+        check.write_text(CHECK.format(admin=ADMIN_PORT, port=PROXY_PORT))
         check.chmod(0o755)
         keepalived = lab.dir / f"{role}-keepalived.conf"
         keepalived.write_text(

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from twisted_lb.access import AccessRule
+from twisted_lb.basic_auth import AuthRule
 from twisted_lb.config import (
     BackendTLSConfig,
     ConfigError,
@@ -205,8 +206,8 @@ def test_lines_with_a_proxy_meaning_are_kept(tmp_path) -> None:
     assert config.limits.max_body_bytes == 1048576
     config, _ = read(tmp_path, "Listen 80\n")
     assert (config.allow_trace, config.x_forwarded) == (True, True)
-    e = error(tmp_path, "Listen 80\nProxyVia On\n")
-    assert "adds no Via header" in e.problem
+    e = error(tmp_path, "Listen 80\nProxyVia Sometimes\n")
+    assert "ProxyVia must be Off, On, Full or Block" in e.problem
     e = error(
         tmp_path,
         "Listen 80\nLimitRequestBody 10\n<VirtualHost *:80>\nLimitRequestBody 20\n"
@@ -1443,7 +1444,8 @@ def test_header_scopes_in_apache_order(tmp_path) -> None:
         ("Header set X-A 1 early", "early is not supported"),
         ("Header set X-A 1 expr=%{REQUEST_STATUS}==200", "expr= conditions"),
         ("Header set X-T %t", "'%t' is not supported"),
-        ("Header set X-A 1 env=HTTPS", "only the balancer's variables"),
+        ("Header set X-A 1 env=FROM_SETENVIF", "only these variables"),
+        ("RequestHeader set X-P expr=%{HTTP_HOST}", "expr=%{REQUEST_SCHEME}"),
         ("RequestHeader set X-W %{BALANCER_WORKER_ROUTE}e", "before it picks a member"),
         ("Header frob X-A 1", "'frob' is not one of"),
         ("Header edit X-A (", "needs a regular expression and a replacement"),
@@ -1509,7 +1511,7 @@ def test_access_rules(tmp_path) -> None:
 @pytest.mark.parametrize(
     "line, problem",
     [
-        ("Require valid-user", "needs authentication"),
+        ("Require group admins", "Require group is not supported"),
         ("Require not ip 10.0.0.1", "Require not"),
         ("Require ip example.com", "is not an address"),
         ("Allow from .example.com", "reverse DNS"),
@@ -1649,3 +1651,141 @@ def test_shadowing_follows_location_precedence(tmp_path) -> None:
     assert len(shadowed) == 2
     assert "<Location /guacamole/websocket-tunnel> (line 3) is shadowed by <Location /guacamole/>" in shadowed[0]
     assert "/guacamole/x (line 8) is shadowed by <Location /guacamole/> (line 6)" in shadowed[1]
+
+
+def test_basic_authentication(tmp_path) -> None:
+    """AuthType Basic with an htpasswd file and Require valid-user/user become login rules."""
+    users = write(tmp_path, "users", "alice:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        ProxyPass / balancer://app/
+        <Location /admin>
+            AuthType Basic
+            AuthName "Admin area"
+            AuthBasicProvider file
+            AuthUserFile {users}
+            Require user alice
+        </Location>
+        <Location /admin/public>
+            Require all granted
+        </Location>
+        """,
+    )
+    [route] = config.routes
+    assert route.auth == (
+        AuthRule("/admin", "Admin area", users, ("alice",)),
+        AuthRule("/admin/public", "", ""),
+    )
+    bad = write(tmp_path, "bad", "bob:plaintext\n")
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\nAuthType Basic\n"
+        f"AuthUserFile {bad}\nRequire valid-user\n</Location>\n",
+    )
+    assert e.key == "line 9" and "not bcrypt, {SHA} or $apr1$" in e.problem
+    e = error(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n<Location />\nRequire valid-user\n"
+        "</Location>\n",
+    )
+    assert "needs AuthType Basic and AuthUserFile" in e.problem
+
+
+def test_proxypassmatch(tmp_path) -> None:
+    """ProxyPassMatch becomes a proxying rule (or a 404 for !), before the prefix routes."""
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        ProxyPassMatch ^/static/ !
+        ProxyPassMatch ^/(.*\\.jsp)$ ajp://127.0.0.1:8009/app/$1
+        ProxyPassMatch ^/api/(.*)$ balancer://app/v2/$1
+        ProxyPass / balancer://app/
+        """,
+    )
+    rules = [(r.pattern, r.target, r.status, r.balancer) for r in config.rules]
+    assert rules == [
+        ("^/static/", "-", 404, ""),
+        ("^/(.*\\.jsp)$", "/app/$1", 0, "ajp-127.0.0.1-8009"),
+        ("^/api/(.*)$", "/v2/$1", 0, "app"),
+    ]
+    e = error(tmp_path, "Listen 80\nProxyPassMatch ^/(.*)$ http://h:1/$1 timeout=5\n")
+    assert e.key == "line 2" and "with parameters is not supported" in e.problem
+
+
+def test_worked_examples_in_the_migration_guide_load(tmp_path) -> None:
+    """Every Apache block under 'Worked examples' in docs/migrating-from-apache.md loads."""
+    import re
+
+    doc = open(
+        os.path.join(os.path.dirname(__file__), "..", "..", "docs", "migrating-from-apache.md"),
+        encoding="utf-8",
+    ).read()
+    section = doc.split("## Worked examples", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    assert len(blocks) == 6
+    users = write(tmp_path, "reports.htpasswd", "bob:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")
+    cert = write(tmp_path, "chat.pem", "x")
+    prelude = "Listen 80\nListen 443\n" + "".join(
+        f"<Proxy balancer://{name}>\nBalancerMember http://127.0.0.1:{port}\n</Proxy>\n"
+        for name, port in (("www", 9001), ("api", 9002))
+    )
+    for block in blocks:
+        text = block.replace("/etc/apache2/reports.htpasswd", users)
+        text = text.replace("/etc/ssl/chat.pem", cert)
+        if "balancer://app" in text and "<Proxy balancer://app>" not in text:
+            text = APP + text
+        if "ProxyPass" not in text and "RewriteRule" not in text:
+            text += "\nProxyPass / http://127.0.0.1:9000/\n"
+        config, _ = read(tmp_path, prelude + text)
+        assert config.routes or config.rules
+
+
+def test_request_header_from_the_connection(tmp_path) -> None:
+    """RequestHeader … expr=%{REQUEST_SCHEME} and env=HTTPS read the client connection."""
+    config, _ = read(
+        tmp_path,
+        f"Listen 80\n{APP}ProxyPass / balancer://app/\n"
+        "RequestHeader set X-Forwarded-Proto expr=%{REQUEST_SCHEME}\n"
+        "RequestHeader set X-Forwarded-Ssl on env=HTTPS\n",
+    )
+    assert config.routes[0].request_headers == (
+        HeaderEdit("set", "X-Forwarded-Proto", "%{REQUEST_SCHEME}e"),
+        HeaderEdit("set", "X-Forwarded-Ssl", "on", condition="HTTPS"),
+    )
+
+
+def test_proxy_via(tmp_path) -> None:
+    """ProxyVia On/Full append this proxy to Via both ways; Block removes Via from requests."""
+    config, _ = read(
+        tmp_path,
+        f"{APP}<VirtualHost *:80>\nServerName proxy.example.com\nProxyVia Full\n"
+        "ProxyPass / balancer://app/\n</VirtualHost>\n",
+    )
+    via = "1.1 proxy.example.com (twisted_lb)"
+    [route] = config.routes
+    assert route.request_headers == (HeaderEdit("append", "Via", via),)
+    assert route.response_headers == (HeaderEdit("append", "Via", via, always=True),)
+    config, _ = read(tmp_path, f"Listen 80\n{APP}ProxyVia Block\nProxyPass / balancer://app/\n")
+    assert config.routes[0].request_headers == (HeaderEdit("unset", "Via"),)
+    assert config.routes[0].response_headers == ()
+
+
+def test_first_hosts_of_two_ports_are_warned_about(tmp_path) -> None:
+    """Name-based hosts on one port and a proxying host on another: the difference is said."""
+    _, warnings = read(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\nProxyPass / http://h:1/\n</VirtualHost>\n"
+        "<VirtualHost *:80>\nServerName b\nProxyPass / http://h:2/\n</VirtualHost>\n"
+        "<VirtualHost *:8080>\nServerName c\nProxyPass / http://h:3/\n</VirtualHost>\n",
+    )
+    assert [w for w in warnings if "each the first on their port" in w] == [
+        "line 9: this <VirtualHost> and the one at line 1 are each the first on their port; "
+        "twisted_lb chooses virtual hosts by name on every port, so a name neither lists "
+        "reaches the routes of both (the first file's route wins on the same path), where "
+        "Apache would use the first host of the port the request came to"
+    ]

@@ -432,6 +432,7 @@ class RewriteTests(TestCase):
             Listen 127.0.0.1:0
             <VirtualHost 127.0.0.1:0>
                 ServerName app.example.com
+                Header always set X-Site app
                 RewriteEngine On
                 RewriteCond %{{HTTP:Upgrade}} websocket [NC]
                 RewriteCond %{{HTTP:Connection}} upgrade [NC]
@@ -442,6 +443,7 @@ class RewriteTests(TestCase):
                 RewriteCond %{{REQUEST_METHOD}} ^(PUT|DELETE)$
                 RewriteRule ^/readonly/ - [F]
                 RewriteRule ^/app$ /app/ [R]
+                RewriteRule ^/shop/(.*)$ /app/$1 [PT,QSA]
                 <Proxy balancer://app>
                     BalancerMember {self.node.url} route=node1
                 </Proxy>
@@ -449,6 +451,9 @@ class RewriteTests(TestCase):
                 ProxyPass /app/ balancer://app/
                 ProxyPass /secure balancer://app/
                 ProxyPass /readonly/ balancer://app/
+                <Location /legacy/private>
+                    Require all denied
+                </Location>
                 RedirectMatch 301 ^/old/(.*)$ /app/$1
                 Redirect permanent /docs https://docs.example.com/manual
             </VirtualHost>
@@ -486,6 +491,23 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /legacy/echo?a=1")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+        # The host's Header lines reach answers proxied by a rule too.
+        self.assertEqual(_header(answer, b"x-site"), [b"app"])
+        # A <Location> guards the requested path also when a rule proxies it (as Apache).
+        answer = yield self.request(b"GET /legacy/private/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        answer = yield self.request(b"GET /legacy/%70rivate/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        # [PT]: /shop/echo is routed as /app/echo (ProxyPass /app/ -> the member's /echo).
+        import json
+
+        answer = yield self.request(b"GET /shop/echo?b=2")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        echo = json.loads(body)
+        self.assertEqual((echo["uri"], echo["query"]), ("/echo", "b=2"))
 
     @defer.inlineCallbacks
     def test_upgrade_split(self):
@@ -500,3 +522,211 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /app/echo")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+
+
+class BasicAuthTests(TestCase):
+    """AuthType Basic with an htpasswd file: 401 without credentials, 200 with them."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        import bcrypt
+
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        directory = tempfile.mkdtemp()
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        users = os.path.join(directory, "htpasswd")
+        hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(5)).replace(b"$2b$", b"$2y$", 1)
+        with open(users, "wb") as f:
+            f.write(b"alice:" + hashed + b"\n")
+            f.write(b"bob:{SHA}GpHWL3ymc5liWkNopqtdSjuqYHM=\n")  # pw
+            f.write(b"carol:$apr1$oOgdeThn$AP5uzEbsFWetWg01n4EUH0\n")  # pw2
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+            </Proxy>
+            ProxyPass / balancer://app/
+            <Location /private>
+                AuthType Basic
+                AuthName "Private area"
+                AuthUserFile {users}
+                Require valid-user
+            </Location>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def request(self, path: bytes, credentials: bytes | None = None, method: bytes = b"GET"):
+        import base64
+
+        extra = b""
+        if credentials is not None:
+            extra = b"Authorization: Basic " + base64.b64encode(credentials) + b"\r\n"
+        body = b"Content-Length: 2\r\n\r\n{}" if method == b"POST" else b"\r\n"
+        return raw_request(
+            self.port,
+            method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + extra + body,
+        )
+
+    @defer.inlineCallbacks
+    def test_login(self):
+        """Every htpasswd hash kind logs in; wrong or no credentials get 401 with the realm."""
+        for method in (b"GET", b"POST"):
+            for credentials in (None, b"alice:wrong", b"mallory:x", b"nocolon"):
+                answer = yield self.request(b"/private/echo", credentials, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 401"), (credentials, answer[:60]))
+                self.assertEqual(
+                    _header(answer, b"www-authenticate"), [b'Basic realm="Private area"']
+                )
+            for credentials in (b"alice:s3cret", b"bob:pw", b"carol:pw2"):
+                answer = yield self.request(b"/private/echo", credentials, method)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (credentials, answer[:60]))
+            answer = yield self.request(b"/echo", None, method)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+
+
+class ClientCertificateTests(TestCase):
+    """SSLVerifyClient require: no certificate, no connection; a good one reaches AJP members."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        from pathlib import Path
+
+        from twisted_lb.tls import make_self_signed
+
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        # A self-signed client certificate is its own CA.
+        make_self_signed(directory / "client.pem", directory / "client-key.pem", "client")
+        self.directory = directory
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                SSLVerifyClient require
+                SSLCACertificateFile {directory}/client.pem
+                ProxyPass / {self.node.url}/
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, with_certificate: bool) -> defer.Deferred[bytes | str]:
+        from OpenSSL import SSL
+
+        def run() -> bytes | str:
+            context = SSL.Context(SSL.TLS_CLIENT_METHOD)
+            if with_certificate:
+                context.use_certificate_file(str(self.directory / "client.pem"))
+                context.use_privatekey_file(str(self.directory / "client-key.pem"))
+            import struct
+
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            sock.setblocking(True)  # pyOpenSSL blocks on a blocking socket; SO_RCVTIMEO bounds it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 10, 0))
+            conn = SSL.Connection(context, sock)
+            conn.set_connect_state()
+            data = b""
+            try:
+                conn.do_handshake()
+                conn.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while True:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except (SSL.ZeroReturnError, SSL.SysCallError):
+                pass  # the end of the answer (with or without close_notify)
+            except (SSL.Error, OSError) as e:
+                return f"refused: {e!r}"
+            finally:
+                sock.close()
+            return data if data else "refused: no answer"
+
+        return deferToThread(run)
+
+    @defer.inlineCallbacks
+    def test_client_certificate(self):
+        """Without a certificate the TLS connection fails; with one, Tomcat's attribute gets it."""
+        answer = yield self.get(with_certificate=False)
+        self.assertIsInstance(answer, str)
+        answer = yield self.get(with_certificate=True)
+        self.assertIsInstance(answer, bytes, answer)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        import json
+
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        pem = (self.directory / "client.pem").read_text()
+        self.assertEqual(json.loads(body)["ssl_cert"].strip(), pem.strip())
+
+
+class HTTP2Tests(TestCase):
+    """Header edits and access rules on the HTTP/2 lane (twisted.web's H2Connection)."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_header_edits_and_access_over_h2(self):
+        from pathlib import Path
+
+        from twisted.trial.unittest import SkipTest
+
+        from twisted_lb.tls import h2_available, make_self_signed
+
+        from .test_https_frontend import h2_get
+
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                Header always set Strict-Transport-Security "max-age=63072000"
+                Header set X-Scheme "%{{REQUEST_SCHEME}}e"
+                <Proxy balancer://app>
+                    BalancerMember {node.url} route=node1
+                </Proxy>
+                ProxyPass / balancer://app/
+                <Location /admin>
+                    Require ip 10.0.0.0/8
+                </Location>
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        negotiated, headers, _ = yield deferToThread(h2_get, port, "/echo")
+        self.assertEqual(negotiated, b"h2")
+        self.assertEqual(headers[b":status"], b"200")
+        self.assertEqual(headers[b"strict-transport-security"], b"max-age=63072000")
+        self.assertEqual(headers[b"x-scheme"], b"https")
+        _, headers, _ = yield deferToThread(h2_get, port, "/admin/x")
+        self.assertEqual(headers[b":status"], b"403")
+        self.assertEqual(headers[b"strict-transport-security"], b"max-age=63072000")

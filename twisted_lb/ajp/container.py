@@ -38,6 +38,11 @@ __all__ = ["ContainerRequest", "ContainerResponse", "AJPContainerProtocol", "AJP
 _log = Logger()
 
 
+#: Methods whose request without a Content-Length is read as a body of
+#: unknown length.
+_UNKNOWN_LENGTH_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+
+
 @attrs.frozen
 class ContainerRequest:
     """
@@ -105,18 +110,24 @@ class AJPContainerProtocol(Protocol):
             self._forward = event  # type: ignore[assignment]
             self._body = []
             length = event.header(b"content-length")  # type: ignore[attr-defined]
+            if length is None and event.method in _UNKNOWN_LENGTH_METHODS:  # type: ignore[attr-defined]
+                # A body of unknown length (chunked from the client): read it
+                # as Tomcat does, asking until the empty packet.
+                self._body_left = None
+                self.transport.write(self._codec.send(GetBodyChunk(self._body_max)))  # type: ignore[union-attr]
+                return
             self._body_left = int(length) if length else 0
             if not self._body_left:
                 self._respond()
         elif kind is RequestBody:
             data = event.data  # type: ignore[attr-defined]
             self._body.append(data)
-            assert self._body_left is not None
-            self._body_left -= len(data)
-            if self._body_left <= 0 or not data:
+            if self._body_left is not None:
+                self._body_left -= len(data)
+            if not data or (self._body_left is not None and self._body_left <= 0):
                 self._respond()
             else:
-                ask = min(self._body_left, self._body_max)
+                ask = self._body_max if self._body_left is None else min(self._body_left, self._body_max)
                 self.transport.write(self._codec.send(GetBodyChunk(ask)))  # type: ignore[union-attr]
         elif kind is ConnectionClosed:
             self.transport.loseConnection()  # type: ignore[union-attr]

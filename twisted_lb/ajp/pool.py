@@ -27,7 +27,8 @@ from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.internet import error as ierror
-from twisted.internet.endpoints import HostnameEndpoint
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -37,12 +38,26 @@ from twisted_lb.errors import AttemptFailed, BackendTimeout, ConnectFailed, Memb
 
 from .protocol import AJPClientProtocol
 
-__all__ = ["AJPConnectionPool", "MAX_OPENING"]
+__all__ = ["AJPConnectionPool", "MAX_OPENING", "member_endpoint"]
 
 _log = Logger()
 
 #: Connections being opened at once to one member (per process), by default.
 MAX_OPENING = 16
+
+
+def member_endpoint(reactor: object, host: str, port: int, timeout: float) -> object:
+    """
+    The client endpoint of a member at C{host:port}: an address is connected
+    to as it is; only a name goes through C{HostnameEndpoint}, whose name
+    resolution (in a thread) an address does not need. Opening 256
+    connections at once to 127.0.0.1 takes about half the time so.
+    """
+    if isIPAddress(host):
+        return TCP4ClientEndpoint(reactor, host, port, timeout=timeout)  # type: ignore[arg-type]
+    if isIPv6Address(host):
+        return TCP6ClientEndpoint(reactor, host, port, timeout=timeout)  # type: ignore[arg-type]
+    return HostnameEndpoint(reactor, host, port, timeout=timeout)  # type: ignore[arg-type]
 
 
 class _ProtocolFactory(Factory):
@@ -91,7 +106,7 @@ class AJPConnectionPool:
         self._ping_after_idle = ping_after_idle
         self._acquire_timeout = acquire_timeout if acquire_timeout is not None else connect_timeout
         self._endpoint_factory = endpoint_factory or (
-            lambda: HostnameEndpoint(reactor, host, port, timeout=connect_timeout)
+            lambda: member_endpoint(reactor, host, port, connect_timeout)
         )
         #: idle connections, the least recently released first
         self._idle: list[AJPClientProtocol] = []
@@ -254,7 +269,9 @@ class AJPConnectionPool:
         if isinstance(result, Failure):
             if waiting:
                 d.errback(result)
-            else:
+            elif not result.check(MemberBusy):
+                # (A busy member's slow CPING, with nobody waiting on it, is
+                # not worth a line per connection in a burst.)
                 _log.info(
                     "a connection to {host}:{port} opened for a request served meanwhile "
                     "failed: {error}",

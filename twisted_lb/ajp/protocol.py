@@ -7,6 +7,7 @@ turns its events into calls on a L{ResponseSink}.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import IO, Any, cast
 
@@ -26,6 +27,7 @@ from twisted_lb.errors import (
     ResponseNeverReceived,
 )
 from twisted_lb.exchange import ResponseSink, response_head_problem
+from twisted_lb.request_body import BodyError, StreamedBody
 from twisted_lb.sendnow import send_now
 
 from . import (
@@ -94,6 +96,11 @@ class AJPClientProtocol(Protocol):
         self._sink: ResponseSink | None = None
         self._body: IO[bytes] | None = None
         self._body_left = 0
+        #: A body streamed from the client, and the sizes of the body packets
+        #: the member asked for that wait for the client's bytes.
+        self._stream: StreamedBody | None = None
+        self._stream_wants: deque[int] = deque()
+        self._stream_waiting = False
         self._response_bytes = False
         self._held: list[SendHeaders | bytes | memoryview] | None = None
         self._held_size = 0
@@ -211,6 +218,7 @@ class AJPClientProtocol(Protocol):
         body_length: int,
         sink: ResponseSink,
         timeout: float,
+        stream: StreamedBody | None = None,
     ) -> defer.Deferred[bool]:
         """
         Send one request and stream its response into C{sink}.
@@ -219,8 +227,14 @@ class AJPClientProtocol(Protocol):
             has encoded it once already, see L{AJPConnection.send}).
         @param body: the request body, read in packet-sized pieces as the
             container asks for them.
-        @param body_length: the body's length.
+        @param body_length: the body's length (of C{stream}: its
+            C{Content-Length}, or -1 when unknown).
         @param timeout: seconds the member may stay silent.
+        @param stream: instead of C{body}, a body streamed from the client:
+            each body packet the member asks for (and the first, unasked,
+            with a C{Content-Length}) goes out as soon as the client's bytes
+            are here. A chunked body has no C{Content-Length}: an unknown
+            length to the member, which asks until it gets the empty packet.
         @return: a Deferred firing with whether the connection may be reused,
             or failing with an L{AttemptFailed}.
         @raise twisted_lb.ajp.RequestTooLarge: before anything is written, when
@@ -240,12 +254,70 @@ class AJPClientProtocol(Protocol):
         self._received_length = 0
         self._bodiless = forward.method == b"HEAD"
         self._timeout = timeout
-        if body_length > 0:
+        self._stream = stream
+        self._stream_wants.clear()
+        self._stream_waiting = False
+        if stream is not None:
+            if body_length > 0:
+                # The first body packet follows unasked: with the head if
+                # the client's bytes are here already.
+                self._stream_wants.append(self._body_max)
+                chunk = self._stream_read()
+                if chunk is not None:
+                    data += chunk
+        elif body_length > 0:
             data += self._codec.send(RequestBody(self._read_body(self._body_max)))
         send_now(self.transport, data)
         self._watch(timeout)
         sink.on_client_gone(self._client_gone)
+        if self._stream_wants:
+            self._wait_for_stream()
         return d
+
+    def _stream_read(self) -> bytes | None:
+        """
+        The next body packet the member asked for, encoded, from the
+        streamed body; C{None} when the client's bytes are not here yet.
+
+        @raise ResponseAborted: the client's body will never be complete.
+        """
+        stream = self._stream
+        assert stream is not None
+        try:
+            data = stream.read(self._stream_wants[0])
+        except BodyError as e:
+            raise ResponseAborted(f"the client's request body failed: {e}") from None
+        if data is None:
+            return None
+        self._stream_wants.popleft()
+        return self._codec.send(RequestBody(data))
+
+    def _send_stream(self) -> None:
+        """Send the body packets the member asked for, as far as the client's bytes go."""
+        while self._stream_wants:
+            packet = self._stream_read()
+            if packet is None:
+                self._wait_for_stream()
+                return
+            send_now(self.transport, packet)
+            self._activity = self._clock.seconds()
+
+    def _wait_for_stream(self) -> None:
+        stream = self._stream
+        if stream is None or self._stream_waiting:
+            return
+        self._stream_waiting = True
+        stream.when_readable(lambda: self._stream_readable(stream))
+
+    def _stream_readable(self, stream: StreamedBody) -> None:
+        """The client's body has bytes (or ended, or failed) for the packets asked."""
+        if stream is not self._stream or self._waiting is None:
+            return
+        self._stream_waiting = False
+        try:
+            self._send_stream()
+        except AttemptFailed as e:
+            self._fail(e)
 
     def _read_body(self, limit: int) -> bytes:
         size = min(limit, self._body_left)
@@ -266,6 +338,11 @@ class AJPClientProtocol(Protocol):
         if self._waiting is None or self._paused or self._timeout <= 0:
             # Between exchanges (the timer outlives them, see _watch), or
             # paused by the client, or no timeout for this one.
+            return
+        if self._stream_waiting:
+            # The member waits for the client's body, which has deadlines
+            # of its own (the frontend's body timeout): watch again later.
+            self._timer = self._clock.callLater(self._timeout, self._timed_out)
             return
         left = self._activity + self._timeout - self._clock.seconds()
         if left > 0:
@@ -303,6 +380,8 @@ class AJPClientProtocol(Protocol):
         d, self._waiting = self._waiting, None
         self._sink = None
         self._body = None
+        self._stream = None
+        self._stream_wants.clear()
         if abort:
             self.abort()
         if d is not None:
@@ -389,6 +468,11 @@ class AJPClientProtocol(Protocol):
         # Not a response byte: a member that reads the body and then stays
         # silent is slow (BackendTimeout), and its response never started.
         self._rearm()
+        if self._stream is not None:
+            self._stream_wants.append(self._codec.requested_body_length)
+            if not self._stream_waiting:
+                self._send_stream()
+            return
         data = self._read_body(self._codec.requested_body_length)
         send_now(self.transport, self._codec.send(RequestBody(data)))
 
@@ -481,6 +565,8 @@ class AJPClientProtocol(Protocol):
         sink, self._sink = self._sink, None
         d, self._waiting = self._waiting, None
         self._body = None
+        self._stream = None
+        self._stream_wants.clear()
         assert sink is not None
         sink.unregister_producer()
         self.abort()
@@ -529,6 +615,8 @@ class AJPClientProtocol(Protocol):
         d, self._waiting = self._waiting, None
         self._sink = None
         self._body = None
+        self._stream = None
+        self._stream_wants.clear()
         self.reusable = bool(self._codec.reusable and self.connected)
         if self.reusable:
             self._codec.start_next_cycle()

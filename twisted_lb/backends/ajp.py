@@ -140,7 +140,7 @@ class AJPBackend:
         try:
             d = proto.request(
                 forward, exchange.body, exchange.body_length, sink,
-                exchange.timeout or self._timeout,
+                exchange.timeout or self._timeout, exchange.body_stream,
             )
         except RequestTooLarge as e:
             self.pool.release(proto, True)

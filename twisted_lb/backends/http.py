@@ -52,25 +52,25 @@ from twisted_lb.errors import (
     TLSFailed,
 )
 from twisted_lb.exchange import (
+    FORWARDING_FIELDS,
     Exchange,
     ResponseSink,
     field_problem,
+    forwarding_headers,
     member_path,
     response_head_problem,
 )
 from twisted_lb.quiet import QuietFactory
+from twisted_lb.request_body import BodyError, StreamedBody
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
 
 __all__ = ["HTTPBackend"]
 
 _HOST = b"host"
 _XFF = b"x-forwarded-for"
-_XFP = b"x-forwarded-proto"
-_XFH = b"x-forwarded-host"
 #: Request headers never copied: Host and Content-Length are set here, and
 #: the proxy has already read the body, so an C{Expect} would only stall.
 _NOT_COPIED = frozenset({_HOST, b"content-length", b"expect"})
-_FORWARDED = frozenset({_XFF, _XFP, _XFH})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_BODY_STATUS = frozenset({204, 304})
 _READ_SIZE = 64 * 1024
@@ -382,7 +382,7 @@ class HTTPBackend:
         for name, value in exchange.headers:
             if name in _NOT_COPIED:
                 continue
-            if x_forwarded and name in _FORWARDED:
+            if x_forwarded and name in FORWARDING_FIELDS:
                 if name == _XFF:
                     forwarded_for.append(value)
                 continue
@@ -392,13 +392,8 @@ class HTTPBackend:
         else:
             add(_HOST, self._host_header)
         if x_forwarded:
-            if exchange.client_address:
-                forwarded_for.append(exchange.client_address.encode("ascii"))
-            if forwarded_for:
-                add(_XFF, b", ".join(forwarded_for))
-            add(_XFP, b"https" if exchange.is_ssl else b"http")
-            if exchange.host:
-                add(_XFH, exchange.host)
+            for name, value in forwarding_headers(exchange, forwarded_for):
+                add(name, value)
         return headers
 
     def url(self, exchange: Exchange) -> bytes:
@@ -510,6 +505,69 @@ class _Dropper(Protocol):
         self.transport.stopProducing()  # type: ignore[union-attr]
 
 
+@implementer(IBodyProducer)
+class _StreamProducer:
+    """
+    Streams a body from the client (L{StreamedBody}) to the member as it
+    arrives: with its C{Content-Length}, or chunked when its length is
+    unknown. The member connection pauses it when its buffer is full; the
+    client is paused in turn when too much waits here.
+    """
+
+    def __init__(self, stream: StreamedBody, on_write: Callable[[], None]) -> None:
+        self._stream = stream
+        self.length = stream.length if stream.length is not None else web_client.UNKNOWN_LENGTH
+        self._on_write = on_write
+        self._consumer: IConsumer | None = None
+        self._done: defer.Deferred[None] | None = None
+        self._paused = False
+        self._waiting = False
+
+    def startProducing(self, consumer: IConsumer) -> defer.Deferred[None]:
+        self._consumer = consumer
+        self._done = done = defer.Deferred[None]()
+        self._pump()
+        return done
+
+    def _pump(self) -> None:
+        stream = self._stream
+        while self._done is not None and not self._paused:
+            try:
+                data = stream.read(_READ_SIZE)
+            except BodyError as e:
+                done, self._done = self._done, None
+                done.errback(OSError(f"the client's request body failed: {e}"))
+                return
+            if data is None:
+                if not self._waiting:
+                    self._waiting = True
+                    stream.when_readable(self._readable)
+                return
+            if not data:
+                done, self._done = self._done, None
+                done.callback(None)
+                return
+            self._on_write()
+            assert self._consumer is not None
+            self._consumer.write(data)
+
+    def _readable(self) -> None:
+        self._waiting = False
+        self._pump()
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._pump()
+
+    def stopProducing(self) -> None:
+        # Stopped: the Deferred never fires, as IBodyProducer wants.
+        self._done = None
+
+
 @implementer(IPushProducer)
 class _Attempt(Protocol):
     """
@@ -542,8 +600,10 @@ class _Attempt(Protocol):
         sink.on_client_gone(self._on_client_gone)
         if self._client_gone:
             raise ResponseAborted("client went away before the request was sent")
-        body = None
-        if exchange.body_length > 0 or any(n == b"content-length" for n, _ in exchange.headers):
+        body: _BodyProducer | _StreamProducer | None = None
+        if exchange.body_stream is not None:
+            body = _StreamProducer(exchange.body_stream, self._rearm)
+        elif exchange.body_length > 0 or any(n == b"content-length" for n, _ in exchange.headers):
             # The client framed a body (maybe an empty one): so does the member request.
             body = _BodyProducer(exchange.body, exchange.body_length, self._rearm)
         try:

@@ -21,17 +21,12 @@ import attrs
 import treq
 from treq.client import HTTPClient
 from twisted.internet import defer
-from twisted.internet.error import ConnectError, ConnectionLost, TimeoutError
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
-    RequestNotSent,
-    RequestTransmissionFailed,
-    ResponseFailed,
-    ResponseNeverReceived,
 )
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS, IResponse
@@ -52,7 +47,7 @@ _log = Logger()
 _UNAVAILABLE = {4, 14}  # DEADLINE_EXCEEDED, UNAVAILABLE (no leader, timed out, stopping)
 _UNAUTHENTICATED = 16
 _OUT_OF_RANGE = 11  # a revision that has been compacted
-#: The longest line of a watch stream we accept (bounded memory).
+#: The longest answer, or line of a watch stream, we accept (bounded memory).
 MAX_WATCH_LINE = 64 * 1024 * 1024
 
 
@@ -150,6 +145,25 @@ class _TLSPolicy:
         )
 
 
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_bounded(response: IResponse, limit: int) -> bytes:
+    """The body of C{response}, or an error once it grows past C{limit} bytes."""
+    parts: list[bytes] = []
+    size = [0]
+
+    def collect(data: bytes) -> None:
+        size[0] += len(data)
+        if size[0] > limit:
+            raise _TooLarge(f"answer larger than {limit} bytes")
+        parts.append(data)
+
+    await treq.collect(response, collect)
+    return b"".join(parts)
+
+
 def _why(error: BaseException) -> str:
     """A transport error in words (Agent's errors wrap the failures that caused them)."""
     reasons = getattr(error, "reasons", None)
@@ -204,6 +218,8 @@ class EtcdClient:
         self._http = HTTPClient(agent)
         self._user, self._password = user, password
         self._token: str | None = None
+        self._pending: set[defer.Deferred[Any]] = set()
+        self._closed = False
         #: Called with the new endpoint when requests move to another one.
         self.on_failover: list[Callable[[str], None]] = []
 
@@ -217,7 +233,10 @@ class EtcdClient:
         return "etcd (" + ", ".join(self.endpoints) + ")"
 
     def close(self) -> defer.Deferred[None]:
-        """Close the pooled connections."""
+        """Cancel the requests in flight and close the pooled connections."""
+        self._closed = True
+        for request in list(self._pending):
+            request.cancel()
         return self._pool.closeCachedConnections()
 
     # -- requests ------------------------------------------------------------
@@ -227,24 +246,19 @@ class EtcdClient:
 
     async def _post_once(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
-            response = await self._http.post(
+            request = self._http.post(
                 endpoint + path, json=body, headers=self._headers(), timeout=self.timeout
             )
-            data = await treq.json_content(response)
-        except (
-            ConnectError,
-            TimeoutError,
-            ConnectionLost,
-            ResponseFailed,
-            ResponseNeverReceived,
-            RequestTransmissionFailed,
-            RequestNotSent,
-            OSError,
-            defer.CancelledError,
-        ) as e:
-            raise _Unanswered(f"{endpoint}: {_why(e)}") from None
+            self._pending.add(request)
+            try:
+                response = await request
+                data = json.loads(await _read_bounded(response, MAX_WATCH_LINE))
+            finally:
+                self._pending.discard(request)
         except ValueError as e:
             raise _Unanswered(f"{endpoint}: answer is not JSON: {e}") from None
+        except Exception as e:  # noqa: BLE001 - any transport failure: refused, reset, timed out, cancelled
+            raise _Unanswered(f"{endpoint}: {_why(e)}") from None
         if not isinstance(data, dict):
             raise _Unanswered(f"{endpoint}: answer is not a JSON object")
         if "code" in data and "header" not in data and "result" not in data:
@@ -275,6 +289,8 @@ class EtcdClient:
         problems = []
         count = len(self.endpoints)
         for step in range(count):
+            if self._closed:
+                raise StoreUnavailable(f"{self.describe()}: the client is closed")
             index = (self.current + step) % count
             endpoint = self.endpoints[index]
             try:
@@ -433,10 +449,15 @@ class _LineStream(Protocol):
             if self.transport is not None:
                 self.transport.stopProducing()  # type: ignore[attr-defined]
 
+    def connectionMade(self) -> None:  # noqa: N802
+        if self._watch._ended and self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]  # cancelled meanwhile
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         self._watch._end(
             Failure(StoreUnavailable(f"watch stream from {self._watch.endpoint} ended"))
         )
+        self._watch._closed()
 
 
 class Watch:
@@ -444,6 +465,7 @@ class Watch:
     One watch stream (see L{EtcdClient.watch}).
 
     @ivar done: fires with a failure saying why the stream ended.
+    @ivar closed: fires once its connection is closed (or was never made).
     @ivar revision: the revision of the last batch received.
     """
 
@@ -457,6 +479,7 @@ class Watch:
         self.endpoint = client.endpoint
         self.revision = start_revision - 1
         self.done: defer.Deferred[None] = defer.Deferred()
+        self.closed: defer.Deferred[None] = defer.Deferred()
         self._on_events = on_events
         self._protocol: _LineStream | None = None
         self._ended = False
@@ -475,15 +498,13 @@ class Watch:
         def started(response: IResponse) -> None:
             if timer.active():
                 timer.cancel()
-            if self._ended:
-                response.deliverBody(Protocol())
-                return
             self._protocol = _LineStream(self)
             response.deliverBody(self._protocol)
 
         def failed(failure: Failure) -> None:
             if timer.active():
                 timer.cancel()
+            self._closed()
             self._end(
                 Failure(
                     StoreUnavailable(
@@ -526,6 +547,10 @@ class Watch:
             return
         self.revision = max(kv.mod_revision for _, kv in batch)
         self._on_events(batch, self.revision)
+
+    def _closed(self) -> None:
+        if not self.closed.called:
+            self.closed.callback(None)
 
     def _end(self, failure: Failure) -> None:
         if self._ended:

@@ -86,9 +86,14 @@ class Instances:
         return f"{self.prefix}/instances/{quote(name, safe='')}"
 
     def start(self) -> None:
-        """Register, then renew every L{HEARTBEAT} seconds."""
-        if self._own is not None:
-            self._loop.start(HEARTBEAT, now=True)
+        """
+        Register, then renew every L{HEARTBEAT} seconds; a process that does
+        not register asks the store for a key as often instead. Either way the
+        store is known to be up or down, and a member that stopped answering
+        (hung, cut off from the others) is left for another, where the watch
+        follows.
+        """
+        self._loop.start(HEARTBEAT, now=True)
 
     def stop(self) -> defer.Deferred[None]:
         """Stop renewing and end the lease (this proxy leaves the list at once)."""
@@ -112,7 +117,10 @@ class Instances:
         d.addErrback(self._failed).addBoth(done)
 
     async def _renew(self) -> None:
-        assert self._own is not None
+        if self._own is None:
+            await self.client.get(self.key(self.name))  # a linearizable read: needs a quorum
+            self._heard(True, "")
+            return
         info = self._own()
         text = json.dumps(info, sort_keys=True)
         now = self._reactor.seconds()

@@ -110,9 +110,10 @@ class ClusterService(Service):
 
     def stopService(self) -> defer.Deferred[None]:
         super().stopService()
-        self.shared.stop()
+        watch_closed = self.shared.stop()
         d = self.instances.stop()
-        return d.addBoth(lambda _: self.client.close())
+        d.addBoth(lambda _: self.client.close())
+        return defer.gatherResults([d, watch_closed]).addBoth(lambda _: None)
 
     def reapply(self) -> None:
         """Apply the group's state again (after a reload rebuilt balancers from the file)."""

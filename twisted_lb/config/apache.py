@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from ..access import AccessRule, parse_network
+from ..basic_auth import AuthRule, read_htpasswd
 from ..header_edits import ACTIONS as HEADER_ACTIONS
 from ..header_edits import HeaderEdit
 from ..request_rules import Condition, RequestRule
@@ -100,7 +102,12 @@ SUPPORTED_DIRECTIVES = frozenset(
         "limitrequestbody",
         "proxyvia",
         "proxyhcexpr",
+        "authtype",
+        "authname",
+        "authbasicprovider",
+        "authuserfile",
         "redirectmatch",
+        "proxypassmatch",
         "redirectpermanent",
         "redirecttemp",
         "rewriteengine",
@@ -170,7 +177,15 @@ _HC_METHODS = {
 
 #: Balancer parameters (ProxySet on a balancer, ProxyPass to a balancer).
 _BALANCER_PARAMS = frozenset(
-    {"lbmethod", "stickysession", "stickysessionsep", "nofailover", "maxattempts", "timeout"}
+    {
+        "lbmethod",
+        "stickysession",
+        "stickysessionsep",
+        "nofailover",
+        "maxattempts",
+        "timeout",
+        "scolonpathdelim",
+    }
 )
 
 _STATUS_FLAGS = {
@@ -303,8 +318,32 @@ class _Access:
     order: str | None = None
     allow: list[str] = attrs.Factory(list)
     deny: list[str] = attrs.Factory(list)
+    #: Require valid-user (an empty list) or Require user NAME ... (the names).
+    users: list[str] | None = None
+
+    def auth_rule(self, path: str, scope: _Scope) -> AuthRule:
+        """The login rule of this section for C{path} (no login when it requires no user)."""
+        if self.users is None:
+            return AuthRule(path, "", "")
+        auth_type = scope.value("authtype")
+        user_file = scope.value("authuserfile")
+        if auth_type != "basic" or user_file is None:
+            raise self.node.error(
+                "Require valid-user/user needs AuthType Basic and AuthUserFile in its section"
+            )
+        return AuthRule(path, scope.value("authname", "Restricted"), user_file, tuple(self.users))
 
     def rule(self, path: str) -> AccessRule:
+        if self.users is not None:
+            if self.require or self.order is not None or self.allow or self.deny:
+                raise self.node.error(
+                    "a login (Require valid-user/user) and address rules in one section "
+                    "(either lets a client in, in Apache) are not supported: use one kind"
+                )
+            return AccessRule(path, "require", ("all",))
+        return self.address_rule(path)
+
+    def address_rule(self, path: str) -> AccessRule:
         """
         The rule of this section for C{path}. With both kinds of lines
         (files written for 2.2 and 2.4 alike), Apache 2.4 lets a client in
@@ -377,7 +416,8 @@ class _Reader:
         self.location_scopes: list[_Scope] = []
         self.route_paths: set[str] = set()
         #: RewriteRule lines, built once the balancers are known.
-        self.pending_rules: list[tuple[Node, _Scope, int, str, str, dict[str, Any]]] = []
+        #: (node, scope, status, pattern, target, RequestRule arguments, from ProxyPassMatch)
+        self.pending_rules: list[tuple[Node, _Scope, int, str, str, dict[str, Any], bool]] = []
         #: ProxyHCExpr names and the statuses they accept.
         self.hc_exprs: dict[str, tuple[tuple[int, int], ...]] = {}
         self._groups: dict[int, list[tuple[_Scope, str]]] | None = None
@@ -735,18 +775,40 @@ class _Reader:
         elif {"p", "proxy"} & set(flags):
             status = 0
         elif {"pt", "passthrough"} & set(flags):
-            raise node.error(
-                "RewriteRule … [PT] (rewrite, then route with ProxyPass) is not supported; "
-                "proxy with [P] to the balancer, or map the path with ProxyPass"
-            )
+            if target == "-" or not target.startswith("/"):
+                raise node.error("RewriteRule … [PT] needs a path (starting with '/') to route")
+            status = 1
         elif target == "-":
             raise node.error("RewriteRule … - without [F], [G], [R] or [P] changes nothing here")
         else:
             raise node.error(
-                "RewriteRule without [R], [P], [F] or [G] rewrites to a file, and twisted_lb "
-                "serves no files: add [P] to proxy or [R] to redirect"
+                "RewriteRule without [R], [P], [PT], [F] or [G] rewrites to a file, and "
+                "twisted_lb serves no files: add [PT] to route the new path, [P] to proxy or "
+                "[R] to redirect"
             )
-        self.pending_rules.append((node, scope, status, pattern, target, kwargs))
+        self.pending_rules.append((node, scope, status, pattern, target, kwargs, False))
+
+    def d_proxypassmatch(self, node: Node, scope: _Scope) -> None:
+        args = list(node.args)
+        if scope.kind == "location":
+            raise node.error(
+                "ProxyPassMatch inside <Location> is not supported; write it in the "
+                "<VirtualHost> with its regular expression"
+            )
+        if scope.kind not in ("main", "vhost"):
+            raise node.error("ProxyPassMatch belongs at the top level or in a <VirtualHost>")
+        if len(args) < 2:
+            raise node.error("ProxyPassMatch takes regex URL [key=value ...] (or regex !)")
+        pattern, target = args[0], args[1]
+        if len(args) > 2:
+            raise node.error(
+                "ProxyPassMatch with parameters is not supported: put them on the "
+                "BalancerMember lines (or use ProxyPass with a prefix)"
+            )
+        if target == "!":
+            self.pending_rules.append((node, scope, 404, pattern, "-", {}, True))
+            return
+        self.pending_rules.append((node, scope, 0, pattern, target, {"noescape": True}, True))
 
     def d_rewriteoptions(self, node: Node, scope: _Scope) -> None:
         if any(a.lower().startswith("inherit") for a in node.args):
@@ -1026,10 +1088,17 @@ class _Reader:
                 )
             else:
                 raise node.error(f"{node.name}: unexpected argument {extra!r}")
-        if any(v.lower().startswith("expr=") for v in values):
-            raise node.error(f"{node.name}: expr= values are not supported; give a plain value")
+        for i, v in enumerate(values):
+            if v.lower().startswith("expr="):
+                match = re.fullmatch(r"%\{(HTTPS|REQUEST_SCHEME)\}", v[5:].strip(), re.I)
+                if match is None:
+                    raise node.error(
+                        f"{node.name}: expr= values are not supported, except "
+                        "expr=%{REQUEST_SCHEME} and expr=%{HTTPS}; give a plain value"
+                    )
+                values[i] = "%{" + match.group(1).upper() + "}e"
         text = " ".join(values)
-        if request and (condition or "%{BALANCER_" in text):
+        if request and ((condition or "").startswith("BALANCER_") or "%{BALANCER_" in text):
             raise node.error(
                 f"{node.name}: Apache edits request headers before it picks a member, so "
                 "BALANCER_* variables are not set there (and env= conditions on them never hold)"
@@ -1049,12 +1118,25 @@ class _Reader:
         scope.headers.append((node, request, edit))
 
     def d_proxyvia(self, node: Node, scope: _Scope) -> None:
+        """
+        C{ProxyVia On|Full} appends this proxy to C{Via} of requests and
+        answers, C{Block} removes C{Via} from requests: header edits of the
+        scope, as Apache's mod_proxy makes them.
+        """
+        self.host_only(node, scope)
         value = _one_arg(node).lower()
-        if value != "off":
-            raise node.error(
-                f"ProxyVia {_one_arg(node)} is not supported: twisted_lb adds no Via header "
-                "(ProxyVia Off, Apache's default); remove the line"
-            )
+        if value not in ("off", "on", "full", "block"):
+            raise node.error(f"ProxyVia must be Off, On, Full or Block, not {_one_arg(node)!r}")
+        if value == "off":
+            return
+        if value == "block":
+            scope.headers.append((node, True, HeaderEdit("unset", "Via")))
+            return
+        found = scope.get("servername")
+        name = found[0] if found is not None else socket.gethostname()
+        via = f"1.1 {name}" + (" (twisted_lb)" if value == "full" else "")
+        scope.headers.append((node, True, HeaderEdit("append", "Via", via)))
+        scope.headers.append((node, False, HeaderEdit("append", "Via", via, always=True)))
 
     def access_of(self, node: Node, scope: _Scope, *, require: bool) -> _Access:
         if scope.kind not in ("proxy", "proxyurl", "location"):
@@ -1076,10 +1158,16 @@ class _Reader:
             raise node.error(
                 "Require not … is not supported; list the addresses that may pass with Require ip"
             )
-        if kind in ("valid-user", "user", "group", "file-owner", "file-group"):
+        if kind in ("valid-user", "user"):
+            if kind == "user" and not rest:
+                raise node.error("Require user needs one or more user names")
+            access = self.access_of(node, scope, require=True)
+            access.users = [*(access.users or []), *rest]
+            return
+        if kind in ("group", "file-owner", "file-group"):
             raise node.error(
-                f"Require {kind} needs authentication, which twisted_lb does not do: "
-                "authenticate in the application"
+                f"Require {kind} is not supported: list the users (Require user …) or use "
+                "Require valid-user"
             )
         if kind == "all":
             if len(rest) == 1 and rest[0].lower() in ("granted", "denied"):
@@ -1112,6 +1200,40 @@ class _Reader:
                 raise node.error(f"Require {kind}: {e}") from None
         access = self.access_of(node, scope, require=True)
         access.require = [*(access.require or []), *entries]
+
+    def auth_setting(self, node: Node, scope: _Scope) -> None:
+        if scope.kind not in ("proxy", "proxyurl", "location"):
+            raise node.error(f"{node.name} belongs in a <Location> or <Proxy> section")
+
+    def d_authtype(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        value = _one_arg(node).lower()
+        if value not in ("basic", "none"):
+            raise node.error(f"AuthType {_one_arg(node)} is not supported (Basic is)")
+        self.setting(node, scope, "authtype", value)
+
+    def d_authname(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        self.setting(node, scope, "authname", _one_arg(node))
+
+    def d_authbasicprovider(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        if [a.lower() for a in node.args] != ["file"]:
+            raise node.error(
+                f"AuthBasicProvider {' '.join(node.args)} is not supported (file, with "
+                "AuthUserFile, is)"
+            )
+
+    def d_authuserfile(self, node: Node, scope: _Scope) -> None:
+        self.auth_setting(node, scope)
+        path = resolve_path(_one_arg(node), self.base_dir(node))
+        try:
+            read_htpasswd(path)
+        except OSError as e:
+            raise node.error(f"AuthUserFile {path}: cannot be read ({e.strerror or e})") from None
+        except ValueError as e:
+            raise node.error(f"AuthUserFile: {e}") from None
+        self.setting(node, scope, "authuserfile", path)
 
     def d_order(self, node: Node, scope: _Scope) -> None:
         value = "".join(node.args).lower().replace(" ", "")
@@ -1294,6 +1416,15 @@ class _Reader:
                     f"{what}: balancer parameter {key!r} is not supported by twisted_lb (see "
                     "docs/migrating-from-apache.md)"
                 )
+            if key == "scolonpathdelim":
+                if not _on_off(node, value, "scolonpathdelim"):
+                    self.warn_once(
+                        "scolonpathdelim",
+                        node,
+                        f"{what} scolonpathdelim=Off: twisted_lb always ends a ;jsessionid= "
+                        "path parameter at the next ';' (as scolonpathdelim=On)",
+                    )
+                continue
             if key == "timeout":
                 self.warn(
                     node,
@@ -1612,6 +1743,7 @@ class _Reader:
                 continue
             routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
+        self.check_defaults_across_ports()
         out = []
         self.route_paths = {path for path, _ in routes}
         for r, node in routes.values():
@@ -1641,7 +1773,7 @@ class _Reader:
             and (loc.location == route.path or _covers(loc.location, route.path))
         ]
         edits = [(request, edit) for scope in scopes for _, request, edit in scope.headers]
-        access = self.access_rules(route, owner)
+        access, auth = self.access_rules(route, owner)
         if not edits and not access:
             return route
         return attrs.evolve(
@@ -1649,6 +1781,7 @@ class _Reader:
             request_headers=tuple(e for request, e in edits if request),
             response_headers=tuple(e for request, e in edits if not request),
             access=access,
+            auth=auth if any(a.user_file for a in auth) else (),
         )
 
     def proxy_sections_for(self, owner: _Pass) -> list[_Scope]:
@@ -1670,31 +1803,52 @@ class _Reader:
                 out.append(section)
         return out
 
-    def access_rules(self, route: RouteConfig, owner: _Pass) -> tuple[AccessRule, ...]:
+    def access_rules(
+        self, route: RouteConfig, owner: _Pass
+    ) -> tuple[tuple[AccessRule, ...], tuple[AuthRule, ...]]:
         """
-        C{route}'s access rules in Apache's merge order: its <Proxy>
-        sections, then the <Location>s that contain it or lie inside it.
+        C{route}'s access and login rules in Apache's merge order: its
+        <Proxy> sections, then the <Location>s that contain it or lie inside
+        it (one of each per section, so that a later section decides both).
         """
         rules: list[AccessRule] = []
+        auth: list[AuthRule] = []
         for section in self.proxy_sections_for(owner):
             if section.access is not None:
                 rules.append(section.access.rule(route.path))
+                auth.append(section.access.auth_rule(route.path, section))
         for loc in self.location_scopes:
             if loc.access is None or loc.host not in (self.main, owner.scope.host):
                 continue
             assert loc.location is not None
             if loc.location == route.path or _covers(loc.location, route.path):
                 rules.append(loc.access.rule(route.path))
+                auth.append(loc.access.auth_rule(route.path, loc))
             elif _covers(route.path, loc.location) and not any(
                 len(other) > len(route.path)
                 and (other == loc.location or _covers(other, loc.location))
                 for other in self.route_paths
             ):
                 rules.append(loc.access.rule(loc.location))
-        return tuple(rules)
+                auth.append(loc.access.auth_rule(loc.location, loc))
+        return tuple(rules), tuple(auth)
 
     def check_header_scopes(self, routes: list[RouteConfig]) -> None:
-        """Header lines in a <Location> that covers only part of a route are refused."""
+        """
+        Header lines in a <Location> that covers only part of a route are
+        refused; those of a virtual host without routes get a warning.
+        """
+        proxying_hosts = {
+            id(scope.host) for _, scope, status, *_ in self.pending_rules if status == 0
+        }
+        for vhost in self.vhosts:
+            if vhost.headers and not vhost.passes and id(vhost) not in proxying_hosts:
+                node = vhost.headers[0][0]
+                self.warn(
+                    node,
+                    f"{node.name} in a <VirtualHost> that proxies nothing is not used "
+                    "(twisted_lb's redirect listeners add no headers)",
+                )
         paths = {r.path for r in routes}
         for loc in self.location_scopes:
             if not loc.headers or loc.location in paths:
@@ -1775,6 +1929,30 @@ class _Reader:
         else:
             balancers[name] = BalancerConfig(name=name, members=(member,), sticky=None)
         return name, parts.path
+
+    def check_defaults_across_ports(self) -> None:
+        """
+        With name-based virtual hosts, twisted_lb chooses by name on every
+        port; say so when two ports each have a proxying first host (Apache
+        would send other names to each port's own first host).
+        """
+        if not self.name_based:
+            return
+        defaults: list[_Scope] = []
+        for group in self.vhost_groups().values():
+            first = group[0][0]
+            if first.passes and all(first is not d for d in defaults):
+                defaults.append(first)
+        if len(defaults) > 1:
+            nodes = [d.node for d in defaults if d.node is not None]
+            self.warn(
+                nodes[1],
+                "this <VirtualHost> and the one at "
+                f"{self.where(nodes[0])} are each the first on their port; twisted_lb chooses "
+                "virtual hosts by name on every port, so a name neither lists reaches the "
+                "routes of both (the first file's route wins on the same path), where Apache "
+                "would use the first host of the port the request came to",
+            )
 
     def check_shadowing(self) -> None:
         """
@@ -2039,16 +2217,16 @@ class _Reader:
         """
         out: list[RequestRule] = []
         by_host: dict[int, list[tuple[Node, _Scope, RequestRule]]] = {}
-        for node, scope, status, pattern, target, kwargs in self.pending_rules:
+        for node, scope, status, pattern, target, kwargs, match in self.pending_rules:
             host = scope.host
-            if host.value("rewriteengine") is not True:
+            if not match and host.value("rewriteengine") is not True:
                 self.warn_once(
                     ("rewrite-off", id(host)),
                     node,
                     "RewriteRule without RewriteEngine On in its host: not used, as in Apache",
                 )
                 continue
-            if host is self.main and self.vhosts:
+            if host is self.main and self.vhosts and not match:
                 self.warn(
                     node,
                     "RewriteRule at the top level is not used by the <VirtualHost> sections "
@@ -2057,10 +2235,15 @@ class _Reader:
                 continue
             try:
                 if status == 0:
+                    url = target
                     kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
+                    kwargs["access"], kwargs["auth"] = self.site_access(node, scope, url)
+                    edits = self.site_headers(node, scope, url)
+                    kwargs["request_headers"] = tuple(e for request, e in edits if request)
+                    kwargs["response_headers"] = tuple(e for request, e in edits if not request)
                 rule = RequestRule(pattern, target, status, **kwargs)
             except ValueError as e:
-                self.fail(node, node.error(f"RewriteRule: {e}"))
+                self.fail(node, node.error(f"{node.name}: {e}"))
                 continue
             except ConfigError as e:
                 self.fail(node, e)
@@ -2119,6 +2302,40 @@ class _Reader:
             )
         return names
 
+    def site_headers(self, node: Node, scope: _Scope, url: str) -> list[tuple[bool, HeaderEdit]]:
+        """
+        The Header and RequestHeader edits of a proxying rule: the top
+        level, its virtual host and the <Proxy> sections its URL matches
+        (a <Location>'s edits are per route, and a warning says so).
+        """
+        fake = _Pass(node, "/", url, [], scope)
+        scopes = [self.main] if scope.host is self.main else [self.main, scope.host]
+        scopes += self.proxy_sections_for(fake)
+        return [(request, edit) for s in scopes for _, request, edit in s.headers]
+
+    def site_access(
+        self, node: Node, scope: _Scope, url: str
+    ) -> tuple[tuple[AccessRule, ...], tuple[AuthRule, ...]]:
+        """
+        The access and login rules of a proxying rule: those of the <Proxy>
+        sections its URL matches, then every <Location> of its host, each
+        for its own path (Apache checks them against the requested URL).
+        """
+        fake = _Pass(node, "/", url, [], scope)
+        access: list[AccessRule] = []
+        auth: list[AuthRule] = []
+        for section in self.proxy_sections_for(fake):
+            if section.access is not None:
+                access.append(section.access.rule("/"))
+                auth.append(section.access.auth_rule("/", section))
+        for loc in self.location_scopes:
+            if loc.access is None or loc.host not in (self.main, scope.host):
+                continue
+            assert loc.location is not None
+            access.append(loc.access.rule(loc.location))
+            auth.append(loc.access.auth_rule(loc.location, loc))
+        return tuple(access), tuple(auth) if any(a.user_file for a in auth) else ()
+
     def proxy_target(
         self, node: Node, scope: _Scope, target: str, balancers: dict[str, BalancerConfig]
     ) -> tuple[str, str]:
@@ -2127,15 +2344,13 @@ class _Reader:
         if parsed is not None:
             name, path = parsed
             if name not in balancers:
-                raise node.error(
-                    f"RewriteRule … [P] names balancer://{name}, which no <Proxy> defines"
-                )
+                raise node.error(f"{node.name} names balancer://{name}, which no <Proxy> defines")
             return name, path or "/"
         parts = urlsplit(target)
         if not parts.scheme or not parts.netloc or any(c in parts.netloc for c in "$%{"):
             raise node.error(
-                f"RewriteRule … [P]: {target!r} must be balancer://name/… or a member URL "
-                "whose host and port are written out"
+                f"{node.name}: {target!r} must be balancer://name/… or a member URL whose "
+                "host and port are written out"
             )
         base = f"{parts.scheme}://{parts.netloc}"
         fake = _Pass(node, "/", base, [], scope)
