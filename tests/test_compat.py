@@ -298,6 +298,242 @@ def test_twisted_tls_aggregates_small_writes_in_a_flushable_buffer():
     assert "write" in TLSMemoryBIOProtocol.__dict__
 
 
+def test_tls_transport_private_names() -> None:
+    """What tls_write_now and tls_read_directly read of Twisted's TLS transport and pyOpenSSL."""
+    from OpenSSL.SSL import _ffi, _lib
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    made = TLSMemoryBIOProtocol.makeConnection.__code__.co_names
+    for name in compat.TLS_TRANSPORT_PRIVATE:
+        assert hasattr(TLSMemoryBIOProtocol, name) or name in made, name
+    connection = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    for name in compat.PYOPENSSL_CONNECTION_PRIVATE:
+        assert getattr(connection, name) not in (None, _ffi.NULL), name
+    # BIO_get_mem_data counts the bytes waiting in a memory BIO.
+    assert _lib.BIO_get_mem_data(connection._into_ssl, _ffi.NULL) == 0
+    connection.bio_write(b"\x16\x03\x01")
+    assert compat._bio_pending(connection._into_ssl) == 3
+
+
+class _Received:
+    """The protocol inside the TLS transport: what it got, and how it ended."""
+
+    def __init__(self) -> None:
+        from twisted.internet.protocol import Protocol
+
+        self.data: list[bytes] = []
+        self.lost: list[object] = []
+        outer = self
+
+        class Inner(Protocol):
+            def dataReceived(self, data: bytes) -> None:  # noqa: N802
+                outer.data.append(data)
+
+            def connectionLost(self, reason: object = None) -> None:  # noqa: N802
+                outer.lost.append(reason)
+
+        self.protocol = Inner()
+
+
+class _CountingReactor:
+    """A MemoryReactor that counts the times a transport asked to be told it can write."""
+
+    def __new__(cls):  # type: ignore[no-untyped-def]
+        from twisted.internet.testing import MemoryReactor
+
+        class Counting(MemoryReactor):
+            write_registrations = 0
+
+            def addWriter(self, writer):  # type: ignore[no-untyped-def]  # noqa: N802
+                self.write_registrations += 1
+                super().addWriter(writer)
+
+        return Counting()
+
+
+class _CountingConnection:
+    """A pyOpenSSL Connection that counts the reads asked of it and the WantReadErrors raised."""
+
+    def __init__(self, connection: SSL.Connection) -> None:
+        self._connection = connection
+        self.reads = 0
+        self.want_read = 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        try:
+            return self._connection.recv(size)
+        except SSL.WantReadError:
+            self.want_read += 1
+            raise
+
+    def bio_read(self, size: int) -> bytes:
+        try:
+            return self._connection.bio_read(size)
+        except SSL.WantReadError:
+            self.want_read += 1
+            raise
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._connection, name)
+
+
+def _tls_over_tcp(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """
+    Twisted's TLS server transport over a real TCP transport (one end of a
+    socket pair), handshaken with a pyOpenSSL client on the other end:
+    C{(tls, tcp transport, reactor, client, client socket, received)}.
+    """
+    from twisted.internet import tcp
+    from twisted.internet.protocol import Factory as ProtocolFactory
+    from twisted.internet.task import Clock
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_self_signed(cert, key)
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.use_certificate_file(str(cert))
+    context.use_privatekey_file(str(key))
+
+    class _Legacy:
+        def getContext(self) -> SSL.Context:  # noqa: N802
+            return context
+
+    received = _Received()
+    factory = TLSMemoryBIOFactory(
+        _Legacy(), False, ProtocolFactory.forProtocol(lambda: received.protocol), clock=Clock()
+    )
+    reactor = _CountingReactor()
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.settimeout(5)
+
+    class _Port:
+        sessionno = 0
+        _realPortNumber = 1
+        _type = "TCP"
+
+        def getHost(self):  # type: ignore[no-untyped-def]  # noqa: N802
+            return None
+
+    tls = factory.buildProtocol(("127.0.0.1", 1))
+    under = tcp.Server(ours, tls, ("127.0.0.1", 1), _Port(), 1, reactor)
+    tls.makeConnection(under)
+    client = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+    client.set_connect_state()
+    for _ in range(20):
+        try:
+            client.do_handshake()
+        except SSL.WantReadError:
+            pass
+        try:
+            theirs.sendall(client.bio_read(65536))
+        except SSL.WantReadError:
+            pass
+        if tls._handshakeDone and under.dataBuffer == b"" and not under._tempDataLen:
+            break
+        under.doRead()
+        under.doWrite()
+        theirs.settimeout(0.2)
+        try:
+            client.bio_write(theirs.recv(65536))
+        except TimeoutError:
+            pass
+    client.do_handshake()
+    assert tls._handshakeDone, "the in-memory handshake did not complete"
+    return tls, under, reactor, client, theirs, received
+
+
+def _records(client: SSL.Connection, *messages: bytes) -> bytes:
+    out = b""
+    for message in messages:
+        client.send(message)
+        out += client.bio_read(65536)
+    return out
+
+
+def test_tls_write_now_sends_one_record_at_once(tmp_path: Path) -> None:
+    """A relayed write is one TLS record, in the peer's socket before any reactor turn."""
+    tls, under, reactor, client, theirs, _ = _tls_over_tcp(tmp_path)
+    try:
+        registrations = reactor.write_registrations
+        compat.tls_write_now(tls, b"\x81\x05hello")
+        record = theirs.recv(65536)
+        assert record[:3] == b"\x17\x03\x03"  # one application-data record...
+        assert int.from_bytes(record[3:5], "big") == len(record) - 5  # ...and only one
+        client.bio_write(record)
+        assert client.recv(100) == b"\x81\x05hello"
+        # straight to the socket: the reactor was never asked to wait for writability
+        assert reactor.write_registrations == registrations
+        assert under._tempDataLen == 0 and not under.dataBuffer
+        # larger than a record: records of 16 KiB, all of it sent
+        big = bytes(range(256)) * 160
+        compat.tls_write_now(tls, big)
+        got = b""
+        while len(got) < len(big):
+            client.bio_write(theirs.recv(65536))
+            try:
+                while True:
+                    got += client.recv(65536)
+            except SSL.WantReadError:
+                pass
+        assert got == big
+    finally:
+        under.socket.close()
+        theirs.close()
+
+
+def test_tls_read_directly_one_read_per_record(tmp_path: Path) -> None:
+    """
+    Whole records are decrypted with one read each and no WantReadError;
+    a record in two pieces and several records in one piece arrive intact.
+    """
+    tls, under, reactor, client, theirs, received = _tls_over_tcp(tmp_path)
+    try:
+        received.data.clear()
+        compat.tls_read_directly(tls)
+        counting = _CountingConnection(tls._tlsConnection)
+        tls._tlsConnection = counting
+        tls.dataReceived(_records(client, b"one"))
+        assert received.data == [b"one"]
+        assert (counting.reads, counting.want_read) == (1, 0)
+        tls.dataReceived(_records(client, b"two", b"three"))
+        assert received.data == [b"one", b"two", b"three"]
+        assert (counting.reads, counting.want_read) == (3, 0)
+        split = _records(client, b"four")
+        tls.dataReceived(split[:7])
+        tls.dataReceived(split[7:])
+        assert received.data[-1] == b"four"
+        assert counting.want_read == 1  # the first half could not be read yet
+    finally:
+        under.socket.close()
+        theirs.close()
+
+
+def test_tls_read_directly_close_notify_and_garbage(tmp_path: Path) -> None:
+    """close_notify and a broken record go through Twisted's own handling."""
+    tls, under, reactor, client, theirs, received = _tls_over_tcp(tmp_path)
+    try:
+        compat.tls_read_directly(tls)
+        client.shutdown()
+        tls.dataReceived(client.bio_read(65536))
+        assert tls._lostTLSConnection and under.disconnecting
+    finally:
+        under.socket.close()
+        theirs.close()
+    tls, under, reactor, client, theirs, received = _tls_over_tcp(tmp_path)
+    try:
+        compat.tls_read_directly(tls)
+        record = bytearray(_records(client, b"x" * 40))
+        record[-1] ^= 1  # the tag no longer matches
+        tls.dataReceived(bytes(record))
+        assert tls._lostTLSConnection and under.disconnecting
+        assert received.data == []
+    finally:
+        under.socket.close()
+        theirs.close()
+
+
 # --- operator experience -----------------------------------------------------
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from OpenSSL import SSL
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import tcp
 from twisted.internet.interfaces import IListeningPort
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.web import client as _web_client
+
+from twisted_lb.sendnow import send_now
 
 try:
     from twisted.web._http2 import H2Connection
@@ -225,20 +228,49 @@ def autobahn_fail(protocol: Any, code: int, reason: str) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Twisted (26.10.0): a TLS write that reaches the socket at once
-# (twisted_lb.websocket's relay).
+# Twisted (26.10.0) and pyOpenSSL (26.4): the TLS legs of the WebSocket relay
+# (twisted_lb.websocket.relay), a TLS write and a TLS read without detours.
 #
-# Twisted's TLS transport (BufferingTLSTransport) keeps small writes for a
-# later turn of the reactor (callLater(0)) to encrypt them together, and the
-# TCP transport under it buffers the encrypted bytes until a further turn
-# finds the socket writable: two turns of latency per relayed frame, and a
-# copy. The relay writes once per read anyway, so it encrypts at once
-# (after whatever Twisted still held, to keep the order) and sends the
-# result at once when nothing else is queued; whatever the kernel does not
-# take stays in the TCP buffer, where the reactor finds it as before.
+# Write: Twisted's TLS transport (BufferingTLSTransport) keeps small writes
+# for a later turn of the reactor (callLater(0)) to encrypt them together,
+# and the TCP transport under it buffers the encrypted bytes until a further
+# turn finds the socket writable (two epoll_ctl calls a write). The relay
+# writes once per read anyway, so it encrypts at once (after whatever Twisted
+# still held, to keep the order) and sends the record straight to the socket
+# when nothing else is queued there (twisted_lb.sendnow); whatever the
+# kernel does not take goes to the TCP transport's buffer as before.
+#
+# Read: Twisted's TLS transport reads the decrypted bytes until pyOpenSSL
+# raises WantReadError, then asks the outgoing BIO for bytes, which raises
+# WantReadError again when there are none: two exceptions a received record,
+# more than the decryption costs. The relay's read asks OpenSSL how many
+# bytes wait in each memory BIO instead (BIO_get_mem_data), and hands
+# anything unusual (a record not yet complete, close_notify, an error, a
+# handshake) to Twisted's own code.
 # ---------------------------------------------------------------------------
 
 _TCP_TRANSPORTS = frozenset({tcp.Server, tcp.Client})
+
+#: The largest plaintext of one TLS record (what Twisted encrypts per call too).
+_TLS_RECORD = 2**14
+
+_bio_get_mem_data = SSL._lib.BIO_get_mem_data  # type: ignore[attr-defined]
+_NULL = SSL._ffi.NULL  # type: ignore[attr-defined]
+
+
+def _bio_pending(bio: Any) -> int:
+    """The bytes waiting in C{bio}, a memory BIO of a pyOpenSSL C{Connection}."""
+    return int(_bio_get_mem_data(bio, _NULL))
+
+
+def _tls_ready(transport: Any) -> bool:
+    """Whether C{transport} is a TLS connection in its plain steady state (handshake done, open)."""
+    return bool(
+        transport._handshakeDone
+        and not transport._appSendBuffer
+        and not transport._lostTLSConnection
+        and not transport.disconnecting
+    )
 
 
 def tls_write_now(transport: Any, data: bytes) -> None:
@@ -246,8 +278,74 @@ def tls_write_now(transport: Any, data: bytes) -> None:
     aggregator = getattr(transport, "_aggregator", None)
     if aggregator is not None:
         aggregator.flush()  # what Twisted held back goes first
-    TLSMemoryBIOProtocol.write(transport, data)
-    _flush_tcp(transport.transport)
+    under = transport.transport
+    if not _tls_ready(transport):
+        TLSMemoryBIOProtocol.write(transport, data)
+        _flush_tcp(under)
+        return
+    connection = transport._tlsConnection
+    size = len(data)
+    done = 0
+    try:
+        while done < size:
+            done += connection.send(data[done : done + _TLS_RECORD] if size > _TLS_RECORD else data)
+    except SSL.Error:
+        # A renegotiation wants to read first, or the connection broke:
+        # Twisted buffers the rest or ends the connection, as for any write.
+        _send_encrypted(transport, connection, under)
+        TLSMemoryBIOProtocol.write(transport, data[done:])
+        _flush_tcp(under)
+        return
+    _send_encrypted(transport, connection, under)
+
+
+def _send_encrypted(transport: Any, connection: Any, under: Any) -> None:
+    """Send what C{connection} encrypted, straight to the socket when nothing else is queued."""
+    waiting = _bio_pending(connection._from_ssl)
+    if waiting:
+        send_now(under, connection.bio_read(waiting))
+
+
+def tls_read_directly(transport: Any) -> None:
+    """
+    Have C{transport}, a TLS transport, hand the bytes it decrypts to its
+    protocol without the exceptions of Twisted's read loop (see above).
+    """
+    transport.dataReceived = _DirectTLSRead(transport)
+
+
+class _DirectTLSRead:
+    """C{dataReceived} of one TLS transport (see L{tls_read_directly})."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def __call__(self, data: bytes) -> None:
+        transport = self._transport
+        if not _tls_ready(transport):
+            TLSMemoryBIOProtocol.dataReceived(transport, data)
+            return
+        connection = transport._tlsConnection
+        connection.bio_write(data)
+        incoming = connection._into_ssl
+        while not transport._lostTLSConnection:
+            try:
+                plain = connection.recv(2**15)
+            except SSL.WantReadError:
+                break  # the rest of a record is still on its way
+            except SSL.Error:
+                # close_notify or a broken record: Twisted's own handling
+                # (it reads again and meets the same condition).
+                transport._flushReceiveBIO()
+                return
+            if not transport._aborted:
+                transport.wrappedProtocol.dataReceived(plain)
+            if not connection.pending() and not _bio_pending(incoming):
+                break
+        if _bio_pending(connection._from_ssl):  # an alert or a key update to answer
+            transport._flushSendBIO()
 
 
 def _flush_tcp(under: Any) -> None:
@@ -265,6 +363,19 @@ def _flush_tcp(under: Any) -> None:
         # resumes a paused producer. An error is left for the reactor to
         # meet on its own next call (the socket stays watched then).
         under.doWrite()
+
+
+#: The private names used above, checked by tests/test_compat.py.
+TLS_TRANSPORT_PRIVATE = (
+    "_tlsConnection",
+    "_handshakeDone",
+    "_appSendBuffer",
+    "_lostTLSConnection",
+    "_aborted",
+    "_flushReceiveBIO",
+    "_flushSendBIO",
+)
+PYOPENSSL_CONNECTION_PRIVATE = ("_into_ssl", "_from_ssl")
 
 
 # --- end of the Twisted TLS section -----------------------------------------

@@ -13,7 +13,8 @@ node tomcat1 (sticky cookie through the balancers):
 
 for ``direct`` (Tomcat's connector; ws and wss), ``apache`` and ``tlb`` (ws and wss on the
 frontend; the members are ``ws://`` for both proxies). The best of ``--rounds`` is kept (the
-machine may be shared); every figure is also printed as a ratio to Apache's.
+machine may be shared; each round starts one target later); every figure is also printed as a
+ratio to Apache's.
 
 Needs Debian's tomcat10 and tomcat10-examples (and a JDK) and apache2; installs nothing. Not part
 of the test run. See docs/performance.md.
@@ -208,8 +209,12 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(2):
                 measure(p, tls, 500, 5, cookie)
         best: dict[str, dict[str, float]] = {}
+        order = list(targets)
         for r in range(rounds):
-            for name, (p, tls) in targets.items():
+            # Each round starts one target later, so that no target always
+            # follows the same one (as tests/bench/run.py rotates its targets).
+            for name in order[r % len(order) :] + order[: r % len(order)]:
+                p, tls = targets[name]
                 got = measure(p, tls, n, m, cookie)
                 old = best.setdefault(name, dict.fromkeys(CASES, 0.0))
                 for case in CASES:

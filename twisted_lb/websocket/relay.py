@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 
-from twisted_lb.compat import autobahn_feed, tls_write_now
+from twisted_lb.compat import autobahn_feed, tls_read_directly, tls_write_now
 from twisted_lb.sendnow import send_now
 
 from .frames import FrameScanner
@@ -115,6 +115,8 @@ class Relay:
         self.source = source
         self.target = target
         self._tls = _is_tls(target)
+        if _is_tls(source):
+            tls_read_directly(source.transport)
         self.scanner = scanner
         self.octets = 0
         self._waiting: list[bytes] | None = [] if wait else None
