@@ -7,6 +7,8 @@ failure (for CI, where a silently skipped interop suite would prove nothing).
 Session-scoped groups (each a L{TomcatGroup}: iterable, indexable by position or name):
 
   - C{tomcat_pair}: tomcat1/tomcat2, HTTP + AJP (secret L{AJP_SECRET}), no replication.
+    The only group with Debian's examples webapp at C{/examples} (deploying it adds about a
+    second to every start and restart, so the other groups go without).
   - C{tomcat_pair_nio2}: the same with Tomcat's NIO2 AJP connector (C{AjpNio2Protocol}), which
     docs/performance.md recommends behind twisted_lb.
   - C{tomcat_cluster}: tomcat1/tomcat2 replicating sessions (DeltaManager, synchronous
@@ -108,6 +110,7 @@ def _group(
     https: bool = False,
     contexts: list[str] | None = None,
     ajp_connector: str | None = None,
+    examples: bool = False,
 ) -> TomcatGroup:
     nodes = [
         TomcatNode(
@@ -119,6 +122,7 @@ def _group(
             https=https,
             contexts=list(contexts or []),
             ajp_connector_attrs={"protocol": AJP_CONNECTORS[ajp_connector]} if ajp_connector else {},
+            examples=examples,
         )
         for name in names
     ]
@@ -139,9 +143,17 @@ def _run_group(group: TomcatGroup) -> Iterator[TomcatGroup]:
 def tomcat_pair(
     tmp_path_factory: pytest.TempPathFactory, catalina_home: Path, tomcat_webapp: Path
 ) -> Iterator[TomcatGroup]:
-    """Two independent nodes tomcat1/tomcat2 (HTTP + AJP), started together."""
+    """Two independent nodes tomcat1/tomcat2 (HTTP + AJP), started together, with Debian's
+    examples at C{/examples}."""
     yield from _run_group(
-        _group(tmp_path_factory, catalina_home, tomcat_webapp, "pair", ["tomcat1", "tomcat2"])
+        _group(
+            tmp_path_factory,
+            catalina_home,
+            tomcat_webapp,
+            "pair",
+            ["tomcat1", "tomcat2"],
+            examples=True,
+        )
     )
 
 

@@ -254,12 +254,35 @@ class FaultyMemberCase(TestCase):
             self.assertIn(word, text)
 
     @defer.inlineCallbacks
+    def assert_soon(self, predicate: Callable[[], bool], message: Callable[[], str]) -> Any:
+        """
+        C{predicate} holds now or within L{wait_until}'s bound; else fail with
+        C{message()}.
+
+        The client may have its whole answer (or see its connection cut)
+        some reactor turns before the proxy has finished its side of the
+        exchange: the member's END_RESPONSE or close still to read, the
+        member connection's C{connectionLost} still to run. Counters the
+        proxy keeps (in flight, pooled connections) are read once they
+        settle, never right after the client's answer.
+        """
+        ok = yield defer.Deferred.fromCoroutine(wait_until(predicate))
+        self.assertTrue(ok, message())
+
+    @defer.inlineCallbacks
+    def assert_member_idle(self) -> Any:
+        """No request is counted in flight on the faulty member (soon after the answer)."""
+        yield self.assert_soon(
+            lambda: self.member.in_flight == 0, lambda: f"in_flight is {self.member.in_flight}"
+        )
+
+    @defer.inlineCallbacks
     def assert_connection_dropped(self) -> Any:
         """Nothing of the faulty exchange stays open."""
-        ok = yield defer.Deferred.fromCoroutine(
-            wait_until(lambda: self.faulty.open_connections == 0)
+        yield self.assert_soon(
+            lambda: self.faulty.open_connections == 0,
+            lambda: f"{self.faulty.open_connections} connection(s) still open",
         )
-        self.assertTrue(ok, f"{self.faulty.open_connections} connection(s) still open")
 
     @defer.inlineCallbacks
     def assert_next_request_fine(self, new_connection: bool = True) -> Any:
@@ -278,4 +301,4 @@ class FaultyMemberCase(TestCase):
             self.assertNotEqual(
                 self.faulty.requests[-1].connection, self.faulty.requests[-2].connection
             )
-        self.assertEqual(self.member.in_flight, 0)
+        yield self.assert_member_idle()
