@@ -54,6 +54,7 @@ from twisted_lb.request_body import StreamedBody
 from twisted_lb.request_rules import RuleRequest
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import (
+    ENCODED_SLASH,
     Match,
     Router,
     absolute_target,
@@ -97,6 +98,7 @@ class ProxyTarget:
         C{None}.
     @ivar access: who may use the route, or C{None} for everyone.
     @ivar auth: who must log in, or C{None} for nobody.
+    @ivar encoded_slashes: accept C{%2F} in paths (passed on as written).
     """
 
     dispatcher: Dispatcher
@@ -110,6 +112,7 @@ class ProxyTarget:
     header_edits: HeaderEdits | None = None
     access: AccessRules | None = None
     auth: AuthRules | None = None
+    encoded_slashes: bool = False
 
     @classmethod
     def for_route(
@@ -140,6 +143,7 @@ class ProxyTarget:
             ),
             access=AccessRules(route.access) if route.access else None,
             auth=AuthRules(route.auth) if route.auth else None,
+            encoded_slashes=route.encoded_slashes,
         )
 
 
@@ -420,7 +424,10 @@ class ProxyResource(Resource):
                 raise RequestRefused(400, str(e)) from None
         path, _, query = uri.partition(b"?")
         reason = unsafe_path(path) or unsafe_query(query)
-        if reason is not None:
+        # An encoded slash is refused unless the route the path maps to
+        # passes them on (checked once it is known, below).
+        slashed = reason == ENCODED_SLASH and unsafe_query(query) is None
+        if reason is not None and not slashed:
             raise RequestRefused(400, reason)
         router = self._router.for_host(authority or request.getHeader(b"host") or b"")
         rules = router.rules
@@ -446,6 +453,14 @@ class ProxyResource(Resource):
             match = router.match(path)
             if (match is None or match.target is None) and rules is not None and rules.has_after:
                 outcome = _rule_outcome(rules, request, path, query, True)
+        if slashed and (
+            (outcome is not None and outcome.status)
+            or match is None
+            or match.target is None
+            or not match.target.encoded_slashes
+            or (reason := unsafe_path(path, encoded_slashes=True)) is not None
+        ):
+            raise RequestRefused(400, reason or ENCODED_SLASH)
         if outcome is not None and outcome.status:
             if outcome.location:
                 request.setHeader(b"location", outcome.location.encode("utf-8"))

@@ -1789,3 +1789,31 @@ def test_first_hosts_of_two_ports_are_warned_about(tmp_path) -> None:
         "reaches the routes of both (the first file's route wins on the same path), where "
         "Apache would use the first host of the port the request came to"
     ]
+
+
+def test_encoded_slashes_need_nocanon_and_allow_encoded_slashes(tmp_path) -> None:
+    """Only a ProxyPass with nocanon, in a host with AllowEncodedSlashes On or
+    NoDecode (its own or the main server's), passes %2F on."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 127.0.0.1:8080
+        AllowEncodedSlashes NoDecode
+        ProxyPass /a http://127.0.0.1:9000/a nocanon
+        ProxyPass /b http://127.0.0.1:9000/b
+        <VirtualHost *:8080>
+            ServerName off.example
+            AllowEncodedSlashes Off
+            ProxyPass /c http://127.0.0.1:9000/c nocanon
+        </VirtualHost>
+        <VirtualHost *:8080>
+            ServerName on.example
+            ProxyPass /d http://127.0.0.1:9000/d nocanon
+        </VirtualHost>
+        """,
+    )
+    slashes = {r.path: r.encoded_slashes for r in config.routes}
+    assert slashes == {"/a": True, "/b": False, "/c": False, "/d": True}
+    with pytest.raises(ConfigError) as e:
+        read(tmp_path, "AllowEncodedSlashes Maybe\n")
+    assert "On, Off or NoDecode" in str(e.value)

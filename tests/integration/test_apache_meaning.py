@@ -730,3 +730,57 @@ class HTTP2Tests(TestCase):
         _, headers, _ = yield deferToThread(h2_get, port, "/admin/x")
         self.assertEqual(headers[b":status"], b"403")
         self.assertEqual(headers[b"strict-transport-security"], b"max-age=63072000")
+
+
+class EncodedSlashTests(TestCase):
+    """
+    AllowEncodedSlashes NoDecode with ProxyPass … nocanon (Jenkins' setup):
+    that route passes %2F to the member as written; every other route still
+    refuses it, and a dot segment hidden behind an encoded slash never
+    reaches a member.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            AllowEncodedSlashes NoDecode
+            ProxyPass /jenkins {self.node.url}/jenkins nocanon
+            ProxyPass /other {self.node.url}/other
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, path: bytes) -> defer.Deferred[bytes]:
+        return raw_request(self.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+
+    @defer.inlineCallbacks
+    def test_passed_as_written_on_the_nocanon_route(self):
+        answer = yield self.get(b"/jenkins/job/a%2Fb/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        import json
+
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        self.assertEqual(json.loads(body)["uri"], "/jenkins/job/a%2Fb/echo")
+
+    @defer.inlineCallbacks
+    def test_refused_elsewhere(self):
+        for path in (
+            b"/other/a%2Fb/echo",
+            b"/nowhere/a%2Fb",
+            b"/jenkins/a%2F..%2Fb/echo",
+            b"/jenkins/a%2F%2E%2E/echo",
+            b"/jenkins/a%5Cb/echo",
+            b"/jenkins/../echo",
+        ):
+            answer = yield self.get(path)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 400"), (path, answer[:80]))

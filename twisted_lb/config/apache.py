@@ -373,6 +373,8 @@ class _Pass:
     target: str
     params: list[tuple[str, str]]
     scope: _Scope
+    #: The ProxyPass has the nocanon flag.
+    nocanon: bool = False
 
 
 @attrs.define(eq=False)
@@ -923,16 +925,12 @@ class _Reader:
         self.setting(node, scope, "client_certificates", value)
 
     def d_allowencodedslashes(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
         value = _one_arg(node).lower()
-        if value == "off":
-            self.accept(node, "twisted_lb refuses encoded slashes in paths (400), as Off does")
-            return
-        if value not in ("on", "nodecode"):
+        if value not in ("on", "off", "nodecode"):
             raise node.error(f"AllowEncodedSlashes must be On, Off or NoDecode, not {value!r}")
-        raise node.error(
-            f"AllowEncodedSlashes {_one_arg(node)} is not supported: twisted_lb refuses %2F in "
-            "paths (400) rather than pass it to a member; remove the line"
-        )
+        # Used by the routes of this host whose ProxyPass has nocanon (see route()).
+        self.setting(node, scope, "encoded_slashes", value)
 
     def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "client_ca")
@@ -1320,11 +1318,14 @@ class _Reader:
                 "wildcards are not supported)"
             )
         rest = args[2:]
+        nocanon = False
         for flag in [a for a in rest if "=" not in a]:
             if flag.lower() == "nocanon":
                 # twisted_lb passes the path on as the client sent it (after refusing
-                # dot segments and encoded slashes), which is what nocanon asks for.
+                # dot segments), which is what nocanon asks for; with the host's
+                # AllowEncodedSlashes On or NoDecode, %2F is passed on too.
                 rest.remove(flag)
+                nocanon = True
             else:
                 raise node.error(
                     f"ProxyPass … {flag}: the flag is not supported by twisted_lb (nocanon is; "
@@ -1333,7 +1334,7 @@ class _Reader:
         params = _params(node, rest)
         if target == "!" and params:
             raise node.error("ProxyPass /path ! takes no parameters")
-        p = _Pass(node, path, target, params, scope)
+        p = _Pass(node, path, target, params, scope, nocanon)
         self.passes.append(p)
         scope.host.passes.append(p)
 
@@ -1877,6 +1878,12 @@ class _Reader:
     def route(self, p: _Pass, balancers: dict[str, BalancerConfig]) -> RouteConfig:
         preserve = bool(p.scope.value("preserve_host", False))
         kwargs: dict[str, Any] = {"path": p.path, "balancer": None, "preserve_host": preserve}
+        # Apache passes %2F on as written only with nocanon and the host's
+        # AllowEncodedSlashes On or NoDecode (a virtual host's own, else the
+        # main server's, as Apache 2.4 merges it).
+        slashes = p.scope.host.get("encoded_slashes")
+        if p.nocanon and p.target != "!" and slashes is not None and slashes[0] != "off":
+            kwargs["encoded_slashes"] = True
         if p.target == "!":
             pass
         elif (parsed := _balancer_name(p.target)) is not None:

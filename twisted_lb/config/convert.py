@@ -183,6 +183,8 @@ def _route(route: RouteConfig) -> list[str]:
         "preserve_host": route.preserve_host,
         "timeout": None if route.timeout is None else float(route.timeout),
     }
+    if route.encoded_slashes:
+        items["encoded_slashes"] = True
     if route.hosts:
         items["hosts"] = list(route.hosts)
     if route.cookie_path:

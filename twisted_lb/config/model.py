@@ -523,6 +523,11 @@ class RouteConfig:
     @ivar hosts: the virtual host names the route serves (lower case; a
         leading C{*.} matches subdomains; L{DEFAULT_HOST} stands for every
         name no route lists); empty (the default) serves every host.
+    @ivar encoded_slashes: accept C{%2F} in request paths under this route
+        and pass it to the member as written (Apache's C{AllowEncodedSlashes
+        NoDecode} with C{ProxyPass … nocanon}); other routes answer such
+        requests 400. Dot segments stay refused, also inside a segment
+        with encoded slashes.
     """
 
     path: str = attrs.field()
@@ -539,6 +544,7 @@ class RouteConfig:
     access: tuple[AccessRule, ...] = ()
     hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
     auth: tuple[AuthRule, ...] = ()
+    encoded_slashes: bool = False
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:

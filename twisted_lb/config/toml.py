@@ -178,6 +178,7 @@ _ROUTE = {
     "balancer": "balancer",
     "target_path": "str",
     "preserve_host": "bool",
+    "encoded_slashes": "bool",
     "timeout": "num",
     "cookie_path": "strmap",
     "cookie_domain": "strmap",
@@ -596,7 +597,7 @@ class _Reader:
             "path": table["path"],
             "balancer": None if balancer is False else balancer,
         }
-        for key in ("target_path", "preserve_host"):
+        for key in ("target_path", "preserve_host", "encoded_slashes"):
             if key in table:
                 kwargs[key] = table[key]
         if "timeout" in table:
