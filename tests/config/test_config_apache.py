@@ -643,6 +643,8 @@ def test_ssl_listener(tmp_path) -> None:
                 key="/etc/key.pem",
                 chain=str(tmp_path / "tls/chain.pem"),
             ),
+            # No Protocols h2: Apache speaks HTTP/1.1 only.
+            http2=False,
         ),
     )
 
@@ -1817,3 +1819,33 @@ def test_encoded_slashes_need_nocanon_and_allow_encoded_slashes(tmp_path) -> Non
     with pytest.raises(ConfigError) as e:
         read(tmp_path, "AllowEncodedSlashes Maybe\n")
     assert "On, Off or NoDecode" in str(e.value)
+
+
+def test_protocols_map_to_http2_per_virtual_host(tmp_path) -> None:
+    """Protocols h2 http/1.1 offers HTTP/2 on the host's TLS listener; without h2
+    (Apache's default is http/1.1 alone) it is not offered; the main server's
+    Protocols applies to hosts without their own."""
+    config, warnings = read(
+        tmp_path,
+        """
+        Protocols h2 http/1.1
+        <VirtualHost *:8443>
+            SSLEngine on
+            SSLCertificateFile /c.pem
+        </VirtualHost>
+        <VirtualHost *:9443>
+            Protocols http/1.1
+            SSLEngine on
+            SSLCertificateFile /c.pem
+        </VirtualHost>
+        <VirtualHost *:8080>
+            Protocols h2c http/1.1
+        </VirtualHost>
+        """,
+    )
+    http2 = {listener.endpoint: listener.http2 for listener in config.listeners}
+    assert http2 == {"tcp:8443": True, "tcp:9443": False, "tcp:8080": True}
+    assert any("h2c" in w and "only over TLS" in w for w in warnings)
+    config, _ = read(tmp_path, "Listen 443\nSSLEngine On\nSSLCertificateFile /c.pem\n")
+    assert [listener.http2 for listener in config.listeners] == [False]
+    assert "unknown protocol" in error(tmp_path, "Listen 80\nProtocols spdy/3\n").problem

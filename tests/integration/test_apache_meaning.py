@@ -705,6 +705,7 @@ class HTTP2Tests(TestCase):
             f"""
             Listen 127.0.0.1:0
             <VirtualHost 127.0.0.1:0>
+                Protocols h2 http/1.1
                 SSLEngine on
                 SSLCertificateFile {directory}/cert.pem
                 SSLCertificateKeyFile {directory}/key.pem
@@ -784,3 +785,59 @@ class EncodedSlashTests(TestCase):
         ):
             answer = yield self.get(path)
             self.assertTrue(answer.startswith(b"HTTP/1.1 400"), (path, answer[:80]))
+
+
+class ProtocolsTests(TestCase):
+    """
+    Apache speaks HTTP/2 on a TLS virtual host only when its Protocols lists
+    h2: a client offering h2 and http/1.1 gets what Apache would give it.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def negotiated(self, protocols: str) -> defer.Generator[defer.Deferred[object], object, object]:
+        from pathlib import Path
+
+        from twisted.trial.unittest import SkipTest
+
+        from twisted_lb.tls import h2_available, make_self_signed
+
+        from .support import tls_client
+
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                {protocols}
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                ProxyPass / {node.url}/
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        conn = yield deferToThread(tls_client, port, alpn=[b"h2", b"http/1.1"])
+        try:
+            return conn.get_alpn_proto_negotiated()
+        finally:
+            conn.close()
+
+    @defer.inlineCallbacks
+    def test_h2_listed(self):
+        self.assertEqual((yield self.negotiated("Protocols h2 http/1.1")), b"h2")
+
+    @defer.inlineCallbacks
+    def test_h2_not_listed(self):
+        self.assertEqual((yield self.negotiated("Protocols http/1.1")), b"http/1.1")
+        self.assertEqual((yield self.negotiated("")), b"http/1.1")

@@ -118,6 +118,7 @@ SUPPORTED_DIRECTIVES = frozenset(
         "sslciphersuite",
         "sslhonorcipherorder",
         "allowencodedslashes",
+        "protocols",
         "serveralias",
         "order",
         "requireany",
@@ -931,6 +932,26 @@ class _Reader:
             raise node.error(f"AllowEncodedSlashes must be On, Off or NoDecode, not {value!r}")
         # Used by the routes of this host whose ProxyPass has nocanon (see route()).
         self.setting(node, scope, "encoded_slashes", value)
+
+    def d_protocols(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        if not node.args:
+            raise node.error("Protocols takes one or more of h2, h2c, http/1.1")
+        names = [a.lower() for a in node.args]
+        unknown = [a for a in names if a not in ("h2", "h2c", "http/1.1", "acme-tls/1")]
+        if unknown:
+            raise node.error(
+                f"Protocols {' '.join(unknown)}: unknown protocol (use h2, h2c, http/1.1)"
+            )
+        if "h2c" in names:
+            self.warn(
+                node,
+                "Protocols h2c: twisted_lb offers HTTP/2 only over TLS (h2, by ALPN); "
+                "cleartext connections speak HTTP/1.1",
+            )
+        # Apache speaks HTTP/2 over TLS only when Protocols lists h2 (the
+        # default is http/1.1 alone): the listener's http2 setting.
+        self.setting(node, scope, "http2", "h2" in names)
 
     def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "client_ca")
@@ -2153,6 +2174,18 @@ class _Reader:
                     "proxies; a twisted_lb listener either redirects everything or proxies: "
                     "use a port for each"
                 )
+        http2 = bool(default.value("http2", False))
+        for vhost, _ in group[1:]:
+            if bool(vhost.value("http2", False)) != http2:
+                assert vhost.node is not None
+                self.warn(
+                    vhost.node,
+                    f"this <VirtualHost> on port {port} "
+                    f"{'does not offer' if http2 else 'offers'} HTTP/2 (Protocols) and the "
+                    f"first one ({self.where(default.node)}) "
+                    f"{'does' if http2 else 'does not'}; twisted_lb offers HTTP/2 per port, "
+                    "as the first virtual host says",
+                )
         hosts = [host for _, host in group]
         if "*" in hosts:
             listen_hosts = [h for _, h, p in self.listens if p == port and h]
@@ -2196,6 +2229,9 @@ class _Reader:
             )
         if scope.redirects and self.redirects_whole_site(scope):
             kwargs.update(self.redirect(scope))
+        if "tls" in kwargs:
+            # Plain listeners speak HTTP/1.1 whatever the setting says.
+            kwargs["http2"] = bool(scope.value("http2", False))
         server_name = scope.get("servername")
         if server_name is not None:
             kwargs["server_name"] = server_name[0]
