@@ -48,7 +48,7 @@ from twisted_lb.exchange import (
 )
 from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
-from twisted_lb.header_edits import HeaderEdits, balancer_variables
+from twisted_lb.header_edits import HeaderEdits, balancer_variables, connection_variables
 from twisted_lb.http_rules import control_in_value, host_problem, response_fields
 from twisted_lb.request_body import StreamedBody
 from twisted_lb.request_rules import RuleRequest
@@ -398,6 +398,13 @@ class ProxyResource(Resource):
                     request,
                     partial(_edit_response, refused_for, AttemptRecord(), bool(request.isSecure())),
                 )
+            edits: HeaderEdits | None = getattr(e, "edits", None)
+            if edits is not None:
+                # No route applies: the host's own Header always edits.
+                env = connection_variables(bool(request.isSecure()))
+                _edit_error_headers(request, lambda headers, error: edits.edit_response(
+                    headers, env, error
+                ))
             return body
         if bridge is not None:
             return bridge.render(request, exchange)
@@ -464,9 +471,13 @@ class ProxyResource(Resource):
         if outcome is not None and outcome.status:
             if outcome.location:
                 request.setHeader(b"location", outcome.location.encode("utf-8"))
-            raise RequestRefused(outcome.status, f"the site's rules answer {outcome.status}")
+            refused = RequestRefused(outcome.status, f"the site's rules answer {outcome.status}")
+            refused.edits = router.unrouted  # type: ignore[attr-defined]  # Header always
+            raise refused
         if match is None or match.target is None:
-            raise RequestRefused(404, "no route for this path")
+            refused = RequestRefused(404, "no route for this path")
+            refused.edits = router.unrouted  # type: ignore[attr-defined]  # Header always
+            raise refused
         target = match.target
         if target.access is not None and not target.access.allows(
             asked, _client(request), getattr(request.getHost(), "host", None)

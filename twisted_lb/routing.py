@@ -70,6 +70,9 @@ class Router(Generic[T]):
     #: and the targets their proxying outcomes name, by balancer.
     rules: Any = None
     proxy_targets: Mapping[Any, Any] = {}
+    #: The C{Header always} edits of the proxy's own answers where no route
+    #: applies (L{twisted_lb.header_edits.HeaderEdits}), or C{None}.
+    unrouted: Any = None
 
     def __init__(self, entries: Iterable[tuple[str, T | None]]) -> None:
         table = [(prefix.encode("utf-8"), target) for prefix, target in entries]

@@ -841,3 +841,66 @@ class ProtocolsTests(TestCase):
     def test_h2_not_listed(self):
         self.assertEqual((yield self.negotiated("Protocols http/1.1")), b"http/1.1")
         self.assertEqual((yield self.negotiated("")), b"http/1.1")
+
+
+class UnroutedHeaderTests(TestCase):
+    """
+    Header always of the main server and of a virtual host reaches the
+    proxy's own answers where no route applies (404 for a path without
+    route or with ProxyPass … !, a Redirect), per virtual host; plain
+    Header set does not.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header always set Strict-Transport-Security "max-age=63072000"
+            <VirtualHost 127.0.0.1:0>
+                ServerName a.example
+                Header always set X-Host a
+                Header set X-Plain yes
+                Redirect /old /app/new
+                ProxyPass /app/private !
+                ProxyPass /app {self.node.url}/app
+            </VirtualHost>
+            <VirtualHost 127.0.0.1:0>
+                ServerName b.example
+                Header always set X-Host b
+                ProxyPass /app {self.node.url}/app
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, path: bytes, host: bytes) -> defer.Deferred[bytes]:
+        return raw_request(self.port, b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host))
+
+    @defer.inlineCallbacks
+    def test_404_and_redirect_per_host(self):
+        for path, host, status, x_host in (
+            (b"/nowhere", b"a.example", b"404", b"a"),
+            (b"/app/private/x", b"a.example", b"404", b"a"),
+            (b"/old", b"a.example", b"302", b"a"),
+            (b"/nowhere", b"b.example", b"404", b"b"),
+            (b"/nowhere", b"other.example", b"404", b"a"),  # the first host is the default
+        ):
+            answer = yield self.get(path, host)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), (path, host, answer[:80]))
+            self.assertEqual(_header(answer, b"x-host"), [x_host], (path, host))
+            self.assertEqual(
+                _header(answer, b"strict-transport-security"), [b"max-age=63072000"], path
+            )
+            self.assertEqual(_header(answer, b"x-plain"), [], path)
+        # The member's answers get them once, as before.
+        answer = yield self.get(b"/app/echo", b"a.example")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertEqual(_header(answer, b"x-host"), [b"a"])
+        self.assertEqual(_header(answer, b"x-plain"), [b"yes"])

@@ -52,6 +52,7 @@ from .model import (
     RouteConfig,
     StickySessionConfig,
     TLSConfig,
+    UnroutedHeaders,
 )
 
 __all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACHE_DIRECTIVES"]
@@ -1498,6 +1499,7 @@ class _Reader:
         routes = self.build_routes(balancers)
         rules = self.build_rules(balancers, routes)
         listeners = self.build_listeners()
+        unrouted = self.build_unrouted()
         self.check_reverses()
         if self.errors:
             errors = sorted(
@@ -1514,6 +1516,7 @@ class _Reader:
                 "balancers": tuple(balancers.values()),
                 "routes": tuple(routes),
                 "rules": tuple(rules),
+                "unrouted": unrouted,
                 "source": self.path,
                 "timeout": float(timeout),
                 **self.top_level,
@@ -2168,7 +2171,9 @@ class _Reader:
                     f"one ({self.where(default.node)}); twisted_lb serves one certificate per "
                     "port (no SNI): give them the same certificate, or another port"
                 )
-            if (vhost.redirects and not vhost.passes) != (default.redirects and not default.passes):
+            if bool(vhost.redirects and not vhost.passes) != bool(
+                default.redirects and not default.passes
+            ):
                 raise vhost.node.error(
                     f"port {port} has a virtual host that only redirects and one that "
                     "proxies; a twisted_lb listener either redirects everything or proxies: "
@@ -2325,6 +2330,39 @@ class _Reader:
                 except ConfigError as e:
                     self.fail(node, e)
         return out
+
+    def build_unrouted(self) -> tuple[UnroutedHeaders, ...]:
+        """
+        The C{Header always} edits of each host (the main server's, then the
+        virtual host's own) for the proxy's answers where no route applies:
+        Apache makes them on every response of the host, its 404s included.
+        """
+        out: list[UnroutedHeaders] = []
+        hosts = [*self.vhosts, self.main] if self.main.passes or not self.vhosts else self.vhosts
+        for host in hosts:
+            scopes = [self.main] if host is self.main else [self.main, host]
+            edits = tuple(
+                edit
+                for scope in scopes
+                for _, request, edit in scope.headers
+                if not request and edit.always
+            )
+            if not edits:
+                continue
+            try:
+                names = self.host_names(host)
+            except ConfigError:
+                continue  # reported with the host's routes
+            if not names and any(not u.hosts and u.response_headers != edits for u in out):
+                assert host.node is not None
+                self.warn(
+                    host.node,
+                    "Header always in several <VirtualHost> sections that are not chosen by "
+                    "name: the proxy's own 404 answers get the first one's",
+                )
+                continue
+            out.append(UnroutedHeaders(edits, names))
+        return tuple(out)
 
     def route_in_host(self, route: RouteConfig, host: _Scope) -> bool:
         names = self.host_names(host)
