@@ -152,3 +152,26 @@ def test_virtual_hosts_choose_by_host_name() -> None:
     assert hosts.match(b"/x", b"example.org").target == "default"
     assert hosts.match(b"/x", b"").target == "default"
     assert host_name(b"[::1]:80") == b"[::1]"
+
+
+@pytest.mark.parametrize(
+    "path, reason",
+    [
+        (b"/job/a%2Fb", None),
+        (b"/job/a%2fb/c", None),
+        (b"/a%2F..%2Fb", "dot"),
+        (b"/a%2F%2e%2E", "dot"),
+        (b"/a%2F.", "dot"),
+        (b"/a/../b", "dot"),
+        (b"/a%5Cb", "encoded"),
+        (b"/a%2F%00", "control"),
+    ],
+)
+def test_encoded_slashes_allowed(path, reason):
+    """A route that passes %2F on still refuses dot segments, backslashes and controls."""
+    assert unsafe_path(path) is not None
+    problem = unsafe_path(path, encoded_slashes=True)
+    if reason is None:
+        assert problem is None
+    else:
+        assert problem is not None and reason in problem

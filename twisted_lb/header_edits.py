@@ -31,6 +31,7 @@ __all__ = [
     "HeaderEdits",
     "TemplateError",
     "balancer_variables",
+    "connection_variables",
     "parse_template",
 ]
 
@@ -251,6 +252,11 @@ class HeaderEdits:
             if edit.applies(env):
                 out = edit.apply(out, env, False)
         return out
+
+
+def connection_variables(secure: bool) -> Mapping[str, str]:
+    """The variables of a response no balancer made (C{HTTPS}, C{REQUEST_SCHEME})."""
+    return _SECURE if secure else _PLAIN
 
 
 def balancer_variables(

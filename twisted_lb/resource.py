@@ -48,12 +48,13 @@ from twisted_lb.exchange import (
 )
 from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
-from twisted_lb.header_edits import HeaderEdits, balancer_variables
+from twisted_lb.header_edits import HeaderEdits, balancer_variables, connection_variables
 from twisted_lb.http_rules import control_in_value, host_problem, response_fields
 from twisted_lb.request_body import StreamedBody
 from twisted_lb.request_rules import RuleRequest
 from twisted_lb.rewrite import RouteRewriting
 from twisted_lb.routing import (
+    ENCODED_SLASH,
     Match,
     Router,
     absolute_target,
@@ -97,6 +98,7 @@ class ProxyTarget:
         C{None}.
     @ivar access: who may use the route, or C{None} for everyone.
     @ivar auth: who must log in, or C{None} for nobody.
+    @ivar encoded_slashes: accept C{%2F} in paths (passed on as written).
     """
 
     dispatcher: Dispatcher
@@ -110,6 +112,7 @@ class ProxyTarget:
     header_edits: HeaderEdits | None = None
     access: AccessRules | None = None
     auth: AuthRules | None = None
+    encoded_slashes: bool = False
 
     @classmethod
     def for_route(
@@ -140,6 +143,7 @@ class ProxyTarget:
             ),
             access=AccessRules(route.access) if route.access else None,
             auth=AuthRules(route.auth) if route.auth else None,
+            encoded_slashes=route.encoded_slashes,
         )
 
 
@@ -394,6 +398,13 @@ class ProxyResource(Resource):
                     request,
                     partial(_edit_response, refused_for, AttemptRecord(), bool(request.isSecure())),
                 )
+            edits: HeaderEdits | None = getattr(e, "edits", None)
+            if edits is not None:
+                # No route applies: the host's own Header always edits.
+                env = connection_variables(bool(request.isSecure()))
+                _edit_error_headers(request, lambda headers, error: edits.edit_response(
+                    headers, env, error
+                ))
             return body
         if bridge is not None:
             return bridge.render(request, exchange)
@@ -420,7 +431,10 @@ class ProxyResource(Resource):
                 raise RequestRefused(400, str(e)) from None
         path, _, query = uri.partition(b"?")
         reason = unsafe_path(path) or unsafe_query(query)
-        if reason is not None:
+        # An encoded slash is refused unless the route the path maps to
+        # passes them on (checked once it is known, below).
+        slashed = reason == ENCODED_SLASH and unsafe_query(query) is None
+        if reason is not None and not slashed:
             raise RequestRefused(400, reason)
         router = self._router.for_host(authority or request.getHeader(b"host") or b"")
         rules = router.rules
@@ -446,12 +460,24 @@ class ProxyResource(Resource):
             match = router.match(path)
             if (match is None or match.target is None) and rules is not None and rules.has_after:
                 outcome = _rule_outcome(rules, request, path, query, True)
+        if slashed and (
+            (outcome is not None and outcome.status)
+            or match is None
+            or match.target is None
+            or not match.target.encoded_slashes
+            or (reason := unsafe_path(path, encoded_slashes=True)) is not None
+        ):
+            raise RequestRefused(400, reason or ENCODED_SLASH)
         if outcome is not None and outcome.status:
             if outcome.location:
                 request.setHeader(b"location", outcome.location.encode("utf-8"))
-            raise RequestRefused(outcome.status, f"the site's rules answer {outcome.status}")
+            refused = RequestRefused(outcome.status, f"the site's rules answer {outcome.status}")
+            refused.edits = router.unrouted  # type: ignore[attr-defined]  # Header always
+            raise refused
         if match is None or match.target is None:
-            raise RequestRefused(404, "no route for this path")
+            refused = RequestRefused(404, "no route for this path")
+            refused.edits = router.unrouted  # type: ignore[attr-defined]  # Header always
+            raise refused
         target = match.target
         if target.access is not None and not target.access.allows(
             asked, _client(request), getattr(request.getHost(), "host", None)

@@ -18,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 import attrs
 
 __all__ = [
+    "ENCODED_SLASH",
     "Router",
     "Match",
     "VirtualHosts",
@@ -69,6 +70,9 @@ class Router(Generic[T]):
     #: and the targets their proxying outcomes name, by balancer.
     rules: Any = None
     proxy_targets: Mapping[Any, Any] = {}
+    #: The C{Header always} edits of the proxy's own answers where no route
+    #: applies (L{twisted_lb.header_edits.HeaderEdits}), or C{None}.
+    unrouted: Any = None
 
     def __init__(self, entries: Iterable[tuple[str, T | None]]) -> None:
         table = [(prefix.encode("utf-8"), target) for prefix, target in entries]
@@ -143,7 +147,13 @@ def host_key(host: bytes) -> bytes:
     return host.rsplit(b":", 1)[0].rstrip(b".") if b":" in host else host.rstrip(b".")
 
 
-def unsafe_path(path: bytes) -> str | None:
+#: L{unsafe_path}'s reason for a C{%2F} in a path, which a route that passes
+#: encoded slashes on accepts (Apache's C{AllowEncodedSlashes NoDecode} with
+#: C{ProxyPass … nocanon}).
+ENCODED_SLASH = "encoded '/' or '\\' in the path"
+
+
+def unsafe_path(path: bytes, encoded_slashes: bool = False) -> str | None:
     """
     Why C{path} must not be forwarded, or C{None} when it is fine.
 
@@ -152,6 +162,10 @@ def unsafe_path(path: bytes) -> str | None:
     in a path a proxy passes on.
 
     @param path: the request path (%-encoded, without the query).
+    @param encoded_slashes: accept C{%2F} in a segment (to be passed on as
+        written); the segment is still refused when, decoded and split at its
+        slashes, it holds a dot segment, so that a member that decodes it
+        never sees C{..}. Backslashes stay refused.
     """
     if not path.startswith(b"/"):
         return "the path must start with '/'"
@@ -159,7 +173,7 @@ def unsafe_path(path: bytes) -> str | None:
         # The common case, in one pass: nothing encoded, no segment starting
         # with a dot, no control character.
         return None
-    return _segment_problem(path)
+    return _segment_problem(path, encoded_slashes)
 
 
 def unsafe_query(query: bytes) -> str | None:
@@ -280,17 +294,19 @@ def fallback_host(
     return b"%s:%d" % (name, local_port)
 
 
-def _segment_problem(path: bytes) -> str | None:
+def _segment_problem(path: bytes, encoded_slashes: bool = False) -> str | None:
     """L{unsafe_path}'s full check, segment by segment."""
     for segment in path.split(b"/"):
         segment = segment.split(b";", 1)[0]
         if b"%" in segment:
             decoded = unquote_to_bytes(segment)
-            if b"/" in decoded or b"\\" in decoded:
-                return "encoded '/' or '\\' in the path"
+            if b"\\" in decoded or (b"/" in decoded and not encoded_slashes):
+                return ENCODED_SLASH
         else:
             decoded = segment
-        if decoded in (b".", b".."):
+        if decoded in (b".", b"..") or (
+            b"/" in decoded and any(p in (b".", b"..") for p in decoded.split(b"/"))
+        ):
             return "dot segments in the path"
         if _CTL_OR_BACKSLASH.search(decoded) is not None:
             return "control characters or '\\' in the path"

@@ -365,14 +365,21 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
         if rules:
             router.rules = RequestRules(rules)
             router.proxy_targets = proxy_targets
+        unrouted = next(
+            (u for u in config.unrouted if name is not None and name in u.hosts),
+            next((u for u in config.unrouted if not u.hosts), None),
+        )
+        if unrouted is not None:
+            router.unrouted = HeaderEdits((), unrouted.response_headers)
         return router
 
     if not any(route.hosts for route, _ in entries) and not any(
         rule.hosts for rule in config.rules
-    ):
+    ) and not any(u.hosts for u in config.unrouted):
         return with_rules(Router((route.path, target) for route, target in entries), None)
     names = {name for route, _ in entries for name in route.hosts if name != DEFAULT_HOST}
     names |= {name for rule in config.rules for name in rule.hosts if name != DEFAULT_HOST}
+    names |= {name for u in config.unrouted for name in u.hosts if name != DEFAULT_HOST}
 
     def router_for(name: str) -> Router[ProxyTarget]:
         # The virtual host's own routes first: they win over routes for every

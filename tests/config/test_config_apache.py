@@ -643,6 +643,8 @@ def test_ssl_listener(tmp_path) -> None:
                 key="/etc/key.pem",
                 chain=str(tmp_path / "tls/chain.pem"),
             ),
+            # No Protocols h2: Apache speaks HTTP/1.1 only.
+            http2=False,
         ),
     )
 
@@ -1789,3 +1791,61 @@ def test_first_hosts_of_two_ports_are_warned_about(tmp_path) -> None:
         "reaches the routes of both (the first file's route wins on the same path), where "
         "Apache would use the first host of the port the request came to"
     ]
+
+
+def test_encoded_slashes_need_nocanon_and_allow_encoded_slashes(tmp_path) -> None:
+    """Only a ProxyPass with nocanon, in a host with AllowEncodedSlashes On or
+    NoDecode (its own or the main server's), passes %2F on."""
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 127.0.0.1:8080
+        AllowEncodedSlashes NoDecode
+        ProxyPass /a http://127.0.0.1:9000/a nocanon
+        ProxyPass /b http://127.0.0.1:9000/b
+        <VirtualHost *:8080>
+            ServerName off.example
+            AllowEncodedSlashes Off
+            ProxyPass /c http://127.0.0.1:9000/c nocanon
+        </VirtualHost>
+        <VirtualHost *:8080>
+            ServerName on.example
+            ProxyPass /d http://127.0.0.1:9000/d nocanon
+        </VirtualHost>
+        """,
+    )
+    slashes = {r.path: r.encoded_slashes for r in config.routes}
+    assert slashes == {"/a": True, "/b": False, "/c": False, "/d": True}
+    with pytest.raises(ConfigError) as e:
+        read(tmp_path, "AllowEncodedSlashes Maybe\n")
+    assert "On, Off or NoDecode" in str(e.value)
+
+
+def test_protocols_map_to_http2_per_virtual_host(tmp_path) -> None:
+    """Protocols h2 http/1.1 offers HTTP/2 on the host's TLS listener; without h2
+    (Apache's default is http/1.1 alone) it is not offered; the main server's
+    Protocols applies to hosts without their own."""
+    config, warnings = read(
+        tmp_path,
+        """
+        Protocols h2 http/1.1
+        <VirtualHost *:8443>
+            SSLEngine on
+            SSLCertificateFile /c.pem
+        </VirtualHost>
+        <VirtualHost *:9443>
+            Protocols http/1.1
+            SSLEngine on
+            SSLCertificateFile /c.pem
+        </VirtualHost>
+        <VirtualHost *:8080>
+            Protocols h2c http/1.1
+        </VirtualHost>
+        """,
+    )
+    http2 = {listener.endpoint: listener.http2 for listener in config.listeners}
+    assert http2 == {"tcp:8443": True, "tcp:9443": False, "tcp:8080": True}
+    assert any("h2c" in w and "only over TLS" in w for w in warnings)
+    config, _ = read(tmp_path, "Listen 443\nSSLEngine On\nSSLCertificateFile /c.pem\n")
+    assert [listener.http2 for listener in config.listeners] == [False]
+    assert "unknown protocol" in error(tmp_path, "Listen 80\nProtocols spdy/3\n").problem

@@ -169,10 +169,13 @@ def test_documented_examples_load() -> None:
 
     with open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8") as f:
         blocks = re.findall(r"```toml\n(.*?)```", f.read(), re.S)
-    assert len(blocks) == 8
+    assert len(blocks) == 9
     configs = [load_toml_text(block, "<docs>") for block in blocks]
     assert configs[0].balancers[0].members[1].health.path == "/health"
-    assert [status for status, _ in configs[4].error_pages] == [502, 503, 504]
+    assert [e.name for e in configs[4].unrouted[0].response_headers] == [
+        "Strict-Transport-Security"
+    ]
+    assert [status for status, _ in configs[5].error_pages] == [502, 503, 504]
     seed_000 = load_config(fixture("seed-000.conf"))
     assert [r.status for r in configs[1].rules] == [0, 301]
     assert [r.path for r in configs[2].routes[0].access] == ["/", "/admin"]
@@ -180,5 +183,5 @@ def test_documented_examples_load() -> None:
         "Set-Cookie",
         "Strict-Transport-Security",
     ]
-    assert [r.path for r in configs[6].routes] == [r.path for r in seed_000.routes]
-    assert configs[6].balancers[0].members[0].tls.verify is False
+    assert [r.path for r in configs[7].routes] == [r.path for r in seed_000.routes]
+    assert configs[7].balancers[0].members[0].tls.verify is False

@@ -71,6 +71,8 @@ def expected_seed_000() -> ProxyConfig:
                     chain=None,
                 ),
                 redirect=None,
+                # The seed has no Protocols h2: Apache serves it HTTP/1.1 only.
+                http2=False,
             ),
         ),
         balancers=(

@@ -463,3 +463,31 @@ def test_max_body_bytes() -> None:
     assert "test.toml" in str(e) and "limits.max_body_bytes" in str(e)
     e = error(MINIMAL + '\n[limits]\nmax_body_bytes = "1M"\n')
     assert e.key == "limits.max_body_bytes"
+
+
+def test_unrouted_header_edits() -> None:
+    """[[unrouted]] takes Header always edits per host; convert writes them back."""
+    from twisted_lb.config import UnroutedHeaders, to_toml
+
+    text = (
+        MINIMAL
+        + """
+[[unrouted]]
+hosts = ["a.example"]
+
+[[unrouted.response_headers]]
+action = "set"
+name = "X-Frame-Options"
+value = "DENY"
+always = true
+"""
+    )
+    config = load_toml_text(text, "test.toml")
+    assert config.unrouted == (
+        UnroutedHeaders(
+            (HeaderEdit("set", "X-Frame-Options", "DENY", always=True),), ("a.example",)
+        ),
+    )
+    assert load_toml_text(to_toml(config), "test.toml") == config
+    e = error(text.replace("always = true", "always = false"))
+    assert e.key.startswith("unrouted[0]") and "always" in e.problem

@@ -705,6 +705,7 @@ class HTTP2Tests(TestCase):
             f"""
             Listen 127.0.0.1:0
             <VirtualHost 127.0.0.1:0>
+                Protocols h2 http/1.1
                 SSLEngine on
                 SSLCertificateFile {directory}/cert.pem
                 SSLCertificateKeyFile {directory}/key.pem
@@ -730,3 +731,176 @@ class HTTP2Tests(TestCase):
         _, headers, _ = yield deferToThread(h2_get, port, "/admin/x")
         self.assertEqual(headers[b":status"], b"403")
         self.assertEqual(headers[b"strict-transport-security"], b"max-age=63072000")
+
+
+class EncodedSlashTests(TestCase):
+    """
+    AllowEncodedSlashes NoDecode with ProxyPass … nocanon (Jenkins' setup):
+    that route passes %2F to the member as written; every other route still
+    refuses it, and a dot segment hidden behind an encoded slash never
+    reaches a member.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            AllowEncodedSlashes NoDecode
+            ProxyPass /jenkins {self.node.url}/jenkins nocanon
+            ProxyPass /other {self.node.url}/other
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, path: bytes) -> defer.Deferred[bytes]:
+        return raw_request(self.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+
+    @defer.inlineCallbacks
+    def test_passed_as_written_on_the_nocanon_route(self):
+        answer = yield self.get(b"/jenkins/job/a%2Fb/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        import json
+
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        self.assertEqual(json.loads(body)["uri"], "/jenkins/job/a%2Fb/echo")
+
+    @defer.inlineCallbacks
+    def test_refused_elsewhere(self):
+        for path in (
+            b"/other/a%2Fb/echo",
+            b"/nowhere/a%2Fb",
+            b"/jenkins/a%2F..%2Fb/echo",
+            b"/jenkins/a%2F%2E%2E/echo",
+            b"/jenkins/a%5Cb/echo",
+            b"/jenkins/../echo",
+        ):
+            answer = yield self.get(path)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 400"), (path, answer[:80]))
+
+
+class ProtocolsTests(TestCase):
+    """
+    Apache speaks HTTP/2 on a TLS virtual host only when its Protocols lists
+    h2: a client offering h2 and http/1.1 gets what Apache would give it.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def negotiated(self, protocols: str) -> defer.Generator[defer.Deferred[object], object, object]:
+        from pathlib import Path
+
+        from twisted.trial.unittest import SkipTest
+
+        from twisted_lb.tls import h2_available, make_self_signed
+
+        from .support import tls_client
+
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                {protocols}
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                ProxyPass / {node.url}/
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        conn = yield deferToThread(tls_client, port, alpn=[b"h2", b"http/1.1"])
+        try:
+            return conn.get_alpn_proto_negotiated()
+        finally:
+            conn.close()
+
+    @defer.inlineCallbacks
+    def test_h2_listed(self):
+        self.assertEqual((yield self.negotiated("Protocols h2 http/1.1")), b"h2")
+
+    @defer.inlineCallbacks
+    def test_h2_not_listed(self):
+        self.assertEqual((yield self.negotiated("Protocols http/1.1")), b"http/1.1")
+        self.assertEqual((yield self.negotiated("")), b"http/1.1")
+
+
+class UnroutedHeaderTests(TestCase):
+    """
+    Header always of the main server and of a virtual host reaches the
+    proxy's own answers where no route applies (404 for a path without
+    route or with ProxyPass … !, a Redirect), per virtual host; plain
+    Header set does not.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            Header always set Strict-Transport-Security "max-age=63072000"
+            <VirtualHost 127.0.0.1:0>
+                ServerName a.example
+                Header always set X-Host a
+                Header set X-Plain yes
+                Redirect /old /app/new
+                ProxyPass /app/private !
+                ProxyPass /app {self.node.url}/app
+            </VirtualHost>
+            <VirtualHost 127.0.0.1:0>
+                ServerName b.example
+                Header always set X-Host b
+                ProxyPass /app {self.node.url}/app
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, path: bytes, host: bytes) -> defer.Deferred[bytes]:
+        return raw_request(self.port, b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host))
+
+    @defer.inlineCallbacks
+    def test_404_and_redirect_per_host(self):
+        for path, host, status, x_host in (
+            (b"/nowhere", b"a.example", b"404", b"a"),
+            (b"/app/private/x", b"a.example", b"404", b"a"),
+            (b"/old", b"a.example", b"302", b"a"),
+            (b"/nowhere", b"b.example", b"404", b"b"),
+            (b"/nowhere", b"other.example", b"404", b"a"),  # the first host is the default
+        ):
+            answer = yield self.get(path, host)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), (path, host, answer[:80]))
+            self.assertEqual(_header(answer, b"x-host"), [x_host], (path, host))
+            self.assertEqual(
+                _header(answer, b"strict-transport-security"), [b"max-age=63072000"], path
+            )
+            self.assertEqual(_header(answer, b"x-plain"), [], path)
+        # The member's answers get them once, as before.
+        answer = yield self.get(b"/app/echo", b"a.example")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertEqual(_header(answer, b"x-host"), [b"a"])
+        self.assertEqual(_header(answer, b"x-plain"), [b"yes"])

@@ -43,6 +43,7 @@ Listen $LOOPBACK:$HTTP
 
 <VirtualHost $LOOPBACK:$HTTPS>
     ServerName examples.test
+    Protocols h2 http/1.1
     SSLEngine on
     SSLCertificateFile $CERT
     SSLCertificateKeyFile $KEY

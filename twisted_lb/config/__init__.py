@@ -32,6 +32,7 @@ from .model import (
     RouteConfig,
     StickySessionConfig,
     TLSConfig,
+    UnroutedHeaders,
 )
 from .toml import load_toml, load_toml_text
 
@@ -44,6 +45,7 @@ __all__ = [
     "StickySessionConfig",
     "BalancerConfig",
     "RouteConfig",
+    "UnroutedHeaders",
     "TLSConfig",
     "BackendTLSConfig",
     "ListenerConfig",

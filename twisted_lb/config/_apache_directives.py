@@ -140,7 +140,6 @@ ACCEPTED: dict[str, str] = {
             "hostnamelookups",
             "serverpath",
             "httpprotocoloptions",
-            "protocols",
             "protocolshonororder",
         ),
         _IDENTITY,

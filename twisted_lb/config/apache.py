@@ -52,6 +52,7 @@ from .model import (
     RouteConfig,
     StickySessionConfig,
     TLSConfig,
+    UnroutedHeaders,
 )
 
 __all__ = ["read_apache", "ACCEPTED_AND_IGNORED", "SUPPORTED_DIRECTIVES", "APACHE_DIRECTIVES"]
@@ -118,6 +119,7 @@ SUPPORTED_DIRECTIVES = frozenset(
         "sslciphersuite",
         "sslhonorcipherorder",
         "allowencodedslashes",
+        "protocols",
         "serveralias",
         "order",
         "requireany",
@@ -373,6 +375,8 @@ class _Pass:
     target: str
     params: list[tuple[str, str]]
     scope: _Scope
+    #: The ProxyPass has the nocanon flag.
+    nocanon: bool = False
 
 
 @attrs.define(eq=False)
@@ -923,16 +927,32 @@ class _Reader:
         self.setting(node, scope, "client_certificates", value)
 
     def d_allowencodedslashes(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
         value = _one_arg(node).lower()
-        if value == "off":
-            self.accept(node, "twisted_lb refuses encoded slashes in paths (400), as Off does")
-            return
-        if value not in ("on", "nodecode"):
+        if value not in ("on", "off", "nodecode"):
             raise node.error(f"AllowEncodedSlashes must be On, Off or NoDecode, not {value!r}")
-        raise node.error(
-            f"AllowEncodedSlashes {_one_arg(node)} is not supported: twisted_lb refuses %2F in "
-            "paths (400) rather than pass it to a member; remove the line"
-        )
+        # Used by the routes of this host whose ProxyPass has nocanon (see route()).
+        self.setting(node, scope, "encoded_slashes", value)
+
+    def d_protocols(self, node: Node, scope: _Scope) -> None:
+        self.host_only(node, scope)
+        if not node.args:
+            raise node.error("Protocols takes one or more of h2, h2c, http/1.1")
+        names = [a.lower() for a in node.args]
+        unknown = [a for a in names if a not in ("h2", "h2c", "http/1.1", "acme-tls/1")]
+        if unknown:
+            raise node.error(
+                f"Protocols {' '.join(unknown)}: unknown protocol (use h2, h2c, http/1.1)"
+            )
+        if "h2c" in names:
+            self.warn(
+                node,
+                "Protocols h2c: twisted_lb offers HTTP/2 only over TLS (h2, by ALPN); "
+                "cleartext connections speak HTTP/1.1",
+            )
+        # Apache speaks HTTP/2 over TLS only when Protocols lists h2 (the
+        # default is http/1.1 alone): the listener's http2 setting.
+        self.setting(node, scope, "http2", "h2" in names)
 
     def d_sslcacertificatefile(self, node: Node, scope: _Scope) -> None:
         self._file(node, scope, "client_ca")
@@ -1320,11 +1340,14 @@ class _Reader:
                 "wildcards are not supported)"
             )
         rest = args[2:]
+        nocanon = False
         for flag in [a for a in rest if "=" not in a]:
             if flag.lower() == "nocanon":
                 # twisted_lb passes the path on as the client sent it (after refusing
-                # dot segments and encoded slashes), which is what nocanon asks for.
+                # dot segments), which is what nocanon asks for; with the host's
+                # AllowEncodedSlashes On or NoDecode, %2F is passed on too.
                 rest.remove(flag)
+                nocanon = True
             else:
                 raise node.error(
                     f"ProxyPass … {flag}: the flag is not supported by twisted_lb (nocanon is; "
@@ -1333,7 +1356,7 @@ class _Reader:
         params = _params(node, rest)
         if target == "!" and params:
             raise node.error("ProxyPass /path ! takes no parameters")
-        p = _Pass(node, path, target, params, scope)
+        p = _Pass(node, path, target, params, scope, nocanon)
         self.passes.append(p)
         scope.host.passes.append(p)
 
@@ -1476,6 +1499,7 @@ class _Reader:
         routes = self.build_routes(balancers)
         rules = self.build_rules(balancers, routes)
         listeners = self.build_listeners()
+        unrouted = self.build_unrouted()
         self.check_reverses()
         if self.errors:
             errors = sorted(
@@ -1492,6 +1516,7 @@ class _Reader:
                 "balancers": tuple(balancers.values()),
                 "routes": tuple(routes),
                 "rules": tuple(rules),
+                "unrouted": unrouted,
                 "source": self.path,
                 "timeout": float(timeout),
                 **self.top_level,
@@ -1877,6 +1902,12 @@ class _Reader:
     def route(self, p: _Pass, balancers: dict[str, BalancerConfig]) -> RouteConfig:
         preserve = bool(p.scope.value("preserve_host", False))
         kwargs: dict[str, Any] = {"path": p.path, "balancer": None, "preserve_host": preserve}
+        # Apache passes %2F on as written only with nocanon and the host's
+        # AllowEncodedSlashes On or NoDecode (a virtual host's own, else the
+        # main server's, as Apache 2.4 merges it).
+        slashes = p.scope.host.get("encoded_slashes")
+        if p.nocanon and p.target != "!" and slashes is not None and slashes[0] != "off":
+            kwargs["encoded_slashes"] = True
         if p.target == "!":
             pass
         elif (parsed := _balancer_name(p.target)) is not None:
@@ -2140,11 +2171,25 @@ class _Reader:
                     f"one ({self.where(default.node)}); twisted_lb serves one certificate per "
                     "port (no SNI): give them the same certificate, or another port"
                 )
-            if (vhost.redirects and not vhost.passes) != (default.redirects and not default.passes):
+            if bool(vhost.redirects and not vhost.passes) != bool(
+                default.redirects and not default.passes
+            ):
                 raise vhost.node.error(
                     f"port {port} has a virtual host that only redirects and one that "
                     "proxies; a twisted_lb listener either redirects everything or proxies: "
                     "use a port for each"
+                )
+        http2 = bool(default.value("http2", False))
+        for vhost, _ in group[1:]:
+            if bool(vhost.value("http2", False)) != http2:
+                assert vhost.node is not None
+                self.warn(
+                    vhost.node,
+                    f"this <VirtualHost> on port {port} "
+                    f"{'does not offer' if http2 else 'offers'} HTTP/2 (Protocols) and the "
+                    f"first one ({self.where(default.node)}) "
+                    f"{'does' if http2 else 'does not'}; twisted_lb offers HTTP/2 per port, "
+                    "as the first virtual host says",
                 )
         hosts = [host for _, host in group]
         if "*" in hosts:
@@ -2189,6 +2234,9 @@ class _Reader:
             )
         if scope.redirects and self.redirects_whole_site(scope):
             kwargs.update(self.redirect(scope))
+        if "tls" in kwargs:
+            # Plain listeners speak HTTP/1.1 whatever the setting says.
+            kwargs["http2"] = bool(scope.value("http2", False))
         server_name = scope.get("servername")
         if server_name is not None:
             kwargs["server_name"] = server_name[0]
@@ -2282,6 +2330,39 @@ class _Reader:
                 except ConfigError as e:
                     self.fail(node, e)
         return out
+
+    def build_unrouted(self) -> tuple[UnroutedHeaders, ...]:
+        """
+        The C{Header always} edits of each host (the main server's, then the
+        virtual host's own) for the proxy's answers where no route applies:
+        Apache makes them on every response of the host, its 404s included.
+        """
+        out: list[UnroutedHeaders] = []
+        hosts = [*self.vhosts, self.main] if self.main.passes or not self.vhosts else self.vhosts
+        for host in hosts:
+            scopes = [self.main] if host is self.main else [self.main, host]
+            edits = tuple(
+                edit
+                for scope in scopes
+                for _, request, edit in scope.headers
+                if not request and edit.always
+            )
+            if not edits:
+                continue
+            try:
+                names = self.host_names(host)
+            except ConfigError:
+                continue  # reported with the host's routes
+            if not names and any(not u.hosts and u.response_headers != edits for u in out):
+                assert host.node is not None
+                self.warn(
+                    host.node,
+                    "Header always in several <VirtualHost> sections that are not chosen by "
+                    "name: the proxy's own 404 answers get the first one's",
+                )
+                continue
+            out.append(UnroutedHeaders(edits, names))
+        return tuple(out)
 
     def route_in_host(self, route: RouteConfig, host: _Scope) -> bool:
         names = self.host_names(host)

@@ -183,6 +183,8 @@ def _route(route: RouteConfig) -> list[str]:
         "preserve_host": route.preserve_host,
         "timeout": None if route.timeout is None else float(route.timeout),
     }
+    if route.encoded_slashes:
+        items["encoded_slashes"] = True
     if route.hosts:
         items["hosts"] = list(route.hosts)
     if route.cookie_path:
@@ -323,6 +325,11 @@ def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
             "password": cluster.password,
             "timeout": float(cluster.timeout),
         })]
+    for unrouted in config.unrouted:
+        out += ["", "[[unrouted]]"]
+        if unrouted.hosts:
+            out += _lines({"hosts": list(unrouted.hosts)})
+        out += _header_edits("unrouted", (), unrouted.response_headers)
     if config.error_pages:
         out += ["", "[error_pages]", *_lines({str(k): v for k, v in config.error_pages})]
     return "\n".join(out) + "\n"

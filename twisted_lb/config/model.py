@@ -34,6 +34,7 @@ __all__ = [
     "StickySessionConfig",
     "BalancerConfig",
     "RouteConfig",
+    "UnroutedHeaders",
     "TLSConfig",
     "BackendTLSConfig",
     "ListenerConfig",
@@ -523,6 +524,11 @@ class RouteConfig:
     @ivar hosts: the virtual host names the route serves (lower case; a
         leading C{*.} matches subdomains; L{DEFAULT_HOST} stands for every
         name no route lists); empty (the default) serves every host.
+    @ivar encoded_slashes: accept C{%2F} in request paths under this route
+        and pass it to the member as written (Apache's C{AllowEncodedSlashes
+        NoDecode} with C{ProxyPass … nocanon}); other routes answer such
+        requests 400. Dot segments stay refused, also inside a segment
+        with encoded slashes.
     """
 
     path: str = attrs.field()
@@ -539,11 +545,35 @@ class RouteConfig:
     access: tuple[AccessRule, ...] = ()
     hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
     auth: tuple[AuthRule, ...] = ()
+    encoded_slashes: bool = False
 
     @path.validator
     def _check_path(self, attribute: attrs.Attribute[Any], value: str) -> None:
         if not value.startswith("/"):
             raise ValueError(f"path {value!r} must start with '/'")
+
+
+@attrs.frozen
+class UnroutedHeaders:
+    """
+    The C{Header always} edits of a virtual host (or of every host) made on
+    the answers of its own the proxy gives where no route applies: the 404
+    of a path without route or with an exclusion route, and the answers of
+    the rules before routing (redirects, C{[F]}). Apache makes its server's
+    and virtual host's C{Header always} edits on every response.
+
+    @ivar response_headers: the edits, in order (all marked C{always}).
+    @ivar hosts: the virtual host names (as L{RouteConfig.hosts}); empty
+        (the default) for every host.
+    """
+
+    response_headers: tuple[HeaderEdit, ...] = attrs.field()
+    hosts: tuple[str, ...] = attrs.field(default=(), validator=_check_hosts)
+
+    @response_headers.validator
+    def _check_always(self, attribute: attrs.Attribute[Any], value: tuple[HeaderEdit, ...]) -> None:
+        if not value or not all(edit.always for edit in value):
+            raise ValueError("response_headers must list edits, each with always = true")
 
 
 @attrs.frozen
@@ -858,6 +888,8 @@ class ProxyConfig:
     @ivar rules: checked before routing, in order (redirects, refusals,
         proxying to a balancer; Apache's C{Redirect}, C{RedirectMatch},
         C{RewriteRule}); each for its C{hosts} as routes are.
+    @ivar unrouted: C{Header always} edits of the proxy's own answers where
+        no route applies, per virtual host (see L{UnroutedHeaders}).
     @ivar error_pages: per status the proxy answers itself when no member
         could (C{502}, C{503}, C{504}), the file whose content is sent instead
         of the short plain-text page (Apache's C{ErrorDocument} with a file).
@@ -885,6 +917,7 @@ class ProxyConfig:
     cluster: ClusterConfig | None = None
     rules: tuple[RequestRule, ...] = ()
     error_pages: tuple[tuple[int, str], ...] = attrs.field(default=(), validator=_error_pages)
+    unrouted: tuple[UnroutedHeaders, ...] = ()
 
     @property
     def effective_workers(self) -> int:

@@ -42,6 +42,7 @@ from .model import (
     RouteConfig,
     StickySessionConfig,
     TLSConfig,
+    UnroutedHeaders,
 )
 
 __all__ = ["load_toml", "load_toml_text"]
@@ -65,7 +66,9 @@ _TOP = {
     "rules": "tables",
     "cluster": "table",
     "error_pages": "table",
+    "unrouted": "tables",
 }
+_UNROUTED = {"hosts": "strlist", "response_headers": "tables"}
 _CLUSTER = {
     "etcd": "strlist",
     "prefix": "str",
@@ -178,6 +181,7 @@ _ROUTE = {
     "balancer": "balancer",
     "target_path": "str",
     "preserve_host": "bool",
+    "encoded_slashes": "bool",
     "timeout": "num",
     "cookie_path": "strmap",
     "cookie_domain": "strmap",
@@ -351,6 +355,10 @@ class _Reader:
             kwargs["cluster"] = self.cluster(data["cluster"], "cluster")
         if "error_pages" in data:
             kwargs["error_pages"] = self.error_pages(data["error_pages"])
+        if "unrouted" in data:
+            kwargs["unrouted"] = tuple(
+                self.unrouted(t, f"unrouted[{i}]") for i, t in enumerate(data["unrouted"])
+            )
         config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
         if not config.listeners:
             # (One built in code may have none: its resource served by another Site.)
@@ -596,7 +604,7 @@ class _Reader:
             "path": table["path"],
             "balancer": None if balancer is False else balancer,
         }
-        for key in ("target_path", "preserve_host"):
+        for key in ("target_path", "preserve_host", "encoded_slashes"):
             if key in table:
                 kwargs[key] = table[key]
         if "timeout" in table:
@@ -693,6 +701,20 @@ class _Reader:
         kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         kwargs["conditions"] = tuple(conditions)
         return self.model(RequestRule, kwargs, prefix, {})
+
+    def unrouted(self, table: dict[str, Any], prefix: str) -> UnroutedHeaders:
+        self.check(table, _UNROUTED, prefix)
+        key = _join(prefix, "response_headers")
+        edits = tuple(
+            self.header_edit(t, f"{key}[{i}]", False)
+            for i, t in enumerate(table.get("response_headers", []))
+        )
+        hosts = table.get("hosts", ())
+        kwargs = {
+            "response_headers": edits,
+            "hosts": (hosts,) if isinstance(hosts, str) else tuple(hosts),
+        }
+        return self.model(UnroutedHeaders, kwargs, prefix, {})
 
     def header_edit(self, table: dict[str, Any], prefix: str, request: bool) -> HeaderEdit:
         self.check(table, _HEADER_EDIT, prefix)
