@@ -53,6 +53,10 @@ __all__ = [
 
 _log = Logger()
 
+#: How long the rest of a request body is read and dropped after its answer
+#: went out early, before the connection closes.
+LINGER_SECONDS = 2.0
+
 
 def _asks_close(values: Sequence[bytes] | None) -> bool:
     """
@@ -217,6 +221,8 @@ class LimitedHTTPChannel(TrackedChannel):
         #: When the body's reading was paused for a slow member (the body
         #: deadline does not run meanwhile), or C{None}.
         self._paused_at: float | None = None
+        #: The end of the wait for the rest of an answered request's body.
+        self._linger_call: IDelayedCall | None = None
         self._connection_info: ConnectionInfo | None = None
 
     # -- reading -----------------------------------------------------------
@@ -313,6 +319,10 @@ class LimitedHTTPChannel(TrackedChannel):
             body.feed(piece)
         if not decoder.done:
             return
+        if self._linger_call is not None:
+            # The answer went out already: close now the client sent it all.
+            self._end_linger()
+            return
         self._body_in = None
         self._paused_at = None
         self._cancel_deadline()
@@ -330,6 +340,10 @@ class LimitedHTTPChannel(TrackedChannel):
         The fast-lane body cannot be completed: answer C{status} if nothing
         of the answer went out yet, else cut the connection.
         """
+        if self._linger_call is not None:
+            # Answered already: only the dropped rest was wrong.
+            self._end_linger()
+            return
         decoder_body, self._body_in = self._body_in, None
         fast = self._fast
         if status == 413:
@@ -381,13 +395,14 @@ class LimitedHTTPChannel(TrackedChannel):
         if response is not self._fast:
             return
         self._fast = None
-        if self._body_in is not None:
+        lingering = self._body_in is not None
+        if lingering:
             # Answered before the whole body came (the member did not read
             # it): nobody reads the rest (what comes is decoded and dropped),
-            # and the connection ends here.
+            # and the connection ends after it.
             self._paused_at = None
             self._cancel_deadline()
-            self._body_in[1].discard()
+            self._body_in[1].discard()  # type: ignore[index]
             response.keep_alive = False
         self._phase = _Phase.IDLE
         if self.transport is None:
@@ -400,7 +415,22 @@ class LimitedHTTPChannel(TrackedChannel):
             data = b"".join(self._dataBuffer)
             self._dataBuffer = []
             self.setLineMode(data)
+        elif lingering:
+            # Closing now would answer the body still coming with a reset,
+            # which may cost the client the answer it has not read yet: drop
+            # the rest of the body for a while first (Apache's lingering
+            # close), then close.
+            self._linger_call = self._clock.callLater(LINGER_SECONDS, self._end_linger)
         else:
+            self.loseConnection()
+
+    def _end_linger(self) -> None:
+        """The rest of an answered request's body came, or it took too long: close."""
+        call, self._linger_call = self._linger_call, None
+        if call is not None and call.active():
+            call.cancel()
+        self._body_in = None
+        if self.transport is not None:
             self.loseConnection()
 
     def timeoutConnection(self) -> None:
@@ -653,6 +683,10 @@ class LimitedHTTPChannel(TrackedChannel):
         body_in, self._body_in = self._body_in, None
         if body_in is not None:
             body_in[1].fail("the client went away during the upload")
+        if self._linger_call is not None:
+            if self._linger_call.active():
+                self._linger_call.cancel()
+            self._linger_call = None
         fast, self._fast = self._fast, None
         if fast is not None:
             fast.client_lost()
