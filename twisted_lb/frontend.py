@@ -33,7 +33,16 @@ from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from twisted_lb.compat import switch_to_http2, tls_session_id
+from twisted_lb.compat import (
+    channel_between_requests,
+    channel_expects_request_line,
+    channel_hold,
+    channel_hold_bytes,
+    channel_release,
+    channel_resume_reading,
+    switch_to_http2,
+    tls_session_id,
+)
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
@@ -247,14 +256,7 @@ class LimitedHTTPChannel(TrackedChannel):
         takes it (see L{twisted_lb.fastpath}).
         """
         serve = getattr(getattr(self, "site", None), "fast_lane", None)
-        if (
-            serve is None
-            or not self.line_mode
-            or self._handlingRequest
-            or self._buffer  # type: ignore[attr-defined]
-            or self.requests
-            or not self._HTTPChannel__first_line  # type: ignore[attr-defined]
-        ):
+        if serve is None or not channel_between_requests(self):
             return False
         head = None
         if len(data) <= self.limits.max_header_bytes:
@@ -331,9 +333,7 @@ class LimitedHTTPChannel(TrackedChannel):
         body.end()
         if rest:
             # The next request waits for the end of this one's answer.
-            self._dataBuffer.append(rest)
-            if self.transport is not None:
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
+            channel_hold_bytes(self, rest)
 
     def _body_failed(self, status: int, reason: str, message: str) -> None:
         """
@@ -387,7 +387,7 @@ class LimitedHTTPChannel(TrackedChannel):
         self.persistent = response.keep_alive
         # The idle timer keeps running (no cancel and re-arm per request):
         # timeoutConnection puts it off while an answer is in flight.
-        self._handlingRequest = True
+        channel_hold(self)
         self.setRawMode()
 
     def fast_request_done(self, response: RawResponse) -> None:
@@ -407,13 +407,10 @@ class LimitedHTTPChannel(TrackedChannel):
         self._phase = _Phase.IDLE
         if self.transport is None:
             return
-        if not self._waitingForTransport:
-            self._networkProducer.resumeProducing()
+        channel_resume_reading(self)
         if response.keep_alive and self.persistent:
-            self._handlingRequest = False
+            data = channel_release(self)
             self.resetTimeout()
-            data = b"".join(self._dataBuffer)
-            self._dataBuffer = []
             self.setLineMode(data)
         elif lingering:
             # Closing now would answer the body still coming with a reset,
@@ -634,7 +631,7 @@ class LimitedHTTPChannel(TrackedChannel):
     # -- refusing ------------------------------------------------------------
 
     def _refuse_too_large(self) -> None:
-        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+        if channel_expects_request_line(self):
             self._refuse(414, "URI Too Long", "the request line is too long")
         else:
             self._refuse(
