@@ -15,12 +15,14 @@ from pathlib import Path
 import h2.config
 import h2.connection
 import h2.events
+import pytest
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from OpenSSL import SSL
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -38,6 +40,7 @@ from twisted_lb.compat import (
     H2ConnectionBase,
     listening_port,
     quiet_pool_factory,
+    raise_listen_errors,
     switch_to_http2,
     tls_session_id,
 )
@@ -520,3 +523,21 @@ def test_http_channel_holds_what_arrives_while_busy_and_gives_it_back() -> None:
 
 
 # --- end of the HTTPChannel section --------------------------------------------
+
+
+class _Refusing:
+    """A server endpoint whose listen fails at once, as a port in use does."""
+
+    def listen(self, factory: Factory):
+        from twisted.internet import defer
+
+        return defer.fail(CannotListenError("127.0.0.1", 8080, OSError(98, "in use")))
+
+
+def test_endpoint_service_raises_listen_errors_when_told() -> None:
+    """_raiseSynchronously makes privilegedStartService raise the listen failure."""
+    assert StreamServerEndpointService._raiseSynchronously is False
+    service = StreamServerEndpointService(_Refusing(), Factory())
+    raise_listen_errors(service)
+    with pytest.raises(CannotListenError):
+        service.privilegedStartService()

@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_lb.balancer import Balancer, Member
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
 from twisted_lb.errors import (
+    BackendProtocolError,
     BackendTimeout,
     ConnectFailed,
     NoUsableMember,
@@ -190,3 +191,96 @@ class DispatchTests(SynchronousTestCase):
         self.successResultOf(d)
         self.assertEqual((a.calls, b.calls), (1, 0))
         self.assertFalse(self.a.in_error)
+
+
+class FakeTunnel:
+    """A tunnel whose member sides the test opens or fails (as the WebSocket bridge's Tunnel)."""
+
+    def __init__(self) -> None:
+        self.finished: defer.Deferred[None] = defer.Deferred()
+        self.client_gone = False
+        self.opening: list[tuple[Member, defer.Deferred[None]]] = []
+        self.octets = (0, 0)
+
+    def open_at(self, member):
+        d: defer.Deferred[None] = defer.Deferred()
+        self.opening.append((member, d))
+        return d
+
+    def traffic(self):
+        return self.octets
+
+
+class UpgradeDenied(Exception):
+    """The member answered the upgrade with another status (its application's no)."""
+
+
+class TunnelTests(SynchronousTestCase):
+    """Opening a tunnel goes through the same loop, with the tunnel's own retry rule."""
+
+    def setUp(self) -> None:
+        self.a, self.b = Member("a"), Member("b")
+        self.balancer = Balancer("lb", [self.a, self.b], clock=Clock())
+        self.dispatcher = Dispatcher(self.balancer, {})
+        self.tunnel = FakeTunnel()
+
+    def open(self, routes=("a",)):
+        return self.dispatcher.open_tunnel(exchange(routes=list(routes)), self.tunnel)
+
+    def test_member_busy_until_the_tunnel_is_over(self):
+        d = self.open()
+        self.tunnel.opening[0][1].callback(None)
+        self.successResultOf(d)
+        self.assertEqual((self.a.in_flight, self.b.in_flight), (1, 0))
+        self.tunnel.octets = (7, 3)
+        self.tunnel.finished.callback(None)
+        self.assertEqual((self.a.in_flight, self.a.bytes_in, self.a.bytes_out), (0, 7, 3))
+
+    def test_not_accepted_goes_to_the_other_member(self):
+        """No connection, or no answer to the upgrade: the next member is tried."""
+        for error, down in [(ConnectFailed("refused"), True), (BackendTimeout("no 101"), False)]:
+            self.setUp()
+            d = self.open()
+            self.tunnel.opening[0][1].errback(error)
+            self.assertEqual(self.a.in_error, down)
+            self.assertEqual([m for m, _ in self.tunnel.opening], [self.a, self.b])
+            self.tunnel.opening[1][1].callback(None)
+            self.successResultOf(d)
+            self.assertEqual((self.a.in_flight, self.b.in_flight), (0, 1))
+            self.tunnel.finished.callback(None)
+            self.assertEqual(self.b.in_flight, 0)
+
+    def test_an_answer_is_final(self):
+        """A broken answer or a refusal: no other member, nothing left in flight."""
+        for error, kind in [
+            (BackendProtocolError("invalid upgrade answer"), BackendProtocolError),
+            (UpgradeDenied("403 Forbidden"), UpgradeDenied),
+        ]:
+            self.setUp()
+            d = self.open()
+            self.tunnel.opening[0][1].errback(error)
+            self.failureResultOf(d, kind)
+            self.assertEqual(len(self.tunnel.opening), 1)
+            self.assertEqual((self.a.in_flight, self.a.in_error), (0, False))
+
+    def test_client_gone_is_not_retried(self):
+        d = self.open()
+        self.tunnel.client_gone = True
+        self.tunnel.opening[0][1].errback(ConnectFailed("refused"))
+        self.failureResultOf(d, ConnectFailed)
+        self.assertEqual(len(self.tunnel.opening), 1)
+        self.assertEqual(self.a.in_flight, 0)
+
+    def test_tunnel_over_before_it_opened(self):
+        """The client left while the member accepted: the member is not left busy."""
+        d = self.open()
+        self.tunnel.finished.callback(None)
+        self.tunnel.opening[0][1].callback(None)
+        self.successResultOf(d)
+        self.assertEqual(self.a.in_flight, 0)
+
+    def test_nothing_usable(self):
+        self.balancer.record_failure(self.a, "down")
+        self.balancer.record_failure(self.b, "down")
+        self.failureResultOf(self.open(), NoUsableMember)
+        self.assertEqual(self.tunnel.opening, [])

@@ -364,3 +364,29 @@ class StreamTests(SynchronousTestCase):
         goaway = [f for f in c.sent() if isinstance(f, GoAwayFrame)]
         self.assertEqual([g.error_code for g in goaway], [11])
         self.assertTrue(c.transport.disconnecting)
+
+    def test_hpack_bomb_ends_the_connection(self):
+        """A small header block that decodes to far more than the head limit (a 4 KiB value
+        in HPACK's table, then referenced 100 times): GOAWAY, never decoded whole."""
+        c = Connection()
+        c.deliver()
+        c.sent()
+        encoder = c.client.encoder
+        pseudo = [
+            (b":method", b"GET"),
+            (b":path", b"/"),
+            (b":authority", b"x"),
+            (b":scheme", b"https"),
+        ]
+        block = bytes(encoder.encode([*pseudo, (b"x-big", b"v" * 4000)]))
+        index = bytes(encoder.encode([(b"x-big", b"v" * 4000)]))  # one byte: the table entry
+        self.assertLess(len(index), 3)
+        c.proto.dataReceived(HeadersFrame(1, data=block, flags=["END_HEADERS"]).serialize())
+        bomb = bytes(encoder.encode(pseudo)) + index * 100
+        self.assertLess(len(bomb), 1000)
+        c.proto.dataReceived(
+            HeadersFrame(3, data=bomb, flags=["END_HEADERS", "END_STREAM"]).serialize()
+        )
+        goaway = [f for f in c.sent() if isinstance(f, GoAwayFrame)]
+        self.assertEqual([g.error_code for g in goaway], [11])
+        self.assertTrue(c.transport.disconnecting)

@@ -37,6 +37,9 @@ def test_wheel_has_plugin_and_installs(tmp_path: Path) -> None:
     assert "twisted/__init__.py" not in names
     assert "twisted/plugins/__init__.py" not in names
     assert "twisted_lb/py.typed" in names
+    # The manager's charts: uPlot (with its licence) and the chart script, served by the proxy.
+    for name in ("uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE", "charts.js"):
+        assert f"twisted_lb/admin/static/{name}" in names
     venv = tmp_path / "venv"
     subprocess.run(
         [sys.executable, "-m", "venv", str(venv)], check=True, timeout=120, env=CLEAN_ENV

@@ -99,3 +99,9 @@ def test_errors() -> None:
         RequestRule("x", "/", 200)
     with pytest.raises(ValueError, match="needs a balancer"):
         RequestRule("x", "/", 0)
+
+
+def test_pass_through() -> None:
+    """[PT] gives the rewritten path (encoded) and query, to be routed."""
+    rule = RequestRule("^/old/(.*)$", "/new/$1", 1)
+    assert rule.apply(request("/old/a b", "x=1")) == Outcome(1, path=b"/new/a%20b", query=b"x=1")

@@ -57,6 +57,8 @@ REFUSED = {
     "dot segments": (b"/app/../etc/passwd", b"Host: a\r\n"),
     "encoded slash": (b"/app/a%2fb", b"Host: a\r\n"),
     "control character in the query": (b"/app?a=\x7f", b"Host: a\r\n"),
+    "absolute form with user information": (b"http://user@evil.example/app", b"Host: a\r\n"),
+    "absolute form of another scheme": (b"ftp://evil.example/app", b"Host: a\r\n"),
 }
 
 

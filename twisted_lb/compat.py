@@ -23,8 +23,9 @@ except ImportError:  # twisted[http2] (h2, priority) is not installed: HTTP/2 is
     H2Connection = object  # type: ignore[assignment,misc]
 
 __all__ = [
-    "h2_connection_of",
-    "tls_session_id",
+    "quiet_pool_factory",
+    "listening_port",
+    "raise_listen_errors",
 ]
 
 
@@ -268,44 +269,6 @@ def _flush_tcp(under: Any) -> None:
 
 # --- end of the Twisted TLS section -----------------------------------------
 
-# --- operator experience: quiet client factories, listening ports ----------
-# Read from Twisted 26.10.
-
-
-class _QuietHTTP11ClientFactory(_web_client._HTTP11ClientFactory):
-    """Twisted's factory of one pooled HTTP connection, without its log lines."""
-
-    noisy = False
-
-
-def quiet_pool_factory(quiescent_callback: Any, metadata: Any) -> Any:
-    """
-    What L{twisted.web.client.HTTPConnectionPool} calls (its private
-    C{_factory}) to make the factory of each new connection: Twisted's own,
-    with C{noisy = False}, so that a connection (a health check's, say) logs
-    no "Starting factory"/"Stopping factory" lines. Assign it to a pool's
-    C{_factory}.
-    """
-    return _QuietHTTP11ClientFactory(quiescent_callback, metadata)
-
-
-def listening_port(service: StreamServerEndpointService) -> IListeningPort | None:
-    """
-    The port a started L{StreamServerEndpointService} listens on, or C{None}
-    when it is not listening (yet, or any more, or it could not).
-
-    Twisted keeps the C{listen} outcome in the private C{_waitingForPort}.
-    """
-    waiting = getattr(service, "_waitingForPort", None)
-    if waiting is None or not waiting.called:
-        return None
-    port = getattr(waiting, "result", None)
-    return port if IListeningPort.providedBy(port) else None
-
-
-# --- end of operator experience ---------------------------------------------
-
-
 # ---------------------------------------------------------------------------
 # HTTP members (twisted_lb.backends.http), Twisted 26.10: the response parser
 # of twisted.web's HTTP/1.1 client (twisted.web._newclient).
@@ -424,3 +387,51 @@ def channel_release(channel: Any) -> bytes:
 
 
 # --- end of the HTTPChannel section --------------------------------------------
+
+
+# --- operator experience: quiet client factories, listening ports ----------
+# Read from Twisted 26.10.
+
+
+class _QuietHTTP11ClientFactory(_web_client._HTTP11ClientFactory):
+    """Twisted's factory of one pooled HTTP connection, without its log lines."""
+
+    noisy = False
+
+
+def quiet_pool_factory(quiescent_callback: Any, metadata: Any) -> Any:
+    """
+    What L{twisted.web.client.HTTPConnectionPool} calls (its private
+    C{_factory}) to make the factory of each new connection: Twisted's own,
+    with C{noisy = False}, so that a connection (a health check's, say) logs
+    no "Starting factory"/"Stopping factory" lines. Assign it to a pool's
+    C{_factory}.
+    """
+    return _QuietHTTP11ClientFactory(quiescent_callback, metadata)
+
+
+def raise_listen_errors(service: StreamServerEndpointService) -> None:
+    """
+    Make C{service} raise what C{listen} raises (a port in use) from
+    C{privilegedStartService}/C{startService}, instead of only logging it:
+    Twisted's private C{_raiseSynchronously}, which twistd's own C{strports}
+    services set.
+    """
+    service._raiseSynchronously = True
+
+
+def listening_port(service: StreamServerEndpointService) -> IListeningPort | None:
+    """
+    The port a started L{StreamServerEndpointService} listens on, or C{None}
+    when it is not listening (yet, or any more, or it could not).
+
+    Twisted keeps the C{listen} outcome in the private C{_waitingForPort}.
+    """
+    waiting = getattr(service, "_waitingForPort", None)
+    if waiting is None or not waiting.called:
+        return None
+    port = getattr(waiting, "result", None)
+    return port if IListeningPort.providedBy(port) else None
+
+
+# --- end of operator experience ---------------------------------------------

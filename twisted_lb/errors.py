@@ -9,6 +9,8 @@ no member is usable, 504 on a timeout).
 
 from __future__ import annotations
 
+from twisted_lb.http_rules import error_body
+
 __all__ = [
     "AttemptFailed",
     "ConnectFailed",
@@ -24,7 +26,20 @@ __all__ = [
     "NoUsableMember",
     "RequestRefused",
     "status_for",
+    "ErrorPage",
+    "plain_error_page",
 ]
+
+#: An error page as answered: its content type and body.
+ErrorPage = tuple[bytes, bytes]
+
+
+def plain_error_page(status: int, message: str) -> ErrorPage:
+    """
+    The proxy's own error page: the status line's code and phrase, then
+    C{message}, as plain text (both lanes answer this one).
+    """
+    return (b"text/plain; charset=utf-8", error_body(status, message))
 
 
 class AttemptFailed(Exception):

@@ -251,6 +251,14 @@ class ResponseSink(Protocol):
     def started(self) -> bool:
         """Whether the status line was written."""
 
+    @property
+    def gone(self) -> bool:
+        """Whether the client disconnected (nobody is left to answer)."""
+
+    @property
+    def bytes_written(self) -> int:
+        """The body bytes written so far."""
+
     def start(self, status: int, headers: Sequence[tuple[bytes, bytes]]) -> None:
         """Begin the response with a status and headers (names as sent)."""
 

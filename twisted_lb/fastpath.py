@@ -26,8 +26,9 @@ import attrs
 import httptools
 from twisted.web.http_headers import Headers
 
+from twisted_lb.errors import ErrorPage, plain_error_page
 from twisted_lb.exchange import HOP_BY_HOP, ClientSink, connection_options
-from twisted_lb.http_rules import control_in_head, error_body, host_problem
+from twisted_lb.http_rules import control_in_head, host_problem
 from twisted_lb.sendnow import send_now, send_parts_now
 
 if TYPE_CHECKING:
@@ -425,11 +426,15 @@ class RawResponse(ClientSink):
             send_now(self._channel.transport, b"".join(out))
         self._channel.fast_request_done(self)
 
-    def error(self, status: int, message: str) -> None:
-        """Answer a plain-text error page (nothing of the member's was sent)."""
-        body = error_body(status, message)
+    def error(self, status: int, message: str, page: ErrorPage | None = None) -> None:
+        """
+        Answer an error page (nothing of the member's was sent): C{page}, or
+        a plain-text one saying C{message}; with the route's C{Header always}
+        edits, if any.
+        """
+        content_type, body = page if page is not None else plain_error_page(status, message)
         headers = [
-            (b"Content-Type", b"text/plain; charset=utf-8"),
+            (b"Content-Type", content_type),
             (b"Content-Length", b"%d" % len(body)),
         ]
         if self.header_edit is not None:

@@ -2,7 +2,8 @@
 HTTP rules every client lane applies, as pure functions: the fast lane
 (L{twisted_lb.fastpath}, with its streamed bodies), twisted.web's C{Request}
 (L{twisted_lb.resource}) and the frontend's refusals before a request is
-parsed (L{twisted_lb.frontend}).
+parsed (L{twisted_lb.frontend}); and the forwarding fields every kind of
+member gets (L{forwarding_headers}: HTTP requests and WebSocket upgrades).
 
 The other rule homes: L{twisted_lb.routing} (paths, queries, Host syntax),
 L{twisted_lb.exchange} (hop-by-hop fields, C{Connection} options),
@@ -15,14 +16,16 @@ import re
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 
-from twisted_lb.exchange import HOP_BY_HOP, connection_options
+from twisted_lb.exchange import HOP_BY_HOP, Exchange, connection_options
 from twisted_lb.routing import valid_host
 
 __all__ = [
     "CONTROL_BYTES",
+    "FORWARDING_FIELDS",
     "control_in_head",
     "control_in_value",
     "error_body",
+    "forwarding_headers",
     "host_problem",
     "refusal",
     "response_fields",
@@ -103,3 +106,42 @@ def refusal(status: int, reason: str, message: str) -> bytes:
         b"Content-Length: %d\r\n"
         b"Connection: close\r\n\r\n%s"
     ) % (status, reason.encode("ascii"), len(body), body)
+
+
+_XFF = b"x-forwarded-for"
+_XFP = b"x-forwarded-proto"
+_XFH = b"x-forwarded-host"
+_HTTPS, _HTTP = b"https", b"http"
+
+#: The request fields the proxy builds itself when it adds forwarding
+#: fields (L{forwarding_headers}): a client's own are not passed on
+#: (its C{X-Forwarded-For} values are carried into the proxy's).
+FORWARDING_FIELDS = frozenset({_XFF, _XFP, _XFH})
+
+
+def forwarding_headers(
+    exchange: Exchange, forwarded_for: Sequence[bytes] = ()
+) -> list[tuple[bytes, bytes]]:
+    """
+    The forwarding fields a member gets with C{exchange}, for every kind of
+    member (HTTP requests and WebSocket upgrades alike): C{X-Forwarded-For},
+    the chain the client came through followed by the client's address (as
+    Apache's C{ProxyAddHeaders On} appends it); C{X-Forwarded-Proto}, the
+    scheme the client used; C{X-Forwarded-Host}, the client's Host. The
+    caller leaves the client's own fields of these names
+    (L{FORWARDING_FIELDS}) out.
+
+    @param forwarded_for: the client's own C{X-Forwarded-For} values, in
+        order.
+    @return: C{(name, value)} pairs, names in lower case.
+    """
+    fields: list[tuple[bytes, bytes]] = []
+    chain = list(forwarded_for)
+    if exchange.client_address:
+        chain.append(exchange.client_address.encode("ascii"))
+    if chain:
+        fields.append((_XFF, b", ".join(chain)))
+    fields.append((_XFP, _HTTPS if exchange.is_ssl else _HTTP))
+    if exchange.host:
+        fields.append((_XFH, exchange.host))
+    return fields

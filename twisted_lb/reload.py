@@ -65,6 +65,7 @@ from twisted_lb.service import (
     backend_for,
     build_balancer,
     build_router,
+    load_error_pages,
     log_summary,
     open_access_log,
 )
@@ -236,6 +237,7 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
     started: list[StreamServerEndpointService] = []
     access_log = service.access_log
     try:
+        error_pages = load_error_pages(config)
         for bconf in config.balancers:
             built = service.balancers.get(bconf.name)
             if built is None or rebuild_all or _rebuild_needed(built.config, bconf):
@@ -278,7 +280,7 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
         service.attach(built)
     old_log = service.access_log
     service.access_log = access_log
-    service.resource.replace(build_router(config, balancers), service.request_hook())
+    service.resource.replace(build_router(config, balancers), service.request_hook(), error_pages)
     if old_log is not None and old_log is not access_log:
         old_log.close()
     elif access_log is not None:

@@ -22,6 +22,10 @@ from urllib.parse import quote, unquote
 
 import attrs
 
+from twisted_lb.access import AccessRule
+from twisted_lb.basic_auth import AuthRule
+from twisted_lb.header_edits import HeaderEdit
+
 __all__ = [
     "VARIABLES",
     "Condition",
@@ -164,8 +168,8 @@ class Outcome:
     """
     What a rule decided.
 
-    @ivar status: the redirect status (301, 302 …), 403 or 410, or 0 to
-        proxy to C{balancer}.
+    @ivar status: the redirect status (301, 302 …), 403, 404 or 410, 0 to
+        proxy to C{balancer}, or 1 to route C{path} instead of the request's.
     @ivar location: the redirect target (for 3xx).
     @ivar balancer: the balancer to proxy to (status 0).
     @ivar path: the path on the member, percent-encoded (status 0).
@@ -177,6 +181,8 @@ class Outcome:
     balancer: str = ""
     path: bytes = b""
     query: bytes | None = None
+    #: The proxying rule that decided (its access rules and balancer).
+    rule: RequestRule | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen
@@ -188,8 +194,9 @@ class RequestRule:
     @ivar target: the template of the redirect URL or the proxied path, or
         C{-} for none.
     @ivar status: 301, 302, 303, 307, 308 (a redirect), 403 (C{[F]}), 404
-        (an exclusion, C{ProxyPassMatch regex !}), 410 (C{[G]}), or 0 (proxy,
-        C{[P]}, C{ProxyPassMatch}).
+        (an exclusion, C{ProxyPassMatch regex !}), 410 (C{[G]}), 0 (proxy,
+        C{[P]}, C{ProxyPassMatch}), or 1 (rewrite the path, then route it,
+        C{[PT]}).
     @ivar balancer: with status 0, the balancer to proxy to.
     @ivar conditions: all must hold (or, with C{ornext}, one of a run).
     @ivar nocase: the pattern ignores case (C{[NC]}).
@@ -202,6 +209,13 @@ class RequestRule:
     @ivar after_routes: checked only for requests no route serves (or an
         exclusion route): Apache's C{Redirect} and C{RedirectMatch}, which
         it checks after C{ProxyPass}.
+    @ivar access: for a proxying rule, the access rules of the request's own
+        path (its host's C{<Location>} and C{<Proxy>} sections), checked as a
+        route's are, since Apache checks them against the requested URL.
+    @ivar auth: likewise, the login rules.
+    @ivar request_headers: for a proxying rule, the C{RequestHeader} edits
+        of its host (top level, virtual host, matching C{<Proxy>} sections).
+    @ivar response_headers: likewise, the C{Header} edits.
     """
 
     pattern: str
@@ -215,12 +229,16 @@ class RequestRule:
     prefix: bool = False
     hosts: tuple[str, ...] = ()
     after_routes: bool = False
+    access: tuple[AccessRule, ...] = ()
+    auth: tuple[AuthRule, ...] = ()
+    request_headers: tuple[HeaderEdit, ...] = ()
+    response_headers: tuple[HeaderEdit, ...] = ()
     _regex: re.Pattern[str] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.status not in (0, 301, 302, 303, 307, 308, 403, 404, 410):
+        if self.status not in (0, 1, 301, 302, 303, 307, 308, 403, 404, 410):
             raise ValueError(
-                f"status {self.status} is not a redirect (301-308), 403, 404, 410 or 0"
+                f"status {self.status} is not a redirect (301-308), 403, 404, 410, 0 or 1"
             )
         if self.status == 0 and not self.balancer:
             raise ValueError("a proxying rule (status 0) needs a balancer")
@@ -259,13 +277,16 @@ class RequestRule:
             if not self.noescape:
                 expanded = _escape(expanded)
         url, question, query = expanded.partition("?")
-        if self.status == 0:
+        if self.status in (0, 1):
             if self.qsa and request.query:
                 query = f"{query}&{request.query}" if query else request.query
             elif not question:
                 query = request.query
+            if self.status == 1 and not url.startswith("/"):
+                url = "/" + url
             return Outcome(
-                0,
+                self.status,
+                rule=self,
                 balancer=self.balancer,
                 path=url.encode("utf-8"),
                 query=query.encode("utf-8") if (query or question or request.query) else None,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from http import HTTPStatus
 from typing import IO, TYPE_CHECKING, Any
@@ -30,7 +30,14 @@ from twisted_lb.basic_auth import AuthRules
 from twisted_lb.compat import h2_connection_of
 from twisted_lb.config.model import RouteConfig
 from twisted_lb.dispatch import AttemptRecord, Dispatcher
-from twisted_lb.errors import AttemptFailed, NoUsableMember, RequestRefused, status_for
+from twisted_lb.errors import (
+    AttemptFailed,
+    ErrorPage,
+    NoUsableMember,
+    RequestRefused,
+    plain_error_page,
+    status_for,
+)
 from twisted_lb.exchange import (
     HOP_BY_HOP,
     ClientSink,
@@ -42,7 +49,7 @@ from twisted_lb.exchange import (
 from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
 from twisted_lb.frontend import ConnectionInfo
 from twisted_lb.header_edits import HeaderEdits, balancer_variables
-from twisted_lb.http_rules import control_in_value, error_body, host_problem, response_fields
+from twisted_lb.http_rules import control_in_value, host_problem, response_fields
 from twisted_lb.request_body import StreamedBody
 from twisted_lb.request_rules import RuleRequest
 from twisted_lb.rewrite import RouteRewriting
@@ -172,10 +179,13 @@ class RequestSink(ClientSink):
         if not self._gone:
             self._request.finish()
 
-    def error(self, status: int, message: str) -> None:
-        """Answer a plain-text error page (nothing of the member's was sent)."""
+    def error(self, status: int, message: str, page: ErrorPage | None = None) -> None:
+        """
+        Answer an error page (nothing of the member's was sent): C{page}, or
+        a plain-text one saying C{message}.
+        """
         request = self._request
-        body = _error_page(request, status, message)
+        body = _error_page(request, status, message, page)
         if self.header_edit is not None:
             _edit_error_headers(request, self.header_edit)
         request.write(body)
@@ -206,10 +216,12 @@ def _edit_error_headers(
         out.addRawHeader(name, value)
 
 
-def _error_page(request: Request, status: int, message: str) -> bytes:
+def _error_page(
+    request: Request, status: int, message: str, page: ErrorPage | None = None
+) -> bytes:
     request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    body = error_body(status, message)
+    content_type, body = page if page is not None else plain_error_page(status, message)
+    request.responseHeaders.setRawHeaders(b"content-type", [content_type])
     request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
     return body
 
@@ -235,23 +247,31 @@ class ProxyResource(Resource):
         router: Router[ProxyTarget],
         *,
         access_log: Callable[[dict[str, Any]], None] | None = None,
+        error_pages: Mapping[int, ErrorPage] | None = None,
     ) -> None:
+        """
+        @param error_pages: per status (502, 503, 504), the page answered
+            instead of the plain-text one when no member answered.
+        """
         super().__init__()
         self._router = router
         self._access_log = access_log
+        self._error_pages: Mapping[int, ErrorPage] = error_pages or {}
 
     def replace(
         self,
         router: Router[ProxyTarget],
         access_log: Callable[[dict[str, Any]], None] | None,
+        error_pages: Mapping[int, ErrorPage] | None = None,
     ) -> None:
         """
-        Serve the next requests with C{router} and log them to C{access_log}
-        (a reload); requests in flight finish on the target they started
-        with and are logged to the new access log.
+        Serve the next requests with C{router}, log them to C{access_log} and
+        answer C{error_pages} (a reload); requests in flight finish on the
+        target they started with and are logged to the new access log.
         """
         self._router = router
         self._access_log = access_log
+        self._error_pages = error_pages or {}
 
     def serve_fast(self, channel: LimitedHTTPChannel, head: RequestHead) -> bool:
         """
@@ -404,9 +424,21 @@ class ProxyResource(Resource):
             raise RequestRefused(400, reason)
         router = self._router.for_host(authority or request.getHeader(b"host") or b"")
         rules = router.rules
+        # Access rules and logins are for the path the client asked for
+        # (Apache's <Location>), also when a rule proxies it elsewhere.
+        asked = path
         outcome = _rule_outcome(rules, request, path, query, False) if rules else None
+        if outcome is not None and outcome.status == 1:
+            # [PT]: the rewritten path is routed as if the client had asked for it.
+            path, query = outcome.path, outcome.query or b""
+            uri = path + (b"?" + query if outcome.query is not None else b"")
+            asked = path
+            reason = unsafe_path(path)
+            if reason is not None:
+                raise RequestRefused(400, f"the rewritten path: {reason}")
+            outcome = None
         if outcome is not None and not outcome.status:
-            target = router.proxy_targets[outcome.balancer]
+            target = router.proxy_targets[outcome.rule]
             match: Match[ProxyTarget] | None = Match(target, b"", outcome.path)
             path, query = outcome.path, outcome.query or b""
             uri = path + (b"?" + query if outcome.query is not None else b"")
@@ -422,13 +454,13 @@ class ProxyResource(Resource):
             raise RequestRefused(404, "no route for this path")
         target = match.target
         if target.access is not None and not target.access.allows(
-            path, _client(request), getattr(request.getHost(), "host", None)
+            asked, _client(request), getattr(request.getHost(), "host", None)
         ):
             refused = RequestRefused(403, "the route's access rules do not allow this client")
             refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
             raise refused
         if target.auth is not None:
-            challenge = target.auth.challenge(path, request.getHeader(b"authorization"))
+            challenge = target.auth.challenge(asked, request.getHeader(b"authorization"))
             if challenge is not None:
                 request.setHeader(b"www-authenticate", challenge)
                 refused = RequestRefused(401, "this path needs a login")
@@ -495,7 +527,10 @@ class ProxyResource(Resource):
         if sink.started:
             sink.abort()
             return
-        sink.error(status_for(error), "the cluster could not answer this request")
+        status = status_for(error)
+        sink.error(
+            status, "the cluster could not answer this request", self._error_pages.get(status)
+        )
 
     def _logged(
         self,

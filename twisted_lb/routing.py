@@ -68,7 +68,7 @@ class Router(Generic[T]):
     #: Rules checked before routing (L{twisted_lb.request_rules.RequestRules}),
     #: and the targets their proxying outcomes name, by balancer.
     rules: Any = None
-    proxy_targets: Mapping[str, Any] = {}
+    proxy_targets: Mapping[Any, Any] = {}
 
     def __init__(self, entries: Iterable[tuple[str, T | None]]) -> None:
         table = [(prefix.encode("utf-8"), target) for prefix, target in entries]

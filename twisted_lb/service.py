@@ -8,6 +8,7 @@ Everything that does not change per request is built here, once.
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,10 +21,12 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from twisted_lb.access import AccessRules
 from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.backends.ajp import AJPBackend
 from twisted_lb.balancer import Balancer, CheckPolicy, LBMethod, Member, MemberStatus
-from twisted_lb.compat import listening_port
+from twisted_lb.basic_auth import AuthRules
+from twisted_lb.compat import listening_port, raise_listen_errors
 from twisted_lb.config.model import (
     DEFAULT_HOST,
     BalancerConfig,
@@ -36,9 +39,11 @@ from twisted_lb.config.model import (
 from twisted_lb.dispatch import Backend, Dispatcher
 from twisted_lb.drain import ClientConnections, wait_until
 from twisted_lb.endpoints import endpoint_errors, with_default_backlog
+from twisted_lb.errors import ErrorPage
 from twisted_lb.frontend import FrontendSite
+from twisted_lb.header_edits import HeaderEdits
 from twisted_lb.health import HealthChecker, Prober
-from twisted_lb.request_rules import RequestRules
+from twisted_lb.request_rules import RequestRule, RequestRules
 from twisted_lb.resource import ProxyResource, ProxyTarget, RedirectResource
 from twisted_lb.routing import Router, VirtualHosts
 from twisted_lb.tls import server_context
@@ -51,6 +56,7 @@ __all__ = [
     "ProxyService",
     "build_balancer",
     "build_resource",
+    "load_error_pages",
     "build_router",
     "backend_for",
     "open_access_log",
@@ -119,7 +125,7 @@ class BuiltBalancer:
         self.websocket: WebSocketBridge | None = None
         if config.websocket:
             self.websocket = WebSocketBridge(
-                self.balancer, backends, reactor,  # type: ignore[arg-type]
+                self.dispatcher, backends, reactor,  # type: ignore[arg-type]
                 max_message_size=config.ws_max_message_size,
                 x_forwarded=x_forwarded,
             )
@@ -330,16 +336,27 @@ def build_router(config: ProxyConfig, balancers: dict[str, BuiltBalancer]) -> Ro
             # An htpasswd file that cannot be read (start-up or reload).
             raise ConfigError(config.source, f"routes[{index}].auth", str(e)) from None
         entries.append((route, target))
-    proxy_targets = {
-        rule.balancer: ProxyTarget(
+    proxy_targets: dict[RequestRule, ProxyTarget] = {}
+    for index, rule in enumerate(config.rules):
+        if rule.status != 0:
+            continue
+        try:
+            auth = AuthRules(rule.auth) if rule.auth else None
+        except (OSError, ValueError) as e:
+            raise ConfigError(config.source, f"rules[{index}].auth", str(e)) from None
+        proxy_targets[rule] = ProxyTarget(
             dispatcher=balancers[rule.balancer].dispatcher,
             sticky=balancers[rule.balancer].config.sticky,
             websocket=balancers[rule.balancer].websocket,
             allow_trace=config.allow_trace,
+            access=AccessRules(rule.access) if rule.access else None,
+            auth=auth,
+            header_edits=(
+                HeaderEdits(rule.request_headers, rule.response_headers)
+                if rule.request_headers or rule.response_headers
+                else None
+            ),
         )
-        for rule in config.rules
-        if rule.status == 0
-    }
 
     def with_rules(router: Router[ProxyTarget], name: str | None) -> Router[ProxyTarget]:
         rules = tuple(
@@ -372,8 +389,45 @@ def build_resource(
     balancers: dict[str, BuiltBalancer],
     access_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> ProxyResource:
-    """The proxy resource serving C{config}'s routes with C{balancers}."""
-    return ProxyResource(build_router(config, balancers), access_log=access_log)
+    """
+    The proxy resource serving C{config}'s routes with C{balancers}.
+
+    @raise ConfigError: a file of C{error_pages} cannot be used.
+    """
+    return ProxyResource(
+        build_router(config, balancers), access_log=access_log,
+        error_pages=load_error_pages(config),
+    )
+
+
+#: The largest file C{error_pages} may name: a page, not a download.
+ERROR_PAGE_LIMIT = 1 << 20
+
+
+def load_error_pages(config: ProxyConfig) -> dict[int, ErrorPage]:
+    """
+    Read the files of C{config.error_pages} (at start-up and on reload): per
+    status, the content type (from the file name; text in UTF-8) and body.
+
+    @raise ConfigError: a file cannot be read, or is over 1 MiB.
+    """
+    pages: dict[int, ErrorPage] = {}
+    for status, path in config.error_pages:
+        key = f"error_pages.{status}"
+        try:
+            with open(path, "rb") as f:
+                body = f.read(ERROR_PAGE_LIMIT + 1)
+        except OSError as e:
+            raise ConfigError(
+                config.source, key, f"file {path} cannot be read: {e.strerror or e}"
+            ) from None
+        if len(body) > ERROR_PAGE_LIMIT:
+            raise ConfigError(config.source, key, f"file {path} is larger than 1 MiB")
+        kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if kind.startswith("text/"):
+            kind += "; charset=utf-8"
+        pages[status] = (kind.encode("ascii"), body)
+    return pages
 
 
 def open_access_log(config: ProxyConfig) -> AccessLogFile | None:
@@ -565,7 +619,7 @@ class ProxyService(MultiService):
             else:
                 endpoint = serverFromString(self.reactor, with_default_backlog(listener.endpoint))
         service = ListenerService(endpoint, factory, config.source, index, listener.endpoint)
-        service._raiseSynchronously = True
+        raise_listen_errors(service)
         return service
 
     def reload(self, config: ProxyConfig | None = None) -> ReloadSummary:

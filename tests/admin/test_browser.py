@@ -145,6 +145,26 @@ def test_disable_in_the_browser_moves_the_traffic(demo: Demo, page) -> None:
     page.goto(f"http://127.0.0.1:{demo.admin}/")
     assert page.title() == "twisted_lb balancer manager"
     assert _state(page, "node1") == "active" and _state(page, "node2") == "active"
+
+    # Live charts per member, from the proxy's own counters, updating under load.
+    page.wait_for_selector("[data-chart] canvas")
+    assert page.locator("[data-chart] canvas").count() >= 2
+    chart = "[data-chart][data-requests]"
+    page.wait_for_selector(chart)
+
+    def charted() -> int:
+        return sum(int(v) for v in page.eval_on_selector_all(
+            chart, "els => els.map(e => e.getAttribute('data-requests'))"))
+
+    before = charted()
+    for _ in range(12):
+        demo.session()
+    page.wait_for_function(
+        f"""() => Array.from(document.querySelectorAll('{chart}'))
+                 .reduce((n, e) => n + Number(e.getAttribute('data-requests')), 0) >= {before + 12}""",
+        timeout=15000,
+    )
+    assert charted() >= before + 12
     _shot(page, "manager.png")
 
     page.click('tr[data-route="node1"] button[data-action="disable"]')
@@ -177,6 +197,13 @@ def test_disable_in_the_browser_moves_the_traffic(demo: Demo, page) -> None:
     about = page.locator("#about").inner_text()
     assert about.startswith("twisted_lb ") and "demo.toml" in about and " · up " in about
     assert "ok=" not in page.content()
+
+    # "Reload configuration" works in the demo (it used to answer 409): it reads demo.toml again.
+    page.click('button:has-text("Reload configuration")')
+    status = page.locator('[role="status"]')
+    status.wait_for()
+    assert status.inner_text().startswith("configuration reloaded")
+    assert "last reload" in page.locator("#about").inner_text()
 
     # Disabling the last member that takes new requests asks first.
     page.click('tr[data-route="node2"] button[data-action="enable"]')

@@ -184,3 +184,32 @@ def test_watch_lines_are_bounded(monkeypatch) -> None:  # noqa: ANN001
     failures: list = []
     watch.done.addErrback(failures.append)  # type: ignore[attr-defined]
     assert failures and "too large" in failures[0].getErrorMessage()
+
+
+class BoundedAnswerTests(TestCase):
+    """An etcd answer larger than the limit is refused, not read into memory."""
+
+    @defer.inlineCallbacks
+    def test_answers_are_bounded(self):
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from twisted_lb.cluster import etcd
+
+        class Big(Resource):
+            isLeaf = True
+
+            def render_POST(self, request):  # noqa: N802
+                return b'{"header": {"revision": "1"}, "pad": "' + b"x" * 5000 + b'"}'
+
+        port = reactor.listenTCP(0, Site(Big()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}"
+        client = etcd.EtcdClient(reactor, [url], timeout=2.0)
+        self.addCleanup(client.close)
+        self.patch(etcd, "MAX_WATCH_LINE", 1000)
+        with self.assertRaises(etcd.StoreUnavailable) as e:
+            yield defer.Deferred.fromCoroutine(client.get("/k"))
+        self.assertIn("larger than 1000 bytes", str(e.exception))
+        self.patch(etcd, "MAX_WATCH_LINE", 10000)
+        self.assertIsNone((yield defer.Deferred.fromCoroutine(client.get("/k"))))

@@ -262,13 +262,18 @@ class SharedStateTests(TestCase):
     async def _stale_write_conflicts(self) -> None:
         a, b, _ = self.instances
         # b has not applied a's change yet when it writes: its revision check fails.
-        b.service.cluster.shared.stop()  # b stops following
+        await b.service.cluster.shared.stop()  # b stops following
+        self.assertEqual((await a.act("node1", "standby"))[0], 200)
         self.assertEqual((await a.act("node3", "drain"))[0], 200)
         code, body = await b.act("node3", "disable")
         self.assertEqual(code, 409, body)
         self.assertIn('"status": "draining"', body["error"])
-        # The refusal brought b up to date.
+        # The refusal brought b's node3 up to date, and only node3.
         self.assertEqual(b.members()["node3"][0], "draining")
+        self.assertEqual(b.members()["node1"][0], "active")
+        # Following again, b gets the change made before (the refusal did not move it past it).
+        b.service.cluster.shared.start(5.0)
+        await self.until(lambda: b.members()["node1"][0] == "standby", 2.0, "earlier change")
 
     async def _form(self) -> None:
         a, b, c = self.instances

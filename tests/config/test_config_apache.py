@@ -206,8 +206,8 @@ def test_lines_with_a_proxy_meaning_are_kept(tmp_path) -> None:
     assert config.limits.max_body_bytes == 1048576
     config, _ = read(tmp_path, "Listen 80\n")
     assert (config.allow_trace, config.x_forwarded) == (True, True)
-    e = error(tmp_path, "Listen 80\nProxyVia On\n")
-    assert "adds no Via header" in e.problem
+    e = error(tmp_path, "Listen 80\nProxyVia Sometimes\n")
+    assert "ProxyVia must be Off, On, Full or Block" in e.problem
     e = error(
         tmp_path,
         "Listen 80\nLimitRequestBody 10\n<VirtualHost *:80>\nLimitRequestBody 20\n"
@@ -1757,3 +1757,35 @@ def test_request_header_from_the_connection(tmp_path) -> None:
         HeaderEdit("set", "X-Forwarded-Proto", "%{REQUEST_SCHEME}e"),
         HeaderEdit("set", "X-Forwarded-Ssl", "on", condition="HTTPS"),
     )
+
+
+def test_proxy_via(tmp_path) -> None:
+    """ProxyVia On/Full append this proxy to Via both ways; Block removes Via from requests."""
+    config, _ = read(
+        tmp_path,
+        f"{APP}<VirtualHost *:80>\nServerName proxy.example.com\nProxyVia Full\n"
+        "ProxyPass / balancer://app/\n</VirtualHost>\n",
+    )
+    via = "1.1 proxy.example.com (twisted_lb)"
+    [route] = config.routes
+    assert route.request_headers == (HeaderEdit("append", "Via", via),)
+    assert route.response_headers == (HeaderEdit("append", "Via", via, always=True),)
+    config, _ = read(tmp_path, f"Listen 80\n{APP}ProxyVia Block\nProxyPass / balancer://app/\n")
+    assert config.routes[0].request_headers == (HeaderEdit("unset", "Via"),)
+    assert config.routes[0].response_headers == ()
+
+
+def test_first_hosts_of_two_ports_are_warned_about(tmp_path) -> None:
+    """Name-based hosts on one port and a proxying host on another: the difference is said."""
+    _, warnings = read(
+        tmp_path,
+        "<VirtualHost *:80>\nServerName a\nProxyPass / http://h:1/\n</VirtualHost>\n"
+        "<VirtualHost *:80>\nServerName b\nProxyPass / http://h:2/\n</VirtualHost>\n"
+        "<VirtualHost *:8080>\nServerName c\nProxyPass / http://h:3/\n</VirtualHost>\n",
+    )
+    assert [w for w in warnings if "each the first on their port" in w] == [
+        "line 9: this <VirtualHost> and the one at line 1 are each the first on their port; "
+        "twisted_lb chooses virtual hosts by name on every port, so a name neither lists "
+        "reaches the routes of both (the first file's route wins on the same path), where "
+        "Apache would use the first host of the port the request came to"
+    ]

@@ -169,9 +169,10 @@ def test_documented_examples_load() -> None:
 
     with open(os.path.join(ROOT, "docs", "configuration.md"), encoding="utf-8") as f:
         blocks = re.findall(r"```toml\n(.*?)```", f.read(), re.S)
-    assert len(blocks) == 7
+    assert len(blocks) == 8
     configs = [load_toml_text(block, "<docs>") for block in blocks]
     assert configs[0].balancers[0].members[1].health.path == "/health"
+    assert [status for status, _ in configs[4].error_pages] == [502, 503, 504]
     seed_000 = load_config(fixture("seed-000.conf"))
     assert [r.status for r in configs[1].rules] == [0, 301]
     assert [r.path for r in configs[2].routes[0].access] == ["/", "/admin"]
@@ -179,5 +180,5 @@ def test_documented_examples_load() -> None:
         "Set-Cookie",
         "Strict-Transport-Security",
     ]
-    assert [r.path for r in configs[5].routes] == [r.path for r in seed_000.routes]
-    assert configs[5].balancers[0].members[0].tls.verify is False
+    assert [r.path for r in configs[6].routes] == [r.path for r in seed_000.routes]
+    assert configs[6].balancers[0].members[0].tls.verify is False

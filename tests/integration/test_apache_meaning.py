@@ -432,6 +432,7 @@ class RewriteTests(TestCase):
             Listen 127.0.0.1:0
             <VirtualHost 127.0.0.1:0>
                 ServerName app.example.com
+                Header always set X-Site app
                 RewriteEngine On
                 RewriteCond %{{HTTP:Upgrade}} websocket [NC]
                 RewriteCond %{{HTTP:Connection}} upgrade [NC]
@@ -442,6 +443,7 @@ class RewriteTests(TestCase):
                 RewriteCond %{{REQUEST_METHOD}} ^(PUT|DELETE)$
                 RewriteRule ^/readonly/ - [F]
                 RewriteRule ^/app$ /app/ [R]
+                RewriteRule ^/shop/(.*)$ /app/$1 [PT,QSA]
                 <Proxy balancer://app>
                     BalancerMember {self.node.url} route=node1
                 </Proxy>
@@ -449,6 +451,9 @@ class RewriteTests(TestCase):
                 ProxyPass /app/ balancer://app/
                 ProxyPass /secure balancer://app/
                 ProxyPass /readonly/ balancer://app/
+                <Location /legacy/private>
+                    Require all denied
+                </Location>
                 RedirectMatch 301 ^/old/(.*)$ /app/$1
                 Redirect permanent /docs https://docs.example.com/manual
             </VirtualHost>
@@ -486,6 +491,23 @@ class RewriteTests(TestCase):
         answer = yield self.request(b"GET /legacy/echo?a=1")
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
         self.assertEqual(_node_of(answer), "node1")
+        # The host's Header lines reach answers proxied by a rule too.
+        self.assertEqual(_header(answer, b"x-site"), [b"app"])
+        # A <Location> guards the requested path also when a rule proxies it (as Apache).
+        answer = yield self.request(b"GET /legacy/private/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        answer = yield self.request(b"GET /legacy/%70rivate/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403"), answer[:60])
+        # [PT]: /shop/echo is routed as /app/echo (ProxyPass /app/ -> the member's /echo).
+        import json
+
+        answer = yield self.request(b"GET /shop/echo?b=2")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        echo = json.loads(body)
+        self.assertEqual((echo["uri"], echo["query"]), ("/echo", "b=2"))
 
     @defer.inlineCallbacks
     def test_upgrade_split(self):
@@ -654,3 +676,57 @@ class ClientCertificateTests(TestCase):
             body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
         pem = (self.directory / "client.pem").read_text()
         self.assertEqual(json.loads(body)["ssl_cert"].strip(), pem.strip())
+
+
+class HTTP2Tests(TestCase):
+    """Header edits and access rules on the HTTP/2 lane (twisted.web's H2Connection)."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_header_edits_and_access_over_h2(self):
+        from pathlib import Path
+
+        from twisted.trial.unittest import SkipTest
+
+        from twisted_lb.tls import h2_available, make_self_signed
+
+        from .test_https_frontend import h2_get
+
+        if not h2_available():
+            raise SkipTest("the h2 package is not installed: HTTP/2 is not offered")
+        directory = Path(tempfile.mkdtemp())
+        self.addCleanup(lambda: __import__("shutil").rmtree(directory, ignore_errors=True))
+        make_self_signed(directory / "cert.pem", directory / "key.pem")
+        node = Node("node1")
+        self.addCleanup(node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <VirtualHost 127.0.0.1:0>
+                SSLEngine on
+                SSLCertificateFile {directory}/cert.pem
+                SSLCertificateKeyFile {directory}/key.pem
+                Header always set Strict-Transport-Security "max-age=63072000"
+                Header set X-Scheme "%{{REQUEST_SCHEME}}e"
+                <Proxy balancer://app>
+                    BalancerMember {node.url} route=node1
+                </Proxy>
+                ProxyPass / balancer://app/
+                <Location /admin>
+                    Require ip 10.0.0.0/8
+                </Location>
+            </VirtualHost>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [port] = yield defer.Deferred.fromCoroutine(site.start())
+        negotiated, headers, _ = yield deferToThread(h2_get, port, "/echo")
+        self.assertEqual(negotiated, b"h2")
+        self.assertEqual(headers[b":status"], b"200")
+        self.assertEqual(headers[b"strict-transport-security"], b"max-age=63072000")
+        self.assertEqual(headers[b"x-scheme"], b"https")
+        _, headers, _ = yield deferToThread(h2_get, port, "/admin/x")
+        self.assertEqual(headers[b":status"], b"403")
+        self.assertEqual(headers[b"strict-transport-security"], b"max-age=63072000")

@@ -46,7 +46,7 @@ def test_flash_crowd_is_served_without_listen_queue_overflow() -> None:
     assert result["ListenOverflows"] == 0
     assert result["ListenDrops"] == 0
     # Bounded, with room for a loaded test machine (the figure is in docs/security.md).
-    assert result["max_answer"] < 15.0
+    assert result["max_answer"] < 25.0
 
 
 def test_flash_crowd_overflows_a_backlog_of_50() -> None:

@@ -441,3 +441,17 @@ def test_a_close_never_answered_is_dropped_after_an_idle_period():
     assert member_link.left.disconnecting  # the proxy's end of the member connection
     assert client_link.lost
     assert client.close_info == (1000, None)
+
+
+def test_no_usable_member_is_503():
+    """Every member in error before the upgrade: 503 (as for a request), nobody is connected."""
+    h = Harness()
+    for member in h.built.balancer.members:
+        h.built.balancer.record_failure(member, "down")
+    client, link = h.open_client()
+    h.settle()
+    answer = bytes(link.received[link.left])
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:200]
+    assert not client.opened
+    assert h.reactor.tcpClients == []
+    assert [m.in_flight for m in h.built.balancer.members] == [0, 0]

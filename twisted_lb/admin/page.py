@@ -26,6 +26,8 @@ th{background:#f3f3f3}td.n{text-align:right}
 .state.error{background:#c62828;color:#fff}.state.probing{background:#f6c48a}
 .state.slowstart{background:#c9eef2}.error{color:#b00;font-weight:bold}
 .confirm{padding:.6em;background:#fff4e0;border:2px solid #e0a040;max-width:60em}
+.chartgrid{display:flex;flex-wrap:wrap;gap:1em}figure{margin:.5em 0}
+figcaption{font-weight:bold;font-size:.9em}[data-chart]{min-width:340px;min-height:60px}
 form{display:inline;margin:0}button{margin:.1em}
 input[type=number]{width:4.5em}.msg{padding:.5em;background:#eef6ee;border:1px solid #9c9}
 .err{padding:.5em;background:#fbeaea;border:1px solid #c99}.small{color:#666;font-size:.85em}
@@ -143,11 +145,20 @@ def _balancer(token: str, b: dict[str, Any]) -> str:
         "<th>Bytes in / out</th><th>Last check</th><th>Actions</th></tr>"
     )
     rows = "".join(_member_row(token, b["name"], m) for m in b["members"])
+    charts = "".join(
+        f'<figure><figcaption>{escape(m["route"])} <span class="small">req/s, errors/s; '
+        "p50 / p99 ms (right)</span></figcaption>"
+        f'<div data-chart="1" data-balancer="{escape(b["name"])}" data-member="{escape(m["name"])}">'
+        '<span class="small">no requests in the last 15 minutes</span></div></figure>'
+        for m in b["members"]
+    )
     return (
         f'<section data-balancer="{escape(b["name"])}"><h2>Balancer {escape(b["name"])}</h2>'
         f'<p class="small">method {escape(b["method"])}; sticky sessions {escape(sticky_text)}; '
         f"max attempts {b['max_attempts']}; nofailover {'on' if b['nofailover'] else 'off'}</p>"
-        f"<table>{head}{rows}</table><p>{_add_form(token, b['name'])}</p></section>"
+        f"<table>{head}{rows}</table><p>{_add_form(token, b['name'])}</p>"
+        '<details class="charts" open><summary>Last 15 minutes, per member</summary>'
+        f'<div class="chartgrid">{charts}</div></details></section>'
     )
 
 
@@ -232,6 +243,7 @@ def render_page(
     html = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         "<title>twisted_lb balancer manager</title>"
+        '<link rel="stylesheet" href="static/uPlot.min.css">'
         f"<style>{_STYLE}</style></head><body><h1>twisted_lb balancer manager</h1>"
         + _about(about)
         + (f'<p class="small" id="process">{escape(note)}</p>' if note else "")
@@ -241,6 +253,8 @@ def render_page(
         f'<input type="hidden" name="token" value="{escape(token)}">'
         '<input type="hidden" name="action" value="reload">'
         '<button type="submit">Reload configuration</button></form></p>'
-        f"{notice}{body}{extra}<script>{SCRIPT}</script></body></html>"
+        f"{notice}{body}{extra}<script>{SCRIPT}</script>"
+        '<script src="static/uPlot.iife.min.js"></script><script src="static/charts.js"></script>'
+        "</body></html>"
     )
     return html.encode("utf-8")

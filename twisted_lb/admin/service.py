@@ -14,6 +14,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from twisted_lb.compat import raise_listen_errors
 from twisted_lb.config.model import AdminConfig, endpoint_is_local
 from twisted_lb.endpoints import server_endpoint
 
@@ -23,6 +24,7 @@ from .healthz import with_healthz
 from .manager import Manager
 from .metrics import PUBLISH_INTERVAL, RequestMetrics
 from .pinned import PinnedSessions
+from .series import MemberSeries
 from .site import AdminRoot
 from .state import StateFile, apply_changes, follow_state
 
@@ -70,7 +72,14 @@ class AdminService(MultiService):
         self.reapply()
         self.pinned = PinnedSessions(balancers, reactor)
         self.metrics = RequestMetrics(balancers, self.pinned)
-        self.observe = self.metrics.observe
+        self.series = MemberSeries(reactor)
+        count, record = self.metrics.observe, self.series.observe
+
+        def observe(entry: dict[str, Any]) -> None:
+            count(entry)
+            record(entry)
+
+        self.observe = observe
         if self.metrics.members is not None:
             _Publisher(self.metrics, reactor).setServiceParent(self)
         self.guard = CrossSiteGuard()
@@ -92,6 +101,7 @@ class AdminService(MultiService):
         self.manager = Manager(balancers, state, self.metrics, reload, on_change, store=store)
         self.root = AdminRoot(self.manager, self.guard, self.metrics, self.pinned)
         self.root.note = note
+        self.root.series = self.series
         self.root.about = _about(proxy, reactor)
         if cluster is not None:
             self.root.cluster = cluster
@@ -103,7 +113,7 @@ class AdminService(MultiService):
         source = getattr(proxy.config, "source", "<config>")
         endpoint = server_endpoint(reactor, config.endpoint, source, "admin.endpoint")
         self.listening = StreamServerEndpointService(endpoint, site)
-        self.listening._raiseSynchronously = True
+        raise_listen_errors(self.listening)
         self.listening.setServiceParent(self)
 
     def reapply(self) -> None:

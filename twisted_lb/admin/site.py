@@ -10,6 +10,8 @@ JSON API, and the metrics, with the security headers every answer carries.
     POST /api/reload                         reload the configuration file (as SIGHUP)
     GET  /api/cluster                        the group of proxies ([cluster] only)
     GET  /metrics                Prometheus text format
+    GET  /api/series             the last 15 minutes per member (the charts)
+    GET  /static/NAME            the chart script and uPlot (vendored, with its licence)
     GET  /healthz                readiness, without password (see L{twisted_lb.admin.healthz})
 """
 
@@ -35,6 +37,7 @@ from .manager import Manager
 from .metrics import RequestMetrics
 from .page import SCRIPT, render_page
 from .pinned import PinnedSessions
+from .series import MemberSeries
 from .view import describe_all, describe_balancer, takes_new_requests
 
 __all__ = ["AdminRoot"]
@@ -47,7 +50,8 @@ _HEADERS = (
     (b"referrer-policy", b"same-origin"),  # no-referrer would make form POSTs say Origin: null
     (
         b"content-security-policy",
-        f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{_SCRIPT_HASH}'; "
+        f"default-src 'none'; style-src 'self' 'unsafe-inline'; "
+        f"script-src 'self' 'sha256-{_SCRIPT_HASH}'; connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'".encode(),
     ),
 )
@@ -237,6 +241,10 @@ class _Api(Resource):
                 if root.cluster is None:
                     return _json(request, 404, {"error": "this proxy has no [cluster]"})
                 return _json(request, 200, root.cluster.describe())
+            if parts == ["series"]:
+                if root.series is None:
+                    return _json(request, 404, {"error": "no series are kept here"})
+                return _json(request, 200, root.series.snapshot())
             if parts in ([], ["balancers"]):
                 return _json(request, 200, {"balancers": describe_all(root.manager.balancers, root.pinned)})
             if len(parts) >= 2 and parts[0] == "balancers":
@@ -292,6 +300,42 @@ class _Api(Resource):
         return _when_done(request, change, lambda value: _json(request, 200, value), failed)
 
 
+class _Static(Resource):
+    """
+    The page's own files (the chart script, and uPlot with its licence,
+    vendored from the npm registry): read once, served from the admin
+    listener, never from a CDN.
+    """
+
+    isLeaf = True
+    _TYPES = {
+        ".js": b"text/javascript; charset=utf-8",
+        ".css": b"text/css; charset=utf-8",
+        ".LICENSE": b"text/plain; charset=utf-8",
+    }
+
+    def __init__(self) -> None:
+        super().__init__()
+        from importlib.resources import files
+
+        folder = files("twisted_lb.admin") / "static"
+        self._files = {
+            name.encode(): (folder / name).read_bytes()
+            for name in ("uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE", "charts.js")
+        }
+
+    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+        name = b"/".join(request.postpath or [])
+        body = self._files.get(name)
+        if body is None:
+            return _answer(request, 404, b"text/plain; charset=utf-8", b"no such file\n")
+        kind = next(
+            (t for ext, t in self._TYPES.items() if name.decode().endswith(ext)),
+            b"application/octet-stream",
+        )
+        return _answer(request, 200, kind, body)
+
+
 class _Metrics(Resource):
     isLeaf = True
 
@@ -336,6 +380,9 @@ class AdminRoot(Resource):
         self.putChild(b"action", _FormAction(self))
         self.putChild(b"api", _Api(self))
         self.putChild(b"metrics", _Metrics(metrics))
+        self.putChild(b"static", _Static())
+        #: The last 15 minutes per member (L{MemberSeries}), for the charts; set by the service.
+        self.series: MemberSeries | None = None
 
     def describe_self(self) -> dict[str, Any] | None:
         """The proxy's version, uptime, configuration file and last reload, if known."""

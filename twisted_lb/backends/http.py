@@ -58,6 +58,7 @@ from twisted_lb.exchange import (
     member_path,
     response_head_problem,
 )
+from twisted_lb.http_rules import FORWARDING_FIELDS, forwarding_headers
 from twisted_lb.quiet import QuietFactory
 from twisted_lb.request_body import BodyError, StreamedBody
 from twisted_lb.rewrite import ResponseRewriter, RewriterCache, RouteRewriting, public_origin
@@ -66,12 +67,9 @@ __all__ = ["HTTPBackend"]
 
 _HOST = b"host"
 _XFF = b"x-forwarded-for"
-_XFP = b"x-forwarded-proto"
-_XFH = b"x-forwarded-host"
 #: Request headers never copied: Host and Content-Length are set here, and
 #: the proxy has already read the body, so an C{Expect} would only stall.
 _NOT_COPIED = frozenset({_HOST, b"content-length", b"expect"})
-_FORWARDED = frozenset({_XFF, _XFP, _XFH})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _NO_BODY_STATUS = frozenset({204, 304})
 _READ_SIZE = 64 * 1024
@@ -383,7 +381,7 @@ class HTTPBackend:
         for name, value in exchange.headers:
             if name in _NOT_COPIED:
                 continue
-            if x_forwarded and name in _FORWARDED:
+            if x_forwarded and name in FORWARDING_FIELDS:
                 if name == _XFF:
                     forwarded_for.append(value)
                 continue
@@ -393,13 +391,8 @@ class HTTPBackend:
         else:
             add(_HOST, self._host_header)
         if x_forwarded:
-            if exchange.client_address:
-                forwarded_for.append(exchange.client_address.encode("ascii"))
-            if forwarded_for:
-                add(_XFF, b", ".join(forwarded_for))
-            add(_XFP, b"https" if exchange.is_ssl else b"http")
-            if exchange.host:
-                add(_XFH, exchange.host)
+            for name, value in forwarding_headers(exchange, forwarded_for):
+                add(name, value)
         return headers
 
     def url(self, exchange: Exchange) -> bytes:

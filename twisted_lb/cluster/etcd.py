@@ -47,7 +47,7 @@ _log = Logger()
 _UNAVAILABLE = {4, 14}  # DEADLINE_EXCEEDED, UNAVAILABLE (no leader, timed out, stopping)
 _UNAUTHENTICATED = 16
 _OUT_OF_RANGE = 11  # a revision that has been compacted
-#: The longest line of a watch stream we accept (bounded memory).
+#: The longest answer, or line of a watch stream, we accept (bounded memory).
 MAX_WATCH_LINE = 64 * 1024 * 1024
 
 
@@ -145,6 +145,25 @@ class _TLSPolicy:
         )
 
 
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_bounded(response: IResponse, limit: int) -> bytes:
+    """The body of C{response}, or an error once it grows past C{limit} bytes."""
+    parts: list[bytes] = []
+    size = [0]
+
+    def collect(data: bytes) -> None:
+        size[0] += len(data)
+        if size[0] > limit:
+            raise _TooLarge(f"answer larger than {limit} bytes")
+        parts.append(data)
+
+    await treq.collect(response, collect)
+    return b"".join(parts)
+
+
 def _why(error: BaseException) -> str:
     """A transport error in words (Agent's errors wrap the failures that caused them)."""
     reasons = getattr(error, "reasons", None)
@@ -233,7 +252,7 @@ class EtcdClient:
             self._pending.add(request)
             try:
                 response = await request
-                data = await treq.json_content(response)
+                data = json.loads(await _read_bounded(response, MAX_WATCH_LINE))
             finally:
                 self._pending.discard(request)
         except ValueError as e:

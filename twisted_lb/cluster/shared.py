@@ -274,7 +274,12 @@ class SharedState:
         if not members:
             self.changes.pop(balancer, None)
 
-    def _events(self, batch: list[tuple[str, KeyValue]], revision: int) -> None:
+    def _events(self, batch: list[tuple[str, KeyValue]], revision: int | None) -> None:
+        """
+        Apply a batch of changes; C{revision}: where the watch (or a whole
+        read) now is, C{None} for a key read on its own (the watch position
+        stays, so the changes before it still come).
+        """
         todo: Changes = {}
         for kind, kv in batch:
             names = _parse_state_key(self.prefix, kv.key)
@@ -292,7 +297,8 @@ class SharedState:
                 continue
             self._record(names, value, kv.mod_revision)
             todo.setdefault(names[0], {})[names[1]] = value
-        self.revision = max(self.revision, revision)
+        if revision is not None:
+            self.revision = max(self.revision, revision)
         if todo:
             self._apply(todo)
 
@@ -354,11 +360,8 @@ class SharedState:
 
     async def _write(self, balancer: str, route: str, change: dict[str, Any]) -> int:
         store = self.client.describe()
-        if self.up is False:
-            raise StoreDown(
-                f"the shared store {store} is down ({self.problem}): change refused, "
-                "nothing was changed; try again when it is back"
-            )
+        # Tried even when the store was last seen down: it may be back before
+        # the next heartbeat says so; if not, the refusal comes within the timeouts.
         names = (balancer, route)
         known = self._key_revisions.get(names, 0)
         value = merge_change(self.changes.get(balancer, {}).get(route), change)
@@ -378,7 +381,7 @@ class SharedState:
         if not written:
             now = _decode(current) if current is not None else None
             if current is not None and now is not None:
-                self._events([("PUT", current)], current.mod_revision)
+                self._events([("PUT", current)], None)
             raise Conflict(
                 f"member {route} of balancer {balancer} was changed meanwhile by another proxy "
                 f"(now: {json.dumps(now, sort_keys=True) if now is not None else 'removed from the store'}); "
@@ -387,6 +390,8 @@ class SharedState:
         if revision > self._key_revisions.get(names, 0):
             self._record(names, value, revision)
             self._apply({balancer: {route: value}})
+        if self.up is False:
+            self.heard(True)  # it is back: catch up now
         return revision
 
     def reapply(self) -> None:

@@ -379,10 +379,11 @@ ACCEPTED: dict[str, str] = {
 
 #: Directives refused, with the reason and what to do instead.
 REFUSED: dict[str, str] = {
-    "rewritemap": "mod_rewrite is not supported",
-    "authgroupfile": "authentication is not supported; authenticate in the application",
-    "authdigestprovider": "authentication is not supported; authenticate in the application",
-    "authbasicauthoritative": "authentication is not supported; authenticate in the application",
+    "rewritemap": "RewriteMap is not supported; write the mapping out as RewriteRule lines",
+    "authgroupfile": "groups are not supported; list the users with Require user",
+    "authdigestprovider": "Digest authentication is not supported; use AuthType Basic over HTTPS",
+    "authbasicauthoritative": "only one provider (file) is supported, so there is nothing to "
+    "fall back to; remove the line",
     "proxyremote": "twisted_lb does not chain to another proxy; members are reached directly",
     "proxyremotematch": "twisted_lb does not chain to another proxy; members are reached directly",
     "allowconnect": "CONNECT is never offered: twisted_lb is a reverse proxy only",
@@ -431,8 +432,8 @@ REFUSED_SECTIONS: dict[str, str] = {
     "elseif": "<If> expressions are not supported",
     "else": "<If> expressions are not supported",
     "macro": "mod_macro is not supported; expand the macro by hand",
-    "authnprovideralias": "authentication is not supported",
-    "authzprovideralias": "authentication is not supported",
+    "authnprovideralias": "provider aliases are not supported; use AuthUserFile",
+    "authzprovideralias": "provider aliases are not supported; use Require user or valid-user",
     "requireall": "<RequireAll> (every rule must hold) is not supported; list the addresses "
     "that may pass with Require ip",
     "requirenone": "<RequireNone> is not supported; list the addresses that may pass with "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -774,16 +775,16 @@ class _Reader:
         elif {"p", "proxy"} & set(flags):
             status = 0
         elif {"pt", "passthrough"} & set(flags):
-            raise node.error(
-                "RewriteRule … [PT] (rewrite, then route with ProxyPass) is not supported; "
-                "proxy with [P] to the balancer, or map the path with ProxyPass"
-            )
+            if target == "-" or not target.startswith("/"):
+                raise node.error("RewriteRule … [PT] needs a path (starting with '/') to route")
+            status = 1
         elif target == "-":
             raise node.error("RewriteRule … - without [F], [G], [R] or [P] changes nothing here")
         else:
             raise node.error(
-                "RewriteRule without [R], [P], [F] or [G] rewrites to a file, and twisted_lb "
-                "serves no files: add [P] to proxy or [R] to redirect"
+                "RewriteRule without [R], [P], [PT], [F] or [G] rewrites to a file, and "
+                "twisted_lb serves no files: add [PT] to route the new path, [P] to proxy or "
+                "[R] to redirect"
             )
         self.pending_rules.append((node, scope, status, pattern, target, kwargs, False))
 
@@ -1117,12 +1118,25 @@ class _Reader:
         scope.headers.append((node, request, edit))
 
     def d_proxyvia(self, node: Node, scope: _Scope) -> None:
+        """
+        C{ProxyVia On|Full} appends this proxy to C{Via} of requests and
+        answers, C{Block} removes C{Via} from requests: header edits of the
+        scope, as Apache's mod_proxy makes them.
+        """
+        self.host_only(node, scope)
         value = _one_arg(node).lower()
-        if value != "off":
-            raise node.error(
-                f"ProxyVia {_one_arg(node)} is not supported: twisted_lb adds no Via header "
-                "(ProxyVia Off, Apache's default); remove the line"
-            )
+        if value not in ("off", "on", "full", "block"):
+            raise node.error(f"ProxyVia must be Off, On, Full or Block, not {_one_arg(node)!r}")
+        if value == "off":
+            return
+        if value == "block":
+            scope.headers.append((node, True, HeaderEdit("unset", "Via")))
+            return
+        found = scope.get("servername")
+        name = found[0] if found is not None else socket.gethostname()
+        via = f"1.1 {name}" + (" (twisted_lb)" if value == "full" else "")
+        scope.headers.append((node, True, HeaderEdit("append", "Via", via)))
+        scope.headers.append((node, False, HeaderEdit("append", "Via", via, always=True)))
 
     def access_of(self, node: Node, scope: _Scope, *, require: bool) -> _Access:
         if scope.kind not in ("proxy", "proxyurl", "location"):
@@ -1729,6 +1743,7 @@ class _Reader:
                 continue
             routes[route.path, route.hosts] = (route, p.node)
         self.check_shadowing()
+        self.check_defaults_across_ports()
         out = []
         self.route_paths = {path for path, _ in routes}
         for r, node in routes.values():
@@ -1823,14 +1838,16 @@ class _Reader:
         Header lines in a <Location> that covers only part of a route are
         refused; those of a virtual host without routes get a warning.
         """
+        proxying_hosts = {
+            id(scope.host) for _, scope, status, *_ in self.pending_rules if status == 0
+        }
         for vhost in self.vhosts:
-            if vhost.headers and not vhost.passes:
+            if vhost.headers and not vhost.passes and id(vhost) not in proxying_hosts:
                 node = vhost.headers[0][0]
                 self.warn(
                     node,
-                    f"{node.name} in a <VirtualHost> without ProxyPass is not used: "
-                    "twisted_lb edits headers per route, and its redirect listeners and "
-                    "RewriteRule [P] answers get no Header edits",
+                    f"{node.name} in a <VirtualHost> that proxies nothing is not used "
+                    "(twisted_lb's redirect listeners add no headers)",
                 )
         paths = {r.path for r in routes}
         for loc in self.location_scopes:
@@ -1912,6 +1929,30 @@ class _Reader:
         else:
             balancers[name] = BalancerConfig(name=name, members=(member,), sticky=None)
         return name, parts.path
+
+    def check_defaults_across_ports(self) -> None:
+        """
+        With name-based virtual hosts, twisted_lb chooses by name on every
+        port; say so when two ports each have a proxying first host (Apache
+        would send other names to each port's own first host).
+        """
+        if not self.name_based:
+            return
+        defaults: list[_Scope] = []
+        for group in self.vhost_groups().values():
+            first = group[0][0]
+            if first.passes and all(first is not d for d in defaults):
+                defaults.append(first)
+        if len(defaults) > 1:
+            nodes = [d.node for d in defaults if d.node is not None]
+            self.warn(
+                nodes[1],
+                "this <VirtualHost> and the one at "
+                f"{self.where(nodes[0])} are each the first on their port; twisted_lb chooses "
+                "virtual hosts by name on every port, so a name neither lists reaches the "
+                "routes of both (the first file's route wins on the same path), where Apache "
+                "would use the first host of the port the request came to",
+            )
 
     def check_shadowing(self) -> None:
         """
@@ -2194,7 +2235,12 @@ class _Reader:
                 continue
             try:
                 if status == 0:
+                    url = target
                     kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
+                    kwargs["access"], kwargs["auth"] = self.site_access(node, scope, url)
+                    edits = self.site_headers(node, scope, url)
+                    kwargs["request_headers"] = tuple(e for request, e in edits if request)
+                    kwargs["response_headers"] = tuple(e for request, e in edits if not request)
                 rule = RequestRule(pattern, target, status, **kwargs)
             except ValueError as e:
                 self.fail(node, node.error(f"{node.name}: {e}"))
@@ -2255,6 +2301,40 @@ class _Reader:
                 "ServerAlias, so Apache would never choose it: add ServerName"
             )
         return names
+
+    def site_headers(self, node: Node, scope: _Scope, url: str) -> list[tuple[bool, HeaderEdit]]:
+        """
+        The Header and RequestHeader edits of a proxying rule: the top
+        level, its virtual host and the <Proxy> sections its URL matches
+        (a <Location>'s edits are per route, and a warning says so).
+        """
+        fake = _Pass(node, "/", url, [], scope)
+        scopes = [self.main] if scope.host is self.main else [self.main, scope.host]
+        scopes += self.proxy_sections_for(fake)
+        return [(request, edit) for s in scopes for _, request, edit in s.headers]
+
+    def site_access(
+        self, node: Node, scope: _Scope, url: str
+    ) -> tuple[tuple[AccessRule, ...], tuple[AuthRule, ...]]:
+        """
+        The access and login rules of a proxying rule: those of the <Proxy>
+        sections its URL matches, then every <Location> of its host, each
+        for its own path (Apache checks them against the requested URL).
+        """
+        fake = _Pass(node, "/", url, [], scope)
+        access: list[AccessRule] = []
+        auth: list[AuthRule] = []
+        for section in self.proxy_sections_for(fake):
+            if section.access is not None:
+                access.append(section.access.rule("/"))
+                auth.append(section.access.auth_rule("/", section))
+        for loc in self.location_scopes:
+            if loc.access is None or loc.host not in (self.main, scope.host):
+                continue
+            assert loc.location is not None
+            access.append(loc.access.rule(loc.location))
+            auth.append(loc.access.auth_rule(loc.location, loc))
+        return tuple(access), tuple(auth) if any(a.user_file for a in auth) else ()
 
     def proxy_target(
         self, node: Node, scope: _Scope, target: str, balancers: dict[str, BalancerConfig]

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from ..header_edits import HeaderEdit
 from ..request_rules import RequestRule
 from .model import (
     BackendTLSConfig,
@@ -189,10 +190,30 @@ def _route(route: RouteConfig) -> list[str]:
     if route.cookie_domain:
         items["cookie_domain"] = dict(route.cookie_domain)
     out = ["[[routes]]", *_lines(items)]
-    for key, edits in (
-        ("request_headers", route.request_headers),
-        ("response_headers", route.response_headers),
-    ):
+    out += _header_edits("routes", route.request_headers, route.response_headers)
+    for auth in route.auth:
+        fields: dict[str, Any] = {
+            "path": auth.path,
+            "realm": auth.realm,
+            "user_file": auth.user_file,
+        }
+        if auth.users:
+            fields["users"] = list(auth.users)
+        out += ["", "[[routes.auth]]", *_lines(fields)]
+    for rule in route.access:
+        items = {"path": rule.path, "order": rule.order, "allow": list(rule.allow)}
+        if rule.deny:
+            items["deny"] = list(rule.deny)
+        out += ["", "[[routes.access]]", *_lines(items)]
+    return out
+
+
+def _header_edits(
+    table: str, request: Sequence[HeaderEdit], response: Sequence[HeaderEdit]
+) -> list[str]:
+    """C{[[table.request_headers]]} and C{[[table.response_headers]]} for the edits."""
+    out: list[str] = []
+    for key, edits in (("request_headers", request), ("response_headers", response)):
         for edit in edits:
             fields: dict[str, Any] = {"action": edit.action, "name": edit.name}
             if edit.value:
@@ -203,17 +224,7 @@ def _route(route: RouteConfig) -> list[str]:
                 fields["always"] = True
             if edit.condition is not None:
                 fields["env"] = ("!" if edit.negate else "") + edit.condition
-            out += ["", f"[[routes.{key}]]", *_lines(fields)]
-    for auth in route.auth:
-        fields = {"path": auth.path, "realm": auth.realm, "user_file": auth.user_file}
-        if auth.users:
-            fields["users"] = list(auth.users)
-        out += ["", "[[routes.auth]]", *_lines(fields)]
-    for rule in route.access:
-        items = {"path": rule.path, "order": rule.order, "allow": list(rule.allow)}
-        if rule.deny:
-            items["deny"] = list(rule.deny)
-        out += ["", "[[routes.access]]", *_lines(items)]
+            out += ["", f"[[{table}.{key}]]", *_lines(fields)]
     return out
 
 
@@ -227,6 +238,25 @@ def _rule(rule: RequestRule) -> list[str]:
     if rule.hosts:
         items["hosts"] = list(rule.hosts)
     out = ["[[rules]]", *_lines(items)]
+    for access in rule.access:
+        rfields: dict[str, Any] = {
+            "path": access.path,
+            "order": access.order,
+            "allow": list(access.allow),
+        }
+        if access.deny:
+            rfields["deny"] = list(access.deny)
+        out += ["", "[[rules.access]]", *_lines(rfields)]
+    for auth in rule.auth:
+        afields: dict[str, Any] = {
+            "path": auth.path,
+            "realm": auth.realm,
+            "user_file": auth.user_file,
+        }
+        if auth.users:
+            afields["users"] = list(auth.users)
+        out += ["", "[[rules.auth]]", *_lines(afields)]
+    out += _header_edits("rules", rule.request_headers, rule.response_headers)
     for condition in rule.conditions:
         fields: dict[str, Any] = {"test": condition.test, "pattern": condition.pattern}
         if condition.nocase:
@@ -293,4 +323,6 @@ def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
             "password": cluster.password,
             "timeout": float(cluster.timeout),
         })]
+    if config.error_pages:
+        out += ["", "[error_pages]", *_lines({str(k): v for k, v in config.error_pages})]
     return "\n".join(out) + "\n"

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_HOST",
     "ConfigError",
     "ConfigErrors",
+    "ERROR_PAGE_STATUSES",
     "MemberConfig",
     "StickySessionConfig",
     "BalancerConfig",
@@ -263,6 +264,28 @@ class HealthCheckConfig:
     def passes_status(self, status: int) -> bool:
         """Whether an HTTP check answered with C{status} passes."""
         return any(lo <= status <= hi for lo, hi in self.expect)
+
+
+#: The statuses the proxy answers itself for a request no member answered, which
+#: C{error_pages} may replace.
+ERROR_PAGE_STATUSES = (502, 503, 504)
+
+
+def _error_pages(
+    instance: Any, attribute: attrs.Attribute[Any], value: tuple[tuple[int, str], ...]
+) -> None:
+    seen = set()
+    for status, path in value:
+        if status not in ERROR_PAGE_STATUSES:
+            raise ValueError(
+                f"error_pages: {status!r} is not a status the proxy answers itself "
+                f"(use {', '.join(map(str, ERROR_PAGE_STATUSES))})"
+            )
+        if status in seen:
+            raise ValueError(f"error_pages: {status} is given twice")
+        if not path:
+            raise ValueError(f"error_pages: the file of {status} is empty")
+        seen.add(status)
 
 
 def _workers(instance: Any, attribute: attrs.Attribute[Any], value: int | str) -> None:
@@ -835,6 +858,9 @@ class ProxyConfig:
     @ivar rules: checked before routing, in order (redirects, refusals,
         proxying to a balancer; Apache's C{Redirect}, C{RedirectMatch},
         C{RewriteRule}); each for its C{hosts} as routes are.
+    @ivar error_pages: per status the proxy answers itself when no member
+        could (C{502}, C{503}, C{504}), the file whose content is sent instead
+        of the short plain-text page (Apache's C{ErrorDocument} with a file).
     @ivar workers: how many processes serve the listeners: C{"auto"} (the
         default: one per core, see L{effective_workers}) or a number; 1 runs
         everything in the one C{twistd} process.
@@ -858,6 +884,7 @@ class ProxyConfig:
     workers: int | str = attrs.field(default="auto", validator=_workers)
     cluster: ClusterConfig | None = None
     rules: tuple[RequestRule, ...] = ()
+    error_pages: tuple[tuple[int, str], ...] = attrs.field(default=(), validator=_error_pages)
 
     @property
     def effective_workers(self) -> int:

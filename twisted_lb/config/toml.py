@@ -25,6 +25,7 @@ from ..header_edits import HeaderEdit
 from ..request_rules import Condition, RequestRule
 from ._build import base_dir_of, build, resolve_path
 from .model import (
+    ERROR_PAGE_STATUSES,
     AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
@@ -63,6 +64,7 @@ _TOP = {
     "admin": "table",
     "rules": "tables",
     "cluster": "table",
+    "error_pages": "table",
 }
 _CLUSTER = {
     "etcd": "strlist",
@@ -89,6 +91,10 @@ _RULE = {
     "prefix": "bool",
     "hosts": "strlist",
     "after_routes": "bool",
+    "access": "tables",
+    "auth": "tables",
+    "request_headers": "tables",
+    "response_headers": "tables",
 }
 _CONDITION = {"test": "str", "pattern": "str", "nocase": "bool", "ornext": "bool"}
 _ADMIN = {
@@ -343,6 +349,8 @@ class _Reader:
             )
         if "cluster" in data:
             kwargs["cluster"] = self.cluster(data["cluster"], "cluster")
+        if "error_pages" in data:
+            kwargs["error_pages"] = self.error_pages(data["error_pages"])
         config: ProxyConfig = self.model(ProxyConfig, kwargs, "", {})
         if not config.listeners:
             # (One built in code may have none: its resource served by another Site.)
@@ -414,6 +422,20 @@ class _Reader:
             kwargs["state_file"] = self.path(table["state_file"])
         names = {"password": "password_file" if "password_file" in table else "password"}
         return self.model(AdminConfig, kwargs, prefix, names)
+
+    def error_pages(self, table: dict[str, Any]) -> tuple[tuple[int, str], ...]:
+        pages = []
+        for key, value in table.items():
+            if key not in {str(s) for s in ERROR_PAGE_STATUSES}:
+                raise self.error(
+                    _join("error_pages", key),
+                    "not a status the proxy answers itself "
+                    f"(use {', '.join(map(str, ERROR_PAGE_STATUSES))})",
+                )
+            if not isinstance(value, str) or not value:
+                raise self.error(_join("error_pages", key), "must be the name of a file")
+            pages.append((int(key), resolve_path(value, self.base_dir)))
+        return tuple(pages)
 
     def limits(self, table: dict[str, Any]) -> LimitsConfig:
         self.check(table, _LIMITS, "limits")
@@ -592,31 +614,36 @@ class _Reader:
             hosts = table["hosts"]
             kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         if "auth" in table:
-            auth = []
-            for i, t in enumerate(table["auth"]):
-                aprefix = f"{_join(prefix, 'auth')}[{i}]"
-                self.check(t, _AUTH, aprefix)
-                users = t.get("users", ())
-                auth.append(
-                    self.model(
-                        AuthRule,
-                        {
-                            "path": t.get("path", table["path"]),
-                            "realm": t.get("realm", "Restricted"),
-                            "user_file": self.path(t["user_file"]) if "user_file" in t else "",
-                            "users": (users,) if isinstance(users, str) else tuple(users),
-                        },
-                        aprefix,
-                        {},
-                    )
-                )
-            kwargs["auth"] = tuple(auth)
+            kwargs["auth"] = self.auth_rules(table["auth"], prefix, table["path"])
         if "access" in table:
             kwargs["access"] = tuple(
                 self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", table["path"])
                 for i, t in enumerate(table["access"])
             )
         return self.model(RouteConfig, kwargs, prefix, {})
+
+    def auth_rules(
+        self, tables: list[dict[str, Any]], prefix: str, default_path: str
+    ) -> tuple[AuthRule, ...]:
+        auth = []
+        for i, t in enumerate(tables):
+            aprefix = f"{_join(prefix, 'auth')}[{i}]"
+            self.check(t, _AUTH, aprefix)
+            users = t.get("users", ())
+            auth.append(
+                self.model(
+                    AuthRule,
+                    {
+                        "path": t.get("path", default_path),
+                        "realm": t.get("realm", "Restricted"),
+                        "user_file": self.path(t["user_file"]) if "user_file" in t else "",
+                        "users": (users,) if isinstance(users, str) else tuple(users),
+                    },
+                    aprefix,
+                    {},
+                )
+            )
+        return tuple(auth)
 
     def access_rule(self, table: dict[str, Any], prefix: str, route_path: str) -> AccessRule:
         self.check(table, _ACCESS, prefix)
@@ -646,7 +673,22 @@ class _Reader:
                 if key not in t:
                     raise self.error(_join(cprefix, key), "is required")
             conditions.append(self.model(Condition, dict(t), cprefix, {}))
-        kwargs = {k: v for k, v in table.items() if k not in ("conditions", "hosts")}
+        kwargs = {
+            k: v
+            for k, v in table.items()
+            if k
+            not in ("conditions", "hosts", "access", "auth", "request_headers", "response_headers")
+        }
+        for key in ("request_headers", "response_headers"):
+            kwargs[key] = tuple(
+                self.header_edit(t, f"{_join(prefix, key)}[{i}]", key == "request_headers")
+                for i, t in enumerate(table.get(key, []))
+            )
+        kwargs["access"] = tuple(
+            self.access_rule(t, f"{_join(prefix, 'access')}[{i}]", "/")
+            for i, t in enumerate(table.get("access", []))
+        )
+        kwargs["auth"] = self.auth_rules(table.get("auth", []), prefix, "/")
         hosts = table.get("hosts", ())
         kwargs["hosts"] = (hosts,) if isinstance(hosts, str) else tuple(hosts)
         kwargs["conditions"] = tuple(conditions)

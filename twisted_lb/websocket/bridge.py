@@ -3,12 +3,13 @@ The WebSocket bridge: a client's upgrade request is accepted only after a
 member of the balancer accepted it, then frames, close codes and
 backpressure pass between the two connections.
 
-One L{Tunnel} serves one client. It picks the member by the same rules as
-HTTP (session route first, then the balancer's method; a member that cannot
-be reached is put in error and the next one is tried), offers the member
-the extensions the client offered and gives the client the member's answer
-and its other 101 headers, relays frames both ways (see L{relay}), and ends
-both sides together.
+One L{Tunnel} serves one client. The balancer's dispatcher opens it at a
+member by the same loop as a plain request (session route first, then the
+balancer's method; a member that cannot be reached is put in error and the
+next one is tried; see L{twisted_lb.dispatch}). The tunnel offers the
+member the extensions the client offered and gives the client the member's
+answer and its other 101 headers, relays frames both ways (see L{relay}),
+and ends both sides together.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from twisted_lb.balancer import Balancer, Member, NoMemberAvailable
+from twisted_lb.balancer import Member
 from twisted_lb.compat import autobahn_fail, autobahn_take_received
-from twisted_lb.dispatch import attempt_failed
-from twisted_lb.errors import AttemptFailed, BackendProtocolError, status_for
+from twisted_lb.dispatch import Dispatcher
+from twisted_lb.errors import AttemptFailed, NoUsableMember, status_for
 from twisted_lb.exchange import Exchange
+from twisted_lb.http_rules import FORWARDING_FIELDS, forwarding_headers
 
 from .frames import FrameScanner, rsv_rules
-from .member import MemberSide, UpgradeRefused, UpstreamRequest, WSMember
+from .member import MemberSide, TunnelBackend, UpgradeRefused, UpstreamRequest
 from .relay import Relay, RelaySide
 
 __all__ = ["WebSocketBridge", "Tunnel", "DEFAULT_MAX_MESSAGE_SIZE"]
@@ -70,8 +72,6 @@ _OWN_HEADERS = frozenset(
     }
 )
 _XFF = b"x-forwarded-for"
-#: Replaced, not passed on, when the proxy adds X-Forwarded-* (as for HTTP members).
-_FORWARDED_SET = frozenset({b"x-forwarded-proto", b"x-forwarded-host"})
 
 #: Close codes sent when a side vanished without a close frame (1006 can
 #: never be sent): the member's loss is an error on the server side (1011),
@@ -163,6 +163,7 @@ class Tunnel:
         self.upstream: MemberSide | None = None
         self.member: Member | None = None
         self.finished: defer.Deferred[None] = defer.Deferred()
+        self._protocols: list[str] = []
         #: Close frames for the client before it had its 101.
         self._to_client: deque[tuple[int | None, bytes]] = deque()
         self._client_open = False
@@ -193,58 +194,52 @@ class Tunnel:
         return defer.Deferred.fromCoroutine(self._open(protocols))
 
     async def _open(self, protocols: list[str]) -> tuple[str | None, dict[str, list[str]]]:
+        self._protocols = protocols
+        try:
+            await self.bridge.dispatcher.open_tunnel(self.exchange, self)
+        except UpgradeRefused as e:
+            raise ConnectionDeny(e.status, e.reason or "Refused") from None
+        except (AttemptFailed, NoUsableMember) as e:
+            raise self._deny(e) from None
+        upstream, member = self.upstream, self.member
+        assert upstream is not None and member is not None
+        if self._client_gone:
+            upstream.dropConnection(abort=True)
+            raise ConnectionDeny(503, "Client Gone")
+        self.bridge.members[member].tunnels.add(self)
+        headers: dict[str, list[str]] = {}
+        answer = upstream.answer
+        for name, value in answer.headers:
+            headers.setdefault(name, []).append(value)
+        if answer.extensions is not None:
+            headers["Sec-WebSocket-Extensions"] = [answer.extensions]
+        return upstream.websocket_protocol_in_use, headers
+
+    @property
+    def client_gone(self) -> bool:
+        """Whether the client left before the tunnel was over."""
+        return self._client_gone
+
+    async def open_at(self, member: Member) -> None:
+        """
+        Open the member side at C{member} (the dispatcher's attempt):
+        returns once the member accepted the upgrade.
+
+        @raise AttemptFailed: the member did not accept it.
+        @raise UpgradeRefused: the member answered with another status.
+        """
         bridge = self.bridge
-        balancer = bridge.balancer
-        tried: list[Member] = []
-        last: Exception | None = None
-        for _ in range(balancer.max_attempts):
-            try:
-                pick = balancer.pick(self.exchange.session_routes, exclude=tried)
-            except NoMemberAvailable as e:
-                raise self._deny(last or e) from None
-            member = pick.member
-            tried.append(member)
-            if pick.route_changed:
-                _log.info(
-                    "route {route!r} is not usable; WebSocket moved to {member} ({balancer})",
-                    route=pick.session_route, member=member.name, balancer=balancer.name,
-                )
-            backend = bridge.members[member]
-            balancer.request_started(member)
-            try:
-                upstream = await backend.connect(
-                    self, bridge.upstream_request(self.exchange, protocols), bridge.options
-                )
-            except (AttemptFailed, UpgradeRefused) as e:
-                attempt_failed(balancer, member, e)
-                if isinstance(e, (UpgradeRefused, BackendProtocolError)):
-                    raise self._deny(e) from None
-                last = e
-                continue
-            except BaseException:
-                balancer.request_finished(member)
-                raise
-            if member.in_error:
-                balancer.record_success(member)
-            if self._client_gone:
-                balancer.request_finished(member)
-                upstream.dropConnection(abort=True)
-                raise ConnectionDeny(503, "Client Gone")
-            self.member = member
-            self.upstream = upstream
-            backend.tunnels.add(self)
-            headers: dict[str, list[str]] = {}
-            answer = upstream.answer
-            for name, value in answer.headers:
-                headers.setdefault(name, []).append(value)
-            if answer.extensions is not None:
-                headers["Sec-WebSocket-Extensions"] = [answer.extensions]
-            return upstream.websocket_protocol_in_use, headers
-        raise self._deny(last or NoMemberAvailable("no attempt left", balancer.name))
+        request = bridge.upstream_request(self.exchange, self._protocols)
+        upstream = await bridge.members[member].connect(self, request, bridge.options)
+        self.member = member
+        self.upstream = upstream
+
+    def traffic(self) -> tuple[int, int]:
+        """The bytes read from the member and from the client."""
+        down, up = self._down, self._up
+        return (down.octets if down is not None else 0, up.octets if up is not None else 0)
 
     def _deny(self, error: Exception) -> ConnectionDeny:
-        if isinstance(error, UpgradeRefused):
-            return ConnectionDeny(error.status, error.reason or "Refused")
         status = status_for(error)
         _log.warn(
             "WebSocket {uri} refused with {status} ({balancer}): {error}",
@@ -455,7 +450,7 @@ class Tunnel:
             return
         self._throttled = False
         for side in (self.client, self.upstream):
-            transport = getattr(side, "transport", None)
+            transport = side.transport if side is not None else None
             if transport is not None:
                 transport.unregisterProducer()
                 transport.resumeProducing()
@@ -466,12 +461,8 @@ class Tunnel:
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         if self.member is not None:
-            self.bridge.balancer.request_finished(
-                self.member,
-                bytes_in=self._down.octets if self._down is not None else 0,
-                bytes_out=self._up.octets if self._up is not None else 0,
-            )
             self.bridge.members[self.member].tunnels.discard(self)
+        # The dispatcher that opened the tunnel reports its end to the balancer.
         self.finished.callback(None)
 
     def shutdown(self) -> defer.Deferred[None]:
@@ -485,8 +476,10 @@ class WebSocketBridge:
     """
     The WebSocket side of one balancer of C{ws://}/C{wss://} members.
 
-    @ivar balancer: decides which member serves each tunnel.
-    @ivar members: the backend of each member.
+    @ivar dispatcher: opens each tunnel at a member (the balancer's attempt
+        loop, shared with the plain requests).
+    @ivar balancer: the balancer that decides which member serves each tunnel.
+    @ivar members: the tunnel backend of each member.
     @ivar idle_timeout: seconds without a frame before a tunnel is closed;
         C{None} uses the route's C{timeout}, else the member's (as Apache's
         tunnel does).
@@ -498,15 +491,16 @@ class WebSocketBridge:
 
     def __init__(
         self,
-        balancer: Balancer,
-        members: Mapping[Member, WSMember],
+        dispatcher: Dispatcher,
+        members: Mapping[Member, TunnelBackend],
         reactor: Any,
         *,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         idle_timeout: float | None = None,
         x_forwarded: bool = True,
     ) -> None:
-        self.balancer = balancer
+        self.dispatcher = dispatcher
+        self.balancer = dispatcher.balancer
         self.members = dict(members)
         self.reactor = reactor
         self.idle_timeout = idle_timeout
@@ -547,6 +541,7 @@ class WebSocketBridge:
         grouped: dict[bytes, list[bytes]] = {}
         origin = useragent = None
         extensions: list[bytes] = []
+        forwarded_for: list[bytes] = []
         x_forwarded = self.x_forwarded
         for name, value in exchange.headers:
             if name == b"sec-websocket-extensions":
@@ -555,14 +550,14 @@ class WebSocketBridge:
                 origin = value.decode("latin-1")
             elif name == b"user-agent":
                 useragent = value.decode("latin-1")
-            elif name not in _OWN_HEADERS and not (x_forwarded and name in _FORWARDED_SET):
+            elif x_forwarded and name in FORWARDING_FIELDS:
+                if name == _XFF:
+                    forwarded_for.append(value)
+            elif name not in _OWN_HEADERS:
                 grouped.setdefault(name, []).append(value)
         if x_forwarded:
-            if exchange.client_address:
-                grouped.setdefault(_XFF, []).append(exchange.client_address.encode("ascii"))
-            grouped[b"x-forwarded-proto"] = [b"https" if exchange.is_ssl else b"http"]
-            if exchange.host:
-                grouped[b"x-forwarded-host"] = [exchange.host]
+            for name, value in forwarding_headers(exchange, forwarded_for):
+                grouped[name] = [value]
         headers = {
             name.decode("latin-1"): (b"; " if name == b"cookie" else b", ").join(values).decode("latin-1")
             for name, values in grouped.items()

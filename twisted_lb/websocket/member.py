@@ -8,8 +8,8 @@ route to the same node over C{http://} or C{https://} (as Apache httpd
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -38,10 +38,14 @@ from twisted_lb.quiet import QuietFactory
 from .handshake import MemberAnswer, read_answer, without_extensions
 from .relay import RelaySide
 
-if TYPE_CHECKING:
-    from .bridge import Tunnel
-
-__all__ = ["WSMember", "UpgradeRefused", "UpstreamRequest", "http_member"]
+__all__ = [
+    "WSMember",
+    "MemberSideOwner",
+    "TunnelBackend",
+    "UpgradeRefused",
+    "UpstreamRequest",
+    "http_member",
+]
 
 _log = Logger()
 
@@ -88,6 +92,28 @@ class UpgradeRefused(Exception):
         self.reason = reason
 
 
+class MemberSideOwner(Protocol):
+    """
+    What the member side of a tunnel tells the tunnel it serves (a
+    L{twisted_lb.websocket.bridge.Tunnel}), and what L{WSMember} asks of
+    the tunnels through it.
+    """
+
+    def member_opened(self, upstream: MemberSide) -> None:
+        """The member accepted the upgrade on C{upstream}."""
+
+    def close_frame(
+        self, side: Any, code: int | None, reason: bytes | None, default: Callable[[Any, Any], Any]
+    ) -> Any:
+        """A close frame arrived on C{side}; C{default} is Autobahn's own handling of it."""
+
+    def closed(self, side: Any) -> None:
+        """C{side}'s connection is gone."""
+
+    def shutdown(self) -> defer.Deferred[None]:
+        """Close both sides (1001) and fire when they are gone."""
+
+
 class MemberSide(RelaySide, WebSocketClientProtocol):  # type: ignore[misc]  # Autobahn's own bases disagree
     """
     The connection from the proxy to the member.
@@ -98,7 +124,7 @@ class MemberSide(RelaySide, WebSocketClientProtocol):  # type: ignore[misc]  # A
     @ivar answer: what of the member's 101 answer the client gets.
     """
 
-    tunnel: Tunnel
+    tunnel: MemberSideOwner
     opened: defer.Deferred[MemberSide]
     answer: MemberAnswer
     answered = False
@@ -195,11 +221,38 @@ class MemberSide(RelaySide, WebSocketClientProtocol):  # type: ignore[misc]  # A
         return ResponseNeverReceived(f"connection closed before the upgrade was answered: {lost}")
 
 
+class TunnelBackend(Protocol):
+    """
+    What the WebSocket bridge needs of a member's backend to open tunnels
+    there (L{WSMember}; its plain requests go through its
+    L{twisted_lb.dispatch.RequestBackend} side).
+
+    @ivar member: the member's configuration (its C{timeout} is a tunnel's
+        idle timeout when nothing else sets one).
+    @ivar tunnels: the open tunnels through the member (the bridge adds and
+        removes them; closing the backend shuts them down).
+    """
+
+    member: MemberConfig
+    tunnels: set[MemberSideOwner]
+
+    async def connect(
+        self, tunnel: MemberSideOwner, request: UpstreamRequest, options: Mapping[str, Any]
+    ) -> MemberSide:
+        """
+        Open the member side of C{tunnel}; returns once the member accepted
+        the upgrade.
+
+        @raise AttemptFailed: the member did not accept it.
+        @raise UpgradeRefused: the member answered with another status.
+        """
+
+
 class _MemberFactory(WebSocketClientFactory):
     protocol = MemberSide
     #: No "Starting factory"/"Stopping factory" line per WebSocket to the member.
     noisy = False
-    tunnel: Tunnel
+    tunnel: MemberSideOwner
     tls_policy: MemberTLSPolicy | None = None
     host_header: tuple[str, int] | None = None
     extensions: str | None = None
@@ -240,7 +293,7 @@ class WSMember:
         host = f"[{member.host}]" if ":" in member.host else member.host
         self.base_url = f"{member.scheme}://{host}:{member.port}{member.path}"
         self._path = member.path.encode("utf-8")
-        self.tunnels: set[Tunnel] = set()
+        self.tunnels: set[MemberSideOwner] = set()
         self._connecting: set[defer.Deferred[Any]] = set()
         try:
             self.http = HTTPBackend(reactor, http_member(member), x_forwarded=x_forwarded)
@@ -291,7 +344,7 @@ class WSMember:
         return self.base_url + below.decode("latin-1")
 
     async def connect(
-        self, tunnel: Tunnel, request: UpstreamRequest, options: Mapping[str, Any]
+        self, tunnel: MemberSideOwner, request: UpstreamRequest, options: Mapping[str, Any]
     ) -> MemberSide:
         """
         Open the member side of C{tunnel} and wait until the member accepted

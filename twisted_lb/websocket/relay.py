@@ -20,7 +20,7 @@ hands it back to Autobahn too.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -30,16 +30,26 @@ from twisted_lb.sendnow import send_now
 
 from .frames import FrameScanner
 
-if TYPE_CHECKING:
-    from .bridge import Tunnel
-
-__all__ = ["Relay", "RelaySide"]
+__all__ = ["Relay", "RelayOwner", "RelaySide"]
 
 _OPEN = WebSocketProtocol.STATE_OPEN
 
 #: Bytes asked of the socket per read (Twisted's default is 64 KiB); also
 #: how much a connection buffers before it pauses the other leg.
 READ_SIZE = 256 * 1024
+
+
+class RelayOwner(Protocol):
+    """What a L{Relay} tells the tunnel it serves (a L{twisted_lb.websocket.bridge.Tunnel})."""
+
+    def activity(self) -> None:
+        """Bytes came from a leg: the tunnel is not idle."""
+
+    def broken(self, side: Any, code: int, reason: str) -> None:
+        """
+        A frame header from C{side} broke the protocol (or a message went
+        over the size limit): fail C{side} with C{code} and C{reason}.
+        """
 
 
 class RelaySide:
@@ -95,7 +105,7 @@ class Relay:
     __slots__ = ("source", "target", "scanner", "octets", "_tunnel", "_waiting", "_tls")
 
     def __init__(
-        self, tunnel: Tunnel, source: Any, target: Any, scanner: FrameScanner, *, wait: bool = False
+        self, tunnel: RelayOwner, source: Any, target: Any, scanner: FrameScanner, *, wait: bool = False
     ) -> None:
         """
         @param wait: keep what arrives (and stop reading) until L{release}:
