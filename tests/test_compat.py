@@ -717,6 +717,50 @@ def test_h2_stream_has_its_connection_and_no_transport() -> None:
 # -- end of HTTP/2 stream -> connection ------------------------------------------
 
 
+# ---------------------------------------------------------------------------
+# Twisted: twisted.web's HTTPChannel, borrowed by the fast lane between requests
+# ---------------------------------------------------------------------------
+
+
+def _http_channel() -> http.HTTPChannel:
+    channel = http.HTTPChannel()
+    channel.makeConnection(StringTransport())
+    return channel
+
+
+def test_http_channel_private_names_exist_on_a_live_channel() -> None:
+    channel = _http_channel()
+    for name in compat.HTTP_CHANNEL_PRIVATE_NAMES:
+        assert hasattr(channel, name), f"twisted.web's HTTPChannel has no {name} any more"
+
+
+def test_http_channel_between_requests_follows_what_it_parses() -> None:
+    channel = _http_channel()
+    assert compat.channel_between_requests(channel)
+    assert compat.channel_expects_request_line(channel)
+    channel.dataReceived(b"GET / HTTP/1.1\r\n")
+    assert not compat.channel_expects_request_line(channel)
+    assert not compat.channel_between_requests(channel)
+    partial = _http_channel()
+    partial.dataReceived(b"GET / HT")
+    assert not compat.channel_between_requests(partial)
+
+
+def test_http_channel_holds_what_arrives_while_busy_and_gives_it_back() -> None:
+    channel = _http_channel()
+    compat.channel_hold(channel)
+    channel.setRawMode()
+    channel.dataReceived(b"GET /next HTTP/1.1\r\n")
+    compat.channel_hold_bytes(channel, b"Host: x\r\n\r\n")
+    assert channel.transport.producerState == "paused"
+    assert channel.requests == []
+    assert compat.channel_release(channel) == b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert compat.channel_release(channel) == b""
+
+
+# --- end of the HTTPChannel section --------------------------------------------
+
+
 class _Refusing:
     """A server endpoint whose listen fails at once, as a port in use does."""
 

@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.fastpath import FastRequest, RawResponse, RequestHead
-from twisted_lb.frontend import FrontendSite
+from twisted_lb.frontend import LINGER_SECONDS, FrontendSite
 from twisted_lb.request_body import HIGH_WATER, PREFETCH, StreamedBody
 
 
@@ -167,16 +167,47 @@ class StreamLaneTests(SynchronousTestCase):
         self.assertTrue(self.transport.disconnecting)
 
     def test_answer_before_the_body_ends_closes_the_connection(self):
-        """A member that answers without reading the whole body: Connection: close, the rest dropped."""
-        self.proto.dataReceived(_post(10 * PREFETCH) + b"x" * PREFETCH)
+        """
+        A member that answers without reading the whole body: Connection: close;
+        the rest of the body is read and dropped, then the connection closes.
+        """
+        size = 10 * PREFETCH
+        self.proto.dataReceived(_post(size) + b"x" * PREFETCH)
         _, body, sink = self.resource.streams[0]
         _answer(sink, b"early")
         out = self.sent()
         self.assertIn(b"Connection: close\r\n", out)
-        self.assertTrue(self.transport.disconnecting)
+        # Not closed while the client is still sending: it would get a reset.
+        self.assertFalse(self.transport.disconnecting)
         self.proto.dataReceived(b"y" * PREFETCH)
         self.assertIsNone(body.read(100))
+        self.assertFalse(self.transport.disconnecting)
+        self.proto.dataReceived(b"y" * (size - 2 * PREFETCH))
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.sent(), b"")
         self.assertEqual(self.resource.slow, [])
+
+    def test_answer_before_the_body_ends_closes_after_a_while(self):
+        """A client that goes on sending (or stops) after the answer: closed after LINGER_SECONDS."""
+        self.proto.dataReceived(_CHUNKED + b"5\r\nhello\r\n")
+        self.proto.dataReceived(b"f" * 10)
+        _, body, sink = self.resource.streams[0]
+        _answer(sink, b"early")
+        self.sent()
+        self.clock.advance(LINGER_SECONDS - 0.1)
+        self.proto.dataReceived(b"zz\r\n")  # broken framing in the dropped rest: no second answer
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.sent(), b"")
+        self.connect()
+        self.proto.dataReceived(_CHUNKED + b"5\r\nhello\r\n")
+        _, body, sink = self.resource.streams[0]
+        _answer(sink, b"early")
+        self.sent()
+        self.clock.advance(LINGER_SECONDS - 0.1)
+        self.assertFalse(self.transport.disconnecting)
+        self.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.sent(), b"")
 
     def test_pipelined_request_after_a_body_waits_for_its_answer(self):
         self.proto.dataReceived(_post(3) + b"abc" + GET)

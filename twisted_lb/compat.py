@@ -432,6 +432,74 @@ def h2_connection_of(channel: Any) -> Any | None:
 # -- end of HTTP/2 stream -> connection ------------------------------------------
 
 
+# ---------------------------------------------------------------------------
+# Twisted (26.10.0): twisted.web's HTTPChannel, whose connection the fast lane
+# (twisted_lb.frontend) borrows between two requests: it checks that the
+# channel holds nothing of a request, marks the channel busy while it
+# answers (so that what arrives meanwhile is held, as twisted.web holds
+# pipelined requests), and hands the held bytes back afterwards.
+# ---------------------------------------------------------------------------
+
+#: The private names of C{twisted.web.http.HTTPChannel} used below (the probe
+#: test checks each one on a live channel).
+HTTP_CHANNEL_PRIVATE_NAMES = (
+    "_HTTPChannel__first_line",
+    "_buffer",
+    "_handlingRequest",
+    "_waitingForTransport",
+    "_networkProducer",
+    "_dataBuffer",
+)
+
+
+def channel_between_requests(channel: Any) -> bool:
+    """
+    Whether C{channel} holds nothing of a request: reading lines, no partial
+    line, no request object, waiting for a request line.
+    """
+    return bool(
+        channel.line_mode
+        and not channel._handlingRequest
+        and not channel._buffer
+        and not channel.requests
+        and channel._HTTPChannel__first_line
+    )
+
+
+def channel_expects_request_line(channel: Any) -> bool:
+    """Whether C{channel}'s next line is a request line (not a header)."""
+    return bool(channel._HTTPChannel__first_line)
+
+
+def channel_hold(channel: Any) -> None:
+    """Mark C{channel} busy with a request: what arrives meanwhile is held."""
+    channel._handlingRequest = True
+
+
+def channel_hold_bytes(channel: Any, data: bytes) -> None:
+    """Hold C{data} (the next request's) until L{channel_release}; stop reading meanwhile."""
+    channel._dataBuffer.append(data)
+    if channel.transport is not None:
+        channel.transport.pauseProducing()
+
+
+def channel_resume_reading(channel: Any) -> None:
+    """Read again from C{channel}'s client, unless the client is not reading its answers."""
+    if not channel._waitingForTransport:
+        channel._networkProducer.resumeProducing()
+
+
+def channel_release(channel: Any) -> bytes:
+    """The channel is free for the next request: the bytes held for it."""
+    channel._handlingRequest = False
+    data = b"".join(channel._dataBuffer)
+    channel._dataBuffer = []
+    return data
+
+
+# --- end of the HTTPChannel section --------------------------------------------
+
+
 # --- operator experience: quiet client factories, listening ports ----------
 # Read from Twisted 26.10.
 

@@ -33,7 +33,16 @@ from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from twisted_lb.compat import switch_to_http2, tls_session_id
+from twisted_lb.compat import (
+    channel_between_requests,
+    channel_expects_request_line,
+    channel_hold,
+    channel_hold_bytes,
+    channel_release,
+    channel_resume_reading,
+    switch_to_http2,
+    tls_session_id,
+)
 from twisted_lb.config.model import LimitsConfig
 from twisted_lb.drain import ClientConnections, TrackedChannel
 from twisted_lb.exchange import connection_options
@@ -52,6 +61,10 @@ __all__ = [
 ]
 
 _log = Logger()
+
+#: How long the rest of a request body is read and dropped after its answer
+#: went out early, before the connection closes.
+LINGER_SECONDS = 2.0
 
 
 def _asks_close(values: Sequence[bytes] | None) -> bool:
@@ -217,6 +230,8 @@ class LimitedHTTPChannel(TrackedChannel):
         #: When the body's reading was paused for a slow member (the body
         #: deadline does not run meanwhile), or C{None}.
         self._paused_at: float | None = None
+        #: The end of the wait for the rest of an answered request's body.
+        self._linger_call: IDelayedCall | None = None
         self._connection_info: ConnectionInfo | None = None
 
     # -- reading -----------------------------------------------------------
@@ -241,14 +256,7 @@ class LimitedHTTPChannel(TrackedChannel):
         takes it (see L{twisted_lb.fastpath}).
         """
         serve = getattr(getattr(self, "site", None), "fast_lane", None)
-        if (
-            serve is None
-            or not self.line_mode
-            or self._handlingRequest
-            or self._buffer  # type: ignore[attr-defined]
-            or self.requests
-            or not self._HTTPChannel__first_line  # type: ignore[attr-defined]
-        ):
+        if serve is None or not channel_between_requests(self):
             return False
         head = None
         if len(data) <= self.limits.max_header_bytes:
@@ -313,6 +321,10 @@ class LimitedHTTPChannel(TrackedChannel):
             body.feed(piece)
         if not decoder.done:
             return
+        if self._linger_call is not None:
+            # The answer went out already: close now the client sent it all.
+            self._end_linger()
+            return
         self._body_in = None
         self._paused_at = None
         self._cancel_deadline()
@@ -321,15 +333,17 @@ class LimitedHTTPChannel(TrackedChannel):
         body.end()
         if rest:
             # The next request waits for the end of this one's answer.
-            self._dataBuffer.append(rest)
-            if self.transport is not None:
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
+            channel_hold_bytes(self, rest)
 
     def _body_failed(self, status: int, reason: str, message: str) -> None:
         """
         The fast-lane body cannot be completed: answer C{status} if nothing
         of the answer went out yet, else cut the connection.
         """
+        if self._linger_call is not None:
+            # Answered already: only the dropped rest was wrong.
+            self._end_linger()
+            return
         decoder_body, self._body_in = self._body_in, None
         fast = self._fast
         if status == 413:
@@ -373,7 +387,7 @@ class LimitedHTTPChannel(TrackedChannel):
         self.persistent = response.keep_alive
         # The idle timer keeps running (no cancel and re-arm per request):
         # timeoutConnection puts it off while an answer is in flight.
-        self._handlingRequest = True
+        channel_hold(self)
         self.setRawMode()
 
     def fast_request_done(self, response: RawResponse) -> None:
@@ -381,26 +395,39 @@ class LimitedHTTPChannel(TrackedChannel):
         if response is not self._fast:
             return
         self._fast = None
-        if self._body_in is not None:
+        lingering = self._body_in is not None
+        if lingering:
             # Answered before the whole body came (the member did not read
             # it): nobody reads the rest (what comes is decoded and dropped),
-            # and the connection ends here.
+            # and the connection ends after it.
             self._paused_at = None
             self._cancel_deadline()
-            self._body_in[1].discard()
+            self._body_in[1].discard()  # type: ignore[index]
             response.keep_alive = False
         self._phase = _Phase.IDLE
         if self.transport is None:
             return
-        if not self._waitingForTransport:
-            self._networkProducer.resumeProducing()
+        channel_resume_reading(self)
         if response.keep_alive and self.persistent:
-            self._handlingRequest = False
+            data = channel_release(self)
             self.resetTimeout()
-            data = b"".join(self._dataBuffer)
-            self._dataBuffer = []
             self.setLineMode(data)
+        elif lingering:
+            # Closing now would answer the body still coming with a reset,
+            # which may cost the client the answer it has not read yet: drop
+            # the rest of the body for a while first (Apache's lingering
+            # close), then close.
+            self._linger_call = self._clock.callLater(LINGER_SECONDS, self._end_linger)
         else:
+            self.loseConnection()
+
+    def _end_linger(self) -> None:
+        """The rest of an answered request's body came, or it took too long: close."""
+        call, self._linger_call = self._linger_call, None
+        if call is not None and call.active():
+            call.cancel()
+        self._body_in = None
+        if self.transport is not None:
             self.loseConnection()
 
     def timeoutConnection(self) -> None:
@@ -604,7 +631,7 @@ class LimitedHTTPChannel(TrackedChannel):
     # -- refusing ------------------------------------------------------------
 
     def _refuse_too_large(self) -> None:
-        if self._HTTPChannel__first_line:  # type: ignore[attr-defined]
+        if channel_expects_request_line(self):
             self._refuse(414, "URI Too Long", "the request line is too long")
         else:
             self._refuse(
@@ -653,6 +680,10 @@ class LimitedHTTPChannel(TrackedChannel):
         body_in, self._body_in = self._body_in, None
         if body_in is not None:
             body_in[1].fail("the client went away during the upload")
+        if self._linger_call is not None:
+            if self._linger_call.active():
+                self._linger_call.cancel()
+            self._linger_call = None
         fast, self._fast = self._fast, None
         if fast is not None:
             fast.client_lost()
