@@ -30,7 +30,7 @@ from twisted_lb.config.model import ConfigError
 from .actions import ActionError, add_member, member_action
 
 if TYPE_CHECKING:
-    from twisted_lb.service import BuiltBalancer
+    from twisted_lb.builders import BuiltBalancer
 
 __all__ = ["StateFile", "apply_state", "follow_state", "read_state"]
 
