@@ -36,6 +36,7 @@ from twisted_lb.config.model import (
     ListenerConfig,
     ProxyConfig,
 )
+from twisted_lb.control import WorkerIdentity
 from twisted_lb.drain import ClientConnections, wait_until
 from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
@@ -123,11 +124,16 @@ class ProxyService(MultiService):
         reactor: Any,
         *,
         endpoint_for: Callable[[int, ListenerConfig], IStreamServerEndpoint] | None = None,
+        worker: WorkerIdentity | None = None,
     ) -> None:
         """
         @param endpoint_for: makes the server endpoint of listener C{i}
             instead of C{serverFromString} (a worker process adopts the
             sockets its supervisor opened, see L{twisted_lb.worker}).
+        @param worker: which worker process this is (given by the worker's
+            entry point when C{workers} > 1), or C{None} in a single-process
+            proxy: worker 0 alone serves the admin listener and registers
+            the proxy in the shared store.
         """
         super().__init__()
         self.reactor = reactor
@@ -146,11 +152,6 @@ class ProxyService(MultiService):
             for b in config.balancers
         }
         self.access_log = open_access_log(config)
-        worker = None
-        if config.admin is not None or config.cluster is not None:
-            from twisted_lb.worker import identity
-
-            worker = identity()
         #: The store shared with other proxies ([cluster]), or None.
         self.cluster: Any = None
         if config.cluster is not None:
