@@ -30,30 +30,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "twisted_lb"
 #: that this list stays true: break a cycle, then remove it here).
 ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset(
     {
-        # The control side: the service builds the manager (admin), the
-        # cluster service and the worker's state by lazy imports, while
-        # admin.actions and admin.state call the service's builders, reload
-        # rewrites ProxyService attributes, cluster.shared applies manager
-        # actions and the worker reads admin.state and reload. To go when
-        # reload only plans, admin and the cluster talk to a narrow control
-        # interface the service implements, and the composition roots pass
-        # the worker's identity (issue 17, item 2).
-        frozenset(
-            {
-                "twisted_lb.admin",
-                "twisted_lb.admin.actions",
-                "twisted_lb.admin.manager",
-                "twisted_lb.admin.service",
-                "twisted_lb.admin.site",
-                "twisted_lb.admin.state",
-                "twisted_lb.cluster",
-                "twisted_lb.cluster.service",
-                "twisted_lb.cluster.shared",
-                "twisted_lb.reload",
-                "twisted_lb.service",
-                "twisted_lb.worker",
-            }
-        ),
+        # The control side: the service calls reload, which rewrites
+        # ProxyService attributes (and names ProxyService). To go when
+        # reload only plans and the service applies the plan (issue 17,
+        # item 2).
+        frozenset({"twisted_lb.reload", "twisted_lb.service"}),
         # The HTTP/1.1 lane: frontend builds the fast path's responses
         # (fastpath.RawResponse, parse_simple_head) and fastpath names the
         # channel type it writes to (frontend.LimitedHTTPChannel, under

@@ -22,6 +22,7 @@ L{ProxyService}, or put its L{ProxyResource} in your own C{Site}::
 from __future__ import annotations
 
 from twisted_lb.balancer import Balancer, Member, MemberStatus, StickyConfig
+from twisted_lb.builders import BuiltBalancer, build_balancer, build_resource
 from twisted_lb.config.model import (
     BackendTLSConfig,
     BalancerConfig,
@@ -33,7 +34,7 @@ from twisted_lb.config.model import (
     TLSConfig,
 )
 from twisted_lb.resource import ProxyResource, RedirectResource
-from twisted_lb.service import BuiltBalancer, ProxyService, build_balancer, build_resource
+from twisted_lb.service import ProxyService
 
 __all__ = [
     "BackendTLSConfig",

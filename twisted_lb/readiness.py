@@ -21,6 +21,7 @@ import attrs
 from twisted.logger import Logger
 
 from twisted_lb.balancer import MemberStatus
+from twisted_lb.control import ProxyControl
 
 __all__ = [
     "Health",
@@ -73,10 +74,9 @@ def _address(port: Any) -> str:
     return str(getattr(host, "name", host))
 
 
-def listener_addresses(proxy: Any) -> list[tuple[str, str | None]]:
+def listener_addresses(proxy: ProxyControl) -> list[tuple[str, str | None]]:
     """
-    Per listener of C{proxy} (a L{ProxyService <twisted_lb.service.ProxyService>}),
-    its endpoint string and the address it listens on, or C{None} when it
+    Per listener of C{proxy}, its endpoint string and the address it listens on, or C{None} when it
     does not listen.
     """
     out: list[tuple[str, str | None]] = []
@@ -91,7 +91,7 @@ def takes_new_requests(balancer: Any, member: Any) -> bool:
     return bool(balancer.usable(member)) and member.status is not MemberStatus.DRAINING
 
 
-def check(proxy: Any) -> Health:
+def check(proxy: ProxyControl) -> Health:
     """Whether C{proxy} serves: see L{Health}."""
     problems = []
     listeners = listener_addresses(proxy)
@@ -122,7 +122,7 @@ def _state(member: Any) -> str:
     return str(member.status.value)
 
 
-def ready_line(proxy: Any) -> str:
+def ready_line(proxy: ProxyControl) -> str:
     """
     "ready: listening on 127.0.0.1:8443 (HTTPS), …; balancers demo (2 of 2
     members usable)": what a started C{proxy} serves.

@@ -48,6 +48,16 @@ from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from twisted_lb.balancer import LBMethod, Member
+from twisted_lb.builders import (
+    MEMBER_STATUS,
+    BuiltBalancer,
+    backend_for,
+    build_balancer,
+    build_router,
+    load_error_pages,
+    log_summary,
+    open_access_log,
+)
 from twisted_lb.config import read_config
 from twisted_lb.config.model import (
     BalancerConfig,
@@ -59,16 +69,6 @@ from twisted_lb.config.model import (
 )
 from twisted_lb.dispatch import Backend
 from twisted_lb.frontend import FrontendSite
-from twisted_lb.service import (
-    MEMBER_STATUS,
-    BuiltBalancer,
-    backend_for,
-    build_balancer,
-    build_router,
-    load_error_pages,
-    log_summary,
-    open_access_log,
-)
 from twisted_lb.tls import server_context
 
 if TYPE_CHECKING:

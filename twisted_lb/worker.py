@@ -16,8 +16,9 @@ that module and key exist (else it is logged); C{SIGINT} is ignored (the
 supervisor decides). When stdin (a pipe from the supervisor) reaches its
 end, the supervisor is gone and the worker stops too.
 
-L{identity} tells code running in a worker which one it is; the admin
-listener is served by worker 0 only (it shows that process's state).
+The worker gives the service it builds its L{WorkerIdentity} (which one it
+is, of how many, and the supervisor's PID): the admin listener is served by
+worker 0 only (it shows that process's state), and the others follow it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, cast
 
-import attrs
 from twisted.internet import defer
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
@@ -41,35 +41,12 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from twisted_lb.config.model import ConfigError, ListenerConfig
+from twisted_lb.control import WorkerIdentity
 from twisted_lb.workers import EXIT_CONFIG, worker_stop_grace
 
-__all__ = ["WorkerIdentity", "identity", "main"]
+__all__ = ["WorkerIdentity", "main"]
 
 _log = Logger()
-
-@attrs.frozen
-class WorkerIdentity:
-    """
-    Which worker this process is.
-
-    @ivar index: 0 … C{count} - 1; stays the same when the worker is restarted.
-    @ivar count: how many workers the supervisor runs.
-    @ivar pid: this process's PID.
-    @ivar supervisor_pid: the supervisor's (C{twistd}'s) PID.
-    """
-
-    index: int
-    count: int
-    pid: int
-    supervisor_pid: int
-
-
-_identity: WorkerIdentity | None = None
-
-
-def identity() -> WorkerIdentity | None:
-    """This process's worker identity, or C{None} in a single-process proxy."""
-    return _identity
 
 
 class _AdoptingReactor:
@@ -165,7 +142,6 @@ def _from_thread(reactor: Any, handler: Callable[[], None]) -> Callable[[int, An
 
 def main(argv: list[str] | None = None) -> int:
     """Run one worker until it is told to stop; return its exit status."""
-    global _identity
     args = _parse(argv)
     if "twisted.internet.reactor" not in sys.modules and sys.platform.startswith("linux"):
         from twisted_lb.reactor import install
@@ -180,12 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted_lb.service import ProxyService
 
     globalLogBeginner.beginLoggingTo([cast(ILogObserver, _log_to_stdout)], redirectStandardIO=False)
-    _identity = WorkerIdentity(args.index, args.count, os.getpid(), os.getppid())
-    # Run as ``python -m twisted_lb.worker`` this module is __main__; the rest
-    # of the proxy asks the imported twisted_lb.worker: tell that one too.
-    from twisted_lb import worker as imported
-
-    imported._identity = _identity
+    worker = WorkerIdentity(args.index, args.count, os.getpid(), os.getppid())
     sockets = [tuple(int(x) for x in spec.split(":")) for spec in args.listen]
     try:
         config, _ = read_config(args.config)
@@ -200,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             config,
             reactor,
             endpoint_for=lambda i, listener: adopting_endpoint(reactor, listener, *sockets[i]),
+            worker=worker,
         )
     except ConfigError as e:
         _log.critical("configuration error: {error}", error=str(e))

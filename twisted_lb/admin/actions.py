@@ -16,7 +16,7 @@ from twisted_lb.balancer import Member, MemberStatus
 from twisted_lb.config.model import ConfigError, MemberConfig
 
 if TYPE_CHECKING:
-    from twisted_lb.service import BuiltBalancer
+    from twisted_lb.builders import BuiltBalancer
 
 __all__ = [
     "ActionError",
@@ -165,7 +165,7 @@ def add_member(built: BuiltBalancer, url: str, route: str = "", loadfactor: Any 
     Add a member to a running balancer, built like a member of the
     configuration file that gives only its URL, route and load factor: its
     C{timeout} is the top-level one (L{BuiltBalancer.default_timeout
-    <twisted_lb.service.BuiltBalancer.default_timeout>}), its health checks
+    <twisted_lb.builders.BuiltBalancer.default_timeout>}), its health checks
     are the balancer's, its other settings the defaults of L{MemberConfig}.
 
     @raise ActionError: 400 for a bad URL, route or load factor; 409 when

@@ -9,11 +9,11 @@ nothing and tells no more than a request to the proxy would).
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from twisted_lb.control import ProxyControl
 from twisted_lb.readiness import check
 
 __all__ = ["Healthz", "with_healthz"]
@@ -24,7 +24,7 @@ class Healthz(Resource):
 
     isLeaf = True
 
-    def __init__(self, proxy: Any) -> None:
+    def __init__(self, proxy: ProxyControl) -> None:
         super().__init__()
         self._proxy = proxy
 
@@ -57,6 +57,6 @@ class _Front(Resource):
         return self._rest.render(request)  # type: ignore[no-any-return]
 
 
-def with_healthz(proxy: Any, rest: IResource) -> IResource:
+def with_healthz(proxy: ProxyControl, rest: IResource) -> IResource:
     """C{rest} with C{/healthz} of C{proxy} in front of it, outside its password."""
     return _Front(Healthz(proxy), rest)

@@ -16,6 +16,7 @@ from twisted.web.server import Site
 
 from twisted_lb.compat import raise_listen_errors
 from twisted_lb.config.model import AdminConfig, endpoint_is_local
+from twisted_lb.control import ProxyControl, WorkerIdentity
 from twisted_lb.endpoints import server_endpoint
 
 from .auth import protect
@@ -54,10 +55,16 @@ class AdminService(MultiService):
     """
 
     def __init__(
-        self, proxy: Any, config: AdminConfig, reactor: Any, worker: Any = None, cluster: Any = None
+        self,
+        proxy: ProxyControl,
+        config: AdminConfig,
+        reactor: Any,
+        worker: WorkerIdentity | None = None,
+        cluster: Any = None,
     ) -> None:
         """
-        @param worker: this process's L{WorkerIdentity <twisted_lb.worker.WorkerIdentity>}
+        @param proxy: the proxy it shows and changes.
+        @param worker: this process's L{WorkerIdentity <twisted_lb.control.WorkerIdentity>}
             when C{workers} > 1 (the admin listener runs in worker 0 only), else C{None}.
         @param cluster: the L{ClusterService <twisted_lb.cluster.ClusterService>}
             when the proxy shares its state ([cluster]): changes are written to
@@ -151,7 +158,9 @@ class WorkerAdmin(MultiService):
     the manager's changes.
     """
 
-    def __init__(self, proxy: Any, config: AdminConfig, reactor: Any, cluster: Any = None) -> None:
+    def __init__(
+        self, proxy: ProxyControl, config: AdminConfig, reactor: Any, cluster: Any = None
+    ) -> None:
         super().__init__()
         self._proxy = proxy
         # With a shared store, the worker follows it (ProxyService.cluster) instead.
@@ -188,7 +197,7 @@ class _Publisher(Service):
         self._metrics.publish()
 
 
-def _all_workers(proxy: Any, worker: Any) -> tuple[Any, Any]:
+def _all_workers(proxy: ProxyControl, worker: WorkerIdentity) -> tuple[Any, Any]:
     """
     With C{workers} > 1: a reload that checks the file here, then has the
     supervisor forward C{SIGHUP} to every worker; and, after each manager
@@ -211,7 +220,7 @@ def _all_workers(proxy: Any, worker: Any) -> tuple[Any, Any]:
     return reload, on_change
 
 
-def _about(proxy: Any, reactor: Any) -> Any:
+def _about(proxy: ProxyControl, reactor: Any) -> Any:
     """What the manager page says of the proxy itself: version, uptime, file, last reload."""
     from twisted_lb import __version__
 

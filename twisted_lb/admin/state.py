@@ -26,11 +26,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from twisted_lb.config.model import ConfigError
+from twisted_lb.control import ProxyControl
 
 from .actions import ActionError, add_member, member_action
 
 if TYPE_CHECKING:
-    from twisted_lb.service import BuiltBalancer
+    from twisted_lb.builders import BuiltBalancer
 
 __all__ = ["StateFile", "apply_state", "follow_state", "read_state"]
 
@@ -165,11 +166,10 @@ def apply_changes(
     return lines
 
 
-def apply_state(service: Any, path: str) -> list[str]:
+def apply_state(service: ProxyControl, path: str) -> list[str]:
     """
     Re-read the state file at C{path} and apply it to C{service}'s balancers
-    (a L{ProxyService <twisted_lb.service.ProxyService>} or anything with
-    C{balancers}), so that changes made in one process reach another.
+    (its C{balancers}), so that changes made in one process reach another.
 
     @return: one line per member saying what was done.
     @raise ConfigError: the file cannot be read or is not a state file.
@@ -177,7 +177,7 @@ def apply_state(service: Any, path: str) -> list[str]:
     return apply_changes(service.balancers, read_state(path), path)
 
 
-def follow_state(service: Any, path: str, occasion: str) -> None:
+def follow_state(service: ProxyControl, path: str, occasion: str) -> None:
     """
     L{apply_state} in a process that follows worker 0's manager, logging
     what was applied, or why nothing was (the process goes on either way).

@@ -20,6 +20,7 @@ from twisted.internet import defer
 from twisted_lb import __version__
 from twisted_lb.admin.state import apply_changes
 from twisted_lb.config.model import ClusterConfig, ConfigError
+from twisted_lb.control import ProxyControl
 
 from .etcd import EtcdClient
 from .instances import Instances, health_view
@@ -39,11 +40,16 @@ class ClusterService(Service):
     """
 
     def __init__(
-        self, proxy: Any, config: ClusterConfig, reactor: Any, *, register: bool, address: str = ""
+        self,
+        proxy: ProxyControl,
+        config: ClusterConfig,
+        reactor: Any,
+        *,
+        register: bool,
+        address: str = "",
     ) -> None:
         """
-        @param proxy: the L{ProxyService <twisted_lb.service.ProxyService>}
-            (its C{balancers} are read at each change, so a reload's new
+        @param proxy: the proxy whose state it shares (its C{balancers} are read at each change, so a reload's new
             balancers are the ones changed).
         @param register: whether this process registers the proxy in the
             group (the one that serves the manager does).
