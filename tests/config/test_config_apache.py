@@ -67,10 +67,38 @@ def test_refused_directive_gives_the_reason(tmp_path) -> None:
 
 
 def test_unsupported_section(tmp_path) -> None:
-    """An unknown section such as <LocationMatch> is reported by name, line and reason."""
-    e = error(tmp_path, "Listen 8080\n<LocationMatch ^/a>\n</LocationMatch>\n")
+    """An unsupported section such as <ProxyMatch> is reported by name, line and reason."""
+    e = error(tmp_path, "Listen 8080\n<ProxyMatch ^http://a>\n</ProxyMatch>\n")
     assert e.key == "line 2"
-    assert "<LocationMatch> is not supported: regular-expression locations" in e.problem
+    assert "<ProxyMatch> is not supported: regular-expression proxy sections" in e.problem
+
+
+def test_location_match(tmp_path) -> None:
+    """<LocationMatch> (and <Location ~>) naming a path prefix at a segment boundary is that
+    <Location>; another expression is refused with what to do; ProxyPass (or ProxyPassMatch)
+    inside it is ProxyPassMatch with the section's expression."""
+    for regex in ("^/a", "^/(a|b)/", "^/a/$", "\\.php$"):
+        e = error(tmp_path, f'Listen 8080\n<LocationMatch "{regex}">\n</LocationMatch>\n')
+        assert e.key == "line 2" and "names a path prefix" in e.problem, regex
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 8080
+        ProxyPass /a http://127.0.0.1:9000/a
+        <Location ~ "^/a/private(/|$)">
+            Require ip 10.0.0.0/8
+        </Location>
+        <LocationMatch ^/b/>
+            ProxyPassMatch http://127.0.0.1:9000/x
+        </LocationMatch>
+        <LocationMatch "^/c/(.*)$">
+        </LocationMatch>
+        """,
+    )
+    [route] = config.routes
+    assert [(r.path, r.allow) for r in route.access] == [("/a/private", ("10.0.0.0/8",))]
+    [rule] = config.rules
+    assert (rule.pattern, rule.target) == ("^(?=.*?(?:^/b/))(.*)$", "/x$1")
 
 
 def test_unsupported_directive_inside_proxy(tmp_path) -> None:
