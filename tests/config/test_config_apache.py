@@ -1725,7 +1725,8 @@ def test_basic_authentication(tmp_path) -> None:
 
 
 def test_proxypassmatch(tmp_path) -> None:
-    """ProxyPassMatch becomes a proxying rule (or a 404 for !), before the prefix routes."""
+    """ProxyPassMatch becomes a proxying rule (or a 404 for !), checked in file order with
+    ProxyPass."""
     config, _ = read(
         tmp_path,
         f"""
@@ -1745,6 +1746,23 @@ def test_proxypassmatch(tmp_path) -> None:
     ]
     e = error(tmp_path, "Listen 80\nProxyPassMatch ^/(.*)$ http://h:1/$1 timeout=5\n")
     assert e.key == "line 2" and "with parameters is not supported" in e.problem
+    # A ProxyPassMatch after a ProxyPass (or one in a <Location>) matches no path it serves.
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        <Location /loc>
+            ProxyPass balancer://app/loc
+        </Location>
+        ProxyPass /app/ balancer://app/
+        ProxyPass /api balancer://app/api
+        ProxyPassMatch ^/(.*)$ balancer://app/$1
+        """,
+    )
+    [rule] = config.rules
+    assert rule.pattern == "^(?!/app/|/api(?:$|[/;])|/loc(?:$|[/;])).*?(?:^/(.*)$)"
+    assert rule.target == "/$1"
 
 
 def test_worked_examples_in_the_migration_guide_load(tmp_path) -> None:

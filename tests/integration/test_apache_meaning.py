@@ -975,3 +975,44 @@ class LocationMatchTests(TestCase):
         self.assertEqual(json.loads(body)["uri"], "/api/a%20b/echo")
         answer = yield self.get(b"/apiary/echo")
         self.assertTrue(answer.startswith(b"HTTP/1.1 404"), answer[:80])
+
+
+class ProxyPassMatchOrderTests(TestCase):
+    """ProxyPass and ProxyPassMatch are checked in file order, as Apache does."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        one, two = (node.url for node in self.nodes)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            ProxyPassMatch ^/api/(.*)$ {two}/api/$1
+            ProxyPass /api {one}/api
+            ProxyPass /legacy {one}/legacy
+            ProxyPass /legacy-off !
+            ProxyPassMatch ^/(.*)/echo$ {two}/$1/echo
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    @defer.inlineCallbacks
+    def test_file_order(self):
+        for path, expected in (
+            (b"/api/echo", "node2"),  # the Match comes first
+            (b"/legacy/echo", "node1"),  # the ProxyPass comes first
+            (b"/legacy-off/echo", None),  # so does the exclusion
+            (b"/other/echo", "node2"),
+        ):
+            answer = yield raw_request(self.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            if expected is None:
+                self.assertTrue(answer.startswith(b"HTTP/1.1 404"), (path, answer[:80]))
+            else:
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (path, answer[:80]))
+                self.assertEqual(_node_of(answer), expected, path)

@@ -2313,6 +2313,8 @@ class _Reader:
                     "(as in Apache without RewriteOptions Inherit)",
                 )
                 continue
+            if match and scope.kind != "location":
+                pattern = self.after_earlier_passes(node, host, pattern)
             try:
                 if status == 0:
                     url = target
@@ -2401,6 +2403,36 @@ class _Reader:
                 continue
             out.append(UnroutedHeaders(edits, names))
         return tuple(out)
+
+    def after_earlier_passes(self, node: Node, host: _Scope, pattern: str) -> str:
+        """
+        C{pattern} of a ProxyPassMatch, made to match no path that a
+        ProxyPass Apache checks before it serves: those above it in its
+        host (the main server's first, for a virtual host) and those in
+        <Location> sections, which Apache checks before all others.
+        """
+        position = self.order.get((node.file, node.where), 0)
+        earlier = [
+            p.path
+            for p in self.passes
+            if p.scope.host in (host, self.main)
+            and (
+                p.scope.kind == "location"
+                or (p.scope.host is self.main and host is not self.main)
+                or self.order.get((p.node.file, p.node.where), 0) < position
+            )
+        ]
+        if not earlier:
+            return pattern
+        try:
+            re.compile(pattern)
+        except re.error:
+            return pattern  # refused with its reason when the rule is built
+        prefixes = "|".join(
+            re.escape(path) + ("" if path.endswith("/") else "(?:$|[/;])")
+            for path in sorted(set(earlier), key=lambda path: (-len(path), path))
+        )
+        return f"^(?!{prefixes}).*?(?:{pattern})"
 
     def route_in_host(self, route: RouteConfig, host: _Scope) -> bool:
         names = self.host_names(host)
