@@ -67,10 +67,38 @@ def test_refused_directive_gives_the_reason(tmp_path) -> None:
 
 
 def test_unsupported_section(tmp_path) -> None:
-    """An unknown section such as <LocationMatch> is reported by name, line and reason."""
-    e = error(tmp_path, "Listen 8080\n<LocationMatch ^/a>\n</LocationMatch>\n")
+    """An unsupported section such as <ProxyMatch> is reported by name, line and reason."""
+    e = error(tmp_path, "Listen 8080\n<ProxyMatch ^http://a>\n</ProxyMatch>\n")
     assert e.key == "line 2"
-    assert "<LocationMatch> is not supported: regular-expression locations" in e.problem
+    assert "<ProxyMatch> is not supported: regular-expression proxy sections" in e.problem
+
+
+def test_location_match(tmp_path) -> None:
+    """<LocationMatch> (and <Location ~>) naming a path prefix at a segment boundary is that
+    <Location>; another expression is refused with what to do; ProxyPass (or ProxyPassMatch)
+    inside it is ProxyPassMatch with the section's expression."""
+    for regex in ("^/a", "^/(a|b)/", "^/a/$", "\\.php$"):
+        e = error(tmp_path, f'Listen 8080\n<LocationMatch "{regex}">\n</LocationMatch>\n')
+        assert e.key == "line 2" and "names a path prefix" in e.problem, regex
+    config, _ = read(
+        tmp_path,
+        """
+        Listen 8080
+        ProxyPass /a http://127.0.0.1:9000/a
+        <Location ~ "^/a/private(/|$)">
+            Require ip 10.0.0.0/8
+        </Location>
+        <LocationMatch ^/b/>
+            ProxyPassMatch http://127.0.0.1:9000/x
+        </LocationMatch>
+        <LocationMatch "^/c/(.*)$">
+        </LocationMatch>
+        """,
+    )
+    [route] = config.routes
+    assert [(r.path, r.allow) for r in route.access] == [("/a/private", ("10.0.0.0/8",))]
+    [rule] = config.rules
+    assert (rule.pattern, rule.target) == ("^(?=.*?(?:^/b/))(.*)$", "/x$1")
 
 
 def test_unsupported_directive_inside_proxy(tmp_path) -> None:
@@ -1697,7 +1725,8 @@ def test_basic_authentication(tmp_path) -> None:
 
 
 def test_proxypassmatch(tmp_path) -> None:
-    """ProxyPassMatch becomes a proxying rule (or a 404 for !), before the prefix routes."""
+    """ProxyPassMatch becomes a proxying rule (or a 404 for !), checked in file order with
+    ProxyPass."""
     config, _ = read(
         tmp_path,
         f"""
@@ -1717,6 +1746,23 @@ def test_proxypassmatch(tmp_path) -> None:
     ]
     e = error(tmp_path, "Listen 80\nProxyPassMatch ^/(.*)$ http://h:1/$1 timeout=5\n")
     assert e.key == "line 2" and "with parameters is not supported" in e.problem
+    # A ProxyPassMatch after a ProxyPass (or one in a <Location>) matches no path it serves.
+    config, _ = read(
+        tmp_path,
+        f"""
+        Listen 80
+        {APP}
+        <Location /loc>
+            ProxyPass balancer://app/loc
+        </Location>
+        ProxyPass /app/ balancer://app/
+        ProxyPass /api balancer://app/api
+        ProxyPassMatch ^/(.*)$ balancer://app/$1
+        """,
+    )
+    [rule] = config.rules
+    assert rule.pattern == "^(?!/app/|/api(?:$|[/;])|/loc(?:$|[/;])).*?(?:^/(.*)$)"
+    assert rule.target == "/$1"
 
 
 def test_worked_examples_in_the_migration_guide_load(tmp_path) -> None:

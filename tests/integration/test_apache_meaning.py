@@ -904,3 +904,115 @@ class UnroutedHeaderTests(TestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
         self.assertEqual(_header(answer, b"x-host"), [b"a"])
         self.assertEqual(_header(answer, b"x-plain"), [b"yes"])
+
+
+class LocationMatchTests(TestCase):
+    """
+    <LocationMatch> with an expression that names a path prefix: Require
+    inside it guards that prefix (at a segment boundary, as the expression
+    does); ProxyPass inside it is ProxyPassMatch with the section's
+    expression (the whole path appended to the URL), with the section's
+    Header lines.
+    """
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.node = Node("node1")
+        self.addCleanup(self.node.stop)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            <Proxy balancer://app>
+                BalancerMember {self.node.url} route=node1
+            </Proxy>
+            ProxyPass /app balancer://app/app
+            <LocationMatch "^/app/admin(/|$)">
+                Require ip 10.0.0.0/8
+            </LocationMatch>
+            <LocationMatch "^/api/">
+                ProxyPass balancer://app
+                Header always set X-Api yes
+            </LocationMatch>
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    def get(self, path: bytes) -> defer.Deferred[bytes]:
+        return raw_request(self.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+
+    @defer.inlineCallbacks
+    def test_require_inside(self):
+        for path, status in (
+            (b"/app/admin/echo", b"403"),
+            (b"/app/admin", b"403"),
+            (b"/app/administrator/echo", b"200"),
+            (b"/app/echo", b"200"),
+        ):
+            answer = yield self.get(path)
+            self.assertTrue(answer.startswith(b"HTTP/1.1 " + status), (path, answer[:80]))
+
+    @defer.inlineCallbacks
+    def test_proxy_pass_inside(self):
+        import json
+
+        answer = yield self.get(b"/api/v1/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:80])
+        self.assertEqual(_header(answer, b"x-api"), [b"yes"])
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        self.assertEqual(json.loads(body)["uri"], "/api/v1/echo")
+        # The whole path, escaped again as the client sent it.
+        answer = yield self.get(b"/api/a%20b/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:300])
+        body = answer.split(b"\r\n\r\n", 1)[1]
+        if body[:1] != b"{":
+            body = body.split(b"\r\n", 1)[1].rsplit(b"\r\n0\r\n", 1)[0]
+        self.assertEqual(json.loads(body)["uri"], "/api/a%20b/echo")
+        answer = yield self.get(b"/apiary/echo")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 404"), answer[:80])
+
+
+class ProxyPassMatchOrderTests(TestCase):
+    """ProxyPass and ProxyPassMatch are checked in file order, as Apache does."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.nodes = [Node("node1"), Node("node2")]
+        for node in self.nodes:
+            self.addCleanup(node.stop)
+        one, two = (node.url for node in self.nodes)
+        site = ApacheSite(
+            self,
+            f"""
+            Listen 127.0.0.1:0
+            ProxyPassMatch ^/api/(.*)$ {two}/api/$1
+            ProxyPass /api {one}/api
+            ProxyPass /legacy {one}/legacy
+            ProxyPass /legacy-off !
+            ProxyPassMatch ^/(.*)/echo$ {two}/$1/echo
+            """,
+        )
+        self.addCleanup(site.service.stopService)
+        [self.port] = yield defer.Deferred.fromCoroutine(site.start())
+
+    @defer.inlineCallbacks
+    def test_file_order(self):
+        for path, expected in (
+            (b"/api/echo", "node2"),  # the Match comes first
+            (b"/legacy/echo", "node1"),  # the ProxyPass comes first
+            (b"/legacy-off/echo", None),  # so does the exclusion
+            (b"/other/echo", "node2"),
+        ):
+            answer = yield raw_request(self.port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path)
+            if expected is None:
+                self.assertTrue(answer.startswith(b"HTTP/1.1 404"), (path, answer[:80]))
+            else:
+                self.assertTrue(answer.startswith(b"HTTP/1.1 200"), (path, answer[:80]))
+                self.assertEqual(_node_of(answer), expected, path)

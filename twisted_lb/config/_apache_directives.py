@@ -420,8 +420,6 @@ ACCEPTED_SECTIONS: dict[str, str] = {
 
 #: Sections refused, with the reason.
 REFUSED_SECTIONS: dict[str, str] = {
-    "locationmatch": "regular-expression locations are not supported; use <Location> with a "
-    "path prefix",
     "proxymatch": "regular-expression proxy sections are not supported; use <Proxy "
     "balancer://name>",
     "limit": "per-method access rules are not supported; use Require in the <Location> for all "

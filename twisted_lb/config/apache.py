@@ -92,6 +92,7 @@ SUPPORTED_DIRECTIVES = frozenset(
         "balancermember",
         "proxyset",
         "location",
+        "locationmatch",
         "ifmodule",
         "ifdefine",
         "ifversion",
@@ -278,6 +279,12 @@ class _Scope:
     redirects: list[tuple[Node, int, str, str]] = attrs.Factory(list)
     passes: list[_Pass] = attrs.Factory(list)
     location: str | None = None
+    #: For a <LocationMatch> (or <Location ~>): its regular expression (the
+    #: path prefix it is equivalent to is in C{location}).
+    regex: str | None = None
+    #: A <LocationMatch> with its own ProxyPass (a ProxyPassMatch rule):
+    #: its Header lines are that rule's.
+    proxies: bool = False
     #: Header and RequestHeader lines written in this scope, in order.
     headers: list[tuple[Node, bool, HeaderEdit]] = attrs.Factory(list)
     #: Require / Order / Allow / Deny lines of this section.
@@ -592,10 +599,24 @@ class _Reader:
             self.balancers[name] = _Balancer(name, node, scope)
         return self.balancers[name]
 
-    def d_location(self, node: Node, scope: _Scope) -> None:
+    def d_locationmatch(self, node: Node, scope: _Scope) -> None:
+        self.d_location(node, scope, _one_arg(node))
+
+    def d_location(self, node: Node, scope: _Scope, regex: str | None = None) -> None:
         if scope.kind not in ("main", "vhost"):
-            raise node.error("<Location> must be at the top level or in a <VirtualHost>")
-        path = _one_arg(node)
+            raise node.error(f"{node.display} must be at the top level or in a <VirtualHost>")
+        if regex is None and len(node.args) == 2 and node.args[0] == "~":
+            regex = node.args[1]
+        if regex is not None:
+            path = _regex_prefix(regex)
+            if path is None:
+                raise node.error(
+                    f"{node.display}: only a regular expression that names a path prefix is "
+                    "supported (^/path/, ^/path/.*, ^/path(/.*)?$ or ^/path(/|$)); use "
+                    "<Location /path> sections, or ProxyPassMatch for a pattern"
+                )
+        else:
+            path = _one_arg(node)
         if not path.startswith("/"):
             raise node.error(f"<Location {path}>: the path must start with '/'")
         handler = _status_handler(node)
@@ -610,6 +631,7 @@ class _Reader:
             return
         inner = _Scope("location", node, scope)
         inner.location = path
+        inner.regex = regex
         self.location_scopes.append(inner)
         self.walk(node.children or [], inner)
 
@@ -792,14 +814,18 @@ class _Reader:
             )
         self.pending_rules.append((node, scope, status, pattern, target, kwargs, False))
 
-    def d_proxypassmatch(self, node: Node, scope: _Scope) -> None:
-        args = list(node.args)
-        if scope.kind == "location":
+    def d_proxypassmatch(self, node: Node, scope: _Scope, args: list[str] | None = None) -> None:
+        if args is None:
+            args = list(node.args)
+            if scope.kind == "location" and scope.regex is not None:
+                # Inside <LocationMatch> the expression is the section's.
+                args.insert(0, scope.regex)
+        if scope.kind == "location" and scope.regex is None:
             raise node.error(
                 "ProxyPassMatch inside <Location> is not supported; write it in the "
                 "<VirtualHost> with its regular expression"
             )
-        if scope.kind not in ("main", "vhost"):
+        if scope.kind not in ("main", "vhost", "location"):
             raise node.error("ProxyPassMatch belongs at the top level or in a <VirtualHost>")
         if len(args) < 2:
             raise node.error("ProxyPassMatch takes regex URL [key=value ...] (or regex !)")
@@ -809,6 +835,8 @@ class _Reader:
                 "ProxyPassMatch with parameters is not supported: put them on the "
                 "BalancerMember lines (or use ProxyPass with a prefix)"
             )
+        if scope.kind == "location":
+            scope.proxies = True
         if target == "!":
             self.pending_rules.append((node, scope, 404, pattern, "-", {}, True))
             return
@@ -1329,6 +1357,10 @@ class _Reader:
                 raise node.error(
                     "ProxyPass inside <Location> takes the URL only (the path is the location's)"
                 )
+            if scope.regex is not None:
+                # Apache reads it as ProxyPassMatch with the section's expression.
+                self.d_proxypassmatch(node, scope, [scope.regex, *args])
+                return
             assert scope.location is not None
             args.insert(0, scope.location)
         if len(args) < 2:
@@ -1876,7 +1908,7 @@ class _Reader:
                 )
         paths = {r.path for r in routes}
         for loc in self.location_scopes:
-            if not loc.headers or loc.location in paths:
+            if not loc.headers or loc.location in paths or loc.proxies:
                 continue
             assert loc.location is not None
             wider = [p for p in paths if _covers(p, loc.location)]
@@ -2281,10 +2313,18 @@ class _Reader:
                     "(as in Apache without RewriteOptions Inherit)",
                 )
                 continue
+            if match and scope.kind != "location":
+                pattern = self.after_earlier_passes(node, host, pattern)
             try:
                 if status == 0:
                     url = target
                     kwargs["balancer"], target = self.proxy_target(node, scope, target, balancers)
+                    if match and re.search(r"\$\d", url) is None:
+                        # ProxyPassMatch without back-references: Apache puts the
+                        # whole request path after the URL.
+                        # (escaped again, as Apache's canonical URL is).
+                        pattern, target = _whole_path(pattern, url, target)
+                        kwargs["noescape"] = False
                     kwargs["access"], kwargs["auth"] = self.site_access(node, scope, url)
                     edits = self.site_headers(node, scope, url)
                     kwargs["request_headers"] = tuple(e for request, e in edits if request)
@@ -2364,6 +2404,36 @@ class _Reader:
             out.append(UnroutedHeaders(edits, names))
         return tuple(out)
 
+    def after_earlier_passes(self, node: Node, host: _Scope, pattern: str) -> str:
+        """
+        C{pattern} of a ProxyPassMatch, made to match no path that a
+        ProxyPass Apache checks before it serves: those above it in its
+        host (the main server's first, for a virtual host) and those in
+        <Location> sections, which Apache checks before all others.
+        """
+        position = self.order.get((node.file, node.where), 0)
+        earlier = [
+            p.path
+            for p in self.passes
+            if p.scope.host in (host, self.main)
+            and (
+                p.scope.kind == "location"
+                or (p.scope.host is self.main and host is not self.main)
+                or self.order.get((p.node.file, p.node.where), 0) < position
+            )
+        ]
+        if not earlier:
+            return pattern
+        try:
+            re.compile(pattern)
+        except re.error:
+            return pattern  # refused with its reason when the rule is built
+        prefixes = "|".join(
+            re.escape(path) + ("" if path.endswith("/") else "(?:$|[/;])")
+            for path in sorted(set(earlier), key=lambda path: (-len(path), path))
+        )
+        return f"^(?!{prefixes}).*?(?:{pattern})"
+
     def route_in_host(self, route: RouteConfig, host: _Scope) -> bool:
         names = self.host_names(host)
         return not route.hosts or not names or bool(set(route.hosts) & set(names))
@@ -2392,6 +2462,8 @@ class _Reader:
         fake = _Pass(node, "/", url, [], scope)
         scopes = [self.main] if scope.host is self.main else [self.main, scope.host]
         scopes += self.proxy_sections_for(fake)
+        if scope.kind == "location":
+            scopes.append(scope)  # the rule's own <LocationMatch>
         return [(request, edit) for s in scopes for _, request, edit in s.headers]
 
     def site_access(
@@ -2476,6 +2548,7 @@ _SECTIONS = frozenset(
         "virtualhost",
         "proxy",
         "location",
+        "locationmatch",
         "ifmodule",
         "ifdefine",
         "ifversion",
@@ -2695,6 +2768,49 @@ def _redirect_base(path: str, url: str) -> str | None:
     if url.endswith(path):
         return url[: len(url) - len(path)]
     return None
+
+
+def _whole_path(pattern: str, url: str, target: str) -> tuple[str, str]:
+    """
+    A ProxyPassMatch without back-references as a rule whose target ends
+    with the whole request path (Apache appends it when the URL has no
+    substitution): C{pattern} matches as before and captures the path.
+    """
+    try:
+        group = re.compile(pattern).groups + 1
+    except re.error:
+        return pattern, target  # refused with its reason when the rule is built
+    base = target
+    if not urlsplit(url).path and base == "/":
+        base = ""
+    return f"^(?=.*?(?:{pattern}))(.*)$", f"{base.rstrip('/') if base != '/' else ''}${group}"
+
+
+#: The regular expressions of <LocationMatch> that name a path prefix, at a
+#: segment boundary: ^/path/ (and ^/path/.*), ^/path(/.*)?$, ^/path(/|$).
+_PREFIX_REGEX = re.compile(
+    r"\^(?P<path>/(?:[A-Za-z0-9_~!,;:@=+-]|\\[.-]|/)*?)"
+    r"(?:(?P<slash>/(?:\.\*|\(\.\*\))?\$?)|\(/\.\*\)\?\$|\(/\|\$\)|\(\$\|/\))"
+)
+
+
+def _regex_prefix(regex: str) -> str | None:
+    """
+    The path prefix a <LocationMatch> expression stands for, as a <Location>
+    path, or C{None} when it names no prefix at a segment boundary (then
+    it could cover paths a prefix does not, or fewer).
+    """
+    if regex in ("^/", "^/.*", "^/.*$"):
+        return "/"
+    match = _PREFIX_REGEX.fullmatch(regex)
+    if match is None:
+        return None
+    path = re.sub(r"\\(.)", r"\1", match.group("path")).rstrip("/")
+    if match.group("slash") is not None:
+        if match.group("slash") == "/$":
+            return None  # ^/path/$: that one path only
+        return path + "/"
+    return path or None
 
 
 def read_apache(path: str) -> tuple[ProxyConfig, list[str]]:
