@@ -9,7 +9,7 @@ Everything that does not change per request is built here, once.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService
@@ -43,6 +43,10 @@ from twisted_lb.frontend import FrontendSite
 from twisted_lb.reload import ReloadPlan, ReloadSummary, plan_reload, read_again
 from twisted_lb.resource import RedirectResource
 from twisted_lb.tls import server_context
+
+if TYPE_CHECKING:
+    from twisted_lb.admin import AdminService, WorkerAdmin
+    from twisted_lb.cluster import ClusterService
 
 __all__ = [
     "ProxyService",
@@ -151,7 +155,7 @@ class ProxyService(MultiService):
         }
         self.access_log = open_access_log(config)
         #: The store shared with other proxies ([cluster]), or None.
-        self.cluster: Any = None
+        self.cluster: ClusterService | None = None
         if config.cluster is not None:
             from twisted_lb.cluster import ClusterService
 
@@ -162,7 +166,7 @@ class ProxyService(MultiService):
                 address=config.admin.endpoint if config.admin is not None else "",
             )
         #: The admin listener (manager, API, metrics), when configured.
-        self.admin: Any = None
+        self.admin: AdminService | WorkerAdmin | None = None
         if config.admin is not None:
             from twisted_lb.admin import AdminService
 
@@ -206,7 +210,7 @@ class ProxyService(MultiService):
         if admin is None:
             return log
         if log is None:
-            return admin.observe  # type: ignore[no-any-return]
+            return admin.observe
         observe = admin.observe
 
         def both(entry: dict[str, Any]) -> None:
