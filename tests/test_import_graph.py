@@ -30,11 +30,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "twisted_lb"
 #: that this list stays true: break a cycle, then remove it here).
 ALLOWED_CYCLES: frozenset[frozenset[str]] = frozenset(
     {
-        # The control side: the service calls reload, which rewrites
-        # ProxyService attributes (and names ProxyService). To go when
-        # reload only plans and the service applies the plan (issue 17,
-        # item 2).
-        frozenset({"twisted_lb.reload", "twisted_lb.service"}),
         # The HTTP/1.1 lane: frontend builds the fast path's responses
         # (fastpath.RawResponse, parse_simple_head) and fastpath names the
         # channel type it writes to (frontend.LimitedHTTPChannel, under

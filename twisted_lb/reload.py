@@ -2,10 +2,13 @@
 Reloading a running proxy's configuration (C{SIGHUP}, or
 L{ProxyService.reload <twisted_lb.service.ProxyService.reload>}).
 
-A reload first builds everything the new configuration needs (backends of
-new and changed members, new balancers, the access log, new listeners, which
-start listening) and only then, in one step that cannot fail, changes what
-runs; an invalid configuration raises L{ConfigError} and changes nothing.
+A reload first plans (L{plan_reload}: the running configuration and the new
+one give a L{ReloadPlan}): it builds everything the new configuration needs
+(backends of new and changed members, new balancers, the access log, new
+listeners, which start listening). Only then the service carries the plan
+out (L{ProxyService.apply <twisted_lb.service.ProxyService.apply>}), in one
+step that cannot fail; an invalid configuration raises L{ConfigError} and
+changes nothing. This module never changes the service itself.
 
 What a reload does, matching members by balancer name and route:
 
@@ -38,22 +41,23 @@ What a reload does, matching members by balancer name and route:
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import Service
+from twisted.application.service import IServiceCollection, Service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
+from twisted_lb.accesslog import AccessLogFile
 from twisted_lb.balancer import LBMethod, Member
 from twisted_lb.builders import (
     MEMBER_STATUS,
     BuiltBalancer,
     backend_for,
     build_balancer,
-    build_router,
     load_error_pages,
     log_summary,
     open_access_log,
@@ -67,14 +71,20 @@ from twisted_lb.config.model import (
     MemberConfig,
     ProxyConfig,
 )
+from twisted_lb.control import ProxyControl
 from twisted_lb.dispatch import Backend
+from twisted_lb.errors import ErrorPage
 from twisted_lb.frontend import FrontendSite
 from twisted_lb.tls import server_context
 
-if TYPE_CHECKING:
-    from twisted_lb.service import ProxyService
-
-__all__ = ["ReloadSummary", "reload_service", "reload_and_log", "ReloadOnSignal"]
+__all__ = [
+    "ReloadPlan",
+    "ReloadSummary",
+    "plan_reload",
+    "read_again",
+    "reload_and_log",
+    "ReloadOnSignal",
+]
 
 _log = Logger()
 
@@ -212,34 +222,209 @@ def _close_all(backends: list[Backend], builts: list[BuiltBalancer]) -> None:
         built.close()
 
 
-def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> ReloadSummary:
+def read_again(running: ProxyConfig) -> ProxyConfig:
     """
-    Apply C{config} (or the file C{service.config.source} read again) to
-    C{service}; see the module's description.
+    The configuration file of C{running} read again (its warnings logged).
 
-    @raise ConfigError: the configuration is not valid or cannot be applied;
-        nothing was changed.
+    @raise ConfigError: C{running} was not read from a file, or the file is
+        not valid.
     """
-    old = service.config
-    if config is None:
-        if old.source.startswith("<"):
-            raise ConfigError(old.source, "file", "this configuration was not read from a file")
-        config, warnings = read_config(old.source)
-        for warning in warnings:
-            _log.warn("{source}: {warning}", source=old.source, warning=warning)
-    reactor = service.reactor
+    if running.source.startswith("<"):
+        raise ConfigError(running.source, "file", "this configuration was not read from a file")
+    config, warnings = read_config(running.source)
+    for warning in warnings:
+        _log.warn("{source}: {warning}", source=running.source, warning=warning)
+    return config
 
-    # -- prepare: build what is new; nothing running changes -------------------------------
-    rebuild_all = config.x_forwarded != old.x_forwarded
+
+@attrs.define
+class ReloadPlan:
+    """
+    A new configuration, ready to replace the running one: everything it
+    needs is built (backends of new and changed members, new balancers, the
+    access log, TLS contexts read again) and its new listeners listen, but
+    nothing that runs has changed yet. L{plan_reload} makes it;
+    L{ProxyService.apply <twisted_lb.service.ProxyService.apply>} carries
+    it out (in one step that cannot fail), with the methods below for what
+    changes outside the service; L{abandon} releases it instead.
+
+    @ivar running: the configuration it replaces.
+    @ivar config: the new configuration.
+    @ivar fresh: the new and rebuilt balancers, by name.
+    @ivar access_log: the access log to use from now on (the running one
+        when its file and format did not change).
+    @ivar started: the new listeners (listening, under the service).
+    @ivar kept: the listeners kept, by their index in C{config}.
+    """
+
+    running: ProxyConfig
+    config: ProxyConfig
+    error_pages: dict[int, ErrorPage]
+    fresh: dict[str, BuiltBalancer]
+    members: list[_MemberPlan]
+    made: list[Backend]
+    access_log: AccessLogFile | None
+    started: list[StreamServerEndpointService]
+    kept: dict[int, StreamServerEndpointService]
+    listeners_added: list[str]
+    certificates: list[tuple[TLSMemoryBIOFactory, Any, str]]
+
+    def abandon(self, running_log: AccessLogFile | None) -> None:
+        """Release what planning built and started (nothing used it)."""
+        for listening in self.started:
+            listening.disownServiceParent()
+        _close_all(self.made, list(self.fresh.values()))
+        if self.access_log is not None and self.access_log is not running_log:
+            self.access_log.close()
+
+    def change_members(self) -> list[defer.Deferred[None]]:
+        """
+        Change the members of the balancers that stay, in place.
+
+        @return: the drains of the backends taken out.
+        """
+        drains: list[defer.Deferred[None]] = []
+        for plan in self.members:
+            drains.extend(_apply_members(plan))
+            plan.built.default_timeout = self.config.timeout
+        return drains
+
+    def balancers_after(
+        self, running: Mapping[str, BuiltBalancer]
+    ) -> tuple[dict[str, BuiltBalancer], list[BuiltBalancer]]:
+        """
+        The balancers of the new configuration by name (the fresh ones, else
+        the running ones), and the running ones taken out (removed or
+        rebuilt).
+        """
+        names = {c.name for c in self.config.balancers}
+        retired = [b for name, b in running.items() if name not in names or name in self.fresh]
+        balancers = {
+            c.name: self.fresh.get(c.name) or running[c.name] for c in self.config.balancers
+        }
+        return balancers, retired
+
+    def rotate_log(self, old_log: AccessLogFile | None) -> None:
+        """Close the access log replaced, or reopen the one kept (log rotation)."""
+        access_log = self.access_log
+        if old_log is not None and old_log is not access_log:
+            old_log.close()
+        elif access_log is not None:
+            try:
+                access_log.reopen()
+            except OSError as e:
+                _log.error("access log {path} not reopened: {error}", path=access_log.path, error=e)
+
+    def listening_after(
+        self, running: Sequence[StreamServerEndpointService]
+    ) -> tuple[list[StreamServerEndpointService], list[tuple[str, StreamServerEndpointService]]]:
+        """
+        The listening services of the new configuration, in its order, and
+        the running ones it drops (with their endpoint strings).
+        """
+        still = list(self.kept.values())
+        removed = [
+            (listener.endpoint, listening)
+            for listener, listening in zip(self.running.listeners, running, strict=True)
+            if listening not in still
+        ]
+        started = list(self.started)
+        listening = [
+            self.kept[i] if i in self.kept else started.pop(0)
+            for i in range(len(self.config.listeners))
+        ]
+        return listening, removed
+
+    def change_kept_listeners(self) -> tuple[str, ...]:
+        """
+        Give the kept listeners their new certificates, server names and
+        limits (for the connections they accept from now on).
+
+        @return: the limits that changed, as C{"name old -> new"}.
+        """
+        for factory, creator, _ in self.certificates:
+            # New connections only: a connection made before keeps its TLS session.
+            setattr(factory, _CREATOR, creator)
+        for i, listening in self.kept.items():
+            site = _site_of(listening)
+            if site is not None:
+                site.set_server_name(self.config.listeners[i].server_name)
+        limits_changed = _limits_changes(self.running.limits, self.config.limits)
+        if limits_changed:
+            # New listeners were built with them; kept ones take them for new connections.
+            for listening in self.kept.values():
+                site = _site_of(listening)
+                if site is not None:
+                    site.set_limits(self.config.limits)
+        return limits_changed
+
+    def report(
+        self,
+        balancers: Mapping[str, BuiltBalancer],
+        listeners_removed: Sequence[str],
+        limits_changed: tuple[str, ...],
+    ) -> ReloadSummary:
+        """What the reload changed, logged (with the new listeners and balancers if they changed)."""
+        config, old, plans, fresh = self.config, self.running, self.members, self.fresh
+        summary = ReloadSummary(
+            source=config.source,
+            members_added=tuple(f"{p.config.name}/{c.effective_route}" for p in plans for c, _ in p.added),
+            members_removed=tuple(f"{p.config.name}/{m.route}" for p in plans for m in p.removed),
+            members_changed=tuple(f"{p.config.name}/{m.route}" for p in plans for m, _ in p.changed),
+            members_replaced=tuple(f"{p.config.name}/{m.route}" for p in plans for m, _, _ in p.replaced),
+            balancers_added=tuple(n for n in fresh if n not in {b.name for b in old.balancers}),
+            balancers_removed=tuple(
+                b.name for b in old.balancers if b.name not in {c.name for c in config.balancers}
+            ),
+            balancers_rebuilt=tuple(n for n in fresh if n in {b.name for b in old.balancers}),
+            routes_changed=config.routes != old.routes,
+            listeners_added=tuple(self.listeners_added),
+            listeners_removed=tuple(listeners_removed),
+            certificates_reread=tuple(endpoint for _, _, endpoint in self.certificates),
+            limits_changed=limits_changed,
+            notes=tuple(
+                f"{key} changes at the next start" for key in _AT_START if getattr(config, key) != getattr(old, key)
+            ),
+        )
+        _log.info("reloaded {source}: {changes}", source=config.source, changes=summary.describe())
+        if fresh or self.listeners_added or listeners_removed:
+            log_summary(config, dict(balancers))
+        return summary
+
+
+def plan_reload(
+    running: ProxyConfig,
+    config: ProxyConfig,
+    *,
+    reactor: Any,
+    balancers: Mapping[str, BuiltBalancer],
+    access_log: AccessLogFile | None,
+    listening: Sequence[StreamServerEndpointService],
+    build_listener: Callable[[ProxyConfig, int], StreamServerEndpointService],
+    parent: IServiceCollection,
+) -> ReloadPlan:
+    """
+    Plan replacing the C{running} configuration by C{config}: build what is
+    new, start the new listeners (under C{parent}); change nothing running.
+
+    @param balancers: the running balancers, by name.
+    @param access_log: the running access log.
+    @param listening: the running listening services, in C{running}'s order.
+    @param build_listener: builds the (not yet started) listening service of
+        a listener of a configuration, by index.
+    @raise ConfigError: C{config} cannot be applied (a new listener cannot
+        listen, a file cannot be read...); what was built is released.
+    """
+    rebuild_all = config.x_forwarded != running.x_forwarded
     fresh: dict[str, BuiltBalancer] = {}
     plans: list[_MemberPlan] = []
     made: list[Backend] = []
     started: list[StreamServerEndpointService] = []
-    access_log = service.access_log
+    new_log = access_log
     try:
         error_pages = load_error_pages(config)
         for bconf in config.balancers:
-            built = service.balancers.get(bconf.name)
+            built = balancers.get(bconf.name)
             if built is None or rebuild_all or _rebuild_needed(built.config, bconf):
                 fresh[bconf.name] = build_balancer(
                     bconf, reactor, x_forwarded=config.x_forwarded, default_timeout=config.timeout
@@ -253,91 +438,31 @@ def reload_service(service: ProxyService, config: ProxyConfig | None = None) -> 
             config.access_log_format,
         )
         if not same_log:
-            access_log = open_access_log(config)
-        kept, listeners_added = _start_listeners(service, old, config, started)
+            new_log = open_access_log(config)
+        kept, listeners_added = _start_listeners(
+            running, config, listening, build_listener, parent, started
+        )
         certificates = _reread_certificates(config, kept)
     except BaseException:
-        for listening in started:
-            listening.disownServiceParent()
+        for service in started:
+            service.disownServiceParent()
         _close_all(made, list(fresh.values()))
-        if access_log is not None and access_log is not service.access_log:
-            access_log.close()
+        if new_log is not None and new_log is not access_log:
+            new_log.close()
         raise
-
-    # -- commit: cannot fail ------------------------------------------------------------------
-    drains: list[defer.Deferred[None]] = []
-    for plan in plans:
-        drains.extend(_apply_members(plan))
-        plan.built.default_timeout = config.timeout
-    retired = [b for name, b in service.balancers.items() if name not in {c.name for c in config.balancers} or name in fresh]
-    balancers = {
-        bconf.name: fresh.get(bconf.name) or service.balancers[bconf.name] for bconf in config.balancers
-    }
-    # In place: the admin listener and others hold this very dict.
-    service.balancers.clear()
-    service.balancers.update(balancers)
-    for built in fresh.values():
-        service.attach(built)
-    old_log = service.access_log
-    service.access_log = access_log
-    service.resource.replace(build_router(config, balancers), service.request_hook(), error_pages)
-    if old_log is not None and old_log is not access_log:
-        old_log.close()
-    elif access_log is not None:
-        try:
-            access_log.reopen()
-        except OSError as e:
-            _log.error("access log {path} not reopened: {error}", path=access_log.path, error=e)
-    listeners_removed = []
-    still = list(kept.values())
-    for listener, listening in zip(old.listeners, service.listening, strict=True):
-        if listening not in still:
-            listening.disownServiceParent()
-            listeners_removed.append(listener.endpoint)
-    service.listening = [kept[i] if i in kept else started.pop(0) for i in range(len(config.listeners))]
-    for factory, creator, _ in certificates:
-        # New connections only: a connection made before keeps its TLS session.
-        setattr(factory, _CREATOR, creator)
-    for i, listening in kept.items():
-        site = _site_of(listening)
-        if site is not None:
-            site.set_server_name(config.listeners[i].server_name)
-    limits_changed = _limits_changes(old.limits, config.limits)
-    if limits_changed:
-        # New listeners were built with them; kept ones take them for new connections.
-        for listening in kept.values():
-            site = _site_of(listening)
-            if site is not None:
-                site.set_limits(config.limits)
-    service.config = config
-    for built in retired:
-        service.retired.add(built)
-        drains.append(_retire(service, built))
-
-    summary = ReloadSummary(
-        source=config.source,
-        members_added=tuple(f"{p.config.name}/{c.effective_route}" for p in plans for c, _ in p.added),
-        members_removed=tuple(f"{p.config.name}/{m.route}" for p in plans for m in p.removed),
-        members_changed=tuple(f"{p.config.name}/{m.route}" for p in plans for m, _ in p.changed),
-        members_replaced=tuple(f"{p.config.name}/{m.route}" for p in plans for m, _, _ in p.replaced),
-        balancers_added=tuple(n for n in fresh if n not in {b.name for b in old.balancers}),
-        balancers_removed=tuple(
-            b.name for b in old.balancers if b.name not in {c.name for c in config.balancers}
-        ),
-        balancers_rebuilt=tuple(n for n in fresh if n in {b.name for b in old.balancers}),
-        routes_changed=config.routes != old.routes,
-        listeners_added=tuple(listeners_added),
-        listeners_removed=tuple(listeners_removed),
-        certificates_reread=tuple(endpoint for _, _, endpoint in certificates),
-        limits_changed=limits_changed,
-        notes=tuple(
-            f"{key} changes at the next start" for key in _AT_START if getattr(config, key) != getattr(old, key)
-        ),
+    return ReloadPlan(
+        running=running,
+        config=config,
+        error_pages=error_pages,
+        fresh=fresh,
+        members=plans,
+        made=made,
+        access_log=new_log,
+        started=started,
+        kept=kept,
+        listeners_added=listeners_added,
+        certificates=certificates,
     )
-    _log.info("reloaded {source}: {changes}", source=config.source, changes=summary.describe())
-    if fresh or listeners_added or listeners_removed:
-        log_summary(config, balancers)
-    return summary
 
 
 def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:
@@ -354,19 +479,22 @@ def _same_socket(old: ListenerConfig, new: ListenerConfig) -> bool:
 
 
 def _start_listeners(
-    service: ProxyService,
     old: ProxyConfig,
     new: ProxyConfig,
+    listening: Sequence[StreamServerEndpointService],
+    build_listener: Callable[[ProxyConfig, int], StreamServerEndpointService],
+    parent: IServiceCollection,
     started: list[StreamServerEndpointService],
 ) -> tuple[dict[int, StreamServerEndpointService], list[str]]:
     """
-    Match listeners; start the new ones (appended to C{started}).
+    Match listeners; start the new ones under C{parent} (appended to
+    C{started}).
 
     @return: the kept listening services by their new index, and the new
         endpoints.
     @raise ConfigError: a new listener cannot be built or cannot listen.
     """
-    unused = list(zip(old.listeners, service.listening, strict=True))
+    unused = list(zip(old.listeners, listening, strict=True))
     kept: dict[int, StreamServerEndpointService] = {}
     added = []
     for i, listener in enumerate(new.listeners):
@@ -375,16 +503,16 @@ def _start_listeners(
             unused.remove(match)
             kept[i] = match[1]
             continue
-        listening = service.build_listener(new, i)
+        service = build_listener(new, i)
         try:
-            listening.setServiceParent(service)
+            service.setServiceParent(parent)
         except ConfigError:
-            listening.disownServiceParent()
+            service.disownServiceParent()
             raise
         except Exception as e:
-            listening.disownServiceParent()
+            service.disownServiceParent()
             raise ConfigError(new.source, f"listen[{i}].endpoint", f"cannot listen: {e}") from None
-        started.append(listening)
+        started.append(service)
         added.append(listener.endpoint)
     return kept, added
 
@@ -440,16 +568,9 @@ def _limits_changes(old: LimitsConfig, new: LimitsConfig) -> tuple[str, ...]:
     )
 
 
-def _retire(service: ProxyService, built: BuiltBalancer) -> defer.Deferred[None]:
-    """Let a balancer taken out finish its requests in flight, then close it."""
-    service.detach(built)
-    d = defer.gatherResults([built.remove_member(m) for m in built.balancer.members])
-    return d.addBoth(lambda _: service.retired.discard(built))
-
-
 class ReloadOnSignal(Service):
     """
-    Reloads a L{ProxyService} on C{SIGHUP} (installed by C{twistd lbproxy}).
+    Reloads a proxy on C{SIGHUP} (installed by C{twistd lbproxy}).
 
     The signal handler only schedules the reload on the reactor
     (C{callFromThread}, as twistd does for C{SIGUSR1}); the reload then runs
@@ -458,7 +579,7 @@ class ReloadOnSignal(Service):
     L{twisted_lb.logs.LogFileSignals} reopens twistd's log on the same signal.)
     """
 
-    def __init__(self, proxy: ProxyService, reactor: Any) -> None:
+    def __init__(self, proxy: ProxyControl, reactor: Any) -> None:
         self.proxy = proxy
         self.reactor = reactor
         self._previous: Any = None
@@ -483,7 +604,7 @@ class ReloadOnSignal(Service):
         reload_and_log(self.proxy)
 
 
-def reload_and_log(proxy: ProxyService) -> None:
+def reload_and_log(proxy: ProxyControl) -> None:
     """Reload C{proxy} from its file (on SIGHUP); log the outcome, raise nothing."""
     _log.info("SIGHUP: reloading {source}", source=proxy.config.source)
     try:

@@ -40,11 +40,13 @@ from twisted_lb.control import WorkerIdentity
 from twisted_lb.drain import ClientConnections, wait_until
 from twisted_lb.endpoints import endpoint_errors, with_default_backlog
 from twisted_lb.frontend import FrontendSite
+from twisted_lb.reload import ReloadPlan, ReloadSummary, plan_reload, read_again
 from twisted_lb.resource import RedirectResource
 from twisted_lb.tls import server_context
 
 if TYPE_CHECKING:
-    from twisted_lb.reload import ReloadSummary
+    from twisted_lb.admin import AdminService, WorkerAdmin
+    from twisted_lb.cluster import ClusterService
 
 __all__ = [
     "ProxyService",
@@ -153,7 +155,7 @@ class ProxyService(MultiService):
         }
         self.access_log = open_access_log(config)
         #: The store shared with other proxies ([cluster]), or None.
-        self.cluster: Any = None
+        self.cluster: ClusterService | None = None
         if config.cluster is not None:
             from twisted_lb.cluster import ClusterService
 
@@ -164,7 +166,7 @@ class ProxyService(MultiService):
                 address=config.admin.endpoint if config.admin is not None else "",
             )
         #: The admin listener (manager, API, metrics), when configured.
-        self.admin: Any = None
+        self.admin: AdminService | WorkerAdmin | None = None
         if config.admin is not None:
             from twisted_lb.admin import AdminService
 
@@ -208,7 +210,7 @@ class ProxyService(MultiService):
         if admin is None:
             return log
         if log is None:
-            return admin.observe  # type: ignore[no-any-return]
+            return admin.observe
         observe = admin.observe
 
         def both(entry: dict[str, Any]) -> None:
@@ -282,14 +284,13 @@ class ProxyService(MultiService):
     def reload(self, config: ProxyConfig | None = None) -> ReloadSummary:
         """
         Apply a new configuration (re-read from C{config.source} when
-        C{None}): see L{twisted_lb.reload}.
+        C{None}): plan it (L{twisted_lb.reload.plan_reload}), then L{apply}
+        the plan.
 
         @return: what changed (also logged).
         @raise ConfigError: the configuration is not valid or cannot be
             applied (a new listener cannot listen); nothing was changed.
         """
-        from twisted_lb.reload import reload_service
-
         if self.cluster is not None and self.running and not self.cluster.ready.called:
             raise ConfigError(
                 self.config.source, "cluster",
@@ -297,10 +298,22 @@ class ProxyService(MultiService):
                 "before it serves; reload once it serves",
             )
         try:
-            summary = reload_service(self, config)
+            if config is None:
+                config = read_again(self.config)
+            plan = plan_reload(
+                self.config,
+                config,
+                reactor=self.reactor,
+                balancers=self.balancers,
+                access_log=self.access_log,
+                listening=self.listening,
+                build_listener=self.build_listener,
+                parent=self,
+            )
         except ConfigError as e:
             self.last_reload = (self.reactor.seconds(), f"refused: {e}")
             raise
+        summary = self.apply(plan)
         self.last_reload = (self.reactor.seconds(), summary.describe())
         # What the manager changed outlives a reload, as it outlives a restart.
         if self.cluster is not None:
@@ -308,6 +321,44 @@ class ProxyService(MultiService):
         elif self.admin is not None:
             self.admin.reapply()
         return summary
+
+    def apply(self, plan: ReloadPlan) -> ReloadSummary:
+        """
+        Carry out a reload's plan, in one step that cannot fail: members
+        changed in place, balancers and routes swapped, the access log
+        replaced or reopened, listeners taken out, the kept ones given
+        their new certificates and limits; what was taken out finishes its
+        requests in flight, then closes.
+
+        @return: what changed (also logged).
+        """
+        drains = plan.change_members()
+        balancers, retired = plan.balancers_after(self.balancers)
+        # In place: the admin listener and others hold this very dict.
+        self.balancers.clear()
+        self.balancers.update(balancers)
+        for built in plan.fresh.values():
+            self.attach(built)
+        old_log, self.access_log = self.access_log, plan.access_log
+        self.resource.replace(
+            build_router(plan.config, balancers), self.request_hook(), plan.error_pages
+        )
+        plan.rotate_log(old_log)
+        self.listening, removed = plan.listening_after(self.listening)
+        for _, listening in removed:
+            listening.disownServiceParent()
+        limits_changed = plan.change_kept_listeners()
+        self.config = plan.config
+        for built in retired:
+            self.retired.add(built)
+            drains.append(self._retire(built))
+        return plan.report(balancers, [endpoint for endpoint, _ in removed], limits_changed)
+
+    def _retire(self, built: BuiltBalancer) -> defer.Deferred[None]:
+        """Let a balancer taken out finish its requests in flight, then close it."""
+        self.detach(built)
+        d = defer.gatherResults([built.remove_member(m) for m in built.balancer.members])
+        return d.addBoth(lambda _: self.retired.discard(built))
 
     def discard(self) -> None:
         """
