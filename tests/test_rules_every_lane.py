@@ -109,3 +109,17 @@ class EveryLaneTests(TestCase):
         self.assertEqual(
             [r.forward.method for r in self.member.requests], [b"GET", b"POST", b"GET"]
         )
+
+    @defer.inlineCallbacks
+    def test_methods_without_a_body_take_the_fast_lane(self):
+        """DELETE and a POST without a body: the fast lane; the POST says its body is empty."""
+        for method in (b"DELETE", b"POST"):
+            head = b"%s /app HTTP/1.1\r\nHost: a\r\n\r\n" % method
+            answer = yield deferToThread(_talk, self.port, [head])
+            self.assertTrue(answer.startswith(b"HTTP/1.1 200 "), (method, answer[:200]))
+        self.assertEqual(self.taken, ["fast", "fast"])
+        delete, post = self.member.requests
+        self.assertEqual(
+            (delete.forward.method, delete.header(b"content-length")), (b"DELETE", None)
+        )
+        self.assertEqual((post.forward.method, post.header(b"content-length")), (b"POST", b"0"))

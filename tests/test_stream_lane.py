@@ -141,6 +141,18 @@ class StreamLaneTests(SynchronousTestCase):
         self.proto.dataReceived(b"abc")
         self.assertEqual(len(self.resource.dispatched), 1)
 
+    def test_other_methods_without_a_body_are_served_as_a_get(self):
+        """A DELETE alone in its read takes the fast lane; with a request behind it, twisted.web's path."""
+        delete = b"DELETE /app/x HTTP/1.1\r\nHost: x\r\n\r\n"
+        self.proto.dataReceived(delete)
+        self.assertEqual(len(self.resource.fast), 1)
+        self.assertEqual(self.resource.fast[0].request.method, b"DELETE")
+        _answer(self.resource.fast[0])
+        self.sent()
+        self.proto.dataReceived(delete + GET)
+        self.assertEqual(len(self.resource.fast), 1)
+        self.assertEqual(self.resource.slow, [b"DELETE /app/x", b"GET /app"])
+
     def test_refused_by_the_resource_goes_to_twisted_web(self):
         self.resource.take = False
         self.proto.dataReceived(_post(3) + b"abc")

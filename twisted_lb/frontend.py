@@ -272,15 +272,24 @@ class LimitedHTTPChannel(TrackedChannel):
         head with a body (a C{Content-Length} within C{max_body_bytes}, or
         chunked) and the site's resource takes it: the body is then decoded
         here as it arrives and streamed to the member (see
-        L{twisted_lb.request_body}); nothing of it is spooled.
+        L{twisted_lb.request_body}); nothing of it is spooled. A head of
+        another method without a body, alone in C{data}, is served as a GET.
         """
         serve = getattr(getattr(self, "site", None), "stream_lane", None)
         end = data.find(b"\r\n\r\n")
         if serve is None or end < 0 or end + 4 > self.limits.max_header_bytes:
             return False
         head = parse_head(data[: end + 4], self.limits.max_headers)
-        if head is None or not head.has_body:
+        if head is None:
             return False
+        if not head.has_body:
+            # Any other method without a body (DELETE, OPTIONS, a POST with
+            # no body...): answered as a GET is, when it is alone in its read.
+            fast = getattr(getattr(self, "site", None), "fast_lane", None)
+            if fast is None or end + 4 != len(data):
+                return False
+            self.resetTimeout()
+            return bool(fast(self, head))
         limit = self.limits.max_body_bytes
         if limit and head.length is not None and head.length > limit:
             # twisted.web's path answers the 413, before any 100 Continue.

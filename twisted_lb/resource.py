@@ -319,6 +319,8 @@ class ProxyResource(Resource):
         target = match.target
         if target.auth is not None:
             return False  # logins are checked on twisted.web's path
+        if head.method == b"TRACE" and not target.allow_trace:
+            return False  # refused (TraceEnable off) on twisted.web's path
         if target.access is not None:
             # Refusals are answered by twisted.web's path.
             info = channel.connection_info()
@@ -337,7 +339,11 @@ class ProxyResource(Resource):
 
         def dispatch() -> None:
             body_length = 0
-            if body is not None:
+            if body is None:
+                if head.method in _BODY_METHODS:
+                    # As twisted.web's path: a POST, PUT or PATCH says its body is empty.
+                    headers.append((_CONTENT_LENGTH, b"0"))
+            else:
                 if body.length is not None:
                     body_length = body.length
                 elif body.ended:

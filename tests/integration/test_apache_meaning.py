@@ -90,6 +90,15 @@ class TraceEnableTests(TestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer[:60])
 
     @defer.inlineCallbacks
+    def test_trace_with_a_body_refused(self):
+        """A TRACE with a body (the streamed-body lane) is refused all the same."""
+        port = yield self.serve("TraceEnable Off")
+        answer = yield raw_request(
+            port, b"TRACE /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+        )
+        self.assertTrue(answer.startswith(b"HTTP/1.1 405"), answer[:60])
+
+    @defer.inlineCallbacks
     def test_trace_passed_by_default(self):
         port = yield self.serve("")
         answer = yield raw_request(port, b"TRACE /echo HTTP/1.1\r\nHost: x\r\n\r\n")
