@@ -144,6 +144,30 @@ class AdminListenerTests(TestCase):
         self.assertEqual(status, 200)
 
     @defer.inlineCallbacks
+    def test_allow_refuses_other_addresses_but_not_healthz(self):
+        """admin.allow without the client's address: 403 before the password, /healthz open."""
+        yield self.start_proxy(allow=("10.0.0.0/8",), password=PASSWORD_HASH)
+        good = b"Basic " + base64.b64encode(b"admin:letmein")
+        for path in ("/", "/api/balancers", "/metrics", "/static/x"):
+            status, _, body = yield self.fetch(
+                self.admin + path, headers={b"Authorization": [good]}
+            )
+            self.assertEqual(status, 403, path)
+            self.assertIn(b"admin.allow", body)
+        status, _, body = yield self.fetch(self.admin + "/healthz")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["status"], "ok")
+
+    @defer.inlineCallbacks
+    def test_allow_with_the_client_address_serves_the_page(self):
+        yield self.start_proxy(allow=("127.0.0.1",))
+        status, _, body = yield self.fetch(self.admin + "/")
+        self.assertEqual(status, 200)
+        self.assertIn(b"twisted_lb balancer manager", body)
+        status, _, _ = yield self.fetch(self.admin + "/api/balancers")
+        self.assertEqual(status, 200)
+
+    @defer.inlineCallbacks
     def test_metrics_count_proxied_requests(self):
         yield self.start_proxy()
         yield self.nodes_answering(4)
