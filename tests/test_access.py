@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twisted_lb.access import AccessRule, AccessRules, parse_network
+from twisted_lb.access import AccessRule, AccessRules, intersect_entries, parse_network
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,14 @@ def test_lets_everyone_in() -> None:
     assert AccessRule("/", "deny,allow").lets_everyone_in
     assert not AccessRule("/", "deny,allow", (), ("10.0.0.1",)).lets_everyone_in
     assert not AccessRule("/", "require", ("10.0.0.0/8",)).lets_everyone_in
+
+
+def test_intersect_entries() -> None:
+    """The clients two address lists both let in (the stricter of two manager locations)."""
+    assert intersect_entries(["10.0.0.0/8", "127.0.0.1"], ["10.1.0.0/16", "local"]) == (
+        "10.1.0.0/16",
+        "127.0.0.1",
+    )
+    assert intersect_entries(["local", "10.1"], ["local"]) == ("local",)
+    assert intersect_entries(["all"], ["::1", "192.168.1.0/24"]) == ("192.168.1.0/24", "::1")
+    assert intersect_entries(["10.0.0.0/8"], ["192.168.0.0/16", "::1"]) == ()

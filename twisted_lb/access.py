@@ -19,7 +19,14 @@ from urllib.parse import unquote_to_bytes
 
 import attrs
 
-__all__ = ["ORDERS", "AccessRule", "AccessRules", "parse_network", "plain_path"]
+__all__ = [
+    "ORDERS",
+    "AccessRule",
+    "AccessRules",
+    "intersect_entries",
+    "parse_network",
+    "plain_path",
+]
 
 #: How a rule combines its lists: C{require} (in C{allow}, Apache 2.4's
 #: C{Require}), C{deny,allow} (not in C{deny} or in C{allow}: allowed by
@@ -55,6 +62,41 @@ def parse_network(text: str) -> tuple[_Network, ...]:
         padded = ".".join(parts + ["0"] * (4 - len(parts)))
         return (ipaddress.ip_network(f"{padded}/{8 * len(parts)}"),)
     raise ValueError(f"{text!r} is not an address, a network (addr/bits), all or local")
+
+
+def _entry(network: _Network) -> str:
+    if network.prefixlen == network.max_prefixlen:
+        return str(network.network_address)
+    return str(network)
+
+
+def intersect_entries(first: Sequence[str], second: Sequence[str]) -> tuple[str, ...]:
+    """
+    Address list entries (see L{parse_network}) naming the clients both
+    C{first} and C{second} name: C{local} when both have it, and each
+    network of one that lies within a network of the other.
+    """
+    out: list[str] = []
+    both_local = all(any(e.lower() == "local" for e in entries) for entries in (first, second))
+    if both_local:
+        out.append("local")
+
+    def networks(entries: Sequence[str]) -> list[_Network]:
+        return [
+            n
+            for e in entries
+            if not (both_local and e.lower() == "local")
+            for n in parse_network(e)
+        ]
+
+    for a in networks(first):
+        for b in networks(second):
+            if a.version != b.version:
+                continue
+            inner = a if a.subnet_of(b) else b if b.subnet_of(a) else None  # type: ignore[arg-type]
+            if inner is not None and _entry(inner) not in out:
+                out.append(_entry(inner))
+    return tuple(out)
 
 
 def _contains(

@@ -52,3 +52,13 @@ def test_password_file_and_state_file_are_relative_to_the_config(tmp_path) -> No
     with pytest.raises(ConfigError) as e:
         load_toml(str(path))
     assert e.value.key == "admin.password_file"
+
+
+def test_allow_is_read_and_checked() -> None:
+    config = load_toml_text(BASE + '[admin]\nallow = ["10.0.0.0/8", "127.0.0.1", "::1"]\n')
+    assert config.admin.allow == ("10.0.0.0/8", "127.0.0.1", "::1")
+    assert load_toml_text(BASE + "[admin]\n").admin.allow is None
+    assert load_toml_text(BASE + "[admin]\nallow = []\n").admin.allow == ()
+    with pytest.raises(ConfigError) as e:
+        load_toml_text(BASE + '[admin]\nallow = ["10.0.0.0/8", "intranet"]\n', "lb.toml")
+    assert e.value.key == "admin.allow" and "'intranet' is not an address" in e.value.problem

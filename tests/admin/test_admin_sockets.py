@@ -11,11 +11,13 @@ import base64
 import json
 import os
 
+import attrs
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
 from twisted_lb.admin import hash_password
+from twisted_lb.config.apache import read_apache
 from twisted_lb.config.model import (
     AdminConfig,
     BalancerConfig,
@@ -141,6 +143,65 @@ class AdminListenerTests(TestCase):
             "/api/balancers/cluster/members/node2", {"action": "drain"},
             {b"Authorization": [good], b"X-LB-Admin": [b"1"]},
         )
+        self.assertEqual(status, 200)
+
+    @defer.inlineCallbacks
+    def test_allow_refuses_other_addresses_but_not_healthz(self):
+        """admin.allow without the client's address: 403 before the password, /healthz open."""
+        yield self.start_proxy(allow=("10.0.0.0/8",), password=PASSWORD_HASH)
+        good = b"Basic " + base64.b64encode(b"admin:letmein")
+        for path in ("/", "/api/balancers", "/metrics", "/static/x"):
+            status, _, body = yield self.fetch(
+                self.admin + path, headers={b"Authorization": [good]}
+            )
+            self.assertEqual(status, 403, path)
+            self.assertIn(b"admin.allow", body)
+        status, _, body = yield self.fetch(self.admin + "/healthz")
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["status"], "ok")
+
+    @defer.inlineCallbacks
+    def test_allow_with_the_client_address_serves_the_page(self):
+        yield self.start_proxy(allow=("127.0.0.1",))
+        status, _, body = yield self.fetch(self.admin + "/")
+        self.assertEqual(status, 200)
+        self.assertIn(b"twisted_lb balancer manager", body)
+        status, _, _ = yield self.fetch(self.admin + "/api/balancers")
+        self.assertEqual(status, 200)
+
+    @defer.inlineCallbacks
+    def test_apache_manager_location_rules_the_admin_listener(self):
+        """An Apache file's <Location /balancer-manager> Require ip: 403 to others, 404 on the path."""
+        path = self.mktemp()
+        os.makedirs(path)
+        name = os.path.join(path, "httpd.conf")
+        with open(name, "w") as f:
+            f.write(
+                "Listen 127.0.0.1:0\n"
+                "<Proxy balancer://cluster>\n"
+                f"    BalancerMember {self.nodes[0].url} route=node1\n"
+                "</Proxy>\n"
+                "ProxyPass /balancer-manager !\n"
+                "ProxyPass / balancer://cluster/\n"
+                "<Location /balancer-manager>\n"
+                "    SetHandler balancer-manager\n"
+                "    Require ip 10.0.0.0/8\n"
+                "</Location>\n"
+            )
+        read, _ = read_apache(name)
+        self.assertEqual(read.admin.allow, ("10.0.0.0/8",))
+        admin = attrs.evolve(read.admin, endpoint="tcp:0:interface=127.0.0.1")
+        self.proxy = ProxyService(attrs.evolve(read, admin=admin), reactor)
+        self.proxy.startService()
+        port = yield port_of(self.proxy.listening[0])
+        admin_port = yield port_of(self.proxy.admin.listening)
+        status, _, body = yield self.fetch(f"http://127.0.0.1:{admin_port}/")
+        self.assertEqual((status, body[:13]), (403, b"403 Forbidden"))
+        status, _, _ = yield self.fetch(f"http://127.0.0.1:{admin_port}/healthz")
+        self.assertEqual(status, 200)
+        status, _, _ = yield self.fetch(f"http://127.0.0.1:{port}/balancer-manager")
+        self.assertEqual(status, 404)
+        status, _, _ = yield self.fetch(f"http://127.0.0.1:{port}/echo")
         self.assertEqual(status, 200)
 
     @defer.inlineCallbacks

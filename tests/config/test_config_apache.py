@@ -9,6 +9,7 @@ import pytest
 from twisted_lb.access import AccessRule
 from twisted_lb.basic_auth import AuthRule
 from twisted_lb.config import (
+    AdminConfig,
     BackendTLSConfig,
     ConfigError,
     ConfigErrors,
@@ -1375,6 +1376,71 @@ def test_debian_apache2_conf_with_a_balancer_site(tmp_path) -> None:
     assert any("SetHandler balancer-manager" in w and "admin listener" in w for w in warnings)
     # ssl_module is not loaded by Debian's default modules: no 443 listener.
     assert any("<IfModule ssl_module> is skipped" in w for w in warnings)
+
+
+MANAGER = APP + """
+Listen 8080
+ProxyPass /balancer-manager !
+ProxyPass / balancer://app/
+<Location /balancer-manager>
+    SetHandler balancer-manager
+%s
+</Location>
+"""
+
+
+def test_manager_location_gives_the_admin_listener_its_access_rules(tmp_path) -> None:
+    """<Location /balancer-manager>'s Require ip becomes admin.allow, on loopback."""
+    config, warnings = read(tmp_path, MANAGER % "    Require ip 10.0.0.0/8 127.0.0.1")
+    assert config.admin == AdminConfig(allow=("10.0.0.0/8", "127.0.0.1"))
+    assert config.workers == 1
+    assert {r.path: r.balancer for r in config.routes} == {"/balancer-manager": None, "/": "app"}
+    [warning] = [w for w in warnings if "SetHandler balancer-manager" in w]
+    assert "http://127.0.0.1:8081/" in warning and "lets in 10.0.0.0/8, 127.0.0.1" in warning
+    assert any("workers = 1" in w for w in warnings)
+
+
+@pytest.mark.parametrize(
+    ("lines", "allow"),
+    [
+        ("", None),
+        ("    Require all granted", None),
+        ("    Require all denied", ()),
+        ("    Require local", ("local",)),
+        ("    Require host localhost", ("local",)),
+        ("    Order deny,allow\n    Deny from all\n    Allow from 127.0.0.1 10.1", ("127.0.0.1", "10.1")),
+        ("    Order allow,deny\n    Allow from 192.168.0.0/16", ("192.168.0.0/16",)),
+        ("    Order allow,deny\n    Allow from all", None),
+    ],
+)
+def test_manager_location_access_forms(tmp_path, lines: str, allow) -> None:
+    config, _ = read(tmp_path, MANAGER % lines)
+    assert config.admin is not None and config.admin.allow == allow
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ("    Require host admin.example.com", "reverse DNS"),
+        ("    Order deny,allow\n    Deny from 10.9.9.9", "write Require ip"),
+    ],
+)
+def test_manager_location_refused_access(tmp_path, lines: str, problem: str) -> None:
+    assert problem in error(tmp_path, MANAGER % lines).problem
+
+
+def test_manager_and_status_locations_intersect(tmp_path) -> None:
+    text = MANAGER % "    Require ip 10.0.0.0/8 127.0.0.1" + (
+        "<Location /server-status>\n    SetHandler server-status\n"
+        "    Require ip 10.1.0.0/16 192.168.1.1\n</Location>\n"
+    )
+    config, _ = read(tmp_path, text)
+    assert config.admin.allow == ("10.1.0.0/16",)
+
+
+def test_no_manager_location_no_admin(tmp_path) -> None:
+    config, _ = read(tmp_path, APP + "Listen 8080\nProxyPass / balancer://app/\n")
+    assert config.admin is None and config.workers == "auto"
 
 
 def test_every_classified_directive_is_documented() -> None:

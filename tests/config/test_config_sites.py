@@ -91,6 +91,10 @@ def test_tomcat_cluster() -> None:
         "/": "mycluster",
     }
     assert any("SetHandler balancer-manager" in w for w in warnings)
+    # Both locations: the manager lets local and 10.1.0.0/16 in, the status
+    # page local only; the admin listener takes the intersection.
+    assert config.admin is not None and config.admin.allow == ("local",)
+    assert config.admin.endpoint == "tcp:8081:interface=127.0.0.1"
 
 
 def test_rocketchat() -> None:

@@ -185,6 +185,7 @@ def test_every_key() -> None:
             user="ops",
             password="pbkdf2_sha256$1000$c2FsdA$aGFzaA",
             state_file=d + "state/manager.json",
+            allow=("10.0.0.0/8", "::1"),
         ),
         limits=LimitsConfig(
             max_headers=50,

@@ -19,6 +19,7 @@ from twisted_lb.config.model import AdminConfig, endpoint_is_local
 from twisted_lb.control import ProxyControl, WorkerIdentity
 from twisted_lb.endpoints import server_endpoint
 
+from .allow import restrict
 from .auth import protect
 from .csrf import CrossSiteGuard
 from .healthz import with_healthz
@@ -113,7 +114,10 @@ class AdminService(MultiService):
         if cluster is not None:
             self.root.cluster = cluster
         site = _QuietSite(
-            with_healthz(proxy, protect(self.root, config.user, config.password, reactor)),
+            with_healthz(
+                proxy,
+                restrict(protect(self.root, config.user, config.password, reactor), config.allow),
+            ),
             timeout=60,
         )
         site.displayTracebacks = False

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from ..access import AccessRule, parse_network
+from ..access import AccessRule, intersect_entries, parse_network
 from ..basic_auth import AuthRule, read_htpasswd
 from ..header_edits import ACTIONS as HEADER_ACTIONS
 from ..header_edits import HeaderEdit
@@ -37,6 +37,7 @@ from .model import (
     DEFAULT_HOST,
     MEMBER_SCHEMES,
     TLS_PROTOCOLS,
+    AdminConfig,
     BackendTLSConfig,
     BalancerConfig,
     ConfigError,
@@ -425,6 +426,9 @@ class _Reader:
         #: <Proxy> sections (balancer:// URLs, other URLs and *), in file order.
         self.proxy_sections: list[_Scope] = []
         self.location_scopes: list[_Scope] = []
+        #: <Location> sections with SetHandler balancer-manager|server-status:
+        #: (node, path, the addresses its access lines let in, None for all).
+        self.manager_locations: list[tuple[Node, str, tuple[str, ...] | None]] = []
         self.route_paths: set[str] = set()
         #: RewriteRule lines, built once the balancers are known.
         #: (node, scope, status, pattern, target, RequestRule arguments, from ProxyPassMatch)
@@ -621,19 +625,80 @@ class _Reader:
             raise node.error(f"<Location {path}>: the path must start with '/'")
         handler = _status_handler(node)
         if handler is not None:
-            self.warn(
-                node,
-                f"<Location {path}> with SetHandler {handler}: twisted_lb shows its members, "
-                "their states and counters on the admin listener (the [admin] table of the "
-                f"native file), not at {path} on this listener; the access rules inside are "
-                "not used (the admin listener has its own password)",
-            )
+            self.manager_location(node, scope, path, handler)
             return
         inner = _Scope("location", node, scope)
         inner.location = path
         inner.regex = regex
         self.location_scopes.append(inner)
         self.walk(node.children or [], inner)
+
+    def manager_location(self, node: Node, scope: _Scope, path: str, handler: str) -> None:
+        """
+        A <Location> with SetHandler balancer-manager or server-status: its
+        access lines become the admin listener's C{allow} (see L{admin}).
+        """
+        inner = _Scope("location", node, scope)
+        inner.location = path
+        access_lines = [
+            c for c in node.children or [] if c.key in ("require", "order", "allow", "deny")
+        ]
+        before = len(self.errors)
+        self.walk(access_lines, inner)
+        if len(self.errors) != before:
+            return
+        access = inner.access
+        allow: tuple[str, ...] | None = None
+        if access is not None and (
+            access.require is not None or access.order is not None or access.allow or access.deny
+        ):
+            try:
+                allow = _manager_allow(access.address_rule(path))
+            except ConfigError as e:
+                self.fail(node, e)
+                return
+            except ValueError as e:
+                self.fail(node, node.error(str(e)))
+                return
+        self.manager_locations.append((node, path, allow))
+        login = (
+            " (its login lines are not used: set admin.password)"
+            if (access is not None and access.users is not None)
+            else ""
+        )
+        who = "every client" if allow is None else ", ".join(allow) or "no client"
+        self.warn(
+            node,
+            f"<Location {path}> with SetHandler {handler}: twisted_lb shows its members, their "
+            "states and counters on the admin listener, now at http://127.0.0.1:8081/ (the "
+            f"[admin] table of the native file), not at {path} on this listener; its access "
+            f"lines go to admin.allow: this section lets in {who} (with several such sections, "
+            f"the clients all of them let in){login}",
+        )
+
+    def admin(self) -> AdminConfig | None:
+        """
+        The admin listener of the <Location> sections with SetHandler
+        balancer-manager|server-status: on loopback, open to the clients
+        every such section lets in (the intersection, when they differ).
+        """
+        if not self.manager_locations:
+            return None
+        allow: tuple[str, ...] | None = None
+        for _, _, entries in self.manager_locations:
+            if entries is None:
+                continue
+            allow = entries if allow is None else intersect_entries(allow, entries)
+        if "workers" not in self.top_level:
+            self.warn(
+                self.manager_locations[0][0],
+                "the balancer manager changes members in every worker process only through a "
+                "state file: twisted_lb runs one process (workers = 1); to run one per core, "
+                "convert the file (python -m twisted_lb convert) and set workers and "
+                "admin.state_file",
+            )
+            self.top_level["workers"] = 1
+        return AdminConfig(allow=allow)
 
     # -- listeners ----------------------------------------------------------
 
@@ -1504,6 +1569,9 @@ class _Reader:
         if not _any_node(nodes, "loadmodule"):
             self.modules = None
         self.walk(nodes, self.main)
+        admin = self.admin()
+        if admin is not None:
+            self.top_level["admin"] = admin
         self.warnings.extend(self.accepted_warnings())
         timeout = (
             self.timeout[0]
@@ -2721,6 +2789,27 @@ def _host_of_name(node: Node, value: str) -> str:
     if not text or any(c in text for c in " /@"):
         raise node.error(f"{node.name} {value!r} is not a host name")
     return text
+
+
+def _manager_allow(rule: AccessRule) -> tuple[str, ...] | None:
+    """
+    The admin listener's C{allow} for the rule of a manager <Location>
+    (C{None}: everyone), or a refusal when it is no list of addresses
+    that may pass.
+    """
+    if rule.lets_everyone_in:
+        return None
+    if rule.order == "require":
+        return rule.allow
+    deny_all = any(e.lower() == "all" for e in rule.deny)
+    if rule.order == "deny,allow" and deny_all:
+        return rule.allow
+    if rule.order == "allow,deny" and (deny_all or not rule.deny):
+        return () if deny_all else rule.allow
+    raise ValueError(
+        "Deny from some addresses in the manager's <Location>: the admin listener takes "
+        "the addresses that may use it (admin.allow); write Require ip with those"
+    )
 
 
 def _status_handler(node: Node) -> str | None:

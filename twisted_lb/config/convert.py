@@ -309,7 +309,8 @@ def to_toml(config: ProxyConfig, notes: Sequence[str] = ()) -> str:
     if config.admin is not None:
         admin = config.admin
         items = {"endpoint": admin.endpoint, "user": admin.user, "password": admin.password,
-                 "state_file": admin.state_file}
+                 "state_file": admin.state_file,
+                 "allow": list(admin.allow) if admin.allow is not None else None}
         out += ["", "[admin]", *_lines(items)]
     if config.cluster is not None:
         cluster = config.cluster

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from twisted_lb.access import AccessRule
+from twisted_lb.access import AccessRule, parse_network
 from twisted_lb.balancer.sticky import StickyConfig
 from twisted_lb.basic_auth import AuthRule
 from twisted_lb.header_edits import HeaderEdit
@@ -713,6 +713,19 @@ def _admin_endpoint(instance: Any, attribute: attrs.Attribute[Any], value: str) 
         )
 
 
+def _admin_allow(
+    instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...] | None
+) -> None:
+    for entry in value or ():
+        if not isinstance(entry, str):
+            raise ValueError(f"{entry!r} is not an address or a network (a string)")
+        parse_network(entry)
+
+
+def _optional_tuple(value: Any) -> tuple[str, ...] | None:
+    return None if value is None else tuple(value)
+
+
 @attrs.frozen
 class AdminConfig:
     """
@@ -724,12 +737,19 @@ class AdminConfig:
         C{None} asks for none, which is refused on a non-loopback endpoint.
     @ivar state_file: where manager changes are kept so that they survive a
         restart; C{None} keeps them in memory only.
+    @ivar allow: the client addresses and networks (C{10.0.0.0/8}, C{::1},
+        C{local}, C{all}) that may use the listener, checked before the
+        password; others get 403, except on C{/healthz}. C{None} lets every
+        client that reaches the endpoint in; an empty tuple lets none in.
     """
 
     endpoint: str = attrs.field(default="tcp:8081:interface=127.0.0.1", validator=_admin_endpoint)
     user: str = "admin"
     password: str | None = attrs.field(default=None, validator=_password_hash)
     state_file: str | None = None
+    allow: tuple[str, ...] | None = attrs.field(
+        default=None, converter=_optional_tuple, validator=_admin_allow
+    )
 
 
 def _etcd_endpoints(instance: Any, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:

@@ -106,6 +106,7 @@ _ADMIN = {
     "password": "str",
     "password_file": "str",
     "state_file": "str",
+    "allow": "strlist",
 }
 _LIMITS = {
     "max_headers": "int",
@@ -411,7 +412,7 @@ class _Reader:
     def admin(self, table: dict[str, Any], prefix: str) -> AdminConfig:
         self.check(table, _ADMIN, prefix)
         kwargs: dict[str, Any] = {
-            key: table[key] for key in ("endpoint", "user", "password") if key in table
+            key: table[key] for key in ("endpoint", "user", "password", "allow") if key in table
         }
         if "password_file" in table:
             if "password" in table:
