@@ -8,6 +8,9 @@ this run's alone and no other process's ports get in the way::
     unshare -n python tests/robustness/flash_crowd.py --clients 2000
     unshare -n python tests/robustness/flash_crowd.py --clients 2000 --endpoint-extra backlog=50
 
+C{--pause 0.5} stops the proxy while the crowd connects (then lets it go on),
+so that the outcome does not depend on how fast this machine accepts.
+
 It brings the namespace's loopback up, starts a proxy (with an AJP member) in
 a child process, runs the crowd with asyncio, and prints one JSON line: how
 many got a 200, the slowest connect and answer, the median answer, and the
@@ -23,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 REQUEST = b"GET /app HTTP/1.1\r\nHost: crowd.test\r\nConnection: close\r\n\r\n"
@@ -100,6 +104,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--endpoint-extra", default="", help="e.g. backlog=50")
+    parser.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="stop the proxy (SIGSTOP) while the crowd connects, for this many seconds",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -114,6 +124,12 @@ def main() -> None:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         before = listen_counters()
+        if args.pause:
+            # The kernel alone takes the crowd's connections meanwhile: what
+            # the listen queue holds is all that decides whether SYNs drop,
+            # however fast the machine would have accepted them.
+            os.kill(server.pid, signal.SIGSTOP)
+            threading.Timer(args.pause, os.kill, (server.pid, signal.SIGCONT)).start()
         results = asyncio.run(crowd(port, args.clients))
         after = listen_counters()
     finally:
