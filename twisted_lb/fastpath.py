@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import attrs
 import httptools
@@ -31,10 +31,43 @@ from twisted_lb.exchange import HOP_BY_HOP, ClientSink, connection_options
 from twisted_lb.http_rules import control_in_head, host_problem
 from twisted_lb.sendnow import send_now, send_parts_now
 
-if TYPE_CHECKING:
-    from twisted_lb.frontend import LimitedHTTPChannel
 
-__all__ = ["RequestHead", "SimpleHead", "parse_head", "parse_simple_head", "RawResponse", "FastRequest"]
+class FastLaneChannel(Protocol):
+    """
+    What a fast-lane answer uses of the connection it is written to (the
+    frontend's channel, L{twisted_lb.frontend.LimitedHTTPChannel}): stated
+    here so that this module does not import the frontend back.
+    """
+
+    #: The client's transport.
+    transport: Any
+
+    @property
+    def closing(self) -> bool:
+        """Whether the proxy is stopping (every answer closes its connection)."""
+
+    @property
+    def body_pending(self) -> bool:
+        """Whether a request body is still arriving from the client."""
+
+    def fast_request_done(self, response: RawResponse) -> None:
+        """The answer is complete: read on, or close."""
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # noqa: N802
+        """Stream a member's answer with backpressure."""
+
+    def unregisterProducer(self) -> None:  # noqa: N802
+        """The member's answer is over."""
+
+__all__ = [
+    "FastLaneChannel",
+    "RequestHead",
+    "SimpleHead",
+    "parse_head",
+    "parse_simple_head",
+    "RawResponse",
+    "FastRequest",
+]
 
 #: Methods the fast lane serves: no request body, safe to retry.
 FAST_METHODS = frozenset({b"GET", b"HEAD"})
@@ -284,7 +317,7 @@ def _one_line(text: bytes) -> bytes:
 class RawResponse(ClientSink):
     """
     A L{twisted_lb.exchange.ResponseSink} writing HTTP/1.1 straight to a
-    L{LimitedHTTPChannel}'s transport: the member's headers less hop-by-hop
+    L{FastLaneChannel}'s transport: the member's headers less hop-by-hop
     ones, C{Date} when the member sent none, chunked framing when it sent no
     C{Content-Length}, C{Connection: close} when the connection ends after.
 
@@ -298,7 +331,7 @@ class RawResponse(ClientSink):
     )
 
     def __init__(
-        self, channel: LimitedHTTPChannel, request: FastRequest, keep_alive: bool
+        self, channel: FastLaneChannel, request: FastRequest, keep_alive: bool
     ) -> None:
         super().__init__()
         self._channel = channel
