@@ -34,7 +34,7 @@ from twisted_lb.ajp.container import (
     ContainerRequest,
     ContainerResponse,
 )
-from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.backends.ajp_protocol import AJPClientProtocol
 
 TEXT = ((b"Content-Type", b"text/plain"),)
 

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lb.ajp.pool.AJPConnectionPool} on a L{MemoryReactorClock}.
+Tests for L{twisted_lb.backends.ajp_pool.AJPConnectionPool} on a L{MemoryReactorClock}.
 
 The pool's C{endpoint_factory} returns a L{FakeEndpoint} whose C{connect}
 hands back an L{AJPClientProtocol} on a L{StringTransport}, and each member
@@ -29,8 +29,8 @@ from twisted_lb.ajp import (
     SendBodyChunk,
     SendHeaders,
 )
-from twisted_lb.ajp.pool import AJPConnectionPool
-from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.backends.ajp_pool import AJPConnectionPool
+from twisted_lb.backends.ajp_protocol import AJPClientProtocol
 from twisted_lb.errors import ConnectFailed, MemberBusy, PingFailed
 
 TTL = 30.0
@@ -659,7 +659,7 @@ def test_member_endpoint_connects_to_addresses_directly() -> None:
     """An address needs no name resolution (no thread); a name goes through HostnameEndpoint."""
     from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 
-    from twisted_lb.ajp.pool import member_endpoint
+    from twisted_lb.backends.ajp_pool import member_endpoint
 
     reactor = MemoryReactorClock()
     assert isinstance(member_endpoint(reactor, "127.0.0.1", 8009, 1.0), TCP4ClientEndpoint)

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_lb.ajp.protocol.AJPClientProtocol}: one AJP connection on a
+Tests for L{twisted_lb.backends.ajp_protocol.AJPClientProtocol}: one AJP connection on a
 L{StringTransport} and a L{Clock}, with the member played by a CONTAINER-role
 L{AJPConnection} so that every byte the member sends is built by the codec.
 """
@@ -30,7 +30,7 @@ from twisted_lb.ajp import (
     SendHeaders,
 )
 from twisted_lb.ajp._constants import RESPONSE_HEADER_CODES
-from twisted_lb.ajp.protocol import READ_SIZE, AJPClientProtocol
+from twisted_lb.backends.ajp_protocol import READ_SIZE, AJPClientProtocol
 from twisted_lb.errors import (
     BackendProtocolError,
     BackendRejected,

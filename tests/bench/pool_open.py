@@ -2,7 +2,7 @@
 
     python -m tests.bench.pool_open [--connections N] [--repeat R]
 
-N requests ask the pool (twisted_lb.ajp.pool) for a connection at once, with an in-process
+N requests ask the pool (twisted_lb.backends.ajp_pool) for a connection at once, with an in-process
 member on 127.0.0.1 (twisted_lb.testing.FaultyAJPMember, TCP_NODELAY as Tomcat): each new
 connection is connected and answers a CPING, at most MAX_OPENING at a time. The pool's own
 endpoint (member_endpoint: an address connected to directly) and Twisted's HostnameEndpoint (a
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import HostnameEndpoint
 
-from twisted_lb.ajp.pool import AJPConnectionPool, member_endpoint
+from twisted_lb.backends.ajp_pool import AJPConnectionPool, member_endpoint
 from twisted_lb.testing import FaultyAJPMember
 
 

@@ -21,7 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.static import Data
 
-from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.backends.ajp_protocol import AJPClientProtocol
 from twisted_lb.backends.http import HTTPBackend
 from twisted_lb.config.model import BackendTLSConfig, MemberConfig, TLSConfig
 from twisted_lb.tls import make_self_signed, server_context

@@ -21,7 +21,7 @@ from twisted.internet import defer, task
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from twisted_lb.ajp.pool import MAX_OPENING
+from twisted_lb.backends.ajp_pool import MAX_OPENING
 from twisted_lb.testing import FaultyAJPMember
 
 from .support import Client, LogCapture, sleep, start_proxy

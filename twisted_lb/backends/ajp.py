@@ -12,8 +12,8 @@ from twisted.internet.interfaces import IReactorTCP
 from twisted.python.failure import Failure
 
 from twisted_lb.ajp import AJPConnection, ForwardRequest, RequestTooLarge, Role
-from twisted_lb.ajp.pool import AJPConnectionPool
-from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.backends.ajp_pool import AJPConnectionPool
+from twisted_lb.backends.ajp_protocol import AJPClientProtocol
 from twisted_lb.config.model import MemberConfig
 from twisted_lb.errors import AttemptFailed, RequestRefused, ResponseAborted
 from twisted_lb.exchange import Exchange, ResponseSink, member_path

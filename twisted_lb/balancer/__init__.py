@@ -7,13 +7,14 @@ outcome back through L{Balancer}'s methods.
 
 from __future__ import annotations
 
+from twisted_lb.sticky import StickyConfig, find_session_ids, find_session_routes
+
 from .clock import SupportsSeconds
 from .core import Balancer
 from .health import CheckPolicy, CheckState, HealthChange
 from .member import Member, MemberStatus
 from .methods import LBMethod
 from .pick import NoMemberAvailable, Pick
-from .sticky import StickyConfig, find_session_ids, find_session_routes
 
 __all__ = [
     "Balancer",

@@ -11,6 +11,8 @@ from typing import Any
 
 import attrs
 
+from twisted_lb.sticky import StickyConfig
+
 from .clock import SupportsSeconds
 from .health import HealthChange, ramp_weight, stagger, traffic_level
 from .member import Member, MemberStatus
@@ -18,7 +20,6 @@ from .methods import LBMethod, Selector, selector_for
 from .pick import NoMemberAvailable, Pick
 from .recovery import RetryTrial
 from .rendezvous import choose_replacement
-from .sticky import StickyConfig
 from .tables import Tables
 
 __all__ = ["Balancer"]

@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import attrs
 
 from twisted_lb.access import AccessRule, parse_network
-from twisted_lb.balancer.sticky import StickyConfig
 from twisted_lb.basic_auth import AuthRule
 from twisted_lb.header_edits import HeaderEdit
 from twisted_lb.request_rules import RequestRule
+from twisted_lb.sticky import StickyConfig
 
 __all__ = [
     "DEFAULT_HOST",

@@ -29,7 +29,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
-from twisted_lb.ajp.protocol import AJPClientProtocol
+from twisted_lb.backends.ajp_protocol import AJPClientProtocol
 from twisted_lb.backends.connect_probe import ConnectProbe
 from twisted_lb.backends.tls_policy import MemberTLSPolicy
 from twisted_lb.compat import quiet_pool_factory

@@ -18,19 +18,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_lb.errors import (
-    AttemptFailed,
-    BackendProtocolError,
-    BackendRejected,
-    BackendTimeout,
-    ResponseAborted,
-    ResponseNeverReceived,
-)
-from twisted_lb.exchange import ResponseSink, response_head_problem
-from twisted_lb.request_body import BodyError, StreamedBody
-from twisted_lb.sendnow import send_now
-
-from . import (
+from twisted_lb.ajp import (
     NEED_DATA,
     AJPConnection,
     AJPProtocolError,
@@ -44,6 +32,17 @@ from . import (
     SendBodyChunk,
     SendHeaders,
 )
+from twisted_lb.errors import (
+    AttemptFailed,
+    BackendProtocolError,
+    BackendRejected,
+    BackendTimeout,
+    ResponseAborted,
+    ResponseNeverReceived,
+)
+from twisted_lb.exchange import ResponseSink, response_head_problem
+from twisted_lb.request_body import BodyError, StreamedBody
+from twisted_lb.sendnow import send_now
 
 __all__ = ["AJPClientProtocol"]
 

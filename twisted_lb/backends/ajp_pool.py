@@ -34,9 +34,8 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_lb.backends.ajp_protocol import AJPClientProtocol
 from twisted_lb.errors import AttemptFailed, BackendTimeout, ConnectFailed, MemberBusy, PingFailed
-
-from .protocol import AJPClientProtocol
 
 __all__ = ["AJPConnectionPool", "MAX_OPENING", "member_endpoint"]
 

@@ -1,5 +1,6 @@
 """
-Tests for session id and route extraction (L{twisted_lb.balancer.sticky}).
+Tests for session id and route extraction (L{twisted_lb.sticky}), and for its
+place: a leaf that the configuration and the balancer both import.
 """
 
 from __future__ import annotations
@@ -8,8 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twisted_lb.balancer import StickyConfig, find_session_routes
-from twisted_lb.balancer.sticky import MAX_SESSION_IDS
+import twisted_lb.balancer
+import twisted_lb.sticky
+from tests.test_import_graph import import_graph
+from twisted_lb.sticky import MAX_SESSION_IDS, StickyConfig, find_session_routes
 
 DEFAULT = StickyConfig()
 
@@ -194,3 +197,29 @@ def test_sticky_config_to_dict() -> None:
         "path_names": ["jsessionid"],
         "separator": ".",
     }
+
+
+def test_sticky_model_is_a_leaf() -> None:
+    """
+    L{twisted_lb.sticky} imports no module of C{twisted_lb}; the configuration
+    model and the balancer core import it, and no configuration module imports
+    the balancer.
+    """
+    graph = import_graph()
+    assert graph["twisted_lb.sticky"] == set()
+    assert "twisted_lb.sticky" in graph["twisted_lb.config.model"]
+    assert "twisted_lb.sticky" in graph["twisted_lb.balancer.core"]
+    config_to_balancer = sorted(
+        (user, used)
+        for user, imported in graph.items()
+        if user.startswith("twisted_lb.config")
+        for used in imported
+        if used == "twisted_lb.balancer" or used.startswith("twisted_lb.balancer.")
+    )
+    assert config_to_balancer == []
+
+
+def test_balancer_still_exports_the_sticky_model() -> None:
+    """The names the balancer package exported before the move are the same objects."""
+    for name in ("StickyConfig", "find_session_ids", "find_session_routes"):
+        assert getattr(twisted_lb.balancer, name) is getattr(twisted_lb.sticky, name)

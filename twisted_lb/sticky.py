@@ -7,6 +7,10 @@ the separator.  The session id is looked for, in this order, in a path parameter
 configured names.  Unlike httpd the parsers are real ones (pitfall 6): exact, case-sensitive
 names, C{;} always ends a path parameter, every cookie of the name is tried (mod_jk bug 44116),
 surrounding double quotes are removed (mod_jk bug 55683).
+
+A leaf: it imports nothing of twisted_lb, so the configuration model (C{config/model.py}) and the
+balancer (which re-exports its names) both import it without the configuration depending on the
+balancer.
 """
 
 from __future__ import annotations
