@@ -131,6 +131,19 @@ def member_action(
     return change
 
 
+def _member_config(built: BuiltBalancer, url: str, route: str, loadfactor: Any) -> MemberConfig:
+    """The L{MemberConfig} of a member to add; L{ActionError} 400 when it is bad."""
+    try:
+        return MemberConfig(
+            url=url.strip(),
+            route=route.strip(),
+            loadfactor=_loadfactor(loadfactor),
+            timeout=built.default_timeout,
+        )
+    except (ValueError, TypeError) as e:
+        raise ActionError(400, str(e)) from None
+
+
 def plan_add(built: BuiltBalancer, url: str, route: str = "", loadfactor: Any = 1.0) -> MemberConfig:
     """
     Check a member to add (see L{add_member}) without adding it.
@@ -139,15 +152,7 @@ def plan_add(built: BuiltBalancer, url: str, route: str = "", loadfactor: Any = 
     @raise ActionError: 400 for a bad URL, route or load factor, or a scheme
         this balancer does not take; 409 when the route is taken.
     """
-    try:
-        mconf = MemberConfig(
-            url=url.strip(),
-            route=route.strip(),
-            loadfactor=_loadfactor(loadfactor),
-            timeout=built.default_timeout,
-        )
-    except (ValueError, TypeError) as e:
-        raise ActionError(400, str(e)) from None
+    mconf = _member_config(built, url, route, loadfactor)
     if (mconf.scheme in ("ws", "wss")) != built.config.websocket:
         kinds = "ws(s)://" if built.config.websocket else "ajp://, http(s)://"
         raise ActionError(
@@ -171,15 +176,7 @@ def add_member(built: BuiltBalancer, url: str, route: str = "", loadfactor: Any 
     @raise ActionError: 400 for a bad URL, route or load factor; 409 when
         the route is taken.
     """
-    try:
-        mconf = MemberConfig(
-            url=url.strip(),
-            route=route.strip(),
-            loadfactor=_loadfactor(loadfactor),
-            timeout=built.default_timeout,
-        )
-    except (ValueError, TypeError) as e:
-        raise ActionError(400, str(e)) from None
+    mconf = _member_config(built, url, route, loadfactor)
     try:
         return built.add_member(mconf)
     except ConfigError as e:
