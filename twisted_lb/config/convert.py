@@ -14,6 +14,8 @@ from typing import Any
 
 import attrs
 
+from ..access import AccessRule
+from ..basic_auth import AuthRule
 from ..header_edits import HeaderEdit
 from ..request_rules import RequestRule
 from .model import (
@@ -193,7 +195,15 @@ def _route(route: RouteConfig) -> list[str]:
         items["cookie_domain"] = dict(route.cookie_domain)
     out = ["[[routes]]", *_lines(items)]
     out += _header_edits("routes", route.request_headers, route.response_headers)
-    for auth in route.auth:
+    out += _auth_tables("routes", route.auth)
+    out += _access_tables("routes", route.access)
+    return out
+
+
+def _auth_tables(table: str, auths: Sequence[AuthRule]) -> list[str]:
+    """C{[[table.auth]]} for the protected paths."""
+    out: list[str] = []
+    for auth in auths:
         fields: dict[str, Any] = {
             "path": auth.path,
             "realm": auth.realm,
@@ -201,12 +211,18 @@ def _route(route: RouteConfig) -> list[str]:
         }
         if auth.users:
             fields["users"] = list(auth.users)
-        out += ["", "[[routes.auth]]", *_lines(fields)]
-    for rule in route.access:
-        items = {"path": rule.path, "order": rule.order, "allow": list(rule.allow)}
+        out += ["", f"[[{table}.auth]]", *_lines(fields)]
+    return out
+
+
+def _access_tables(table: str, rules: Sequence[AccessRule]) -> list[str]:
+    """C{[[table.access]]} for the access rules."""
+    out: list[str] = []
+    for rule in rules:
+        fields: dict[str, Any] = {"path": rule.path, "order": rule.order, "allow": list(rule.allow)}
         if rule.deny:
-            items["deny"] = list(rule.deny)
-        out += ["", "[[routes.access]]", *_lines(items)]
+            fields["deny"] = list(rule.deny)
+        out += ["", f"[[{table}.access]]", *_lines(fields)]
     return out
 
 
@@ -240,24 +256,8 @@ def _rule(rule: RequestRule) -> list[str]:
     if rule.hosts:
         items["hosts"] = list(rule.hosts)
     out = ["[[rules]]", *_lines(items)]
-    for access in rule.access:
-        rfields: dict[str, Any] = {
-            "path": access.path,
-            "order": access.order,
-            "allow": list(access.allow),
-        }
-        if access.deny:
-            rfields["deny"] = list(access.deny)
-        out += ["", "[[rules.access]]", *_lines(rfields)]
-    for auth in rule.auth:
-        afields: dict[str, Any] = {
-            "path": auth.path,
-            "realm": auth.realm,
-            "user_file": auth.user_file,
-        }
-        if auth.users:
-            afields["users"] = list(auth.users)
-        out += ["", "[[rules.auth]]", *_lines(afields)]
+    out += _access_tables("rules", rule.access)
+    out += _auth_tables("rules", rule.auth)
     out += _header_edits("rules", rule.request_headers, rule.response_headers)
     for condition in rule.conditions:
         fields: dict[str, Any] = {"test": condition.test, "pattern": condition.pattern}
