@@ -788,11 +788,7 @@ class _Reader:
         self.setting(node, scope, "rewriteengine", _on_off(node, _one_arg(node), node.name))
 
     def d_rewritecond(self, node: Node, scope: _Scope) -> None:
-        if scope.kind not in ("main", "vhost"):
-            raise node.error(
-                "RewriteCond in a <Location> or <Directory> (per-directory rules) is not "
-                "supported; put the rules in the <VirtualHost>"
-            )
+        self.rewrite_scope(node, scope, "RewriteCond")
         if len(node.args) not in (2, 3):
             raise node.error("RewriteCond takes TestString CondPattern [flags]")
         flags = _rewrite_flags(node, node.args[2] if len(node.args) == 3 else "")
@@ -815,11 +811,7 @@ class _Reader:
     def d_rewriterule(self, node: Node, scope: _Scope) -> None:
         conditions = tuple(scope.pending_conditions)
         scope.pending_conditions = []
-        if scope.kind not in ("main", "vhost"):
-            raise node.error(
-                "RewriteRule in a <Location> or <Directory> (per-directory rules) is not "
-                "supported; put the rules in the <VirtualHost>"
-            )
+        self.rewrite_scope(node, scope, "RewriteRule")
         if len(node.args) not in (2, 3):
             raise node.error("RewriteRule takes Pattern Substitution [flags]")
         pattern, target = node.args[0], node.args[1]
@@ -929,6 +921,14 @@ class _Reader:
     def host_only(self, node: Node, scope: _Scope) -> None:
         if scope.kind not in ("main", "vhost"):
             raise node.error(f"{node.name} belongs at the top level or in a <VirtualHost>")
+
+    def rewrite_scope(self, node: Node, scope: _Scope, directive: str) -> None:
+        """mod_rewrite rules are taken only at the top level and in a <VirtualHost>."""
+        if scope.kind not in ("main", "vhost"):
+            raise node.error(
+                f"{directive} in a <Location> or <Directory> (per-directory rules) is not "
+                "supported; put the rules in the <VirtualHost>"
+            )
 
     def _file(self, node: Node, scope: _Scope, name: str, *, host: bool = True) -> None:
         if host:
