@@ -321,18 +321,17 @@ class ProxyResource(Resource):
             return False  # logins are checked on twisted.web's path
         if head.method == b"TRACE" and not target.allow_trace:
             return False  # refused (TraceEnable off) on twisted.web's path
-        if target.access is not None:
-            # Refusals are answered by twisted.web's path.
-            info = channel.connection_info()
-            if not target.access.allows(path, info.client_host, info.local_host):
-                return False
+        info = channel.connection_info()
+        if target.access is not None and not target.access.allows(
+            path, info.client_host, info.local_host
+        ):
+            return False  # refusals are answered by twisted.web's path
         headers, cookies, host = _forwarded_headers(head.headers)
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers, channel.connection_info().secure)
+            headers = target.header_edits.edit_request(headers, info.secure)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
-        info = channel.connection_info()
         request = FastRequest(head, info.client)
         sink = RawResponse(channel, request, head.keep_alive)
         channel.fast_request_started(sink)
