@@ -105,6 +105,8 @@ def field_problem(name: bytes, value: bytes) -> str | None:
             byte = _BYTE_NAMES[found.group()[0]]
             return f"header {what} {name[:64]!r} holds {byte}"
     return None
+
+
 def wants_websocket(method: bytes, upgrade: Sequence[bytes] | None) -> bool:
     """
     Whether a request asks for a WebSocket: a C{GET} whose C{Upgrade} field

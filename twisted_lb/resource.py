@@ -321,18 +321,17 @@ class ProxyResource(Resource):
             return False  # logins are checked on twisted.web's path
         if head.method == b"TRACE" and not target.allow_trace:
             return False  # refused (TraceEnable off) on twisted.web's path
-        if target.access is not None:
-            # Refusals are answered by twisted.web's path.
-            info = channel.connection_info()
-            if not target.access.allows(path, info.client_host, info.local_host):
-                return False
+        info = channel.connection_info()
+        if target.access is not None and not target.access.allows(
+            path, info.client_host, info.local_host
+        ):
+            return False  # refusals are answered by twisted.web's path
         headers, cookies, host = _forwarded_headers(head.headers)
         if target.header_edits is not None:
-            headers = target.header_edits.edit_request(headers, channel.connection_info().secure)
+            headers = target.header_edits.edit_request(headers, info.secure)
         routes: Sequence[str] = ()
         if target.sticky is not None:
             routes = find_session_routes(cookies, path, target.sticky)
-        info = channel.connection_info()
         request = FastRequest(head, info.client)
         sink = RawResponse(channel, request, head.keep_alive)
         channel.fast_request_started(sink)
@@ -398,13 +397,13 @@ class ProxyResource(Resource):
                 client=_client(request), reason=e,
             )
             body = _error_page(request, e.status, str(e))
-            refused_for: ProxyTarget | None = getattr(e, "target", None)
+            refused_for = e.target if isinstance(e, _Refused) else None
             if refused_for is not None and refused_for.header_edits is not None:
                 _edit_error_headers(
                     request,
                     partial(_edit_response, refused_for, AttemptRecord(), bool(request.isSecure())),
                 )
-            edits: HeaderEdits | None = getattr(e, "edits", None)
+            edits = e.edits if isinstance(e, _Refused) else None
             if edits is not None:
                 # No route applies: the host's own Header always edits.
                 env = connection_variables(bool(request.isSecure()))
@@ -477,27 +476,23 @@ class ProxyResource(Resource):
         if outcome is not None and outcome.status:
             if outcome.location:
                 request.setHeader(b"location", outcome.location.encode("utf-8"))
-            refused = RequestRefused(outcome.status, f"the site's rules answer {outcome.status}")
-            refused.edits = router.unrouted  # type: ignore[attr-defined]  # Header always
-            raise refused
+            raise _Refused(
+                outcome.status, f"the site's rules answer {outcome.status}", edits=router.unrouted
+            )
         if match is None or match.target is None:
-            refused = RequestRefused(404, "no route for this path")
-            refused.edits = router.unrouted  # type: ignore[attr-defined]  # Header always
-            raise refused
+            raise _Refused(404, "no route for this path", edits=router.unrouted)
         target = match.target
         if target.access is not None and not target.access.allows(
             asked, _client(request), getattr(request.getHost(), "host", None)
         ):
-            refused = RequestRefused(403, "the route's access rules do not allow this client")
-            refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
-            raise refused
+            raise _Refused(
+                403, "the route's access rules do not allow this client", target=target
+            )
         if target.auth is not None:
             challenge = target.auth.challenge(asked, request.getHeader(b"authorization"))
             if challenge is not None:
                 request.setHeader(b"www-authenticate", challenge)
-                refused = RequestRefused(401, "this path needs a login")
-                refused.target = target  # type: ignore[attr-defined]  # for its Header always edits
-                raise refused
+                raise _Refused(401, "this path needs a login", target=target)
         if method == b"TRACE" and not target.allow_trace:
             raise RequestRefused(405, "TRACE is not allowed here (TraceEnable off)")
         headers, cookies, host = _forwarded_headers(_request_pairs(request))
@@ -592,6 +587,25 @@ class ProxyResource(Resource):
                 "sticky": record.sticky,
             }
         )
+
+
+class _Refused(RequestRefused):
+    """
+    A refusal whose answer takes C{Header always} edits: those of C{target},
+    the route refusing, or where no route applies the host's own C{edits}.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        target: ProxyTarget | None = None,
+        edits: HeaderEdits | None = None,
+    ) -> None:
+        super().__init__(status, message)
+        self.target = target
+        self.edits = edits
 
 
 def _rule_outcome(rules: Any, request: Request, path: bytes, query: bytes, after: bool) -> Any:
