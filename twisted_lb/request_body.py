@@ -246,18 +246,14 @@ class StreamedBody:
         if self.error is not None or self.ended:
             return
         self.error = reason
-        self._chunks.clear()
-        self._offset = 0
-        self._held = 0
+        self._drop_held()
         self._prefetched = None
         self._fire_readable()
 
     def discard(self) -> None:
         """Nobody will read the rest (the answer is complete): drop it as it comes."""
         self._discarding = True
-        self._chunks.clear()
-        self._offset = 0
-        self._held = 0
+        self._drop_held()
         self._readable = None
         self._resume()
 
@@ -325,6 +321,12 @@ class StreamedBody:
             self._readable = callback
 
     # -- internals -------------------------------------------------------
+
+    def _drop_held(self) -> None:
+        """Forget the bytes held for the member (none will be read)."""
+        self._chunks.clear()
+        self._offset = 0
+        self._held = 0
 
     def _resume(self) -> None:
         if self.paused:

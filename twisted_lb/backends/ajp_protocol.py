@@ -318,6 +318,12 @@ class AJPClientProtocol(Protocol):
         except AttemptFailed as e:
             self._fail(e)
 
+    def _drop_body(self) -> None:
+        """The exchange is over: forget its request body, stored or streamed."""
+        self._body = None
+        self._stream = None
+        self._stream_wants.clear()
+
     def _read_body(self, limit: int) -> bytes:
         size = min(limit, self._body_left)
         if size <= 0 or self._body is None:
@@ -378,9 +384,7 @@ class AJPClientProtocol(Protocol):
         self._out = []
         d, self._waiting = self._waiting, None
         self._sink = None
-        self._body = None
-        self._stream = None
-        self._stream_wants.clear()
+        self._drop_body()
         if abort:
             self.abort()
         if d is not None:
@@ -563,9 +567,7 @@ class AJPClientProtocol(Protocol):
         self._cancel_timer()
         sink, self._sink = self._sink, None
         d, self._waiting = self._waiting, None
-        self._body = None
-        self._stream = None
-        self._stream_wants.clear()
+        self._drop_body()
         assert sink is not None
         sink.unregister_producer()
         self.abort()
@@ -613,9 +615,7 @@ class AJPClientProtocol(Protocol):
             self.transport.resumeProducing()  # type: ignore[union-attr]
         d, self._waiting = self._waiting, None
         self._sink = None
-        self._body = None
-        self._stream = None
-        self._stream_wants.clear()
+        self._drop_body()
         self.reusable = bool(self._codec.reusable and self.connected)
         if self.reusable:
             self._codec.start_next_cycle()

@@ -248,16 +248,21 @@ class Tunnel:
         )
         return ConnectionDeny(status, _REASONS.get(status, "Bad Gateway"))
 
+    def _scanner(self, upstream: MemberSide, *, masked: bool) -> FrameScanner:
+        """A frame scanner for one direction, with the extensions the member agreed to."""
+        return FrameScanner(
+            masked=masked, rsv=rsv_rules(upstream.answer.extension_names),
+            max_message_size=self.bridge.max_message_size,
+        )
+
     def member_opened(self, upstream: MemberSide) -> None:
         """
         The member accepted: its frames are read by a relay from now on,
         kept until the client has its 101.
         """
-        scanner = FrameScanner(
-            masked=False, rsv=rsv_rules(upstream.answer.extension_names),
-            max_message_size=self.bridge.max_message_size,
+        self._down = upstream.relay = Relay(
+            self, upstream, None, self._scanner(upstream, masked=False), wait=True
         )
-        self._down = upstream.relay = Relay(self, upstream, None, scanner, wait=True)
         early = autobahn_take_received(upstream)
         if early:
             self._down.data_received(early)
@@ -267,11 +272,7 @@ class Tunnel:
         client, upstream = self.client, self.upstream
         assert client is not None and upstream is not None
         self._client_open = True
-        scanner = FrameScanner(
-            masked=True, rsv=rsv_rules(upstream.answer.extension_names),
-            max_message_size=self.bridge.max_message_size,
-        )
-        self._up = client.relay = Relay(self, client, upstream, scanner)
+        self._up = client.relay = Relay(self, client, upstream, self._scanner(upstream, masked=True))
         early = autobahn_take_received(client)
         to_client: Any = client.transport
         to_member: Any = upstream.transport

@@ -92,6 +92,8 @@ class FrameScanner:
         "_held",
         "_in_message",
         "_size",
+        "_small_header",
+        "_small_max",
     )
 
     def __init__(
@@ -115,6 +117,10 @@ class FrameScanner:
         self._held = b""  # the start of a frame header cut by the end of a read
         self._in_message = False
         self._size = 0
+        # The fast path's frame: a whole text or binary message with a
+        # one-byte length (and a mask key, from a client) within the limit.
+        self._small_header = 6 if masked else 2
+        self._small_max = min(125, max_message_size) if max_message_size else 125
 
     @property
     def mid_frame(self) -> bool:
@@ -144,8 +150,8 @@ class FrameScanner:
         # The common frame, a whole small text or binary message, masked as
         # it must be, is checked in one test; anything else takes the rules
         # one by one below.
-        small_header = 6 if masked else 2
-        small_max = min(125, self._max) if self._max else 125
+        small_header = self._small_header
+        small_max = self._small_max
         while n - i >= 2:
             b0 = data[i]
             b1 = data[i + 1]
